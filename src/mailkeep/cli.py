@@ -1,0 +1,213 @@
+"""The `mailkeep` command line: archive administration from a shell.
+
+Each command is a thin projection of core/: it parses options, calls the archive, and maps
+domain errors to messages and exit codes in one table.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .core import errors
+from .core.archive import Archive, default_data_dir
+from .core.master import STATES
+
+EXIT_CODES: dict[type[errors.MailkeepError], int] = {
+    errors.InvalidArgument: 2,
+    errors.NotFound: 3,
+    errors.Conflict: 4,
+    errors.StoreUnavailable: 5,
+    errors.CorruptData: 6,
+    errors.KeyMissing: 7,
+}
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def domain_errors(fn: F) -> F:
+    """Map domain errors to a message on stderr and the exit code of their class."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except errors.MailkeepError as exc:
+            err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+            code = next((c for cls, c in EXIT_CODES.items() if isinstance(exc, cls)), 1)
+            sys.exit(code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def archive_of(ctx: click.Context) -> Iterator[Archive]:
+    archive = Archive(ctx.obj["data"])
+    try:
+        yield archive
+    finally:
+        archive.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data", type=click.Path(path_type=Path), envvar="MAILKEEP_DATA",
+              default=None, help="Data directory (default ./mailkeep-data, or $MAILKEEP_DATA).")
+@click.version_option(__version__, prog_name="mailkeep")
+@click.pass_context
+def main(ctx: click.Context, data: Path | None) -> None:
+    """mailkeep: a self-hosted email archive."""
+    ctx.ensure_object(dict)
+    ctx.obj["data"] = data or default_data_dir()
+
+
+# -- serve -----------------------------------------------------------------------------------
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8463, show_default=True, type=int)
+@click.pass_context
+@domain_errors
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Run the archive server on the data directory."""
+    with archive_of(ctx) as archive:
+        rec, store = archive.current_store()
+        entries, blobs, size = store.catalog.counts()
+        out.print(f"mailkeep {__version__}: data directory {archive.data_dir}")
+        out.print(f"current store {rec.name!r} (id {rec.id}): {entries} messages, "
+                  f"{human(size)}; {len(archive.stores())} store(s) attached")
+        out.print("The administration API is not part of this version yet; "
+                  "holding the data directory until interrupted (Ctrl-C).")
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        while not stop.wait(1.0):
+            pass
+        out.print("stopped")
+
+
+# -- stores ----------------------------------------------------------------------------------
+@main.group()
+def store() -> None:
+    """Create, attach, detach and change archive stores."""
+
+
+def _store_dict(archive: Archive, rec: Any, with_size: bool = True) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": rec.id, "name": rec.name, "path": str(rec.path),
+                         "state": rec.state}
+    if with_size and rec.state != "disabled":
+        try:
+            s = archive.open_store(rec)
+            entries, blobs, size = s.catalog.counts()
+            d.update(messages=entries, distinctMessages=blobs, rawBytes=size,
+                     diskBytes=sum(s.disk_usage().values()), encrypted=s.encrypted)
+        except errors.MailkeepError as exc:
+            d["error"] = exc.message
+    return d
+
+
+@store.command("create")
+@click.argument("name")
+@click.option("--path", type=click.Path(path_type=Path), help="Where the store lives "
+              "(default <data>/stores/NAME).")
+@click.option("--encrypt", is_flag=True, help="Encrypt messages at rest (AES-256-GCM).")
+@click.pass_context
+@domain_errors
+def store_create(ctx: click.Context, name: str, path: Path | None, encrypt: bool) -> None:
+    """Create a new store (the first one becomes current)."""
+    with archive_of(ctx) as archive:
+        rec = archive.create_store(name, path, encrypt)
+        out.print(f"created store {rec.name!r} (id {rec.id}, {rec.state}) at {rec.path}"
+                  + (", encrypted" if encrypt else ""))
+
+
+@store.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@domain_errors
+def store_list(ctx: click.Context, as_json: bool) -> None:
+    """List attached stores."""
+    with archive_of(ctx) as archive:
+        rows = [_store_dict(archive, r) for r in archive.stores()]
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        table = Table("id", "name", "state", "messages", "size", "on disk", "path")
+        for r in rows:
+            table.add_row(str(r["id"]), r["name"] + (" (encrypted)" if r.get("encrypted") else ""),
+                          r["state"], str(r.get("messages", r.get("error", "-"))),
+                          human(r["rawBytes"]) if "rawBytes" in r else "-",
+                          human(r["diskBytes"]) if "diskBytes" in r else "-", r["path"])
+        out.print(table)
+
+
+@store.command("attach")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", help="Attach under another name.")
+@click.pass_context
+@domain_errors
+def store_attach(ctx: click.Context, path: Path, name: str | None) -> None:
+    """Attach an existing store directory."""
+    with archive_of(ctx) as archive:
+        rec = archive.attach_store(path, name)
+        d = _store_dict(archive, rec)
+        out.print(f"attached store {rec.name!r} (id {rec.id}, {rec.state}): "
+                  f"{d.get('messages', 0)} messages")
+
+
+@store.command("detach")
+@click.argument("store_ref", metavar="NAME|ID")
+@click.pass_context
+@domain_errors
+def store_detach(ctx: click.Context, store_ref: str) -> None:
+    """Detach a store; its directory stays as it is."""
+    with archive_of(ctx) as archive:
+        rec = archive.detach_store(store_ref)
+        out.print(f"detached store {rec.name!r}; its files remain at {rec.path}")
+
+
+@store.command("rename")
+@click.argument("store_ref", metavar="NAME|ID")
+@click.argument("new_name")
+@click.pass_context
+@domain_errors
+def store_rename(ctx: click.Context, store_ref: str, new_name: str) -> None:
+    """Rename a store."""
+    with archive_of(ctx) as archive:
+        rec = archive.rename_store(store_ref, new_name)
+        out.print(f"store {rec.id} is now named {rec.name!r}")
+
+
+@store.command("state")
+@click.argument("store_ref", metavar="NAME|ID")
+@click.argument("state", type=click.Choice(STATES))
+@click.pass_context
+@domain_errors
+def store_state(ctx: click.Context, store_ref: str, state: str) -> None:
+    """Set a store's state; making one current demotes the previous current store."""
+    with archive_of(ctx) as archive:
+        rec = archive.set_store_state(store_ref, state)
+        out.print(f"store {rec.name!r} (id {rec.id}) is now {rec.state}")
+
+
+from . import cli_mail  # noqa: E402,F401  (registers the mail commands on `main`)

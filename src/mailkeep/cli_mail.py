@@ -1,0 +1,254 @@
+"""CLI commands about messages: import, export, search, folders, show, verify, recover."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.tree import Tree
+
+from .cli import archive_of, domain_errors, err, human, main, out
+from .core.export import export as run_export
+from .core.ingest import Importer, ImportStats, Outcome
+from .core.parse import describe
+from .core.verify import recover as run_recover
+from .core.verify import verify as run_verify
+
+
+def _when(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+@main.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--folder", default="", help="Base folder for the imported mail.")
+@click.option("--user", default="admin", show_default=True, help="Archive user who owns it.")
+@click.option("--jsonl", is_flag=True, help="Print one JSON line per message once it is "
+              "durable, and the summary as the last line.")
+@click.option("--workers", type=int, default=None, help="Parser processes (default: cores).")
+@click.pass_context
+@domain_errors
+def import_(ctx: click.Context, paths: tuple[Path, ...], folder: str, user: str, jsonl: bool,
+            workers: int | None) -> None:
+    """Import .eml files, directories, mbox files (also .gz) and Maildirs."""
+    progress: Progress | None = None
+    task = None
+    if not jsonl and err.is_terminal:
+        progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                            TimeElapsedColumn(), console=err, transient=True)
+        task = progress.add_task("importing")
+        progress.start()
+
+    def on_outcome(o: Outcome) -> None:
+        if jsonl:
+            rec: dict[str, Any] = {"status": o.status, "origin": o.origin}
+            if o.message_id:
+                rec["id"] = o.message_id
+            if o.reason:
+                rec["reason"] = o.reason
+            if o.warnings:
+                rec["warnings"] = o.warnings
+            sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        elif o.status in ("failed", "skipped"):
+            err.print(f"[yellow]{o.status}:[/yellow] {o.origin}: {o.reason}", highlight=False)
+
+    def on_progress(s: ImportStats) -> None:
+        if progress is not None and task is not None:
+            progress.update(task, description=(
+                f"{s.archived} archived, {s.duplicates} duplicates, {s.failed} failed, "
+                f"{human(s.bytes)} read, {s.messages_per_second:.0f} msg/s"))
+
+    try:
+        with archive_of(ctx) as archive:
+            importer = Importer(archive, owner=user, base_folder=folder, on_outcome=on_outcome,
+                                on_progress=on_progress, workers=workers)
+            stats = importer.run(paths)
+    finally:
+        if progress is not None:
+            progress.stop()
+    if jsonl:
+        click.echo(json.dumps({"summary": stats.as_dict()}))
+    else:
+        out.print(f"{stats.archived} archived, {stats.duplicates} duplicates, "
+                  f"{stats.failed} failed, {stats.skipped} skipped, "
+                  f"{stats.warnings} with warnings; "
+                  f"{human(stats.bytes)} in {stats.seconds:.1f} s "
+                  f"({stats.messages_per_second:.0f} messages/s, "
+                  f"{human(stats.bytes_per_second)}/s)", highlight=False)
+    if stats.failed:
+        sys.exit(1)
+
+
+@main.command("export")
+@click.option("--to", "destination", required=True, type=click.Path(path_type=Path),
+              help="A directory (one .eml per message) or a FILE.mbox.")
+@click.option("--folder", help="Only this folder (and its subfolders).")
+@click.option("--user", help="Only this user's archive.")
+@click.option("--query", default="", help="Only messages matching this search.")
+@click.pass_context
+@domain_errors
+def export_(ctx: click.Context, destination: Path, folder: str | None, user: str | None,
+            query: str) -> None:
+    """Write messages back out, byte for byte."""
+    start = time.monotonic()
+    with archive_of(ctx) as archive:
+        stats = run_export(archive, destination, query, folder, user)
+    out.print(f"exported {stats.messages} messages ({human(stats.bytes)}) to {destination} "
+              f"in {time.monotonic() - start:.1f} s", highlight=False)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(0, 10000))
+@click.option("--offset", default=0, type=click.IntRange(0))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@domain_errors
+def search(ctx: click.Context, query: str, limit: int, offset: int, as_json: bool) -> None:
+    """Full-text search, newest first.
+
+    Words and "phrases"; from: to: cc: subject: body: attachment: folder: user:
+    has:attachment after:DATE before:DATE on:DATE; OR between terms; -term excludes.
+    """
+    start = time.perf_counter()
+    with archive_of(ctx) as archive:
+        res = archive.search(query, limit, offset)
+    ms = (time.perf_counter() - start) * 1000
+    if as_json:
+        click.echo(json.dumps({"total": res.total, "offset": offset, "messages": [
+            {"id": h.message_id, "date": datetime.fromtimestamp(h.hit.date, UTC).isoformat(),
+             "from": h.hit.sender, "to": h.hit.recipients, "subject": h.hit.subject,
+             "user": h.hit.owner, "folder": h.hit.folder, "size": h.hit.size,
+             "hasAttachment": h.hit.has_attachment} for h in res.hits]},
+            ensure_ascii=False, indent=2))
+        return
+    table = Table("id", "date", "from", "subject", "folder", box=None)
+    for h in res.hits:
+        table.add_row(h.message_id, _when(h.hit.date), h.hit.sender[:40], h.hit.subject[:80],
+                      f"{h.hit.owner}/{h.hit.folder}")
+    out.print(table)
+    out.print(f"{res.total} messages match ({ms:.0f} ms)", highlight=False)
+
+
+@main.command()
+@click.option("--user", help="Only this user's archive.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@domain_errors
+def folders(ctx: click.Context, user: str | None, as_json: bool) -> None:
+    """The folder tree with message counts and sizes."""
+    with archive_of(ctx) as archive:
+        rows = archive.folders(user)
+    if as_json:
+        click.echo(json.dumps([{"user": o, "folder": p, "messages": n, "bytes": b}
+                               for o, p, n, b in rows], ensure_ascii=False, indent=2))
+        return
+    trees: dict[str, Tree] = {}
+    nodes: dict[tuple[str, str], Tree] = {}
+    for owner, path, n, b in rows:
+        root = trees.setdefault(owner, Tree(f"[bold]{owner}[/bold]"))
+        parent, prefix = root, ""
+        for part in [p for p in path.split("/") if p] or [""]:
+            prefix = f"{prefix}/{part}" if prefix else part
+            node = nodes.get((owner, prefix))
+            if node is None:
+                node = parent.add(part or "(root)")
+                nodes[(owner, prefix)] = node
+            parent = node
+        parent.label = f"{path.rsplit('/', 1)[-1] or '(root)'}  {n} messages, {human(b)}"
+    for t in trees.values():
+        out.print(t)
+
+
+@main.command()
+@click.argument("message_id", metavar="ID")
+@click.option("--raw", is_flag=True, help="Print the exact bytes as archived.")
+@click.pass_context
+@domain_errors
+def show(ctx: click.Context, message_id: str, raw: bool) -> None:
+    """Show one message (ID is <storeId>:<number>)."""
+    with archive_of(ctx) as archive:
+        rec, store, number = archive.message(message_id)
+        if raw:
+            for chunk in store.read_chunks(number):
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return
+        hit = store.catalog.entry(number)
+        flags, _ = store.catalog.entry_flags(number)
+        head = store.read(number)
+    view = describe(head)
+    assert hit is not None
+    out.print(f"[bold]{message_id}[/bold]  {hit.owner}/{hit.folder}  {human(hit.size)}"
+              + (f"  flags: {', '.join(flags)}" if flags else ""), highlight=False)
+    for name, value in view.headers:
+        out.print(f"[bold]{name}:[/bold] {value}", highlight=False)
+    out.print()
+    out.print(view.text, highlight=False, markup=False)
+    if view.attachments:
+        out.print()
+        out.print("[bold]Attachments:[/bold]")
+        for fname, ctype, size in view.attachments:
+            out.print(f"  {fname or '(no name)'}  {ctype}  {human(size)}", highlight=False)
+
+
+@main.command()
+@click.argument("store_ref", metavar="[STORE]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@domain_errors
+def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
+    """Re-read every record and check catalog and index against the segments."""
+    failed = False
+    report: list[dict[str, Any]] = []
+    with archive_of(ctx) as archive:
+        recs = [archive.find_store(store_ref)] if store_ref else [
+            r for r in archive.stores() if r.state != "disabled"]
+        for rec in recs:
+            store = archive.open_store(rec, write=True, check_state=False)
+            res = run_verify(store)
+            failed |= not res.ok
+            problems = [{"id": f"{rec.id}:{p.message}" if p.message else None, "problem": p.text}
+                        for p in res.problems]
+            report.append({"store": rec.id, "name": rec.name, "messages": res.messages,
+                           "records": res.records, "ok": res.ok, "problems": problems,
+                           "repairedOnOpen": store.recovered_on_open})
+            if not as_json:
+                for line in store.recovered_on_open:
+                    out.print(f"store {rec.name!r}: on open: {line}", highlight=False)
+                status = "[green]ok[/green]" if res.ok else f"[red]{len(problems)} problems[/red]"
+                out.print(f"store {rec.name!r} (id {rec.id}): {res.messages} messages, "
+                          f"{res.records} records: {status}")
+                for p in problems:
+                    out.print(f"  {p['id'] or '-'}: {p['problem']}", highlight=False)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("store_ref", metavar="STORE")
+@click.pass_context
+@domain_errors
+def recover(ctx: click.Context, store_ref: str) -> None:
+    """Rebuild a store's catalog and full-text index from its segments."""
+    with archive_of(ctx) as archive:
+        rec = archive.find_store(store_ref)
+        store = archive.open_store(rec, write=True, check_state=False)
+        store.require_writable()
+        res = run_recover(store)
+        archive.master.audit(archive.actor, "store.recover", id=rec.id,
+                             messages=res.messages, problems=len(res.problems))
+    for p in res.problems:
+        out.print(f"  {p}", highlight=False)
+    out.print(f"store {rec.name!r}: catalog rebuilt with {res.messages} messages from "
+              f"{res.records} records, {len(res.problems)} problems", highlight=False)

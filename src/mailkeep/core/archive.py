@@ -1,0 +1,239 @@
+"""The archive of one data directory: its master database, its stores, and search across them.
+
+This is the object every transport (CLI, API, jobs) talks to; it knows nothing of them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .catalog import Hit
+from .crypto import load_master_key
+from .errors import Conflict, InvalidArgument, NotFound, StoreUnavailable
+from .master import STATES, Master, StoreRecord
+from .query import compile_query
+from .store import Store, read_manifest
+
+DEFAULT_STORE = "Default"
+NAME_RE = re.compile(r"^[^/\\\x00-\x1f]{1,100}$")
+
+
+@dataclass
+class StoreHit:
+    store_id: int
+    hit: Hit
+
+    @property
+    def message_id(self) -> str:
+        return f"{self.store_id}:{self.hit.number}"
+
+
+@dataclass
+class SearchResult:
+    total: int
+    hits: list[StoreHit]
+
+
+def parse_message_id(value: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+):(\d+)", value.strip())
+    if not m:
+        raise InvalidArgument(f"message id {value!r} is not of the form <storeId>:<number>")
+    return int(m.group(1)), int(m.group(2))
+
+
+def actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+class Archive:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "conf").mkdir(exist_ok=True)
+        self.master = Master(self.data_dir / "mailkeep.db")
+        self._open: dict[tuple[int, bool], Store] = {}
+        self.actor = actor()
+
+    def close(self) -> None:
+        for s in self._open.values():
+            s.close()
+        self._open.clear()
+        self.master.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def master_key(self, create: bool = False) -> bytes | None:
+        return load_master_key(self.data_dir, create)
+
+    # -- the registry ---------------------------------------------------------------------
+    def stores(self) -> list[StoreRecord]:
+        return self.master.stores()
+
+    def find_store(self, ref: str | int) -> StoreRecord:
+        ref_s = str(ref)
+        for rec in self.stores():
+            if str(rec.id) == ref_s or rec.name == ref_s:
+                return rec
+        raise NotFound(f"no store {ref_s!r} (see `mailkeep store list`)")
+
+    def _check_name(self, name: str) -> None:
+        if not NAME_RE.match(name) or name.strip() != name:
+            raise InvalidArgument(f"store name {name!r} is not allowed (1-100 characters, "
+                                  "no slashes or control characters, no surrounding spaces)")
+        if any(r.name == name for r in self.stores()):
+            raise Conflict(f"a store named {name!r} already exists")
+
+    def create_store(self, name: str, path: Path | None = None, encrypt: bool = False
+                     ) -> StoreRecord:
+        self._check_name(name)
+        target = (path or self.data_dir / "stores" / name).resolve()
+        key = self.master_key(create=True) if encrypt else None
+        store = Store.create(target, name, key, encrypt)
+        store.close()
+        state = "normal" if any(r.state == "current" for r in self.stores()) else "current"
+        rec = self.master.add_store(store.id, name, target, state)
+        self.master.audit(self.actor, "store.create", id=rec.id, name=name, path=str(target),
+                          encrypted=encrypt)
+        return rec
+
+    def attach_store(self, path: Path, name: str | None = None) -> StoreRecord:
+        target = path.resolve()
+        manifest = read_manifest(target)
+        if any(r.uuid == manifest["id"] for r in self.stores()):
+            raise Conflict(f"the store at {target} is already attached")
+        name = name or str(manifest["name"])
+        self._check_name(name)
+        state = "normal" if any(r.state == "current" for r in self.stores()) else "current"
+        rec = self.master.add_store(str(manifest["id"]), name, target, state)
+        if name != manifest["name"]:
+            self._rename_manifest(rec, name)
+        self.master.audit(self.actor, "store.attach", id=rec.id, name=name, path=str(target))
+        return rec
+
+    def detach_store(self, ref: str | int) -> StoreRecord:
+        rec = self.find_store(ref)
+        if rec.state == "current" and len(self.stores()) > 1:
+            raise Conflict(f"store {rec.name!r} is the current store: make another store "
+                           "current before detaching it")
+        self._close_store(rec.id)
+        self.master.remove_store(rec.id)
+        self.master.audit(self.actor, "store.detach", id=rec.id, name=rec.name,
+                          path=str(rec.path))
+        return rec
+
+    def rename_store(self, ref: str | int, name: str) -> StoreRecord:
+        rec = self.find_store(ref)
+        if name == rec.name:
+            return rec
+        self._check_name(name)
+        self._rename_manifest(rec, name)
+        self.master.rename_store(rec.id, name)
+        self.master.audit(self.actor, "store.rename", id=rec.id, old=rec.name, new=name)
+        return self.find_store(rec.id)
+
+    def _rename_manifest(self, rec: StoreRecord, name: str) -> None:
+        store = self.open_store(rec, write=True, check_state=False)
+        store.require_writable()
+        store.rename(name)
+
+    def set_store_state(self, ref: str | int, state: str) -> StoreRecord:
+        if state not in STATES:
+            raise InvalidArgument(f"store state must be one of {', '.join(STATES)}")
+        rec = self.find_store(ref)
+        if rec.state == "current" and state != "current":
+            raise Conflict(f"store {rec.name!r} is the current store: make another store "
+                           "current instead (exactly one store is current)")
+        self.master.set_state(rec.id, state)
+        self.master.audit(self.actor, "store.state", id=rec.id, old=rec.state, new=state)
+        if state == "disabled":
+            self._close_store(rec.id)
+        return self.find_store(rec.id)
+
+    # -- opening --------------------------------------------------------------------------
+    def open_store(self, rec: StoreRecord, write: bool = False, check_state: bool = True
+                   ) -> Store:
+        if check_state and rec.state == "disabled":
+            raise StoreUnavailable(f"store {rec.name!r} is disabled")
+        store = self._open.get((rec.id, write))
+        if store is None:
+            if not (rec.path / "store.json").exists():
+                raise StoreUnavailable(f"store {rec.name!r} is not found at {rec.path}")
+            store = Store.open(rec.path, self.master_key(), write=write)
+            self._open[(rec.id, write)] = store
+        return store
+
+    def _close_store(self, store_id: int) -> None:
+        for key in [k for k in self._open if k[0] == store_id]:
+            self._open.pop(key).close()
+
+    def current_store(self) -> tuple[StoreRecord, Store]:
+        """The store new mail goes to, opened for writing (created on first use)."""
+        recs = self.stores()
+        if not recs:
+            self.create_store(DEFAULT_STORE)
+            recs = self.stores()
+        cur = [r for r in recs if r.state == "current"]
+        if not cur:
+            raise StoreUnavailable("no store is current: `mailkeep store state ID current`")
+        store = self.open_store(cur[0], write=True)
+        store.require_writable()
+        return cur[0], store
+
+    def readable_stores(self) -> list[tuple[StoreRecord, Store]]:
+        out = []
+        for rec in self.stores():
+            if rec.state == "disabled":
+                continue
+            out.append((rec, self.open_store(rec)))
+        return out
+
+    # -- reading --------------------------------------------------------------------------
+    def search(self, query: str, limit: int = 20, offset: int = 0) -> SearchResult:
+        if limit < 0 or offset < 0:
+            raise InvalidArgument("limit and offset must not be negative")
+        q = compile_query(query)
+        total, hits = 0, list[StoreHit]()
+        for rec, store in self.readable_stores():
+            t, h = store.catalog.search(q, limit + offset)
+            total += t
+            hits.extend(StoreHit(rec.id, x) for x in h)
+        hits.sort(key=lambda s: (s.hit.date, s.store_id, s.hit.number), reverse=True)
+        return SearchResult(total, hits[offset: offset + limit])
+
+    def iter_messages(self, query: str = "") -> list[tuple[StoreRecord, Store, list[int]]]:
+        q = compile_query(query)
+        return [(rec, store, list(store.catalog.iter_numbers(q)))
+                for rec, store in self.readable_stores()]
+
+    def message(self, message_id: str) -> tuple[StoreRecord, Store, int]:
+        store_id, number = parse_message_id(message_id)
+        rec = self.find_store(store_id)
+        store = self.open_store(rec)
+        if store.catalog.entry(number) is None:
+            raise NotFound(f"message {message_id} does not exist")
+        return rec, store, number
+
+    def folders(self, owner: str | None = None) -> list[tuple[str, str, int, int]]:
+        """(owner, path, messages, bytes) summed over the readable stores."""
+        acc: dict[tuple[str, str], list[int]] = {}
+        for _rec, store in self.readable_stores():
+            for o, p, n, b in store.catalog.folders(owner):
+                cur = acc.setdefault((o, p), [0, 0])
+                cur[0] += n
+                cur[1] += b
+        return [(o, p, v[0], v[1]) for (o, p), v in sorted(acc.items())]
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("MAILKEEP_DATA", "./mailkeep-data"))

@@ -1,0 +1,328 @@
+"""A store's catalog: messages, folders, entries and the full-text index, in one SQLite file.
+
+Everything here is derived from the store's segments and can be rebuilt from them. The one
+writer applies records in batches (`BEGIN IMMEDIATE`); readers open their own connections.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .text import cjk_segment
+
+if TYPE_CHECKING:
+    from .query import Query
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dictionaries (id INTEGER PRIMARY KEY, data BLOB NOT NULL,
+    segment INTEGER NOT NULL, offset INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (
+    id INTEGER PRIMARY KEY,
+    content_id BLOB NOT NULL UNIQUE,
+    segment INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
+    raw_size INTEGER NOT NULL,
+    date INTEGER NOT NULL,
+    subject TEXT NOT NULL, sender TEXT NOT NULL, recipients TEXT NOT NULL,
+    message_id TEXT,
+    has_attachment INTEGER NOT NULL,
+    warnings TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blobs_attached ON blobs(id) WHERE has_attachment = 1;
+CREATE TABLE IF NOT EXISTS folders (
+    id INTEGER PRIMARY KEY, owner TEXT NOT NULL, path TEXT NOT NULL, UNIQUE (owner, path));
+CREATE TABLE IF NOT EXISTS entries (
+    key INTEGER PRIMARY KEY,  -- sort key (date, then number); also the entry's FTS rowid
+    number INTEGER NOT NULL UNIQUE,
+    blob_id INTEGER NOT NULL REFERENCES blobs(id),
+    folder_id INTEGER NOT NULL REFERENCES folders(id),
+    flags TEXT NOT NULL, internal_date INTEGER, archived_at INTEGER NOT NULL,
+    segment INTEGER NOT NULL, offset INTEGER NOT NULL,
+    UNIQUE (blob_id, folder_id));
+CREATE INDEX IF NOT EXISTS entries_folder ON entries(folder_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
+    subject, sender, recipients, body, attachments,
+    content='', tokenize='unicode61 remove_diacritics 2');
+"""
+
+SHORT = 512  # display strings kept in the catalog; the full text is in the index
+KEY_SHIFT = 20  # entry key = date seconds << KEY_SHIFT | low bits of the message number
+MAX_DATE = (1 << 36) - 1
+
+
+def sort_key(date: int, number: int) -> int:
+    """Entries sort newest first by this key, which is also their FTS rowid, so that the
+    index itself yields matches in date order and a date range is a rowid range."""
+    return (min(max(date, 0), MAX_DATE) << KEY_SHIFT) | (number & ((1 << KEY_SHIFT) - 1))
+
+
+def key_of_day(epoch: int) -> int:
+    return min(max(epoch, 0), MAX_DATE) << KEY_SHIFT
+
+
+@dataclass
+class BlobInfo:
+    date: int
+    subject: str
+    sender: str
+    recipients: str
+    message_id: str | None
+    has_attachment: bool
+    warnings: str
+    index: tuple[str, str, str, str, str]  # subject, sender, recipients, body, attachments
+
+
+def index_columns(subject: str, sender: str, recipients: str, body: str, attachments: str
+                  ) -> tuple[str, str, str, str, str]:
+    return (cjk_segment(subject), cjk_segment(sender), cjk_segment(recipients),
+            cjk_segment(body), cjk_segment(attachments))
+
+
+@dataclass
+class Hit:
+    number: int
+    date: int
+    subject: str
+    sender: str
+    recipients: str
+    owner: str
+    folder: str
+    size: int
+    has_attachment: bool
+
+
+HIT_COLUMNS = ("e.number, e.key >> 20, b.subject, b.sender, b.recipients, f.owner, f.path, "
+               "b.raw_size, b.has_attachment")
+HIT_JOINS = "JOIN blobs b ON b.id = e.blob_id JOIN folders f ON f.id = e.folder_id"
+HIT_FROM = f"entries e {HIT_JOINS}"
+
+
+def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                               check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # Durability comes from the segments: a commit lost in a power cut leaves the
+        # catalog behind the segment, and opening the store re-applies the tail.
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA cache_size=-32000")
+    return conn
+
+
+class Catalog:
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        self.path = path
+        self.conn = connect(path, readonly)
+        if not readonly:
+            self.conn.executescript(SCHEMA)
+        self._folders: dict[tuple[str, str], int] = {}
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- meta ---------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: object) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+
+    def applied(self) -> tuple[int, int]:
+        seg = int(self.get_meta("applied_segment", "1") or 1)
+        off = int(self.get_meta("applied_offset", "0") or 0)
+        return seg, off
+
+    def set_applied(self, segment: int, offset: int) -> None:
+        self.set_meta("applied_segment", segment)
+        self.set_meta("applied_offset", offset)
+
+    def next_number(self) -> int:
+        return int(self.get_meta("next_number", "1") or 1)
+
+    # -- writes (inside a transaction held by the writer) -------------------------------
+    def begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def add_dictionary(self, dict_id: int, data: bytes, segment: int, offset: int) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO dictionaries VALUES (?, ?, ?, ?)",
+                          (dict_id, data, segment, offset))
+
+    def dictionaries(self) -> dict[int, bytes]:
+        return {i: bytes(d) for i, d in self.conn.execute("SELECT id, data FROM dictionaries")}
+
+    def add_blob(self, content_id: bytes, segment: int, offset: int, length: int,
+                 raw_size: int, info: BlobInfo) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO blobs (content_id, segment, offset, length, raw_size, date, subject,"
+            " sender, recipients, message_id, has_attachment, warnings)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (content_id, segment, offset, length, raw_size, info.date, info.subject[:SHORT],
+             info.sender[:SHORT], info.recipients[:SHORT], info.message_id,
+             int(info.has_attachment), info.warnings))
+        blob_id = cur.lastrowid
+        assert blob_id is not None
+        return blob_id
+
+    def folder_id(self, owner: str, path: str) -> int:
+        key = (owner, path)
+        fid = self._folders.get(key)
+        if fid is None:
+            row = self.conn.execute("SELECT id FROM folders WHERE owner = ? AND path = ?",
+                                    key).fetchone()
+            if row is None:
+                cur = self.conn.execute("INSERT INTO folders (owner, path) VALUES (?, ?)", key)
+                fid = cur.lastrowid
+                assert fid is not None
+            else:
+                fid = row[0]
+            self._folders[key] = fid
+        return fid
+
+    def forget_cached_folders(self) -> None:
+        self._folders.clear()
+
+    def add_entry(self, number: int, blob_id: int, folder_id: int, flags: Sequence[str],
+                  internal_date: int | None, archived_at: int, segment: int, offset: int,
+                  date: int, index: tuple[str, str, str, str, str]) -> None:
+        key = sort_key(date, number)
+        while self.conn.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone():
+            key += 1  # same second and same low bits: rare, and order within a second is free
+        self.conn.execute(
+            "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?)",
+            (key, number, blob_id, folder_id, ",".join(flags), internal_date, archived_at,
+             segment, offset))
+        self.conn.execute("INSERT INTO fts (rowid, subject, sender, recipients, body, attachments)"
+                          " VALUES (?,?,?,?,?,?)", (key, *index))
+        if number >= self.next_number():
+            self.set_meta("next_number", number + 1)
+
+    def delete_entry(self, number: int, index: tuple[str, str, str, str, str]) -> None:
+        """Drop an entry; a contentless index needs the indexed values to forget them."""
+        row = self.conn.execute("SELECT key FROM entries WHERE number = ?", (number,)).fetchone()
+        if row is None:
+            return
+        self.conn.execute("DELETE FROM entries WHERE key = ?", (row[0],))
+        self.conn.execute("INSERT INTO fts (fts, rowid, subject, sender, recipients, body,"
+                          " attachments) VALUES ('delete', ?,?,?,?,?,?)", (row[0], *index))
+
+    def blob_date(self, blob_id: int) -> int:
+        return int(self.conn.execute("SELECT date FROM blobs WHERE id = ?", (blob_id,)
+                                     ).fetchone()[0])
+
+    # -- reads ----------------------------------------------------------------------------
+    def find_blob(self, content_id: bytes) -> int | None:
+        row = self.conn.execute("SELECT id FROM blobs WHERE content_id = ?",
+                                (content_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def has_entry(self, blob_id: int, folder_id: int) -> bool:
+        return self.conn.execute("SELECT 1 FROM entries WHERE blob_id = ? AND folder_id = ?",
+                                 (blob_id, folder_id)).fetchone() is not None
+
+    def find_folder(self, owner: str, path: str) -> int | None:
+        row = self.conn.execute("SELECT id FROM folders WHERE owner = ? AND path = ?",
+                                (owner, path)).fetchone()
+        return None if row is None else int(row[0])
+
+    def entry_location(self, number: int) -> tuple[int, int, int, int, int | None] | None:
+        """(blob segment, offset, length, raw size, blob id) of a message number."""
+        row = self.conn.execute(
+            "SELECT b.segment, b.offset, b.length, b.raw_size, b.id FROM entries e"
+            " JOIN blobs b ON b.id = e.blob_id WHERE e.number = ?", (number,)).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+
+    def entry(self, number: int) -> Hit | None:
+        row = self.conn.execute(f"SELECT {HIT_COLUMNS} FROM {HIT_FROM} WHERE e.number = ?",
+                                (number,)).fetchone()
+        return None if row is None else _hit(row)
+
+    def entry_flags(self, number: int) -> tuple[list[str], int | None]:
+        row = self.conn.execute("SELECT flags, internal_date FROM entries WHERE number = ?",
+                                (number,)).fetchone()
+        if row is None:
+            return [], None
+        return [f for f in row[0].split(",") if f], row[1]
+
+    def _plan(self, q: Query, index_only: bool = False) -> tuple[str, list[Any], str]:
+        """FROM ... WHERE ... over entries e (and fts) for a compiled query, and the column
+        that orders it newest first. With only words and dates (index_only) the index counts
+        and orders on its own."""
+        conds: list[str] = []
+        params: list[Any] = []
+        if index_only:
+            src, col = "fts", "rowid"
+            conds.append("fts MATCH ?")
+            params.append(q.match)
+        elif q.match is not None:
+            src, col = "fts JOIN entries e ON e.key = fts.rowid", "fts.rowid"
+            conds.append("fts MATCH ?")
+            params.append(q.match)
+        else:
+            src, col = "entries e", "e.key"
+        if q.key_min is not None:
+            conds.append(f"{col} >= ?")
+            params.append(q.key_min)
+        if q.key_max is not None:
+            conds.append(f"{col} < ?")
+            params.append(q.key_max)
+        conds.extend(q.where)
+        params.extend(q.params)
+        for term in q.exclude:
+            conds.append("e.key NOT IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
+            params.append(term)
+        return src + (" WHERE " + " AND ".join(conds) if conds else ""), params, col
+
+    def search(self, q: Query, limit: int, offset: int = 0) -> tuple[int, list[Hit]]:
+        """Total matching entries and one page of them, newest first."""
+        src, params, col = self._plan(q, index_only=q.match is not None and not q.where
+                                      and not q.exclude)
+        total = self.conn.execute(f"SELECT count(*) FROM {src}", params).fetchone()[0]
+        rows = self.conn.execute(
+            f"SELECT {HIT_COLUMNS} FROM (SELECT {col} AS k FROM {src} ORDER BY {col} DESC"
+            f" LIMIT ? OFFSET ?) m JOIN entries e ON e.key = m.k {HIT_JOINS} ORDER BY e.key DESC",
+            (*params, limit, offset)).fetchall()
+        return int(total), [_hit(r) for r in rows]
+
+    def iter_numbers(self, q: Query) -> Iterator[int]:
+        src, params, _ = self._plan(q)
+        for (n,) in self.conn.execute(f"SELECT e.number FROM {src} ORDER BY e.number", params):
+            yield int(n)
+
+    def folders(self, owner: str | None = None) -> list[tuple[str, str, int, int]]:
+        """(owner, path, messages, bytes) for every folder with entries."""
+        sql = ("SELECT f.owner, f.path, count(e.number), coalesce(sum(b.raw_size), 0)"
+               " FROM folders f LEFT JOIN entries e ON e.folder_id = f.id"
+               " LEFT JOIN blobs b ON b.id = e.blob_id")
+        params: tuple[Any, ...] = ()
+        if owner is not None:
+            sql += " WHERE f.owner = ?"
+            params = (owner,)
+        sql += " GROUP BY f.id ORDER BY f.owner, f.path"
+        return [(r[0], r[1], int(r[2]), int(r[3])) for r in self.conn.execute(sql, params)]
+
+    def counts(self) -> tuple[int, int, int]:
+        """(entries, distinct messages, raw bytes of distinct messages)."""
+        e = self.conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+        b, s = self.conn.execute("SELECT count(*), coalesce(sum(raw_size), 0) FROM blobs"
+                                 ).fetchone()
+        return int(e), int(b), int(s)
+
+
+def _hit(row: Sequence[Any]) -> Hit:
+    return Hit(int(row[0]), int(row[1]), row[2], row[3], row[4], row[5], row[6], int(row[7]),
+               bool(row[8]))

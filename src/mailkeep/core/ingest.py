@@ -1,0 +1,323 @@
+"""The import pipeline: sources -> content ids -> parse/compress in workers -> one writer.
+
+The writer commits in batches; a message counts as archived (and is reported) only after the
+batch holding it is durable. Parsing never fails a message: only I/O errors do.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..sources.base import RawMessage, SourceProblem
+from ..sources.detect import open_source
+from . import codec
+from .archive import Archive
+from .catalog import BlobInfo
+from .packing import Packer, Prepared
+
+COMMIT_MESSAGES = 1000
+COMMIT_SECONDS = 0.5
+BATCH_MESSAGES = 64
+BATCH_BYTES = 8 << 20
+INLINE_MESSAGES = 300  # below this, starting worker processes costs more than it saves
+MAX_PROBLEMS = 1000
+
+
+@dataclass
+class Outcome:
+    status: str  # archived | duplicate | skipped | failed
+    origin: str
+    message_id: str | None = None
+    reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImportStats:
+    archived: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    skipped: int = 0
+    warnings: int = 0
+    bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def messages_per_second(self) -> float:
+        return (self.archived + self.duplicates) / max(self.seconds, 1e-9)
+
+    @property
+    def bytes_per_second(self) -> float:
+        return self.bytes / max(self.seconds, 1e-9)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"archived": self.archived, "duplicates": self.duplicates,
+                "failed": self.failed, "skipped": self.skipped, "warnings": self.warnings,
+                "bytes": self.bytes,
+                "seconds": round(self.seconds, 3),
+                "messagesPerSecond": round(self.messages_per_second, 1),
+                "bytesPerSecond": round(self.bytes_per_second)}
+
+
+def join_folder(base: str, sub: str) -> str:
+    parts = [p for p in (base.strip("/"), sub.strip("/")) if p]
+    return "/".join(parts)
+
+
+# -- workers --------------------------------------------------------------------------------
+_worker_packer: Packer | None = None
+
+
+def _init_worker(packer: Packer) -> None:
+    global _worker_packer
+    _worker_packer = packer
+
+
+def _prepare_one(packer: Packer, raw: bytes, cid: bytes, fallback: float) -> Prepared:
+    try:
+        return packer.prepare(raw, cid, fallback)
+    except Exception as exc:  # a parser bug must not lose a message: store it unindexed
+        payload = packer.codec.compress(raw)
+        if packer.sealer is not None:
+            from .packing import message_aad
+
+            payload = packer.sealer.seal(payload, message_aad(cid))
+        info = BlobInfo(int(fallback), "", "", "", None, False,
+                        f"not indexed: {type(exc).__name__}", ("", "", "", "", ""))
+        return Prepared(cid, len(raw), payload, packer.codec.dict_id,
+                        packer.sealer is not None, info)
+
+
+def _prepare_batch(items: list[tuple[bytes, bytes, float]]) -> list[Prepared]:
+    assert _worker_packer is not None
+    return [_prepare_one(_worker_packer, raw, cid, fb) for raw, cid, fb in items]
+
+
+# -- the pipeline ---------------------------------------------------------------------------
+@dataclass
+class _Item:
+    msg: RawMessage
+    folder: str
+    cid: bytes
+    prepared: Prepared | None = None  # None: the message bytes are already in the store
+
+
+class Importer:
+    """Imports paths into the archive's current store for one user."""
+
+    def __init__(self, archive: Archive, owner: str = "admin", base_folder: str = "",
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 on_progress: Callable[[ImportStats], None] | None = None,
+                 workers: int | None = None) -> None:
+        self.archive = archive
+        self.owner = owner
+        self.base_folder = base_folder.strip("/")
+        self.on_outcome = on_outcome or (lambda o: None)
+        self.on_progress = on_progress or (lambda s: None)
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self.stats = ImportStats()
+        self.store_rec, self.store = archive.current_store()
+        self.others = [s for r, s in archive.readable_stores() if r.id != self.store_rec.id]
+        self._pool: ProcessPoolExecutor | None = None
+        self._inflight: deque[tuple[list[_Item], Future[list[Prepared]] | None]] = deque()
+        self._batch: list[_Item] = []
+        self._batch_bytes = 0
+        self._uncommitted: list[Outcome] = []
+        self._pending_keys: set[tuple[bytes, str]] = set()
+        self._pending_blobs: set[bytes] = set()
+        self._last_commit = time.monotonic()
+        self._seen = 0
+
+    # public --------------------------------------------------------------------------------
+    def run(self, paths: Iterable[str | Path]) -> ImportStats:
+        try:
+            messages = self._messages(paths)
+            if not self.store.catalog.dictionaries():
+                messages = self._with_dictionary(messages)
+            for msg in messages:
+                self._take(msg)
+            self._flush_batch()
+            self._drain(0)
+            self._commit()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+            self.store.abort()  # a no-op after the last commit; drops a half batch on error
+        self.stats.finished = time.monotonic()
+        self.on_progress(self.stats)
+        return self.stats
+
+    # sources -------------------------------------------------------------------------------
+    def _messages(self, paths: Iterable[str | Path]) -> Iterator[RawMessage]:
+        for path in paths:
+            for item in open_source(path):
+                if isinstance(item, SourceProblem):
+                    if item.skipped:
+                        self.stats.skipped += 1
+                        self.on_outcome(Outcome("skipped", item.origin, reason=item.reason))
+                    else:
+                        self._fail(item.origin, item.reason)
+                    continue
+                yield item
+
+    def _with_dictionary(self, messages: Iterator[RawMessage]) -> Iterator[RawMessage]:
+        """Hold back the first messages to train the store's compression dictionary."""
+        head: list[RawMessage] = []
+        size = 0
+        for msg in messages:
+            head.append(msg)
+            if msg.data is not None:
+                size += len(msg.data)
+            if size >= codec.SAMPLE_BYTES or len(head) >= 4 * codec.MIN_SAMPLES * 5:
+                break
+        samples = [m.data for m in head if m.data is not None]
+        trained = codec.train(samples)
+        if trained is not None:
+            self.store.add_dictionary(trained)
+            self.store.commit()
+        yield from head
+        yield from messages
+
+    # per message ---------------------------------------------------------------------------
+    def _fail(self, origin: str, reason: str) -> None:
+        self.stats.failed += 1
+        if len(self.stats.problems) < MAX_PROBLEMS:
+            self.stats.problems.append((origin, reason))
+        self.on_outcome(Outcome("failed", origin, reason=reason))
+
+    def _is_duplicate_elsewhere(self, data: bytes, folder: str) -> bool:
+        for other in self.others:
+            if other.lookup(other.packer.content_id(data), self.owner, folder)[1]:
+                return True
+        return False
+
+    def _take(self, msg: RawMessage) -> None:
+        folder = join_folder(self.base_folder, msg.folder)
+        self.stats.bytes += msg.size
+        if msg.stream is not None:
+            self._take_large(msg, folder)
+            return
+        assert msg.data is not None
+        cid = self.store.packer.content_id(msg.data)
+        key = (cid, folder)
+        blob_id, filed = self.store.lookup(cid, self.owner, folder)
+        if filed or key in self._pending_keys or self._is_duplicate_elsewhere(msg.data, folder):
+            self._uncommitted.append(Outcome("duplicate", msg.origin))
+            self.stats.duplicates += 1
+            self._maybe_commit()
+            return
+        self._pending_keys.add(key)
+        item = _Item(msg, folder, cid)
+        if blob_id is not None or cid in self._pending_blobs:
+            self._flush_batch()  # keep order: the batch may hold the message's bytes
+            self._inflight.append(([item], None))  # only a new entry: nothing to prepare
+        else:
+            self._pending_blobs.add(cid)
+            self._batch.append(item)
+            self._batch_bytes += msg.size
+            if len(self._batch) >= BATCH_MESSAGES or self._batch_bytes >= BATCH_BYTES:
+                self._flush_batch()
+        self._drain(self._max_inflight())
+
+    def _take_large(self, msg: RawMessage, folder: str) -> None:
+        self._flush_batch()
+        self._drain(0)
+        assert msg.stream is not None
+        try:
+            filed = self.store.add_large_message(msg.stream, msg.size, self.owner, folder,
+                                                 msg.flags, msg.internal_date)
+        except OSError as exc:
+            self.store.abort()
+            self._fail(msg.origin, f"cannot read: {exc}")
+            return
+        finally:
+            msg.close()
+        self._record(msg, filed.number, [])
+        self._commit()
+
+    def _max_inflight(self) -> int:
+        return 2 * self.workers + 2 if self._pool is not None else 0
+
+    def _flush_batch(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        work = [(it.msg.data or b"", it.cid, it.msg.internal_date or time.time())
+                for it in batch]
+        self._seen += len(batch)
+        if self._pool is None and self._seen > INLINE_MESSAGES and self.workers > 1:
+            ctx = multiprocessing.get_context("forkserver")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx,
+                                             initializer=_init_worker,
+                                             initargs=(self.store.packer,))
+        if self._pool is None:
+            packer = self.store.packer
+            for it, (raw, cid, fb) in zip(batch, work, strict=True):
+                it.prepared = _prepare_one(packer, raw, cid, fb)
+            self._inflight.append((batch, None))
+        else:
+            self._inflight.append((batch, self._pool.submit(_prepare_batch, work)))
+
+    def _drain(self, keep: int) -> None:
+        """Write finished batches in order until at most `keep` are in flight."""
+        while len(self._inflight) > keep:
+            batch, fut = self._inflight[0]
+            if fut is not None:
+                for it, prep in zip(batch, fut.result(), strict=True):
+                    it.prepared = prep
+            self._inflight.popleft()
+            for it in batch:
+                self._write(it)
+            self._maybe_commit()
+
+    def _write(self, it: _Item) -> None:
+        msg = it.msg
+        self._pending_keys.discard((it.cid, it.folder))
+        self._pending_blobs.discard(it.cid)
+        if it.prepared is None:
+            self._record(msg, self.store.add_entry(it.cid, self.owner, it.folder, msg.flags,
+                                                   msg.internal_date), [])
+            return
+        filed = self.store.add_message(it.prepared, self.owner, it.folder, msg.flags,
+                                       msg.internal_date)
+        warnings = it.prepared.info.warnings.split("\n") if it.prepared.info.warnings else []
+        self._record(msg, filed.number, warnings)
+
+    def _record(self, msg: RawMessage, number: int | None, warnings: list[str]) -> None:
+        if number is None:
+            self.stats.duplicates += 1
+            self._uncommitted.append(Outcome("duplicate", msg.origin))
+            return
+        self._uncommitted.append(Outcome("archived", msg.origin,
+                                         f"{self.store_rec.id}:{number}", warnings=warnings))
+
+    def _maybe_commit(self) -> None:
+        if (len(self._uncommitted) >= COMMIT_MESSAGES
+                or time.monotonic() - self._last_commit >= COMMIT_SECONDS):
+            self._commit()
+
+    def _commit(self) -> None:
+        self.store.commit()
+        self._last_commit = time.monotonic()
+        for o in self._uncommitted:
+            if o.status == "archived":
+                self.stats.archived += 1
+                if o.warnings:
+                    self.stats.warnings += 1
+            self.on_outcome(o)
+        self._uncommitted.clear()
+        self.on_progress(self.stats)

@@ -1,0 +1,172 @@
+"""Search queries: words, "phrases", field filters, OR and -negation, compiled to SQL.
+
+Words and phrases go to the FTS5 index (CJK runs as bigram phrases, see text.py); folder,
+user, date and attachment filters become plain SQL conditions on the catalog.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+from .catalog import key_of_day
+from .errors import InvalidArgument
+from .text import cjk_segment, query_tokens
+
+COLUMNS = {"from": "sender", "sender": "sender", "to": "recipients", "cc": "recipients",
+           "bcc": "recipients", "subject": "subject", "body": "body", "text": "body",
+           "attachment": "attachments", "filename": "attachments"}
+SQL_FIELDS = ("folder", "user", "has", "after", "before", "on")
+TOKEN = re.compile(r'(-?)(?:(\w+):)?("(?:[^"]*)"?|\S+)')
+
+
+@dataclass
+class Query:
+    """A compiled search: what the catalog runs against entries e, blobs b, folders f."""
+
+    match: str | None = None  # FTS5 expression; None when the query has no words
+    exclude: list[str] = field(default_factory=list)  # FTS5 expressions to leave out
+    key_min: int | None = None  # entry key range [key_min, key_max): the date filters
+    key_max: int | None = None
+    where: list[str] = field(default_factory=list)  # SQL conditions on entries e only
+    params: list[object] = field(default_factory=list)
+
+    def narrow(self, lo: int | None, hi: int | None) -> None:
+        if lo is not None:
+            self.key_min = lo if self.key_min is None else max(self.key_min, lo)
+        if hi is not None:
+            self.key_max = hi if self.key_max is None else min(self.key_max, hi)
+
+
+@dataclass
+class _Parsed:
+    query: Query = field(default_factory=Query)
+    groups: list[list[str]] = field(default_factory=list)  # AND of ORs of FTS terms
+    negated: list[str] = field(default_factory=list)
+
+
+def _fts_string(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _fts_term(value: str, column: str | None) -> str | None:
+    """One FTS5 expression for a word or phrase, or None if it holds nothing searchable."""
+    phrase = value.startswith('"')
+    text = value.strip('"')
+    prefix = not phrase and text.endswith("*") and len(text) > 1
+    if prefix:
+        text = text[:-1]
+    if not re.search(r"\w", text):
+        return None
+    tokens = query_tokens(text) if not phrase else [cjk_segment(text)]
+    if len(tokens) == 1 and len(tokens[0]) == 1 and not tokens[0].isascii():
+        prefix = True  # one CJK character: the index only holds it inside bigrams
+    expr = _fts_string(" ".join(tokens))
+    if prefix:
+        expr += "*"
+    return f"{{{column}}} : {expr}" if column else expr
+
+
+def _day(value: str, end: bool) -> int:
+    m = re.fullmatch(r"(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?", value)
+    if not m:
+        raise InvalidArgument(f"date {value!r} is not YYYY, YYYY-MM or YYYY-MM-DD")
+    y, mo, d = int(m.group(1)), m.group(2), m.group(3)
+    try:
+        if d is not None:
+            start = date(y, int(mo), int(d))
+            nxt = date.fromordinal(start.toordinal() + 1)
+        elif mo is not None:
+            start = date(y, int(mo), 1)
+            nxt = date(y + int(mo) // 12, int(mo) % 12 + 1, 1)
+        else:
+            start, nxt = date(y, 1, 1), date(y + 1, 1, 1)
+    except ValueError:
+        raise InvalidArgument(f"date {value!r} does not exist") from None
+    chosen = nxt if end else start
+    return calendar.timegm(chosen.timetuple())
+
+
+def _sql_filter(q: Query, name: str, value: str, negate: bool) -> None:
+    value = value.strip('"')
+    if name == "has":
+        if value.lower() not in ("attachment", "attachments"):
+            raise InvalidArgument(f"has:{value} is not known (try has:attachment)")
+        q.where.append("e.blob_id IN (SELECT id FROM blobs WHERE has_attachment = "
+                       + ("0)" if negate else "1)"))
+        return
+    if name in ("after", "before", "on"):
+        lo, hi = key_of_day(_day(value, end=False)), key_of_day(_day(value, end=True))
+        if name == "after":
+            lo_hi: tuple[int | None, int | None] = (lo, None)  # on or after that day
+        elif name == "before":
+            lo_hi = (None, lo)
+        else:
+            lo_hi = (lo, hi)
+        if negate:
+            a, b = lo_hi
+            cond = " OR ".join(c for c in (a is not None and "e.key < ?" or "",
+                                            b is not None and "e.key >= ?" or "") if c)
+            q.where.append(f"({cond})")
+            q.params.extend(x for x in (a, b) if x is not None)
+        else:
+            q.narrow(*lo_hi)
+        return
+    if name == "folder":
+        cond = "(path = ? OR path LIKE ? ESCAPE '\\')"
+        like = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+        # Resolve folders first so that entries are found through their folder index.
+        q.where.append(f"e.folder_id {'NOT ' if negate else ''}IN "
+                       f"(SELECT id FROM folders WHERE {cond})")
+        q.params.extend([value.strip("/"), like.lstrip("/")])
+        return
+    # user
+    q.where.append(f"e.folder_id {'NOT ' if negate else ''}IN "
+                   "(SELECT id FROM folders WHERE owner = ?)")
+    q.params.append(value)
+
+
+def _tokens(query: str) -> list[tuple[bool, str | None, str]]:
+    out = []
+    for m in TOKEN.finditer(query):
+        negate, name, value = m.group(1) == "-", m.group(2), m.group(3)
+        if name is not None and name.lower() not in COLUMNS and name.lower() not in SQL_FIELDS:
+            # not a known field: the whole thing is a word (e.g. "re:" or a URL)
+            value, name = f"{name}:{value}", None
+        out.append((negate, name.lower() if name else None, value))
+    return out
+
+
+def compile_query(query: str) -> Query:
+    """Parse a search; bad filter values raise InvalidArgument, stray syntax is taken as words."""
+    p = _Parsed()
+    pending_or = False
+    for negate, name, value in _tokens(query):
+        if name is None and value == "OR" and not negate:
+            pending_or = bool(p.groups)
+            continue
+        if name in SQL_FIELDS:
+            _sql_filter(p.query, name, value, negate)
+            pending_or = False
+            continue
+        term = _fts_term(value, COLUMNS.get(name) if name else None)
+        if term is None:
+            continue
+        if negate:
+            p.negated.append(term)
+        elif pending_or:
+            p.groups[-1].append(term)
+        else:
+            p.groups.append([term])
+        pending_or = False
+    q = p.query
+    if p.groups:
+        q.match = " AND ".join(g[0] if len(g) == 1 else "(" + " OR ".join(g) + ")"
+                               for g in p.groups)
+        for term in p.negated:  # FTS5's NOT is binary: fold exclusions into the match
+            q.match = f"({q.match}) NOT {term}"
+    else:
+        q.exclude = p.negated
+    return q

@@ -1,0 +1,237 @@
+"""Verifying a store against its segments, and rebuilding its catalog from them.
+
+verify re-reads every record (checksum, decode, content hash), checks that every catalog row
+points at a valid record and that the full-text index covers every message. recover rebuilds
+catalog and index from the segments alone, keeping message numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import segments as seg
+from .catalog import Catalog
+from .errors import CorruptData
+from .packing import Packer
+from .store import Store
+
+Report = Callable[[float, str | None], None]  # (percent done, log line or None)
+
+
+@dataclass
+class Problem:
+    message: str  # "<number>" of the damaged message, or "" when it is not about one
+    text: str
+
+
+@dataclass
+class VerifyResult:
+    records: int = 0
+    messages: int = 0
+    bytes: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _noop(percent: float, line: str | None) -> None:
+    pass
+
+
+def _scan_all(store: Store, report: Report, check: Callable[[], None]
+              ) -> tuple[dict[tuple[int, int], bytes], dict[tuple[int, int], int],
+                         list[seg.Damage], set[int], int]:
+    """Valid message records by location -> content id, entry records by location -> number,
+    damaged stretches, tombstoned numbers, and the number of records read."""
+    good_msgs: dict[tuple[int, int], bytes] = {}
+    entries: dict[tuple[int, int], int] = {}
+    damage: list[seg.Damage] = []
+    tombstones: set[int] = set()
+    numbers = store.segments()
+    total = sum(store.segment_path(n).stat().st_size for n in numbers) or 1
+    done = 0
+    count = 0
+    for n in numbers:
+        for item in seg.scan(store.segment_path(n), n):
+            check()
+            if isinstance(item, seg.Damage):
+                damage.append(item)
+                report(100.0 * (done + item.end) / total,
+                       f"segment {n}: damaged bytes {item.start}-{item.end} ({item.reason})")
+                continue
+            count += 1
+            if item.type == seg.MESSAGE:
+                cid = bytes.fromhex(item.header["id"])
+                try:
+                    store._unpack_record(item, cid)
+                    good_msgs[(n, item.offset)] = cid
+                except CorruptData as exc:
+                    damage.append(seg.Damage(n, item.offset, item.offset + item.length,
+                                             exc.message))
+            elif item.type == seg.ENTRY:
+                entries[(n, item.offset)] = int(item.header["n"])
+            elif item.type == seg.TOMBSTONE:
+                tombstones.add(int(item.header["n"]))
+            if count % 1000 == 0:
+                report(100.0 * (done + item.offset) / total, f"{count} records verified")
+        done += store.segment_path(n).stat().st_size
+    return good_msgs, entries, damage, tombstones, count
+
+
+def verify(store: Store, report: Report = _noop,
+           check_cancelled: Callable[[], None] = lambda: None) -> VerifyResult:
+    result = VerifyResult()
+    good_msgs, entries, damage, tombstones, result.records = _scan_all(
+        store, report, check_cancelled)
+    cat = store.catalog.conn
+    problems = result.problems
+    damaged_blobs: set[int] = set()
+    for blob_id, cid, s, off, size in cat.execute(
+            "SELECT id, content_id, segment, offset, raw_size FROM blobs"):
+        result.bytes += size
+        if good_msgs.get((s, off)) != bytes(cid):
+            damaged_blobs.add(blob_id)
+    live_numbers: set[int] = set()
+    for number, blob_id, s, off in cat.execute(
+            "SELECT number, blob_id, segment, offset FROM entries ORDER BY number"):
+        live_numbers.add(number)
+        result.messages += 1
+        if blob_id in damaged_blobs:
+            where = _where(damage, s)
+            problems.append(Problem(str(number), "message bytes are damaged or missing" + where))
+        elif entries.get((s, off)) != number:
+            problems.append(Problem(str(number), "its folder entry record is damaged or missing"
+                                    + _where(damage, s)))
+    in_segments = set(entries.values()) - tombstones
+    for number in sorted(in_segments - live_numbers):
+        problems.append(Problem(str(number), "in the segments but missing from the catalog "
+                                "(run `mailkeep recover`)"))
+    fts_rows = {r[0] for r in cat.execute("SELECT rowid FROM fts")}
+    keys = {r[0] for r in cat.execute("SELECT key FROM entries")}
+    if fts_rows != keys:
+        missing, extra = len(keys - fts_rows), len(fts_rows - keys)
+        problems.append(Problem("", f"full-text index disagrees with the catalog: {missing} "
+                                f"messages not indexed, {extra} index rows without a message"))
+    try:
+        if store.writable:
+            cat.execute("INSERT INTO fts(fts, rank) VALUES ('integrity-check', 1)")
+    except Exception as exc:  # sqlite3.DatabaseError: the index itself is damaged
+        problems.append(Problem("", f"full-text index is damaged: {exc}"))
+    applied = store.catalog.applied()
+    numbers = store.segments()
+    if numbers:
+        last = numbers[-1]
+        size = store.segment_path(last).stat().st_size
+        if (last, size) > (applied[0], max(applied[1], len(seg.FILE_HEADER))):
+            problems.append(Problem("", f"segment {last} has {size - applied[1]} bytes the "
+                                    "catalog does not know"))
+    for d in damage:
+        problems.append(Problem("", f"segment {d.segment}: damaged bytes {d.start}-{d.end} "
+                                f"({d.reason})"))
+    report(100.0, f"{result.records} records verified, {len(problems)} problems")
+    return result
+
+
+def _where(damage: list[seg.Damage], segment: int) -> str:
+    spans = [f"{d.start}-{d.end}" for d in damage if d.segment == segment]
+    return f" (segment {segment}, damaged bytes {', '.join(spans)})" if spans else ""
+
+
+@dataclass
+class RecoverResult:
+    messages: int = 0
+    records: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _quarantine_damage(store: Store, result: RecoverResult) -> None:
+    """Rewrite each damaged segment with its valid records only; keep the original aside."""
+    for n in store.segments():
+        path = store.path / "segments" / seg.segment_name(n)
+        spans: list[tuple[int, int]] = []
+        damaged = False
+        for item in seg.scan(path, n, with_payload=False):
+            if isinstance(item, seg.Damage):
+                damaged = True
+                result.problems.append(f"segment {n}: damaged bytes {item.start}-{item.end} "
+                                       f"({item.reason}), set aside")
+            else:
+                spans.append((item.offset, item.length))
+        if not damaged:
+            continue
+        aside = store.path / "segments" / "damaged"
+        aside.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".rewrite")
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            dst.write(seg.FILE_HEADER)
+            for offset, length in spans:
+                src.seek(offset)
+                left = length
+                while left:
+                    chunk = src.read(min(seg.CHUNK, left))
+                    dst.write(chunk)
+                    left -= len(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(path, aside / f"{path.name}.{int(time.time())}")
+        os.replace(tmp, path)
+        seg.fsync_dir(path.parent)
+        store.forget_fd(n)
+
+
+def recover(store: Store, report: Report = _noop) -> RecoverResult:
+    """Rebuild the catalog and full-text index from the segments (the recovery records).
+
+    Damaged stretches of a segment are set aside under segments/damaged/ first, so that the
+    store verifies clean afterwards; what they held is named in the result.
+    """
+    store.require_writable()
+    result = RecoverResult()
+    _quarantine_damage(store, result)
+    path = store.path / "catalog.sqlite"
+    tmp = store.path / "catalog.rebuild.sqlite"
+    for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+        p.unlink(missing_ok=True)
+    old_catalog, old_packer = store.catalog, store.packer
+    store._index_cache.clear()
+    store.catalog = Catalog(tmp)
+    store.packer = Packer({}, store._store_key)
+    numbers = store.segments()
+    end = (numbers[-1] if numbers else 1, len(seg.FILE_HEADER))
+    try:
+        store.catalog.begin()
+        for i, n in enumerate(numbers):
+            for item in seg.scan(store.segment_path(n), n):
+                if isinstance(item, seg.Damage):  # only if it appeared since the rewrite
+                    result.problems.append(f"segment {n}: damaged bytes {item.start}-"
+                                           f"{item.end} ({item.reason}), skipped")
+                    continue
+                result.records += 1
+                store.apply_record(item, result.problems)
+                end = (n, item.offset + item.length)
+                if result.records % 1000 == 0:
+                    report(100.0 * i / len(numbers), f"{result.records} records read")
+        store.catalog.set_applied(*end)
+        store.catalog.commit()
+        result.messages = store.catalog.counts()[0]
+    except BaseException:
+        store.catalog.close()
+        store.catalog, store.packer = old_catalog, old_packer
+        raise
+    store.catalog.close()
+    old_catalog.close()
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    os.replace(tmp, path)
+    seg.fsync_dir(store.path)
+    store.catalog = Catalog(path)
+    store.packer = Packer(store.catalog.dictionaries(), store._store_key)
+    if store._writer is not None:
+        store._writer.rewind(*end)
+    report(100.0, f"catalog rebuilt: {result.messages} messages from {result.records} records")
+    return result

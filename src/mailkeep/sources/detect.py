@@ -1,0 +1,109 @@
+"""Decide what a path holds (message file, mbox, Maildir, directory tree) and read it.
+
+The one entry point for imports: open_source dispatches to eml.py, mbox.py and maildir.py.
+
+Rules: a directory is walked recursively in name order. A directory with cur/ and new/ is a
+Maildir (Maildir++ subfolders included). A file named ``*.eml`` is one message, taken whole even
+when it starts with a ``From `` envelope line (many tools save single messages so, and splitting
+would change their bytes). Any other regular file starting with ``From `` (after gunzip when it
+starts with the gzip magic) is an mbox; a gzip file holding anything else is reported, not read;
+every other regular file is one message.
+Folders: a message file's folder is its directory relative to the root; an mbox file is a folder
+of its own below that, named after the file without ``.gz`` and then ``.mbox``/``.mbx``. The
+path named directly is the base folder "" whatever it is. Symlinked directories below the root
+are reported, not followed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from mailkeep.sources.base import RawMessage, SourceProblem
+from mailkeep.sources.eml import (
+    entry_problem,
+    join_folder,
+    os_reason,
+    read_message_file,
+    sorted_entries,
+)
+from mailkeep.sources.maildir import is_maildir, read_maildir
+from mailkeep.sources.mbox import read_mbox, sniff
+
+Item = RawMessage | SourceProblem
+
+_MBOX_SUFFIXES = (".mbox", ".mbx")
+# Named as one message: taken whole even when it starts with a From_ envelope line.
+MESSAGE_SUFFIX = ".eml"
+
+
+def open_source(path: str | Path) -> Iterator[Item]:
+    """Every message (and every problem) under `path`, whatever kind of mail store it is."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        yield SourceProblem(str(path), os_reason(exc))
+        return
+    if stat.S_ISDIR(mode):
+        yield from _read_dir(path, "")
+    elif stat.S_ISREG(mode):
+        yield from _read_file(path, "", "")
+    else:
+        yield SourceProblem(str(path), "not a regular file or directory", skipped=True)
+
+
+def mbox_folder_name(filename: str) -> str:
+    """The folder an mbox file becomes: "linux-mips-1996.mbox.gz" -> "linux-mips-1996"."""
+    stem = filename
+    if stem.lower().endswith(".gz"):
+        stem = stem[: -len(".gz")]
+    for suffix in _MBOX_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return stem or filename  # ".mbox" stays ".mbox"
+
+
+def _read_dir(path: Path, folder: str) -> Iterator[Item]:
+    if is_maildir(path):
+        yield from read_maildir(path, folder, other=_read_entry)
+        return
+    entries = sorted_entries(path)
+    if isinstance(entries, SourceProblem):
+        yield entries
+        return
+    for entry in entries:
+        yield from _read_entry(entry, folder)
+
+
+def _read_entry(entry: os.DirEntry[str], folder: str) -> Iterator[Item]:
+    problem = entry_problem(entry)
+    if problem is not None:
+        yield problem
+    elif entry.is_dir(follow_symlinks=False):
+        yield from _read_dir(Path(entry.path), join_folder(folder, entry.name))
+    else:
+        mbox_folder = join_folder(folder, mbox_folder_name(entry.name))
+        yield from _read_file(Path(entry.path), folder, mbox_folder)
+
+
+def _read_file(path: Path, folder: str, mbox_folder: str) -> Iterator[Item]:
+    if path.name.lower().endswith(MESSAGE_SUFFIX):
+        yield read_message_file(path, folder)
+        return
+    try:
+        kind = sniff(path)
+    except (OSError, EOFError, zlib.error) as exc:
+        reason = os_reason(exc) if isinstance(exc, OSError) else f"cannot gunzip: {exc}"
+        yield SourceProblem(str(path), reason)
+        return
+    if kind == "mbox":
+        yield from read_mbox(path, folder=mbox_folder)
+    elif kind == "gzip":
+        yield SourceProblem(str(path), "gzip file that is not an mbox; not read", skipped=True)
+    else:
+        yield read_message_file(path, folder)

@@ -123,6 +123,8 @@ class Catalog:
         if not readonly:
             self.conn.executescript(SCHEMA)
         self._folders: dict[tuple[str, str], int] = {}
+        self._next_number = 0  # 0: not read yet; kept in memory, written at commit
+        self._next_dirty = False
 
     def close(self) -> None:
         self.conn.close()
@@ -145,18 +147,28 @@ class Catalog:
         self.set_meta("applied_offset", offset)
 
     def next_number(self) -> int:
-        return int(self.get_meta("next_number", "1") or 1)
+        if self._next_number == 0:
+            self._next_number = int(self.get_meta("next_number", "1") or 1)
+        return self._next_number
+
+    def set_next_number(self, number: int) -> None:
+        self._next_number = number
+        self._next_dirty = True
 
     # -- writes (inside a transaction held by the writer) -------------------------------
     def begin(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
+        if self._next_dirty:
+            self.set_meta("next_number", self._next_number)
+            self._next_dirty = False
         self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
+        self._next_number, self._next_dirty = 0, False
 
     def add_dictionary(self, dict_id: int, data: bytes, segment: int, offset: int) -> None:
         self.conn.execute("INSERT OR REPLACE INTO dictionaries VALUES (?, ?, ?, ?)",
@@ -200,16 +212,23 @@ class Catalog:
                   internal_date: int | None, archived_at: int, segment: int, offset: int,
                   date: int, index: tuple[str, str, str, str, str]) -> None:
         key = sort_key(date, number)
-        while self.conn.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone():
-            key += 1  # same second and same low bits: rare, and order within a second is free
-        self.conn.execute(
-            "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?)",
-            (key, number, blob_id, folder_id, ",".join(flags), internal_date, archived_at,
-             segment, offset))
+        while True:
+            try:
+                self.conn.execute(
+                    "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?)",
+                    (key, number, blob_id, folder_id, ",".join(flags), internal_date,
+                     archived_at, segment, offset))
+                break
+            except sqlite3.IntegrityError:
+                if self.conn.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone():
+                    key += 1  # same second, same low bits: rare; order within a second is free
+                    continue
+                raise
         self.conn.execute("INSERT INTO fts (rowid, subject, sender, recipients, body, attachments)"
                           " VALUES (?,?,?,?,?,?)", (key, *index))
         if number >= self.next_number():
-            self.set_meta("next_number", number + 1)
+            self._next_number = number + 1
+            self._next_dirty = True
 
     def delete_entry(self, number: int, index: tuple[str, str, str, str, str]) -> None:
         """Drop an entry; a contentless index needs the indexed values to forget them."""

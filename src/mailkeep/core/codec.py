@@ -11,10 +11,13 @@ from collections.abc import Iterator
 
 import zstandard
 
-LEVEL = 3
+LEVEL = 6
 DICT_BYTES = 112 * 1024
 MIN_SAMPLES = 200  # fewer messages than this do not make a useful dictionary
-SAMPLE_BYTES = 8 << 20  # how much of the first messages to learn from
+FIRST_DICT_AFTER = 1000  # messages in a store before its first dictionary
+DICT_EVERY = 10_000  # new messages after which the store trains a fresh one
+SAMPLE_MESSAGES = 2000  # the newest messages are the samples
+SAMPLE_BYTES = 16 << 20
 SAMPLE_CAP = 32 * 1024  # each sample is a message's head: headers and the start of the body
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 from ..sources.base import RawMessage, SourceProblem
 from ..sources.detect import open_source
-from . import codec
 from .archive import Archive
 from .catalog import BlobInfo
 from .packing import Packer, Prepared
@@ -145,10 +144,7 @@ class Importer:
     # public --------------------------------------------------------------------------------
     def run(self, paths: Iterable[str | Path]) -> ImportStats:
         try:
-            messages = self._messages(paths)
-            if not self.store.catalog.dictionaries():
-                messages = self._with_dictionary(messages)
-            for msg in messages:
+            for msg in self._messages(paths):
                 self._take(msg)
             self._flush_batch()
             self._drain(0)
@@ -173,24 +169,6 @@ class Importer:
                         self._fail(item.origin, item.reason)
                     continue
                 yield item
-
-    def _with_dictionary(self, messages: Iterator[RawMessage]) -> Iterator[RawMessage]:
-        """Hold back the first messages to train the store's compression dictionary."""
-        head: list[RawMessage] = []
-        size = 0
-        for msg in messages:
-            head.append(msg)
-            if msg.data is not None:
-                size += len(msg.data)
-            if size >= codec.SAMPLE_BYTES or len(head) >= 4 * codec.MIN_SAMPLES * 5:
-                break
-        samples = [m.data for m in head if m.data is not None]
-        trained = codec.train(samples)
-        if trained is not None:
-            self.store.add_dictionary(trained)
-            self.store.commit()
-        yield from head
-        yield from messages
 
     # per message ---------------------------------------------------------------------------
     def _fail(self, origin: str, reason: str) -> None:
@@ -312,6 +290,11 @@ class Importer:
 
     def _commit(self) -> None:
         self.store.commit()
+        if self.store.dictionary_due():
+            self.store.train_dictionary()
+            if self._pool is not None:  # workers compress with the packer they started with
+                self._pool.shutdown(wait=True)
+                self._pool = None
         self._last_commit = time.monotonic()
         for o in self._uncommitted:
             if o.status == "archived":

@@ -69,7 +69,7 @@ _ALIAS_GROUPS = {
     "cp950": "big5 big-5 x-x-big5 cn-big5 csbig5 x-big5",
     _JIS: "iso-2022-jp iso-2022-jp-1 iso-2022-jp-2 iso-2022-jp-3 iso-2022-jp-ext "
     "iso-2022-jp-2004 csiso2022jp x-iso-2022-jp",
-    # US-ASCII labels on 8-bit text are common, and UTF-8 mislabelled text is usually cp1252.
+    # US-ASCII labels on 8-bit text are common, and "UTF-8" text that is not is usually cp1252.
     _GUESS: "us-ascii ascii ansi-x3.4-1968 iso-646-us x-unknown unknown unknown-8bit "
     "x-user-defined 8bit binary default default-charset none utf-8 utf8 utf8mb4",
     "cp1252": "iso-8859-1 latin1 latin-1 iso8859-1 l1 windows-1252",  # as browsers do
@@ -110,8 +110,20 @@ def _plan(label: str) -> tuple[tuple[str, ...], str, bool]:
         strict = ("iso2022_jp", "iso2022_jp_ext", "iso2022_jp_2", _JIS_CP932, "utf-8", "cp932")
         return strict, "cp932", True
     if codec == "cp1252":
-        return ("cp1252", "latin-1"), "latin-1", True
+        return ("utf-8", "cp1252", "latin-1"), "latin-1", True
+    if _single_byte(codec):  # cannot fail, so mislabelled UTF-8 must be tried first
+        return ("utf-8", codec), codec, True
     return (codec, *_EXTRA_TRIES.get(codec, ()), "utf-8"), codec, True
+
+
+def _single_byte(codec: str) -> bool:
+    """An ASCII-compatible one-byte-per-character codec (ISO-8859-x, KOI8-R, cp125x...)."""
+    try:
+        return bytes(range(128)).decode(codec) == "".join(map(chr, range(128))) and (
+            len(bytes(range(128, 256)).decode(codec, "replace")) == 128
+        )
+    except (UnicodeError, LookupError):
+        return False
 
 
 def _decode(data: bytes, label: str | None, warnings: list[str]) -> str:

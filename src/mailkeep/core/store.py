@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from . import codec
 from . import segments as seg
 from .catalog import Catalog
 from .crypto import key_id, new_store_key, unwrap_key, wrap_key
@@ -250,7 +251,7 @@ class Store:
         elif rec.type == seg.TOMBSTONE:
             self._drop_entry(int(h["n"]))
             if int(h["n"]) >= cat.next_number():
-                cat.set_meta("next_number", int(h["n"]) + 1)
+                cat.set_next_number(int(h["n"]) + 1)
 
     # -- writing --------------------------------------------------------------------------
     def begin(self) -> None:
@@ -289,6 +290,41 @@ class Store:
         rec = self._writer.append(seg.DICTIONARY, {"dict": dict_id}, data)
         self.catalog.add_dictionary(dict_id, data, rec.segment, rec.offset)
         self.packer = Packer({**existing, dict_id: data}, self._store_key)
+
+    # Mail drifts (new lists, new clients, new years), so the store keeps learning: a first
+    # dictionary once it holds a few hundred messages, a fresh one every DICT_EVERY after.
+    def dictionary_due(self) -> bool:
+        newest = self.catalog.conn.execute("SELECT max(id) FROM blobs").fetchone()[0] or 0
+        last = int(self.catalog.get_meta("blobs_at_dictionary", "0") or 0)
+        first = not self.catalog.dictionaries()
+        return newest - last >= (codec.FIRST_DICT_AFTER if first else codec.DICT_EVERY)
+
+    def train_dictionary(self) -> bool:
+        """Train a dictionary from the store's newest messages (outside a batch)."""
+        assert not self._in_batch
+        rows = self.catalog.conn.execute(
+            "SELECT id, content_id, segment, offset, length FROM blobs WHERE length < ?"
+            " ORDER BY id DESC LIMIT ?", (seg.IN_MEMORY_PAYLOAD, codec.SAMPLE_MESSAGES)
+        ).fetchall()
+        samples: list[bytes] = []
+        budget = codec.SAMPLE_BYTES
+        for _id, cid, segment, offset, length in rows:
+            try:
+                head = self._unpack_record(self.record_at(segment, offset, length), bytes(cid))
+            except CorruptData:
+                continue
+            samples.append(head[: codec.SAMPLE_CAP])
+            budget -= len(samples[-1])
+            if budget <= 0:
+                break
+        trained = codec.train(samples)
+        newest = rows[0][0] if rows else 0
+        self.begin()
+        if trained is not None:
+            self.add_dictionary(trained)
+        self.catalog.set_meta("blobs_at_dictionary", newest)
+        self.commit()
+        return trained is not None
 
     def lookup(self, content_id: bytes, owner: str, folder: str) -> tuple[int | None, bool]:
         """(blob id or None, whether the message is already filed in that folder)."""

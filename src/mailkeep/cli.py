@@ -47,6 +47,10 @@ def human(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def exit_code(exc: errors.MailkeepError) -> int:
+    return next((c for cls, c in EXIT_CODES.items() if isinstance(exc, cls)), 1)
+
+
 def domain_errors(fn: F) -> F:
     """Map domain errors to a message on stderr and the exit code of their class."""
 
@@ -56,8 +60,7 @@ def domain_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except errors.MailkeepError as exc:
             err.print(f"[red]error:[/red] {exc.message}", highlight=False)
-            code = next((c for cls, c in EXIT_CODES.items() if isinstance(exc, cls)), 1)
-            sys.exit(code)
+            sys.exit(exit_code(exc))
 
     return wrapper  # type: ignore[return-value]
 
@@ -90,6 +93,9 @@ def main(ctx: click.Context, data: Path | None) -> None:
 @domain_errors
 def serve(ctx: click.Context, host: str, port: int) -> None:
     """Run the archive server on the data directory."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     with archive_of(ctx) as archive:
         rec, store = archive.current_store()
         entries, blobs, size = store.catalog.counts()
@@ -98,9 +104,6 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
                   f"{human(size)}; {len(archive.stores())} store(s) attached")
         out.print("The administration API is not part of this version yet; "
                   "holding the data directory until interrupted (Ctrl-C).")
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
         while not stop.wait(1.0):
             pass
         out.print("stopped")

@@ -14,7 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.tree import Tree
 
-from .cli import archive_of, domain_errors, err, human, main, out
+from .cli import archive_of, domain_errors, err, exit_code, human, main, out
 from .core.export import export as run_export
 from .core.ingest import Importer, ImportStats, Outcome
 from .core.parse import describe
@@ -66,11 +66,19 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], folder: str, user: str,
                 f"{s.archived} archived, {s.duplicates} duplicates, {s.failed} failed, "
                 f"{human(s.bytes)} read, {s.messages_per_second:.0f} msg/s"))
 
+    importer: Importer | None = None
     try:
         with archive_of(ctx) as archive:
             importer = Importer(archive, owner=user, base_folder=folder, on_outcome=on_outcome,
                                 on_progress=on_progress, workers=workers)
             stats = importer.run(paths)
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.stop()
+        done = importer.stats.archived if importer is not None else 0
+        err.print(f"interrupted: {done} messages were archived before the interruption; "
+                  "run the same import again to add the rest")
+        sys.exit(130)
     finally:
         if progress is not None:
             progress.stop()
@@ -105,37 +113,49 @@ def export_(ctx: click.Context, destination: Path, folder: str | None, user: str
               f"in {time.monotonic() - start:.1f} s", highlight=False)
 
 
-@main.command()
-@click.argument("query")
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("words", nargs=-1, required=True)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(0, 10000))
 @click.option("--offset", default=0, type=click.IntRange(0))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 @domain_errors
-def search(ctx: click.Context, query: str, limit: int, offset: int, as_json: bool) -> None:
+def search(ctx: click.Context, words: tuple[str, ...], limit: int, offset: int, as_json: bool
+           ) -> None:
     """Full-text search, newest first.
 
     Words and "phrases"; from: to: cc: subject: body: attachment: folder: user:
     has:attachment after:DATE before:DATE on:DATE; OR between terms; -term excludes.
     """
+    unknown = [w for w in words if w.startswith("--")]
+    if unknown:  # single-dash words are exclusions (-patch); double-dash ones are typos
+        raise click.UsageError(f"no such option: {unknown[0]}")
+    query = " ".join(words)
     start = time.perf_counter()
     with archive_of(ctx) as archive:
         res = archive.search(query, limit, offset)
+    for name, why in res.unavailable.items():
+        err.print(f"[yellow]warning:[/yellow] store {name!r} not searched: {why.message}",
+                  highlight=False)
     ms = (time.perf_counter() - start) * 1000
     if as_json:
-        click.echo(json.dumps({"total": res.total, "offset": offset, "messages": [
+        unavailable = {n: e.message for n, e in res.unavailable.items()}
+        click.echo(json.dumps({"total": res.total, "offset": offset, "unavailable": unavailable,
+                               "messages": [
             {"id": h.message_id, "date": datetime.fromtimestamp(h.hit.date, UTC).isoformat(),
              "from": h.hit.sender, "to": h.hit.recipients, "subject": h.hit.subject,
              "user": h.hit.owner, "folder": h.hit.folder, "size": h.hit.size,
              "hasAttachment": h.hit.has_attachment} for h in res.hits]},
             ensure_ascii=False, indent=2))
-        return
-    table = Table("id", "date", "from", "subject", "folder", box=None)
-    for h in res.hits:
-        table.add_row(h.message_id, _when(h.hit.date), h.hit.sender[:40], h.hit.subject[:80],
-                      f"{h.hit.owner}/{h.hit.folder}")
-    out.print(table)
-    out.print(f"{res.total} messages match ({ms:.0f} ms)", highlight=False)
+    else:
+        table = Table("id", "date", "from", "subject", "folder", box=None)
+        for h in res.hits:
+            table.add_row(h.message_id, _when(h.hit.date), h.hit.sender[:40], h.hit.subject[:80],
+                          f"{h.hit.owner}/{h.hit.folder}")
+        out.print(table)
+        out.print(f"{res.total} messages match ({ms:.0f} ms)", highlight=False)
+    if res.unavailable:  # a partial answer must not look like a complete one to a script
+        sys.exit(max(exit_code(e) for e in res.unavailable.values()))
 
 
 @main.command()
@@ -163,7 +183,8 @@ def folders(ctx: click.Context, user: str | None, as_json: bool) -> None:
                 node = parent.add(part or "(root)")
                 nodes[(owner, prefix)] = node
             parent = node
-        parent.label = f"{path.rsplit('/', 1)[-1] or '(root)'}  {n} messages, {human(b)}"
+        noun = "message" if n == 1 else "messages"
+        parent.label = f"{path.rsplit('/', 1)[-1] or '(root)'}  {n} {noun}, {human(b)}"
     for t in trees.values():
         out.print(t)
 

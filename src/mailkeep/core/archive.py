@@ -13,7 +13,15 @@ from pathlib import Path
 
 from .catalog import Hit
 from .crypto import load_master_key
-from .errors import Conflict, InvalidArgument, NotFound, StoreUnavailable
+from .errors import (
+    Conflict,
+    CorruptData,
+    InvalidArgument,
+    KeyMissing,
+    MailkeepError,
+    NotFound,
+    StoreUnavailable,
+)
 from .master import STATES, Master, StoreRecord
 from .query import compile_query
 from .store import Store, read_manifest
@@ -36,6 +44,7 @@ class StoreHit:
 class SearchResult:
     total: int
     hits: list[StoreHit]
+    unavailable: dict[str, MailkeepError]  # store name -> why it was not searched
 
 
 def parse_message_id(value: str) -> tuple[int, int]:
@@ -55,10 +64,11 @@ def actor() -> str:
 class Archive:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.resolve()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "conf").mkdir(exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.data_dir / "conf").mkdir(mode=0o700, exist_ok=True)
         self.master = Master(self.data_dir / "mailkeep.db")
         self._open: dict[tuple[int, bool], Store] = {}
+        self.unavailable: dict[str, MailkeepError] = {}
         self.actor = actor()
 
     def close(self) -> None:
@@ -114,6 +124,9 @@ class Archive:
             raise Conflict(f"the store at {target} is already attached")
         name = name or str(manifest["name"])
         self._check_name(name)
+        # Open it once for writing before registering it: this checks the key of an
+        # encrypted store and brings the catalog up to date with the segments.
+        Store.open(target, self.master_key(), write=True).close()
         state = "normal" if any(r.state == "current" for r in self.stores()) else "current"
         rec = self.master.add_store(str(manifest["id"]), name, target, state)
         if name != manifest["name"]:
@@ -181,6 +194,10 @@ class Archive:
         """The store new mail goes to, opened for writing (created on first use)."""
         recs = self.stores()
         if not recs:
+            if (self.data_dir / "stores" / DEFAULT_STORE).exists():
+                # Stores existed and were detached: do not guess, say what to do.
+                raise StoreUnavailable("no store is attached: `mailkeep store attach PATH` or "
+                                       "`mailkeep store create NAME`")
             self.create_store(DEFAULT_STORE)
             recs = self.stores()
         cur = [r for r in recs if r.state == "current"]
@@ -191,11 +208,17 @@ class Archive:
         return cur[0], store
 
     def readable_stores(self) -> list[tuple[StoreRecord, Store]]:
+        """The stores that can be read now; the others are in `self.unavailable` with why,
+        so that one store without its key or its disk does not stop the rest."""
         out = []
+        self.unavailable = {}
         for rec in self.stores():
             if rec.state == "disabled":
                 continue
-            out.append((rec, self.open_store(rec)))
+            try:
+                out.append((rec, self.open_store(rec)))
+            except (StoreUnavailable, KeyMissing, CorruptData, NotFound) as exc:
+                self.unavailable[rec.name] = exc
         return out
 
     # -- reading --------------------------------------------------------------------------
@@ -209,7 +232,7 @@ class Archive:
             total += t
             hits.extend(StoreHit(rec.id, x) for x in h)
         hits.sort(key=lambda s: (s.hit.date, s.store_id, s.hit.number), reverse=True)
-        return SearchResult(total, hits[offset: offset + limit])
+        return SearchResult(total, hits[offset: offset + limit], dict(self.unavailable))
 
     def iter_messages(self, query: str = "") -> list[tuple[StoreRecord, Store, list[int]]]:
         q = compile_query(query)

@@ -119,6 +119,7 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
 class Catalog:
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
+        self.readonly = readonly
         self.conn = connect(path, readonly)
         if not readonly:
             self.conn.executescript(SCHEMA)
@@ -127,6 +128,10 @@ class Catalog:
         self._next_dirty = False
 
     def close(self) -> None:
+        if not self.readonly:
+            # Fold the WAL back in, so the store directory is complete when copied.
+            self.rollback()
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
 
     # -- meta ---------------------------------------------------------------------------

@@ -17,12 +17,15 @@ STATES = ("current", "normal", "writeProtected", "disabled")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stores (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     uuid TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL UNIQUE,
     path TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('current', 'normal', 'writeProtected', 'disabled')),
     attached_at INTEGER NOT NULL);
+-- Every store ever attached keeps its id, so that message ids stay valid across
+-- detach and attach.
+CREATE TABLE IF NOT EXISTS store_ids (uuid TEXT PRIMARY KEY, id INTEGER NOT NULL UNIQUE);
 CREATE UNIQUE INDEX IF NOT EXISTS one_current_store ON stores(state) WHERE state = 'current';
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
@@ -54,10 +57,13 @@ class Master:
         return [StoreRecord(r[0], r[1], r[2], Path(r[3]), r[4]) for r in rows]
 
     def add_store(self, uuid: str, name: str, path: Path, state: str) -> StoreRecord:
+        row = self.conn.execute("SELECT id FROM store_ids WHERE uuid = ?", (uuid,)).fetchone()
+        known = row[0] if row else None
         cur = self.conn.execute(
-            "INSERT INTO stores (uuid, name, path, state, attached_at) VALUES (?,?,?,?,?)",
-            (uuid, name, str(path), state, int(time.time())))
+            "INSERT INTO stores (id, uuid, name, path, state, attached_at) VALUES (?,?,?,?,?,?)",
+            (known, uuid, name, str(path), state, int(time.time())))
         assert cur.lastrowid is not None
+        self.conn.execute("INSERT OR IGNORE INTO store_ids VALUES (?, ?)", (uuid, cur.lastrowid))
         return StoreRecord(cur.lastrowid, uuid, name, path, state)
 
     def remove_store(self, store_id: int) -> None:

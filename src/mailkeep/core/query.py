@@ -115,12 +115,14 @@ def _sql_filter(q: Query, name: str, value: str, negate: bool) -> None:
             q.narrow(*lo_hi)
         return
     if name == "folder":
-        cond = "(path = ? OR path LIKE ? ESCAPE '\\')"
+        # Folder names are matched without regard to case, like LIKE does for the subfolders.
+        value = value.strip("/")
+        cond = "(path = ? COLLATE NOCASE OR path LIKE ? ESCAPE '\\')"
         like = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
         # Resolve folders first so that entries are found through their folder index.
         q.where.append(f"e.folder_id {'NOT ' if negate else ''}IN "
                        f"(SELECT id FROM folders WHERE {cond})")
-        q.params.extend([value.strip("/"), like.lstrip("/")])
+        q.params.extend([value, like])
         return
     # user
     q.where.append(f"e.folder_id {'NOT ' if negate else ''}IN "

@@ -102,7 +102,8 @@ class Store:
             store_key = new_store_key()
             manifest["encryption"] = {"algorithm": "AES-256-GCM", "key_id": key_id(master_key),
                                       "wrapped_key": wrap_key(master_key, store_key)}
-        (path / "segments").mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (path / "segments").mkdir(mode=0o700, exist_ok=True)
         write_json_atomic(path / MANIFEST, manifest)
         return cls(path, manifest, store_key, write=True)
 
@@ -114,7 +115,8 @@ class Store:
         if enc:
             if master_key is None:
                 raise KeyMissing(f"store {manifest['name']!r} is encrypted and needs master key "
-                                 f"{enc['key_id']} (MAILKEEP_MASTER_KEY or conf/master.key)")
+                                 f"{enc['key_id']}: set MAILKEEP_MASTER_KEY or put the key in "
+                                 "conf/master.key of the data directory")
             store_key = unwrap_key(master_key, enc["wrapped_key"])
         return cls(path, manifest, store_key, write)
 
@@ -219,7 +221,12 @@ class Store:
         cat = self.catalog
         if rec.type == seg.DICTIONARY:
             assert rec.payload is not None
-            cat.add_dictionary(int(h["dict"]), rec.payload, rec.segment, rec.offset)
+            data = rec.payload
+            if h.get("sealed"):
+                if self.packer.sealer is None:
+                    raise CorruptData("sealed dictionary in a store without a key")
+                data = self.packer.sealer.open(data, dictionary_aad(int(h["dict"])))
+            cat.add_dictionary(int(h["dict"]), data, rec.segment, rec.offset)
             self.packer = Packer(cat.dictionaries(), self._store_key)
         elif rec.type == seg.MESSAGE:
             cid = bytes.fromhex(h["id"])
@@ -287,7 +294,10 @@ class Store:
         assert self._writer is not None
         existing = self.catalog.dictionaries()
         dict_id = max(existing, default=0) + 1
-        rec = self._writer.append(seg.DICTIONARY, {"dict": dict_id}, data)
+        payload, sealed = data, self.packer.sealer is not None
+        if self.packer.sealer is not None:  # learnt from the mail: as secret as the mail
+            payload = self.packer.sealer.seal(data, dictionary_aad(dict_id))
+        rec = self._writer.append(seg.DICTIONARY, {"dict": dict_id, "sealed": sealed}, payload)
         self.catalog.add_dictionary(dict_id, data, rec.segment, rec.offset)
         self.packer = Packer({**existing, dict_id: data}, self._store_key)
 
@@ -558,6 +568,10 @@ class Store:
         segs = sum(self.segment_path(n).stat().st_size for n in self.segments())
         cat = sum(p.stat().st_size for p in self.path.glob("catalog.sqlite*"))
         return {"segments": segs, "catalog": cat}
+
+
+def dictionary_aad(dict_id: int) -> bytes:
+    return b"D" + str(dict_id).encode()
 
 
 def _chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:

@@ -1,0 +1,345 @@
+"""The `mailkeep` command line as a user meets it: help, data directory, exit codes, output."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from mailkeep.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MAILKEEP_DATA", "MAILKEEP_MASTER_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def invoke(*args: str, env: dict[str, str | None] | None = None) -> Result:
+    result = CliRunner().invoke(main, list(args), env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        result.output, result.exception)
+    return result
+
+
+def run(data: Path, *args: str) -> Result:
+    return invoke("--data", str(data), *args)
+
+
+def ok(data: Path, *args: str) -> Result:
+    result = run(data, *args)
+    assert result.exit_code == 0, (args, result.output)
+    return result
+
+
+ATTACHMENT_BYTES = bytes(range(256)) * 3  # 768 bytes once decoded
+SHOW_ME = (
+    b"From: =?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <jm@example.de>\r\n"
+    b"To: Ann <ann@example.org>\r\n"
+    b"Cc: bo@example.org\r\n"
+    b"Subject: =?utf-8?B?R3LDvMOfZSBhdXMgS8O2bG4=?=\r\n"
+    b"Date: Tue, 02 Apr 2024 10:20:30 +0200\r\n"
+    b"Message-ID: <show.me@example.de>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b1"\r\n'
+    b"\r\n"
+    b"preamble\r\n"
+    b"--b1\r\n"
+    b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n"
+    b"\r\n"
+    b"Sch=F6ne Gr=FC=DFe,\r\n"
+    b"der Bericht h=E4ngt an.\r\n"
+    b"--b1\r\n"
+    b"Content-Type: application/pdf; name=\"bericht.pdf\"\r\n"
+    b"Content-Disposition: attachment; filename=\"bericht.pdf\"\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    + base64.encodebytes(ATTACHMENT_BYTES).replace(b"\n", b"\r\n")
+    + b"--b1--\r\n"
+    b"epilogue \xff\xfe not utf-8\r\n"
+)
+
+
+def plain(subject: str, day: int = 1, body: str = "hello") -> bytes:
+    return (f"From: x@example.com\nTo: y@example.com\nSubject: {subject}\n"
+            f"Date: Mon, {day:02d} Jan 2024 00:00:00 +0000\n\n{body}\n").encode()
+
+
+@pytest.fixture
+def mail(tmp_path: Path) -> Path:
+    """A small tree: Inbox (2 messages), Work/Projects (1 with an attachment)."""
+    root = tmp_path / "mail"
+    (root / "Inbox").mkdir(parents=True)
+    (root / "Work" / "Projects").mkdir(parents=True)
+    (root / "Inbox" / "a.eml").write_bytes(plain("first", 1))
+    (root / "Inbox" / "b.eml").write_bytes(plain("second", 2))
+    (root / "Work" / "Projects" / "show.eml").write_bytes(SHOW_ME)
+    return root
+
+
+# -- help and version ---------------------------------------------------------------------
+COMMANDS = ["serve", "store", "import", "export", "search", "folders", "show", "verify",
+            "recover"]
+STORE_COMMANDS = ["create", "list", "attach", "detach", "rename", "state"]
+
+
+def test_help() -> None:
+    res = invoke("--help")
+    assert res.exit_code == 0
+    assert "mailkeep" in res.stdout and "--data" in res.stdout
+    for name in COMMANDS:
+        assert re.search(rf"^\s+{name}\s", res.stdout, re.M), name
+    assert invoke("-h").stdout == res.stdout
+    res = invoke("--version")
+    assert res.exit_code == 0 and "mailkeep" in res.stdout and re.search(r"\d+\.\d+", res.stdout)
+
+
+@pytest.mark.parametrize("args", [[c] for c in COMMANDS] + [["store", c] for c in STORE_COMMANDS])
+def test_subcommand_help(args: list[str], tmp_path: Path) -> None:
+    res = invoke("--data", str(tmp_path / "never"), *args, "--help")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("Usage:") and " ".join(args) in res.stdout.splitlines()[0]
+    assert not (tmp_path / "never").exists()  # help touches nothing
+
+
+# -- the data directory -------------------------------------------------------------------
+def test_data_directory_option_and_environment(tmp_path: Path, mail: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    by_option, by_env, other = tmp_path / "opt", tmp_path / "env", tmp_path / "other"
+
+    ok(by_option, "import", str(mail / "Inbox" / "a.eml"))
+    assert (by_option / "mailkeep.db").is_file()
+    assert (by_option / "stores" / "Default" / "store.json").is_file()
+
+    res = invoke("import", str(mail / "Inbox" / "b.eml"), env={"MAILKEEP_DATA": str(by_env)})
+    assert res.exit_code == 0, res.output
+    assert (by_env / "stores" / "Default" / "store.json").is_file()
+    res = invoke("search", "second", "--json", env={"MAILKEEP_DATA": str(by_env)})
+    assert json.loads(res.stdout)["total"] == 1
+    # --data wins over $MAILKEEP_DATA
+    res = invoke("--data", str(by_option), "search", "second", "--json",
+                 env={"MAILKEEP_DATA": str(by_env)})
+    assert json.loads(res.stdout)["total"] == 0
+    res = invoke("--data", str(other), "search", "first", "--json",
+                 env={"MAILKEEP_DATA": str(by_option)})
+    assert json.loads(res.stdout)["total"] == 0
+
+    # Neither: ./mailkeep-data
+    assert not (tmp_path / "mailkeep-data").exists()
+    res = invoke("import", str(mail / "Inbox" / "a.eml"))
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "mailkeep-data" / "stores" / "Default" / "store.json").is_file()
+
+
+# -- exit codes ---------------------------------------------------------------------------
+def test_exit_codes(tmp_path: Path, mail: Path) -> None:
+    data = tmp_path / "data"
+    assert ok(data, "import", str(mail)).exit_code == 0
+
+    # 1: an import where a message could not be read (the others are still archived)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "good.eml").write_bytes(plain("good one", 5))
+    (broken / "dangling.eml").symlink_to(tmp_path / "nowhere")
+    res = run(data, "import", str(broken))
+    assert res.exit_code == 1, res.output
+    assert "1 archived" in res.stdout and "1 failed" in res.stdout
+    assert "dangling.eml" in res.stderr
+    res = run(data, "import", str(tmp_path / "does-not-exist"))
+    assert res.exit_code == 1 and "1 failed" in res.stdout and "does-not-exist" in res.stderr
+
+    # 2: bad usage or a bad argument
+    for args in (["search"], ["show"], ["nosuchcommand"], ["search", "x", "--nosuchoption"],
+                 ["search", "x", "--limit", "-1"], ["search", "x", "--limit", "lots"],
+                 ["show", "not-an-id"], ["show", "1"], ["search", "after:2024-02-30"],
+                 ["store", "state", "1", "sideways"], ["import"], ["export"]):
+        res = run(data, *args)
+        assert res.exit_code == 2, (args, res.output)
+        assert "Traceback" not in res.output
+
+    # 3: not found
+    for args in (["show", "1:999999"], ["show", "99:1"], ["store", "detach", "nosuch"],
+                 ["store", "rename", "nosuch", "x"], ["verify", "nosuch"],
+                 ["store", "attach", str(tmp_path / "nothing-here")]):
+        res = run(data, *args)
+        assert res.exit_code == 3, (args, res.output)
+        assert res.stderr.startswith("error:"), (args, res.stderr)
+    assert "1:999999" in run(data, "show", "1:999999").stderr
+    assert "nosuch" in run(data, "store", "detach", "nosuch").stderr
+
+
+# -- show ---------------------------------------------------------------------------------
+def message_id(data: Path, query: str) -> str:
+    res = json.loads(ok(data, "search", "--json", "--", query).stdout)
+    assert res["total"] == 1, res
+    mid: str = res["messages"][0]["id"]
+    return mid
+
+
+def test_show_decodes_and_raw_is_exact(tmp_path: Path, mail: Path) -> None:
+    data = tmp_path / "data"
+    ok(data, "import", str(mail))
+    mid = message_id(data, "Köln")
+    out = ok(data, "show", mid).stdout
+    lines = out.splitlines()
+    assert lines[0].startswith(mid) and "admin/Work/Projects" in lines[0]
+    assert "Subject: Grüße aus Köln" in out
+    assert "From: Jürgen Müller <jm@example.de>" in out
+    assert "To: Ann <ann@example.org>" in out
+    assert "Cc: bo@example.org" in out
+    assert "Message-ID: <show.me@example.de>" in out
+    assert re.search(r"^Date: .*2024", out, re.M)
+    assert "Schöne Grüße,\nder Bericht hängt an." in out
+    assert "=F6" not in out and "preamble" not in out
+    assert "Attachments:" in out
+    attachment = [line for line in lines if "bericht.pdf" in line]
+    assert len(attachment) == 1
+    assert "application/pdf" in attachment[0] and "768 B" in attachment[0]
+
+    raw = ok(data, "show", "--raw", mid).stdout_bytes
+    assert raw == SHOW_ME
+    for name in ("a.eml", "b.eml"):
+        original = (mail / "Inbox" / name).read_bytes()
+        subject = original.split(b"Subject: ")[1].split(b"\n")[0].decode()
+        assert ok(data, "show", "--raw", message_id(data, f"subject:{subject}")
+                  ).stdout_bytes == original
+
+
+# -- folders --------------------------------------------------------------------------------
+def test_folders_tree_and_json(tmp_path: Path, mail: Path) -> None:
+    data = tmp_path / "data"
+    ok(data, "import", str(mail))
+    alice = tmp_path / "alice.eml"
+    alice.write_bytes(plain("alice's", 3))
+    ok(data, "import", "--user", "alice", "--folder", "Archive/2023", str(alice))
+
+    rows: list[dict[str, Any]] = json.loads(ok(data, "folders", "--json").stdout)
+    inbox_bytes = sum(len(p.read_bytes()) for p in (mail / "Inbox").iterdir())
+    assert rows == [
+        {"user": "admin", "folder": "Inbox", "messages": 2, "bytes": inbox_bytes},
+        {"user": "admin", "folder": "Work/Projects", "messages": 1, "bytes": len(SHOW_ME)},
+        {"user": "alice", "folder": "Archive/2023", "messages": 1,
+         "bytes": len(alice.read_bytes())},
+    ]
+    only = json.loads(ok(data, "folders", "--json", "--user", "alice").stdout)
+    assert [r["folder"] for r in only] == ["Archive/2023"]
+
+    tree = ok(data, "folders").stdout
+    lines = [line.rstrip() for line in tree.splitlines() if line.strip()]
+    assert lines[0].strip() == "admin"
+    assert any(re.search(r"Inbox\s+2 messages", line) for line in lines)
+    work = next(i for i, line in enumerate(lines) if line.endswith("Work"))
+    assert re.search(r"Projects\s+1 message,", lines[work + 1])
+    indent = len(lines[work]) - len(lines[work].lstrip("│ ├└─"))
+    assert len(lines[work + 1]) - len(lines[work + 1].lstrip("│ ├└─")) > indent
+    assert any(line.strip() == "alice" for line in lines)
+    assert any(re.search(r"2023\s+1 message,", line) for line in lines)
+
+
+# -- import output ------------------------------------------------------------------------
+SUMMARY = re.compile(
+    r"^(\d+) archived, (\d+) duplicates, (\d+) failed, (\d+) skipped, (\d+) with warnings; "
+    r"[\d.]+ (B|KB|MB|GB) in [\d.]+ s \((\d+) messages/s, [\d.]+ (B|KB|MB|GB)/s\)$", re.M)
+
+
+def test_import_summary_line(tmp_path: Path, mail: Path) -> None:
+    data = tmp_path / "data"
+    (mail / "empty.eml").write_bytes(b"")
+    res = ok(data, "import", str(mail))
+    m = SUMMARY.search(res.stdout)
+    assert m, res.stdout
+    assert m.group(1, 2, 3, 4) == ("3", "0", "0", "1")
+    total = sum(len(p.read_bytes()) for p in mail.rglob("*.eml"))
+    assert m.group(6) == "B" or total >= 1024
+    assert "skipped" in res.stderr and "empty.eml" in res.stderr
+
+    res = ok(data, "import", str(mail))
+    m = SUMMARY.search(res.stdout)
+    assert m and m.group(1, 2, 3, 4) == ("0", "3", "0", "1")
+
+
+def test_import_jsonl(tmp_path: Path, mail: Path) -> None:
+    data = tmp_path / "data"
+    (mail / "empty.eml").write_bytes(b"")
+    (mail / "dangling.eml").symlink_to(tmp_path / "nowhere")
+    (mail / "Inbox" / "again.eml").write_bytes((mail / "Inbox" / "a.eml").read_bytes())
+    res = run(data, "import", "--jsonl", str(mail))
+    assert res.exit_code == 1  # one failure
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    *lines, last = records
+    assert set(last) == {"summary"}
+    summary = last["summary"]
+    assert {"archived", "duplicates", "failed", "skipped", "warnings", "bytes", "seconds",
+            "messagesPerSecond", "bytesPerSecond"} <= set(summary)
+    assert (summary["archived"], summary["duplicates"], summary["failed"],
+            summary["skipped"]) == (3, 1, 1, 1)
+    by_origin = {Path(r["origin"]).name: r for r in lines}
+    assert len(by_origin) == len(lines) == 6
+    for name in ("a.eml", "b.eml", "show.eml"):
+        rec = by_origin[name]
+        assert rec["status"] == "archived" and re.fullmatch(r"\d+:\d+", rec["id"]), rec
+        assert set(rec) <= {"status", "origin", "id", "warnings"}
+    assert len({by_origin[n]["id"] for n in ("a.eml", "b.eml", "show.eml")}) == 3
+    assert by_origin["again.eml"]["status"] == "duplicate"
+    assert by_origin["empty.eml"]["status"] == "skipped" and by_origin["empty.eml"]["reason"]
+    assert by_origin["dangling.eml"]["status"] == "failed" and by_origin["dangling.eml"]["reason"]
+    assert summary["bytes"] == sum(len(p.read_bytes()) for p in mail.rglob("*.eml")
+                                   if p.name != "dangling.eml")
+    # Each archived id is real.
+    raw = ok(data, "show", "--raw", by_origin["show.eml"]["id"]).stdout_bytes
+    assert raw == SHOW_ME
+
+
+# -- verify ---------------------------------------------------------------------------------
+def test_verify_ok(tmp_path: Path, mail: Path) -> None:
+    data = tmp_path / "data"
+    ok(data, "import", str(mail))
+    res = ok(data, "verify")
+    assert re.search(r"store 'Default' \(id 1\): 3 messages, \d+ records: ok", res.stdout)
+    report = json.loads(ok(data, "verify", "--json").stdout)
+    assert report[0]["ok"] is True and report[0]["messages"] == 3
+    assert report[0]["problems"] == []
+    assert ok(data, "verify", "Default").exit_code == 0
+
+
+# -- serve ----------------------------------------------------------------------------------
+def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path, mail: Path) -> None:
+    data = tmp_path / "data"
+    ok(data, "import", str(mail))
+    script = Path(sys.executable).with_name("mailkeep")
+    cmd = ([str(script)] if script.exists()
+           else [sys.executable, "-c", "from mailkeep.cli import main; main()"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILKEEP_")}
+    proc = subprocess.Popen([*cmd, "--data", str(data), "serve", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            assert sel.select(timeout=30), "no output from `mailkeep serve` within 30 s"
+        first = proc.stdout.readline().decode()
+        assert "mailkeep" in first and str(data.resolve()) in first, first
+        assert proc.poll() is None  # still serving
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, (proc.returncode, first + out.decode(), err.decode())
+    assert "stopped" in out.decode()
+    assert "Traceback" not in err.decode()
+    # It let go of the store: the CLI can write again.
+    ok(data, "import", str(tmp_path / "mail" / "Inbox" / "a.eml"))

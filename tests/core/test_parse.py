@@ -245,6 +245,7 @@ def test_raw_8bit_headers() -> None:
         ("unknown-8bit", "Grüße", "utf-8"),
         ("us-ascii", "Grüße", "cp1252"),  # an 8-bit body under a US-ASCII label
         ("iso-8859-1", "“Grüße”", "cp1252"),  # labelled Latin-1, written by Windows
+        ("iso-8859-1", "Grüße", "utf-8"),  # mislabelled UTF-8, common on mailing lists
         ('"UTF-8"', "ok ✓", "utf-8"),
     ],
 )

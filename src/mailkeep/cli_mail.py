@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -10,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.tree import Tree
 
@@ -41,9 +49,10 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], folder: str, user: str,
     progress: Progress | None = None
     task = None
     if not jsonl and err.is_terminal:
-        progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                            TimeElapsedColumn(), console=err, transient=True)
-        task = progress.add_task("importing")
+        progress = Progress(SpinnerColumn(), BarColumn(), TaskProgressColumn(),
+                            TimeRemainingColumn(), TextColumn("{task.description}"),
+                            console=err, transient=True)
+        task = progress.add_task("importing", total=None)
         progress.start()
 
     def on_outcome(o: Outcome) -> None:
@@ -62,9 +71,10 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], folder: str, user: str,
 
     def on_progress(s: ImportStats) -> None:
         if progress is not None and task is not None:
-            progress.update(task, description=(
-                f"{s.archived} archived, {s.duplicates} duplicates, {s.failed} failed, "
-                f"{human(s.bytes)} read, {s.messages_per_second:.0f} msg/s"))
+            progress.update(task, total=s.input_total or None, completed=s.input_done,
+                            description=(
+                                f"{s.archived} archived, {s.duplicates} dup, {s.failed} failed, "
+                                f"{s.messages_per_second:.0f}/s"))
 
     importer: Importer | None = None
     try:
@@ -109,8 +119,19 @@ def export_(ctx: click.Context, destination: Path, folder: str | None, user: str
     start = time.monotonic()
     with archive_of(ctx) as archive:
         stats = run_export(archive, destination, query, folder, user)
+    for mid, why in stats.failed:
+        err.print(f"[red]not exported:[/red] {mid}: {why}", highlight=False)
+    for name, exc in stats.unavailable.items():
+        err.print(f"[yellow]warning:[/yellow] store {name!r} not exported: {exc.message}",
+                  highlight=False)
     out.print(f"exported {stats.messages} messages ({human(stats.bytes)}) to {destination} "
-              f"in {time.monotonic() - start:.1f} s", highlight=False)
+              f"in {time.monotonic() - start:.1f} s"
+              + (f"; {len(stats.failed)} could not be read" if stats.failed else ""),
+              highlight=False)
+    if stats.failed:
+        sys.exit(1)
+    if stats.unavailable:
+        sys.exit(max(exit_code(e) for e in stats.unavailable.values()))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -127,7 +148,7 @@ def search(ctx: click.Context, words: tuple[str, ...], limit: int, offset: int, 
     Words and "phrases"; from: to: cc: subject: body: attachment: folder: user:
     has:attachment after:DATE before:DATE on:DATE; OR between terms; -term excludes.
     """
-    unknown = [w for w in words if w.startswith("--")]
+    unknown = [w for w in words if re.match(r"--[A-Za-z]", w)]
     if unknown:  # single-dash words are exclusions (-patch); double-dash ones are typos
         raise click.UsageError(f"no such option: {unknown[0]}")
     query = " ".join(words)

@@ -194,11 +194,16 @@ class Archive:
         """The store new mail goes to, opened for writing (created on first use)."""
         recs = self.stores()
         if not recs:
-            if (self.data_dir / "stores" / DEFAULT_STORE).exists():
+            default = self.data_dir / "stores" / DEFAULT_STORE
+            if (default / "store.json").exists() and not self.master.knows_store(
+                    str(read_manifest(default)["id"])):
+                self.attach_store(default)  # a first start that was cut off after creating it
+            elif default.exists():
                 # Stores existed and were detached: do not guess, say what to do.
                 raise StoreUnavailable("no store is attached: `mailkeep store attach PATH` or "
                                        "`mailkeep store create NAME`")
-            self.create_store(DEFAULT_STORE)
+            else:
+                self.create_store(DEFAULT_STORE)
             recs = self.stores()
         cur = [r for r in recs if r.state == "current"]
         if not cur:

@@ -1,5 +1,7 @@
 """Bytes in a declared (often wrongly declared) mail charset to text; never raises.
 
+Also header text: raw 8-bit headers and RFC 2047 encoded-words (split by email.header).
+
 Python's codecs know the charsets but not how mail mislabels them: an alias table maps the labels
 seen in the wild to the codec that decodes them (x-sjis to CP932, ks_c_5601 to CP949, GB2312 to
 GB18030...), each label gets a plan of codecs to try in turn, and ISO-2022-JP with the CP932
@@ -8,9 +10,12 @@ GB18030...), each label gets a plan of codecs to try in turn, and ISO-2022-JP wi
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import functools
 import re
+from email.errors import HeaderParseError
+from email.header import decode_header
 
 _GUESS = ""  # no usable label: UTF-8, else cp1252, else Latin-1
 _JIS = "iso2022_jp"  # ISO-2022-JP and its variants
@@ -52,7 +57,7 @@ def _plan(label: str) -> tuple[tuple[str, ...], str, bool]:
         ):
             try:
                 info = codecs.lookup(candidate)
-            except LookupError:
+            except (LookupError, UnicodeError, ValueError):  # 8-bit or NUL in the label too
                 continue
             if info._is_text_encoding and info.name not in _REFUSED:
                 codec = _ALIASES.get(info.name.replace("_", "-"), info.name)
@@ -111,6 +116,62 @@ def header_text(value: bytes, fallback: str | None, warnings: list[str]) -> str:
         return value.decode("utf-8")
     except UnicodeDecodeError:
         return decode(value, fallback, warnings)
+
+
+def header(value: bytes, fallback: str | None, warnings: list[str]) -> str:
+    """A header value as one line of text: raw bytes decoded, then RFC 2047 encoded-words."""
+    text = header_text(value, fallback, warnings)
+    if "=?" in text:
+        text = encoded_words(text, warnings)
+    return " ".join(text.split())
+
+
+_B_WORD = re.compile(r"(=\?[^?]*\?[Bb]\?)([^?]*)(\?=)")
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+def encoded_words(text: str, warnings: list[str]) -> str:
+    """RFC 2047 encoded-words found by email.header.decode_header, decoded here.
+
+    Adjacent words in one charset are decoded together, so a character split over two words
+    survives; words glued to text or to each other are found too.
+    """
+    try:
+        try:
+            chunks = decode_header(text)
+        except HeaderParseError:  # base64 that padding does not mend
+            warnings.append("bad base64 in encoded-word")
+            chunks = decode_header(_B_WORD.sub(_mend_b_word, text))
+    except Exception:
+        return text
+    out: list[str] = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):  # no encoded-word after all
+            out.append(chunk)
+        elif charset is None:  # text between words, as bytes(text, "raw-unicode-escape")
+            out.append(chunk.decode("ascii") if text.isascii() else _unescape(chunk))
+        else:
+            out.append(decode(chunk, charset.partition("*")[0], warnings))  # RFC 2231 language
+    return "".join(out)
+
+
+def _mend_b_word(m: re.Match[str]) -> str:
+    clean = _NOT_BASE64.sub(b"", m.group(2).encode("ascii", "replace")).decode("ascii")
+    return m.group(1) + clean[: len(clean) - (len(clean) % 4 == 1)] + m.group(3)
+
+
+def _unescape(chunk: bytes) -> str:
+    try:
+        return chunk.decode("raw-unicode-escape")
+    except UnicodeDecodeError:  # a literal backslash-u in the text
+        return chunk.decode("latin-1")
+
+
+def lenient_base64(data: bytes) -> bytes:
+    """Base64 decoded whatever its padding: a lone last character, which holds no byte, goes."""
+    clean = _NOT_BASE64.sub(b"", data)
+    clean = clean[: len(clean) - (len(clean) % 4 == 1)]
+    return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
 
 
 _JIS_ESCAPE = re.compile(rb"\x1b(\$[@B]|\$\(D|\([BJIH])")

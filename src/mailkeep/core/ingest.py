@@ -47,6 +47,8 @@ class ImportStats:
     skipped: int = 0
     warnings: int = 0
     bytes: int = 0
+    input_total: int = 0  # bytes on disk of all inputs (compressed size for .gz)
+    input_done: int = 0  # of those, how many have been read
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     problems: list[tuple[str, str]] = field(default_factory=list)
@@ -70,6 +72,23 @@ class ImportStats:
                 "seconds": round(self.seconds, 3),
                 "messagesPerSecond": round(self.messages_per_second, 1),
                 "bytesPerSecond": round(self.bytes_per_second)}
+
+
+def _disk_bytes(path: Path) -> int:
+    """Bytes of the regular files at or below path (symlinks not followed)."""
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        total = 0
+        for root, _dirs, files in os.walk(path):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(root, name)).st_size
+                except OSError:
+                    pass
+        return total
+    except OSError:
+        return 0
 
 
 def join_folder(base: str, sub: str) -> str:
@@ -140,6 +159,9 @@ class Importer:
         self._pending_blobs: set[bytes] = set()
         self._last_commit = time.monotonic()
         self._seen = 0
+        self._files_done = 0
+        self._mbox_path = ""
+        self._mbox_size = 0
 
     # public --------------------------------------------------------------------------------
     def run(self, paths: Iterable[str | Path]) -> ImportStats:
@@ -154,11 +176,14 @@ class Importer:
                 self._pool.shutdown(cancel_futures=True)
             self.store.abort()  # a no-op after the last commit; drops a half batch on error
         self.stats.finished = time.monotonic()
+        self.stats.input_done = self.stats.input_total
         self.on_progress(self.stats)
         return self.stats
 
     # sources -------------------------------------------------------------------------------
     def _messages(self, paths: Iterable[str | Path]) -> Iterator[RawMessage]:
+        paths = list(paths)
+        self.stats.input_total = sum(_disk_bytes(Path(p)) for p in paths)
         for path in paths:
             for item in open_source(path):
                 if isinstance(item, SourceProblem):
@@ -183,7 +208,21 @@ class Importer:
                 return True
         return False
 
+    def _advance(self, msg: RawMessage) -> None:
+        """Progress in bytes on disk: whole files, plus the offset reached in an mbox."""
+        if msg.position is None:
+            self._files_done += msg.size
+            self.stats.input_done = self._files_done
+            return
+        path = msg.origin.rsplit("#", 1)[0]
+        if path != self._mbox_path:
+            self._files_done += self._mbox_size
+            self._mbox_path = path
+            self._mbox_size = _disk_bytes(Path(path))
+        self.stats.input_done = self._files_done + min(msg.position, self._mbox_size)
+
     def _take(self, msg: RawMessage) -> None:
+        self._advance(msg)
         folder = join_folder(self.base_folder, msg.folder)
         self.stats.bytes += msg.size
         if msg.stream is not None:

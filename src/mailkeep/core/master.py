@@ -66,6 +66,11 @@ class Master:
         self.conn.execute("INSERT OR IGNORE INTO store_ids VALUES (?, ?)", (uuid, cur.lastrowid))
         return StoreRecord(cur.lastrowid, uuid, name, path, state)
 
+    def knows_store(self, uuid: str) -> bool:
+        """Whether this data directory has ever had the store attached."""
+        return self.conn.execute("SELECT 1 FROM store_ids WHERE uuid = ?", (uuid,)
+                                 ).fetchone() is not None
+
     def remove_store(self, store_id: int) -> None:
         self.conn.execute("DELETE FROM stores WHERE id = ?", (store_id,))
 

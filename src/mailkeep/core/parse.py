@@ -9,14 +9,13 @@ Nothing here raises.
 
 from __future__ import annotations
 
-import binascii
 import calendar
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email import errors
 from email.generator import BytesGenerator
-from email.header import decode_header
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import Compat32
@@ -28,10 +27,10 @@ from mailkeep.core.text import html_to_text
 
 _PARTIAL_BYTES = 4 << 20  # above this, only the first _PARTIAL_BYTES are parsed
 _CR_SCAN_BYTES = 1 << 20  # no LF in this many bytes but a CR: old Mac line ends
-# email.parser reads line by line, checking each line against the boundary of every enclosing
-# multipart: cap the lines, and the lines times the boundaries, of what it is given.
-_MAX_LINES = 300_000
-_MAX_LINE_CHECKS = 3_000_000
+# email.parser reads line by line (~1 us a line, ~3 in headers), checking each line against the
+# boundary of every enclosing multipart: cap the lines, and the lines times the boundaries.
+_MAX_LINES = 100_000
+_MAX_LINE_CHECKS = 2_000_000
 _MAX_DEPTH = 30
 _MAX_WARNINGS = 30
 _VIEW_TEXT_CHARS = 1_000_000
@@ -75,7 +74,9 @@ class _RawHeaders(Compat32):
     """
 
     def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
-        name, value = super().header_source_parse(sourcelines)
+        # Compat32.header_source_parse, but removing every line break
+        name, value = sourcelines[0].split(":", 1)
+        value = value.lstrip(" \t") + "".join(sourcelines[1:])
         return name, value.replace("\r", "").replace("\n", "")
 
     def header_fetch_parse(self, name: str, value: str) -> str:
@@ -84,21 +85,19 @@ class _RawHeaders(Compat32):
 
 _POLICY = _RawHeaders()
 _PARSER = BytesParser(policy=_POLICY)
-_BOUNDARY_PARAM = re.compile(rb"boundary", re.IGNORECASE)
 _HEADER_NAME = re.compile(rb"[!-9;-~]+[ \t]*:")
 
 
 def _prepare(raw: bytes, warnings: list[str]) -> bytes:
-    """The bytes to parse: cut to what email.parser gets through in bounded time."""
+    """The bytes to parse: cut to what email.parser gets through in bounded time; CR to LF."""
     if len(raw) > _PARTIAL_BYTES:
         warnings.append(f"message over {_PARTIAL_BYTES >> 20} MiB: body indexed partially")
         raw = raw[:_PARTIAL_BYTES]
     if raw.find(b"\n", 0, _CR_SCAN_BYTES) < 0 and raw.find(b"\r", 0, _CR_SCAN_BYTES) >= 0:
         raw = raw.replace(b"\r", b"\n")  # so the text reads as it would with other line ends
     lines = max(raw.count(b"\n"), raw.count(b"\r"))
-    if lines * 8 <= _MAX_LINES:
-        return raw
-    budget = min(_MAX_LINES, _MAX_LINE_CHECKS // max(1, len(_BOUNDARY_PARAM.findall(raw))))
+    boundaries = raw.count(b"oundary") + raw.count(b"OUNDARY")  # at least the nesting depth
+    budget = min(_MAX_LINES, _MAX_LINE_CHECKS // max(1, boundaries))
     if lines > budget:
         warnings.append(f"message over {budget} lines: body indexed partially")
         while lines > budget:  # cut in proportion until it fits; the lines may not be even
@@ -113,10 +112,13 @@ def _parse(data: bytes, warnings: list[str], mend: bool = True) -> Message:
         msg = _PARSER.parsebytes(data)
     except RecursionError:  # a few hundred nested multiparts
         warnings.append("MIME nesting too deep: body not indexed")
-    except Exception as exc:  # not seen: the parser records defects instead of raising
+    except Exception as exc:  # it records defects, but decode_params can raise on a boundary
         warnings.append(f"MIME parsing failed: {type(exc).__name__}: {exc}"[:200])
     else:
-        mended = _mend(data, msg) if mend else None
+        try:
+            mended = _mend(data, msg) if mend else None
+        except Exception:  # RecursionError from Message.walk on the deepest messages
+            mended = None
         return msg if mended is None else _parse(mended, warnings, mend=False)
     try:
         msg = _PARSER.parsebytes(data, headersonly=True)
@@ -126,9 +128,7 @@ def _parse(data: bytes, warnings: list[str], mend: bool = True) -> Message:
     return msg
 
 
-_UNINDENTED_PARAM = re.compile(  # a header line ending in ";", then a "name=" line unindented
-    rb"^((?:[!-9;-~]+[ \t]*:|[ \t])[^\r\n]*;[ \t]*\r?\n)(?=[A-Za-z][\w.*-]*[ \t]*=)", re.M
-)
+_PARAM_LINE = re.compile(rb";[ \t]*\r?\n(?=[A-Za-z][\w.*-]*[ \t]*=)")  # "x;" then "name=..."
 _SPACED_NAME = re.compile(rb"([!-9;-~]+)[ \t]+:")
 
 
@@ -140,23 +140,34 @@ def _mend(data: bytes, msg: Message) -> bytes | None:
     top header block ("Subject : x", obsolete syntax). A multipart whose delimiter lines have
     text after them (RFC 2046 allows only white space) gets the text dropped.
     """
-    mended = data
+    unended = top_unended = False
+    boundaries: set[str] = set()
     for i, part in enumerate(msg.walk()):
         for defect in part.defects:
             if isinstance(defect, errors.MissingHeaderBodySeparatorDefect):
-                for _ in range(5):  # one line of parameters at a time
-                    mended, count = _UNINDENTED_PARAM.subn(rb"\1\t", mended)
-                    if not count:
-                        break
-                if i == 0:
-                    mended = _mend_top_names(mended)
+                unended, top_unended = True, top_unended or i == 0
             elif isinstance(defect, errors.StartBoundaryNotFoundDefect):
-                boundary = part.get_boundary()
-                if boundary:
-                    delimiter = b"--" + re.escape(_raw(boundary))
-                    ending = re.compile(rb"^(" + delimiter + rb"(?:--)?)[ \t]+\S[^\r\n]*", re.M)
-                    mended = ending.sub(rb"\1", mended)
+                boundaries.add(part.get_boundary() or "")
+    mended = data
+    if unended:
+        for _ in range(5):  # one line of parameters at a time
+            indented = _PARAM_LINE.sub(functools.partial(_indent_param, mended), mended)
+            if indented == mended:
+                break
+            mended = indented
+    if top_unended:
+        mended = _mend_top_names(mended)
+    for boundary in boundaries - {""}:
+        delimiter = b"--" + re.escape(_raw(boundary))
+        ending = re.compile(rb"^(" + delimiter + rb"(?:--)?)[ \t]+\S[^\r\n]*", re.M)
+        mended = ending.sub(rb"\1", mended)
     return None if mended == data else mended
+
+
+def _indent_param(data: bytes, m: re.Match[bytes]) -> bytes:
+    """Indents the line after the match if the line of the match is a header or continued one."""
+    line = data[data.rfind(b"\n", 0, m.start()) + 1 : m.start()]
+    return m.group() + b"\t" if line[:1] in (b" ", b"\t") or _HEADER_NAME.match(line) else m.group()
 
 
 def _mend_top_names(data: bytes) -> bytes:
@@ -181,53 +192,10 @@ def _raw(value: str) -> bytes:
 
 # --- headers and parameters -----------------------------------------------------------------
 
-_B_WORD = re.compile(r"(=\?[^?]*\?[Bb]\?)([^?]*)(\?=)")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
-
 
 def _header(value: str, fallback: str | None, warnings: list[str]) -> str:
-    """A header value unfolded and decoded; `fallback` is the charset for raw 8-bit bytes."""
-    text = charsets.header_text(_raw(value), fallback, warnings)
-    if "=?" in text:
-        text = _decode_words(text, warnings)
-    return " ".join(text.split())
-
-
-def _decode_words(text: str, warnings: list[str]) -> str:
-    """RFC 2047 encoded-words, by email.header.decode_header, in charsets' decoding.
-
-    Adjacent words in one charset are decoded together, so a character split over two words
-    survives; words glued to text or to each other are found too.
-    """
-    try:
-        try:
-            chunks = decode_header(text)
-        except errors.HeaderParseError:  # base64 that padding does not mend
-            warnings.append("bad base64 in encoded-word")
-            chunks = decode_header(_B_WORD.sub(_mend_b_word, text))
-    except Exception:
-        return text
-    out: list[str] = []
-    for chunk, charset in chunks:
-        if isinstance(chunk, str):  # no encoded-word after all
-            out.append(chunk)
-        elif charset is None:  # text between words, as bytes(text, "raw-unicode-escape")
-            out.append(chunk.decode("ascii") if text.isascii() else _unescape(chunk))
-        else:
-            out.append(charsets.decode(chunk, charset.partition("*")[0], warnings))
-    return "".join(out)
-
-
-def _mend_b_word(m: re.Match[str]) -> str:
-    clean = _NOT_BASE64.sub(b"", m.group(2).encode("ascii", "replace")).decode("ascii")
-    return m.group(1) + clean[: len(clean) - (len(clean) % 4 == 1)] + m.group(3)
-
-
-def _unescape(chunk: bytes) -> str:
-    try:
-        return chunk.decode("raw-unicode-escape")
-    except UnicodeDecodeError:  # a literal backslash-u in the text
-        return chunk.decode("latin-1")
+    """A header value decoded; `fallback` is the charset for raw 8-bit bytes."""
+    return charsets.header(_raw(value), fallback, warnings)
 
 
 _Params = dict[str, object]  # name -> value (str), or (charset, language, value) for RFC 2231
@@ -267,35 +235,28 @@ def _disposition(part: Message, ctype_params: _Params, warnings: list[str]) -> t
     name = _param_text(_params(part, "content-disposition", warnings).get("filename"), warnings)
     name = name or _param_text(ctype_params.get("name"), warnings)
     if "=?" in name:
-        name = _decode_words(name, warnings)
+        name = charsets.encoded_words(name, warnings)
     return disposition[0] if disposition else "", " ".join(name.replace("\x00", " ").split())
 
 
 def _cte(part: Message) -> str:
     value = part.get("content-transfer-encoding")
-    return "" if value is None else value.split(";")[0].strip(" \t\r\n\"'").lower()
+    return "" if value is None else value.split(";")[0].strip(" \t\"'").lower()
 
 
 def _payload(part: Message, warnings: list[str]) -> bytes:
     """A leaf part's payload, transfer-decoded by email.message."""
     cte = _cte(part)
-    if cte and cte != part.get("content-transfer-encoding"):  # "base64 " is base64 too
+    if cte != (part.get("content-transfer-encoding") or "").lower():  # "base64 " is base64 too
         part.replace_header("content-transfer-encoding", cte)
     seen = len(part.defects)
     data = part.get_payload(decode=True)
     found = {type(d) for d in part.defects[seen:]}
-    if errors.InvalidBase64LengthDefect in found:  # then the base64 is returned undecoded
-        text = part.get_payload()
-        data = _lenient_base64(_raw(text)) if isinstance(text, str) else b""
+    if errors.InvalidBase64LengthDefect in found and isinstance(data, bytes):
+        data = charsets.lenient_base64(data)  # email.message returned it undecoded
     if found & {errors.InvalidBase64PaddingDefect, errors.InvalidBase64LengthDefect}:
         warnings.append("bad base64 padding")
     return data if isinstance(data, bytes) else b""
-
-
-def _lenient_base64(data: bytes) -> bytes:
-    clean = _NOT_BASE64.sub(b"", data)
-    clean = clean[: len(clean) - (len(clean) % 4 == 1)]  # a lone last character holds no byte
-    return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
 
 
 def _flatten(msg: Message) -> bytes:
@@ -330,6 +291,13 @@ class _Walker:
         self.html_room = _HTML_BYTES
         self.sizes = sizes  # describe() wants decoded sizes; extract() skips that work
         self.warnings = warnings
+        self._params: dict[int, tuple[Message, _Params]] = {}  # by id(part), part kept alive
+
+    def params(self, part: Message) -> _Params:
+        """The part's Content-Type parameters, parsed once."""
+        if (known := self._params.get(id(part))) is None:
+            known = self._params[id(part)] = part, _params(part, "content-type", self.warnings)
+        return known[1]
 
     def add(self, kind: str, text: str) -> None:
         if len(text) > self.room:
@@ -353,8 +321,10 @@ class _Walker:
             self.warnings.append(f"MIME part failed: {type(exc).__name__}: {exc}"[:200])
 
     def part(self, part: Message, depth: int) -> None:
+        # Only get_payload(decode=True) for leaves: without it, 8-bit text is decoded with the
+        # declared charset, which can raise.
         ctype = part.get_content_type()
-        payload = part.get_payload()
+        payload = part.get_payload() if part.is_multipart() else None
         if isinstance(payload, list):
             if ctype in _NESTED:
                 self.forwarded(part, ctype, payload, depth)
@@ -375,18 +345,16 @@ class _Walker:
         if disposition != "attachment" and not name:
             return False
         size = 0
-        if self.sizes:
-            inner = part.get_payload()
-            if isinstance(inner, list):  # a message/* part: its message as bytes
-                size = sum(len(_flatten(m)) for m in inner if isinstance(m, Message))
-            else:
-                size = len(_payload(part, self.warnings))
+        if self.sizes and part.is_multipart():  # a message/* part: its message as bytes
+            size = sum(len(_flatten(m)) for m in part.get_payload() if isinstance(m, Message))
+        elif self.sizes:
+            size = len(_payload(part, self.warnings))
         self.attachments.append((name, ctype, size))
         # Text explicitly inline (patches sent from Thunderbird) is read in the mail itself.
         return disposition != "inline" or not ctype.startswith("text/")
 
     def leaf(self, part: Message, ctype: str) -> None:
-        params = _params(part, "content-type", self.warnings)
+        params = self.params(part)
         if self.attachment(part, ctype, params):
             return
         maintype = ctype.partition("/")[0]
@@ -418,7 +386,7 @@ class _Walker:
             inner["Content-Transfer-Encoding"] = cte
             inner = _parse(_payload(inner, self.warnings), self.warnings)
             part.set_payload([inner])
-        self.attachment(part, ctype, _params(part, "content-type", self.warnings))  # read too
+        self.attachment(part, ctype, self.params(part))  # read too
         lines = [
             f"{label}: {_header(value, None, self.warnings)}"
             for label, key in (("From", "from"), ("Subject", "subject"))
@@ -429,7 +397,7 @@ class _Walker:
 
     def report(self, part: Message, ctype: str, payload: list[Message | str]) -> None:
         """message/delivery-status and the like: blocks of fields, shown as they are."""
-        params = _params(part, "content-type", self.warnings)
+        params = self.params(part)
         if self.attachment(part, ctype, params):
             return
         charset = _param_text(params.get("charset"), self.warnings) or None
@@ -438,9 +406,9 @@ class _Walker:
             if not isinstance(block, Message):
                 continue
             lines = [f"{k}: {_header(v, charset, self.warnings)}" for k, v in block.items()]
-            body = block.get_payload()
-            if isinstance(body, str) and body.strip():
-                lines.append(charsets.decode(_raw(body), charset, self.warnings))
+            body = None if block.is_multipart() else block.get_payload(decode=True)
+            if isinstance(body, bytes) and body.strip():
+                lines.append(charsets.decode(body, charset, self.warnings))
             blocks.append("\n".join(lines))
         self.add("meta", "\n\n".join(blocks))
 
@@ -453,18 +421,26 @@ def _cut(data: bytes, limit: int) -> bytes:
     return data[: newline + 1 if newline >= 0 else max(limit, 0)]
 
 
-def _walk(raw: bytes, max_chars: int, sizes: bool) -> tuple[Message, _Walker, str | None]:
-    """Parse and walk a message; returns it, the walker and its declared charset."""
+_Headers = dict[str, list[str]]  # lower-case name -> values, in order
+_WANTED = frozenset(["subject", "from", "sender", "to", "cc", "bcc", "date", "message-id"])
+
+
+def _walk(raw: bytes, max_chars: int, sizes: bool) -> tuple[_Headers, _Walker, str | None]:
+    """Parse and walk a message; returns its headers, the walker and its declared charset."""
     warnings: list[str] = []
     data = _prepare(raw, warnings)
     walker = _Walker(max_chars, sizes, warnings)
     if b"\x00" in data[:8192] and not _PARSER.parsebytes(data[:8192], headersonly=True).keys():
         warnings.append("binary data, not a message: not indexed")
-        return Message(_POLICY), walker, None
+        return {}, walker, None
     msg = _parse(data, warnings)
     walker.walk(msg, 0)
-    charset = _param_text(_params(msg, "content-type", warnings).get("charset"), warnings)
-    return msg, walker, charset or None
+    headers: _Headers = {}
+    for name, value in msg.items():  # one pass: Message.get_all scans all headers every time
+        if (key := name.lower()) in _WANTED:
+            headers.setdefault(key, []).append(value)
+    charset = _param_text(walker.params(msg).get("charset"), warnings)
+    return headers, walker, charset or None
 
 
 # --- the two entry points -------------------------------------------------------------------
@@ -496,11 +472,11 @@ def extract(raw: bytes, max_body_chars: int = 1_000_000) -> IndexFields:
 
 
 def _extract(raw: bytes, max_body_chars: int) -> IndexFields:
-    msg, walker, charset = _walk(raw, max_body_chars, sizes=False)
+    headers, walker, charset = _walk(raw, max_body_chars, sizes=False)
     warnings = walker.warnings
 
     def text(*names: str, every: bool = False) -> str:
-        values = [value for name in names for value in msg.get_all(name, [])]
+        values = [value for name in names for value in headers.get(name, [])]
         texts = [_header(value, charset, warnings) for value in values[: None if every else 1]]
         return ", ".join(t for t in texts if t).replace("\x00", " ")
 
@@ -514,7 +490,7 @@ def _extract(raw: bytes, max_body_chars: int) -> IndexFields:
         recipients=text("to", "cc", "bcc", every=True),
         body="\n\n".join(t for _, t in walker.texts)[:max_body_chars].replace("\x00", " "),
         attachments="\n".join(names),
-        date=_date(text("date")) if "date" in msg else None,
+        date=_date(text("date")) if "date" in headers else None,
         message_id=message_id or None,
         has_attachment=bool(walker.attachments),
         warnings=_finish(warnings),
@@ -534,12 +510,12 @@ _VIEW_HEADERS = (
 def describe(raw: bytes) -> MessageView:
     """Decoded headers, readable text and attachment list for `mailkeep show`. Never raises."""
     try:
-        msg, walker, charset = _walk(raw, _VIEW_TEXT_CHARS, sizes=True)
+        headers, walker, charset = _walk(raw, _VIEW_TEXT_CHARS, sizes=True)
         warnings = walker.warnings
         shown = [
             (label, _header(value, charset, warnings))
             for label, key in _VIEW_HEADERS
-            for value in msg.get_all(key, [])
+            for value in headers.get(key, [])
         ]
         wanted = {"meta", "plain" if any(k == "plain" for k, _ in walker.texts) else "html"}
         texts = [text for kind, text in walker.texts if kind in wanted]

@@ -11,6 +11,7 @@ import fcntl
 import io
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -82,6 +83,7 @@ class Store:
         self._fds: dict[int, int] = {}
         self._index_cache: dict[int, tuple[int, tuple[str, ...]]] = {}
         self.recovered_on_open: list[str] = []
+        self.lost_entries: list[int] = []  # entries whose message record was found lost
         if self.writable:
             self._open_writer()
 
@@ -89,7 +91,8 @@ class Store:
     @classmethod
     def create(cls, path: Path, name: str, master_key: bytes | None, encrypt: bool) -> Store:
         if (path / MANIFEST).exists():
-            raise Conflict(f"{path} already holds a store")
+            raise Conflict(f"{path} already holds a store (to use it: `mailkeep store attach "
+                           f"{path}`)")
         if path.exists() and any(path.iterdir()):
             raise Conflict(f"{path} exists and is not empty")
         manifest: dict[str, Any] = {
@@ -102,9 +105,18 @@ class Store:
             store_key = new_store_key()
             manifest["encryption"] = {"algorithm": "AES-256-GCM", "key_id": key_id(master_key),
                                       "wrapped_key": wrap_key(master_key, store_key)}
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (path / "segments").mkdir(mode=0o700, exist_ok=True)
-        write_json_atomic(path / MANIFEST, manifest)
+        # Built aside and renamed into place, so a crash leaves either no store or a whole one.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.creating-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # an earlier creation cut off by a crash
+        tmp = path.with_name(f".{path.name}.creating-{manifest['id']}")
+        tmp.mkdir(mode=0o700)
+        (tmp / "segments").mkdir(mode=0o700)
+        write_json_atomic(tmp / MANIFEST, manifest)
+        if path.exists():
+            path.rmdir()  # empty, checked above
+        os.rename(tmp, path)
+        seg.fsync_dir(path.parent)
         return cls(path, manifest, store_key, write=True)
 
     @classmethod
@@ -248,6 +260,9 @@ class Store:
                 if problems is not None:
                     problems.append(f"message {h['n']} in {h['owner']}/{h['folder']}: "
                                     "its message record is lost")
+                self.lost_entries.append(int(h["n"]))
+                if int(h["n"]) >= cat.next_number():  # its number is never handed out again
+                    cat.set_next_number(int(h["n"]) + 1)
                 return
             fid = cat.folder_id(h["owner"], h["folder"])
             if cat.has_entry(blob_id, fid):
@@ -464,6 +479,19 @@ class Store:
         if row is not None:
             self.catalog.delete_entry(number, self._blob_index(row[0])[1])
 
+    def bury_lost_entries(self) -> None:
+        """Tombstone entries whose message bytes are lost, so the segments agree with the
+        catalog again (recover does this after naming them)."""
+        if not self.lost_entries:
+            return
+        self.begin()
+        assert self._writer is not None
+        for number in self.lost_entries:
+            self._writer.append(seg.TOMBSTONE, {"n": number, "at": int(time.time()),
+                                                "reason": "message record lost; recovered"})
+        self.lost_entries = []
+        self.commit()
+
     def delete_message(self, number: int, reason: str) -> None:
         self.begin()
         assert self._writer is not None
@@ -545,12 +573,16 @@ class Store:
         if loc is None:
             raise NotFound(f"message {number} does not exist in store {self.name!r}")
         segment, offset, length, _raw_size, _ = loc
-        rec = self.record_at(segment, offset, length)
-        cid = bytes.fromhex(rec.header["id"])
-        if rec.payload is not None:
-            yield self._unpack_record(rec, cid)
-        else:
-            yield from self._stream_record(rec, cid)
+        try:
+            rec = self.record_at(segment, offset, length)
+            cid = bytes.fromhex(rec.header["id"])
+            if rec.payload is not None:
+                yield self._unpack_record(rec, cid)
+            else:
+                yield from self._stream_record(rec, cid)
+        except CorruptData as exc:
+            raise CorruptData(f"message {number} of store {self.name!r} is damaged "
+                              f"({exc.message}); see `mailkeep verify`") from None
 
     def read(self, number: int) -> bytes:
         return b"".join(self.read_chunks(number))

@@ -199,6 +199,7 @@ def recover(store: Store, report: Report = _noop) -> RecoverResult:
         p.unlink(missing_ok=True)
     old_catalog, old_packer = store.catalog, store.packer
     store._index_cache.clear()
+    store.lost_entries = []
     store.catalog = Catalog(tmp)
     store.packer = Packer({}, store._store_key)
     numbers = store.segments()
@@ -233,5 +234,6 @@ def recover(store: Store, report: Report = _noop) -> RecoverResult:
     store.packer = Packer(store.catalog.dictionaries(), store._store_key)
     if store._writer is not None:
         store._writer.rewind(*end)
+        store.bury_lost_entries()
     report(100.0, f"catalog rebuilt: {result.messages} messages from {result.records} records")
     return result

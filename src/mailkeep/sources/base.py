@@ -31,6 +31,7 @@ class RawMessage:
     size: int = 0
     flags: frozenset[str] = field(default_factory=frozenset)
     internal_date: float | None = None  # epoch seconds (mbox From_ line, file mtime), if known
+    position: int | None = None  # bytes of the origin file read so far (for progress), if known
 
     def __post_init__(self) -> None:
         if (self.data is None) == (self.stream is None):

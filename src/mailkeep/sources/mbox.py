@@ -227,7 +227,8 @@ class _Splitter:
             size = spool.tell() - strip
             spool.truncate(size)
             spool.seek(0)
-            yield RawMessage(self.folder, origin, stream=spool, size=size, internal_date=date)
+            yield RawMessage(self.folder, origin, stream=spool, size=size, internal_date=date,
+                             position=self._position())
             return
         data = self._unescaped(b"".join(parts), True)
         if strip:
@@ -235,7 +236,16 @@ class _Splitter:
         if not data:
             yield SourceProblem(origin, "empty message", skipped=True)
             return
-        yield RawMessage(self.folder, origin, data=data, internal_date=date)
+        yield RawMessage(self.folder, origin, data=data, internal_date=date,
+                         position=self._position())
+
+    def _position(self) -> int | None:
+        """How far into the file on disk reading has got (the compressed offset for gzip)."""
+        raw = self.f._raw if isinstance(self.f, _GzipOwningFile) else self.f
+        try:
+            return raw.tell()
+        except (OSError, ValueError):
+            return None
 
     def _drop_spool(self) -> None:
         if self.spool is not None:

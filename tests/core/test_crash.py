@@ -1,0 +1,481 @@
+"""kill -9 at any instant during import.
+
+The requirement: "A crash (kill -9) at any instant during import: after the next open, `verify`
+passes, every message the import had reported as archived is there, and re-running the import
+adds the rest without duplicates."
+
+Every test here runs the real `mailkeep import --jsonl` in a child process and SIGKILLs it:
+- test_kill_rounds_into_one_data_directory: several rounds into the SAME data directory, each
+  killed at another point (early, before any line; after N reported lines for several N; after
+  a random delay), then the import run to completion;
+- test_kill_at_exact_instant: the child stops itself (SIGSTOP) at one chosen instant of the
+  first import into an empty data directory (store creation, dictionary training, before the
+  segment fsync, between fsync and catalog commit, half-way through writing a record, after the
+  commit but before the report), and the parent SIGKILLs it there.
+After every kill: `verify` exits 0, every message reported as archived is in the archive under
+its reported id with its exact bytes (SHA-256 of the exported .eml against the source), and no
+(message, folder) pair is filed twice. At the end the archive holds exactly the distinct
+(message bytes, folder) pairs of the source, each once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from mailkeep.sources.base import RawMessage
+from mailkeep.sources.detect import open_source
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+BULK = CORPUS / "bulk" / "linux-mips"
+pytestmark = pytest.mark.skipif(not BULK.is_dir(), reason=f"bulk corpus not found at {BULK}")
+
+# The children run the installed `mailkeep` entry point (`python -m mailkeep.cli` does nothing:
+# the module has no __main__ block). To crash at an exact instant a child runs the same main()
+# through this stub instead, where MK_CRASH_AT makes it stop itself (SIGSTOP) at that instant
+# so that the parent can SIGKILL it right there:
+#   "module:function:k[:mode]" or "module:Class.method:k[:mode]" -> the k-th call;
+#   mode "" stops before the call runs, "after" once it has returned, and "torn" (only for
+#   SegmentWriter.append) after writing the first half of the record, as a kill inside
+#   write(2) would leave it.
+CHILD = r"""
+import importlib, os, signal, sys
+
+def _install(spec):
+    mod_name, attr, count, *mode = spec.split(":")
+    mode = mode[0] if mode else ""
+    owner = importlib.import_module(mod_name)
+    name = attr
+    if "." in attr:
+        cls_name, name = attr.split(".")
+        owner = getattr(owner, cls_name)
+    orig = getattr(owner, name)
+    calls = [0]
+
+    def stop():
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGSTOP)
+        os._exit(99)  # never reached: the parent kills the stopped process
+
+    def hooked(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] != int(count):
+            return orig(*args, **kwargs)
+        if mode == "torn":
+            from mailkeep.core import segments
+            writer, type_, header = args[0], args[1], args[2]
+            payload = args[3] if len(args) > 3 else kwargs.get("payload", b"")
+            data = segments.encode(type_, header, payload)
+            writer._fh.write(data[: len(data) // 2])
+            writer._fh.flush()
+            stop()
+        if mode == "after":
+            result = orig(*args, **kwargs)
+            stop()
+            return result
+        stop()
+
+    setattr(owner, name, hooked)
+
+if os.environ.get("MK_CRASH_AT"):
+    _install(os.environ["MK_CRASH_AT"])
+from mailkeep.cli import main
+sys.argv[0] = "mailkeep"
+sys.exit(main())
+"""
+HOOKED = [sys.executable, "-c", CHILD]
+_ENTRY_POINT = Path(sys.executable).with_name("mailkeep")  # the installed `mailkeep` script
+MAILKEEP = [str(_ENTRY_POINT)] if _ENTRY_POINT.exists() else HOOKED
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if k not in ("MK_CRASH_AT", "MAILKEEP_MASTER_KEY", "MAILKEEP_DATA")}
+
+
+def run(data: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*MAILKEEP, "--data", str(data), *args], capture_output=True,
+                          text=True, timeout=timeout, env=clean_env())
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- the source -----------------------------------------------------------------------------
+@dataclass
+class Source:
+    root: Path
+    by_origin: dict[str, tuple[str, str]]  # origin -> (folder, sha256 of the message bytes)
+    messages: int  # messages in the source, duplicates included
+
+    @property
+    def pairs(self) -> set[tuple[str, str]]:
+        """The distinct (folder, message bytes) pairs: what the archive must hold, each once."""
+        return set(self.by_origin.values())
+
+
+def _gunzip(years: list[int], out: Path) -> None:
+    with open(out, "wb") as fh:
+        for y in years:
+            with gzip.open(BULK / f"linux-mips-{y}.mbox.gz") as gz:
+                shutil.copyfileobj(gz, fh)
+
+
+def _read_source(root: Path) -> Source:
+    by_origin: dict[str, tuple[str, str]] = {}
+    for item in open_source(root):
+        assert isinstance(item, RawMessage), item
+        assert item.data is not None
+        by_origin[item.origin] = (item.folder, sha(item.data))
+    return Source(root, by_origin, len(by_origin))
+
+
+@pytest.fixture(scope="module")
+def big_source(tmp_path_factory: pytest.TempPathFactory) -> Source:
+    """~3,100 messages, 8.5 MB: three years of linux-mips plus the first year again in the
+    same folder (duplicates there) and, as a second mbox, in another folder (stored once,
+    filed twice)."""
+    root = tmp_path_factory.mktemp("crash-big") / "mail"
+    root.mkdir()
+    _gunzip([1996, 1997, 1998, 1996], root / "lists.mbox")
+    _gunzip([1996], root / "again.mbox")
+    src = _read_source(root)
+    assert src.messages > 3000 and len(src.pairs) < src.messages
+    return src
+
+
+def _with_refiled(root: Path, years: list[int], refiled: int) -> Source:
+    """Some years as one mbox, and its first `refiled` messages again in a second folder."""
+    root.mkdir()
+    _gunzip(years, root / "lists.mbox")
+    data = (root / "lists.mbox").read_bytes()
+    cut = 0
+    for _ in range(refiled):
+        cut = data.index(b"\nFrom mboxrd@z ", cut + 1)
+    (root / "refiled.mbox").write_bytes(data[: cut + 1])
+    return _read_source(root)
+
+
+@pytest.fixture(scope="module")
+def small_source(tmp_path_factory: pytest.TempPathFactory) -> Source:
+    """277 messages: one year, and 30 of them filed again in a second folder."""
+    return _with_refiled(tmp_path_factory.mktemp("crash-small") / "mail", [1996], 30)
+
+
+@pytest.fixture(scope="module")
+def medium_source(tmp_path_factory: pytest.TempPathFactory) -> Source:
+    """1,315 messages: enough for the store to train its first dictionary."""
+    src = _with_refiled(tmp_path_factory.mktemp("crash-medium") / "mail", [1996, 1997], 30)
+    assert len({sha for _f, sha in src.pairs}) > 1000
+    return src
+
+
+# -- running and killing the import ------------------------------------------------------------
+@dataclass
+class Run:
+    reported: dict[str, str] = field(default_factory=dict)  # archived: id -> origin
+    duplicates: int = 0
+    other: list[dict[str, object]] = field(default_factory=list)  # failed, skipped
+    summary: dict[str, int] | None = None
+    killed: bool = False
+
+    def take(self, line: bytes) -> None:
+        rec = json.loads(line)
+        if "summary" in rec:
+            self.summary = rec["summary"]
+        elif rec["status"] == "archived":
+            assert rec["id"] not in self.reported, f"id {rec['id']} reported twice"
+            self.reported[rec["id"]] = rec["origin"]
+        elif rec["status"] == "duplicate":
+            self.duplicates += 1
+        else:
+            self.other.append(rec)
+
+
+class Child:
+    """`mailkeep import --jsonl` in a child process of its own process group."""
+
+    def __init__(self, data: Path, src: Path, crash_at: str | None = None) -> None:
+        env = clean_env()
+        if crash_at:
+            env["MK_CRASH_AT"] = crash_at
+        self.stderr = tempfile.TemporaryFile()  # a file: the child never blocks on it
+        self.proc = subprocess.Popen(
+            [*(HOOKED if crash_at else MAILKEEP), "--data", str(data), "import", str(src),
+             "--jsonl"],
+            stdout=subprocess.PIPE, stderr=self.stderr, env=env, start_new_session=True)
+        self.run = Run()
+
+    def lines(self) -> Iterator[bytes]:
+        """Complete lines of stdout (a line cut short by the kill was never reported)."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.endswith(b"\n"):
+                yield line
+
+    def kill(self) -> None:
+        """kill -9 the import process, then whatever helper it left (parser processes)."""
+        self.run.killed = True
+        for kill, target in ((os.kill, self.proc.pid), (os.killpg, self.proc.pid)):
+            try:
+                kill(target, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def abort(self) -> None:
+        """Clean up after a failed check: no child left running, no file left open."""
+        self.kill()
+        self.proc.wait(timeout=60)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        self.stderr.close()
+
+    def finish(self) -> Run:
+        for line in self.lines():  # what the child wrote before it died was reported too
+            self.run.take(line)
+        self.proc.wait(timeout=120)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        self.stderr.seek(0)
+        err = self.stderr.read().decode(errors="replace")
+        self.stderr.close()
+        if not self.run.killed:
+            assert self.proc.returncode == 0, f"import exited {self.proc.returncode}: {err}"
+        return self.run
+
+
+def import_to_the_end(data: Path, src: Path) -> Run:
+    child = Child(data, src)
+    try:
+        return child.finish()
+    except BaseException:
+        child.abort()
+        raise
+
+
+def import_killed_after_lines(data: Path, src: Path, n: int) -> Run:
+    """Kill the import as soon as it has reported its n-th archived message."""
+    child = Child(data, src)
+    try:
+        for line in child.lines():
+            child.run.take(line)
+            if len(child.run.reported) >= n:
+                child.kill()
+                break
+        return child.finish()
+    except BaseException:
+        child.abort()
+        raise
+
+
+def import_killed_after(data: Path, src: Path, seconds: float) -> Run:
+    child = Child(data, src)
+    timer = threading.Timer(seconds, child.kill)
+    timer.start()
+    try:
+        for line in child.lines():
+            child.run.take(line)
+        timer.cancel()
+        run_ = child.finish()
+    except BaseException:
+        timer.cancel()
+        child.abort()
+        raise
+    run_.killed = child.proc.returncode == -signal.SIGKILL
+    return run_
+
+
+def import_killed_once_store_registered(data: Path, src: Path) -> Run:
+    """Kill the first import into an empty data directory as soon as the new store is
+    registered, before anything is reported."""
+    child = Child(data, src)
+    db = data / "mailkeep.db"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and child.proc.poll() is None:
+        if db.exists():
+            try:
+                with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1)) as c:
+                    if c.execute("SELECT count(*) FROM stores").fetchone()[0]:
+                        break
+            except sqlite3.Error:
+                pass  # not created yet
+        time.sleep(0.002)
+    child.kill()
+    return child.finish()
+
+
+def import_stopped_at(data: Path, src: Path, crash_at: str) -> Run:
+    """Run the import until the child stops itself at `crash_at`, then SIGKILL it there."""
+    child = Child(data, src, crash_at)
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(child.lines()))
+    reader.start()
+    deadline = time.monotonic() + 60
+    status = 0
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(child.proc.pid, os.WUNTRACED | os.WNOHANG)
+        if pid:
+            break
+        time.sleep(0.005)
+    if not os.WIFSTOPPED(status):
+        child.kill()
+        reader.join(timeout=60)
+        child.finish()
+        pytest.fail(f"the import never reached {crash_at} (wait status {status})")
+    child.kill()
+    reader.join(timeout=60)
+    for line in lines:
+        child.run.take(line)
+    return child.finish()
+
+
+# -- checking the archive -------------------------------------------------------------------
+def archive_contents(data: Path, tmp: Path) -> dict[str, tuple[str, str]]:
+    """id -> (folder, sha256) of every message in the archive, from a byte-exact export."""
+    out = tmp / "export"
+    shutil.rmtree(out, ignore_errors=True)
+    res = run(data, "export", "--to", str(out))
+    assert res.returncode == 0, res.stderr
+    got: dict[str, tuple[str, str]] = {}
+    if not out.exists():
+        return got
+    for path in out.rglob("*.eml"):
+        rel = path.relative_to(out)
+        assert rel.parts[0] == "admin"
+        store_id, number = path.stem.split("-")
+        got[f"{store_id}:{number}"] = ("/".join(rel.parts[1:-1]), sha(path.read_bytes()))
+    shutil.rmtree(out)
+    return got
+
+
+def check_after_crash(data: Path, src: Source, reported: dict[str, str], tmp: Path,
+                      what: str) -> dict[str, tuple[str, str]]:
+    """verify passes; every reported message is there, under its id, byte for byte; and no
+    (message, folder) pair is filed twice. Returns the archive's contents."""
+    res = run(data, "verify", "--json")
+    assert res.returncode == 0, f"{what}: verify failed after the kill:\n{res.stdout}{res.stderr}"
+    contents = archive_contents(data, tmp)
+    for mid, origin in reported.items():
+        assert mid in contents, f"{what}: {mid} ({origin}) was reported archived and is gone"
+        assert contents[mid] == src.by_origin[origin], (
+            f"{what}: {mid} does not hold the bytes of {origin} in its folder")
+    doubled = [p for p, c in Counter(contents.values()).items() if c > 1]
+    assert not doubled, f"{what}: filed twice: {doubled[:5]}"
+    assert set(contents.values()) <= src.pairs, f"{what}: the archive holds foreign messages"
+    return contents
+
+
+def complete_and_check(data: Path, src: Source, reported: dict[str, str],
+                       before: dict[str, tuple[str, str]], tmp: Path, what: str) -> None:
+    """Re-run the import to its end: it adds exactly what is missing, each pair once, and
+    keeps every id given out before."""
+    final = import_to_the_end(data, src.root)
+    s = final.summary
+    assert s is not None, f"{what}: no summary"
+    assert s["failed"] == 0 and s["skipped"] == 0 and not final.other, (what, final.other[:3])
+    assert s["archived"] == len(final.reported) == len(src.pairs) - len(before), (what, s)
+    assert s["archived"] + s["duplicates"] == src.messages, (what, s)
+    assert not set(final.reported) & set(before), f"{what}: an id was given out twice"
+    contents = check_after_crash(data, src, {**reported, **final.reported}, tmp,
+                                 f"{what}, then completed")
+    assert sorted(contents.values()) == sorted(src.pairs), f"{what}: not exactly the source"
+    for mid, pair in before.items():
+        assert contents[mid] == pair, f"{what}: {mid} changed"
+
+
+# -- the tests ------------------------------------------------------------------------------
+def test_kill_rounds_into_one_data_directory(big_source: Source, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    rng = random.Random(20240611)
+    reported: dict[str, str] = {}
+    contents: dict[str, tuple[str, str]] = {}
+    log: list[str] = []
+
+    def check(what: str, r: Run) -> None:
+        nonlocal contents
+        reported.update(r.reported)
+        previous = contents
+        contents = check_after_crash(data, big_source, reported, tmp_path, what)
+        for mid, pair in previous.items():  # nothing that was there before is lost or moved
+            assert contents.get(mid) == pair, f"{what}: {mid} changed"
+        log.append(f"{what}: killed={r.killed}, reported {len(r.reported)} archived and "
+                   f"{r.duplicates} duplicates; the archive holds {len(contents)}")
+
+    def left() -> int:
+        return len(big_source.pairs) - len(contents)
+
+    # 1. the first import into an empty data directory, killed as soon as its store exists
+    r = import_killed_once_store_registered(data, big_source.root)
+    assert not r.reported
+    check("round 1 (killed once the store was registered)", r)
+    # 2.-5. killed as soon as the n-th archived message is reported, for several n, and once
+    # after a random delay. Each run first finds what earlier runs archived (duplicates), then
+    # archives on; a run that finds nothing left to archive is not killed.
+    for i, when in enumerate(("line 1", 0.2, "random", 0.4), start=2):
+        if when == "random":
+            delay = rng.uniform(0.3, 1.0)
+            r = import_killed_after(data, big_source.root, delay)
+            check(f"round {i} (killed after {delay:.2f} s)", r)
+            continue
+        n = 1 if when == "line 1" else max(1, int(left() * float(when)))
+        r = import_killed_after_lines(data, big_source.root, n)
+        check(f"round {i} (killed after {n} archived lines)", r)
+    print("\n".join(log))
+    # on a fast machine the last rounds may find everything archived already
+    assert sum("killed=True" in line for line in log) >= 3, log
+    complete_and_check(data, big_source, reported, contents, tmp_path, "after the kills")
+    again = import_to_the_end(data, big_source.root)  # and once more: nothing new
+    assert again.summary is not None
+    assert again.summary["archived"] == 0 and again.summary["duplicates"] == big_source.messages
+
+
+# Where the child stops itself to be killed: "module:[Class.]function:k[:mode]" (see CHILD).
+CRASH_POINTS = {
+    # the store directory is being made; the manifest is not written, nothing is registered
+    "store manifest": "mailkeep.core.store:write_json_atomic:1",
+    # the store directory is complete, not yet registered in mailkeep.db
+    "store registration": "mailkeep.core.master:Master.add_store:1",
+    # records of the first batch appended, not yet fsynced
+    "batch not fsynced": "mailkeep.core.segments:SegmentWriter.append:200",
+    # half of a record written: a torn tail
+    "torn record": "mailkeep.core.segments:SegmentWriter.append:301:torn",
+    # the first batch fsynced, its catalog commit not made (sync 1 closed the new store)
+    "between fsync and commit": "mailkeep.core.segments:SegmentWriter.sync:2:after",
+    # the first batch committed, nothing reported yet
+    "after commit": "mailkeep.core.store:Store.commit:1:after",
+    # the store trains its first dictionary after a commit, before reporting that batch
+    "dictionary training": "mailkeep.core.codec:train:1",
+    # the dictionary record appended, neither fsynced nor committed
+    "dictionary record": "mailkeep.core.store:Store.add_dictionary:1:after",
+}
+NEEDS_DICTIONARY = {"dictionary training", "dictionary record"}
+
+
+@pytest.mark.parametrize("point", list(CRASH_POINTS))
+def test_kill_at_exact_instant(point: str, small_source: Source, medium_source: Source,
+                               tmp_path: Path) -> None:
+    src = medium_source if point in NEEDS_DICTIONARY else small_source
+    data = tmp_path / "data"
+    r = import_stopped_at(data, src.root, CRASH_POINTS[point])
+    before = check_after_crash(data, src, r.reported, tmp_path, f"killed at {point}")
+    complete_and_check(data, src, r.reported, before, tmp_path, f"killed at {point}")
+    assert [p.name for p in (data / "stores").iterdir()] == ["Default"]

@@ -383,3 +383,148 @@ def test_message_id_and_nul_bytes() -> None:
     assert fields.message_id == "abc@x.example"
     assert fields.subject == "a b" and fields.body == "c d"
     assert extract(b"Message-ID: \n\nx").message_id is None
+
+
+# --- what email.parser needs help with, and the caps -------------------------------------------
+
+
+def test_header_blocks_broken_the_known_ways_are_mended() -> None:
+    raw = b"""Subject : spaced before the colon
+From: a@example.com
+Content-Type: multipart/mixed;
+boundary="outer"
+
+--outer
+Content-Type: multipart/alternative;
+boundary="inner"
+
+--inner
+Content-Type: text/plain; charset=utf-8
+
+inner text
+--inner--
+--outer--
+"""
+    fields = extract(raw)
+    assert fields.subject == "spaced before the colon"
+    assert fields.sender == "a@example.com"
+    assert fields.body == "inner text"
+    assert "boundary" not in fields.body
+
+
+def test_folded_boundary_and_delimiters_with_text_after_them() -> None:
+    folded = b'Content-Type: multipart/mixed; boundary="simple\n boundary"\n\n'
+    folded += b"--simple boundary\n\nfirst\n--simple boundary--\n"
+    assert extract(folded).body == "first"
+    trailing = b"Content-Type: multipart/mixed; boundary=b\n\n--b ignored text\n\nsecond\n"
+    trailing += b"--b-- more ignored text\nepilogue\n"
+    assert extract(trailing).body == "second"
+
+
+def test_parameters() -> None:
+    raw = (
+        "Content-Type: text/plain; name=\"Grüße.txt\"\n"
+        "Content-Disposition: attachment; filename=\"fallback.txt\"; "
+        "filename*=UTF-8''r%C3%A9el.txt\n\nx"
+    ).encode()
+    assert extract(raw).attachments == "réel.txt"  # RFC 2231 form preferred to the plain one
+    raw_8bit = "Content-Type: text/plain; name=\"Grüße.txt\"\n\nx"
+    assert extract(raw_8bit.encode()).attachments == "Grüße.txt"  # raw UTF-8 in a parameter
+    assert extract(raw_8bit.encode("latin-1")).attachments == "Grüße.txt"
+    odd = b"Content-Type: text/plain; name*=x; name*0=y; name*1*=z\n\nbody"  # odd section numbers
+    assert extract(odd).body == "body"
+    assert "unreadable content-type parameters" in extract(odd).warnings
+
+
+def test_transfer_encodings_spelled_loosely_and_base64_stdlib_gives_up_on() -> None:
+    for cte in (b"Base64 ", b'"base64"', b"base64; x=y"):
+        raw = b"Content-Transfer-Encoding: " + cte + b"\n\n" + base64.b64encode(b"hello world")
+        assert extract(raw).body == "hello world", cte
+    dangling = extract(b"Content-Transfer-Encoding: base64\n\naGVsbG8gd29ybGQhx")  # 17 chars
+    assert dangling.body == "hello world!" and "bad base64 padding" in dangling.warnings
+
+
+def test_delivery_status_fields_are_body_text() -> None:
+    raw = b"""Content-Type: multipart/report; report-type=delivery-status; boundary=r
+
+--r
+Content-Type: text/plain
+
+Delivery failed.
+--r
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.org
+
+Final-Recipient: rfc822; =?utf-8?q?caf=C3=A9?=@example.org
+Action: failed
+Status: 5.1.1
+--r--
+"""
+    body = extract(raw).body
+    assert "Delivery failed." in body
+    assert "Reporting-MTA: dns; mx.example.org" in body
+    assert "Final-Recipient: rfc822; café@example.org\nAction: failed\nStatus: 5.1.1" in body
+
+
+def test_a_failing_part_loses_only_that_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(doc: str) -> str:
+        raise ValueError("html_to_text broke")
+
+    monkeypatch.setattr("mailkeep.core.parse.html_to_text", broken)
+    raw = b"""Subject: two parts
+Content-Type: multipart/mixed; boundary=x
+
+--x
+Content-Type: text/html
+
+<p>lost</p>
+--x
+Content-Type: text/plain
+
+kept
+--x--
+"""
+    for result in (extract(raw), describe(raw)):
+        assert any("MIME part failed: ValueError" in w for w in result.warnings)
+    fields = extract(raw)
+    assert fields.subject == "two parts" and fields.body == "kept"
+
+
+def test_deep_nesting_keeps_the_header_fields() -> None:
+    for depth in (40, 2_000):  # 2,000 levels exceed email.parser's recursion
+        opens = b"".join(b"Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n" % (i, i)
+                         for i in range(depth))
+        raw = b"Subject: deep\n" + opens + b"\ntext\n"
+        fields = extract(raw)
+        assert fields.subject == "deep"
+        assert any("nesting too deep" in w for w in fields.warnings), depth
+        assert describe(raw).headers == [("Subject", "deep")]
+    nested = b"Subject: deep\n" + b"Content-Type: message/rfc822\n\n" * 2_000 + b"x"
+    fields = extract(nested)  # RecursionError in email.parser: parsed again, headers only
+    assert fields.subject == "deep" and "MIME nesting too deep: body not indexed" in fields.warnings
+
+
+def test_work_is_capped_on_pathological_input() -> None:
+    lines = extract(b"Subject: lines\n\n" + b"x\n" * 300_000)  # ~1 us a line in email.parser
+    assert lines.subject == "lines"
+    assert any("lines: body indexed partially" in w for w in lines.warnings)
+    assert 0 < len(lines.body) < 300_000
+    html = b"Content-Type: text/html\n\n" + (b"<p>word</p>" * 100 + b"\n") * 3_000  # 3.3 MB
+    fields = extract(html)
+    assert fields.warnings == ["HTML indexed from its first 2 MiB"]
+    assert 0 < fields.body.count("word") < 300_000 * 2 // 3
+
+
+def test_odd_labels_found_by_fuzzing() -> None:
+    cases = [
+        b"Content-Disposition: attachment; filename*=utf\xe4''abc.txt\n\nx",  # 8-bit charset label
+        b"Content-Type: text/plain; charset*=utf-8''utf-8\n\ncaf\xc3\xa9",  # RFC 2231 charset
+        b"Content-Type: text/plain; charset=\"utf\xe4\"\n\ncaf\xc3\xa9",
+        b"Content-Type: text/plain; charset=\"utf\x00\"\n\ncaf\xc3\xa9",
+    ]
+    for raw in cases:
+        for result in (extract(raw), describe(raw)):
+            assert not [w for w in result.warnings if "failed" in w], raw
+    assert extract(cases[0]).attachments == "abc.txt"
+    assert extract(cases[1]).body == "café"

@@ -462,8 +462,9 @@ CRASH_POINTS = {
     "between fsync and commit": "mailkeep.core.segments:SegmentWriter.sync:2:after",
     # the first batch committed, nothing reported yet
     "after commit": "mailkeep.core.store:Store.commit:1:after",
-    # the store trains its first dictionary after a commit, before reporting that batch
-    "dictionary training": "mailkeep.core.codec:train:1",
+    # the store has sampled its messages for its first dictionary, which a worker trains
+    # while the import goes on
+    "dictionary training": "mailkeep.core.store:Store.dictionary_samples:1:after",
     # the dictionary record appended, neither fsynced nor committed
     "dictionary record": "mailkeep.core.store:Store.add_dictionary:1:after",
 }

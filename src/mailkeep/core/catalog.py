@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .indexer import IndexWriter
 from .text import cjk_segment
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ class Catalog:
         if not readonly:
             self.conn.executescript(SCHEMA)
         self._folders: dict[tuple[str, str], int] = {}
+        self._indexer: IndexWriter | None = None
         self._next_number = 0  # 0: not read yet; kept in memory, written at commit
         self._next_dirty = False
 
@@ -131,8 +133,21 @@ class Catalog:
         if not self.readonly:
             # Fold the WAL back in, so the store directory is complete when copied.
             self.rollback()
+            if self._indexer is not None:
+                self._indexer.close()
+                self._indexer = None
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
+
+    def _fts(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Full-text writes go through the index thread (started on first use)."""
+        if self._indexer is None:
+            self._indexer = IndexWriter(self.conn)
+        self._indexer.put(sql, params)
+
+    def _flush_index(self) -> None:
+        if self._indexer is not None:
+            self._indexer.flush()
 
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -165,12 +180,17 @@ class Catalog:
         self.conn.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
+        self._flush_index()
         if self._next_dirty:
             self.set_meta("next_number", self._next_number)
             self._next_dirty = False
         self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
+        try:
+            self._flush_index()  # nothing may land after the ROLLBACK, outside a transaction
+        except sqlite3.Error:
+            pass  # the transaction is being abandoned anyway
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
         self._next_number, self._next_dirty = 0, False
@@ -187,13 +207,13 @@ class Catalog:
         cur = self.conn.execute(
             "INSERT INTO blobs (content_id, segment, offset, length, raw_size, date, subject,"
             " sender, recipients, message_id, has_attachment, warnings)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
             (content_id, segment, offset, length, raw_size, info.date, info.subject[:SHORT],
              info.sender[:SHORT], info.recipients[:SHORT], info.message_id,
              int(info.has_attachment), info.warnings))
-        blob_id = cur.lastrowid
-        assert blob_id is not None
-        return blob_id
+        # RETURNING, not lastrowid: the index thread's inserts move the connection's
+        # last-insert rowid at any moment.
+        return int(cur.fetchone()[0])
 
     def folder_id(self, owner: str, path: str) -> int:
         key = (owner, path)
@@ -202,9 +222,8 @@ class Catalog:
             row = self.conn.execute("SELECT id FROM folders WHERE owner = ? AND path = ?",
                                     key).fetchone()
             if row is None:
-                cur = self.conn.execute("INSERT INTO folders (owner, path) VALUES (?, ?)", key)
-                fid = cur.lastrowid
-                assert fid is not None
+                fid = int(self.conn.execute("INSERT INTO folders (owner, path) VALUES (?, ?)"
+                                            " RETURNING id", key).fetchone()[0])
             else:
                 fid = row[0]
             self._folders[key] = fid
@@ -229,8 +248,8 @@ class Catalog:
                     key += 1  # same second, same low bits: rare; order within a second is free
                     continue
                 raise
-        self.conn.execute("INSERT INTO fts (rowid, subject, sender, recipients, body, attachments)"
-                          " VALUES (?,?,?,?,?,?)", (key, *index))
+        self._fts("INSERT INTO fts (rowid, subject, sender, recipients, body, attachments)"
+                  " VALUES (?,?,?,?,?,?)", (key, *index))
         if number >= self.next_number():
             self._next_number = number + 1
             self._next_dirty = True
@@ -241,8 +260,8 @@ class Catalog:
         if row is None:
             return
         self.conn.execute("DELETE FROM entries WHERE key = ?", (row[0],))
-        self.conn.execute("INSERT INTO fts (fts, rowid, subject, sender, recipients, body,"
-                          " attachments) VALUES ('delete', ?,?,?,?,?,?)", (row[0], *index))
+        self._fts("INSERT INTO fts (fts, rowid, subject, sender, recipients, body,"
+                  " attachments) VALUES ('delete', ?,?,?,?,?,?)", (row[0], *index))
 
     def blob_date(self, blob_id: int) -> int:
         return int(self.conn.execute("SELECT date FROM blobs WHERE id = ?", (blob_id,)

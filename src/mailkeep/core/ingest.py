@@ -18,9 +18,10 @@ from typing import Any
 
 from ..sources.base import RawMessage, SourceProblem
 from ..sources.detect import open_source
+from . import codec
 from .archive import Archive
 from .catalog import BlobInfo
-from .packing import Packer, Prepared
+from .packing import Packer, Prepared, message_aad
 
 COMMIT_MESSAGES = 1000
 COMMIT_SECONDS = 0.5
@@ -97,12 +98,15 @@ def join_folder(base: str, sub: str) -> str:
 
 
 # -- workers --------------------------------------------------------------------------------
-_worker_packer: Packer | None = None
+# A worker keeps the packer of the newest dictionary it was given. Batches name the dictionary
+# to use; a worker that does not have it answers None and gets the batch again with it.
+_worker_key: bytes | None = None
+_worker_packer: tuple[int | None, Packer] | None = None
 
 
-def _init_worker(packer: Packer) -> None:
-    global _worker_packer
-    _worker_packer = packer
+def _init_worker(store_key: bytes | None) -> None:
+    global _worker_key
+    _worker_key = store_key
 
 
 def _prepare_one(packer: Packer, raw: bytes, cid: bytes, fallback: float) -> Prepared:
@@ -111,8 +115,6 @@ def _prepare_one(packer: Packer, raw: bytes, cid: bytes, fallback: float) -> Pre
     except Exception as exc:  # a parser bug must not lose a message: store it unindexed
         payload = packer.codec.compress(raw)
         if packer.sealer is not None:
-            from .packing import message_aad
-
             payload = packer.sealer.seal(payload, message_aad(cid))
         info = BlobInfo(int(fallback), "", "", "", None, False,
                         f"not indexed: {type(exc).__name__}", ("", "", "", "", ""))
@@ -120,12 +122,29 @@ def _prepare_one(packer: Packer, raw: bytes, cid: bytes, fallback: float) -> Pre
                         packer.sealer is not None, info)
 
 
-def _prepare_batch(items: list[tuple[bytes, bytes, float]]) -> list[Prepared]:
-    assert _worker_packer is not None
-    return [_prepare_one(_worker_packer, raw, cid, fb) for raw, cid, fb in items]
+def _prepare_batch(items: list[tuple[bytes, bytes, float]], dict_id: int | None,
+                   dictionary: bytes | None) -> list[Prepared] | None:
+    global _worker_packer
+    if _worker_packer is None or _worker_packer[0] != dict_id:
+        if dict_id is not None and dictionary is None:
+            return None
+        dicts = {dict_id: dictionary} if dict_id is not None and dictionary else {}
+        _worker_packer = (dict_id, Packer(dicts, _worker_key))
+    packer = _worker_packer[1]
+    return [_prepare_one(packer, raw, cid, fb) for raw, cid, fb in items]
 
 
 # -- the pipeline ---------------------------------------------------------------------------
+@dataclass
+class _Flight:
+    """A batch on its way through the workers (or already prepared, with no future)."""
+
+    batch: list[_Item]
+    future: Future[list[Prepared] | None] | None = None
+    work: list[tuple[bytes, bytes, float]] | None = None
+    dict_id: int | None = None
+
+
 @dataclass
 class _Item:
     msg: RawMessage
@@ -151,7 +170,9 @@ class Importer:
         self.store_rec, self.store = archive.current_store()
         self.others = [s for r, s in archive.readable_stores() if r.id != self.store_rec.id]
         self._pool: ProcessPoolExecutor | None = None
-        self._inflight: deque[tuple[list[_Item], Future[list[Prepared]] | None]] = deque()
+        self._inflight: deque[_Flight] = deque()
+        self._training: tuple[Future[bytes | None], int] | None = None
+        self._dict_cache: tuple[int | None, bytes | None] = (None, None)
         self._batch: list[_Item] = []
         self._batch_bytes = 0
         self._uncommitted: list[Outcome] = []
@@ -171,6 +192,9 @@ class Importer:
             self._flush_batch()
             self._drain(0)
             self._commit()
+            if self._training is not None:  # a dictionary on its way: install it too
+                self._training[0].result()
+                self._learn()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)
@@ -241,7 +265,7 @@ class Importer:
         item = _Item(msg, folder, cid)
         if blob_id is not None or cid in self._pending_blobs:
             self._flush_batch()  # keep order: the batch may hold the message's bytes
-            self._inflight.append(([item], None))  # only a new entry: nothing to prepare
+            self._inflight.append(_Flight([item]))  # only a new entry: nothing to prepare
         else:
             self._pending_blobs.add(cid)
             self._batch.append(item)
@@ -269,6 +293,14 @@ class Importer:
     def _max_inflight(self) -> int:
         return 2 * self.workers + 2 if self._pool is not None else 0
 
+    def _current_dictionary(self) -> tuple[int | None, bytes | None]:
+        dict_id = self.store.packer.codec.dict_id
+        if dict_id is None:
+            return None, None
+        if self._dict_cache[0] != dict_id:
+            self._dict_cache = (dict_id, self.store.catalog.dictionaries()[dict_id])
+        return self._dict_cache
+
     def _flush_batch(self) -> None:
         if not self._batch:
             return
@@ -280,24 +312,33 @@ class Importer:
             ctx = multiprocessing.get_context("forkserver")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx,
                                              initializer=_init_worker,
-                                             initargs=(self.store.packer,))
+                                             initargs=(self.store._store_key,))
         if self._pool is None:
             packer = self.store.packer
             for it, (raw, cid, fb) in zip(batch, work, strict=True):
                 it.prepared = _prepare_one(packer, raw, cid, fb)
-            self._inflight.append((batch, None))
+            self._inflight.append(_Flight(batch))
         else:
-            self._inflight.append((batch, self._pool.submit(_prepare_batch, work)))
+            dict_id, _ = self._current_dictionary()
+            fut = self._pool.submit(_prepare_batch, work, dict_id, None)
+            self._inflight.append(_Flight(batch, fut, work, dict_id))
 
     def _drain(self, keep: int) -> None:
         """Write finished batches in order until at most `keep` are in flight."""
         while len(self._inflight) > keep:
-            batch, fut = self._inflight[0]
-            if fut is not None:
-                for it, prep in zip(batch, fut.result(), strict=True):
+            flight = self._inflight[0]
+            if flight.future is not None:
+                result = flight.future.result()
+                if result is None:  # that worker lacks the dictionary: send it along
+                    assert self._pool is not None and flight.work is not None
+                    dictionary = self.store.catalog.dictionaries()[flight.dict_id or 0]
+                    result = self._pool.submit(_prepare_batch, flight.work, flight.dict_id,
+                                               dictionary).result()
+                    assert result is not None
+                for it, prep in zip(flight.batch, result, strict=True):
                     it.prepared = prep
             self._inflight.popleft()
-            for it in batch:
+            for it in flight.batch:
                 self._write(it)
             self._maybe_commit()
 
@@ -327,13 +368,26 @@ class Importer:
                 or time.monotonic() - self._last_commit >= COMMIT_SECONDS):
             self._commit()
 
+    def _learn(self) -> None:
+        """Keep the store's compression dictionary fresh without stalling the import: the
+        training runs in a worker and is installed at a later commit."""
+        if self._training is not None:
+            fut, newest = self._training
+            if fut.done():
+                self._training = None
+                self.store.install_dictionary(fut.result(), newest)
+                self.store.commit()
+        elif self.store.dictionary_due():
+            samples, newest = self.store.dictionary_samples()
+            if self._pool is not None:
+                self._training = (self._pool.submit(codec.train, samples), newest)
+            else:
+                self.store.install_dictionary(codec.train(samples), newest)
+                self.store.commit()
+
     def _commit(self) -> None:
         self.store.commit()
-        if self.store.dictionary_due():
-            self.store.train_dictionary()
-            if self._pool is not None:  # workers compress with the packer they started with
-                self._pool.shutdown(wait=True)
-                self._pool = None
+        self._learn()
         self._last_commit = time.monotonic()
         for o in self._uncommitted:
             if o.status == "archived":

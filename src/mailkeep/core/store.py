@@ -324,9 +324,8 @@ class Store:
         first = not self.catalog.dictionaries()
         return newest - last >= (codec.FIRST_DICT_AFTER if first else codec.DICT_EVERY)
 
-    def train_dictionary(self) -> bool:
-        """Train a dictionary from the store's newest messages (outside a batch)."""
-        assert not self._in_batch
+    def dictionary_samples(self) -> tuple[list[bytes], int]:
+        """Heads of the newest messages to train a dictionary on, and the newest blob id."""
         rows = self.catalog.conn.execute(
             "SELECT id, content_id, segment, offset, length FROM blobs WHERE length < ?"
             " ORDER BY id DESC LIMIT ?", (seg.IN_MEMORY_PAYLOAD, codec.SAMPLE_MESSAGES)
@@ -342,12 +341,22 @@ class Store:
             budget -= len(samples[-1])
             if budget <= 0:
                 break
-        trained = codec.train(samples)
-        newest = rows[0][0] if rows else 0
+        return samples, (rows[0][0] if rows else 0)
+
+    def install_dictionary(self, trained: bytes | None, newest: int) -> None:
+        """Within a batch: start compressing with a trained dictionary (None: too few
+        samples to help; wait for the next round)."""
         self.begin()
         if trained is not None:
             self.add_dictionary(trained)
         self.catalog.set_meta("blobs_at_dictionary", newest)
+
+    def train_dictionary(self) -> bool:
+        """Train and install a dictionary now (outside a batch); True if one was made."""
+        assert not self._in_batch
+        samples, newest = self.dictionary_samples()
+        trained = codec.train(samples)
+        self.install_dictionary(trained, newest)
         self.commit()
         return trained is not None
 

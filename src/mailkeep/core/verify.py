@@ -97,11 +97,17 @@ def verify(store: Store, report: Report = _noop,
         if good_msgs.get((s, off)) != bytes(cid):
             damaged_blobs.add(blob_id)
     live_numbers: set[int] = set()
-    for number, blob_id, s, off in cat.execute(
-            "SELECT number, blob_id, segment, offset FROM entries ORDER BY number"):
+    for number, blob_id, s, off, has_blob, has_folder in cat.execute(
+            "SELECT e.number, e.blob_id, e.segment, e.offset, b.id IS NOT NULL,"
+            " f.id IS NOT NULL FROM entries e LEFT JOIN blobs b ON b.id = e.blob_id"
+            " LEFT JOIN folders f ON f.id = e.folder_id ORDER BY e.number"):
         live_numbers.add(number)
         result.messages += 1
-        if blob_id in damaged_blobs:
+        if not has_blob or not has_folder:
+            problems.append(Problem(str(number), "the catalog entry points at a "
+                                    + ("message" if not has_blob else "folder")
+                                    + " it does not have (run `mailkeep recover`)"))
+        elif blob_id in damaged_blobs:
             where = _where(damage, s)
             problems.append(Problem(str(number), "message bytes are damaged or missing" + where))
         elif entries.get((s, off)) != number:

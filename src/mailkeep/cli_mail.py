@@ -99,7 +99,8 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], folder: str, user: str,
                   f"{stats.failed} failed, {stats.skipped} skipped, "
                   f"{stats.warnings} with warnings; "
                   f"{human(stats.bytes)} in {stats.seconds:.1f} s "
-                  f"({stats.messages_per_second:.0f} messages/s, "
+                  f"({stats.messages_per_second:.{0 if stats.messages_per_second >= 10 else 1}f}"
+                  " messages/s, "
                   f"{human(stats.bytes_per_second)}/s)", highlight=False)
     if stats.failed:
         sys.exit(1)
@@ -174,7 +175,8 @@ def search(ctx: click.Context, words: tuple[str, ...], limit: int, offset: int, 
             table.add_row(h.message_id, _when(h.hit.date), h.hit.sender[:40], h.hit.subject[:80],
                           f"{h.hit.owner}/{h.hit.folder}")
         out.print(table)
-        out.print(f"{res.total} messages match ({ms:.0f} ms)", highlight=False)
+        noun = "message matches" if res.total == 1 else "messages match"
+        out.print(f"{res.total} {noun} ({ms:.0f} ms)", highlight=False)
     if res.unavailable:  # a partial answer must not look like a complete one to a script
         sys.exit(max(exit_code(e) for e in res.unavailable.values()))
 

@@ -113,7 +113,7 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
         # catalog behind the segment, and opening the store re-applies the tail.
         conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=10000")
-    conn.execute("PRAGMA cache_size=-32000")
+    conn.execute("PRAGMA cache_size=-16000")  # KiB
     return conn
 
 
@@ -262,10 +262,6 @@ class Catalog:
         self.conn.execute("DELETE FROM entries WHERE key = ?", (row[0],))
         self._fts("INSERT INTO fts (fts, rowid, subject, sender, recipients, body,"
                   " attachments) VALUES ('delete', ?,?,?,?,?,?)", (row[0], *index))
-
-    def blob_date(self, blob_id: int) -> int:
-        return int(self.conn.execute("SELECT date FROM blobs WHERE id = ?", (blob_id,)
-                                     ).fetchone()[0])
 
     # -- reads ----------------------------------------------------------------------------
     def find_blob(self, content_id: bytes) -> int | None:

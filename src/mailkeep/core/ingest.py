@@ -21,7 +21,9 @@ from ..sources.detect import open_source
 from . import codec
 from .archive import Archive
 from .catalog import BlobInfo
+from .errors import MailkeepError
 from .packing import Packer, Prepared, message_aad
+from .store import Store
 
 COMMIT_MESSAGES = 1000
 COMMIT_SECONDS = 0.5
@@ -168,7 +170,15 @@ class Importer:
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.stats = ImportStats()
         self.store_rec, self.store = archive.current_store()
-        self.others = [s for r, s in archive.readable_stores() if r.id != self.store_rec.id]
+        # Other stores are consulted for duplicates too (a message already archived in last
+        # year's store is not archived again); the current one is not opened twice.
+        self.others: list[Store] = []
+        for rec in archive.stores():
+            if rec.id != self.store_rec.id and rec.state != "disabled":
+                try:
+                    self.others.append(archive.open_store(rec))
+                except MailkeepError:
+                    pass  # unreadable here (no key, no disk): it cannot be consulted
         self._pool: ProcessPoolExecutor | None = None
         self._inflight: deque[_Flight] = deque()
         self._training: tuple[Future[bytes | None], int] | None = None
@@ -287,7 +297,7 @@ class Importer:
             return
         finally:
             msg.close()
-        self._record(msg, filed.number, [])
+        self._record(msg, filed.number, filed.warnings)
         self._commit()
 
     def _max_inflight(self) -> int:

@@ -14,8 +14,8 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,7 +23,7 @@ from . import codec
 from . import segments as seg
 from .catalog import Catalog
 from .crypto import key_id, new_store_key, unwrap_key, wrap_key
-from .errors import Conflict, CorruptData, InvalidArgument, KeyMissing, NotFound, StoreUnavailable
+from .errors import Conflict, CorruptData, KeyMissing, NotFound, StoreUnavailable
 from .packing import PARTIAL_INDEX_BYTES, Packer, Prepared, blob_info, message_aad
 from .parse import extract
 
@@ -38,6 +38,7 @@ class Filed:
 
     number: int | None  # the new message number, None when it was a duplicate
     new_blob: bool
+    warnings: list[str] = field(default_factory=list)  # what indexing it ran into
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -245,14 +246,14 @@ class Store:
             if cat.find_blob(cid) is not None:
                 return
             try:
-                raw = self._unpack_record(rec, cid)
+                head, size = self.checked_head(rec, cid, PARTIAL_INDEX_BYTES)
             except (CorruptData, KeyError, ValueError) as exc:
                 if problems is not None:
                     problems.append(f"message record at segment {rec.segment} offset "
                                     f"{rec.offset} cannot be read: {exc}")
                 return
-            info = blob_info(extract(raw[:PARTIAL_INDEX_BYTES]), h.get("date") or time.time())
-            new_id = cat.add_blob(cid, rec.segment, rec.offset, rec.length, len(raw), info)
+            info = blob_info(extract(head), h.get("date") or time.time())
+            new_id = cat.add_blob(cid, rec.segment, rec.offset, rec.length, size, info)
             self._remember_index(new_id, info.date, info.index)
         elif rec.type == seg.ENTRY:
             blob_id = cat.find_blob(bytes.fromhex(h["id"]))
@@ -406,6 +407,7 @@ class Store:
         if filed:
             return Filed(None, False)
         new_blob = blob_id is None
+        warnings: list[str] = []
         if blob_id is None:
             stream.seek(start)
             head = stream.read(min(size, PARTIAL_INDEX_BYTES))
@@ -418,13 +420,14 @@ class Store:
             if packer.sealer is not None:
                 payload = packer.sealer.seal_stream(payload, message_aad(cid))
             info = blob_info(fields, internal_date or time.time())
+            warnings = fields.warnings
             rec = self._writer.append_stream(seg.MESSAGE, {
                 "id": cid.hex(), "size": size, "codec": "zstd", "dict": packer.codec.dict_id,
                 "sealed": packer.sealer is not None, "date": info.date}, payload)
             blob_id = self.catalog.add_blob(cid, rec.segment, rec.offset, rec.length, size, info)
             self._remember_index(blob_id, info.date, info.index)
         number = self._add_entry(cid, blob_id, owner, folder, flags, internal_date)
-        return Filed(number, new_blob)
+        return Filed(number, new_blob, warnings)
 
     def add_entry(self, cid: bytes, owner: str, folder: str, flags: frozenset[str] = frozenset(),
                   internal_date: float | None = None) -> int | None:
@@ -526,6 +529,21 @@ class Store:
         fd = self._fds.pop(segment, None)
         if fd is not None:
             os.close(fd)
+
+    def checked_head(self, rec: seg.Record, cid: bytes, limit: int) -> tuple[bytes, int]:
+        """The first `limit` bytes of a message record and its size, after checking the
+        whole message against its content id (streamed: a large one never sits in memory)."""
+        if rec.payload is not None:
+            raw = self._unpack_record(rec, cid)
+            return raw[:limit], len(raw)
+        parts: list[bytes] = []
+        kept = size = 0
+        for chunk in self._stream_record(rec, cid):
+            size += len(chunk)
+            if kept < limit:
+                parts.append(chunk[: limit - kept])
+                kept += len(parts[-1])
+        return b"".join(parts), size
 
     def _unpack_record(self, rec: seg.Record, cid: bytes) -> bytes:
         if rec.payload is None:
@@ -629,6 +647,3 @@ def _region(fh: BinaryIO, start: int, length: int) -> Iterator[bytes]:
     fh.seek(start)
     yield from _chunks(fh, length)
 
-
-ProgressFn = Callable[[int, int], None]
-__all__ = ["Store", "Filed", "read_manifest", "InvalidArgument"]

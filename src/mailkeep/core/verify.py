@@ -68,7 +68,7 @@ def _scan_all(store: Store, report: Report, check: Callable[[], None]
             if item.type == seg.MESSAGE:
                 cid = bytes.fromhex(item.header["id"])
                 try:
-                    store._unpack_record(item, cid)
+                    store.checked_head(item, cid, 0)
                     good_msgs[(n, item.offset)] = cid
                 except CorruptData as exc:
                     damage.append(seg.Damage(n, item.offset, item.offset + item.length,

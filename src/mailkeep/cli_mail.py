@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from .cli import archive_of, domain_errors, err, exit_code, human, main, out
+from .core import errors
 from .core.export import export as run_export
 from .core.ingest import Importer, ImportStats, Outcome
 from .core.parse import describe
@@ -252,12 +253,24 @@ def show(ctx: click.Context, message_id: str, raw: bool) -> None:
 def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
     """Re-read every record and check catalog and index against the segments."""
     failed = False
+    code = 1
     report: list[dict[str, Any]] = []
     with archive_of(ctx) as archive:
         recs = [archive.find_store(store_ref)] if store_ref else [
             r for r in archive.stores() if r.state != "disabled"]
         for rec in recs:
-            store = archive.open_store(rec, write=True, check_state=False)
+            try:
+                # The writer's lock: a batch being written by someone else is not damage.
+                store = archive.open_store(rec, write=True, check_state=False)
+                store.require_writable()
+            except errors.MailkeepError as exc:
+                failed, code = True, max(code, exit_code(exc))
+                report.append({"store": rec.id, "name": rec.name, "ok": False,
+                               "error": exc.message})
+                if not as_json:
+                    err.print(f"[red]store {rec.name!r} (id {rec.id}) not verified:[/red] "
+                              f"{exc.message}", highlight=False)
+                continue
             res = run_verify(store)
             failed |= not res.ok
             problems = [{"id": f"{rec.id}:{p.message}" if p.message else None, "problem": p.text}
@@ -276,7 +289,7 @@ def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
     if failed:
-        sys.exit(1)
+        sys.exit(code)
 
 
 @main.command()

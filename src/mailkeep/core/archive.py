@@ -182,6 +182,10 @@ class Archive:
         if store is None:
             if not (rec.path / "store.json").exists():
                 raise StoreUnavailable(f"store {rec.name!r} is not found at {rec.path}")
+            if not write and (rec.id, True) not in self._open:
+                # A reader first brings the catalog up to date with the segments (after a
+                # crash or a power cut) if no writer holds the store to do it itself.
+                Store.open(rec.path, self.master_key(), write=True).close()
             store = Store.open(rec.path, self.master_key(), write=write)
             self._open[(rec.id, write)] = store
         return store

@@ -236,18 +236,14 @@ class Catalog:
                   internal_date: int | None, archived_at: int, segment: int, offset: int,
                   date: int, index: tuple[str, str, str, str, str]) -> None:
         key = sort_key(date, number)
-        while True:
-            try:
-                self.conn.execute(
-                    "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?)",
-                    (key, number, blob_id, folder_id, ",".join(flags), internal_date,
-                     archived_at, segment, offset))
-                break
-            except sqlite3.IntegrityError:
-                if self.conn.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone():
-                    key += 1  # same second, same low bits: rare; order within a second is free
-                    continue
-                raise
+        # Same second and same low bits is rare; order within a second is free. The result
+        # comes from RETURNING, never from the connection's error or rowid state, which the
+        # index thread can change at any moment.
+        while self.conn.execute(
+                "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING"
+                " RETURNING key", (key, number, blob_id, folder_id, ",".join(flags),
+                                   internal_date, archived_at, segment, offset)).fetchone() is None:
+            key += 1
         self._fts("INSERT INTO fts (rowid, subject, sender, recipients, body, attachments)"
                   " VALUES (?,?,?,?,?,?)", (key, *index))
         if number >= self.next_number():
@@ -278,12 +274,12 @@ class Catalog:
                                 (owner, path)).fetchone()
         return None if row is None else int(row[0])
 
-    def entry_location(self, number: int) -> tuple[int, int, int, int, int | None] | None:
-        """(blob segment, offset, length, raw size, blob id) of a message number."""
+    def entry_location(self, number: int) -> tuple[int, int, int, int, bytes] | None:
+        """(blob segment, offset, length, raw size, content id) of a message number."""
         row = self.conn.execute(
-            "SELECT b.segment, b.offset, b.length, b.raw_size, b.id FROM entries e"
+            "SELECT b.segment, b.offset, b.length, b.raw_size, b.content_id FROM entries e"
             " JOIN blobs b ON b.id = e.blob_id WHERE e.number = ?", (number,)).fetchone()
-        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+        return None if row is None else (row[0], row[1], row[2], row[3], bytes(row[4]))
 
     def entry(self, number: int) -> Hit | None:
         row = self.conn.execute(f"SELECT {HIT_COLUMNS} FROM {HIT_FROM} WHERE e.number = ?",

@@ -8,6 +8,7 @@ key, so the catalog does not reveal which known messages a store holds.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -28,31 +29,45 @@ TAG_BYTES = 16
 CHUNK_BYTES = 1 << 20
 
 
+def _decode_key(text: bytes, where: str) -> bytes:
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise KeyMissing(f"{where} is not a master key (32 bytes, base64-encoded)")
+    return key
+
+
 def load_master_key(data_dir: Path, create: bool) -> bytes | None:
     """The master key from $MAILKEEP_MASTER_KEY (base64) or <data>/conf/master.key."""
     env = os.environ.get(MASTER_KEY_ENV)
     if env:
-        key = base64.b64decode(env)
-        if len(key) != 32:
-            raise KeyMissing(f"{MASTER_KEY_ENV} must be 32 bytes, base64-encoded")
-        return key
+        return _decode_key(env.encode(), MASTER_KEY_ENV)
     path = data_dir / "conf" / "master.key"
     if path.exists():
-        key = base64.b64decode(path.read_bytes().strip())
-        if len(key) != 32:
-            raise KeyMissing(f"master key file {path} is damaged")
-        return key
+        return _decode_key(path.read_bytes(), f"master key file {path}")
     if not create:
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f"master.key.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(base64.b64encode(key) + b"\n")
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        os.link(tmp, path)  # unlike a rename, fails if another process made a key first
+    except FileExistsError:
+        return _decode_key(path.read_bytes(), f"master key file {path}")
+    finally:
+        tmp.unlink()
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
     return key
 
 

@@ -285,8 +285,11 @@ class Importer:
         self._drain(self._max_inflight())
 
     def _take_large(self, msg: RawMessage, folder: str) -> None:
+        # Commit what came before: a failure of this message aborts its batch, and that must
+        # not take messages with it that are about to be reported as archived.
         self._flush_batch()
         self._drain(0)
+        self._commit()
         assert msg.stream is not None
         try:
             filed = self.store.add_large_message(msg.stream, msg.size, self.owner, folder,
@@ -308,7 +311,7 @@ class Importer:
         if dict_id is None:
             return None, None
         if self._dict_cache[0] != dict_id:
-            self._dict_cache = (dict_id, self.store.catalog.dictionaries()[dict_id])
+            self._dict_cache = (dict_id, self.store.dictionaries()[dict_id])
         return self._dict_cache
 
     def _flush_batch(self) -> None:
@@ -341,7 +344,7 @@ class Importer:
                 result = flight.future.result()
                 if result is None:  # that worker lacks the dictionary: send it along
                     assert self._pool is not None and flight.work is not None
-                    dictionary = self.store.catalog.dictionaries()[flight.dict_id or 0]
+                    dictionary = self.store.dictionaries()[flight.dict_id or 0]
                     result = self._pool.submit(_prepare_batch, flight.work, flight.dict_id,
                                                dictionary).result()
                     assert result is not None
@@ -397,7 +400,6 @@ class Importer:
 
     def _commit(self) -> None:
         self.store.commit()
-        self._learn()
         self._last_commit = time.monotonic()
         for o in self._uncommitted:
             if o.status == "archived":
@@ -407,3 +409,4 @@ class Importer:
             self.on_outcome(o)
         self._uncommitted.clear()
         self.on_progress(self.stats)
+        self._learn()  # after reporting: what is durable is reported whatever happens next

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from typing import Any, BinaryIO
 from . import codec
 from . import segments as seg
 from .catalog import Catalog
-from .crypto import key_id, new_store_key, unwrap_key, wrap_key
+from .crypto import Sealer, key_id, new_store_key, unwrap_key, wrap_key
 from .errors import Conflict, CorruptData, KeyMissing, NotFound, StoreUnavailable
 from .packing import PARTIAL_INDEX_BYTES, Packer, Prepared, blob_info, message_aad
 from .parse import extract
@@ -76,17 +77,53 @@ class Store:
         if write:
             self._lock_fd = self._try_lock()
         self.writable = self._lock_fd is not None
-        self.catalog = Catalog(path / "catalog.sqlite", readonly=not self.writable
-                               and (path / "catalog.sqlite").exists())
-        self.packer = Packer(self.catalog.dictionaries(), store_key)
+        self._sealer = Sealer(store_key) if store_key is not None else None
+        self.recovered_on_open: list[str] = []
+        self.catalog = self._open_catalog()
+        self.packer = Packer(self.dictionaries(), store_key)
         self._writer: seg.SegmentWriter | None = None
         self._in_batch = False
         self._fds: dict[int, int] = {}
         self._index_cache: dict[int, tuple[int, tuple[str, ...]]] = {}
-        self.recovered_on_open: list[str] = []
         self.lost_entries: list[int] = []  # entries whose message record was found lost
+        self.undecodable: set[bytes] = set()  # message records present but not decodable
         if self.writable:
             self._open_writer()
+
+    def _open_catalog(self) -> Catalog:
+        """The catalog; for the writer, an unreadable one is set aside and rebuilt from the
+        segments (a fresh catalog replays them all on open)."""
+        path = self.path / "catalog.sqlite"
+        try:
+            catalog = Catalog(path, readonly=not self.writable and path.exists())
+            catalog.dictionaries()  # touches the file: a damaged one fails here
+            return catalog
+        except sqlite3.DatabaseError as exc:
+            if not self.writable:
+                self.close_lock()
+                raise CorruptData(f"the catalog of store {self.name!r} cannot be read ({exc}): "
+                                  f"run `mailkeep recover {self.name}`") from None
+            aside = path.with_name(f"catalog.damaged-{int(time.time())}.sqlite")
+            for suffix in ("", "-wal", "-shm"):
+                src = path.with_name(path.name + suffix)
+                if src.exists():
+                    os.replace(src, aside.with_name(aside.name + suffix))
+            self.recovered_on_open.append(f"catalog was unreadable ({exc}); set aside as "
+                                          f"{aside.name} and rebuilt from the segments")
+            return Catalog(path)
+
+    def dictionaries(self) -> dict[int, bytes]:
+        """The store's compression dictionaries, opened (an encrypted store keeps them sealed
+        in its catalog too: they are learnt from the mail)."""
+        out = {}
+        for dict_id, data in self.catalog.dictionaries().items():
+            if self._sealer is not None:
+                data = self._sealer.open(data, dictionary_aad(dict_id))
+            out[dict_id] = data
+        return out
+
+    def _refresh_packer(self) -> None:
+        self.packer = Packer(self.dictionaries(), self._store_key)
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -134,7 +171,10 @@ class Store:
         return cls(path, manifest, store_key, write)
 
     def _try_lock(self) -> int | None:
-        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return None  # read-only media or no permission: this process can only read
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -154,6 +194,9 @@ class Store:
             os.close(fd)
         self._fds.clear()
         self.catalog.close()
+        self.close_lock()
+
+    def close_lock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -225,7 +268,7 @@ class Store:
         except BaseException:
             self.catalog.rollback()
             raise
-        self.packer = Packer(self.catalog.dictionaries(), self._store_key)
+        self._refresh_packer()
         self._writer = seg.SegmentWriter(seg_dir, last_seg, end_off, SEGMENT_BYTES)
 
     def apply_record(self, rec: seg.Record, problems: list[str] | None = None) -> None:
@@ -234,13 +277,10 @@ class Store:
         cat = self.catalog
         if rec.type == seg.DICTIONARY:
             assert rec.payload is not None
-            data = rec.payload
-            if h.get("sealed"):
-                if self.packer.sealer is None:
-                    raise CorruptData("sealed dictionary in a store without a key")
-                data = self.packer.sealer.open(data, dictionary_aad(int(h["dict"])))
-            cat.add_dictionary(int(h["dict"]), data, rec.segment, rec.offset)
-            self.packer = Packer(cat.dictionaries(), self._store_key)
+            if bool(h.get("sealed")) != (self._sealer is not None):
+                raise CorruptData("dictionary record does not match the store's encryption")
+            cat.add_dictionary(int(h["dict"]), rec.payload, rec.segment, rec.offset)
+            self._refresh_packer()
         elif rec.type == seg.MESSAGE:
             cid = bytes.fromhex(h["id"])
             if cat.find_blob(cid) is not None:
@@ -248,9 +288,10 @@ class Store:
             try:
                 head, size = self.checked_head(rec, cid, PARTIAL_INDEX_BYTES)
             except (CorruptData, KeyError, ValueError) as exc:
+                self.undecodable.add(cid)
                 if problems is not None:
                     problems.append(f"message record at segment {rec.segment} offset "
-                                    f"{rec.offset} cannot be read: {exc}")
+                                    f"{rec.offset} cannot be decoded: {exc}")
                 return
             info = blob_info(extract(head), h.get("date") or time.time())
             new_id = cat.add_blob(cid, rec.segment, rec.offset, rec.length, size, info)
@@ -258,10 +299,13 @@ class Store:
         elif rec.type == seg.ENTRY:
             blob_id = cat.find_blob(bytes.fromhex(h["id"]))
             if blob_id is None:
+                undecodable = bytes.fromhex(h["id"]) in self.undecodable
                 if problems is not None:
-                    problems.append(f"message {h['n']} in {h['owner']}/{h['folder']}: "
-                                    "its message record is lost")
-                self.lost_entries.append(int(h["n"]))
+                    problems.append(f"message {h['n']} in {h['owner']}/{h['folder']}: " + (
+                        "its bytes are there but cannot be decoded; left in place"
+                        if undecodable else "its message record is lost"))
+                if not undecodable:  # only what is really gone is buried
+                    self.lost_entries.append(int(h["n"]))
                 if int(h["n"]) >= cat.next_number():  # its number is never handed out again
                     cat.set_next_number(int(h["n"]) + 1)
                 return
@@ -301,24 +345,30 @@ class Store:
         if self._writer is not None:
             n, off = self.catalog.applied()
             self._writer.rewind(n, max(off, len(seg.FILE_HEADER)))
-            self.packer = Packer(self.catalog.dictionaries(), self._store_key)
+            for number in list(self._fds):  # rewind may have deleted segment files
+                self.forget_fd(number)
+            self._refresh_packer()
         self.catalog.forget_cached_folders()
         self._in_batch = False
 
     def add_dictionary(self, data: bytes) -> None:
         self.begin()
         assert self._writer is not None
-        existing = self.catalog.dictionaries()
-        dict_id = max(existing, default=0) + 1
-        payload, sealed = data, self.packer.sealer is not None
-        if self.packer.sealer is not None:  # learnt from the mail: as secret as the mail
-            payload = self.packer.sealer.seal(data, dictionary_aad(dict_id))
-        rec = self._writer.append(seg.DICTIONARY, {"dict": dict_id, "sealed": sealed}, payload)
-        self.catalog.add_dictionary(dict_id, data, rec.segment, rec.offset)
-        self.packer = Packer({**existing, dict_id: data}, self._store_key)
+        dict_id = max(self.catalog.dictionaries(), default=0) + 1
+        self._write_dictionary(dict_id, data)
+
+    def _write_dictionary(self, dict_id: int, data: bytes) -> None:
+        assert self._writer is not None
+        payload = data
+        if self._sealer is not None:  # learnt from the mail: as secret as the mail
+            payload = self._sealer.seal(data, dictionary_aad(dict_id))
+        rec = self._writer.append(seg.DICTIONARY, {"dict": dict_id,
+                                                   "sealed": self._sealer is not None}, payload)
+        self.catalog.add_dictionary(dict_id, payload, rec.segment, rec.offset)
+        self._refresh_packer()
 
     # Mail drifts (new lists, new clients, new years), so the store keeps learning: a first
-    # dictionary once it holds a few hundred messages, a fresh one every DICT_EVERY after.
+    # dictionary once it holds FIRST_DICT_AFTER messages, a fresh one every DICT_EVERY after.
     def dictionary_due(self) -> bool:
         newest = self.catalog.conn.execute("SELECT max(id) FROM blobs").fetchone()[0] or 0
         last = int(self.catalog.get_meta("blobs_at_dictionary", "0") or 0)
@@ -351,15 +401,6 @@ class Store:
         if trained is not None:
             self.add_dictionary(trained)
         self.catalog.set_meta("blobs_at_dictionary", newest)
-
-    def train_dictionary(self) -> bool:
-        """Train and install a dictionary now (outside a batch); True if one was made."""
-        assert not self._in_batch
-        samples, newest = self.dictionary_samples()
-        trained = codec.train(samples)
-        self.install_dictionary(trained, newest)
-        self.commit()
-        return trained is not None
 
     def lookup(self, content_id: bytes, owner: str, folder: str) -> tuple[int | None, bool]:
         """(blob id or None, whether the message is already filed in that folder)."""
@@ -416,7 +457,14 @@ class Store:
                 fields.warnings.append("message indexed from its first 16 MB only")
             stream.seek(start)
             packer = self.packer
-            payload = packer.codec.compress_stream(_chunks(stream, size))
+            second: Any = packer.content_hasher()  # the bytes stored must be the bytes hashed
+
+            def read_again() -> Iterator[bytes]:
+                for chunk in _chunks(stream, size):
+                    second.update(chunk)
+                    yield chunk
+
+            payload = packer.codec.compress_stream(read_again())
             if packer.sealer is not None:
                 payload = packer.sealer.seal_stream(payload, message_aad(cid))
             info = blob_info(fields, internal_date or time.time())
@@ -424,6 +472,8 @@ class Store:
             rec = self._writer.append_stream(seg.MESSAGE, {
                 "id": cid.hex(), "size": size, "codec": "zstd", "dict": packer.codec.dict_id,
                 "sealed": packer.sealer is not None, "date": info.date}, payload)
+            if second.digest() != cid:
+                raise OSError("the file changed while it was being read")
             blob_id = self.catalog.add_blob(cid, rec.segment, rec.offset, rec.length, size, info)
             self._remember_index(blob_id, info.date, info.index)
         number = self._add_entry(cid, blob_id, owner, folder, flags, internal_date)
@@ -504,16 +554,6 @@ class Store:
         self.lost_entries = []
         self.commit()
 
-    def delete_message(self, number: int, reason: str) -> None:
-        self.begin()
-        assert self._writer is not None
-        if self.catalog.entry(number) is None:
-            raise NotFound(f"message {number} does not exist in store {self.name!r}")
-        self._writer.append(seg.TOMBSTONE, {"n": number, "at": int(time.time()),
-                                            "reason": reason})
-        self._drop_entry(number)
-
-    # -- reading --------------------------------------------------------------------------
     def _fd(self, segment: int) -> int:
         fd = self._fds.get(segment)
         if fd is None:
@@ -599,10 +639,11 @@ class Store:
         loc = self.catalog.entry_location(number)
         if loc is None:
             raise NotFound(f"message {number} does not exist in store {self.name!r}")
-        segment, offset, length, _raw_size, _ = loc
+        segment, offset, length, _raw_size, cid = loc
         try:
             rec = self.record_at(segment, offset, length)
-            cid = bytes.fromhex(rec.header["id"])
+            if rec.header.get("id") != cid.hex():
+                raise CorruptData("the catalog points at another message's record")
             if rec.payload is not None:
                 yield self._unpack_record(rec, cid)
             else:
@@ -613,12 +654,6 @@ class Store:
 
     def read(self, number: int) -> bytes:
         return b"".join(self.read_chunks(number))
-
-    def raw_size(self, number: int) -> int:
-        loc = self.catalog.entry_location(number)
-        if loc is None:
-            raise NotFound(f"message {number} does not exist in store {self.name!r}")
-        return loc[3]
 
     def segments(self) -> list[int]:
         return seg.segment_numbers(self.path / "segments")

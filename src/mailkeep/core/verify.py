@@ -8,6 +8,7 @@ catalog and index from the segments alone, keeping message numbers.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,6 @@ from dataclasses import dataclass, field
 from . import segments as seg
 from .catalog import Catalog
 from .errors import CorruptData
-from .packing import Packer
 from .store import Store
 
 Report = Callable[[float, str | None], None]  # (percent done, log line or None)
@@ -45,13 +45,14 @@ def _noop(percent: float, line: str | None) -> None:
 
 def _scan_all(store: Store, report: Report, check: Callable[[], None]
               ) -> tuple[dict[tuple[int, int], bytes], dict[tuple[int, int], int],
-                         list[seg.Damage], set[int], int]:
+                         list[seg.Damage], set[int], set[int], int]:
     """Valid message records by location -> content id, entry records by location -> number,
     damaged stretches, tombstoned numbers, and the number of records read."""
     good_msgs: dict[tuple[int, int], bytes] = {}
     entries: dict[tuple[int, int], int] = {}
     damage: list[seg.Damage] = []
     tombstones: set[int] = set()
+    dict_ids: set[int] = set()
     numbers = store.segments()
     total = sum(store.segment_path(n).stat().st_size for n in numbers) or 1
     done = 0
@@ -77,16 +78,18 @@ def _scan_all(store: Store, report: Report, check: Callable[[], None]
                 entries[(n, item.offset)] = int(item.header["n"])
             elif item.type == seg.TOMBSTONE:
                 tombstones.add(int(item.header["n"]))
+            elif item.type == seg.DICTIONARY:
+                dict_ids.add(int(item.header["dict"]))
             if count % 1000 == 0:
                 report(100.0 * (done + item.offset) / total, f"{count} records verified")
         done += store.segment_path(n).stat().st_size
-    return good_msgs, entries, damage, tombstones, count
+    return good_msgs, entries, damage, tombstones, dict_ids, count
 
 
 def verify(store: Store, report: Report = _noop,
            check_cancelled: Callable[[], None] = lambda: None) -> VerifyResult:
     result = VerifyResult()
-    good_msgs, entries, damage, tombstones, result.records = _scan_all(
+    good_msgs, entries, damage, tombstones, dict_ids, result.records = _scan_all(
         store, report, check_cancelled)
     cat = store.catalog.conn
     problems = result.problems
@@ -136,6 +139,10 @@ def verify(store: Store, report: Report = _noop,
         if (last, size) > (applied[0], max(applied[1], len(seg.FILE_HEADER))):
             problems.append(Problem("", f"segment {last} has {size - applied[1]} bytes the "
                                     "catalog does not know"))
+    for dict_id in sorted(set(store.catalog.dictionaries()) - dict_ids):
+        problems.append(Problem("", f"dictionary {dict_id} is damaged in the segments; the "
+                                "messages compressed with it are read through the catalog's "
+                                "copy (`mailkeep recover` writes it again)"))
     for d in damage:
         problems.append(Problem("", f"segment {d.segment}: damaged bytes {d.start}-{d.end} "
                                 f"({d.reason})"))
@@ -204,14 +211,24 @@ def recover(store: Store, report: Report = _noop) -> RecoverResult:
     for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
         p.unlink(missing_ok=True)
     old_catalog, old_packer = store.catalog, store.packer
+    # What only the old catalog may still know: dictionaries whose records are damaged (the
+    # messages compressed with them stay readable) and how far message numbers have gone
+    # (numbers once handed out are never handed out again).
+    try:
+        old_dicts, old_next = old_catalog.dictionaries(), old_catalog.next_number()
+    except sqlite3.Error:
+        old_dicts, old_next = {}, 0
     store._index_cache.clear()
-    store.lost_entries = []
+    store.lost_entries, store.undecodable = [], set()
     store.catalog = Catalog(tmp)
-    store.packer = Packer({}, store._store_key)
     numbers = store.segments()
     end = (numbers[-1] if numbers else 1, len(seg.FILE_HEADER))
+    seen_dicts: set[int] = set()
     try:
         store.catalog.begin()
+        for dict_id, data in old_dicts.items():
+            store.catalog.add_dictionary(dict_id, data, 0, 0)
+        store._refresh_packer()
         for i, n in enumerate(numbers):
             for item in seg.scan(store.segment_path(n), n):
                 if isinstance(item, seg.Damage):  # only if it appeared since the rewrite
@@ -219,10 +236,14 @@ def recover(store: Store, report: Report = _noop) -> RecoverResult:
                                            f"{item.end} ({item.reason}), skipped")
                     continue
                 result.records += 1
+                if item.type == seg.DICTIONARY:
+                    seen_dicts.add(int(item.header["dict"]))
                 store.apply_record(item, result.problems)
                 end = (n, item.offset + item.length)
                 if result.records % 1000 == 0:
                     report(100.0 * i / len(numbers), f"{result.records} records read")
+        if store.catalog.next_number() < old_next:
+            store.catalog.set_next_number(old_next)
         store.catalog.set_applied(*end)
         store.catalog.commit()
         result.messages = store.catalog.counts()[0]
@@ -237,9 +258,17 @@ def recover(store: Store, report: Report = _noop) -> RecoverResult:
     os.replace(tmp, path)
     seg.fsync_dir(store.path)
     store.catalog = Catalog(path)
-    store.packer = Packer(store.catalog.dictionaries(), store._store_key)
+    store._refresh_packer()
     if store._writer is not None:
         store._writer.rewind(*end)
         store.bury_lost_entries()
+        missing = {i: d for i, d in store.dictionaries().items() if i not in seen_dicts}
+        if missing:  # write them again, so that the segments are self-sufficient once more
+            store.begin()
+            for dict_id, data in missing.items():
+                store._write_dictionary(dict_id, data)
+                result.problems.append(f"dictionary {dict_id} was damaged in the segments; "
+                                       "written again from the catalog's copy")
+            store.commit()
     report(100.0, f"catalog rebuilt: {result.messages} messages from {result.records} records")
     return result

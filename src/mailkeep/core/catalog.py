@@ -339,7 +339,7 @@ class Catalog:
             yield int(n)
 
     def folders(self, owner: str | None = None) -> list[tuple[str, str, int, int]]:
-        """(owner, path, messages, bytes) for every folder with entries."""
+        """(owner, path, messages, bytes) for every folder, empty ones included."""
         sql = ("SELECT f.owner, f.path, count(e.number), coalesce(sum(b.raw_size), 0)"
                " FROM folders f LEFT JOIN entries e ON e.folder_id = f.id"
                " LEFT JOIN blobs b ON b.id = e.blob_id")

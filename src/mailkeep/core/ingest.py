@@ -20,9 +20,8 @@ from ..sources.base import RawMessage, SourceProblem
 from ..sources.detect import open_source
 from . import codec
 from .archive import Archive
-from .catalog import BlobInfo
 from .errors import MailkeepError
-from .packing import Packer, Prepared, message_aad
+from .packing import Packer, Prepared
 from .store import Store
 
 COMMIT_MESSAGES = 1000
@@ -95,8 +94,8 @@ def _disk_bytes(path: Path) -> int:
 
 
 def join_folder(base: str, sub: str) -> str:
-    parts = [p for p in (base.strip("/"), sub.strip("/")) if p]
-    return "/".join(parts)
+    """The import's base folder and a source's relative folder, '/'-separated."""
+    return "/".join(p for p in (base.strip("/"), sub.strip("/")) if p)
 
 
 # -- workers --------------------------------------------------------------------------------
@@ -112,16 +111,7 @@ def _init_worker(store_key: bytes | None) -> None:
 
 
 def _prepare_one(packer: Packer, raw: bytes, cid: bytes, fallback: float) -> Prepared:
-    try:
-        return packer.prepare(raw, cid, fallback)
-    except Exception as exc:  # a parser bug must not lose a message: store it unindexed
-        payload = packer.codec.compress(raw)
-        if packer.sealer is not None:
-            payload = packer.sealer.seal(payload, message_aad(cid))
-        info = BlobInfo(int(fallback), "", "", "", None, False,
-                        f"not indexed: {type(exc).__name__}", ("", "", "", "", ""))
-        return Prepared(cid, len(raw), payload, packer.codec.dict_id,
-                        packer.sealer is not None, info)
+    return packer.prepare(raw, cid, fallback)  # extract() never raises, whatever the bytes
 
 
 def _prepare_batch(items: list[tuple[bytes, bytes, float]], dict_id: int | None,

@@ -9,7 +9,8 @@ import pytest
 
 from mailkeep.sources import eml
 from mailkeep.sources.base import RawMessage, SourceProblem
-from mailkeep.sources.eml import read_eml, read_message_file
+from mailkeep.sources.detect import open_source
+from mailkeep.sources.eml import read_message_file
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 SISIMAI = CORPUS / "tricky" / "sisimai-set-of-emails" / "maildir"
@@ -28,7 +29,7 @@ ODD_BYTES = {
 def test_odd_bytes_are_kept(tmp_path: Path) -> None:
     for name, data in ODD_BYTES.items():
         (tmp_path / name).write_bytes(data)
-    got = {Path(i.origin).name: i.data for i in read_eml(tmp_path) if isinstance(i, RawMessage)}
+    got = {Path(i.origin).name: i.data for i in open_source(tmp_path) if isinstance(i, RawMessage)}
     assert got == ODD_BYTES
 
 
@@ -37,13 +38,13 @@ def test_single_file_and_tree_folders(tmp_path: Path) -> None:
     (tmp_path / "top.eml").write_bytes(b"S: 1\n")
     (tmp_path / "a" / "b" / "x.eml").write_bytes(b"S: 2\n")
     (tmp_path / "a" / ".hidden").write_bytes(b"S: 3\n")
-    items = list(read_eml(tmp_path))
+    items = list(open_source(tmp_path))
     assert [(i.folder, Path(i.origin).name) for i in items if isinstance(i, RawMessage)] == [
         ("a", ".hidden"),
         ("a/b", "x.eml"),
         ("", "top.eml"),
     ]
-    [single] = list(read_eml(tmp_path / "a" / "b" / "x.eml"))
+    [single] = list(open_source(tmp_path / "a" / "b" / "x.eml"))
     assert isinstance(single, RawMessage) and single.folder == "" and single.internal_date is None
 
 
@@ -57,7 +58,7 @@ def test_problems_not_exceptions(tmp_path: Path) -> None:
     (tmp_path / "real" / "m.eml").write_bytes(b"S: x\n")
     (tmp_path / "linked-dir").symlink_to(tmp_path / "real")
     (tmp_path / "linked-file.eml").symlink_to(tmp_path / "real" / "m.eml")
-    items = list(read_eml(tmp_path))
+    items = list(open_source(tmp_path))
     problems = {Path(i.origin).name: i.reason for i in items if isinstance(i, SourceProblem)}
     assert problems == {
         "dangling": "broken symlink",
@@ -101,7 +102,7 @@ def test_large_file_comes_as_a_stream(tmp_path: Path, monkeypatch: pytest.Monkey
 @pytest.mark.parametrize("kind", ["dos", "mac", "bsd"])
 def test_corpus_line_endings_unchanged(kind: str) -> None:
     folder = SISIMAI / kind
-    items = list(read_eml(folder))
+    items = list(open_source(folder))
     assert all(isinstance(i, RawMessage) for i in items)
     assert len(items) == len(list(folder.iterdir()))
     for item in items[:80]:

@@ -1,6 +1,5 @@
-"""Read single-message files (.eml or any name) and directory trees of them, bytes unchanged.
-
-read_message_file is also how maildir.py and detect.py read one file; detect.py adds the sniffing.
+"""Read single-message files (.eml or any name), bytes unchanged, and the directory helpers the
+other readers share. detect.py walks directories and decides what each file is.
 
 Rules: every regular file is one message, byte for byte. An empty file is a SourceProblem (there
 is no message in it). Symlinks to files are followed; symlinked directories are not (they could
@@ -14,22 +13,11 @@ from __future__ import annotations
 import io
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 from mailkeep.sources.base import RawMessage, SourceProblem
 
 SPOOL_THRESHOLD = 32 * 1024 * 1024  # bytes; larger files are handed out as open streams
-
-
-def read_eml(path: str | Path) -> Iterator[RawMessage | SourceProblem]:
-    """One file -> one message in folder ""; a directory -> every file below it, recursively,
-    in sorted order, in the folder named by its directory path relative to `path`."""
-    path = Path(path)
-    if os.path.isdir(path):
-        yield from _walk(path, "")
-    else:
-        yield read_message_file(path, "")
 
 
 def read_message_file(
@@ -108,21 +96,6 @@ def entry_problem(entry: os.DirEntry[str]) -> SourceProblem | None:
     except OSError as exc:
         return SourceProblem(entry.path, os_reason(exc))
     return SourceProblem(entry.path, "not a regular file", skipped=True)
-
-
-def _walk(directory: Path, folder: str) -> Iterator[RawMessage | SourceProblem]:
-    entries = sorted_entries(directory)
-    if isinstance(entries, SourceProblem):
-        yield entries
-        return
-    for entry in entries:
-        problem = entry_problem(entry)
-        if problem is not None:
-            yield problem
-        elif entry.is_dir(follow_symlinks=False):
-            yield from _walk(Path(entry.path), join_folder(folder, entry.name))
-        else:
-            yield read_message_file(Path(entry.path), folder)
 
 
 def os_reason(exc: OSError) -> str:

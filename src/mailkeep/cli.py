@@ -102,11 +102,13 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
         out.print(f"mailkeep {__version__}: data directory {archive.data_dir}")
         out.print(f"current store {rec.name!r} (id {rec.id}): {entries} messages, "
                   f"{human(size)}; {len(archive.stores())} store(s) attached")
-        out.print("The administration API is not part of this version yet; "
-                  "holding the data directory until interrupted (Ctrl-C).")
-        while not stop.wait(1.0):
-            pass
-        out.print("stopped")
+    # Until the API serves requests, the server holds no store open, so that the CLI can
+    # import into it meanwhile.
+    out.print("The administration API is not part of this version yet; "
+              "waiting until interrupted (Ctrl-C).")
+    while not stop.wait(1.0):
+        pass
+    out.print("stopped")
 
 
 # -- stores ----------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -87,27 +86,61 @@ def main(ctx: click.Context, data: Path | None) -> None:
 
 # -- serve -----------------------------------------------------------------------------------
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8463, show_default=True, type=int)
+@click.option("--enable-api", is_flag=True, envvar="MAILKEEP_API_ENABLED",
+              help="Answer the Administration API (off by default).")
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False),
+              help="Certificate (PEM); default: a self-signed one made in <data>/tls.")
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--no-tls", is_flag=True, help="Plain HTTP, behind a TLS-terminating proxy.")
 @click.pass_context
 @domain_errors
-def serve(ctx: click.Context, host: str, port: int) -> None:
-    """Run the archive server on the data directory."""
-    stop = threading.Event()
+def serve(ctx: click.Context, host: str, port: int, enable_api: bool, tls_cert: Path | None,
+          tls_key: Path | None, no_tls: bool) -> None:
+    """Run the archive server: the Administration API over HTTPS."""
+    import uvicorn
+
+    from .web.app import create_app
+    from .web.tls import ensure_self_signed, fingerprint
+
+    data: Path = ctx.obj["data"]
+    stopping: list[uvicorn.Server] = []
+    early_stop = False
+
+    def stop(*_: object) -> None:  # a signal before the server runs must still stop it
+        nonlocal early_stop
+        early_stop = True
+        for server in stopping:
+            server.should_exit = True
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stop)
     with archive_of(ctx) as archive:
         rec, store = archive.current_store()
-        entries, blobs, size = store.catalog.counts()
+        entries, _blobs, size = store.catalog.counts()
         out.print(f"mailkeep {__version__}: data directory {archive.data_dir}")
         out.print(f"current store {rec.name!r} (id {rec.id}): {entries} messages, "
                   f"{human(size)}; {len(archive.stores())} store(s) attached")
-    # Until the API serves requests, the server holds no store open, so that the CLI can
-    # import into it meanwhile.
-    out.print("The administration API is not part of this version yet; "
-              "waiting until interrupted (Ctrl-C).")
-    while not stop.wait(1.0):
-        pass
+    if (tls_cert is None) != (tls_key is None):
+        raise errors.InvalidArgument("--tls-cert and --tls-key go together")
+    ssl: dict[str, str] = {}
+    if not no_tls:
+        if tls_cert is None or tls_key is None:
+            tls_cert, tls_key = ensure_self_signed(data.resolve())
+        ssl = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
+        out.print(f"TLS certificate SHA-256 fingerprint: {fingerprint(tls_cert.read_bytes())}")
+    scheme = "http" if no_tls else "https"
+    out.print(f"Administration API {'enabled' if enable_api else 'disabled (--enable-api)'} "
+              f"at {scheme}://{host}:{port}/api/")
+    sys.stdout.flush()
+    app = create_app(data.resolve(), api_enabled=enable_api)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            **ssl)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    stopping.append(server)
+    server.should_exit = early_stop
+    server.run()
     out.print("stopped")
 
 
@@ -215,4 +248,4 @@ def store_state(ctx: click.Context, store_ref: str, state: str) -> None:
         out.print(f"store {rec.name!r} (id {rec.id}) is now {rec.state}")
 
 
-from . import cli_mail  # noqa: E402,F401  (registers the mail commands on `main`)
+from . import cli_call, cli_mail  # noqa: E402,F401  (register their commands on `main`)

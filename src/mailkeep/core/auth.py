@@ -1,0 +1,246 @@
+"""Credential checks for HTTP Basic, without the HTTP: a cache of verified credentials, and
+throttling of failed logins per account and address.
+
+Transports call `Authenticator.check` on every request and decide themselves what a result
+means (401, 403, ...); authorization (privileges, roles) is read from `Users` per request.
+
+Lockout policy:
+- failures are counted in a sliding window of `window_seconds` (default: `lockout_seconds`)
+  per (account, address) and per address over all accounts;
+- `max_failures` failures of one account from one address lock that account for that address;
+- `address_max_failures` failures from one address (default 4 x `max_failures`, so that one
+  person mistyping behind a shared NAT does not lock out the whole office) lock the address
+  for every account;
+- a lock lasts `lockout_seconds` and is not extended by attempts during it; a locked-out check
+  verifies nothing. There is no address-independent account lock: it would let anyone lock
+  the administrator out. `on_lockout(user, address)` runs once per lock.
+IPv6 addresses are counted per /64, the block one subscriber usually holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import secrets
+import threading
+import time
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import NotFound
+from .users import Users, name_key
+
+log = logging.getLogger(__name__)
+
+MAX_CACHED = 10_000
+PRUNE_EVERY = 256
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    ok: bool
+    reason: str  # "ok" | "bad-credentials" | "locked-out"
+    retry_after: float | None = None  # seconds, when locked out
+
+
+@dataclass
+class _Cached:
+    generation: int
+    expires: float
+
+
+@dataclass
+class _Failures:
+    times: deque[float] = field(default_factory=deque)
+    locked_until: float = 0.0
+
+
+def address_key(address: str) -> str:
+    """The unit an address is throttled by: the IPv4 address (also when IPv4-mapped), the
+    IPv6 /64, or the text as given when it is no IP address."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+class Authenticator:
+    """Thread-safe. One instance per process: its cache key is random per instance."""
+
+    def __init__(self, users: Users, *, cache_seconds: float = 300, max_failures: int = 5,
+                 lockout_seconds: float = 300, window_seconds: float | None = None,
+                 address_max_failures: int | None = None,
+                 on_lockout: Callable[[str, str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.users = users
+        self.cache_seconds = cache_seconds
+        self.max_failures = max_failures
+        self.lockout_seconds = lockout_seconds
+        self.window_seconds = lockout_seconds if window_seconds is None else window_seconds
+        self.address_max_failures = (4 * max_failures if address_max_failures is None
+                                     else address_max_failures)
+        self.on_lockout = on_lockout
+        self.clock = clock
+        self._key = secrets.token_bytes(32)
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
+        self._pairs: dict[tuple[str, str], _Failures] = {}
+        self._addresses: dict[str, _Failures] = {}
+        # One verification at a time per address: parallel guesses cannot outrun the counters,
+        # and parallel requests with the same new credentials cost one hash, not many.
+        self._address_locks: weakref.WeakValueDictionary[str, threading.Lock] = (
+            weakref.WeakValueDictionary())
+        self._checks = 0
+
+    def check(self, user_name: str, password: str, address: str) -> AuthResult:
+        pair = (name_key(user_name), address_key(address))
+        digest = hmac.new(self._key, f"{user_name}\0{password}".encode("utf-8", "surrogatepass"),
+                          hashlib.sha256).digest()
+        locked = self._locked(pair)
+        if locked is not None:
+            return locked
+        if self._cached(digest, user_name):
+            self._succeeded(pair)
+            return AuthResult(True, "ok")
+        with self._address_lock(pair[1]):
+            locked = self._locked(pair)  # another thread may have locked it meanwhile
+            if locked is not None:
+                return locked
+            if self._cached(digest, user_name):
+                self._succeeded(pair)
+                return AuthResult(True, "ok")
+            generation = self._generation(user_name)  # read first: a change during the
+            ok = self.users.verify_password(user_name, password)  # hash then misses later
+            if ok and generation is not None:
+                self._remember(digest, generation)
+                self._succeeded(pair)
+                return AuthResult(True, "ok")
+            self._failed(pair, user_name, address)
+        return AuthResult(False, "bad-credentials")
+
+    def unlock(self, user_name: str | None = None, address: str | None = None) -> None:
+        """Lift locks and forget failures: of one account (on every address), of one address,
+        of one account on one address, or everything when both are None."""
+        account = None if user_name is None else name_key(user_name)
+        where = None if address is None else address_key(address)
+        with self._lock:
+            for pair in [p for p in self._pairs
+                         if account in (None, p[0]) and where in (None, p[1])]:
+                del self._pairs[pair]
+            if account is None:
+                for key in [a for a in self._addresses if where in (None, a)]:
+                    del self._addresses[key]
+
+    # -- cache ----------------------------------------------------------------------------
+
+    def _generation(self, user_name: str) -> int | None:
+        try:
+            return self.users.password_generation(user_name)
+        except NotFound:
+            return None
+
+    def _cached(self, digest: bytes, user_name: str) -> bool:
+        with self._lock:
+            entry = self._cache.get(digest)
+            if entry is None:
+                return False
+            if entry.expires <= self.clock():
+                del self._cache[digest]
+                return False
+        if self._generation(user_name) == entry.generation:
+            return True
+        with self._lock:
+            self._cache.pop(digest, None)
+        return False
+
+    def _remember(self, digest: bytes, generation: int) -> None:
+        if self.cache_seconds <= 0:
+            return
+        with self._lock:
+            self._cache[digest] = _Cached(generation, self.clock() + self.cache_seconds)
+            self._cache.move_to_end(digest)
+            while len(self._cache) > MAX_CACHED:
+                self._cache.popitem(last=False)
+
+    # -- throttling -----------------------------------------------------------------------
+
+    def _address_lock(self, address: str) -> threading.Lock:
+        with self._lock:
+            lock = self._address_locks.get(address)
+            if lock is None:
+                lock = threading.Lock()
+                self._address_locks[address] = lock
+            return lock
+
+    def _locked(self, pair: tuple[str, str]) -> AuthResult | None:
+        now = self.clock()
+        with self._lock:
+            self._checks += 1
+            if self._checks % PRUNE_EVERY == 0:
+                self._prune(now)
+            until = max(self._until(self._pairs.get(pair)),
+                        self._until(self._addresses.get(pair[1])))
+        if until > now:
+            return AuthResult(False, "locked-out", until - now)
+        return None
+
+    @staticmethod
+    def _until(failures: _Failures | None) -> float:
+        return 0.0 if failures is None else failures.locked_until
+
+    def _succeeded(self, pair: tuple[str, str]) -> None:
+        # The address count stays: one valid account must not reset a spray from that address.
+        with self._lock:
+            self._pairs.pop(pair, None)
+
+    def _failed(self, pair: tuple[str, str], user_name: str, address: str) -> None:
+        now = self.clock()
+        with self._lock:
+            by_pair = self._count(self._pairs.setdefault(pair, _Failures()), now)
+            by_address = self._count(self._addresses.setdefault(pair[1], _Failures()), now)
+            locked = False
+            for failures, limit in ((by_pair, self.max_failures),
+                                    (by_address, self.address_max_failures)):
+                if len(failures.times) >= limit:
+                    self._lock_out(failures, now)
+                    locked = True
+        log.info("login failed for user %r from %s", user_name, address)
+        if locked:
+            log.warning("login locked out for user %r from %s for %.0f s", user_name, address,
+                        self.lockout_seconds)
+            if self.on_lockout is not None:
+                try:
+                    self.on_lockout(user_name, address)
+                except Exception:
+                    log.exception("lockout hook failed")
+
+    def _count(self, failures: _Failures, now: float) -> _Failures:
+        failures.times.append(now)
+        while failures.times and failures.times[0] <= now - self.window_seconds:
+            failures.times.popleft()
+        return failures
+
+    def _lock_out(self, failures: _Failures, now: float) -> None:
+        failures.times.clear()  # after the lock, a fresh count
+        failures.locked_until = now + self.lockout_seconds
+
+    def _prune(self, now: float) -> None:
+        def stale(f: _Failures) -> bool:
+            return f.locked_until <= now and (not f.times
+                                              or f.times[-1] <= now - self.window_seconds)
+
+        for pair in [k for k, f in self._pairs.items() if stale(f)]:
+            del self._pairs[pair]
+        for address in [k for k, f in self._addresses.items() if stale(f)]:
+            del self._addresses[address]
+        for digest in [d for d, e in self._cache.items() if e.expires <= now]:
+            del self._cache[digest]

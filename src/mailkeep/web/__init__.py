@@ -1,0 +1,1 @@
+"""HTTP transports: the MailStore-compatible Administration API (and later the console)."""

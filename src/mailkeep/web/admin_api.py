@@ -1,0 +1,177 @@
+"""The MailStore-compatible Administration API: /api/invoke, get-status, cancel-async,
+get-metadata. Everything it runs comes from the function catalog; the process engine runs it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..core.archive import Archive
+from ..core.auth import Authenticator
+from ..core.errors import MailkeepError
+from ..core.users import Users
+from ..functions import REGISTRY, parse_args
+from ..functions.call import Call
+from ..functions.registry import Function
+from ..jobs.engine import Context, Engine, UnknownToken
+from .envelope import envelope, failure, json_bytes, plain
+
+log = logging.getLogger("mailkeep.api")
+REALM = 'Basic realm="mailkeep"'
+
+
+@dataclass
+class ApiState:
+    data_dir: Path
+    engine: Engine
+    users: Users
+    authenticator: Authenticator
+    enabled: bool
+
+
+def _client_is_loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        user, sep, password = base64.b64decode(value.strip()).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
+
+
+async def authenticate(state: ApiState, request: Request) -> str | Response:
+    """The administrator making the request, or the 401/403 answer to give instead."""
+    if not state.enabled:
+        return plain(403, "The Administration API is disabled: start the server with "
+                          "--enable-api or set api.enabled.")
+    creds = _credentials(request)
+    if creds is None:
+        return plain(401, "Authentication required.", {"WWW-Authenticate": REALM})
+    user, password = creds
+    address = request.client.host if request.client else ""
+    result = await anyio.to_thread.run_sync(state.authenticator.check, user, password, address)
+    if not result.ok:
+        extra = {"WWW-Authenticate": REALM}
+        if result.retry_after:
+            extra["Retry-After"] = str(int(result.retry_after) + 1)
+        log.warning("failed API login for %r from %s (%s)", user, address, result.reason)
+        return plain(401, "Invalid credentials." if result.reason != "locked-out" else
+                     "Too many failed logins: try again later.", extra)
+    if not state.users.is_administrator(user):
+        return plain(403, f"User {user} is not an administrator.")
+    if state.users.has_initial_password(user) and not _client_is_loopback(request):
+        return plain(403, "The admin account still has its initial password: the API answers "
+                          "only local clients until it is changed (mailkeep user password admin).")
+    return user
+
+
+async def _form(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: str(v) for k, v in form.multi_items()}
+
+
+def _runner(state: ApiState, fn: Function, args: dict[str, Any]) -> Callable[[Context], Any]:
+    def run(ctx: Context) -> Any:
+        with Archive(state.data_dir) as archive:
+            archive.actor = f"api:{ctx.user}"
+            result = fn.run(Call(archive, args, ctx))
+            if fn.changes:
+                shown = {a.name: args.get(a.name) for a in fn.args if not a.secret}
+                archive.master.audit(archive.actor, f"api.{fn.name}", args=shown)
+            return result
+
+    return run
+
+
+def endpoint(state: ApiState, handler: Callable[[ApiState, Request, str], Awaitable[Response]]
+             ) -> Callable[[Request], Awaitable[Response]]:
+    async def wrapped(request: Request) -> Response:
+        user = await authenticate(state, request)
+        if isinstance(user, Response):
+            return user
+        try:
+            return await handler(state, request, user)
+        except MailkeepError as exc:
+            return failure(exc.message, getattr(exc, "details", "") or exc.code)
+
+    return wrapped
+
+
+async def invoke(state: ApiState, request: Request, user: str) -> Response:
+    name = request.path_params["function"]
+    fn = REGISTRY.get(name)
+    if fn is None:
+        return failure(f"Unknown API function {name}.", "unknown_function")
+    args = parse_args(fn, await _form(request))
+    return envelope(await state.engine.invoke(fn.name, _runner(state, fn, args), user))
+
+
+def _number(form: dict[str, str], name: str, default: int | None) -> int | None:
+    raw = form.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        return int(float(raw))
+    except ValueError:
+        raise MailkeepError(f"Invalid value for API argument {name}: a number is expected."
+                            ) from None
+
+
+async def get_status(state: ApiState, request: Request, user: str) -> Response:
+    form = await _form(request)
+    token = form.get("token", "")
+    if not token:
+        return failure("Missing API argument token.", "invalid_argument")
+    last = _number(form, "lastKnownStatusVersion", -1)
+    timeout = _number(form, "millisecondsTimeout", None)
+    try:
+        snap = await state.engine.status(token, user, last if last is not None else -1, timeout)
+    except UnknownToken:
+        return plain(404, "Unknown or expired token.")
+    return envelope(snap)
+
+
+async def cancel_async(state: ApiState, request: Request, user: str) -> Response:
+    token = (await _form(request)).get("token", "")
+    try:
+        return envelope(state.engine.cancel(token, user))
+    except UnknownToken:
+        return plain(404, "Unknown or expired token.")
+
+
+async def get_metadata(state: ApiState, request: Request, user: str) -> Response:
+    return Response(json_bytes(REGISTRY.metadata(), bom=False), 200,
+                    media_type="application/json; charset=utf-8")
+
+
+def routes(state: ApiState) -> list[Route]:
+    return [
+        Route("/api/invoke/{function}", endpoint(state, invoke), methods=["POST"]),
+        Route("/api/get-status", endpoint(state, get_status), methods=["POST"]),
+        Route("/api/cancel-async", endpoint(state, cancel_async), methods=["POST"]),
+        Route("/api/get-metadata", endpoint(state, get_metadata), methods=["GET", "POST"]),
+    ]

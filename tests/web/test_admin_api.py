@@ -1,0 +1,196 @@
+"""The Administration API in-process, through the ASGI app, as a MailStore client sees it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+from starlette.testclient import TestClient
+
+from mailkeep.core.archive import Archive
+from mailkeep.core.ingest import Importer
+from mailkeep.core.master import Master
+from mailkeep.core.users import Users
+from mailkeep.functions import REGISTRY
+from mailkeep.web.app import create_app
+
+KEYS = ["error", "token", "statusVersion", "statusCode", "percentProgress", "statusText",
+        "result", "logOutput"]
+LOCAL = ("127.0.0.1", 50123)
+REMOTE = ("192.0.2.10", 50123)
+
+
+def basic(user: str = "admin", password: str = "admin") -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def fast_users(data: Path) -> Users:
+    data.mkdir(parents=True, exist_ok=True)
+    return Users(Master(data / "mailkeep.db"),
+                 hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+def client_for(data: Path, enabled: bool = True, client: tuple[str, int] = LOCAL) -> TestClient:
+    app = create_app(data, api_enabled=enabled, users=fast_users(data))
+    return TestClient(app, client=client)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    for i in range(40):
+        (mail / f"{i}.eml").write_bytes(
+            f"From: a{i}@example.org\r\nSubject: message {i}\r\n\r\nbody {i}\r\n".encode())
+    with Archive(d) as archive:
+        Importer(archive, workers=1).run([mail])
+    return d
+
+
+@pytest.fixture
+def api(data: Path) -> Iterator[TestClient]:
+    with client_for(data) as c:
+        yield c
+
+
+def decode(resp: Any) -> dict[str, Any]:
+    assert resp.status_code == 200, resp.text
+    raw: bytes = resp.content
+    assert raw.startswith(b"\xef\xbb\xbf")
+    body: dict[str, Any] = json.loads(raw.decode("utf-8-sig"))
+    assert list(body) == KEYS
+    return body
+
+
+def invoke(api: TestClient, function_name: str, **args: Any) -> dict[str, Any]:
+    return decode(api.post(f"/api/invoke/{function_name}", data=args, headers=basic()))
+
+
+def finish(api: TestClient, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Follow a token to the end the way the original's Python wrapper does."""
+    log = body["logOutput"] or ""
+    while body["statusCode"] == "running":
+        body = decode(api.post("/api/get-status", headers=basic(), data={
+            "token": body["token"], "lastKnownStatusVersion": body["statusVersion"],
+            "millisecondsTimeout": 1000}))
+        log += body["logOutput"] or ""
+    return body, log
+
+
+def test_challenge_then_envelope(api: TestClient) -> None:
+    resp = api.post("/api/invoke/GetServerInfo")
+    assert resp.status_code == 401
+    assert resp.headers["www-authenticate"].startswith("Basic realm=")
+    resp = api.post("/api/invoke/GetServerInfo", headers=basic())
+    body = decode(resp)
+    assert body["statusCode"] == "succeeded" and body["statusVersion"] == 2
+    assert body["token"] is None and body["error"] is None and body["logOutput"] is None
+    assert set(body["result"]) == {"version", "machineName"}
+    assert resp.headers["content-type"] == "application/json; charset=utf-8"
+    assert "no-store" in resp.headers["cache-control"] and resp.headers["pragma"] == "no-cache"
+
+
+def test_wrong_password_and_disabled_api(data: Path) -> None:
+    with client_for(data) as api:
+        assert api.post("/api/invoke/GetServerInfo", headers=basic("admin", "nope")
+                        ).status_code == 401
+    with client_for(data, enabled=False) as api:
+        resp = api.post("/api/invoke/GetServerInfo", headers=basic())
+        assert resp.status_code == 403 and "disabled" in resp.text
+
+
+def test_initial_password_answers_loopback_only(data: Path) -> None:
+    with client_for(data, client=REMOTE) as api:
+        resp = api.post("/api/invoke/GetServerInfo", headers=basic())
+        assert resp.status_code == 403 and "initial password" in resp.text
+    users = fast_users(data)
+    users.set_password("admin", "s3cret-Pass")
+    with client_for(data, client=REMOTE) as api:
+        decode(api.post("/api/invoke/GetServerInfo", headers=basic("admin", "s3cret-Pass")))
+
+
+def test_metadata_and_double_slashes(api: TestClient) -> None:
+    resp = api.get("/api/get-metadata", headers=basic())
+    meta = json.loads(resp.content.decode("utf-8-sig"))
+    assert isinstance(meta, list)
+    by_name = {m["name"]: m for m in meta}
+    assert by_name["VerifyStore"]["args"] == [
+        {"name": "id", "type": "number", "nullable": False},
+        {"name": "includeIndexes", "type": "bool", "nullable": False}]
+    assert by_name["get-status"]["path"] == "api/"
+    assert api.post("/api//get-metadata", headers=basic()).status_code == 200
+    decode(api.post("/api//invoke/GetServerInfo", headers=basic()))
+
+
+def test_argument_errors_change_nothing(api: TestClient) -> None:
+    body = invoke(api, "RenameStore", name="x")
+    assert body["statusCode"] == "failed"
+    assert body["error"]["message"] == "Missing API argument id."
+    body = invoke(api, "RenameStore", id="1", name="x", colour="red")
+    assert body["error"]["message"] == "Unknown API argument colour."
+    body = invoke(api, "RenameStore", id="one", name="x")
+    assert "a number is expected" in body["error"]["message"]
+    body = invoke(api, "SetStoreRequestedState", id="1", requestedState="frozen")
+    assert "use one of current, normal" in body["error"]["message"]
+    body = invoke(api, "NoSuchFunction")
+    assert body["error"]["message"] == "Unknown API function NoSuchFunction."
+    stores = invoke(api, "GetStores", includeSize="True")["result"]
+    assert [s["name"] for s in stores] == ["Default"] and stores[0]["statisticsCount"] == 40
+
+
+def test_every_function_rejects_missing_arguments(api: TestClient) -> None:
+    for fn in REGISTRY:
+        required = [a.name for a in fn.args if not a.nullable]
+        if not required:
+            continue
+        body = invoke(api, fn.name)
+        assert body["statusCode"] == "failed", fn.name
+        assert body["error"]["message"] == f"Missing API argument {required[0]}.", fn.name
+
+
+def test_store_functions(api: TestClient, tmp_path: Path) -> None:
+    made = invoke(api, "CreateStore", name="2026", requestedState="current")["result"]
+    assert made["name"] == "2026" and made["requestedState"] == "current"
+    states = {s["name"]: s["requestedState"] for s in invoke(api, "GetStores")["result"]}
+    assert states == {"Default": "normal", "2026": "current"}
+    assert invoke(api, "RenameStore", id=str(made["id"]), name="Year 2026")["error"] is None
+    assert invoke(api, "SetStoreRequestedState", id="1", requestedState="current"
+                  )["error"] is None
+    assert invoke(api, "DetachStore", id=str(made["id"]))["error"] is None
+    body = invoke(api, "AttachStore", name="Back", databasePath=made["databasePath"])
+    assert body["error"] is None and body["result"]["name"] == "Back"
+    body = invoke(api, "CreateStore", name="x", type="SQLServer")
+    assert "not supported" in body["error"]["message"]
+
+
+def test_verify_store_runs_as_a_process(api: TestClient, data: Path) -> None:
+    body = invoke(api, "VerifyStore", id="1", includeIndexes="true")
+    final, log = finish(api, body)
+    assert final["statusCode"] == "succeeded", final
+    assert "Verifying store Default" in log and "40 messages verified" in log
+    assert "\r\n" in log
+    seg = next((data / "stores" / "Default" / "segments").glob("*.seg"))
+    raw = bytearray(seg.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    seg.write_bytes(bytes(raw))
+    final, log = finish(api, invoke(api, "VerifyStore", id="1", includeIndexes="false"))
+    assert final["statusCode"] == "failed"
+    assert "found" in final["error"]["message"] and "problem" in log
+
+
+def test_unknown_token_is_404(api: TestClient) -> None:
+    resp = api.post("/api/get-status", headers=basic(), data={
+        "token": "0" * 32, "lastKnownStatusVersion": "-1", "millisecondsTimeout": "10"})
+    assert resp.status_code == 404
+    assert api.post("/api/cancel-async", headers=basic(), data={"token": "x"}).status_code == 404
+
+
+def test_no_secret_in_answers(api: TestClient) -> None:
+    body = invoke(api, "CreateStore", name="db", type="PostgreSQL", password="hunter2-secret")
+    assert "hunter2-secret" not in json.dumps(body)

@@ -163,7 +163,8 @@ def test_store_functions(api: TestClient, tmp_path: Path) -> None:
     assert invoke(api, "SetStoreRequestedState", id="1", requestedState="current"
                   )["error"] is None
     assert invoke(api, "DetachStore", id=str(made["id"]))["error"] is None
-    body = invoke(api, "AttachStore", name="Back", databasePath=made["databasePath"])
+    body = invoke(api, "AttachStore", name="Back", type="FileSystemInternal",
+                  databasePath=made["databasePath"])
     assert body["error"] is None and body["result"]["name"] == "Back"
     body = invoke(api, "CreateStore", name="x", type="SQLServer")
     assert "not supported" in body["error"]["message"]

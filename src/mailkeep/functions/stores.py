@@ -93,7 +93,10 @@ def create_store(call: Call) -> dict[str, Any]:
 
 @function("AttachStore", "Attach an existing store directory (databasePath).",
           '{"id": int, "name": str, ...} (the attached store, as in GetStores)',
-          Arg("name", "string", description="Name to attach it under."), *DATABASE_ARGS, STATE)
+          Arg("name", "string", description="Name to attach it under."),
+          # the original requires the type here (and only here)
+          Arg("type", "string", False, "FileSystemInternal (the only type mailkeep has).",
+              values=STORE_TYPES), *DATABASE_ARGS[1:], STATE)
 def attach_store(call: Call) -> dict[str, Any]:
     _directory_store_only(call)
     path = call.arg("databasePath")

@@ -1,0 +1,174 @@
+"""User functions: the accounts of the archive as the Administration API manages them.
+
+Every operation is `core.users.Users`; this module only declares the original's arguments and
+passes them on. Validation, the audit log and "a failed call changes nothing" live there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from argon2 import PasswordHasher
+
+from ..core.users import (
+    AUTHENTICATIONS,
+    FOLDER_PRIVILEGES,
+    LOGIN_PRIVILEGES,
+    PRIVILEGES,
+    Users,
+)
+from .call import Call
+from .registry import Arg, function
+
+# The password hasher of the functions' Users; None means Argon2id with its defaults.
+# Tests set a cheap one here.
+HASHER: PasswordHasher | None = None
+
+USER = Arg("userName", "string", description="The user's name (compared case-insensitively).")
+PRIVILEGE_VALUES = ("none", *PRIVILEGES)
+FOLDER_PRIVILEGE_VALUES = ("none", *FOLDER_PRIVILEGES)
+LOGIN_PRIVILEGE_VALUES = ("none", *LOGIN_PRIVILEGES)
+
+
+def _privileges(nullable: bool = False) -> Arg:
+    return Arg("privileges", "string", nullable,
+               f"Comma-separated: {', '.join(PRIVILEGE_VALUES)}.",
+               values=PRIVILEGE_VALUES, is_list=True)
+
+
+def _login_privileges(nullable: bool) -> Arg:
+    extra = " Empty: every way." if nullable else ""
+    return Arg("loginPrivileges", "string", nullable,
+               f"Comma-separated: {', '.join(LOGIN_PRIVILEGE_VALUES)}.{extra}",
+               values=LOGIN_PRIVILEGE_VALUES, is_list=True)
+
+
+AUTHENTICATION_TEXT = f"{' or '.join(AUTHENTICATIONS)} (default integrated)."
+USERS_SHAPE = '[{"userName": str, "fullName": str|null, "distinguishedName": str|null}]'
+USER_INFO_SHAPE = (
+    '{"userName": str, "fullName": str|null, "distinguishedName": str|null, '
+    '"authentication": str, "emailAddresses": [str], "pop3UserNames": [str], '
+    '"privileges": [str], "privilegesOnFolders": [{"folder": str, "privileges": [str]}], '
+    '"loginPrivileges": [str], "role": str|null}')
+
+
+def _users(call: Call) -> Users:
+    return Users(call.archive.master, hasher=HASHER)
+
+
+def _actor(call: Call) -> str:
+    return call.archive.actor
+
+
+@function("GetUsers", "All users, sorted by user name.", USERS_SHAPE, changes=False)
+def get_users(call: Call) -> list[dict[str, Any]]:
+    return _users(call).list()
+
+
+@function("GetUserInfo", "One user's settings: names, authentication, email addresses, POP3 "
+          "user names, privileges and folder privileges (plus mailkeep's loginPrivileges and "
+          "role).", USER_INFO_SHAPE, USER, changes=False)
+def get_user_info(call: Call) -> dict[str, Any]:
+    return _users(call).get(call.arg("userName"))
+
+
+@function("CreateUser", "Create a user.", "null", USER, _privileges(),
+          Arg("fullName", "string", True, "The user's full name."),
+          Arg("distinguishedName", "string", True, "The LDAP distinguished name."),
+          Arg("authentication", "string", True, AUTHENTICATION_TEXT),
+          Arg("password", "string", True, "The password (integrated authentication).",
+              secret=True),
+          _login_privileges(nullable=True))
+def create_user(call: Call) -> None:
+    _users(call).create(call.arg("userName"), call.arg("privileges"), call.arg("fullName"),
+                        call.arg("distinguishedName"), call.arg("authentication"),
+                        call.arg("password"), login_privileges=call.arg("loginPrivileges"),
+                        actor=_actor(call))
+
+
+@function("DeleteUser", "Delete a user; the archive folder of the user stays. The last "
+          "administrator cannot be deleted.", "null", USER)
+def delete_user(call: Call) -> None:
+    _users(call).delete(call.arg("userName"), actor=_actor(call))
+
+
+@function("RenameUser", "Rename a user; folder privileges on the user's archive follow the "
+          "new name.", "null",
+          Arg("oldUserName", "string", description="The user's current name."),
+          Arg("newUserName", "string", description="The new name."))
+def rename_user(call: Call) -> None:
+    _users(call).rename(call.arg("oldUserName"), call.arg("newUserName"), actor=_actor(call))
+
+
+@function("SetUserPassword", "Set a user's password (must not be empty).", "null", USER,
+          Arg("password", "string", description="The new password.", secret=True))
+def set_user_password(call: Call) -> None:
+    _users(call).set_password(call.arg("userName"), call.arg("password"), actor=_actor(call))
+
+
+@function("SetUserFullName", "Set or clear a user's full name.", "null", USER,
+          Arg("fullName", "string", True, "The full name; empty clears it."))
+def set_user_full_name(call: Call) -> None:
+    _users(call).set_full_name(call.arg("userName"), call.arg("fullName"), actor=_actor(call))
+
+
+@function("SetUserEmailAddresses", "Set a user's email addresses.", "null", USER,
+          Arg("emailAddresses", "string", True, "Comma-separated addresses; empty clears them.",
+              is_list=True))
+def set_user_email_addresses(call: Call) -> None:
+    _users(call).set_email_addresses(call.arg("userName"), call.arg("emailAddresses"),
+                                     actor=_actor(call))
+
+
+@function("SetUserPrivileges", "Set a user's privileges; the last administrator keeps admin.",
+          "null", USER, _privileges())
+def set_user_privileges(call: Call) -> None:
+    _users(call).set_privileges(call.arg("userName"), call.arg("privileges"),
+                                actor=_actor(call))
+
+
+@function("SetUserPrivilegesOnFolder", "Set a user's privileges on one archive folder; none "
+          "removes them.", "null", USER,
+          Arg("folder", "string", description="Folder path; the top level is a user name."),
+          Arg("privileges", "string",
+              description=f"Comma-separated: {', '.join(FOLDER_PRIVILEGE_VALUES)}.",
+              values=FOLDER_PRIVILEGE_VALUES, is_list=True))
+def set_user_privileges_on_folder(call: Call) -> None:
+    _users(call).set_privileges_on_folder(call.arg("userName"), call.arg("folder"),
+                                          call.arg("privileges"), actor=_actor(call))
+
+
+@function("ClearUserPrivilegesOnFolders", "Remove all of a user's folder privileges.", "null",
+          USER)
+def clear_user_privileges_on_folders(call: Call) -> None:
+    _users(call).clear_privileges_on_folders(call.arg("userName"), actor=_actor(call))
+
+
+@function("SetUserAuthentication", "Set how a user authenticates; cached logins end.", "null",
+          USER, Arg("authentication", "string", description=AUTHENTICATION_TEXT))
+def set_user_authentication(call: Call) -> None:
+    _users(call).set_authentication(call.arg("userName"), call.arg("authentication"),
+                                    actor=_actor(call))
+
+
+@function("SetUserLoginPrivileges", "Set the ways a user may log in.", "null", USER,
+          _login_privileges(nullable=False))
+def set_user_login_privileges(call: Call) -> None:
+    _users(call).set_login_privileges(call.arg("userName"), call.arg("loginPrivileges"),
+                                      actor=_actor(call))
+
+
+@function("SetUserDistinguishedName", "Set or clear a user's LDAP distinguished name.", "null",
+          USER, Arg("distinguishedName", "string", True, "The distinguished name; empty clears "
+                    "it."))
+def set_user_distinguished_name(call: Call) -> None:
+    _users(call).set_distinguished_name(call.arg("userName"), call.arg("distinguishedName"),
+                                        actor=_actor(call))
+
+
+@function("SetUserPop3UserNames", "Set a user's POP3 user names.", "null", USER,
+          Arg("pop3UserNames", "string", True, "Comma-separated names; empty clears them.",
+              is_list=True))
+def set_user_pop3_user_names(call: Call) -> None:
+    _users(call).set_pop3_user_names(call.arg("userName"), call.arg("pop3UserNames"),
+                                     actor=_actor(call))

@@ -343,3 +343,19 @@ def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path, mail: Path) -
     assert "Traceback" not in err.decode()
     # It let go of the store: the CLI can write again.
     ok(data, "import", str(tmp_path / "mail" / "Inbox" / "a.eml"))
+
+
+def test_user_password_changes_the_initial_admin(tmp_path: Path) -> None:
+    from mailkeep.core.master import Master
+    from mailkeep.core.users import Users
+
+    data = tmp_path / "data"
+    res = CliRunner().invoke(main, ["--data", str(data), "user", "password", "admin"],
+                             input="n3w-Secret\nn3w-Secret\n")
+    assert res.exit_code == 0, res.output
+    assert "n3w-Secret" not in res.output
+    users = Users(Master(data / "mailkeep.db"))
+    assert users.verify_password("admin", "n3w-Secret")
+    assert not users.has_initial_password("admin")
+    res = CliRunner().invoke(main, ["--data", str(data), "user", "list"])
+    assert "admin" in res.output

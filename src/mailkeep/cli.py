@@ -248,4 +248,4 @@ def store_state(ctx: click.Context, store_ref: str, state: str) -> None:
         out.print(f"store {rec.name!r} (id {rec.id}) is now {rec.state}")
 
 
-from . import cli_call, cli_mail  # noqa: E402,F401  (register their commands on `main`)
+from . import cli_call, cli_mail, cli_users  # noqa: E402,F401  (register their commands)

@@ -1,0 +1,186 @@
+"""Folder functions: the archive's folder tree and the messages in a folder.
+
+A folder path as the Administration API writes it is "<user>/<path>" with "/" between levels:
+"alice/Inbox/Lists" is the folder "Inbox/Lists" of alice's archive, and "alice" alone is the
+root of alice's archive. The tree is the union over all readable stores; folders that hold no
+messages of their own but have subfolders (e.g. "alice/Archive" of "alice/Archive/2020") are
+part of it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..core.archive import Archive
+from ..core.errors import InvalidArgument, NotFound
+from .call import Call
+from .registry import Arg, function
+
+FOLDER_SHAPE = ('[{"folder": str, "name": str, "messageCount": int, "size": int, '
+                '"hasChildren": bool}]')
+STATISTICS_SHAPE = ('[{"folder": str, "messageCount": int, "size": int, '
+                    '"totalMessageCount": int, "totalSize": int}]')
+MESSAGE_SHAPE = ('[{"id": "<storeId>:<number>", "date": "YYYY-MM-DDTHH:MM:SSZ", "from": str, '
+                 '"to": str, "subject": str, "size": int, "hasAttachment": bool, '
+                 '"flags": [str]}]')
+
+
+@dataclass
+class Node:
+    path: str  # "user" or "user/a/b"
+    messages: int = 0
+    size: int = 0
+    children: set[str] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+def split_folder(folder: str) -> tuple[str, str]:
+    """"alice/Inbox/Sub" -> ("alice", "Inbox/Sub"); "alice" -> ("alice", "")."""
+    owner, _, path = folder.strip("/").partition("/")
+    return owner, path
+
+
+def _full(owner: str, path: str) -> str:
+    return f"{owner}/{path}" if path else owner
+
+
+def folder_tree(archive: Archive) -> dict[str, Node]:
+    """Every folder by its full path, intermediate folders included, with its own counts."""
+    nodes: dict[str, Node] = {}
+    for owner, path, messages, size in archive.folders():
+        full = _full(owner, path.strip("/"))
+        node = nodes.setdefault(full, Node(full))
+        node.messages += messages
+        node.size += size
+        child = full
+        while "/" in child:
+            parent = child.rsplit("/", 1)[0]
+            nodes.setdefault(parent, Node(parent)).children.add(child)
+            child = parent
+    return nodes
+
+
+def _normalise(folder: str | None) -> str:
+    return "/".join(part for part in (folder or "").split("/") if part)
+
+
+def _lookup(nodes: dict[str, Node], folder: str) -> Node:
+    node = nodes.get(folder)
+    if node is None:
+        raise NotFound(f"Folder {folder!r} does not exist (folder paths are "
+                       "<user>/<folder>/<subfolder>, see GetChildFolders).")
+    return node
+
+
+def _item(node: Node) -> dict[str, Any]:
+    return {"folder": node.path, "name": node.name, "messageCount": node.messages,
+            "size": node.size, "hasChildren": bool(node.children)}
+
+
+@function("GetChildFolders", "The folders below a folder, across all readable stores. folder "
+          "is <user>/<path> with '/' between levels; empty or null means the top, whose "
+          "children are the users' archives (one per user). maxLevels is how many levels "
+          "below the folder to list (null: 1, the direct children only). messageCount and "
+          "size (bytes) count the messages directly in each folder, not in its subfolders.",
+          FOLDER_SHAPE,
+          Arg("folder", "string", True, "The parent folder, e.g. alice/Inbox; empty: the top."),
+          Arg("maxLevels", "number", True, "Levels to descend (1 or more; default 1)."),
+          changes=False)
+def get_child_folders(call: Call) -> list[dict[str, Any]]:
+    levels = call.arg("maxLevels")
+    if levels is None:
+        levels = 1
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+        raise InvalidArgument(f"Invalid value for API argument maxLevels: {levels} is not a "
+                              "whole number of 1 or more.")
+    nodes = folder_tree(call.archive)
+    folder = _normalise(call.arg("folder"))
+    if folder:
+        start = sorted(_lookup(nodes, folder).children)
+    else:
+        start = sorted(p for p in nodes if "/" not in p)
+    out: list[dict[str, Any]] = []
+
+    def walk(paths: list[str], depth: int) -> None:
+        for path in paths:
+            node = nodes[path]
+            out.append(_item(node))
+            if depth < levels:
+                walk(sorted(node.children), depth + 1)
+
+    walk(start, 1)
+    return out
+
+
+@function("GetFolderStatistics", "Every folder of every user's archive (intermediate folders "
+          "and each archive's root included), sorted by path: messageCount and size (bytes) "
+          "of the messages directly in it, totalMessageCount and totalSize with its "
+          "subfolders. A message kept in two stores counts in both.", STATISTICS_SHAPE,
+          changes=False)
+def get_folder_statistics(call: Call) -> list[dict[str, Any]]:
+    nodes = folder_tree(call.archive)
+    totals: dict[str, tuple[int, int]] = {}
+
+    def total(path: str) -> tuple[int, int]:
+        if path not in totals:
+            node = nodes[path]
+            n, s = node.messages, node.size
+            for child in node.children:
+                cn, cs = total(child)
+                n, s = n + cn, s + cs
+            totals[path] = (n, s)
+        return totals[path]
+
+    out = []
+    for path in sorted(nodes):
+        node = nodes[path]
+        n, s = total(path)
+        out.append({"folder": path, "messageCount": node.messages, "size": node.size,
+                    "totalMessageCount": n, "totalSize": s})
+    return out
+
+
+def iso_utc(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@function("GetMessages", "The messages directly in a folder (not in its subfolders), oldest "
+          "first, across all readable stores. folder is <user>/<path>, e.g. alice/Inbox; the "
+          "user name alone is the root of that user's archive. id is <storeId>:<number> as "
+          "DeleteMessage takes it; date is the message's date in UTC; size is in bytes; flags "
+          "are seen, answered, flagged, draft, ... An unknown folder fails.", MESSAGE_SHAPE,
+          Arg("folder", "string", description="The folder, e.g. alice/Inbox."),
+          changes=False)
+def get_messages(call: Call) -> list[dict[str, Any]]:
+    folder = _normalise(call.arg("folder"))
+    if not folder:
+        raise InvalidArgument("API argument folder must name a folder, e.g. alice/Inbox.")
+    owner, path = split_folder(folder)
+    found = False
+    rows: list[tuple[int, int, int, dict[str, Any]]] = []
+    for rec, store in call.archive.readable_stores():
+        catalog = store.catalog
+        fid = catalog.find_folder(owner, path)
+        if fid is None:
+            continue
+        found = True
+        numbers = [int(n) for (n,) in catalog.conn.execute(
+            "SELECT number FROM entries WHERE folder_id = ? ORDER BY key", (fid,))]
+        for number in numbers:
+            hit = catalog.entry(number)
+            if hit is None:
+                continue
+            flags, _internal = catalog.entry_flags(number)
+            rows.append((hit.date, rec.id, number, {
+                "id": f"{rec.id}:{number}", "date": iso_utc(hit.date), "from": hit.sender,
+                "to": hit.recipients, "subject": hit.subject, "size": hit.size,
+                "hasAttachment": hit.has_attachment, "flags": flags}))
+    if not found:
+        _lookup(folder_tree(call.archive), folder)  # an intermediate folder is empty, not unknown
+    rows.sort(key=lambda r: r[:3])
+    return [r[3] for r in rows]

@@ -1,0 +1,91 @@
+"""Status functions: the one call of a monitoring sensor, time zones, sessions."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+import zoneinfo
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import __version__
+from ..core.errors import MailkeepError
+from .call import Call
+from .registry import function
+
+STARTED = time.monotonic()  # this module is imported when the server starts
+LOW_DISK = 0.10  # warn below this share of free disk space
+LOCAL = "$Local"
+
+STATUS_SHAPE = ('{"version": str, "machineName": str, "uptimeSeconds": int, "stores": [{"id": '
+                'int, "name": str, "state": str, "ok": bool, "error": str|null}], "diskSpace": '
+                '{"path": str, "totalBytes": int, "freeBytes": int}, "warnings": [str]}')
+
+
+@function("GetServiceStatus", "Everything a monitoring sensor checks, in one call: version, "
+          "machine name, seconds since the server started, each store's state (ok is false "
+          "when a store that is not disabled cannot be opened, with error saying why), the "
+          "space on the data directory's disk, and warnings: an empty list means all is well "
+          "(warned: no current store, a store that cannot be opened, less than 10% of the "
+          "disk free).", STATUS_SHAPE, changes=False)
+def get_service_status(call: Call) -> dict[str, Any]:
+    archive = call.archive
+    warnings: list[str] = []
+    stores: list[dict[str, Any]] = []
+    records = archive.stores()
+    for rec in records:
+        error: str | None = None
+        if rec.state != "disabled":
+            try:
+                archive.open_store(rec)
+            except MailkeepError as exc:
+                error = exc.message
+                warnings.append(f"Store {rec.name} (id {rec.id}) is unavailable: {error}")
+        stores.append({"id": rec.id, "name": rec.name, "state": rec.state,
+                       "ok": error is None, "error": error})
+    if not any(r.state == "current" for r in records):
+        warnings.append("No store is current: new mail cannot be archived "
+                        "(SetStoreRequestedState or CreateStore).")
+    usage = shutil.disk_usage(archive.data_dir)
+    if usage.total and usage.free < LOW_DISK * usage.total:
+        warnings.append(f"Less than {LOW_DISK:.0%} of the disk of {archive.data_dir} is free "
+                        f"({usage.free} of {usage.total} bytes).")
+    return {"version": __version__, "machineName": socket.gethostname(),
+            "uptimeSeconds": int(time.monotonic() - STARTED), "stores": stores,
+            "diskSpace": {"path": str(archive.data_dir), "totalBytes": usage.total,
+                          "freeBytes": usage.free},
+            "warnings": warnings}
+
+
+def _offset(zone: zoneinfo.ZoneInfo | None, now: datetime) -> str:
+    delta = now.astimezone(zone).utcoffset()
+    minutes = int(delta.total_seconds() // 60) if delta is not None else 0
+    sign = "-" if minutes < 0 else "+"
+    hours, mins = divmod(abs(minutes), 60)
+    return f"(UTC{sign}{hours:02d}:{mins:02d})"
+
+
+@function("GetTimeZones", "The time zones mailkeep knows: $Local (the server's own) first, "
+          "then the IANA ids (e.g. Europe/Berlin) sorted. displayName is the id with its "
+          "current offset from UTC, e.g. \"(UTC+01:00) Europe/Berlin\".",
+          '[{"id": str, "displayName": str}]', changes=False)
+def get_time_zones(call: Call) -> list[dict[str, str]]:
+    now = datetime.now(UTC)
+    local = now.astimezone()
+    out = [{"id": LOCAL, "displayName": f"{_offset(None, now)} Local time of the server "
+            f"({local.tzname() or 'unknown'})"}]
+    for zone_id in sorted(zoneinfo.available_timezones()):
+        try:
+            zone = zoneinfo.ZoneInfo(zone_id)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            continue
+        out.append({"id": zone_id, "displayName": f"{_offset(zone, now)} {zone_id}"})
+    return out
+
+
+@function("GetActiveSessions", "The users' active sessions. mailkeep keeps no sessions yet "
+          "(they arrive with the management console), so this is always an empty list.",
+          "[] (always empty for now)", changes=False)
+def get_active_sessions(call: Call) -> list[dict[str, Any]]:
+    return []

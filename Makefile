@@ -2,7 +2,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench docs clean
 
 $(BIN)/mailkeep: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,9 @@ test: $(BIN)/mailkeep
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+docs: $(BIN)/mailkeep
+	$(BIN)/python -m mailkeep.functions.reference > docs/functions.md
 
 bench: $(BIN)/mailkeep
 	$(BIN)/python bench/import_search.py

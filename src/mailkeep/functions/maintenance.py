@@ -1,0 +1,439 @@
+"""Maintenance functions: recovery, index rebuilds, statistics, upgrades and backups of stores.
+
+mailkeep's stores differ from the original's in ways these functions say plainly rather than
+hide: the segments are the recovery records, the full-text index lives in the catalog and is
+rebuilt with it (by recover), there is one store format, and segments are never rewritten
+except by recover (so there is no compaction or merging yet).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ..core import segments as seg
+from ..core.errors import Conflict, InvalidArgument, MailkeepError
+from ..core.master import StoreRecord
+from ..core.store import read_manifest
+from ..core.verify import recover
+from .call import Call
+from .registry import Arg, function
+from .stores import ID, _verify_one, _verify_result
+
+Share = tuple[float, float]  # (start percent, span percent) of one store in a multi-store run
+
+
+class NotAvailable(MailkeepError):
+    """The function exists in the original but mailkeep cannot do it (yet)."""
+
+    code = "not_supported"
+
+
+class RecoverFailed(MailkeepError):
+    code = "store_unavailable"
+
+    def __init__(self, message: str, details: str) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def _store(call: Call) -> StoreRecord:
+    return call.archive.find_store(int(call.arg("id")))
+
+
+def _enabled(call: Call) -> list[StoreRecord]:
+    return [r for r in call.archive.stores() if r.state != "disabled"]
+
+
+def _share(i: int, n: int) -> Share:
+    return (100.0 * i / n, 100.0 / n) if n else (0.0, 100.0)
+
+
+def _recover_one(call: Call, rec: StoreRecord, share: Share) -> dict[str, Any]:
+    lo, span = share
+    store = call.archive.open_store(rec, write=True, check_state=False)
+    store.require_writable()
+    call.ctx.log(f"Rebuilding catalog and full-text index of store {rec.name} (id {rec.id}) "
+                 "from its segments...")
+    for line in store.recovered_on_open:
+        call.ctx.log(f"  on open: {line}")
+
+    def report(percent: float, line: str | None) -> None:
+        call.ctx.progress(int(lo + span * percent / 100))
+        if line:
+            call.ctx.log(f"  {line}")
+
+    res = recover(store, report)
+    for p in res.problems:
+        call.ctx.log(f"  problem: {p}")
+    call.ctx.log(f"  {res.messages} messages in the rebuilt catalog, {res.records} records "
+                 f"read, {len(res.problems)} problems")
+    call.ctx.progress(int(lo + span))
+    return {"messages": res.messages, "records": res.records, "problems": res.problems}
+
+
+# -- recovery -------------------------------------------------------------------------------
+
+RECOVER_SHAPE = '{"messages": int, "records": int, "problems": [str]}'
+
+
+@function("RecoverStore", "Rebuild a store's catalog and full-text index from its segments "
+          "(the recovery records), keeping message numbers; damaged stretches of a segment are "
+          "set aside under segments/damaged/ and named in the result.", RECOVER_SHAPE, ID,
+          Arg("encryptionKey", "string", True, "Not used: encrypted stores are unlocked with "
+              "the data directory's master key; must be empty.", secret=True),
+          Arg("recoverDeletedMessages", "bool", True, "Not supported (deletions are final); "
+              "must be empty or false."),
+          long_running=True)
+def recover_store(call: Call) -> dict[str, Any]:
+    if call.arg("encryptionKey"):
+        raise InvalidArgument("API argument encryptionKey is not used by mailkeep: encrypted "
+                              "stores are unlocked with the data directory's master key "
+                              "(conf/master.key or MAILKEEP_MASTER_KEY). Leave it empty.")
+    if call.arg("recoverDeletedMessages"):
+        raise InvalidArgument("recoverDeletedMessages=true is not supported: a deleted "
+                              "message's tombstone is final in mailkeep and recover does not "
+                              "bring it back.")
+    return _recover_one(call, _store(call), (0.0, 100.0))
+
+
+@function("RecreateRecoveryRecords", "mailkeep's segments are the recovery records and are "
+          "never recreated: verifies them instead, and fails if they are damaged.", "null", ID,
+          long_running=True, changes=False)
+def recreate_recovery_records(call: Call) -> None:
+    rec = _store(call)
+    call.ctx.log(f"Store {rec.name}: the segments are the recovery records (catalog and index "
+                 "are rebuilt from them); there is nothing to recreate, verifying them instead.")
+    _verify_result(_verify_one(call, rec, (0.0, 100.0)), f"store {rec.name}")
+
+
+# -- full-text indexes ----------------------------------------------------------------------
+
+SELECTION_TABLE = "CREATE TABLE IF NOT EXISTS store_index_rebuild(store_id INTEGER PRIMARY KEY)"
+
+
+def _selected(call: Call) -> set[int]:
+    conn = call.archive.master.conn
+    conn.execute(SELECTION_TABLE)
+    return {int(r[0]) for r in conn.execute("SELECT store_id FROM store_index_rebuild")}
+
+
+def _select(call: Call, ids: list[int]) -> None:
+    conn = call.archive.master.conn
+    conn.execute(SELECTION_TABLE)
+    conn.executemany("INSERT OR IGNORE INTO store_index_rebuild VALUES (?)",
+                     [(i,) for i in ids])
+
+
+def _unselect(call: Call, store_id: int) -> None:
+    conn = call.archive.master.conn
+    conn.execute(SELECTION_TABLE)
+    conn.execute("DELETE FROM store_index_rebuild WHERE store_id = ?", (store_id,))
+
+
+@function("GetStoreIndexes", "The full-text index of a store (or of every store): one per "
+          "store, kept in its catalog.",
+          '[{"storeId": int, "name": "fulltext", "needsRebuild": bool, '
+          '"selectedForRebuild": bool}]',
+          Arg("id", "number", True, "The store's id; all stores when empty."), changes=False)
+def get_store_indexes(call: Call) -> list[dict[str, Any]]:
+    recs = [_store(call)] if call.arg("id") is not None else call.archive.stores()
+    selected = _selected(call)
+    return [{"storeId": r.id, "name": "fulltext", "needsRebuild": False,
+             "selectedForRebuild": r.id in selected} for r in recs]
+
+
+@function("SelectAllStoreIndexesForRebuild", "Select the index of every store that is not "
+          "disabled for RebuildSelectedStoreIndexes.", "null")
+def select_all_store_indexes_for_rebuild(call: Call) -> None:
+    _select(call, [r.id for r in _enabled(call)])
+
+
+@function("RebuildStoreIndex", "Rebuild a store's full-text index; it is rebuilt together "
+          "with the catalog from the segments (as RecoverStore does).", "null", ID,
+          Arg("folder", "string", description="Accepted for compatibility: the index covers "
+              "the whole store and is rebuilt whole."), long_running=True)
+def rebuild_store_index(call: Call) -> None:
+    rec = _store(call)
+    if call.arg("folder"):
+        call.ctx.log(f"The index of store {rec.name} covers the whole store: folder "
+                     f"{call.arg('folder')} is rebuilt with the rest.")
+    _recover_one(call, rec, (0.0, 100.0))
+    _unselect(call, rec.id)
+
+
+@function("RebuildSelectedStoreIndexes", "Rebuild the indexes selected with "
+          "SelectAllStoreIndexesForRebuild; each stays selected until its rebuild succeeds.",
+          "null", long_running=True)
+def rebuild_selected_store_indexes(call: Call) -> None:
+    selected = _selected(call)
+    recs = [r for r in call.archive.stores() if r.id in selected]
+    for gone in selected - {r.id for r in recs}:
+        _unselect(call, gone)  # detached since it was selected
+    if not recs:
+        call.ctx.log("No store index is selected for rebuild.")
+        return
+    failed: list[str] = []
+    for i, rec in enumerate(recs):
+        call.ctx.check_cancelled()
+        try:
+            _recover_one(call, rec, _share(i, len(recs)))
+        except MailkeepError as exc:
+            call.ctx.log(f"  store {rec.name}: {exc.message}")
+            failed.append(f"{rec.name}: {exc.message}")
+            continue
+        _unselect(call, rec.id)
+    if failed:
+        raise RecoverFailed(f"The index of {len(failed)} of {len(recs)} stores could not be "
+                            "rebuilt; they stay selected.", "; ".join(failed))
+
+
+# -- statistics, opening, upgrades ----------------------------------------------------------
+
+def _open_error(exc: Exception) -> str:
+    return exc.message if isinstance(exc, MailkeepError) else f"{type(exc).__name__}: {exc}"
+
+
+@function("RefreshAllStoreStatistics", "Open every store that is not disabled and count its "
+          "messages and bytes (logged).", "null", long_running=True, changes=False)
+def refresh_all_store_statistics(call: Call) -> None:
+    recs = _enabled(call)
+    for i, rec in enumerate(recs):
+        call.ctx.check_cancelled()
+        call.ctx.progress(int(_share(i, len(recs))[0]))
+        try:
+            entries, blobs, raw = call.archive.open_store(rec).catalog.counts()
+        except (MailkeepError, OSError, sqlite3.Error) as exc:
+            call.ctx.log(f"Store {rec.name} (id {rec.id}): cannot be opened: {_open_error(exc)}")
+            continue
+        call.ctx.log(f"Store {rec.name} (id {rec.id}): {entries} messages, {blobs} distinct, "
+                     f"{raw} bytes")
+    call.ctx.progress(100)
+
+
+@function("RetryOpenStores", "Try to open every store that is not disabled; says which "
+          "open and why the others do not.",
+          '[{"id": int, "name": str, "ok": bool, "error": str|null}]',
+          long_running=True, changes=False)
+def retry_open_stores(call: Call) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for rec in _enabled(call):
+        call.ctx.check_cancelled()
+        error: str | None = None
+        try:
+            call.archive.open_store(rec)
+        except (MailkeepError, OSError, sqlite3.Error) as exc:
+            error = _open_error(exc)
+        call.ctx.log(f"Store {rec.name} (id {rec.id}): " + ("open" if error is None else error))
+        out.append({"id": rec.id, "name": rec.name, "ok": error is None, "error": error})
+    return out
+
+
+def _upgrade(call: Call, rec: StoreRecord) -> None:
+    manifest = read_manifest(rec.path)  # fails clearly on a store of an unknown format
+    call.ctx.log(f"Store {rec.name} is up to date (format {manifest['format']}, the only "
+                 "format mailkeep has).")
+
+
+@function("UpgradeStore", "Bring a store to the current format; every mailkeep store is "
+          "format 1, the only format, so this checks and changes nothing.", "null", ID,
+          long_running=True, changes=False)
+def upgrade_store(call: Call) -> None:
+    _upgrade(call, _store(call))
+
+
+@function("UpgradeStores", "UpgradeStore for every store that is not disabled.", "null",
+          long_running=True, changes=False)
+def upgrade_stores(call: Call) -> None:
+    for rec in _enabled(call):
+        _upgrade(call, rec)
+
+
+# -- not available --------------------------------------------------------------------------
+
+@function("CompactStore", "Not available yet: mailkeep never rewrites segments except in "
+          "recover.", "null", ID, long_running=True)
+def compact_store(call: Call) -> None:
+    raise NotAvailable("CompactStore is not available yet: mailkeep never rewrites segments "
+                       "except in recover.")
+
+
+@function("MergeStore", "Not available yet: mailkeep cannot move messages between stores.",
+          "null", ID, Arg("sourceId", "number", description="The store to merge into id."),
+          long_running=True)
+def merge_store(call: Call) -> None:
+    raise NotAvailable("MergeStore is not available yet: mailkeep never rewrites or moves "
+                       "segments between stores.")
+
+
+# -- backup ---------------------------------------------------------------------------------
+
+def _sqlite_backup(src: Path, dst: Path) -> None:
+    """A consistent copy of a live SQLite database (the online backup API)."""
+    source = sqlite3.connect(src, timeout=30)
+    try:
+        target = sqlite3.connect(dst)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+
+
+def _copy_prefix(src: Path, dst: Path, limit: int | None) -> int:
+    """Copy the first `limit` bytes of src (all of it if None); returns the bytes copied."""
+    done = 0
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while limit is None or done < limit:
+            chunk = fin.read(seg.CHUNK if limit is None else min(seg.CHUNK, limit - done))
+            if not chunk:
+                break
+            fout.write(chunk)
+            done += len(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    return done
+
+
+def _applied(catalog: Path) -> tuple[int, int]:
+    conn = sqlite3.connect(catalog)
+    try:
+        rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
+                                 "('applied_segment', 'applied_offset')").fetchall())
+    finally:
+        conn.close()
+    return int(rows.get("applied_segment", 1)), int(rows.get("applied_offset", 0))
+
+
+def _backup_store(call: Call, rec: StoreRecord, dst: Path, exclude_index: bool) -> None:
+    src = rec.path
+    dst.mkdir(mode=0o700, parents=True)
+    (dst / "segments").mkdir(mode=0o700)
+    shutil.copy2(src / "store.json", dst / "store.json")
+    numbers = seg.segment_numbers(src / "segments")
+    catalog = dst / "catalog.sqlite"
+    if (src / "catalog.sqlite").exists():
+        # The catalog first: the segments are then copied up to what it has applied, so
+        # the copy holds exactly what the catalog knows (segments are append-only).
+        _sqlite_backup(src / "catalog.sqlite", catalog)
+        last, offset = _applied(catalog)
+        offset = max(offset, len(seg.FILE_HEADER))
+    else:
+        call.ctx.log(f"  store {rec.name} has no catalog: whole segments copied; the catalog is "
+                     "rebuilt from them when the restored store is first opened")
+        last, offset = (numbers[-1] if numbers else 0), -1
+    for n in numbers:
+        if n > last:
+            break
+        path = src / "segments" / seg.segment_name(n)
+        limit = offset if n == last and offset >= 0 else None
+        got = _copy_prefix(path, dst / "segments" / seg.segment_name(n), limit)
+        if limit is not None and got < limit:
+            call.ctx.log(f"  warning: segment {n} of store {rec.name} is shorter ({got} bytes) "
+                         f"than its catalog says ({limit}); copied as it is")
+    if exclude_index and catalog.exists():
+        catalog.unlink()
+        call.ctx.log(f"  store {rec.name}: catalog and index left out (excludeSearchIndexes); "
+                     "they are rebuilt from the segments when the restored store is opened")
+    seg.fsync_dir(dst / "segments")
+    seg.fsync_dir(dst)
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _check_target(call: Call, raw: str) -> tuple[Path, bool]:
+    target = Path(raw).expanduser()
+    if not raw.strip() or not target.is_absolute():
+        raise InvalidArgument(f"Backup path {raw!r} must be an absolute directory path.")
+    target = target.resolve()
+    data = call.archive.data_dir
+    if target.is_relative_to(data) or data.is_relative_to(target):
+        raise InvalidArgument(f"Backup path {target} must be outside the data directory {data}.")
+    for rec in call.archive.stores():
+        store_dir = rec.path.resolve()
+        if target.is_relative_to(store_dir) or store_dir.is_relative_to(target):
+            raise InvalidArgument(f"Backup path {target} must be outside store {rec.name} "
+                                  f"({store_dir}).")
+    existed = target.exists()
+    if existed and (not target.is_dir() or any(target.iterdir())):
+        raise Conflict(f"Backup path {target} exists and is not an empty directory.")
+    return target, existed
+
+
+@function("CreateBackup", "A consistent copy of the data directory while the server runs: "
+          "conf/ and tls/, the master database, and every store (catalog through SQLite's "
+          "backup API, segments up to what the catalog has applied). Restore by using the "
+          "copy as the data directory.", '{"path": str, "bytes": int}',
+          Arg("path", "string", description="An empty or new directory outside the data "
+              "directory and the stores."),
+          Arg("excludeSearchIndexes", "bool", description="Leave the stores' catalogs (which "
+              "hold the full-text index) out; they are rebuilt from the segments on first "
+              "open of the restored copy."),
+          long_running=True, changes=False)
+def create_backup(call: Call) -> dict[str, Any]:
+    target, existed = _check_target(call, str(call.arg("path")))
+    exclude = bool(call.arg("excludeSearchIndexes"))
+    data = call.archive.data_dir
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        _backup(call, data, target, exclude)
+    except BaseException:
+        for child in list(target.iterdir()):  # it was empty or new: leave no half backup
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        if not existed:
+            target.rmdir()
+        raise
+    size = _tree_bytes(target)
+    call.ctx.progress(100)
+    call.ctx.log(f"Backup complete: {target} ({size} bytes).")
+    return {"path": str(target), "bytes": size}
+
+
+def _backup(call: Call, data: Path, target: Path, exclude: bool) -> None:
+    for sub in ("conf", "tls"):
+        if (data / sub).is_dir():
+            shutil.copytree(data / sub, target / sub, symlinks=True)
+            call.ctx.log(f"Copied {sub}/")
+    _sqlite_backup(data / "mailkeep.db", target / "mailkeep.db")
+    call.ctx.log("Backed up the master database (mailkeep.db)")
+    master = sqlite3.connect(target / "mailkeep.db", isolation_level=None)
+    try:
+        rows = master.execute("SELECT id, uuid, name, path, state FROM stores ORDER BY id")
+        recs = [StoreRecord(r[0], r[1], r[2], Path(r[3]), r[4]) for r in rows.fetchall()]
+        encrypted = False
+        for i, rec in enumerate(recs):
+            call.ctx.check_cancelled()
+            lo, _span = _share(i, len(recs))
+            call.ctx.progress(int(lo))
+            src = rec.path.resolve()
+            if not (src / "store.json").exists():
+                if rec.state == "disabled":
+                    call.ctx.log(f"Store {rec.name} (id {rec.id}) is disabled and not found at "
+                                 f"{src}: left out of the backup")
+                    continue
+                raise MailkeepError(f"Store {rec.name} (id {rec.id}) is not found at {src}: "
+                                    "the backup is not complete and was removed (detach or "
+                                    "disable the store, or bring it back, and try again).")
+            encrypted = encrypted or bool(read_manifest(src).get("encryption"))
+            # Stores inside the data directory keep their place; others go under external/.
+            dst = (target / src.relative_to(data) if src.is_relative_to(data)
+                   else target / "external" / str(rec.id))
+            call.ctx.log(f"Backing up store {rec.name} (id {rec.id})...")
+            _backup_store(call, rec, dst, exclude)
+            master.execute("UPDATE stores SET path = ? WHERE id = ?", (str(dst), rec.id))
+            call.ctx.log(f"  {_tree_bytes(dst)} bytes")
+    finally:
+        master.close()
+    if encrypted and not (target / "conf" / "master.key").exists():
+        call.ctx.log("Warning: encrypted stores are backed up, but the master key is not in "
+                     "conf/master.key (it comes from MAILKEEP_MASTER_KEY): keep it with the "
+                     "backup.")

@@ -195,3 +195,14 @@ def test_unknown_token_is_404(api: TestClient) -> None:
 def test_no_secret_in_answers(api: TestClient) -> None:
     body = invoke(api, "CreateStore", name="db", type="PostgreSQL", password="hunter2-secret")
     assert "hunter2-secret" not in json.dumps(body)
+
+
+def test_finished_processes_are_recorded(data: Path) -> None:
+    with client_for(data) as api:
+        finish(api, invoke(api, "VerifyStore", id="1", includeIndexes="true"))
+        invoke(api, "RenameStore", id="1", name="Renamed")
+    master = Master(data / "mailkeep.db")
+    rows = master.conn.execute("SELECT name, user, outcome FROM process_history").fetchall()
+    assert ("VerifyStore", "admin", "succeeded") in rows
+    actions = [r[0] for r in master.conn.execute("SELECT action FROM audit")]
+    assert "process.succeeded" in actions and "api.RenameStore" in actions

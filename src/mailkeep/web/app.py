@@ -14,6 +14,7 @@ from ..core.auth import Authenticator
 from ..core.master import Master
 from ..core.users import Users
 from ..jobs.engine import Engine
+from ..jobs.history import ProcessHistory
 from .admin_api import ApiState, routes
 
 
@@ -35,7 +36,8 @@ def create_app(data_dir: Path, *, api_enabled: bool, engine: Engine | None = Non
     if users is None:
         users = Users(Master(data_dir / "mailkeep.db"))
     users.ensure_initial_admin()
-    engine = engine or Engine()
+    history = ProcessHistory(data_dir / "mailkeep.db")
+    engine = engine or Engine(on_finished=history.record)
     state = ApiState(data_dir, engine, users, Authenticator(users), api_enabled)
 
     @asynccontextmanager
@@ -45,5 +47,6 @@ def create_app(data_dir: Path, *, api_enabled: bool, engine: Engine | None = Non
             yield
         finally:
             await engine.stop()
+            history.close()
 
     return CollapseSlashes(Starlette(routes=routes(state), lifespan=lifespan))

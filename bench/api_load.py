@@ -84,15 +84,37 @@ async def long_polls(base: str, ctx: ssl.SSLContext, pollers: int) -> dict[str, 
         if token is None:
             return {"error": 1.0}
 
-        async def poll() -> tuple[float, int]:
-            r = await c.post("/api/get-status", data={
-                "token": token, "lastKnownStatusVersion": str(version),
+        # Every poller first opens its own connection (TLS handshake, auth) and learns the
+        # current version; then all long-poll at once and wait for the next change.
+        clients = [httpx.AsyncClient(base_url=base, verify=ctx, auth=auth, timeout=120)
+                   for _ in range(pollers)]
+
+        async def warm(cl: httpx.AsyncClient) -> int:
+            r = await cl.post("/api/get-status", data={
+                "token": token, "lastKnownStatusVersion": "-1", "millisecondsTimeout": "0"})
+            return int(json.loads(r.content.decode("utf-8-sig"))["statusVersion"])
+
+        sem = asyncio.Semaphore(50)
+
+        async def warm_limited(cl: httpx.AsyncClient) -> int:
+            async with sem:
+                return await warm(cl)
+
+        known = max(await asyncio.gather(*(warm_limited(cl) for cl in clients)))
+
+        async def poll(cl: httpx.AsyncClient) -> tuple[float, int]:
+            r = await cl.post("/api/get-status", data={
+                "token": token, "lastKnownStatusVersion": str(known),
                 "millisecondsTimeout": "30000"})
             got = json.loads(r.content.decode("utf-8-sig"))
             return time.perf_counter(), int(got["statusVersion"])
 
         started = time.perf_counter()
-        results = await asyncio.gather(*(poll() for _ in range(pollers)))
+        try:
+            results = await asyncio.gather(*(poll(cl) for cl in clients))
+        finally:
+            await asyncio.gather(*(cl.aclose() for cl in clients))
+        version = known
     times = sorted(t for t, _ in results)
     newer = sum(1 for _, v in results if v > version)
     return {"answered": len(results), "newer": newer,

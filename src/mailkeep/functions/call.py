@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,9 +23,22 @@ class Progress(Protocol):
 
 @dataclass
 class Call:
-    archive: Archive
+    """`source` is the archive, or a way to open it: a function that never touches the archive
+    (GetServerInfo, a monitoring sensor's favourite) then costs no database at all."""
+
+    source: Archive | Callable[[], Archive]
     args: dict[str, Any]
     ctx: Progress
+
+    @property
+    def archive(self) -> Archive:
+        if not isinstance(self.source, Archive):
+            self.source = self.source()
+        return self.source
+
+    @property
+    def opened(self) -> Archive | None:
+        return self.source if isinstance(self.source, Archive) else None
 
     @property
     def user(self) -> str:

@@ -95,14 +95,22 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _runner(state: ApiState, fn: Function, args: dict[str, Any]) -> Callable[[Context], Any]:
+    def open_archive(user: str) -> Archive:
+        archive = Archive(state.data_dir)
+        archive.actor = f"api:{user}"
+        return archive
+
     def run(ctx: Context) -> Any:
-        with Archive(state.data_dir) as archive:
-            archive.actor = f"api:{ctx.user}"
-            result = fn.run(Call(archive, args, ctx))
+        call = Call(lambda: open_archive(ctx.user), args, ctx)
+        try:
+            result = fn.run(call)
             if fn.changes:
                 shown = {a.name: args.get(a.name) for a in fn.args if not a.secret}
-                archive.master.audit(archive.actor, f"api.{fn.name}", args=shown)
+                call.archive.master.audit(call.archive.actor, f"api.{fn.name}", args=shown)
             return result
+        finally:
+            if call.opened is not None:
+                call.opened.close()
 
     return run
 

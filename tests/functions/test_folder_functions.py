@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Iterator
@@ -18,33 +17,15 @@ from mailkeep.core.ingest import Importer
 from mailkeep.core.master import Master
 from mailkeep.core.users import Users
 from mailkeep.web.app import create_app
+from tests.apiclient import basic, invoke
 
-KEYS = ["error", "token", "statusVersion", "statusCode", "percentProgress", "statusText",
-        "result", "logOutput"]
 LOCAL = ("127.0.0.1", 50123)
 CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-
-
-def basic(user: str = "admin", password: str = "admin") -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def fast_users(data: Path) -> Users:
     data.mkdir(parents=True, exist_ok=True)
     return Users(Master(data / "mailkeep.db"), hasher=CHEAP)
-
-
-def decode(resp: Any) -> dict[str, Any]:
-    assert resp.status_code == 200, resp.text
-    raw: bytes = resp.content
-    assert raw.startswith(b"\xef\xbb\xbf")
-    body: dict[str, Any] = json.loads(raw.decode("utf-8-sig"))
-    assert list(body) == KEYS
-    return body
-
-
-def invoke(api: TestClient, function_name: str, **args: Any) -> dict[str, Any]:
-    return decode(api.post(f"/api/invoke/{function_name}", data=args, headers=basic()))
 
 
 def ok(api: TestClient, function_name: str, **args: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -12,30 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
 from mailkeep.core.archive import Archive
 from mailkeep.core.ingest import Importer
-from mailkeep.core.master import Master
-from mailkeep.core.users import Users
 from mailkeep.core.verify import verify
 from mailkeep.web.app import create_app
+from tests.apiclient import KEYS, basic, fast_users, invoke
 
-KEYS = ["error", "token", "statusVersion", "statusCode", "percentProgress", "statusText",
-        "result", "logOutput"]
 LOCAL = ("127.0.0.1", 50123)
 MAILKEEP = Path(sys.executable).with_name("mailkeep")
-
-
-def basic(user: str = "admin", password: str = "admin") -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def fast_users(data: Path) -> Users:
-    data.mkdir(parents=True, exist_ok=True)
-    return Users(Master(data / "mailkeep.db"),
-                 hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 @pytest.fixture
@@ -63,10 +48,6 @@ def decode(resp: Any) -> dict[str, Any]:
     body: dict[str, Any] = json.loads(resp.content.decode("utf-8-sig"))
     assert list(body) == KEYS
     return body
-
-
-def invoke(api: TestClient, function_name: str, **args: Any) -> dict[str, Any]:
-    return decode(api.post(f"/api/invoke/{function_name}", data=args, headers=basic()))
 
 
 def finish(api: TestClient, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -129,7 +110,7 @@ def test_recover_store_argument_errors(api: TestClient) -> None:
 
 
 def test_metadata_matches_the_original(api: TestClient) -> None:
-    spec_file = Path("/work/shared/spec/mailstore-functions.json")
+    spec_file = Path(__file__).resolve().parents[3] / "shared" / "spec" / "mailstore-functions.json"
     if not spec_file.exists():
         pytest.skip("the function spec is not available here")
     spec = {f["name"]: f for f in json.loads(spec_file.read_text())}

@@ -101,6 +101,20 @@ class Authenticator:
             weakref.WeakValueDictionary())
         self._checks = 0
 
+    def check_cached(self, user_name: str, password: str, address: str) -> AuthResult | None:
+        """The answer when it needs no password hash (locked out, or verified recently);
+        None when `check` must run (off the event loop: it may hash)."""
+        pair = (name_key(user_name), address_key(address))
+        locked = self._locked(pair)
+        if locked is not None:
+            return locked
+        digest = hmac.new(self._key, f"{user_name}\0{password}".encode("utf-8", "surrogatepass"),
+                          hashlib.sha256).digest()
+        if self._cached(digest, user_name):
+            self._succeeded(pair)
+            return AuthResult(True, "ok")
+        return None
+
     def check(self, user_name: str, password: str, address: str) -> AuthResult:
         pair = (name_key(user_name), address_key(address))
         digest = hmac.new(self._key, f"{user_name}\0{password}".encode("utf-8", "surrogatepass"),

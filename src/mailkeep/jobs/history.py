@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,17 @@ CREATE INDEX IF NOT EXISTS process_history_finished ON process_history(finished)
 
 
 class ProcessHistory:
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, keep: Callable[[FinishedRecord], bool] = lambda r: True
+                 ) -> None:
+        self._keep = keep
         self._master = Master(db)  # its own connection: no other module's transaction to join
         self._master.conn.executescript(SCHEMA)
+        self._master.conn.execute("PRAGMA synchronous=NORMAL")  # history, not archived mail
         self._lock = threading.Lock()
 
     def record(self, rec: FinishedRecord) -> None:
+        if not self._keep(rec):
+            return
         with self._lock:
             self._master.conn.execute(
                 "INSERT OR REPLACE INTO process_history VALUES (?,?,?,?,?,?,?)",

@@ -73,7 +73,10 @@ async def authenticate(state: ApiState, request: Request) -> str | Response:
         return plain(401, "Authentication required.", {"WWW-Authenticate": REALM})
     user, password = creds
     address = request.client.host if request.client else ""
-    result = await anyio.to_thread.run_sync(state.authenticator.check, user, password, address)
+    result = state.authenticator.check_cached(user, password, address)
+    if result is None:  # Argon2 takes tens of milliseconds: not on the event loop
+        result = await anyio.to_thread.run_sync(state.authenticator.check, user, password,
+                                                address)
     if not result.ok:
         extra = {"WWW-Authenticate": REALM}
         if result.retry_after:

@@ -13,7 +13,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..core.auth import Authenticator
 from ..core.master import Master
 from ..core.users import Users
-from ..jobs.engine import Engine
+from ..functions import REGISTRY
+from ..jobs.engine import Engine, FinishedRecord
 from ..jobs.history import ProcessHistory
 from .admin_api import ApiState, routes
 
@@ -30,13 +31,20 @@ class CollapseSlashes:
         await self.app(scope, receive, send)
 
 
+def worth_keeping(rec: FinishedRecord) -> bool:
+    """A sensor asking GetServerInfo every minute is not history: record processes, changes
+    and failures."""
+    fn = REGISTRY.get(rec.name)
+    return fn is None or fn.long_running or fn.changes or rec.outcome != "succeeded"
+
+
 def create_app(data_dir: Path, *, api_enabled: bool, engine: Engine | None = None,
                users: Users | None = None) -> ASGIApp:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if users is None:
         users = Users(Master(data_dir / "mailkeep.db"))
     users.ensure_initial_admin()
-    history = ProcessHistory(data_dir / "mailkeep.db")
+    history = ProcessHistory(data_dir / "mailkeep.db", keep=worth_keeping)
     engine = engine or Engine(on_finished=history.record)
     state = ApiState(data_dir, engine, users, Authenticator(users), api_enabled)
 

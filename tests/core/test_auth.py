@@ -91,6 +91,20 @@ def test_second_check_hits_the_cache(make: Callable[..., Authenticator],
     assert verified == ["alice", "alice", "alice", "bob"]
 
 
+def test_check_cached_answers_only_without_hashing(make: Callable[..., Authenticator],
+                                                  verified: list[str]) -> None:
+    auth = make(max_failures=2)
+    assert auth.check_cached("alice", SECRET, HERE) is None  # never verified: check must run
+    assert auth.check("alice", SECRET, HERE) == OK
+    assert auth.check_cached("alice", SECRET, HERE) == OK
+    assert auth.check_cached("alice", WRONG, HERE) is None
+    assert verified == ["alice"]
+    for _ in range(2):
+        assert auth.check("alice", WRONG, THERE) == BAD
+    locked = auth.check_cached("alice", SECRET, THERE)
+    assert locked is not None and locked.reason == "locked-out"
+
+
 def test_password_change_invalidates_the_cache(make: Callable[..., Authenticator],
                                                users: Users, verified: list[str]) -> None:
     auth = make()

@@ -147,7 +147,7 @@ def _number(form: dict[str, str], name: str, default: int | None) -> int | None:
         return default
     try:
         return int(float(raw))
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc", and "inf" or "1e309"
         raise MailkeepError(f"Invalid value for API argument {name}: a number is expected."
                             ) from None
 

@@ -51,3 +51,28 @@ def finish(api: TestClient, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
             "millisecondsTimeout": 1000}))
         log += body["logOutput"] or ""
     return body, log
+
+
+def archive_with_messages(data: Path, mail: Path, count: int,
+                          body: str = "body {i}") -> Path:
+    """A data directory holding `count` small messages, imported with the real importer."""
+    from mailkeep.core.archive import Archive
+    from mailkeep.core.ingest import Importer
+
+    mail.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (mail / f"{i}.eml").write_bytes(
+            f"From: a{i}@example.org\r\nSubject: message {i}\r\n\r\n{body.format(i=i)}\r\n"
+            .encode())
+    with Archive(data) as archive:
+        Importer(archive, workers=1).run([mail])
+    return data
+
+
+def api_client(data: Path, enabled: bool = True,
+               client: tuple[str, int] = LOCAL) -> TestClient:
+    """The real ASGI app in-process, with a cheap password hasher, seen from `client`."""
+    from mailkeep.web.app import create_app
+
+    return TestClient(create_app(data, api_enabled=enabled, users=fast_users(data)),
+                      client=client)

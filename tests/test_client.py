@@ -19,24 +19,17 @@ from mailkeep.client import (
     ProcessFailed,
     Status,
 )
-from mailkeep.core.archive import Archive
-from mailkeep.core.ingest import Importer
 from mailkeep.core.master import Master
 from mailkeep.core.users import Users
 from mailkeep.jobs.engine import Engine
 from mailkeep.web.app import create_app
+from tests.apiclient import archive_with_messages
 
 from .web.test_real_server import server  # noqa: F401  (the fixture)
 
 
 def archive_with_mail(tmp_path: Path) -> Path:
-    data, mail = tmp_path / "data", tmp_path / "mail"
-    mail.mkdir()
-    for i in range(25):
-        (mail / f"{i}.eml").write_bytes(f"Subject: m{i}\r\n\r\nbody {i}\r\n".encode())
-    with Archive(data) as archive:
-        Importer(archive, workers=1).run([mail])
-    return data
+    return archive_with_messages(tmp_path / "data", tmp_path / "mail", 25, "body {i}")
 
 
 async def test_async_client_in_process(tmp_path: Path) -> None:

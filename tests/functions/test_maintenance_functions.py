@@ -14,10 +14,14 @@ import pytest
 from starlette.testclient import TestClient
 
 from mailkeep.core.archive import Archive
-from mailkeep.core.ingest import Importer
 from mailkeep.core.verify import verify
-from mailkeep.web.app import create_app
-from tests.apiclient import KEYS, basic, fast_users, invoke
+from tests.apiclient import (
+    api_client,
+    archive_with_messages,
+    basic,
+    finish,
+    invoke,
+)
 
 LOCAL = ("127.0.0.1", 50123)
 MAILKEEP = Path(sys.executable).with_name("mailkeep")
@@ -25,39 +29,13 @@ MAILKEEP = Path(sys.executable).with_name("mailkeep")
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    d = tmp_path / "data"
-    mail = tmp_path / "mail"
-    mail.mkdir()
-    for i in range(40):
-        (mail / f"{i}.eml").write_bytes(
-            f"From: a{i}@example.org\r\nSubject: message {i}\r\n\r\nbody word{i}\r\n".encode())
-    with Archive(d) as archive:
-        Importer(archive, workers=1).run([mail])
-    return d
+    return archive_with_messages(tmp_path / "data", tmp_path / "mail", 40, "body word{i}")
 
 
 @pytest.fixture
 def api(data: Path) -> Iterator[TestClient]:
-    app = create_app(data, api_enabled=True, users=fast_users(data))
-    with TestClient(app, client=LOCAL) as c:
+    with api_client(data) as c:
         yield c
-
-
-def decode(resp: Any) -> dict[str, Any]:
-    assert resp.status_code == 200, resp.text
-    body: dict[str, Any] = json.loads(resp.content.decode("utf-8-sig"))
-    assert list(body) == KEYS
-    return body
-
-
-def finish(api: TestClient, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    log = body["logOutput"] or ""
-    while body["statusCode"] == "running":
-        body = decode(api.post("/api/get-status", headers=basic(), data={
-            "token": body["token"], "lastKnownStatusVersion": body["statusVersion"],
-            "millisecondsTimeout": 1000}))
-        log += body["logOutput"] or ""
-    return body, log
 
 
 def run(api: TestClient, function_name: str, **args: Any) -> tuple[dict[str, Any], str]:

@@ -9,33 +9,28 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from mailkeep.core.archive import Archive
-from mailkeep.core.ingest import Importer
 from mailkeep.core.master import Master
 from mailkeep.functions import REGISTRY
-from mailkeep.web.app import create_app
-from tests.apiclient import basic, decode, fast_users, finish, invoke
+from tests.apiclient import (
+    api_client,
+    archive_with_messages,
+    basic,
+    decode,
+    fast_users,
+    finish,
+    invoke,
+)
 
 LOCAL = ("127.0.0.1", 50123)
 REMOTE = ("192.0.2.10", 50123)
 
 
-def client_for(data: Path, enabled: bool = True, client: tuple[str, int] = LOCAL) -> TestClient:
-    app = create_app(data, api_enabled=enabled, users=fast_users(data))
-    return TestClient(app, client=client)
+client_for = api_client
 
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    d = tmp_path / "data"
-    mail = tmp_path / "mail"
-    mail.mkdir()
-    for i in range(40):
-        (mail / f"{i}.eml").write_bytes(
-            f"From: a{i}@example.org\r\nSubject: message {i}\r\n\r\nbody {i}\r\n".encode())
-    with Archive(d) as archive:
-        Importer(archive, workers=1).run([mail])
-    return d
+    return archive_with_messages(tmp_path / "data", tmp_path / "mail", 40)
 
 
 @pytest.fixture

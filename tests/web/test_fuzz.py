@@ -20,11 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from mailkeep.core.archive import Archive
-from mailkeep.core.ingest import Importer
 from mailkeep.functions import REGISTRY, Function
 from mailkeep.web.app import create_app
-from tests.apiclient import KEYS, LOCAL, basic, fast_users
+from tests.apiclient import KEYS, LOCAL, archive_with_messages, basic, fast_users
 
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
@@ -111,13 +109,7 @@ def follow(api: TestClient, body: dict[str, Any], sent: object) -> None:
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    data, mail = tmp_path / "data", tmp_path / "mail"
-    mail.mkdir()
-    for i in range(5):
-        (mail / f"{i}.eml").write_bytes(
-            f"From: a{i}@example.org\r\nSubject: message {i}\r\n\r\nbody {i}\r\n".encode())
-    with Archive(data) as archive:
-        Importer(archive, workers=1).run([mail])
+    archive_with_messages(tmp_path / "data", tmp_path / "mail", 5)
     return tmp_path
 
 

@@ -178,16 +178,28 @@ class Archive:
                    ) -> Store:
         if check_state and rec.state == "disabled":
             raise StoreUnavailable(f"store {rec.name!r} is disabled")
-        store = self._open.get((rec.id, write))
-        if store is None:
-            if not (rec.path / "store.json").exists():
-                raise StoreUnavailable(f"store {rec.name!r} is not found at {rec.path}")
-            if not write and (rec.id, True) not in self._open:
-                # A reader first brings the catalog up to date with the segments (after a
-                # crash or a power cut) if no writer holds the store to do it itself.
-                Store.open(rec.path, self.master_key(), write=True).close()
+        cached = self._open.get((rec.id, write))
+        if cached is not None:
+            return cached
+        if not (rec.path / "store.json").exists():
+            raise StoreUnavailable(f"store {rec.name!r} is not found at {rec.path}")
+        # A catalog that lags the segments (a crash, a power cut) or cannot be read is
+        # brought up to date by a reader itself when no writer holds the store to do it.
+        may_repair = not write and (rec.id, True) not in self._open
+        store: Store | None = None
+        try:
             store = Store.open(rec.path, self.master_key(), write=write)
-            self._open[(rec.id, write)] = store
+            stale = may_repair and store.behind_segments()
+        except CorruptData:
+            if not may_repair:
+                raise
+            stale = True
+        if stale or store is None:
+            if store is not None:
+                store.close()
+            Store.open(rec.path, self.master_key(), write=True).close()
+            store = Store.open(rec.path, self.master_key(), write=False)
+        self._open[(rec.id, write)] = store
         return store
 
     def _close_store(self, store_id: int) -> None:

@@ -217,6 +217,19 @@ class Store:
         self.manifest["name"] = name
         write_json_atomic(self.path / MANIFEST, self.manifest)
 
+    def behind_segments(self) -> bool:
+        """Whether the segments hold records past what the catalog has applied (or the
+        catalog is missing altogether): cheap, two stats and a meta read."""
+        if not (self.path / "catalog.sqlite").exists():
+            return bool(self.segments())
+        numbers = self.segments()
+        if not numbers:
+            return False
+        applied_seg, applied_off = self.catalog.applied()
+        last = numbers[-1]
+        size = self.segment_path(last).stat().st_size
+        return (last, size) > (applied_seg, max(applied_off, len(seg.FILE_HEADER)))
+
     def segment_path(self, number: int) -> Path:
         return self.path / "segments" / seg.segment_name(number)
 

@@ -161,14 +161,68 @@ def test_upgrade_and_recovery_records(api: TestClient, data: Path) -> None:
     assert final["statusCode"] == "failed" and "found" in final["error"]["message"]
 
 
-def test_compact_and_merge_fail_clearly(api: TestClient) -> None:
-    final, _ = run(api, "CompactStore", id="1")
+def test_compact_store(api: TestClient, data: Path) -> None:
+    messages = invoke(api, "GetMessages", folder="admin/Inbox")["result"] or []
+    hits = {}
+    with Archive(data) as archive:
+        for hit in archive.search("", limit=100).hits:
+            hits[hit.message_id] = archive.message(hit.message_id)[1].read(hit.hit.number)
+    assert len(hits) == 40, messages
+    doomed = sorted(hits)[:25]
+    for message_id in doomed:
+        body = invoke(api, "DeleteMessage", id=message_id, reason="retention")
+        assert body["statusCode"] == "succeeded", body
+    seg_dir = data / "stores" / "Default" / "segments"
+    before = sum(p.stat().st_size for p in seg_dir.glob("*.seg"))
+    final, log = run(api, "CompactStore", id="1")
+    assert final["statusCode"] == "succeeded", final
+    result = final["result"]
+    assert result["messagesDropped"] == 25
+    assert result["bytesBefore"] == before
+    assert result["bytesAfter"] == sum(p.stat().st_size for p in seg_dir.glob("*.seg"))
+    assert result["bytesAfter"] < before / 2
+    assert "Compacting store Default (id 1)" in log and "25 deleted messages' bytes" in log
+    with Archive(data) as archive:
+        for message_id, raw in hits.items():
+            if message_id in doomed:
+                continue
+            rec, store, number = archive.message(message_id)
+            assert store.read(number) == raw
+        assert archive.search("", limit=1).total == 15
+    assert verify_ok(data)
+    final, _ = run(api, "CompactStore", id="9")
+    assert final["statusCode"] == "failed" and "no store" in final["error"]["message"]
+
+
+def verify_ok(data: Path) -> bool:
+    with Archive(data) as archive:
+        return verify(archive.open_store(archive.find_store(1), write=True)).ok
+
+
+def test_merge_store(api: TestClient, data: Path) -> None:
+    assert invoke(api, "CreateStore", name="Target")["statusCode"] == "succeeded"
+    final, _ = run(api, "MergeStore", id="2", sourceId="1")
     assert final["statusCode"] == "failed"
-    assert final["error"]["message"] == ("CompactStore is not available yet: mailkeep never "
-                                         "rewrites segments except in recover.")
-    final, _ = run(api, "MergeStore", id="1", sourceId="2")
-    assert final["statusCode"] == "failed"
-    assert "MergeStore is not available yet" in final["error"]["message"]
+    assert "is the current store" in final["error"]["message"]  # nothing changed
+    invoke(api, "SetStoreRequestedState", id="2", requestedState="current")
+    final, _ = run(api, "MergeStore", id="2", sourceId="2")
+    assert "into itself" in final["error"]["message"]
+    final, log = run(api, "MergeStore", id="2", sourceId="1")
+    assert final["statusCode"] == "succeeded", final
+    assert final["result"] == {"messages": 40, "merged": 40, "duplicates": 0}
+    assert "Store Default (id 1) detached" in log
+    stores = invoke(api, "GetStores")["result"]
+    assert [(s["id"], s["name"]) for s in stores] == [(2, "Target")]
+    with Archive(data) as archive:
+        found = archive.search("word7")
+        assert [h.message_id.split(":")[0] for h in found.hits] == ["2"]
+    # The source's files are still there, whole: it can be attached again.
+    assert (data / "stores" / "Default" / "store.json").exists()
+    body = invoke(api, "AttachStore", name="Old", type="FileSystemInternal",
+                  databasePath=str(data / "stores" / "Default"))
+    assert body["statusCode"] == "succeeded", body
+    with Archive(data) as archive:
+        assert archive.search("word7").total == 2  # one in each store
 
 
 def _cli_verify(data: Path) -> subprocess.CompletedProcess[str]:

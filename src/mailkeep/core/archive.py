@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import Hit
+from .catalog import Hit, rebase, under
 from .crypto import load_master_key
 from .errors import (
     Conflict,
@@ -277,6 +277,87 @@ class Archive:
                 cur[0] += n
                 cur[1] += b
         return [(o, p, v[0], v[1]) for (o, p), v in sorted(acc.items())]
+
+
+    # -- changing what is archived ---------------------------------------------------------
+    def modifiable_store(self, rec: StoreRecord) -> Store:
+        """A store opened for changing what it holds: not write-protected, not disabled, and
+        not being written by another process."""
+        if rec.state in ("writeProtected", "disabled"):
+            raise Conflict(f"store {rec.name!r} (id {rec.id}) is {rec.state}: its messages "
+                           "cannot be changed")
+        store = self.open_store(rec, write=True)
+        store.require_writable()
+        return store
+
+    def delete_message(self, message_id: str, reason: str) -> Hit:
+        """Delete one message for good, with the reason in the audit log."""
+        if not reason.strip():
+            raise InvalidArgument("a reason is required to delete a message (it is kept in "
+                                  "the audit log)")
+        store_id, number = parse_message_id(message_id)
+        rec = self.find_store(store_id)
+        store = self.modifiable_store(rec)
+        hit = store.catalog.entry(number)
+        if hit is None:
+            raise NotFound(f"message {message_id} does not exist")
+        store.delete_message(number, reason)
+        self.master.audit(self.actor, "message.delete", id=f"{rec.id}:{number}",
+                          reason=reason, folder=f"{hit.owner}/{hit.folder}".rstrip("/"),
+                          subject=hit.subject, sender=hit.sender, date=hit.date,
+                          size=hit.size)
+        return hit
+
+    def move_folder(self, owner: str, path: str, to_owner: str, to_path: str) -> int:
+        """Move a folder with its subfolders in every store that holds part of it (message
+        numbers stay); every such store is checked before any is changed. Returns the number
+        of stores changed."""
+        if (owner, path) == (to_owner, to_path):
+            raise InvalidArgument("the folder and its new place are the same")
+        if owner == to_owner and under(to_path, path):
+            raise InvalidArgument(f"cannot move {owner}/{path} into itself".rstrip("/"))
+        holding: list[tuple[StoreRecord, list[str]]] = []
+        for rec, store in self.readable_stores():
+            paths = [p for o, p, _n, _b in store.catalog.folders(owner) if under(p, path)]
+            taken = [p for o, p, _n, _b in store.catalog.folders(to_owner)
+                     if p in {rebase(x, path, to_path) for x in paths}]
+            if taken:
+                raise Conflict(f"folder {to_owner}/{taken[0]} already exists in store "
+                               f"{rec.name!r}".replace("/ ", " "))
+            if paths:
+                holding.append((rec, paths))
+        if not holding:
+            raise NotFound(f"folder {owner}/{path} does not exist".replace("/ ", " "))
+        stores = [(rec, self.modifiable_store(rec)) for rec, _ in holding]  # all, or none
+        for _rec, store in stores:
+            store.folder_change({"op": "move", "owner": owner, "folder": path,
+                                 "to_owner": to_owner, "to_folder": to_path})
+        self.master.audit(self.actor, "folder.move", folder=f"{owner}/{path}".rstrip("/"),
+                          to=f"{to_owner}/{to_path}".rstrip("/"),
+                          stores=[rec.id for rec, _ in stores])
+        return len(stores)
+
+    def drop_empty_folders(self, owner: str | None, path: str) -> tuple[list[str], list[str]]:
+        """Remove the folders under owner/path (everything if owner is None) that hold no
+        messages of their own. Returns (folders removed, stores skipped with why)."""
+        removed: list[str] = []
+        skipped: list[str] = []
+        for rec, store in self.readable_stores():
+            empty = [(o, p) for o, p in store.catalog.empty_folders()
+                     if owner is None or (o == owner and under(p, path))]
+            if not empty:
+                continue
+            try:
+                store = self.modifiable_store(rec)
+            except MailkeepError as exc:
+                skipped.append(f"store {rec.name} (id {rec.id}): {exc.message}")
+                continue
+            for o, p in empty:
+                store.folder_change({"op": "drop", "owner": o, "folder": p})
+                removed.append(f"{o}/{p}".rstrip("/"))
+        if removed:
+            self.master.audit(self.actor, "folder.drop_empty", folders=removed)
+        return removed, skipped
 
 
 def default_data_dir() -> Path:

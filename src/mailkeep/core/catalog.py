@@ -259,6 +259,42 @@ class Catalog:
         self._fts("INSERT INTO fts (fts, rowid, subject, sender, recipients, body,"
                   " attachments) VALUES ('delete', ?,?,?,?,?,?)", (row[0], *index))
 
+    def move_folder(self, owner: str, path: str, to_owner: str, to_path: str) -> int:
+        """Move a folder and everything below it (path "" is the owner's whole archive);
+        message numbers stay. A folder that meets an existing one is merged into it (a
+        message already there stays where it was). Returns the folders moved."""
+        rows = sorted(((fid, p) for fid, p in self.conn.execute(
+            "SELECT id, path FROM folders WHERE owner = ?", (owner,)) if under(p, path)),
+            key=lambda r: len(r[1]))  # parents first
+        for fid, old in rows:
+            new = rebase(old, path, to_path)
+            target = self.find_folder(to_owner, new)
+            if target is None:
+                self.conn.execute("UPDATE folders SET owner = ?, path = ? WHERE id = ?",
+                                  (to_owner, new, fid))
+                continue
+            self.conn.execute(
+                "UPDATE entries SET folder_id = ? WHERE folder_id = ? AND blob_id NOT IN"
+                " (SELECT blob_id FROM entries WHERE folder_id = ?)", (target, fid, target))
+            self.drop_folder_id(fid)
+        self._folders.clear()
+        return len(rows)
+
+    def drop_folder_id(self, fid: int) -> bool:
+        """Remove a folder row that holds no messages; False if it holds some."""
+        if self.conn.execute("SELECT 1 FROM entries WHERE folder_id = ? LIMIT 1",
+                             (fid,)).fetchone() is not None:
+            return False
+        self.conn.execute("DELETE FROM folders WHERE id = ?", (fid,))
+        self._folders.clear()
+        return True
+
+    def empty_folders(self) -> list[tuple[str, str]]:
+        """(owner, path) of the folder rows that hold no messages of their own."""
+        return [(r[0], r[1]) for r in self.conn.execute(
+            "SELECT owner, path FROM folders f WHERE NOT EXISTS"
+            " (SELECT 1 FROM entries e WHERE e.folder_id = f.id) ORDER BY owner, path")]
+
     # -- reads ----------------------------------------------------------------------------
     def find_blob(self, content_id: bytes) -> int | None:
         row = self.conn.execute("SELECT id FROM blobs WHERE content_id = ?",
@@ -356,6 +392,17 @@ class Catalog:
         b, s = self.conn.execute("SELECT count(*), coalesce(sum(raw_size), 0) FROM blobs"
                                  ).fetchone()
         return int(e), int(b), int(s)
+
+
+def under(path: str, top: str) -> bool:
+    """Whether folder path lies in the subtree of top ("" is the whole archive)."""
+    return not top or path == top or path.startswith(top + "/")
+
+
+def rebase(path: str, top: str, new_top: str) -> str:
+    """The path of a folder of top's subtree once top is moved to new_top."""
+    rest = path[len(top):].lstrip("/") if top else path
+    return "/".join(p for p in (new_top, rest) if p)
 
 
 def _hit(row: Sequence[Any]) -> Hit:

@@ -27,7 +27,8 @@ MESSAGE = b"M"  # a message's bytes, compressed, maybe sealed
 ENTRY = b"E"  # a message filed in a folder (the message number)
 TOMBSTONE = b"T"  # an entry deleted
 DICTIONARY = b"D"  # a zstd dictionary that later message records name
-TYPES = (MESSAGE, ENTRY, TOMBSTONE, DICTIONARY)
+FOLDER = b"F"  # a folder tree moved, or an empty folder removed
+TYPES = (MESSAGE, ENTRY, TOMBSTONE, DICTIONARY, FOLDER)
 
 
 def segment_name(number: int) -> str:
@@ -160,6 +161,23 @@ class SegmentWriter:
         self.offset = end
         return Record(type_, header, self.segment, start, end - start,
                       start + PREFIX.size + len(hb), payload_len)
+
+    def copy(self, rec: Record, source: BinaryIO) -> Record:
+        """Append a record exactly as it is in another segment (records do not depend on
+        where they lie: the checksum covers the record alone)."""
+        self._roll_if_full()
+        start = self.offset
+        source.seek(rec.offset)
+        left = rec.length
+        while left:
+            chunk = source.read(min(CHUNK, left))
+            if not chunk:
+                raise OSError(f"segment {rec.segment} ended inside a record")
+            self._fh.write(chunk)
+            left -= len(chunk)
+        self.offset += rec.length
+        return Record(rec.type, rec.header, self.segment, start, rec.length,
+                      start + rec.payload_offset - rec.offset, rec.payload_length)
 
     def rewind(self, segment: int, offset: int) -> None:
         """Drop everything appended after (segment, offset): an abandoned batch."""

@@ -31,6 +31,9 @@ from .parse import extract
 FORMAT = 1
 SEGMENT_BYTES = 256 << 20
 MANIFEST = "store.json"
+COMPACT_DIR = "segments.compact"  # new segments being built by compaction
+OLD_SEGMENTS_DIR = "segments.precompact"  # the segments compaction replaced, until it ends
+COMPACTION_MARK = "compaction"  # in a finished compaction's segments: its id
 
 
 @dataclass
@@ -79,6 +82,8 @@ class Store:
         self.writable = self._lock_fd is not None
         self._sealer = Sealer(store_key) if store_key is not None else None
         self.recovered_on_open: list[str] = []
+        if self.writable:
+            self._finish_compaction()
         self.catalog = self._open_catalog()
         self.packer = Packer(self.dictionaries(), store_key)
         self._writer: seg.SegmentWriter | None = None
@@ -89,6 +94,62 @@ class Store:
         self.undecodable: set[bytes] = set()  # message records present but not decodable
         if self.writable:
             self._open_writer()
+
+    def _finish_compaction(self) -> None:
+        """Finish or undo a compaction a crash cut off (see core/compact.py)."""
+        segments, work = self.path / "segments", self.path / COMPACT_DIR
+        old = self.path / OLD_SEGMENTS_DIR
+        if not segments.exists() and (work / COMPACTION_MARK).exists():
+            os.rename(work, segments)  # cut off between the two renames of the swap
+            seg.fsync_dir(self.path)
+        if work.exists():
+            shutil.rmtree(work)  # never swapped in: the old segments are whole
+            self.recovered_on_open.append("an unfinished compaction was discarded")
+        if not old.exists():
+            return
+        mark = segments / COMPACTION_MARK
+        expected = mark.read_text().strip() if mark.exists() else None
+        catalog = self.path / "catalog.sqlite"
+        got = None
+        if catalog.exists():
+            try:
+                conn = sqlite3.connect(f"file:{catalog}?mode=ro", uri=True)
+                try:
+                    row = conn.execute("SELECT value FROM meta WHERE key = 'compaction'"
+                                       ).fetchone()
+                    got = row[0] if row else None
+                finally:
+                    conn.close()
+            except sqlite3.DatabaseError:
+                got = None
+        if got != expected:
+            self._set_catalog_aside("compacted")
+            self.recovered_on_open.append("a compaction was cut off before its catalog "
+                                          "update: the catalog was rebuilt from the segments")
+        shutil.rmtree(old)
+        self.recovered_on_open.append("finished an interrupted compaction")
+
+    def _set_catalog_aside(self, why: str) -> Path:
+        path = self.path / "catalog.sqlite"
+        aside = path.with_name(f"catalog.{why}-{int(time.time())}.sqlite")
+        for suffix in ("", "-wal", "-shm"):
+            src = path.with_name(path.name + suffix)
+            if src.exists():
+                os.replace(src, aside.with_name(aside.name + suffix))
+        return aside
+
+    def stop_writing(self) -> None:
+        """Close the segment writer and every open segment (compaction swaps them)."""
+        self.commit()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        for number in list(self._fds):
+            self.forget_fd(number)
+
+    def start_writing(self) -> None:
+        self._index_cache.clear()
+        self._open_writer()
 
     def _open_catalog(self) -> Catalog:
         """The catalog; for the writer, an unreadable one is set aside and rebuilt from the
@@ -103,11 +164,7 @@ class Store:
                 self.close_lock()
                 raise CorruptData(f"the catalog of store {self.name!r} cannot be read ({exc}): "
                                   f"run `mailkeep recover {self.name}`") from None
-            aside = path.with_name(f"catalog.damaged-{int(time.time())}.sqlite")
-            for suffix in ("", "-wal", "-shm"):
-                src = path.with_name(path.name + suffix)
-                if src.exists():
-                    os.replace(src, aside.with_name(aside.name + suffix))
+            aside = self._set_catalog_aside("damaged")
             self.recovered_on_open.append(f"catalog was unreadable ({exc}); set aside as "
                                           f"{aside.name} and rebuilt from the segments")
             return Catalog(path)
@@ -332,6 +389,16 @@ class Store:
             self._drop_entry(int(h["n"]))
             if int(h["n"]) >= cat.next_number():
                 cat.set_next_number(int(h["n"]) + 1)
+        elif rec.type == seg.FOLDER:
+            self._apply_folder(h)
+
+    def _apply_folder(self, h: dict[str, Any]) -> None:
+        if h.get("op") == "move":
+            self.catalog.move_folder(h["owner"], h["folder"], h["to_owner"], h["to_folder"])
+        elif h.get("op") == "drop":
+            fid = self.catalog.find_folder(h["owner"], h["folder"])
+            if fid is not None:
+                self.catalog.drop_folder_id(fid)
 
     # -- writing --------------------------------------------------------------------------
     def begin(self) -> None:
@@ -566,6 +633,37 @@ class Store:
                                                 "reason": "message record lost; recovered"})
         self.lost_entries = []
         self.commit()
+
+    # -- changing what is archived ---------------------------------------------------------
+    def delete_message(self, number: int, reason: str) -> None:
+        """Delete one entry (message number) for good: a tombstone in the segments, and the
+        entry and its index row out of the catalog. The message's bytes stay in the segments
+        until CompactStore drops what no entry refers to any more."""
+        self.begin()
+        assert self._writer is not None
+        try:
+            if self.catalog.entry(number) is None:
+                raise NotFound(f"message {number} does not exist in store {self.name!r}")
+            self._writer.append(seg.TOMBSTONE, {"n": number, "at": int(time.time()),
+                                                "reason": reason})
+            self._drop_entry(number)
+            self.commit()
+        except BaseException:
+            self.abort()
+            raise
+
+    def folder_change(self, header: dict[str, Any]) -> None:
+        """Record and apply a folder change: {"op": "move", owner, folder, to_owner,
+        to_folder} moves a subtree, {"op": "drop", owner, folder} removes an empty folder."""
+        self.begin()
+        assert self._writer is not None
+        try:
+            self._writer.append(seg.FOLDER, {**header, "at": int(time.time())})
+            self._apply_folder(header)
+            self.commit()
+        except BaseException:
+            self.abort()
+            raise
 
     def _fd(self, segment: int) -> int:
         fd = self._fds.get(segment)

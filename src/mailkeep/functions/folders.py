@@ -184,3 +184,57 @@ def get_messages(call: Call) -> list[dict[str, Any]]:
         _lookup(folder_tree(call.archive), folder)  # an intermediate folder is empty, not unknown
     rows.sort(key=lambda r: r[:3])
     return [r[3] for r in rows]
+
+
+def _folder_arg(call: Call, name: str) -> tuple[str, str]:
+    folder = _normalise(call.arg(name))
+    if not folder:
+        raise InvalidArgument(f"API argument {name} must name a folder, e.g. alice/Inbox.")
+    return split_folder(folder)
+
+
+@function("DeleteMessage", "Delete one message for good. id is <storeId>:<number> as "
+          "GetMessages lists it; reason (required, not empty) is written to the audit log "
+          "with the message's folder, subject, sender, date and size. The message's bytes "
+          "leave the store's segments at the next CompactStore (a message also filed in "
+          "other folders keeps those). Fails on a write-protected or disabled store.", "null",
+          Arg("id", "string", description="The message, <storeId>:<number>."),
+          Arg("reason", "string", description="Why it is deleted (kept in the audit log)."))
+def delete_message(call: Call) -> None:
+    call.archive.delete_message(str(call.arg("id")), str(call.arg("reason")))
+
+
+@function("MoveFolder", "Move a folder with its subfolders and messages to a new place, in "
+          "every store that holds part of it; message ids (<storeId>:<number>) stay the same. "
+          "Folders are <user>/<path>: alice/Old -> alice/Archive/Old renames within alice's "
+          "archive, alice/Old -> bob/Old moves it into bob's. The new place must not exist "
+          "yet and must not lie inside the folder. Every store involved is checked first: if "
+          "one is write-protected, disabled or busy, nothing moves.", "null",
+          Arg("fromFolder", "string", description="The folder to move, e.g. alice/Old."),
+          Arg("toFolder", "string", description="Its new full path, e.g. alice/Archive/Old."))
+def move_folder(call: Call) -> None:
+    owner, path = _folder_arg(call, "fromFolder")
+    to_owner, to_path = _folder_arg(call, "toFolder")
+    call.archive.move_folder(owner, path, to_owner, to_path)
+
+
+@function("DeleteEmptyFolders", "Remove the folders that hold no messages and have no "
+          "subfolders with messages, below folder (<user>/<path>; null or empty: in every "
+          "user's archive). Folders in write-protected or disabled stores are left and "
+          "named in the log.", '{"deleted": [str]}',
+          Arg("folder", "string", True, "Where to look, e.g. alice/Archive; null: everywhere."),
+          long_running=True)
+def delete_empty_folders(call: Call) -> dict[str, list[str]]:
+    folder = _normalise(call.arg("folder"))
+    owner, path = split_folder(folder) if folder else (None, "")
+    call.ctx.progress(0, "Looking for empty folders")
+    removed, skipped = call.archive.drop_empty_folders(owner, path)
+    remaining = folder_tree(call.archive)
+    deleted = sorted(p for p in set(removed) if p not in remaining)
+    for line in skipped:
+        call.ctx.log(f"Skipped {line}")
+    for p in deleted:
+        call.ctx.log(f"Deleted empty folder {p}")
+    call.ctx.log(f"{len(deleted)} empty folders deleted")
+    call.ctx.progress(100)
+    return {"deleted": deleted}

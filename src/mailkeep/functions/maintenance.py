@@ -2,8 +2,8 @@
 
 mailkeep's stores differ from the original's in ways these functions say plainly rather than
 hide: the segments are the recovery records, the full-text index lives in the catalog and is
-rebuilt with it (by recover), there is one store format, and segments are never rewritten
-except by recover (so there is no compaction or merging yet).
+rebuilt with it (by recover), and there is one store format. Segments are rewritten only by
+recover (damaged stretches set aside) and CompactStore (deleted messages dropped).
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core import segments as seg
+from ..core.compact import compact
 from ..core.errors import Conflict, InvalidArgument, MailkeepError
 from ..core.master import StoreRecord
+from ..core.merge import merge
 from ..core.store import read_manifest
 from ..core.verify import recover
 from .call import Call
@@ -24,12 +26,6 @@ from .registry import Arg, function
 from .stores import ID, _verify_one, _verify_result
 
 Share = tuple[float, float]  # (start percent, span percent) of one store in a multi-store run
-
-
-class NotAvailable(MailkeepError):
-    """The function exists in the original but mailkeep cannot do it (yet)."""
-
-    code = "not_supported"
 
 
 class RecoverFailed(MailkeepError):
@@ -252,21 +248,80 @@ def upgrade_stores(call: Call) -> None:
         _upgrade(call, rec)
 
 
-# -- not available --------------------------------------------------------------------------
+# -- compaction and merging -----------------------------------------------------------------
 
-@function("CompactStore", "Not available yet: mailkeep never rewrites segments except in "
-          "recover.", "null", ID, long_running=True)
-def compact_store(call: Call) -> None:
-    raise NotAvailable("CompactStore is not available yet: mailkeep never rewrites segments "
-                       "except in recover.")
+COMPACT_SHAPE = ('{"bytesBefore": int, "bytesAfter": int, "recordsBefore": int, '
+                 '"recordsAfter": int, "messagesDropped": int}')
 
 
-@function("MergeStore", "Not available yet: mailkeep cannot move messages between stores.",
-          "null", ID, Arg("sourceId", "number", description="The store to merge into id."),
+@function("CompactStore", "Rewrite a store's segments without the bytes of deleted messages "
+          "(DeleteMessage leaves them until now) and without records nothing needs any more; "
+          "message ids do not change. The store cannot take new mail while this runs; "
+          "searching it goes on. A store with damaged segments is refused (recover it "
+          "first). Crash-safe: the new segments replace the old ones only once complete. "
+          "Log lines tell how many records were kept; cancel-async stops it and changes "
+          "nothing.", COMPACT_SHAPE, ID, long_running=True)
+def compact_store(call: Call) -> dict[str, int]:
+    rec = _store(call)
+    if rec.state == "disabled":
+        raise Conflict(f"Store {rec.name} (id {rec.id}) is disabled.")
+    store = call.archive.open_store(rec, write=True, check_state=False)
+    store.require_writable()
+    call.ctx.log(f"Compacting store {rec.name} (id {rec.id})...")
+
+    def report(percent: float, line: str | None) -> None:
+        call.ctx.progress(int(percent))
+        if line:
+            call.ctx.log(f"  {line}")
+
+    res = compact(store, report, call.ctx.check_cancelled)
+    call.ctx.log(f"  {res.records_after} of {res.records_before} records kept, "
+                 f"{res.messages_dropped} deleted messages' bytes dropped; segments "
+                 f"{res.bytes_before} -> {res.bytes_after} bytes")
+    return {"bytesBefore": res.bytes_before, "bytesAfter": res.bytes_after,
+            "recordsBefore": res.records_before, "recordsAfter": res.records_after,
+            "messagesDropped": res.messages_dropped}
+
+
+@function("MergeStore", "Merge the store sourceId into the store id: every message of the "
+          "source is filed in the target with its folder, flags and dates (a message the "
+          "target already has in that folder counts as a duplicate), re-compressed and, for "
+          "an encrypted target, sealed with the target's key. Once all are in, the source "
+          "is detached; its files stay on disk, untouched, for you to delete or keep. The "
+          "merged messages get new ids <id>:<number>. The source must not be the current "
+          "store; the target must accept changes (not write-protected or disabled). A "
+          "merge that was cancelled or failed leaves the source attached and can be run "
+          "again.", '{"messages": int, "merged": int, "duplicates": int}', ID,
+          Arg("sourceId", "number", description="The store to merge into id (then detached)."),
           long_running=True)
-def merge_store(call: Call) -> None:
-    raise NotAvailable("MergeStore is not available yet: mailkeep never rewrites or moves "
-                       "segments between stores.")
+def merge_store(call: Call) -> dict[str, int]:
+    target_rec = _store(call)
+    source_rec = call.archive.find_store(int(call.arg("sourceId")))
+    if source_rec.id == target_rec.id:
+        raise InvalidArgument("A store cannot be merged into itself (id and sourceId are the "
+                              "same).")
+    if source_rec.state == "current":
+        raise Conflict(f"Store {source_rec.name} (id {source_rec.id}) is the current store: "
+                       "make another store current before merging it away.")
+    target = call.archive.modifiable_store(target_rec)
+    source = call.archive.open_store(source_rec, write=True, check_state=False)
+    source.require_writable()  # nothing else writes it while it is copied
+    call.ctx.log(f"Merging store {source_rec.name} (id {source_rec.id}) into "
+                 f"{target_rec.name} (id {target_rec.id})...")
+
+    def report(percent: float, line: str | None) -> None:
+        call.ctx.progress(min(99, int(percent)))
+        if line:
+            call.ctx.log(f"  {line}")
+
+    res = merge(source, target, report, call.ctx.check_cancelled)
+    call.ctx.log(f"  {res.merged} messages merged, {res.duplicates} duplicates of "
+                 f"{res.messages}")
+    call.archive.detach_store(source_rec.id)
+    call.ctx.log(f"Store {source_rec.name} (id {source_rec.id}) detached; its files are "
+                 f"still at {source_rec.path}.")
+    call.ctx.progress(100)
+    return {"messages": res.messages, "merged": res.merged, "duplicates": res.duplicates}
 
 
 # -- backup ---------------------------------------------------------------------------------

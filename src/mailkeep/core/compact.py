@@ -1,0 +1,174 @@
+"""Compaction: rewrite a store's segments without what no message number refers to any more.
+
+What stays, byte for byte and in order: every dictionary record, and the one message record the
+catalog uses for each message that is still filed somewhere. Entry records are written afresh
+from the catalog (so they carry the folders as they are now, after any MoveFolder); tombstones
+and folder records are not needed any more, except one tombstone that keeps the highest message
+number ever handed out. Message numbers do not change.
+
+Crash safety: the new segments are built in `segments.compact/` and fsynced, then marked
+complete with a compaction id, then swapped in for `segments/` (the old ones renamed to
+`segments.precompact/`), then the catalog's locations are updated in one transaction that also
+records the id. Opening the store for writing finishes or undoes an interrupted compaction
+(Store._finish_compaction): before the swap the old segments are kept, after it the new ones;
+a catalog that missed the update is rebuilt from the new segments.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import segments as seg
+from .errors import CorruptData
+from .store import COMPACT_DIR, COMPACTION_MARK, OLD_SEGMENTS_DIR, SEGMENT_BYTES, Store
+
+Report = Callable[[float, str | None], None]  # (percent done, log line or None)
+
+
+@dataclass
+class CompactResult:
+    bytes_before: int
+    bytes_after: int
+    records_before: int
+    records_after: int
+    messages_dropped: int  # message records no entry referred to
+
+
+def _noop(percent: float, line: str | None) -> None:
+    pass
+
+
+def compact(store: Store, report: Report = _noop,
+            check_cancelled: Callable[[], None] = lambda: None) -> CompactResult:
+    store.require_writable()
+    store.commit()
+    cat = store.catalog
+    conn = cat.conn
+    live_blobs = {(s, o): blob_id for blob_id, s, o in conn.execute(
+        "SELECT b.id, b.segment, b.offset FROM blobs b"
+        " WHERE EXISTS (SELECT 1 FROM entries e WHERE e.blob_id = b.id)")}
+    entries = {(s, o): (n, owner, path, flags, idate, at) for n, s, o, owner, path, flags, idate,
+               at in conn.execute(
+                   "SELECT e.number, e.segment, e.offset, f.owner, f.path, e.flags,"
+                   " e.internal_date, e.archived_at FROM entries e"
+                   " JOIN folders f ON f.id = e.folder_id")}
+    old_numbers = store.segments()
+    work = store.path / COMPACT_DIR
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(mode=0o700)
+    total = sum(store.segment_path(n).stat().st_size for n in old_numbers) or 1
+    first = (old_numbers[-1] + 1) if old_numbers else 1
+    writer = seg.SegmentWriter(work, first, len(seg.FILE_HEADER), SEGMENT_BYTES)
+    blob_moves: dict[int, tuple[int, int, int]] = {}
+    entry_moves: dict[int, tuple[int, int]] = {}
+    dict_moves: dict[int, tuple[int, int]] = {}
+    read = records = kept = 0
+    try:
+        for n in old_numbers:
+            path = store.segment_path(n)
+            with open(path, "rb") as source:
+                for item in seg.scan(path, n, with_payload=False):
+                    check_cancelled()
+                    if isinstance(item, seg.Damage):
+                        raise CorruptData(
+                            f"segment {n} of store {store.name!r} has damaged bytes at "
+                            f"{item.start}-{item.end} ({item.reason}): run `mailkeep verify` "
+                            "and `mailkeep recover` before compacting")
+                    records += 1
+                    where = (n, item.offset)
+                    if item.type == seg.DICTIONARY:
+                        new = writer.copy(item, source)
+                        dict_moves[int(item.header["dict"])] = (new.segment, new.offset)
+                    elif item.type == seg.MESSAGE and where in live_blobs:
+                        new = writer.copy(item, source)
+                        blob_moves[live_blobs[where]] = (new.segment, new.offset, new.length)
+                    elif item.type == seg.ENTRY and where in entries:
+                        number, owner, folder, flags, idate, at = entries[where]
+                        new = writer.append(seg.ENTRY, {
+                            "n": number, "id": item.header["id"], "owner": owner,
+                            "folder": folder, "flags": [f for f in flags.split(",") if f],
+                            "idate": idate, "at": at})
+                        entry_moves[number] = (new.segment, new.offset)
+                    else:
+                        continue
+                    kept += 1
+                    if kept % 1000 == 0:
+                        report(95.0 * (read + item.offset) / total,
+                               f"{kept} of {records} records kept so far")
+            read += path.stat().st_size
+        missing = len(live_blobs) - len(blob_moves), len(entries) - len(entry_moves)
+        if any(missing):
+            raise CorruptData(f"{missing[0]} messages and {missing[1]} entries of store "
+                              f"{store.name!r} were not found where the catalog says: run "
+                              "`mailkeep verify` before compacting")
+        highest = cat.next_number() - 1
+        if highest > 0 and highest not in entry_moves:
+            writer.append(seg.TOMBSTONE, {"n": highest, "at": 0,
+                                          "reason": "compacted: numbers up to here are used"})
+            kept += 1
+        end = (writer.segment, writer.offset)
+        writer.close()
+        compaction = uuid.uuid4().hex
+        mark = work / COMPACTION_MARK
+        with open(mark, "w", encoding="ascii") as fh:
+            fh.write(compaction + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        seg.fsync_dir(work)
+        check_cancelled()  # the last moment to stop: nothing has changed yet
+    except BaseException:
+        writer.close()
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    after = sum(p.stat().st_size for p in work.glob("*.seg"))
+    report(96.0, "new segments written; switching over")
+
+    _swap(store)
+    dropped = _update_catalog(store, blob_moves, entry_moves, dict_moves, end, compaction)
+    _drop_old(store)
+    store.start_writing()
+    report(100.0, None)
+    return CompactResult(total if old_numbers else 0, after, records, kept, dropped)
+
+
+def _swap(store: Store) -> None:
+    """New segments in, old ones aside (two renames; _finish_compaction completes them)."""
+    store.stop_writing()
+    os.rename(store.path / "segments", store.path / OLD_SEGMENTS_DIR)
+    os.rename(store.path / COMPACT_DIR, store.path / "segments")
+    seg.fsync_dir(store.path)
+
+
+def _drop_old(store: Store) -> None:
+    shutil.rmtree(store.path / OLD_SEGMENTS_DIR, ignore_errors=True)
+
+
+def _update_catalog(store: Store, blob_moves: dict[int, tuple[int, int, int]],
+                    entry_moves: dict[int, tuple[int, int]],
+                    dict_moves: dict[int, tuple[int, int]], end: tuple[int, int],
+                    compaction: str) -> int:
+    """Point the catalog at the new segments, in one transaction that records the
+    compaction's id; returns how many unreferenced messages were dropped."""
+    cat = store.catalog
+    conn = cat.conn
+    cat.begin()
+    try:
+        conn.executemany("UPDATE blobs SET segment = ?, offset = ?, length = ? WHERE id = ?",
+                         [(*loc, blob_id) for blob_id, loc in blob_moves.items()])
+        conn.executemany("UPDATE entries SET segment = ?, offset = ? WHERE number = ?",
+                         [(*loc, number) for number, loc in entry_moves.items()])
+        conn.executemany("UPDATE dictionaries SET segment = ?, offset = ? WHERE id = ?",
+                         [(*loc, dict_id) for dict_id, loc in dict_moves.items()])
+        dropped = int(conn.execute("DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM"
+                                   " entries e WHERE e.blob_id = blobs.id)").rowcount)
+        cat.set_applied(*end)
+        cat.set_meta("compaction", compaction)
+        cat.commit()
+    except BaseException:
+        cat.rollback()
+        raise  # the next writable open rebuilds the catalog from the new segments
+    return dropped

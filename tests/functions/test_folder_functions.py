@@ -172,7 +172,8 @@ def test_messages_errors(api: TestClient) -> None:
 def test_service_status(api: TestClient, data: Path) -> None:
     status = ok(api, "GetServiceStatus")
     assert set(status) == {"version", "machineName", "uptimeSeconds", "stores", "diskSpace",
-                           "warnings"}
+                           "jobs", "warnings"}
+    assert status["jobs"] == []  # this call itself is not listed
     assert isinstance(status["uptimeSeconds"], int) and status["uptimeSeconds"] >= 0
     assert status["stores"] == [{"id": 1, "name": "Default", "state": "current", "ok": True,
                                  "error": None}]

@@ -162,3 +162,40 @@ def test_finished_processes_are_recorded(data: Path) -> None:
     assert ("VerifyStore", "admin", "succeeded") in rows
     actions = [r[0] for r in master.conn.execute("SELECT action FROM audit")]
     assert "process.succeeded" in actions and "api.RenameStore" in actions
+
+
+@pytest.mark.parametrize("content_type, content", [
+    ("multipart/form-data", b"token=x&id=1"),  # no boundary
+    ("multipart/form-data; boundary=xyz", b"garbage\r\n--xyz\r\nnonsense"),
+    ("multipart/form-data; boundary=xyz",
+     b'--xyz\r\nContent-Disposition: form-data\r\n\r\nv\r\n--xyz--\r\n'),  # no name
+])
+def test_unreadable_form_is_an_argument_error(api: TestClient, content_type: str,
+                                              content: bytes) -> None:
+    for path in ("/api/invoke/GetServerInfo", "/api/get-status", "/api/cancel-async"):
+        resp = api.post(path, headers={**basic(), "Content-Type": content_type},
+                        content=content)
+        body = decode(resp)  # HTTP 200 and the envelope, as for a missing argument
+        assert body["statusCode"] == "failed" and body["token"] is None, path
+        assert body["error"]["details"] == "invalid_argument", path
+        message = body["error"]["message"]
+        assert message.startswith("The request body could not be read as "
+                                  "multipart/form-data: "), message
+        assert "with a boundary" in message
+    missing = decode(api.post("/api/get-status", headers=basic()))
+    assert missing["error"]["details"] == "invalid_argument"  # the same answer as this one
+    assert api.post("/api/get-metadata", headers={**basic(), "Content-Type": content_type},
+                    content=content).status_code == 200
+
+
+def test_other_paths_and_methods_keep_starlettes_answers(api: TestClient) -> None:
+    assert api.get("/api/invoke/GetServerInfo", headers=basic()).status_code == 405
+    assert api.get("/api/get-status", headers=basic()).status_code == 405
+    assert api.post("/api/no-such-endpoint", headers=basic()).status_code == 404
+    assert api.post("/api/invoke/", headers=basic()).status_code == 404
+    assert api.post("/api/invoke/GetServerInfo/x", headers=basic()).status_code == 404
+    assert api.head("/api/get-metadata", headers=basic()).status_code == 200
+    resp = api.post("/api/invoke/GetServerInfo")  # the fast path authenticates like the rest
+    assert resp.status_code == 401 and resp.headers["www-authenticate"].startswith("Basic")
+    body = decode(api.post("/api/invoke/getserverinfo", headers=basic()))
+    assert body["statusCode"] == "succeeded"  # names match case-insensitively, as before

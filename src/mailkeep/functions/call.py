@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.archive import Archive
+from ..jobs.process import ProcessInfo
 
 
 class Progress(Protocol):
@@ -24,11 +25,16 @@ class Progress(Protocol):
 @dataclass
 class Call:
     """`source` is the archive, or a way to open it: a function that never touches the archive
-    (GetServerInfo, a monitoring sensor's favourite) then costs no database at all."""
+    (GetServerInfo, a monitoring sensor's favourite) then costs no database at all.
+
+    `jobs` lists the server's other unfinished processes, oldest first (GetServiceStatus shows
+    them). The API sets it from its process engine; in-process from the CLI there is no server,
+    so it is None and functions see no processes."""
 
     source: Archive | Callable[[], Archive]
     args: dict[str, Any]
     ctx: Progress
+    jobs: Callable[[], list[ProcessInfo]] | None = None
 
     @property
     def archive(self) -> Archive:
@@ -46,3 +52,7 @@ class Call:
 
     def arg(self, name: str) -> Any:
         return self.args.get(name)
+
+    def processes(self) -> list[ProcessInfo]:
+        """The server's other unfinished processes, oldest first (empty without a server)."""
+        return self.jobs() if self.jobs is not None else []

@@ -18,17 +18,25 @@ STARTED = time.monotonic()  # this module is imported when the server starts
 LOW_DISK = 0.10  # warn below this share of free disk space
 LOCAL = "$Local"
 
+LONG_PROCESS_S = 24 * 3600  # warn about a process that has run longer than this
+
 STATUS_SHAPE = ('{"version": str, "machineName": str, "uptimeSeconds": int, "stores": [{"id": '
                 'int, "name": str, "state": str, "ok": bool, "error": str|null}], "diskSpace": '
-                '{"path": str, "totalBytes": int, "freeBytes": int}, "warnings": [str]}')
+                '{"path": str, "totalBytes": int, "freeBytes": int}, "jobs": [{"function": str, '
+                '"user": str, "startedAt": str, "runningSeconds": int, "percentProgress": '
+                'int|null}], "warnings": [str]}')
 
 
 @function("GetServiceStatus", "Everything a monitoring sensor checks, in one call: version, "
           "machine name, seconds since the server started, each store's state (ok is false "
           "when a store that is not disabled cannot be opened, with error saying why), the "
-          "space on the data directory's disk, and warnings: an empty list means all is well "
-          "(warned: no current store, a store that cannot be opened, less than 10% of the "
-          "disk free).", STATUS_SHAPE, changes=False)
+          "space on the data directory's disk, the server's unfinished processes (jobs, oldest "
+          "first: the function, the user who started it, when (UTC, YYYY-MM-DDTHH:MM:SSZ), for "
+          "how many seconds it has run and its percentage, null if unknown; never its token; "
+          "this call itself is not listed, and the list is empty when called in-process from "
+          "the CLI), and warnings: an empty list means all is well (warned: no current store, "
+          "a store that cannot be opened, less than 10% of the disk free, a process running "
+          "for more than 24 hours).", STATUS_SHAPE, changes=False)
 def get_service_status(call: Call) -> dict[str, Any]:
     archive = call.archive
     warnings: list[str] = []
@@ -51,11 +59,30 @@ def get_service_status(call: Call) -> dict[str, Any]:
     if usage.total and usage.free < LOW_DISK * usage.total:
         warnings.append(f"Less than {LOW_DISK:.0%} of the disk of {archive.data_dir} is free "
                         f"({usage.free} of {usage.total} bytes).")
+    jobs = _jobs(call, warnings)
     return {"version": __version__, "machineName": socket.gethostname(),
             "uptimeSeconds": int(time.monotonic() - STARTED), "stores": stores,
             "diskSpace": {"path": str(archive.data_dir), "totalBytes": usage.total,
                           "freeBytes": usage.free},
-            "warnings": warnings}
+            "jobs": jobs, "warnings": warnings}
+
+
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _jobs(call: Call, warnings: list[str]) -> list[dict[str, Any]]:
+    """The unfinished processes, without their tokens (a token is its starter's to use)."""
+    now = time.time()
+    out: list[dict[str, Any]] = []
+    for info in call.processes():
+        seconds = max(0, int(now - info.started))
+        out.append({"function": info.name, "user": info.user, "startedAt": _utc(info.started),
+                    "runningSeconds": seconds, "percentProgress": info.percent})
+        if seconds > LONG_PROCESS_S:
+            warnings.append(f"Process {info.name} started by {info.user} at "
+                            f"{_utc(info.started)} has been running for {seconds // 3600} hours.")
+    return out
 
 
 def _offset(zone: zoneinfo.ZoneInfo | None, now: datetime) -> str:

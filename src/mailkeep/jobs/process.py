@@ -205,6 +205,7 @@ class Context:
         self._process = process
         self.user = process.user
         self.name = process.name
+        self.token = process.token  # to tell this process apart from the others, never shown
 
     def progress(self, percent: int | None, text: str | None = None) -> None:
         """Set the percentage (clamped to 0..100; None: unknown) and, if given, the status

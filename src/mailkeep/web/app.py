@@ -16,7 +16,7 @@ from ..core.users import Users
 from ..functions import REGISTRY
 from ..jobs.engine import Engine, FinishedRecord
 from ..jobs.history import ProcessHistory
-from .admin_api import ApiState, routes
+from .admin_api import ApiState, FastRoutes, routes
 
 
 class CollapseSlashes:
@@ -57,4 +57,5 @@ def create_app(data_dir: Path, *, api_enabled: bool, engine: Engine | None = Non
             await engine.stop()
             history.close()
 
-    return CollapseSlashes(Starlette(routes=routes(state), lifespan=lifespan))
+    return CollapseSlashes(FastRoutes(state, Starlette(routes=routes(state),
+                                                      lifespan=lifespan)))

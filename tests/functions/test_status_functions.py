@@ -1,0 +1,112 @@
+"""GetServiceStatus's job list: through the real ASGI app, and in-process as the CLI calls it."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailkeep.core.archive import Archive
+from mailkeep.functions import REGISTRY
+from mailkeep.functions.call import Call
+from mailkeep.jobs.process import ProcessInfo
+from tests.apiclient import api_client, archive_with_messages, finish, invoke
+
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return archive_with_messages(tmp_path / "data", tmp_path / "mail", 40)
+
+
+@pytest.fixture
+def master_locked(data: Path) -> Iterator[sqlite3.Connection]:
+    """A writer holding the master database: a process that writes it waits (busy_timeout,
+    10 s) and so stays running until the test rolls back."""
+    conn = sqlite3.connect(data / "mailkeep.db", isolation_level=None)
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+
+
+class Quiet:
+    user = "cli"
+
+    def progress(self, percent: int | None, text: str | None = None) -> None:
+        return None
+
+    def log(self, line: str) -> None:
+        return None
+
+    def check_cancelled(self) -> None:
+        return None
+
+
+def service_status(data: Path, jobs: Any = None) -> dict[str, Any]:
+    fn = REGISTRY.get("GetServiceStatus")
+    assert fn is not None
+    with Archive(data) as archive:
+        result: dict[str, Any] = fn.run(Call(archive, {}, Quiet(), jobs=jobs))
+    return result
+
+
+def test_service_status_lists_a_running_process_until_it_ends(
+        data: Path, master_locked: sqlite3.Connection) -> None:
+    with api_client(data) as api:
+        idle = invoke(api, "GetServiceStatus")["result"]
+        assert idle["jobs"] == [] and list(idle)[-2:] == ["jobs", "warnings"]
+
+        master_locked.execute("BEGIN IMMEDIATE")
+        started = time.time()
+        body = invoke(api, "RebuildStoreIndex", id="1", folder="")
+        assert body["statusCode"] == "running" and body["token"], body
+        status = invoke(api, "GetServiceStatus")
+        assert status["statusCode"] == "succeeded", status
+        jobs = status["result"]["jobs"]
+        assert [(j["function"], j["user"]) for j in jobs] == [("RebuildStoreIndex", "admin")]
+        job = jobs[0]
+        assert set(job) == {"function", "user", "startedAt", "runningSeconds",
+                            "percentProgress"}
+        assert ISO_UTC.match(job["startedAt"]), job
+        assert abs(calendar.timegm(time.strptime(job["startedAt"], "%Y-%m-%dT%H:%M:%SZ"))
+                   - started) < 5
+        assert 0 <= job["runningSeconds"] < 10
+        assert job["percentProgress"] is None or 0 <= job["percentProgress"] <= 100
+        assert body["token"] not in json.dumps(status)  # tokens stay with their starter
+        assert status["result"]["warnings"] == []
+
+        master_locked.execute("ROLLBACK")
+        final, _ = finish(api, body)
+        assert final["statusCode"] == "succeeded", final
+        assert invoke(api, "GetServiceStatus")["result"]["jobs"] == []
+
+
+def test_service_status_in_process_has_no_jobs(data: Path) -> None:
+    result = service_status(data)
+    assert result["jobs"] == [] and result["warnings"] == []
+
+
+def test_service_status_warns_about_a_process_running_for_over_a_day(data: Path) -> None:
+    now = time.time()
+    infos = [ProcessInfo("VerifyStores", "alice", "a" * 32, now - 25 * 3600, 40),
+             ProcessInfo("VerifyStore", "admin", "b" * 32, now - 60, None)]
+    result = service_status(data, jobs=lambda: infos)
+    assert [(j["function"], j["user"], j["percentProgress"]) for j in result["jobs"]] == [
+        ("VerifyStores", "alice", 40), ("VerifyStore", "admin", None)]
+    assert result["jobs"][0]["runningSeconds"] >= 25 * 3600
+    assert 60 <= result["jobs"][1]["runningSeconds"] < 120
+    assert len(result["warnings"]) == 1
+    assert "VerifyStores started by alice" in result["warnings"][0]
+    assert "25 hours" in result["warnings"][0]
+    assert "a" * 32 not in json.dumps(result) and "b" * 32 not in json.dumps(result)

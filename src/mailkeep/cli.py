@@ -23,6 +23,7 @@ from . import __version__
 from .core import errors
 from .core.archive import Archive, default_data_dir
 from .core.master import STATES
+from .core.settings import Settings
 
 EXIT_CODES: dict[type[errors.MailkeepError], int] = {
     errors.InvalidArgument: 2,
@@ -85,20 +86,27 @@ def main(ctx: click.Context, data: Path | None) -> None:
 
 
 # -- serve -----------------------------------------------------------------------------------
+GRACE_S = 3  # seconds a stopping server waits for open connections
 @main.command()
-@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8463, show_default=True, type=int)
-@click.option("--enable-api", is_flag=True, envvar="MAILKEEP_API_ENABLED",
-              help="Answer the Administration API (off by default).")
+@click.option("--host", default=None, help="Address to listen on (setting server.host, "
+              "default 0.0.0.0).")
+@click.option("--port", default=None, type=int, help="Port (setting server.port, default 8463).")
+@click.option("--enable-api/--disable-api", "enable_api", default=None,
+              envvar="MAILKEEP_API_ENABLED",
+              help="Answer the Administration API (setting api.enabled, default off).")
 @click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False),
-              help="Certificate (PEM); default: a self-signed one made in <data>/tls.")
-@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--no-tls", is_flag=True, help="Plain HTTP, behind a TLS-terminating proxy.")
+              help="Certificate (PEM) (setting tls.cert; default: a self-signed one made in "
+              "<data>/tls).")
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False),
+              help="Its private key (setting tls.key).")
+@click.option("--no-tls", is_flag=True, default=None,
+              help="Plain HTTP, behind a TLS-terminating proxy (setting tls.enabled=false).")
 @click.pass_context
 @domain_errors
-def serve(ctx: click.Context, host: str, port: int, enable_api: bool, tls_cert: Path | None,
-          tls_key: Path | None, no_tls: bool) -> None:
-    """Run the archive server: the Administration API over HTTPS."""
+def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bool | None,
+          tls_cert: Path | None, tls_key: Path | None, no_tls: bool | None) -> None:
+    """Run the archive server: the Administration API over HTTPS. Flags override the
+    settings (`mailkeep settings list`) for this run."""
     import uvicorn
 
     from .web.app import create_app
@@ -117,13 +125,21 @@ def serve(ctx: click.Context, host: str, port: int, enable_api: bool, tls_cert: 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
     with archive_of(ctx) as archive:
+        conf = Settings(archive.master)
+        host = host if host is not None else conf.get("server.host")
+        port = port if port is not None else conf.get("server.port")
+        enable_api = enable_api if enable_api is not None else conf.get("api.enabled")
+        no_tls = no_tls if no_tls else not conf.get("tls.enabled")
+        if tls_cert is None and tls_key is None and conf.get("tls.cert") is not None:
+            tls_cert, tls_key = Path(conf.get("tls.cert")), Path(conf.get("tls.key") or "")
         rec, store = archive.current_store()
         entries, _blobs, size = store.catalog.counts()
         out.print(f"mailkeep {__version__}: data directory {archive.data_dir}")
         out.print(f"current store {rec.name!r} (id {rec.id}): {entries} messages, "
                   f"{human(size)}; {len(archive.stores())} store(s) attached")
-    if (tls_cert is None) != (tls_key is None):
-        raise errors.InvalidArgument("--tls-cert and --tls-key go together")
+    if (tls_cert is None) != (tls_key is None) or str(tls_key) == ".":
+        raise errors.InvalidArgument("--tls-cert and --tls-key (settings tls.cert and tls.key) "
+                                     "go together")
     ssl: dict[str, str] = {}
     if not no_tls:
         if tls_cert is None or tls_key is None:
@@ -134,14 +150,74 @@ def serve(ctx: click.Context, host: str, port: int, enable_api: bool, tls_cert: 
     out.print(f"Administration API {'enabled' if enable_api else 'disabled (--enable-api)'} "
               f"at {scheme}://{host}:{port}/api/")
     sys.stdout.flush()
-    app = create_app(data.resolve(), api_enabled=enable_api)
+    app = create_app(data.resolve(), api_enabled=bool(enable_api))
+    # A client holding a TLS connection open (keep-alive, a long poll) must not keep a
+    # stopping server up: after this many seconds the rest is cut off.
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                            **ssl)  # type: ignore[arg-type]
+                            timeout_graceful_shutdown=GRACE_S, **ssl)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     stopping.append(server)
     server.should_exit = early_stop
     server.run()
     out.print("stopped")
+
+
+# -- settings --------------------------------------------------------------------------------
+@main.group()
+def settings() -> None:
+    """Server settings (kept in the data directory; flags of serve override them)."""
+
+
+@settings.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@domain_errors
+def settings_list(ctx: click.Context, as_json: bool) -> None:
+    """Every setting with its value (and whether it is the default)."""
+    with archive_of(ctx) as archive:
+        rows = Settings(archive.master).all()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("setting", "value", "", "description")
+    for r in rows:
+        table.add_row(r["key"], json.dumps(r["value"]), "" if r["set"] else "(default)",
+                      r["description"])
+    out.print(table)
+
+
+@settings.command("get")
+@click.argument("key")
+@click.pass_context
+@domain_errors
+def settings_get(ctx: click.Context, key: str) -> None:
+    """Print one setting's value (JSON)."""
+    with archive_of(ctx) as archive:
+        click.echo(json.dumps(Settings(archive.master).get(key)))
+
+
+@settings.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.pass_context
+@domain_errors
+def settings_set(ctx: click.Context, key: str, value: str) -> None:
+    """Change a setting (a running server picks it up when restarted)."""
+    with archive_of(ctx) as archive:
+        got = Settings(archive.master).set(key, value, archive.actor)
+    out.print(f"{key} = {json.dumps(got)} (restart `mailkeep serve` to apply)")
+
+
+@settings.command("unset")
+@click.argument("key")
+@click.pass_context
+@domain_errors
+def settings_unset(ctx: click.Context, key: str) -> None:
+    """Return a setting to its default."""
+    with archive_of(ctx) as archive:
+        conf = Settings(archive.master)
+        conf.unset(key, archive.actor)
+        out.print(f"{key} = {json.dumps(conf.get(key))} (default)")
 
 
 # -- stores ----------------------------------------------------------------------------------

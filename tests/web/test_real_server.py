@@ -12,9 +12,11 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +32,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    data, mail = tmp_path / "data", tmp_path / "mail"
-    mail.mkdir()
-    for i in range(30):
-        (mail / f"{i}.eml").write_bytes(f"Subject: s{i}\r\n\r\nbody {i}\r\n".encode())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILKEEP_")}
-    subprocess.run([*MAILKEEP, "--data", str(data), "import", str(mail)], check=True,
-                   capture_output=True, env=env)
-    port = free_port()
-    proc = subprocess.Popen([*MAILKEEP, "--data", str(data), "serve", "--enable-api",
-                             "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("MAILKEEP_")}
+
+
+@contextmanager
+def serving(data: Path, *flags: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`mailkeep serve` with these flags, once it listens on port; stopped with SIGTERM."""
+    proc = subprocess.Popen([*MAILKEEP, "--data", str(data), "serve", *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -50,15 +47,78 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
+                assert proc.poll() is None, proc.communicate()[1].decode()
                 time.sleep(0.1)
         else:
             raise AssertionError("the server did not start listening")
-        yield f"https://127.0.0.1:{port}", data
+        yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
         assert proc.returncode == 0, err.decode()
-        assert b"SHA-256 fingerprint" in out
+        assert b"SHA-256 fingerprint" in out or "--no-tls" in flags
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    data, mail = tmp_path / "data", tmp_path / "mail"
+    mail.mkdir()
+    for i in range(30):
+        (mail / f"{i}.eml").write_bytes(f"Subject: s{i}\r\n\r\nbody {i}\r\n".encode())
+    subprocess.run([*MAILKEEP, "--data", str(data), "import", str(mail)], check=True,
+                   capture_output=True, env=ENV)
+    port = free_port()
+    with serving(data, "--enable-api", "--host", "127.0.0.1", "--port", str(port), port=port):
+        yield f"https://127.0.0.1:{port}", data
+
+
+def settings(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*MAILKEEP, "--data", str(data), "settings", *args],
+                          capture_output=True, text=True, env=ENV, timeout=60)
+
+
+def test_serve_from_settings(tmp_path: Path) -> None:
+    """`serve` without flags takes host, port and api.enabled from the settings; a flag
+    overrides a setting for one run; bad values are refused and change nothing."""
+    data = tmp_path / "data"
+    port = free_port()
+    for key, value in (("server.host", "127.0.0.1"), ("server.port", str(port)),
+                       ("api.enabled", "yes")):
+        r = settings(data, "set", key, value)
+        assert r.returncode == 0, r.stderr
+    for key, value, error in (("server.port", "99999", "between 1 and 65535"),
+                              ("api.enabled", "maybe", "true or false"),
+                              ("tls.cert", "relative.pem", "absolute path"),
+                              ("no.such", "1", "no setting 'no.such'")):
+        r = settings(data, "set", key, value)
+        assert r.returncode != 0 and error in r.stderr + r.stdout, (r.stdout, r.stderr)
+    listed = {s["key"]: s for s in json.loads(settings(data, "list", "--json").stdout)}
+    assert listed["server.port"]["value"] == port and listed["server.port"]["set"] is True
+    assert listed["api.enabled"]["value"] is True
+    assert listed["tls.enabled"] == {**listed["tls.enabled"], "value": True, "set": False}
+    base = f"https://127.0.0.1:{port}"
+    with serving(data, port=port):
+        info = post(opener(base, data), base + "/api/invoke/GetServerInfo")
+        assert info["statusCode"] == "succeeded"
+    with serving(data, "--disable-api", port=port):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            post(opener(base, data), base + "/api/invoke/GetServerInfo")
+        assert err.value.code == 403
+        err.value.close()
+    # A client that keeps its TLS connection open does not keep a stopping server up.
+    with serving(data, port=port) as proc:
+        tls = ssl.create_default_context(cafile=str(data / "tls" / "server.crt"))
+        idle = tls.wrap_socket(socket.create_connection(("127.0.0.1", port)),
+                               server_hostname="127.0.0.1")
+        idle.sendall(b"GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(12) == b"HTTP/1.1 404"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        assert time.monotonic() - started < 10
+        idle.close()
+    assert settings(data, "unset", "api.enabled").returncode == 0
+    assert settings(data, "get", "api.enabled").stdout.strip() == "false"
 
 
 def opener(base: str, data: Path) -> urllib.request.OpenerDirector:

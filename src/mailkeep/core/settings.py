@@ -1,0 +1,116 @@
+"""Server settings kept in the master database, so that `mailkeep serve` needs no flags.
+
+Every setting is declared once here with its type, default and description; `mailkeep settings`
+lists, reads and changes them, and a command-line flag of `serve` overrides a setting for one
+run. Changes are written to the audit log. Later layers (notification mail, archiving
+profiles) declare their settings here too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import InvalidArgument, NotFound
+from .master import Master
+
+SettingType = Literal["bool", "int", "str", "path"]
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+TRUE = {"true", "1", "yes", "on"}
+FALSE = {"false", "0", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    type: SettingType
+    default: Any
+    description: str
+    low: int | None = None
+    high: int | None = None
+
+
+DECLARED = {s.key: s for s in (
+    Setting("api.enabled", "bool", False, "Answer the Administration API (serve --enable-api)."),
+    Setting("server.host", "str", "0.0.0.0", "Address the server listens on (serve --host)."),
+    Setting("server.port", "int", 8463, "Port the server listens on (serve --port).", 1, 65535),
+    Setting("tls.enabled", "bool", True, "Serve HTTPS; false for running behind a "
+            "TLS-terminating proxy (serve --no-tls)."),
+    Setting("tls.cert", "path", None, "Certificate (PEM) to serve; unset: a self-signed one "
+            "made in <data>/tls (serve --tls-cert)."),
+    Setting("tls.key", "path", None, "Private key (PEM) of tls.cert (serve --tls-key)."),
+)}
+
+
+def parse(setting: Setting, text: str) -> Any:
+    """A setting's value from how an administrator types it; a clear error otherwise."""
+    value = text.strip()
+    if setting.type == "bool":
+        if value.lower() in TRUE:
+            return True
+        if value.lower() in FALSE:
+            return False
+        raise InvalidArgument(f"{setting.key} is true or false, not {text!r}")
+    if setting.type == "int":
+        try:
+            number = int(value)
+        except ValueError:
+            raise InvalidArgument(f"{setting.key} is a whole number, not {text!r}") from None
+        if (setting.low is not None and number < setting.low) or (
+                setting.high is not None and number > setting.high):
+            raise InvalidArgument(f"{setting.key} must be between {setting.low} and "
+                                  f"{setting.high}, not {number}")
+        return number
+    if not value:
+        raise InvalidArgument(f"{setting.key} must not be empty (to go back to the default: "
+                              f"`mailkeep settings unset {setting.key}`)")
+    if setting.type == "path":
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            raise InvalidArgument(f"{setting.key} must be an absolute path, not {text!r}")
+        return str(path)
+    return value
+
+
+class Settings:
+    def __init__(self, master: Master) -> None:
+        self.master = master
+        master.conn.execute(SCHEMA)
+
+    @staticmethod
+    def declared(key: str) -> Setting:
+        setting = DECLARED.get(key)
+        if setting is None:
+            raise NotFound(f"no setting {key!r} (known: {', '.join(sorted(DECLARED))})")
+        return setting
+
+    def get(self, key: str) -> Any:
+        setting = self.declared(key)
+        row = self.master.conn.execute("SELECT value FROM settings WHERE key = ?",
+                                       (key,)).fetchone()
+        return setting.default if row is None else json.loads(row[0])
+
+    def is_set(self, key: str) -> bool:
+        self.declared(key)
+        return self.master.conn.execute("SELECT 1 FROM settings WHERE key = ?",
+                                        (key,)).fetchone() is not None
+
+    def set(self, key: str, text: str, actor: str) -> Any:
+        value = parse(self.declared(key), text)
+        self.master.conn.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)",
+                                 (key, json.dumps(value)))
+        self.master.audit(actor, "settings.set", key=key, value=value)
+        return value
+
+    def unset(self, key: str, actor: str) -> None:
+        self.declared(key)
+        self.master.conn.execute("DELETE FROM settings WHERE key = ?", (key,))
+        self.master.audit(actor, "settings.unset", key=key)
+
+    def all(self) -> list[dict[str, Any]]:
+        return [{"key": s.key, "value": self.get(s.key), "default": s.default,
+                 "set": self.is_set(s.key), "type": s.type, "description": s.description}
+                for s in sorted(DECLARED.values(), key=lambda s: s.key)]

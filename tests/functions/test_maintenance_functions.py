@@ -290,3 +290,29 @@ def test_create_backup_refuses_bad_targets(api: TestClient, data: Path, tmp_path
     final, _ = run(api, "CreateBackup", path=str(target), excludeSearchIndexes="false")
     assert final["statusCode"] == "failed" and "not found" in final["error"]["message"]
     assert not target.exists()
+
+
+def test_set_store_properties_follows_a_moved_store(api: TestClient, data: Path,
+                                                    tmp_path: Path) -> None:
+    moved = tmp_path / "elsewhere" / "Default"
+    body = invoke(api, "SetStoreProperties", id="1", databasePath=str(moved))
+    assert body["statusCode"] == "failed" and "not a mailkeep store" in body["error"]["message"]
+    assert invoke(api, "CreateStore", name="Other")["statusCode"] == "succeeded"
+    other = data / "stores" / "Other"
+    body = invoke(api, "SetStoreProperties", id="1", databasePath=str(other))
+    assert "holds another store" in body["error"]["message"]
+    moved.parent.mkdir()
+    (data / "stores" / "Default").rename(moved)
+    stores = invoke(api, "GetStores", includeSize="true")["result"]
+    assert "not found" in stores[0]["error"]
+    body = invoke(api, "SetStoreProperties", id="1", databasePath="relative/Default")
+    assert "absolute path" in body["error"]["message"]
+    body = invoke(api, "SetStoreProperties", id="1", databasePath=str(moved),
+                  serverName="db1")
+    assert "database-server" in body["error"]["message"]
+    body = invoke(api, "SetStoreProperties", id="1", databasePath=str(moved))
+    assert body["statusCode"] == "succeeded", body
+    assert body["result"]["databasePath"] == str(moved.resolve())
+    stores = invoke(api, "GetStores", includeSize="true")["result"]
+    assert stores[0]["error"] is None and stores[0]["statisticsCount"] == 40
+    assert count(data, "word7") == 1

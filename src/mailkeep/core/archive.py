@@ -145,6 +145,27 @@ class Archive:
                           path=str(rec.path))
         return rec
 
+    def relocate_store(self, ref: str | int, path: Path) -> StoreRecord:
+        """Point a store at the directory its files were moved to (the same store: its
+        manifest's id must match); nothing is copied or moved."""
+        rec = self.find_store(ref)
+        target = path.expanduser().resolve()
+        if target == rec.path.resolve():
+            return rec
+        manifest = read_manifest(target)
+        if manifest["id"] != rec.uuid:
+            raise Conflict(f"{target} holds another store ({manifest['name']!r}), not "
+                           f"{rec.name!r}")
+        if (rec.path / "store.json").exists():
+            raise Conflict(f"store {rec.name!r} is still at {rec.path}: move its directory "
+                           "first (with the server not writing it), then point it there")
+        self._close_store(rec.id)
+        Store.open(target, self.master_key(), write=True).close()  # checks key and catalog
+        self.master.move_store(rec.id, target)
+        self.master.audit(self.actor, "store.move", id=rec.id, old=str(rec.path),
+                          new=str(target))
+        return self.find_store(rec.id)
+
     def rename_store(self, ref: str | int, name: str) -> StoreRecord:
         rec = self.find_store(ref)
         if name == rec.name:

@@ -74,6 +74,9 @@ class Master:
     def remove_store(self, store_id: int) -> None:
         self.conn.execute("DELETE FROM stores WHERE id = ?", (store_id,))
 
+    def move_store(self, store_id: int, path: Path) -> None:
+        self.conn.execute("UPDATE stores SET path = ? WHERE id = ?", (str(path), store_id))
+
     def rename_store(self, store_id: int, name: str) -> None:
         self.conn.execute("UPDATE stores SET name = ? WHERE id = ?", (name, store_id))
 

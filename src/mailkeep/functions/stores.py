@@ -108,6 +108,27 @@ def attach_store(call: Call) -> dict[str, Any]:
     return store_info(call.archive, rec, include_size=True)
 
 
+@function("SetStoreProperties", "Point a store at the directory its files were moved to "
+          "(databasePath, an absolute path): move the store's directory first, then call "
+          "this; the directory must hold the same store (its manifest id is checked) and the "
+          "old place must no longer hold it. Nothing is copied. Only FileSystemInternal "
+          "stores exist in mailkeep, so the database-server arguments must stay empty.",
+          '{"id": int, "name": str, ...} (the store, as in GetStores)', ID, *DATABASE_ARGS)
+def set_store_properties(call: Call) -> dict[str, Any]:
+    _directory_store_only(call)
+    rec = _store_id(call)
+    for name in ("contentPath", "indexPath"):
+        if call.arg(name):
+            raise InvalidArgument(f"API argument {name} does not apply: a mailkeep store keeps "
+                                  "its content and index in its own directory.")
+    path = call.arg("databasePath")
+    if path:
+        if not Path(path).is_absolute():
+            raise InvalidArgument(f"databasePath {path!r} must be an absolute path.")
+        rec = call.archive.relocate_store(rec.id, Path(path))
+    return store_info(call.archive, rec, include_size=False)
+
+
 @function("DetachStore", "Detach a store; its directory stays as it is.", "null", ID)
 def detach_store(call: Call) -> None:
     call.archive.detach_store(_store_id(call).id)

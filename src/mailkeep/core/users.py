@@ -566,6 +566,17 @@ class Users:
         generation: int = row[0]
         return generation
 
+    def effective_role(self, user_name: str) -> str | None:
+        """The management-console role: the account's role, or administrator for an account
+        with the admin privilege; None for an unknown account or one without a role."""
+        with self._lock:
+            row = self._find(self.master.conn, user_name)
+        if row is None:
+            return None
+        if row.role is not None:
+            return row.role
+        return "administrator" if "admin" in row.privileges else None
+
     def is_administrator(self, user_name: str) -> bool:
         """Privilege `admin` or role `administrator` (False for unknown accounts)."""
         with self._lock:

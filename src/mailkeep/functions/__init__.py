@@ -1,6 +1,14 @@
 """The function catalog. Importing this package registers the built-in functions."""
 
-from . import folders, maintenance, server, status, stores, users  # noqa: F401  (registration)
+from . import (  # noqa: F401  (registration)
+    folders,
+    maintenance,
+    notification,
+    server,
+    status,
+    stores,
+    users,
+)
 from .registry import REGISTRY, Arg, Function, function, parse_args
 
 __all__ = ["REGISTRY", "Arg", "Function", "function", "parse_args"]

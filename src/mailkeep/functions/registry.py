@@ -35,6 +35,21 @@ class Arg:
     secret: bool = False  # never echoed in errors, logs or the audit log
 
 
+ROLES = ("administrator", "developer", "operator")
+ALL_ROLES = ROLES
+
+
+@dataclass(frozen=True)
+class McRoute:
+    """Where a function is reached in the management-console API (`/mcapi/<path>`) too."""
+
+    path: str  # e.g. "mail/configuration/get"
+    method: str = "POST"
+    body: str | None = None  # the arguments arrive inside this key of the JSON body
+    result: str | None = None  # data holds the result under this key; None: data is the
+    # result itself ({} for null); "": data is always {}
+
+
 @dataclass(frozen=True)
 class Function:
     name: str
@@ -45,6 +60,8 @@ class Function:
     role: str = "administrator"
     long_running: bool = False
     changes: bool = True  # writes to the archive or settings (audited)
+    mcapi: McRoute | None = None
+    roles: tuple[str, ...] = ("administrator",)  # management-console roles that may call it
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -95,13 +112,14 @@ PROTOCOL_ENDPOINTS: list[dict[str, Any]] = [
 
 
 def function(name: str, description: str, result: str, *args: Arg, role: str = "administrator",
-             long_running: bool = False, changes: bool = True,
+             long_running: bool = False, changes: bool = True, mcapi: McRoute | None = None,
+             roles: tuple[str, ...] = ("administrator",),
              registry: Registry = REGISTRY) -> Callable[[Callable[[Any], Any]], Function]:
     """Declare a function; built-ins register through this like any extension would."""
 
     def wrap(run: Callable[[Any], Any]) -> Function:
         return registry.add(Function(name, description, result, run, tuple(args), role,
-                                     long_running, changes))
+                                     long_running, changes, mcapi, roles))
 
     return wrap
 
@@ -144,8 +162,11 @@ def _convert(arg: Arg, raw: str) -> Any:
     return raw
 
 
-def parse_args(fn: Function, form: Mapping[str, str]) -> dict[str, Any]:
-    """Typed arguments from form fields, checked against the declaration."""
+def parse_args(fn: Function, form: Mapping[str, str],
+               native: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Typed arguments from form fields (and values already typed, from a JSON body),
+    checked against the declaration."""
+    native = native or {}
     known = {a.name: a for a in fn.args}
     lower = {a.name.lower(): a for a in fn.args}
     given: dict[str, str] = {}
@@ -159,10 +180,44 @@ def parse_args(fn: Function, form: Mapping[str, str]) -> dict[str, Any]:
         raw = given.get(arg.name)
         # An empty value of an optional argument means "not given" (the original errors there;
         # its users complain). A required one must be given.
-        if raw is None or (arg.nullable and raw.strip() == ""):
+        if arg.name in native:
+            out[arg.name] = native[arg.name]
+            continue
+        if raw is None:  # absent: left out, so that a partial update can tell it from null
             if not arg.nullable:
                 raise ApiArgumentError(f"Missing API argument {arg.name}.")
+            continue
+        if arg.nullable and raw.strip() == "":
             out[arg.name] = None
             continue
         out[arg.name] = _convert(arg, raw)
     return out
+
+
+def parse_json_args(fn: Function, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Typed arguments from a JSON object: JSON values of the declared type as they are,
+    strings converted as form fields are, null for a nullable argument."""
+    form: dict[str, str] = {}
+    native: dict[str, Any] = {}
+    known = {a.name.lower(): a for a in fn.args}
+    for key, value in body.items():
+        arg = known.get(str(key).lower())
+        if arg is None:
+            raise ApiArgumentError(f"Unknown API argument {key}.")
+        if value is None:
+            if not arg.nullable:
+                raise ApiArgumentError(f"API argument {arg.name} must not be null.")
+            native[arg.name] = None
+        elif isinstance(value, str):
+            form[arg.name] = value
+        elif arg.type == "json" or (arg.type == "bool" and isinstance(value, bool)) or (
+                arg.type == "number" and isinstance(value, int | float)
+                and not isinstance(value, bool)):
+            native[arg.name] = value
+        elif arg.is_list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            native[arg.name] = [v.strip() for v in value if v.strip()]
+        else:
+            expected = {"number": "a number", "bool": "true or false"}.get(arg.type, "a string")
+            raise ApiArgumentError(f"Invalid value for API argument {arg.name}: {expected} is "
+                                   "expected.")
+    return parse_args(fn, form, native)

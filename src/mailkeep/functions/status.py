@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import __version__
 from ..core.errors import MailkeepError
+from ..core.sessions import Sessions
 from .call import Call
 from .registry import function
 
@@ -111,8 +112,16 @@ def get_time_zones(call: Call) -> list[dict[str, str]]:
     return out
 
 
-@function("GetActiveSessions", "The users' active sessions. mailkeep keeps no sessions yet "
-          "(they arrive with the management console), so this is always an empty list.",
-          "[] (always empty for now)", changes=False)
+SESSION_SHAPE = ('[{"userName": str, "role": str, "address": str, "kind": "mcapi", '
+                 '"loggedInAt": str, "lastActivity": str, "expiresAt": str}]')
+
+
+@function("GetActiveSessions", "The live management-console sessions, oldest first: who, with "
+          "which role, from which address, when they logged in, when they were last active "
+          "(to within 15 seconds) and when the session expires if idle. Session ids are "
+          "never shown.", SESSION_SHAPE, changes=False)
 def get_active_sessions(call: Call) -> list[dict[str, Any]]:
-    return []
+    return [{"userName": s.user_name, "role": s.role, "address": s.address, "kind": "mcapi",
+             "loggedInAt": _utc(s.created_at), "lastActivity": _utc(s.last_seen),
+             "expiresAt": _utc(s.expires_at)}
+            for s in Sessions(call.archive.master).active()]

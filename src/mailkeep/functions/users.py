@@ -172,3 +172,12 @@ def set_user_distinguished_name(call: Call) -> None:
 def set_user_pop3_user_names(call: Call) -> None:
     _users(call).set_pop3_user_names(call.arg("userName"), call.arg("pop3UserNames"),
                                      actor=_actor(call))
+
+
+@function("SetUserRole", "Set a user's management-console role: administrator (everything), "
+          "developer or operator (read the notification settings and connections), or empty "
+          "for none (the account cannot log in to the console; an account with the admin "
+          "privilege counts as administrator). The last administrator keeps its role.", "null",
+          USER, Arg("role", "string", True, "administrator, developer, operator, or empty."))
+def set_user_role(call: Call) -> None:
+    _users(call).set_role(call.arg("userName"), call.arg("role"), actor=_actor(call))

@@ -117,10 +117,13 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: str(v) for k, v in form.multi_items()}
 
 
-def _runner(state: ApiState, fn: Function, args: dict[str, Any]) -> Callable[[Context], Any]:
+def runner(state: ApiState, fn: Function, args: dict[str, Any], via: str = "api"
+           ) -> Callable[[Context], Any]:
+    """What the engine runs for one call of fn: the archive opened in the worker, the change
+    audited as `<via>:<user>`."""
     def open_archive(user: str) -> Archive:
         archive = Archive(state.data_dir)
-        archive.actor = f"api:{user}"
+        archive.actor = f"{via}:{user}"
         return archive
 
     def run(ctx: Context) -> Any:
@@ -163,7 +166,7 @@ async def invoke(state: ApiState, request: Request, user: str) -> Response:
     if fn is None:
         return failure(f"Unknown API function {name}.", "unknown_function")
     args = parse_args(fn, await _form(request))
-    return envelope(await state.engine.invoke(fn.name, _runner(state, fn, args), user))
+    return envelope(await state.engine.invoke(fn.name, runner(state, fn, args), user))
 
 
 def _number(form: dict[str, str], name: str, default: int | None) -> int | None:

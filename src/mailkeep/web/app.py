@@ -16,6 +16,7 @@ from ..core.users import Users
 from ..functions import REGISTRY
 from ..jobs.engine import Engine, FinishedRecord
 from ..jobs.history import ProcessHistory
+from . import mcapi
 from .admin_api import ApiState, FastRoutes, routes
 
 
@@ -57,5 +58,5 @@ def create_app(data_dir: Path, *, api_enabled: bool, engine: Engine | None = Non
             await engine.stop()
             history.close()
 
-    return CollapseSlashes(FastRoutes(state, Starlette(routes=routes(state),
+    return CollapseSlashes(FastRoutes(state, Starlette(routes=routes(state) + mcapi.routes(state),
                                                       lifespan=lifespan)))

@@ -1,0 +1,359 @@
+"""The error-notification mail's configuration: where to send it and how.
+
+It lives in `conf/notification.json` of the data directory, written atomically (temp file,
+fsync, rename), so a crash leaves the old file or the new one, never half of one. The password
+(or OAuth2 token) is sealed with AES-256-GCM under a key derived from the data directory's
+master key; it is never returned, logged or written in clear.
+
+The fields are those of the management console's mail/configuration (see docs/notification.md):
+which of them a configuration shows depends on how it authenticates: through a named connection
+(`connection`), "POP before SMTP", "SMTP" (AUTH), or "None". A change names only the fields it
+changes; the rest stay. Every change is validated as a whole before anything is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ..core.crypto import load_master_key
+from ..core.errors import InvalidArgument, MailkeepError
+from .compose import ENCODINGS, check_encodable
+
+FILE = "notification.json"
+FORMAT = 1
+AUTH_TYPES = ("SMTP", "POP before SMTP", "None")
+SMTP_MECHANISMS = ("plain", "login", "cram-md5", "xoauth2")
+
+
+class ConfigReadError(MailkeepError):
+    code = "config_read"
+    mcapi_code = 5001
+
+
+class ConfigWriteError(MailkeepError):
+    code = "config_write"
+    mcapi_code = 5002
+
+
+class ConfigParseError(MailkeepError):
+    code = "config_parse"
+    mcapi_code = 5003
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # "str" | "int" | "bool" | "host" | "address" | "addresses" | "path" | choice
+    default: Any
+    low: int = 0
+    high: int = 0
+    choices: tuple[str, ...] = ()
+    description: str = ""
+
+
+FIELDS: dict[str, Field] = {f.name: f for f in (
+    Field("connection", "str", None, description="A named SMTP connection "
+          "(/mcapi/connection) to send through; setting it chooses connection mode."),
+    Field("serverName", "host", None, description="SMTP server host name or address."),
+    Field("useSmtpOverSsl", "bool", False, description="Implicit TLS (usually port 465)."),
+    Field("useStartTls", "bool", False, description="STARTTLS on a plain connection (usually "
+          "587 or 25). Not together with useSmtpOverSsl."),
+    Field("port", "int", 25, 1, 65535, description="SMTP port."),
+    Field("fromMailAddress", "address", None, description="Sender address."),
+    Field("toMailAddress", "addresses", None, description="Recipient address(es), comma "
+          "separated."),
+    Field("mailSubject", "str", "mailkeep notification", 0, 200,
+          description="Subject of the notification mail (must fit the encoding)."),
+    Field("encoding", "choice", "utf-8", choices=ENCODINGS, description="Charset of the mail."),
+    Field("timeOut", "int", 60, 1, 3600, description="Seconds every network step may take."),
+    Field("authenticationType", "choice", "None", choices=AUTH_TYPES,
+          description="SMTP (AUTH), POP before SMTP, or None."),
+    Field("userName", "str", None, 0, 256, description="SMTP or POP3 user name."),
+    Field("smtpAuthenticationType", "choice", "plain", choices=SMTP_MECHANISMS,
+          description="SMTP AUTH mechanism: plain, login, cram-md5 or xoauth2 (the password "
+          "is then the OAuth2 access token)."),
+    Field("pop3ServerName", "host", None, description="POP3 server for POP before SMTP."),
+    Field("usePopOverSsl", "bool", False, description="POP3 over implicit TLS (usually 995)."),
+    Field("userStartTlsForPop", "bool", False, description="STLS on a plain POP3 connection. "
+          "Not together with usePopOverSsl."),
+    Field("pop3Port", "int", 110, 1, 65535, description="POP3 port."),
+    Field("useApop", "bool", False, description="APOP login instead of USER/PASS."),
+    Field("pop3Interval", "int", 0, 0, 86400, description="Seconds a POP login is reused "
+          "before logging in again; 0: before every mail."),
+    Field("verifyCertificate", "bool", True, description="Check the servers' TLS "
+          "certificates (switch off for testing only)."),
+    Field("caFile", "path", None, description="PEM file of a private CA to trust."),
+)}
+SECRET = "password"
+
+COMMON = ("fromMailAddress", "toMailAddress", "mailSubject", "encoding")
+SMTP_SHAPE = ("serverName", "useSmtpOverSsl", "useStartTls", "port", *COMMON, "timeOut",
+              "authenticationType")
+SHAPES = {
+    "connection": ("connection", *COMMON),
+    "POP before SMTP": (*SMTP_SHAPE, "pop3ServerName", "usePopOverSsl", "userStartTlsForPop",
+                        "pop3Port", "useApop", "pop3Interval", "userName"),
+    "SMTP": (*SMTP_SHAPE, "userName", "smtpAuthenticationType"),
+    "None": SMTP_SHAPE,
+}
+EXTRA = ("verifyCertificate", "caFile")  # mailkeep's own, shown in every shape but connection
+HOST_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)"
+                     r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$|^\[?[0-9A-Fa-f:.]+\]?$")
+ADDRESS_RE = re.compile(r"^[^@\s<>,;\"\x00-\x1f\x7f]+@[^@\s<>,;\"\x00-\x1f\x7f]+$")
+
+
+def bad(message: str) -> InvalidArgument:
+    return InvalidArgument(message)
+
+
+def _addresses(name: str, value: str) -> str:
+    if any(c in value for c in "\r\n\x00"):
+        raise bad(f"{name} must not contain line breaks")
+    found = [addr for _n, addr in getaddresses([value])]
+    if not found or any(not ADDRESS_RE.match(a) for a in found):
+        raise bad(f"{name} {value!r} is not a mail address (name@example.org)")
+    return ", ".join(found)
+
+
+def check_value(field: Field, value: Any) -> Any:
+    """A field's value as stored, or InvalidArgument saying what is wrong with it."""
+    name = field.name
+    if value is None:
+        if field.type in ("bool", "int", "choice"):
+            raise bad(f"{name} cannot be null")
+        return None
+    if field.type == "bool":
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if not isinstance(value, bool):
+            raise bad(f"{name} must be true or false, not {json.dumps(value)}")
+        return value
+    if field.type == "int":
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(f"{name} must be a whole number, not {json.dumps(value)}")
+        if not field.low <= value <= field.high:
+            raise bad(f"{name} must be between {field.low} and {field.high}, not {value}")
+        return value
+    if not isinstance(value, str):
+        raise bad(f"{name} must be a string, not {json.dumps(value)}")
+    if field.type == "choice":
+        by_lower = {c.lower(): c for c in field.choices}
+        if value.strip().lower() not in by_lower:
+            raise bad(f"{name} must be one of {', '.join(field.choices)}, not {value!r}")
+        return by_lower[value.strip().lower()]
+    text = value.strip()
+    if text == "" and field.type != "str":
+        return None
+    if field.type == "host":
+        if not HOST_RE.match(text):
+            raise bad(f"{name} {value!r} is not a host name or address")
+        return text
+    if field.type == "address":
+        if "," in text or not ADDRESS_RE.match(_addresses(name, text)):
+            raise bad(f"{name} {value!r} is not one mail address (name@example.org)")
+        return _addresses(name, text)
+    if field.type == "addresses":
+        return _addresses(name, text)
+    if field.type == "path":
+        if not Path(text).is_absolute():
+            raise bad(f"{name} must be an absolute path, not {value!r}")
+        if not Path(text).is_file():
+            raise bad(f"{name} {text} is not a readable file")
+        return text
+    if any(c in value for c in "\r\n\x00") or len(value) > (field.high or 1024):
+        raise bad(f"{name} must be one line of at most {field.high or 1024} characters")
+    return value
+
+
+def _mode(conf: dict[str, Any]) -> str:
+    return "connection" if conf.get("connection") else str(conf["authenticationType"])
+
+
+def validate(conf: dict[str, Any], has_password: bool, connections: set[str] | None) -> None:
+    """What a configuration as a whole must satisfy to be saved."""
+    mode = _mode(conf)
+    if conf["useSmtpOverSsl"] and conf["useStartTls"]:
+        raise bad("useSmtpOverSsl (implicit TLS, usually port 465) and useStartTls "
+                  "(STARTTLS, usually port 587 or 25) cannot both be true: a connection uses "
+                  "one or the other; set the one your server speaks on this port")
+    if conf["usePopOverSsl"] and conf["userStartTlsForPop"]:
+        raise bad("usePopOverSsl (implicit TLS, usually port 995) and userStartTlsForPop (STLS, "
+                  "usually port 110) cannot both be true")
+    try:
+        check_encodable(conf["mailSubject"], conf["encoding"])
+    except ValueError as exc:
+        raise bad(f"mailSubject cannot be sent as {conf['encoding']}: {exc}") from None
+    needed = ["fromMailAddress", "toMailAddress"]
+    if mode == "connection":
+        if connections is not None and conf["connection"] not in connections:
+            raise bad(f"connection {conf['connection']!r} is not a named SMTP connection "
+                      "(see /mcapi/connection/list)")
+    else:
+        needed.append("serverName")
+    if mode in ("SMTP", "POP before SMTP"):
+        needed.append("userName")
+    if mode == "POP before SMTP":
+        needed.append("pop3ServerName")
+    missing = [n for n in needed if not conf.get(n)]
+    if missing:
+        raise bad(f"{', '.join(missing)} must be set for "
+                  + ("a named connection" if mode == "connection"
+                     else f"authenticationType {mode!r}"))
+    if mode in ("SMTP", "POP before SMTP") and not has_password:
+        raise bad(f"password must be set when authenticationType is {mode!r}")
+
+
+def _key(data_dir: Path) -> bytes:
+    try:
+        master = load_master_key(data_dir, create=True)
+    except OSError as exc:
+        raise ConfigWriteError(f"the master key (conf/master.key) that seals the password "
+                               f"could not be created: {exc.strerror or exc}") from None
+    assert master is not None
+    return HKDF(hashes.SHA256(), 32, None, b"mailkeep notification secrets").derive(master)
+
+
+def seal(data_dir: Path, secret: str, what: str) -> str:
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(_key(data_dir)).encrypt(nonce, secret.encode(), what.encode())
+    return base64.b64encode(nonce + sealed).decode()
+
+
+def unseal(data_dir: Path, sealed: str, what: str) -> str:
+    try:
+        raw = base64.b64decode(sealed, validate=True)
+        return AESGCM(_key(data_dir)).decrypt(raw[:12], raw[12:], what.encode()).decode()
+    except (ValueError, InvalidTag) as exc:
+        raise ConfigParseError(f"the stored {what} cannot be decrypted with this data "
+                               f"directory's master key ({type(exc).__name__})") from None
+
+
+def write_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Temp file, fsync, rename, fsync the directory: the old file or the new, never half."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, ensure_ascii=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigWriteError(f"{path.name} could not be written: {exc.strerror or exc}"
+                               ) from None
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The file's JSON object, None if there is no file; 5001 unreadable, 5003 not parsable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigReadError(f"{path.name} could not be read: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigParseError(f"{path.name} is not valid JSON (line {exc.lineno}, column "
+                               f"{exc.colno}: {exc.msg})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ConfigParseError(f"{path.name} is not a format-{FORMAT} mailkeep settings file")
+    return data
+
+
+class NotificationConfig:
+    """conf/notification.json of a data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.path = data_dir / "conf" / FILE
+
+    def _load(self) -> tuple[dict[str, Any], str | None]:
+        data = read_json(self.path)
+        conf = {name: f.default for name, f in FIELDS.items()}
+        if data is None:
+            return conf, None
+        stored = data.get("configuration")
+        if not isinstance(stored, dict):
+            raise ConfigParseError(f"{self.path.name} has no configuration object")
+        for name, value in stored.items():
+            field = FIELDS.get(name)
+            if field is None:
+                raise ConfigParseError(f"{self.path.name} has an unknown field {name!r}")
+            try:
+                conf[name] = check_value(field, value) if field.type != "path" else value
+            except InvalidArgument as exc:
+                raise ConfigParseError(f"{self.path.name}: {exc.message}") from None
+        sealed = data.get("password")
+        if sealed is not None and not isinstance(sealed, str):
+            raise ConfigParseError(f"{self.path.name} has a malformed password entry")
+        return conf, sealed
+
+    def get(self) -> dict[str, Any]:
+        """The configuration in the shape of its authentication type, without the password."""
+        conf, _sealed = self._load()
+        mode = _mode(conf)
+        names = SHAPES[mode] + (() if mode == "connection" else EXTRA)
+        return {name: conf[name] for name in names}
+
+    def full(self) -> tuple[dict[str, Any], str | None]:
+        """Every field, and the password in clear (for sending only; never shown)."""
+        conf, sealed = self._load()
+        return conf, (unseal(self.data_dir, sealed, "password") if sealed else None)
+
+    def set(self, changes: dict[str, Any], connections: set[str] | None = None) -> list[str]:
+        """Apply a partial change (absent fields stay, the password stays unless given);
+        everything is checked before the file is written. Returns the fields changed."""
+        conf, sealed = self._load()
+        before = dict(conf)
+        password = changes.get(SECRET)
+        unknown = [n for n in changes if n not in FIELDS and n != SECRET]
+        if unknown:
+            raise bad(f"unknown field {unknown[0]!r} (known: {', '.join(FIELDS)}, password)")
+        for name, value in changes.items():
+            if name != SECRET:
+                conf[name] = check_value(FIELDS[name], value)
+        if "connection" in changes and "authenticationType" in changes and conf["connection"]:
+            raise bad("give either connection (send through a named connection) or "
+                      "authenticationType, not both")
+        if "authenticationType" in changes:
+            conf["connection"] = None
+        if password is not None:
+            if not isinstance(password, str) or any(c in password for c in "\r\n\x00"):
+                raise bad("password must be a string of one line")
+        elif sealed is not None and any(
+                conf[n] != before[n] for n in ("serverName", "pop3ServerName")
+                if before[n] is not None):
+            # Write-only is only worth something if it cannot be redirected to another host.
+            raise bad("give the password again when serverName or pop3ServerName changes "
+                      "(the stored one is never sent to another server)")
+        validate(conf, bool(password) or sealed is not None, connections)
+        if password is not None:
+            sealed = seal(self.data_dir, password, "password") if password else None
+        write_atomic(self.path, {"format": FORMAT, "configuration": conf, "password": sealed})
+        changed = [n for n in FIELDS if conf[n] != before[n]]
+        return changed + ([SECRET] if password is not None else [])

@@ -1,0 +1,173 @@
+"""Named SMTP and POP3 connections (`conf/connections.json`), which the notification mail can
+send through by name. Same file discipline as notification.json: atomic writes, sealed
+passwords, 5001/5002/5003 when the file cannot be read, written or parsed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import Conflict, InvalidArgument, NotFound
+from .config import (
+    FORMAT,
+    ConfigParseError,
+    Field,
+    check_value,
+    read_json,
+    seal,
+    unseal,
+    write_atomic,
+)
+
+FILE = "connections.json"
+KINDS = ("smtp", "pop3")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+FIELDS: dict[str, Field] = {f.name: f for f in (
+    Field("serverName", "host", None, description="Host name or address."),
+    Field("port", "int", None, 1, 65535, description="Port (default 25 for smtp, 110 for pop3)."),
+    Field("security", "choice", "none", choices=("none", "implicit", "starttls"),
+          description="none, implicit (TLS from the first byte: 465, 995) or starttls "
+          "(STARTTLS / STLS on a plain connection)."),
+    Field("verifyCertificate", "bool", True, description="Check the server's certificate."),
+    Field("caFile", "path", None, description="PEM file of a private CA to trust."),
+    Field("timeOut", "int", 60, 1, 3600, description="Seconds every network step may take."),
+    Field("authentication", "choice", "none",
+          choices=("none", "plain", "login", "cram-md5", "xoauth2", "user", "apop"),
+          description="smtp: none, plain, login, cram-md5, xoauth2; pop3: user (USER/PASS) "
+          "or apop."),
+    Field("userName", "str", None, 0, 256, description="User name."),
+    Field("popBeforeSmtp", "str", None, description="smtp only: the pop3 connection to log in "
+          "to before sending (POP before SMTP)."),
+    Field("pop3Interval", "int", 0, 0, 86400, description="smtp only: seconds a POP login is "
+          "reused; 0: before every mail."),
+)}
+SMTP_AUTH = ("none", "plain", "login", "cram-md5", "xoauth2")
+POP_AUTH = ("user", "apop")
+
+
+class Connections:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.path = data_dir / "conf" / FILE
+
+    def _load(self) -> list[dict[str, Any]]:
+        data = read_json(self.path)
+        if data is None:
+            return []
+        items = data.get("connections")
+        if not isinstance(items, list) or not all(
+                isinstance(c, dict) and isinstance(c.get("name"), str)
+                and c.get("type") in KINDS for c in items):
+            raise ConfigParseError(f"{FILE} has no valid list of connections")
+        return items
+
+    def _save(self, items: list[dict[str, Any]]) -> None:
+        write_atomic(self.path, {"format": FORMAT, "connections": items})
+
+    @staticmethod
+    def _shown(item: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in item.items() if k != "password"}
+        out["hasPassword"] = bool(item.get("password"))
+        return out
+
+    def all(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return [self._shown(c) for c in self._load() if kind in (None, c["type"])]
+
+    def _find(self, items: list[dict[str, Any]], name: str) -> dict[str, Any]:
+        for item in items:
+            if item["name"].lower() == name.lower():
+                return item
+        raise NotFound(f"no connection named {name!r} (see /mcapi/connection/list)")
+
+    def show(self, name: str) -> dict[str, Any]:
+        return self._shown(self._find(self._load(), name))
+
+    def secret(self, name: str) -> tuple[dict[str, Any], str | None]:
+        """A connection with its password in clear (for sending only)."""
+        item = self._find(self._load(), name)
+        sealed = item.get("password")
+        return item, unseal(self.data_dir, sealed, f"password of {item['name']}") if sealed \
+            else None
+
+    def create(self, name: str, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        if not NAME_RE.match(name or ""):
+            raise InvalidArgument(f"connection name {name!r} must be 1-64 letters, digits, "
+                                  "'.', '_' or '-', starting with a letter or digit")
+        if kind not in KINDS:
+            raise InvalidArgument(f"type must be smtp or pop3, not {kind!r}")
+        items = self._load()
+        if any(c["name"].lower() == name.lower() for c in items):
+            raise Conflict(f"a connection named {name!r} already exists")
+        item: dict[str, Any] = {"name": name, "type": kind}
+        item.update({k: f.default for k, f in FIELDS.items()})
+        item["port"] = 25 if kind == "smtp" else 110
+        item["authentication"] = "none" if kind == "smtp" else "user"
+        self._apply(item, fields, items)
+        items.append(item)
+        self._save(items)
+        return self._shown(item)
+
+    def update(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        items = self._load()
+        item = self._find(items, name)
+        changed = dict(item)
+        self._apply(changed, fields, items)
+        items[items.index(item)] = changed
+        self._save(items)
+        return self._shown(changed)
+
+    def delete(self, name: str, in_use: str | None) -> None:
+        items = self._load()
+        item = self._find(items, name)
+        if in_use is not None and in_use.lower() == item["name"].lower():
+            raise Conflict(f"connection {item['name']!r} is used by the notification mail: "
+                           "choose another connection there first")
+        users = [c["name"] for c in items if c.get("popBeforeSmtp", "") and
+                 c["popBeforeSmtp"].lower() == item["name"].lower()]
+        if users:
+            raise Conflict(f"connection {item['name']!r} is the POP before SMTP login of "
+                           f"{', '.join(users)}")
+        items.remove(item)
+        self._save(items)
+
+    def _apply(self, item: dict[str, Any], fields: dict[str, Any],
+               items: list[dict[str, Any]]) -> None:
+        before = dict(item)
+        password = fields.get("password")
+        for key, value in fields.items():
+            if key == "password":
+                continue
+            field = FIELDS.get(key)
+            if field is None:
+                raise InvalidArgument(f"unknown field {key!r} (known: {', '.join(FIELDS)}, "
+                                      "password)")
+            item[key] = check_value(field, value)
+        kind = item["type"]
+        if not item.get("serverName"):
+            raise InvalidArgument("serverName must be set")
+        allowed = SMTP_AUTH if kind == "smtp" else POP_AUTH
+        if item["authentication"] not in allowed:
+            raise InvalidArgument(f"authentication of a {kind} connection is one of "
+                                  f"{', '.join(allowed)}, not {item['authentication']!r}")
+        if kind == "pop3" and item.get("popBeforeSmtp"):
+            raise InvalidArgument("popBeforeSmtp applies to smtp connections only")
+        if item.get("popBeforeSmtp"):
+            pop = [c for c in items if c["name"].lower() == item["popBeforeSmtp"].lower()
+                   and c["type"] == "pop3"]
+            if not pop:
+                raise InvalidArgument(f"popBeforeSmtp {item['popBeforeSmtp']!r} is not a pop3 "
+                                      "connection")
+        if password is not None:
+            if not isinstance(password, str) or any(c in password for c in "\r\n\x00"):
+                raise InvalidArgument("password must be a string of one line")
+            item["password"] = (seal(self.data_dir, password, f"password of {item['name']}")
+                                if password else None)
+        elif item.get("password") and before.get("serverName") not in (None,
+                                                                       item["serverName"]):
+            raise InvalidArgument("give the password again when serverName changes (the "
+                                  "stored one is never sent to another server)")
+        needs_user = item["authentication"] != "none"
+        if needs_user and not (item.get("userName") and item.get("password")):
+            raise InvalidArgument(f"authentication {item['authentication']!r} needs userName "
+                                  "and password")

@@ -1,0 +1,272 @@
+"""The management-console API, `/mcapi/<module>/<function>`: JSON in, one JSON envelope out.
+
+Success: HTTP 200 `{"result": {"status": "success", "data": {...}}}`. Every error, whatever
+the function: `{"result": {"status": "error", "code": <int>, "message": "<text>"}}` with the
+HTTP status of its code (ERRORS below, documented in docs/mcapi.md). Sessions come from
+`auth/login` and travel in `X-Fs-SessionId` (or `X-As-SessionId`). Every other route is a
+catalog function declared with an `mcapi` route: the same declaration, argument checks and
+process engine as the Administration API, so no operation is written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..core.errors import MailkeepError
+from ..core.master import Master
+from ..core.sessions import DEFAULT_TIMEOUT_MIN, MAX_TIMEOUT_MIN, Session, Sessions
+from ..functions import REGISTRY
+from ..functions.registry import Function, parse_json_args
+from ..jobs.process import RUNNING
+from .admin_api import ApiState, _is_loopback, runner
+
+log = logging.getLogger("mailkeep.mcapi")
+PREFIX = "/mcapi/"
+
+# code -> (HTTP status, what it means); the one table for the whole API.
+ERRORS: dict[int, tuple[int, str]] = {
+    1001: (400, "the request body is not valid JSON or form data"),
+    1002: (400, "an argument is missing, unknown or invalid"),
+    1003: (404, "no such function"),
+    1004: (404, "the named object does not exist"),
+    1005: (405, "the function is called with another HTTP method"),
+    1006: (409, "the change conflicts with the current state"),
+    2001: (401, "wrong user name or password"),
+    2002: (429, "too many failed logins: locked for a while"),
+    2003: (403, "the account may not log in to the management console"),
+    3001: (403, "not logged in (no, unknown or expired session)"),
+    3002: (403, "the session's role may not call this function"),
+    5000: (500, "the server could not complete the request"),
+    5001: (500, "the configuration file could not be read"),
+    5002: (500, "the configuration file could not be written"),
+    5003: (500, "the configuration file could not be parsed"),
+    5009: (500, "the test mail could not be sent"),
+}
+# Failed processes carry the class name of their error: which code that is.
+BY_ERROR = {"ApiArgumentError": 1002, "InvalidArgument": 1002, "NotFound": 1004,
+            "Conflict": 1006, "ConfigReadError": 5001, "ConfigWriteError": 5002,
+            "ConfigParseError": 5003, "SendFailed": 5009}
+HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class McError(Exception):
+    def __init__(self, code: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False).encode(), status,
+                    {**HEADERS, **(headers or {})},
+                    media_type="application/json; charset=utf-8")
+
+
+def success(data: Any) -> Response:
+    return _json(200, {"result": {"status": "success", "data": data}})
+
+
+def error(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return _json(ERRORS[code][0], {"result": {"status": "error", "code": code,
+                                              "message": message}}, headers)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    """The JSON object (or form fields) of a POST; {} for GET (query parameters)."""
+    if request.method == "GET":
+        return dict(request.query_params)
+    ctype = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    raw = await request.body()
+    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        try:
+            form = await request.form()
+        except Exception as exc:  # Starlette's parsers raise several kinds
+            raise McError(1001, f"The form could not be read: {exc}") from None
+        return {k: str(v) for k, v in form.multi_items()}
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise McError(1001, f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise McError(1001, "The request body must be a JSON object.")
+    return body
+
+
+def _unwrap(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """The arguments inside `key`: {key: {...}} or the source's
+    {"result": {"status": ..., "data": {key: {...}}}}; form fields are flat already."""
+    wrapped = set(body) == {"result"} and isinstance(body["result"], dict)
+    outer: Any = body["result"].get("data", {}) if wrapped else body
+    if isinstance(outer, dict) and key in outer:
+        inner = outer[key]
+        if not isinstance(inner, dict):
+            raise McError(1002, f"{key} must be a JSON object.")
+        return {str(k): v for k, v in inner.items()}
+    if not wrapped and "result" not in body:
+        return body  # flat fields (form data)
+    raise McError(1002, f"The request body has no {key} object.")
+
+
+class McApi:
+    def __init__(self, state: ApiState) -> None:
+        self.state = state
+        self.sessions = Sessions(Master(state.data_dir / "mailkeep.db"))  # its own connection
+        self.server_id = _server_id(state.data_dir)
+        self.routes: dict[str, Function] = {
+            fn.mcapi.path: fn for fn in REGISTRY if fn.mcapi is not None}
+
+    def session(self, request: Request) -> Session:
+        sid = (request.headers.get("x-fs-sessionid") or request.headers.get("x-as-sessionid")
+               or "")
+        session = self.sessions.get(sid) if sid else None
+        if session is None:
+            raise McError(3001, "Not logged in: log in with /mcapi/auth/login and send the "
+                          "sessionId in the X-Fs-SessionId header.")
+        role = self.state.users.effective_role(session.user_name)
+        if role is None:  # the account was deleted or lost its role meanwhile
+            self.sessions.close(sid)
+            raise McError(3001, "The session's account no longer exists or has no role: log "
+                          "in again.")
+        return session
+
+    async def login(self, request: Request) -> Response:
+        body = await _body(request)
+        user, password = body.get("userName"), body.get("password")
+        if not isinstance(user, str) or not user or not isinstance(password, str):
+            raise McError(1002, "userName and password are required.")
+        timeout = body.get("timeout", DEFAULT_TIMEOUT_MIN)
+        try:
+            minutes = int(timeout) if not isinstance(timeout, bool) else -1
+        except (TypeError, ValueError):
+            minutes = -1
+        if not 1 <= minutes <= MAX_TIMEOUT_MIN:
+            raise McError(1002, f"timeout must be a whole number of minutes from 1 to "
+                          f"{MAX_TIMEOUT_MIN}.")
+        address = request.client.host if request.client else ""
+        auth = self.state.authenticator
+        result = auth.check_cached(user, password, address)
+        if result is None:
+            result = await anyio.to_thread.run_sync(auth.check, user, password, address)
+        if not result.ok:
+            if result.reason == "locked-out":
+                wait = int(result.retry_after or 60)
+                raise McError(2002, f"Too many failed logins: try again in {wait} seconds.",
+                              {"Retry-After": str(wait)})
+            raise McError(2001, "Wrong user name or password.")
+        users = self.state.users
+        role = users.effective_role(user)
+        if role is None:
+            raise McError(2003, f"Account {user!r} has no management role (administrator, "
+                          "developer or operator).")
+        if users.has_initial_password(user) and not _is_loopback(address):
+            raise McError(2003, "The account still has its initial password: log in from "
+                          "this machine and change it first (mailkeep user password).")
+        name = users.get(user)["userName"]  # as stored, whatever case was typed
+        sid = await anyio.to_thread.run_sync(self.sessions.open, name, role, address, minutes)
+        data: dict[str, Any] = {"sessionId": sid, "serverName": socket.gethostname(),
+                                "serverId": self.server_id}
+        if _truthy(body.get("getRole")):
+            data["role"] = role
+        return success(data)
+
+    async def logout(self, request: Request) -> Response:
+        self.session(request)
+        sid = (request.headers.get("x-fs-sessionid") or request.headers.get("x-as-sessionid")
+               or "")
+        self.sessions.close(sid)
+        return success({})
+
+    async def call(self, request: Request, path: str) -> Response:
+        fn = self.routes.get(path)
+        if fn is None or fn.mcapi is None:
+            raise McError(1003, f"No function /mcapi/{path}.")
+        if request.method != fn.mcapi.method:
+            raise McError(1005, f"/mcapi/{path} is called with {fn.mcapi.method}.")
+        session = self.session(request)
+        if session.role not in fn.roles:
+            raise McError(3002, f"Role {session.role} may not call /mcapi/{path} (it needs "
+                          f"{' or '.join(fn.roles)}).")
+        body = await _body(request)
+        if fn.mcapi.body:
+            body = _unwrap(body, fn.mcapi.body)
+        try:
+            args = parse_json_args(fn, body)
+        except MailkeepError as exc:
+            raise McError(1002, exc.message) from None
+        engine = self.state.engine
+        snap = await engine.invoke(fn.name, runner(self.state, fn, args, "mcapi"),
+                                   session.user_name)
+        while snap.status_code == RUNNING and snap.token is not None:
+            snap = await engine.status(snap.token, session.user_name, snap.status_version,
+                                       60_000)
+        if snap.status_code != "succeeded":
+            message, details = snap.error or ("The function was cancelled.", "")
+            code = BY_ERROR.get(details.split(":")[0], 5000)
+            if code == 5000:
+                log.error("mcapi %s failed: %s (%s)", path, message, details)
+            return error(code, message)
+        route = fn.mcapi
+        result = snap.result
+        if route.result == "":
+            data: Any = {}
+        elif route.result:
+            data = {route.result: result}
+        else:
+            data = result if result is not None else {}
+        return success(data)
+
+    async def dispatch(self, request: Request) -> Response:
+        path = request.url.path[len(PREFIX):].strip("/")
+        try:
+            if path == "auth/login":
+                if request.method != "POST":
+                    raise McError(1005, "/mcapi/auth/login is called with POST.")
+                return await self.login(request)
+            if path == "auth/logout":
+                if request.method != "POST":
+                    raise McError(1005, "/mcapi/auth/logout is called with POST.")
+                return await self.logout(request)
+            return await self.call(request, path)
+        except McError as exc:
+            return error(exc.code, exc.message, exc.headers)
+        except MailkeepError as exc:
+            code = BY_ERROR.get(type(exc).__name__, 5000)
+            return error(code, exc.message)
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1"))
+
+
+def _server_id(data_dir: Path) -> str:
+    """A stable id of this server (its data directory), made once."""
+    path = data_dir / "conf" / "server-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        value = uuid.uuid4().hex.upper()
+        tmp = path.with_name("server-id.tmp")
+        tmp.write_text(value + "\n")
+        tmp.replace(path)
+        return path.read_text().strip()
+
+
+def routes(state: ApiState) -> list[Route]:
+    api = McApi(state)
+    # Every method reaches dispatch, so that a wrong one gets the envelope too (1005).
+    return [Route(PREFIX + "{path:path}", api.dispatch,
+                  methods=["GET", "POST", "PUT", "PATCH", "DELETE"])]

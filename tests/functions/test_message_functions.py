@@ -129,3 +129,31 @@ def test_delete_empty_folders(api: TestClient, data: Path) -> None:
             ] == ["alice/Inbox"]
     tree = {(o, p) for o, p, _n, _b in rebuilt_tree(data)}
     assert tree == {("alice", "Inbox"), ("bob", "Inbox")}
+
+
+def test_move_folder_across_stores(api: TestClient, data: Path, tmp_path: Path) -> None:
+    from mailkeep.core.ingest import Importer
+    ok(api, "CreateStore", name="Second")
+    ok(api, "SetStoreRequestedState", id="2", requestedState="current")
+    mail = tmp_path / "more"
+    (mail / "Sent").mkdir(parents=True)
+    (mail / "Sent" / "a.eml").write_bytes(b"Subject: sent later\r\n\r\nx\r\n")
+    (mail / "Extra").mkdir()
+    (mail / "Extra" / "b.eml").write_bytes(b"Subject: extra\r\n\r\ny\r\n")
+    with Archive(data) as archive:
+        Importer(archive, owner="alice", base_folder="Inbox/Sent", workers=1).run(
+            [mail / "Sent" / "a.eml"])
+        Importer(archive, owner="alice", base_folder="Extra", workers=1).run(
+            [mail / "Extra" / "b.eml"])
+    assert len(ok(api, "GetMessages", folder="alice/Inbox/Sent")) == 2  # one in each store
+    # The new place exists only in the other store: still taken.
+    assert "already exists" in failed(api, "MoveFolder", fromFolder="alice/Inbox/Lists",
+                                      toFolder="alice/Extra")
+    ok(api, "MoveFolder", fromFolder="alice/Inbox/Sent", toFolder="alice/Old")
+    assert sorted(m["id"][0] for m in ok(api, "GetMessages", folder="alice/Old")) == ["1", "2"]
+    # A disabled store that holds part of the folder: nothing moves anywhere.
+    ok(api, "SetStoreRequestedState", id="1", requestedState="disabled")
+    assert "disabled" in failed(api, "MoveFolder", fromFolder="alice/Old",
+                                toFolder="alice/Older")
+    ok(api, "SetStoreRequestedState", id="1", requestedState="normal")
+    assert len(ok(api, "GetMessages", folder="alice/Old")) == 2

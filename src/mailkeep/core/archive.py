@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import Hit, rebase, under
+from .catalog import Hit, under
 from .crypto import load_master_key
 from .errors import (
     Conflict,
@@ -338,10 +338,19 @@ class Archive:
         if owner == to_owner and under(to_path, path):
             raise InvalidArgument(f"cannot move {owner}/{path} into itself".rstrip("/"))
         holding: list[tuple[StoreRecord, list[str]]] = []
-        for rec, store in self.readable_stores():
+        opened: list[tuple[StoreRecord, Store]] = []
+        for rec in self.stores():  # disabled ones too: a folder moves whole or not at all
+            try:
+                opened.append((rec, self.open_store(rec, check_state=False)))
+            except MailkeepError as exc:
+                raise StoreUnavailable(f"store {rec.name!r} (id {rec.id}) cannot be read, so "
+                                       f"its part of {owner}/{path} cannot be checked: "
+                                       f"{exc.message}".replace("/:", ":")) from None
+        for rec, store in opened:
             paths = [p for o, p, _n, _b in store.catalog.folders(owner) if under(p, path)]
+            # The new place is taken if it, or anything below it, exists in any store.
             taken = [p for o, p, _n, _b in store.catalog.folders(to_owner)
-                     if p in {rebase(x, path, to_path) for x in paths}]
+                     if under(p, to_path)]
             if taken:
                 raise Conflict(f"folder {to_owner}/{taken[0]} already exists in store "
                                f"{rec.name!r}".replace("/ ", " "))

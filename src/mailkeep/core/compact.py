@@ -24,7 +24,14 @@ from dataclasses import dataclass
 
 from . import segments as seg
 from .errors import CorruptData
-from .store import COMPACT_DIR, COMPACTION_MARK, OLD_SEGMENTS_DIR, SEGMENT_BYTES, Store
+from .store import (
+    COMPACT_DIR,
+    COMPACTION_MARK,
+    OLD_SEGMENTS_DIR,
+    SEGMENT_BYTES,
+    Store,
+    keep_damaged,
+)
 
 Report = Callable[[float, str | None], None]  # (percent done, log line or None)
 
@@ -56,6 +63,9 @@ def compact(store: Store, report: Report = _noop,
                    "SELECT e.number, e.segment, e.offset, f.owner, f.path, e.flags,"
                    " e.internal_date, e.archived_at FROM entries e"
                    " JOIN folders f ON f.id = e.folder_id")}
+    known_blobs = {bytes(c) for (c,) in conn.execute("SELECT content_id FROM blobs")}
+    unknown_entries: dict[int, tuple[int, int]] = {}  # numbers in the segments, not live
+    tombstoned: set[int] = set()
     old_numbers = store.segments()
     work = store.path / COMPACT_DIR
     shutil.rmtree(work, ignore_errors=True)
@@ -80,6 +90,17 @@ def compact(store: Store, report: Report = _noop,
                             "and `mailkeep recover` before compacting")
                     records += 1
                     where = (n, item.offset)
+                    if item.type == seg.MESSAGE and bytes.fromhex(
+                            item.header["id"]) not in known_blobs:
+                        raise CorruptData(
+                            f"segment {n} offset {item.offset} of store {store.name!r} holds "
+                            "a message the catalog does not know (it could not be decoded, or "
+                            "the catalog is behind): run `mailkeep verify`; compaction would "
+                            "drop it")
+                    if item.type == seg.ENTRY and where not in entries:
+                        unknown_entries.setdefault(int(item.header["n"]), where)
+                    elif item.type == seg.TOMBSTONE:
+                        tombstoned.add(int(item.header["n"]))
                     if item.type == seg.DICTIONARY:
                         new = writer.copy(item, source)
                         dict_moves[int(item.header["dict"])] = (new.segment, new.offset)
@@ -100,6 +121,11 @@ def compact(store: Store, report: Report = _noop,
                         report(95.0 * (read + item.offset) / total,
                                f"{kept} of {records} records kept so far")
             read += path.stat().st_size
+        orphans = sorted(set(unknown_entries) - tombstoned - set(entry_moves))
+        if orphans:
+            raise CorruptData(f"message {orphans[0]} of store {store.name!r} is filed in the "
+                              "segments but not in the catalog (its bytes may be undecodable): "
+                              "run `mailkeep verify`; compaction would drop it")
         missing = len(live_blobs) - len(blob_moves), len(entries) - len(entry_moves)
         if any(missing):
             raise CorruptData(f"{missing[0]} messages and {missing[1]} entries of store "
@@ -144,7 +170,13 @@ def _swap(store: Store) -> None:
 
 
 def _drop_old(store: Store) -> None:
-    shutil.rmtree(store.path / OLD_SEGMENTS_DIR, ignore_errors=True)
+    """The old segments go only once the catalog's update is on disk (a power cut must not
+    leave the old directory gone and the catalog still pointing into it); what recover set
+    aside in segments/damaged/ moves over to the new segments."""
+    store.catalog.conn.execute("PRAGMA wal_checkpoint(FULL)")
+    old = store.path / OLD_SEGMENTS_DIR
+    keep_damaged(old, store.path / "segments")
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _update_catalog(store: Store, blob_moves: dict[int, tuple[int, int, int]],

@@ -84,6 +84,7 @@ class Store:
         self.recovered_on_open: list[str] = []
         if self.writable:
             self._finish_compaction()
+        self._fresh_catalog = False  # made new on this open: rebuilt from the segments
         self.catalog = self._open_catalog()
         self.packer = Packer(self.dictionaries(), store_key)
         self._writer: seg.SegmentWriter | None = None
@@ -94,6 +95,14 @@ class Store:
         self.undecodable: set[bytes] = set()  # message records present but not decodable
         if self.writable:
             self._open_writer()
+            mark = self.compaction_mark()
+            if self._fresh_catalog and mark is not None:  # rebuilt from these segments
+                self.catalog.set_meta("compaction", mark)
+
+    def compaction_mark(self) -> str | None:
+        """The id of the compaction that wrote the current segments, if one did."""
+        mark = self.path / "segments" / COMPACTION_MARK
+        return mark.read_text().strip() if mark.exists() else None
 
     def _finish_compaction(self) -> None:
         """Finish or undo a compaction a crash cut off (see core/compact.py)."""
@@ -105,10 +114,12 @@ class Store:
         if work.exists():
             shutil.rmtree(work)  # never swapped in: the old segments are whole
             self.recovered_on_open.append("an unfinished compaction was discarded")
-        if not old.exists():
+        expected = self.compaction_mark()
+        if expected is None:
+            if old.exists():  # cannot happen (the mark is written before the swap): keep it
+                self.recovered_on_open.append(f"{OLD_SEGMENTS_DIR}/ left in place: the "
+                                              "current segments carry no compaction mark")
             return
-        mark = segments / COMPACTION_MARK
-        expected = mark.read_text().strip() if mark.exists() else None
         catalog = self.path / "catalog.sqlite"
         got = None
         if catalog.exists():
@@ -122,12 +133,17 @@ class Store:
                     conn.close()
             except sqlite3.DatabaseError:
                 got = None
-        if got != expected:
+        rebuild = catalog.exists() and got != expected
+        if rebuild:
+            # The catalog does not know these segments (its update was cut off, or lost
+            # in a power cut): rebuilt from them, it will.
             self._set_catalog_aside("compacted")
-            self.recovered_on_open.append("a compaction was cut off before its catalog "
-                                          "update: the catalog was rebuilt from the segments")
-        shutil.rmtree(old)
-        self.recovered_on_open.append("finished an interrupted compaction")
+            self.recovered_on_open.append("the catalog did not match the compacted segments: "
+                                          "rebuilt from them")
+        if old.exists():
+            keep_damaged(old, segments)
+            shutil.rmtree(old)
+            self.recovered_on_open.append("finished an interrupted compaction")
 
     def _set_catalog_aside(self, why: str) -> Path:
         path = self.path / "catalog.sqlite"
@@ -155,6 +171,7 @@ class Store:
         """The catalog; for the writer, an unreadable one is set aside and rebuilt from the
         segments (a fresh catalog replays them all on open)."""
         path = self.path / "catalog.sqlite"
+        self._fresh_catalog = self.writable and not path.exists()
         try:
             catalog = Catalog(path, readonly=not self.writable and path.exists())
             catalog.dictionaries()  # touches the file: a damaged one fails here
@@ -167,6 +184,7 @@ class Store:
             aside = self._set_catalog_aside("damaged")
             self.recovered_on_open.append(f"catalog was unreadable ({exc}); set aside as "
                                           f"{aside.name} and rebuilt from the segments")
+            self._fresh_catalog = True
             return Catalog(path)
 
     def dictionaries(self) -> dict[int, bytes]:
@@ -773,6 +791,19 @@ class Store:
         segs = sum(self.segment_path(n).stat().st_size for n in self.segments())
         cat = sum(p.stat().st_size for p in self.path.glob("catalog.sqlite*"))
         return {"segments": segs, "catalog": cat}
+
+
+def keep_damaged(old: Path, segments: Path) -> None:
+    """Carry what recover set aside (segments/damaged/) over into the new segments."""
+    src, dst = old / "damaged", segments / "damaged"
+    if not src.is_dir():
+        return
+    dst.mkdir(exist_ok=True)
+    for item in src.iterdir():
+        target = dst / item.name
+        if not target.exists():
+            os.rename(item, target)
+    seg.fsync_dir(dst)
 
 
 def dictionary_aad(dict_id: int) -> bytes:

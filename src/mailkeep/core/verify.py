@@ -245,6 +245,9 @@ def recover(store: Store, report: Report = _noop) -> RecoverResult:
         if store.catalog.next_number() < old_next:
             store.catalog.set_next_number(old_next)
         store.catalog.set_applied(*end)
+        mark = store.compaction_mark()
+        if mark is not None:  # rebuilt from these very segments: it matches them
+            store.catalog.set_meta("compaction", mark)
         store.catalog.commit()
         result.messages = store.catalog.counts()[0]
     except BaseException:

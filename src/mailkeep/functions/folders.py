@@ -208,8 +208,9 @@ def delete_message(call: Call) -> None:
           "every store that holds part of it; message ids (<storeId>:<number>) stay the same. "
           "Folders are <user>/<path>: alice/Old -> alice/Archive/Old renames within alice's "
           "archive, alice/Old -> bob/Old moves it into bob's. The new place must not exist "
-          "yet and must not lie inside the folder. Every store involved is checked first: if "
-          "one is write-protected, disabled or busy, nothing moves.", "null",
+          "yet (in any store) and must not lie inside the folder. Every store is checked "
+          "first, disabled ones included: if one that holds part of the folder is "
+          "write-protected, disabled, busy or cannot be read, nothing moves.", "null",
           Arg("fromFolder", "string", description="The folder to move, e.g. alice/Old."),
           Arg("toFolder", "string", description="Its new full path, e.g. alice/Archive/Old."))
 def move_folder(call: Call) -> None:
@@ -220,8 +221,8 @@ def move_folder(call: Call) -> None:
 
 @function("DeleteEmptyFolders", "Remove the folders that hold no messages and have no "
           "subfolders with messages, below folder (<user>/<path>; null or empty: in every "
-          "user's archive). Folders in write-protected or disabled stores are left and "
-          "named in the log.", '{"deleted": [str]}',
+          "user's archive). Folders in write-protected stores are left and named in the log; "
+          "disabled stores are not looked at.", '{"deleted": [str]}',
           Arg("folder", "string", True, "Where to look, e.g. alice/Archive; null: everywhere."),
           long_running=True)
 def delete_empty_folders(call: Call) -> dict[str, list[str]]:

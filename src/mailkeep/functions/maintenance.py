@@ -19,7 +19,7 @@ from ..core.compact import compact
 from ..core.errors import Conflict, InvalidArgument, MailkeepError
 from ..core.master import StoreRecord
 from ..core.merge import merge
-from ..core.store import read_manifest
+from ..core.store import COMPACT_DIR, OLD_SEGMENTS_DIR, read_manifest
 from ..core.verify import recover
 from .call import Call
 from .registry import Arg, function
@@ -369,7 +369,7 @@ def _backup_store(call: Call, rec: StoreRecord, dst: Path, exclude_index: bool) 
     dst.mkdir(mode=0o700, parents=True)
     (dst / "segments").mkdir(mode=0o700)
     shutil.copy2(src / "store.json", dst / "store.json")
-    numbers = seg.segment_numbers(src / "segments")
+    _not_compacting(rec)
     catalog = dst / "catalog.sqlite"
     if (src / "catalog.sqlite").exists():
         # The catalog first: the segments are then copied up to what it has applied, so
@@ -377,7 +377,13 @@ def _backup_store(call: Call, rec: StoreRecord, dst: Path, exclude_index: bool) 
         _sqlite_backup(src / "catalog.sqlite", catalog)
         last, offset = _applied(catalog)
         offset = max(offset, len(seg.FILE_HEADER))
+        numbers = seg.segment_numbers(src / "segments")
+        if numbers and last not in numbers:  # CompactStore swapped the segments meanwhile
+            raise MailkeepError(f"Store {rec.name} (id {rec.id}) was compacted while it was "
+                                "being backed up: the backup was removed; run CreateBackup "
+                                "again.")
     else:
+        numbers = seg.segment_numbers(src / "segments")
         call.ctx.log(f"  store {rec.name} has no catalog: whole segments copied; the catalog is "
                      "rebuilt from them when the restored store is first opened")
         last, offset = (numbers[-1] if numbers else 0), -1
@@ -394,8 +400,15 @@ def _backup_store(call: Call, rec: StoreRecord, dst: Path, exclude_index: bool) 
         catalog.unlink()
         call.ctx.log(f"  store {rec.name}: catalog and index left out (excludeSearchIndexes); "
                      "they are rebuilt from the segments when the restored store is opened")
+    _not_compacting(rec)
     seg.fsync_dir(dst / "segments")
     seg.fsync_dir(dst)
+
+
+def _not_compacting(rec: StoreRecord) -> None:
+    if any((rec.path / d).exists() for d in (COMPACT_DIR, OLD_SEGMENTS_DIR)):
+        raise MailkeepError(f"Store {rec.name} (id {rec.id}) is being compacted: the backup "
+                            "was removed; run CreateBackup again once CompactStore has ended.")
 
 
 def _tree_bytes(path: Path) -> int:

@@ -29,6 +29,7 @@ from .core.ingest import Importer, ImportStats, Outcome
 from .core.parse import describe
 from .core.verify import recover as run_recover
 from .core.verify import verify as run_verify
+from .notify.events import record_event
 
 
 def _when(ts: int) -> str:
@@ -104,6 +105,9 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], folder: str, user: str,
                   " messages/s, "
                   f"{human(stats.bytes_per_second)}/s)", highlight=False)
     if stats.failed:
+        record_event(Path(ctx.obj["data"]) / "mailkeep.db", "import.failures",
+                     f"import of {', '.join(str(p) for p in paths)}: {stats.failed} message(s) "
+                     f"could not be archived ({stats.archived} archived)")
         sys.exit(1)
 
 
@@ -273,6 +277,10 @@ def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
                 continue
             res = run_verify(store)
             failed |= not res.ok
+            if not res.ok:
+                record_event(archive.master, "verify.damage",
+                             f"store {rec.name} (id {rec.id}): {len(res.problems)} problems, "
+                             f"e.g. {res.problems[0].text}")
             problems = [{"id": f"{rec.id}:{p.message}" if p.message else None, "problem": p.text}
                         for p in res.problems]
             report.append({"store": rec.id, "name": rec.name, "messages": res.messages,

@@ -171,6 +171,10 @@ def test_role_matrix(mc: TestClient) -> None:
                                                        "serverName": "h"}, headers=h(sid)),
             403, 3002)
     assert get_conf(mc, sids["operator"])["mailSubject"] == "mailkeep notification"
+    # A new password ends the account's sessions.
+    assert invoke(mc, "SetUserPassword", userName="DEV", password="new-dev-pass")[
+        "statusCode"] == "succeeded"
+    err(mc.get("/mcapi/mail/configuration/get", headers=h(sids["developer"])), 403, 3001)
     # A role taken away ends what the session may do at its next request.
     assert invoke(mc, "SetUserRole", userName="op", role="")["statusCode"] == "succeeded"
     err(mc.get("/mcapi/mail/configuration/get", headers=h(sids["operator"])), 403, 3001)
@@ -192,8 +196,15 @@ def test_set_get_partial_and_password_write_only(mc: TestClient, data: Path,
     assert get_conf(mc, sid) == {**conf, "mailSubject": "archive alert"}
     assert json.loads((data / "conf" / "notification.json").read_text())["password"] == \
         json.loads(stored)["password"]
-    # Over the admin API, the same configuration.
+    # Over the admin API, the same configuration, set with the original's one JSON argument.
     assert invoke(mc, "GetSmtpSettings")["result"] == get_conf(mc, sid)
+    done = invoke(mc, "SetSmtpSettings", settings=json.dumps({"timeOut": 45}))
+    assert done["statusCode"] == "succeeded", done
+    assert get_conf(mc, sid) == {**conf, "mailSubject": "archive alert", "timeOut": 45}
+    conf = {**conf, "timeOut": 45}
+    bad = invoke(mc, "SetSmtpSettings", settings='{"port": 0, "password": "leak-me"}')
+    assert "between 1 and 65535" in bad["error"]["message"]
+    assert "leak-me" not in json.dumps(bad)
     # Switching to POP before SMTP shows that shape; the password stays.
     pop = {"authenticationType": "POP before SMTP", "pop3ServerName": "pop.example.org",
            "pop3Port": 110, "useApop": True, "pop3Interval": 300}
@@ -216,7 +227,7 @@ def test_set_get_partial_and_password_write_only(mc: TestClient, data: Path,
     ({"useSmtpOverSsl": True, "useStartTls": True}, "cannot both be true"),
     ({"usePopOverSsl": True, "userStartTlsForPop": True}, "cannot both be true"),
     ({"port": 70000}, "between 1 and 65535"),
-    ({"port": "25a"}, "a number is expected"),
+    ({"port": "25a"}, "whole number"),
     ({"useStartTls": "maybe"}, "true or false"),
     ({"encoding": "latin-9"}, "encoding"),
     ({"mailSubject": "異常時通知"}, "us-ascii"),
@@ -262,20 +273,42 @@ def test_configuration_file_faults(mc: TestClient, data: Path) -> None:
     path.mkdir()  # unreadable as a file
     err(mc.get("/mcapi/mail/configuration/get", headers=h(sid)), 500, 5001)
     path.rmdir()
-    # The directory cannot be written (immutable even for root; read-only otherwise).
-    if os.geteuid() == 0:
-        subprocess.run(["chattr", "+i", str(path.parent)], check=True)
-    else:
+    # The directory cannot be written: immutable (chattr +i stops even root), or read-only
+    # for another user. A file system without the immutable flag gets the file-size limit
+    # below instead.
+    if os.geteuid() != 0:
         path.parent.chmod(0o500)
-    try:
-        message = err(set_conf(mc, sid, {**SMTP, "password": SECRET}), 500, 5002)
-        assert SECRET not in message
-    finally:
-        if os.geteuid() == 0:
-            subprocess.run(["chattr", "-i", str(path.parent)], check=True)
-        else:
-            path.parent.chmod(0o700)
-    assert not path.exists()
+        locked = True
+    else:
+        locked = subprocess.run(["chattr", "+i", str(path.parent)],
+                                capture_output=True).returncode == 0
+    if locked:
+        try:
+            message = err(set_conf(mc, sid, {**SMTP, "password": SECRET}), 500, 5002)
+            assert SECRET not in message
+        finally:
+            if os.geteuid() == 0:
+                subprocess.run(["chattr", "-i", str(path.parent)], check=True)
+            else:
+                path.parent.chmod(0o700)
+        assert not path.exists()
+    # A write cut short (here by a file-size limit of 100 bytes): 5002, no half file left.
+    script = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from mailkeep.notify.config import NotificationConfig, ConfigWriteError\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100, resource.RLIM_INFINITY))\n"
+        "import json\n"
+        "try:\n"
+        "    NotificationConfig(Path(sys.argv[1])).set(json.loads(sys.argv[2]))\n"
+        "except ConfigWriteError as exc:\n"
+        "    print(exc.mcapi_code, exc.message)\n")
+    import sys
+    out = subprocess.run([sys.executable, "-c", script, str(data),
+                          json.dumps({**SMTP, "password": SECRET})], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.startswith("5002 notification.json could not be written"), out
+    assert not path.exists() and not list(path.parent.glob(".notification.json.*"))
     # The server kept answering throughout.
     assert body(mc.post("/mcapi/auth/logout", headers=h(sid)))["status"] == "success"
 

@@ -106,8 +106,8 @@ class Sessions:
     def end_user(self, user_name: str) -> int:
         """End every session of an account (deleted, renamed, password changed)."""
         with self._lock:
-            cur = self.master.conn.execute("DELETE FROM sessions WHERE user_name = ?",
-                                           (user_name,))
+            cur = self.master.conn.execute("DELETE FROM sessions WHERE user_name = ? COLLATE "
+                                           "NOCASE", (user_name,))
         return int(cur.rowcount)
 
     def active(self) -> list[Session]:

@@ -42,6 +42,11 @@ DECLARED = {s.key: s for s in (
     Setting("tls.cert", "path", None, "Certificate (PEM) to serve; unset: a self-signed one "
             "made in <data>/tls (serve --tls-cert)."),
     Setting("tls.key", "path", None, "Private key (PEM) of tls.cert (serve --tls-key)."),
+    Setting("notify.interval", "int", 900, "Seconds between two notification mails of the "
+            "same kind; what happens meanwhile goes out together with a count.", 0, 86400),
+    Setting("notify.check_every", "int", 300, "Seconds between the server's checks of the "
+            "stores and the disk (a store that cannot be opened, a disk nearly full).", 10,
+            86400),
 )}
 
 

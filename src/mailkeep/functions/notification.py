@@ -4,21 +4,20 @@ declarations, the management console's mail/configuration/get|set|test."""
 from __future__ import annotations
 
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..core.errors import MailkeepError
+from ..core.errors import InvalidArgument, MailkeepError
 from ..notify.config import FIELDS, SECRET, NotificationConfig
 from ..notify.connections import FIELDS as CONNECTION_FIELDS
 from ..notify.connections import KINDS, Connections
+from ..notify.events import KINDS as EVENT_KINDS
+from ..notify.events import SCHEMA as EVENTS_SCHEMA
 from .call import Call
 from .registry import ALL_ROLES, Arg, ArgType, McRoute, function
 
 _TYPES: dict[str, ArgType] = {"bool": "bool", "int": "number"}
-SETTINGS_ARGS = tuple(
-    Arg(f.name, _TYPES.get(f.type, "string"), True, f.description) for f in FIELDS.values()
-) + (Arg(SECRET, "string", True, "Password of userName (the OAuth2 access token for xoauth2); "
-         "write-only: never returned. Absent: the stored one stays.", secret=True),)
 SHAPE = ('{"connection": str} | {"serverName": str, "port": int, "useSmtpOverSsl": bool, '
          '"useStartTls": bool, "authenticationType": "SMTP"|"POP before SMTP"|"None", ...} '
          '(with fromMailAddress, toMailAddress, mailSubject, encoding; see docs/notification.md)')
@@ -48,17 +47,27 @@ def get_smtp_settings(call: Call) -> dict[str, Any]:
     return config(call).get()
 
 
-@function("SetSmtpSettings", "Change the error-notification mail's settings. Only the "
-          "arguments given change; the password stays unless given. The whole configuration "
-          "is checked before anything is saved (addresses, ports, encodings, TLS flags: "
-          "useSmtpOverSsl and useStartTls are never both true); giving authenticationType "
-          "leaves connection mode, giving connection enters it. When authentication is used "
-          "a password must be stored; it must be given again when serverName or "
-          "pop3ServerName changes.", "null", *SETTINGS_ARGS,
-          mcapi=McRoute("mail/configuration/set", "POST", body="configuration"))
+@function("SetSmtpSettings", "Change the error-notification mail's settings. settings is a "
+          "JSON object with the fields GetSmtpSettings shows (and password): only the fields "
+          "given change; the password stays unless given. The whole configuration is checked "
+          "before anything is saved (addresses, ports, encodings, TLS flags: useSmtpOverSsl "
+          "and useStartTls are never both true); giving authenticationType leaves connection "
+          "mode, giving connection enters it. When authentication is used a password must be "
+          "stored; it must be given again when serverName or pop3ServerName changes. Fields: "
+          + "; ".join(f"{f.name}: {f.description}" for f in FIELDS.values())
+          + "; password: write-only, never returned.", "null",
+          Arg("settings", "json", description="The fields to change, e.g. "
+              '{"serverName": "smtp.example.org", "port": 587, "useStartTls": true}.',
+              secret=True),
+          mcapi=McRoute("mail/configuration/set", "POST", body="configuration",
+                        arg="settings"))
 def set_smtp_settings(call: Call) -> None:
+    settings = call.arg("settings")
+    if not isinstance(settings, dict):
+        raise InvalidArgument("API argument settings must be a JSON object of settings.")
     names = {c["name"] for c in Connections(call.archive.data_dir).all("smtp")}
-    changed = config(call).set(dict(call.args), names)
+    changed = config(call).set(dict(settings), names)
+    call.archive.master.audit(call.archive.actor, "notification.settings", changed=changed)
     call.ctx.log(f"Changed: {', '.join(changed) or 'nothing'}")
 
 
@@ -137,3 +146,98 @@ def update_connection(call: Call) -> dict[str, Any]:
 def delete_connection(call: Call) -> None:
     conf, _secret = config(call).full()
     Connections(call.archive.data_dir).delete(call.arg("name"), conf.get("connection"))
+
+
+# -- status report ------------------------------------------------------------------------
+
+TIMESPANS = ("today", "yesterday", "thisweek", "lastweek", "thismonth", "lastmonth")
+
+
+def period(timespan: str, zone_id: str, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """[start, end) of a timespan in a time zone ("$Local": the server's own)."""
+    if zone_id == "$Local":
+        zone: Any = datetime.now().astimezone().tzinfo
+    else:
+        try:
+            zone = ZoneInfo(zone_id)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidArgument(f"Unknown time zone {zone_id!r} (see GetTimeZones).") from None
+    now = (now or datetime.now(UTC)).astimezone(zone)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    week = day - timedelta(days=day.weekday())
+    month = day.replace(day=1)
+    next_month = (month + timedelta(days=32)).replace(day=1)
+    last_month = (month - timedelta(days=1)).replace(day=1)
+    spans = {"today": (day, day + timedelta(days=1)),
+             "yesterday": (day - timedelta(days=1), day),
+             "thisweek": (week, week + timedelta(days=7)),
+             "lastweek": (week - timedelta(days=7), week),
+             "thismonth": (month, next_month), "lastmonth": (last_month, month)}
+    start, end = spans[timespan]
+    # Midnight in the zone, whatever the offset on that date (daylight saving time).
+    return (start.replace(tzinfo=None).replace(tzinfo=zone),
+            end.replace(tzinfo=None).replace(tzinfo=zone))
+
+
+def status_report(call: Call, start: datetime, end: datetime) -> str:
+    archive = call.archive
+    lo, hi = start.timestamp(), end.timestamp()
+    lines = [f"mailkeep status report for {socket.gethostname()}",
+             f"Period: {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} ({start.tzinfo})", "",
+             "Archived"]
+    total_n = total_b = 0
+    for rec, store in archive.readable_stores():
+        n, size = store.catalog.conn.execute(
+            "SELECT count(*), coalesce(sum(b.raw_size), 0) FROM entries e JOIN blobs b ON"
+            " b.id = e.blob_id WHERE e.archived_at >= ? AND e.archived_at < ?",
+            (int(lo), int(hi))).fetchone()
+        total_n, total_b = total_n + n, total_b + size
+        lines.append(f"  store {rec.name} (id {rec.id}): {n} messages, {size} bytes")
+    for name, exc in archive.unavailable.items():
+        lines.append(f"  store {name}: not readable: {exc.message}")
+    lines += [f"  in all: {total_n} messages, {total_b} bytes", "", "Failed or cancelled"]
+    conn = archive.master.conn
+    conn.execute("CREATE TABLE IF NOT EXISTS process_history (token TEXT PRIMARY KEY, name TEXT"
+                 " NOT NULL, user TEXT NOT NULL, started REAL NOT NULL, finished REAL NOT NULL,"
+                 " outcome TEXT NOT NULL, error TEXT)")
+    failures = conn.execute(
+        "SELECT finished, name, user, outcome, error FROM process_history WHERE finished >= ?"
+        " AND finished < ? AND outcome != 'succeeded' ORDER BY finished", (lo, hi)).fetchall()
+    for finished, name, user, outcome, error in failures[:100]:
+        stamp = datetime.fromtimestamp(finished, start.tzinfo).strftime("%Y-%m-%d %H:%M")
+        lines.append(f"  {stamp} {name} ({user}) {outcome}" + (f": {error}" if error else ""))
+    conn.executescript(EVENTS_SCHEMA)
+    events = conn.execute(
+        "SELECT kind, count(*) FROM notify_events WHERE at >= ? AND at < ? GROUP BY kind"
+        " ORDER BY kind", (lo, hi)).fetchall()
+    for kind, count in events:
+        lines.append(f"  {EVENT_KINDS[kind]}: {count}")
+    if not failures and not events:
+        lines.append("  nothing")
+    return "\r\n".join(lines) + "\r\n"
+
+
+@function("SendStatusReport", "Mail a summary of a period to recipients (comma separated): "
+          "messages archived per store, and the processes that failed or were cancelled and "
+          "the notifications raised in it. timespan is today, yesterday, thisweek, lastweek "
+          "(weeks start on Monday), thismonth or lastmonth, in timeZoneId ($Local or an IANA "
+          "id such as Europe/Berlin, see GetTimeZones). Sent with the notification mail's "
+          "settings.", '{"summary": str}',
+          Arg("timespan", "string", description="today, yesterday, thisweek, lastweek, "
+              "thismonth or lastmonth.", values=TIMESPANS),
+          Arg("timeZoneId", "string", description="$Local or an IANA time zone id."),
+          Arg("recipients", "string", description="Mail addresses, comma separated."),
+          changes=False)
+def send_status_report(call: Call) -> dict[str, str]:
+    from ..notify.config import FIELDS as CONF_FIELDS
+    from ..notify.config import check_value
+    from ..notify.mailer import Mailer
+
+    recipients = check_value(CONF_FIELDS["toMailAddress"], str(call.arg("recipients")))
+    if not recipients:
+        raise InvalidArgument("API argument recipients must name at least one address.")
+    start, end = period(call.arg("timespan"), call.arg("timeZoneId"))
+    body = status_report(call, start, end)
+    summary = Mailer(call.archive.data_dir, log=call.ctx.log).send(
+        f"mailkeep status report: {call.arg('timespan')} ({start:%Y-%m-%d})", body, recipients)
+    return {"summary": summary}

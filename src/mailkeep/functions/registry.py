@@ -46,6 +46,7 @@ class McRoute:
     path: str  # e.g. "mail/configuration/get"
     method: str = "POST"
     body: str | None = None  # the arguments arrive inside this key of the JSON body
+    arg: str | None = None  # ... and go, as one object, into this json argument
     result: str | None = None  # data holds the result under this key; None: data is the
     # result itself ({} for null); "": data is always {}
 
@@ -153,6 +154,10 @@ def _convert(arg: Arg, raw: str) -> Any:
         except json.JSONDecodeError as exc:
             raise ApiArgumentError(
                 f"Invalid value for API argument {arg.name}: not valid JSON ({exc.msg}).") from None
+        except (ValueError, RecursionError):  # a number of thousands of digits, deep nesting
+            raise ApiArgumentError(
+                f"Invalid value for API argument {arg.name}: JSON too large or too deep."
+            ) from None
     if arg.is_list:
         return [item.strip() for item in raw.split(",") if item.strip()]
     if arg.values and raw not in arg.values:

@@ -10,6 +10,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
+from ..core.sessions import Sessions
 from ..core.users import (
     AUTHENTICATIONS,
     FOLDER_PRIVILEGES,
@@ -90,6 +91,7 @@ def create_user(call: Call) -> None:
           "administrator cannot be deleted.", "null", USER)
 def delete_user(call: Call) -> None:
     _users(call).delete(call.arg("userName"), actor=_actor(call))
+    _end_sessions(call, call.arg("userName"))
 
 
 @function("RenameUser", "Rename a user; folder privileges on the user's archive follow the "
@@ -98,12 +100,19 @@ def delete_user(call: Call) -> None:
           Arg("newUserName", "string", description="The new name."))
 def rename_user(call: Call) -> None:
     _users(call).rename(call.arg("oldUserName"), call.arg("newUserName"), actor=_actor(call))
+    _end_sessions(call, call.arg("oldUserName"))
 
 
 @function("SetUserPassword", "Set a user's password (must not be empty).", "null", USER,
           Arg("password", "string", description="The new password.", secret=True))
 def set_user_password(call: Call) -> None:
     _users(call).set_password(call.arg("userName"), call.arg("password"), actor=_actor(call))
+    _end_sessions(call, call.arg("userName"))
+
+
+def _end_sessions(call: Call, user_name: str) -> None:
+    """A deleted or renamed account, or a new password, ends the console sessions."""
+    Sessions(call.archive.master).end_user(user_name)
 
 
 @function("SetUserFullName", "Set or clear a user's full name.", "null", USER,

@@ -280,6 +280,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except json.JSONDecodeError as exc:
         raise ConfigParseError(f"{path.name} is not valid JSON (line {exc.lineno}, column "
                                f"{exc.colno}: {exc.msg})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ConfigParseError(f"{path.name} cannot be parsed: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigParseError(f"{path.name} is not a format-{FORMAT} mailkeep settings file")
     return data

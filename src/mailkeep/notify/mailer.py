@@ -69,18 +69,33 @@ def _from_connection(data_dir: Path, name: str) -> tuple[SmtpTarget, Pop3Target 
     return smtp, pop
 
 
+def configured(data_dir: Path) -> bool:
+    """Whether the notification mail has somewhere to go (a broken file counts as no)."""
+    try:
+        conf, _secret = NotificationConfig(data_dir).full()
+    except Exception:
+        return False
+    return bool(conf.get("toMailAddress") and (conf.get("connection") or conf.get("serverName")))
+
+
 class Mailer:
     def __init__(self, data_dir: Path, log: Callable[[str], None] = lambda line: None) -> None:
         self.data_dir = data_dir
         self.log = log
 
-    def send(self, subject: str | None, body: str) -> str:
-        """Send one mail with the saved settings (subject None: the configured mailSubject).
-        Raises SendFailed saying at which step it failed."""
+    def notify(self, title: str, body: str) -> str:
+        """A notification: the configured subject, then what it is about."""
+        conf, _secret = NotificationConfig(self.data_dir).full()
+        return self.send(f"{conf['mailSubject']}: {title}".lstrip(": "), body)
+
+    def send(self, subject: str | None, body: str, to: str | None = None) -> str:
+        """Send one mail with the saved settings (subject None: the configured mailSubject;
+        to None: the configured recipients). Raises SendFailed saying at which step."""
         from ..functions.notification import SendFailed
 
         smtp, pop, conf = targets(self.data_dir)
-        recipients = tuple(a.strip() for a in conf["toMailAddress"].split(",") if a.strip())
+        recipients = tuple(a.strip() for a in (to or conf["toMailAddress"]).split(",")
+                           if a.strip())
         message = Outgoing(conf["fromMailAddress"], recipients,
                            subject if subject is not None else conf["mailSubject"], body,
                            conf["encoding"])

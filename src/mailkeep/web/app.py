@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..core.auth import Authenticator
 from ..core.master import Master
+from ..core.settings import Settings
 from ..core.users import Users
 from ..functions import REGISTRY
 from ..jobs.engine import Engine, FinishedRecord
 from ..jobs.history import ProcessHistory
+from ..notify import monitor
+from ..notify.events import Notifier, record_event
+from ..notify.mailer import Mailer
+from ..notify.mailer import configured as mailer_configured
 from . import mcapi
 from .admin_api import ApiState, FastRoutes, routes
+
+log = logging.getLogger("mailkeep.server")
 
 
 class CollapseSlashes:
@@ -45,17 +55,47 @@ def create_app(data_dir: Path, *, api_enabled: bool, engine: Engine | None = Non
     if users is None:
         users = Users(Master(data_dir / "mailkeep.db"))
     users.ensure_initial_admin()
-    history = ProcessHistory(data_dir / "mailkeep.db", keep=worth_keeping)
-    engine = engine or Engine(on_finished=history.record)
-    state = ApiState(data_dir, engine, users, Authenticator(users), api_enabled)
+    db = data_dir / "mailkeep.db"
+    history = ProcessHistory(db, keep=worth_keeping)
+
+    def finished(rec: FinishedRecord) -> None:
+        history.record(rec)
+        monitor.on_finished(db, rec)
+
+    engine = engine or Engine(on_finished=finished)
+
+    def locked_out(user: str, address: str) -> None:
+        record_event(db, "auth.lockout", f"account {user!r} locked out for {address} after "
+                     "repeated failed logins")
+
+    state = ApiState(data_dir, engine, users, Authenticator(users, on_lockout=locked_out),
+                     api_enabled)
+    conf = Settings(Master(db))
+    notifier = Notifier(db, send=Mailer(data_dir).notify,
+                        interval_s=lambda: float(conf.get("notify.interval")),
+                        configured=lambda: mailer_configured(data_dir))
+    health = monitor.Health(data_dir)
+
+    async def watch() -> None:
+        while True:
+            try:
+                if await anyio.to_thread.run_sync(health.check):
+                    notifier.wake()
+            except Exception:  # a check that fails must not end the checking
+                log.exception("health check failed")
+            await asyncio.sleep(float(conf.get("notify.check_every")))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await engine.start()
+        notifier.start()
+        watcher = asyncio.create_task(watch())
         try:
             yield
         finally:
+            watcher.cancel()
             await engine.stop()
+            await anyio.to_thread.run_sync(notifier.stop)
             history.close()
 
     return CollapseSlashes(FastRoutes(state, Starlette(routes=routes(state) + mcapi.routes(state),

@@ -98,7 +98,7 @@ async def _body(request: Request) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSON, UTF-8, numbers too long, too deep
         raise McError(1001, f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise McError(1001, "The request body must be a JSON object.")
@@ -202,6 +202,8 @@ class McApi:
         body = await _body(request)
         if fn.mcapi.body:
             body = _unwrap(body, fn.mcapi.body)
+        if fn.mcapi.arg:
+            body = {fn.mcapi.arg: body}
         try:
             args = parse_json_args(fn, body)
         except MailkeepError as exc:

@@ -1,0 +1,229 @@
+"""Notifications: events recorded by whoever meets trouble, mailed by the server grouped per
+kind, retried when sending fails; checked against a real aiosmtpd."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from mailkeep.core.archive import Archive
+from mailkeep.core.master import Master
+from mailkeep.notify.config import NotificationConfig
+from mailkeep.notify.events import Notifier, record_event
+from mailkeep.notify.mailer import Mailer
+from mailkeep.notify.mailer import configured as mailer_configured
+from mailkeep.notify.monitor import Health
+from mailkeep.web.app import create_app
+from tests.apiclient import LOCAL, fast_users
+
+from .peers import Recorder, SmtpPeer
+
+MAILKEEP = Path(sys.executable).with_name("mailkeep")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def configure(data: Path, peer: SmtpPeer) -> None:
+    NotificationConfig(data).set({
+        "serverName": "127.0.0.1", "port": peer.port, "fromMailAddress": "mk@example.org",
+        "toMailAddress": "ops@example.org", "mailSubject": "[mailkeep]", "timeOut": 5})
+
+
+def notifier(data: Path, clock: Clock, interval: float = 900) -> Notifier:
+    return Notifier(data / "mailkeep.db", Mailer(data).notify, lambda: interval,
+                    lambda: mailer_configured(data), clock=clock)
+
+
+def subjects(recorder: Recorder) -> list[str]:
+    return [str(email.message_from_bytes(r.content, policy=email.policy.default)["Subject"])
+            for r in recorder.received]
+
+
+def outbox(data: Path) -> sqlite3.Connection:
+    return sqlite3.connect(data / "mailkeep.db", isolation_level=None)
+
+
+def test_grouped_per_kind(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    Archive(data).close()
+    recorder = Recorder()
+    with SmtpPeer(recorder) as peer:
+        configure(data, peer)
+        clock = Clock()
+        n = notifier(data, clock)
+        for i in range(3):
+            record_event(data / "mailkeep.db", "auth.lockout", f"account 'x{i}' locked out")
+        record_event(data / "mailkeep.db", "disk.low", "only 10 MB free")
+        conn = outbox(data)
+        assert n.run_once(conn).mails == 2
+        assert sorted(subjects(recorder)) == [
+            "[mailkeep]: An account was locked out after failed logins (3 times)",
+            "[mailkeep]: The disk is nearly full"]
+        body = email.message_from_bytes(recorder.received[0].content,
+                                        policy=email.policy.default).get_content()
+        assert "x0" in body and "x2" in body
+        # Within the interval, more of the same kind wait, then go out together.
+        for i in range(2):
+            record_event(data / "mailkeep.db", "auth.lockout", f"account 'y{i}' locked out")
+        clock.now += 60
+        assert n.run_once(conn).mails == 0
+        clock.now += 900
+        assert n.run_once(conn).mails == 1
+        assert subjects(recorder)[-1].endswith("(2 times)")
+        assert conn.execute("SELECT count(*) FROM notify_events WHERE sent_at IS NULL"
+                            ).fetchone()[0] == 0
+
+
+def test_failed_sending_is_retried_with_backoff(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    data = tmp_path / "data"
+    Archive(data).close()
+    recorder = Recorder()
+    peer = SmtpPeer(recorder)
+    configure(data, peer)  # configured, but the server is not running yet
+    clock = Clock()
+    n = notifier(data, clock)
+    conn = outbox(data)
+    record_event(data / "mailkeep.db", "process.failed", "VerifyStore failed")
+    with caplog.at_level(logging.WARNING, logger="mailkeep.notify"):
+        out = n.run_once(conn)
+    assert out.mails == 0 and out.failed and "connect" in out.failed
+    assert "next try in 30 s" in caplog.text
+    with peer:
+        clock.now += 10
+        assert n.run_once(conn).mails == 0  # still waiting
+        clock.now += 25
+        assert n.run_once(conn).mails == 1
+    assert subjects(recorder) == ["[mailkeep]: A process failed"]
+
+
+def test_recording_never_fails_the_operation(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    data = tmp_path / "data"
+    Archive(data).close()
+    blocker = sqlite3.connect(data / "mailkeep.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="mailkeep.notify"):
+        record_event(data / "mailkeep.db", "import.failures", "x")
+    assert time.monotonic() - started < 5
+    assert "could not record" in caplog.text
+    blocker.execute("ROLLBACK")
+    # Without any notification settings, events wait in the outbox; nothing breaks.
+    n = notifier(data, Clock())
+    record_event(data / "mailkeep.db", "import.failures", "y")
+    assert n.run_once(outbox(data)).mails == 0
+
+
+def test_cli_import_and_verify_record_events(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    (mail / "ok.eml").write_bytes(b"Subject: fine\r\n\r\nbody\r\n")
+    unreadable = mail / "gone.mbox"
+    unreadable.symlink_to(tmp_path / "nowhere.mbox")  # listed, cannot be read
+    res = subprocess.run([str(MAILKEEP), "--data", str(data), "import", str(mail)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stdout + res.stderr
+    kinds = [k for (k,) in outbox(data).execute("SELECT kind FROM notify_events")]
+    assert kinds == ["import.failures"]
+
+
+def test_health_records_new_trouble_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with Archive(data) as archive:
+        archive.current_store()
+        rec = archive.create_store("Second")
+    health = Health(data)
+    assert health.check() == []
+    (rec.path / "store.json").rename(rec.path / "store.moved")
+    assert health.check() == ["store.unavailable"]
+    assert health.check() == []  # still broken: not news
+    (rec.path / "store.moved").rename(rec.path / "store.json")
+    assert health.check() == []
+    (rec.path / "store.json").rename(rec.path / "store.moved")
+    assert health.check() == ["store.unavailable"]  # broken again: news again
+    # A disk is "nearly full" below a share of free space; with a share above 100% this
+    # disk is, whatever it holds (filling a real disk is not done in a test).
+    full = Health(data, low_disk=1.01)
+    assert "disk.low" in full.check() and "disk.low" not in full.check()
+    texts = [t for (t,) in outbox(data).execute(
+        "SELECT text FROM notify_events WHERE kind = 'disk.low'")]
+    assert len(texts) == 1 and "MB free on the disk of" in texts[0]
+
+
+def test_server_mails_a_lockout(tmp_path: Path) -> None:
+    """End to end: the running server notices five failed logins and mails about it."""
+    data = tmp_path / "data"
+    recorder = Recorder()
+    with SmtpPeer(recorder) as peer:
+        Archive(data).close()
+        configure(data, peer)
+        users = fast_users(data)
+        users.ensure_initial_admin()
+        users.create("ops", "login", password="right-pass", role="operator")
+        app = create_app(data, api_enabled=True, users=users)
+        with TestClient(app, client=LOCAL) as mc:
+            for _ in range(5):
+                mc.post("/mcapi/auth/login", json={"userName": "ops", "password": "wrong"})
+            deadline = time.monotonic() + 20
+            while not recorder.received and time.monotonic() < deadline:
+                time.sleep(0.2)
+    assert subjects(recorder) == ["[mailkeep]: An account was locked out after failed logins"]
+    body = email.message_from_bytes(recorder.received[0].content,
+                                    policy=email.policy.default).get_content()
+    assert "'ops'" in body and "wrong" not in body
+    assert Master(data / "mailkeep.db").conn.execute(
+        "SELECT count(*) FROM notify_events WHERE sent_at IS NULL").fetchone()[0] == 0
+
+
+def test_status_report(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from mailkeep.functions.notification import period
+    from tests.apiclient import archive_with_messages, invoke
+
+    # Periods are computed in the zone asked for, weeks from Monday.
+    now = datetime(2026, 3, 4, 23, 30, tzinfo=UTC)  # a Wednesday; already Thursday in Tokyo
+    start, end = period("today", "Asia/Tokyo", now)
+    assert (start.isoformat(), end.isoformat()) == ("2026-03-05T00:00:00+09:00",
+                                                    "2026-03-06T00:00:00+09:00")
+    start, end = period("lastweek", "Europe/Berlin", now)
+    assert (start.date().isoformat(), end.date().isoformat()) == ("2026-02-23", "2026-03-02")
+    start, end = period("lastmonth", "Europe/Berlin", now)
+    assert (start.date().isoformat(), end.date().isoformat()) == ("2026-02-01", "2026-03-01")
+    # End to end: what was archived today, and what failed, mailed to the recipients asked.
+    data = archive_with_messages(tmp_path / "data", tmp_path / "mail", 7)
+    recorder = Recorder()
+    with SmtpPeer(recorder) as peer:
+        configure(data, peer)
+        app = create_app(data, api_enabled=True, users=fast_users(data))
+        with TestClient(app, client=LOCAL) as api:
+            assert invoke(api, "VerifyStore", id="9", includeIndexes="true")[
+                "statusCode"] == "failed"
+            body = invoke(api, "SendStatusReport", timespan="today", timeZoneId="$Local",
+                          recipients="boss@example.org, ops@example.org")
+            assert body["statusCode"] == "succeeded", body
+            bad = invoke(api, "SendStatusReport", timespan="today", timeZoneId="Mars/Base",
+                         recipients="boss@example.org")
+            assert "Unknown time zone" in bad["error"]["message"]
+    [got] = recorder.received
+    assert got.rcpt_tos == ["boss@example.org", "ops@example.org"]
+    text = email.message_from_bytes(got.content, policy=email.policy.default).get_content()
+    assert "in all: 7 messages" in text
+    assert "VerifyStore (admin) failed" in text

@@ -127,6 +127,8 @@ def test_login_failures(mc: TestClient, data: Path) -> None:
                 headers={"Content-Type": "application/json"}), 400, 1001)
     err(mc.get("/mcapi/auth/login"), 405, 1005)
     err(mc.get("/mcapi/no/such"), 404, 1003)
+    err(mc.get("/mcapi"), 404, 1003)
+    err(mc.put("/mcapi/mail/configuration/set"), 405, 1005)
     for _ in range(5):
         mc.post("/mcapi/auth/login", json={"userName": "dev", "password": "wrong"})
     resp = mc.post("/mcapi/auth/login", json={"userName": "dev", "password": "dev-pass"})

@@ -231,7 +231,7 @@ class McApi:
         return success(data)
 
     async def dispatch(self, request: Request) -> Response:
-        path = request.url.path[len(PREFIX):].strip("/")
+        path = request.url.path[len(PREFIX) - 1:].strip("/")
         try:
             if path == "auth/login":
                 if request.method != "POST":
@@ -270,5 +270,6 @@ def _server_id(data_dir: Path) -> str:
 def routes(state: ApiState) -> list[Route]:
     api = McApi(state)
     # Every method reaches dispatch, so that a wrong one gets the envelope too (1005).
-    return [Route(PREFIX + "{path:path}", api.dispatch,
-                  methods=["GET", "POST", "PUT", "PATCH", "DELETE"])]
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    return [Route(PREFIX + "{path:path}", api.dispatch, methods=methods),
+            Route(PREFIX.rstrip("/"), api.dispatch, methods=methods)]

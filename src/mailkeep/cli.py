@@ -101,10 +101,13 @@ GRACE_S = 3  # seconds a stopping server waits for open connections
               help="Its private key (setting tls.key).")
 @click.option("--no-tls", is_flag=True, default=None,
               help="Plain HTTP, behind a TLS-terminating proxy (setting tls.enabled=false).")
+@click.option("--smtp-port", type=int, default=None,
+              help="Also receive journaled mail over SMTP on this port (settings smtp.*).")
 @click.pass_context
 @domain_errors
 def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bool | None,
-          tls_cert: Path | None, tls_key: Path | None, no_tls: bool | None) -> None:
+          tls_cert: Path | None, tls_key: Path | None, no_tls: bool | None,
+          smtp_port: int | None) -> None:
     """Run the archive server: the Administration API over HTTPS. Flags override the
     settings (`mailkeep settings list`) for this run."""
     import uvicorn
@@ -132,6 +135,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
         no_tls = no_tls if no_tls else not conf.get("tls.enabled")
         if tls_cert is None and tls_key is None and conf.get("tls.cert") is not None:
             tls_cert, tls_key = Path(conf.get("tls.cert")), Path(conf.get("tls.key") or "")
+        smtp = _receiver_settings(conf, smtp_port)
+        conf_starttls = bool(conf.get("smtp.starttls"))
         rec, store = archive.current_store()
         entries, _blobs, size = store.catalog.counts()
         out.print(f"mailkeep {__version__}: data directory {archive.data_dir}")
@@ -151,6 +156,18 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
               f"at {scheme}://{host}:{port}/api/")
     sys.stdout.flush()
     app = create_app(data.resolve(), api_enabled=bool(enable_api))
+    receiver = None
+    if smtp is not None:
+        from .receive.smtp import JournalReceiver
+
+        if conf_starttls and ssl:
+            smtp.tls_cert, smtp.tls_key = Path(ssl["ssl_certfile"]), Path(ssl["ssl_keyfile"])
+        receiver = JournalReceiver(data.resolve(), smtp)
+        receiver.start()
+        out.print(f"SMTP journal receiver on {smtp.host}:{smtp.port} (into the archive of "
+                  f"{smtp.owner!r}; clients {', '.join(smtp.networks)}"
+                  + ("; STARTTLS" if smtp.tls_cert else "") + ")")
+        sys.stdout.flush()
     # A client holding a TLS connection open (keep-alive, a long poll) must not keep a
     # stopping server up: after this many seconds the rest is cut off.
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
@@ -158,8 +175,25 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     server = uvicorn.Server(config)
     stopping.append(server)
     server.should_exit = early_stop
-    server.run()
+    try:
+        server.run()
+    finally:
+        if receiver is not None:
+            receiver.stop()
     out.print("stopped")
+
+
+def _receiver_settings(conf: Settings, port: int | None) -> Any:
+    """The SMTP receiver's settings, or None when it is not to run."""
+    if port is None and not conf.get("smtp.enabled"):
+        return None
+    from .receive.smtp import ReceiverSettings
+
+    return ReceiverSettings(
+        host=conf.get("smtp.host"), port=port if port is not None else conf.get("smtp.port"),
+        owner=conf.get("smtp.owner"), max_size=conf.get("smtp.max_size"),
+        networks=tuple(n for n in conf.get("smtp.networks").split(",") if n),
+        require_tls=conf.get("smtp.require_tls"))
 
 
 # -- settings --------------------------------------------------------------------------------

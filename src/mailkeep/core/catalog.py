@@ -6,6 +6,7 @@ writer applies records in batches (`BEGIN IMMEDIATE`); readers open their own co
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ CREATE TABLE IF NOT EXISTS entries (
     segment INTEGER NOT NULL, offset INTEGER NOT NULL,
     UNIQUE (blob_id, folder_id));
 CREATE INDEX IF NOT EXISTS entries_folder ON entries(folder_id);
+-- The SMTP envelope a journaled message arrived with (MAIL FROM, RCPT TO as a JSON list).
+CREATE TABLE IF NOT EXISTS envelopes (number INTEGER PRIMARY KEY, mail_from TEXT NOT NULL,
+    rcpt_to TEXT NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
     subject, sender, recipients, body, attachments,
     content='', tokenize='unicode61 remove_diacritics 2');
@@ -256,6 +260,7 @@ class Catalog:
         if row is None:
             return
         self.conn.execute("DELETE FROM entries WHERE key = ?", (row[0],))
+        self.conn.execute("DELETE FROM envelopes WHERE number = ?", (number,))
         self._fts("INSERT INTO fts (fts, rowid, subject, sender, recipients, body,"
                   " attachments) VALUES ('delete', ?,?,?,?,?,?)", (row[0], *index))
 
@@ -294,6 +299,16 @@ class Catalog:
         return [(r[0], r[1]) for r in self.conn.execute(
             "SELECT owner, path FROM folders f WHERE NOT EXISTS"
             " (SELECT 1 FROM entries e WHERE e.folder_id = f.id) ORDER BY owner, path")]
+
+    def add_envelope(self, number: int, envelope: dict[str, Any]) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO envelopes VALUES (?, ?, ?)",
+                          (number, str(envelope.get("from", "")),
+                           json.dumps(list(envelope.get("to", [])))))
+
+    def envelope(self, number: int) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT mail_from, rcpt_to FROM envelopes WHERE number = ?",
+                                (number,)).fetchone()
+        return None if row is None else {"from": row[0], "to": json.loads(row[1])}
 
     # -- reads ----------------------------------------------------------------------------
     def find_blob(self, content_id: bytes) -> int | None:

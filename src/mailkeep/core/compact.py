@@ -63,6 +63,7 @@ def compact(store: Store, report: Report = _noop,
                    "SELECT e.number, e.segment, e.offset, f.owner, f.path, e.flags,"
                    " e.internal_date, e.archived_at FROM entries e"
                    " JOIN folders f ON f.id = e.folder_id")}
+    envelopes = {n: cat.envelope(n) for (n,) in conn.execute("SELECT number FROM envelopes")}
     known_blobs = {bytes(c) for (c,) in conn.execute("SELECT content_id FROM blobs")}
     unknown_entries: dict[int, tuple[int, int]] = {}  # numbers in the segments, not live
     tombstoned: set[int] = set()
@@ -109,10 +110,13 @@ def compact(store: Store, report: Report = _noop,
                         blob_moves[live_blobs[where]] = (new.segment, new.offset, new.length)
                     elif item.type == seg.ENTRY and where in entries:
                         number, owner, folder, flags, idate, at = entries[where]
-                        new = writer.append(seg.ENTRY, {
+                        header = {
                             "n": number, "id": item.header["id"], "owner": owner,
                             "folder": folder, "flags": [f for f in flags.split(",") if f],
-                            "idate": idate, "at": at})
+                            "idate": idate, "at": at}
+                        if envelopes.get(number) is not None:
+                            header["env"] = envelopes[number]
+                        new = writer.append(seg.ENTRY, header)
                         entry_moves[number] = (new.segment, new.offset)
                     else:
                         continue

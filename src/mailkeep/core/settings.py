@@ -8,6 +8,7 @@ profiles) declare their settings here too.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Literal
 from .errors import InvalidArgument, NotFound
 from .master import Master
 
-SettingType = Literal["bool", "int", "str", "path"]
+SettingType = Literal["bool", "int", "str", "path", "networks"]
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 TRUE = {"true", "1", "yes", "on"}
@@ -42,6 +43,17 @@ DECLARED = {s.key: s for s in (
     Setting("tls.cert", "path", None, "Certificate (PEM) to serve; unset: a self-signed one "
             "made in <data>/tls (serve --tls-cert)."),
     Setting("tls.key", "path", None, "Private key (PEM) of tls.cert (serve --tls-key)."),
+    Setting("smtp.enabled", "bool", False, "Receive journaled mail over SMTP (serve "
+            "--smtp-port)."),
+    Setting("smtp.host", "str", "0.0.0.0", "Address the SMTP journal receiver listens on."),
+    Setting("smtp.port", "int", 2525, "Port of the SMTP journal receiver.", 1, 65535),
+    Setting("smtp.owner", "str", "journal", "The user archive journaled mail goes into."),
+    Setting("smtp.max_size", "int", 50 << 20, "Largest message accepted, in bytes.", 1024,
+            1 << 31),
+    Setting("smtp.networks", "networks", "127.0.0.0/8,::1/128", "Client networks allowed to "
+            "journal, comma separated (CIDR)."),
+    Setting("smtp.starttls", "bool", True, "Offer STARTTLS with the server's certificate."),
+    Setting("smtp.require_tls", "bool", False, "Accept mail only after STARTTLS."),
     Setting("notify.interval", "int", 900, "Seconds between two notification mails of the "
             "same kind; what happens meanwhile goes out together with a count.", 0, 86400),
     Setting("notify.check_every", "int", 300, "Seconds between the server's checks of the "
@@ -72,6 +84,15 @@ def parse(setting: Setting, text: str) -> Any:
     if not value:
         raise InvalidArgument(f"{setting.key} must not be empty (to go back to the default: "
                               f"`mailkeep settings unset {setting.key}`)")
+    if setting.type == "networks":
+        items = [n.strip() for n in value.split(",") if n.strip()]
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise InvalidArgument(f"{setting.key}: {item!r} is not a network such as "
+                                      "192.0.2.0/24 or 2001:db8::/32") from None
+        return ",".join(items)
     if setting.type == "path":
         path = Path(value).expanduser()
         if not path.is_absolute():

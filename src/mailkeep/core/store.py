@@ -403,6 +403,8 @@ class Store:
             date, index = self._blob_index(blob_id)
             cat.add_entry(int(h["n"]), blob_id, fid, h.get("flags", []), h.get("idate"),
                           int(h["at"]), rec.segment, rec.offset, date, index)
+            if isinstance(h.get("env"), dict):
+                cat.add_envelope(int(h["n"]), h["env"])
         elif rec.type == seg.TOMBSTONE:
             self._drop_entry(int(h["n"]))
             if int(h["n"]) >= cat.next_number():
@@ -509,8 +511,8 @@ class Store:
         return blob_id, fid is not None and self.catalog.has_entry(blob_id, fid)
 
     def add_message(self, prepared: Prepared, owner: str, folder: str,
-                    flags: frozenset[str] = frozenset(), internal_date: float | None = None
-                    ) -> Filed:
+                    flags: frozenset[str] = frozenset(), internal_date: float | None = None,
+                    envelope: dict[str, Any] | None = None) -> Filed:
         """File a prepared message (within a batch); a message already in the folder is a
         duplicate and changes nothing."""
         self.begin()
@@ -528,7 +530,7 @@ class Store:
                                             rec.length, prepared.raw_size, prepared.info)
             self._remember_index(blob_id, prepared.info.date, prepared.info.index)
         number = self._add_entry(prepared.content_id, blob_id, owner, folder, flags,
-                                 internal_date)
+                                 internal_date, envelope)
         return Filed(number, new_blob)
 
     def add_large_message(self, stream: BinaryIO, size: int, owner: str, folder: str,
@@ -578,7 +580,8 @@ class Store:
         return Filed(number, new_blob, warnings)
 
     def add_entry(self, cid: bytes, owner: str, folder: str, flags: frozenset[str] = frozenset(),
-                  internal_date: float | None = None) -> int | None:
+                  internal_date: float | None = None,
+                  envelope: dict[str, Any] | None = None) -> int | None:
         """File a message whose bytes the store already holds; None if already in the folder."""
         self.begin()
         blob_id, filed = self.lookup(cid, owner, folder)
@@ -586,22 +589,28 @@ class Store:
             raise NotFound("the store does not hold that message")
         if filed:
             return None
-        return self._add_entry(cid, blob_id, owner, folder, flags, internal_date)
+        return self._add_entry(cid, blob_id, owner, folder, flags, internal_date, envelope)
 
     def _add_entry(self, cid: bytes, blob_id: int, owner: str, folder: str,
-                   flags: frozenset[str], internal_date: float | None) -> int:
+                   flags: frozenset[str], internal_date: float | None,
+                   envelope: dict[str, Any] | None = None) -> int:
         assert self._writer is not None
         number = self.catalog.next_number()
         now = int(time.time())
         idate = int(internal_date) if internal_date is not None else None
         flag_list = sorted(flags)
-        rec = self._writer.append(seg.ENTRY, {
+        header: dict[str, Any] = {
             "n": number, "id": cid.hex(), "owner": owner, "folder": folder,
-            "flags": flag_list, "idate": idate, "at": now})
+            "flags": flag_list, "idate": idate, "at": now}
+        if envelope is not None:
+            header["env"] = envelope
+        rec = self._writer.append(seg.ENTRY, header)
         fid = self.catalog.folder_id(owner, folder)
         date, index = self._blob_index(blob_id)
         self.catalog.add_entry(number, blob_id, fid, flag_list, idate, now,
                                rec.segment, rec.offset, date, index)
+        if envelope is not None:
+            self.catalog.add_envelope(number, envelope)
         return number
 
     # Each entry has its own full-text row; filing a message again needs its index text.

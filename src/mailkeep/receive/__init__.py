@@ -1,0 +1,1 @@
+"""Receiving mail that is sent to mailkeep (the SMTP journal receiver)."""

@@ -1,0 +1,142 @@
+"""The SMTP journal receiver of a real `mailkeep serve`: messages sent with smtplib are in the
+archive byte for byte with their envelope, and a kill -9 of the server while clients are
+sending loses no message that got its 250."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import smtplib
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from mailkeep.core.archive import Archive
+from tests.web.test_real_server import ENV, MAILKEEP, free_port
+
+
+@contextmanager
+def server(data: Path, *flags: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port, smtp_port = free_port(), free_port()
+    proc = subprocess.Popen([*MAILKEEP, "--data", str(data), "serve", "--host", "127.0.0.1",
+                             "--port", str(port), "--smtp-port", str(smtp_port), *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with smtplib.SMTP("127.0.0.1", smtp_port, timeout=5) as probe:
+                    probe.noop()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1].decode()
+                assert time.monotonic() < deadline, "the SMTP receiver did not start"
+                time.sleep(0.1)
+        yield proc, smtp_port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
+def message(i: int) -> bytes:
+    return (f"From: app@example.org\r\nTo: u{i % 7}@example.org\r\nSubject: journal {i}\r\n"
+            f"Message-ID: <j{i}@example.org>\r\n\r\n" + f"line {i}\r\n" * 40).encode()
+
+
+def archived(data: Path) -> dict[str, tuple[str, dict[str, object] | None]]:
+    """sha256 -> (folder, envelope) of every message in the archive."""
+    out = {}
+    with Archive(data) as archive:
+        for _rec, store in archive.readable_stores():
+            for (number,) in store.catalog.conn.execute("SELECT number FROM entries"):
+                hit = store.catalog.entry(number)
+                assert hit is not None
+                out[hashlib.sha256(store.read(number)).hexdigest()] = (
+                    f"{hit.owner}/{hit.folder}", store.catalog.envelope(number))
+    return out
+
+
+def test_journal_keeps_bytes_and_envelope(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    raw = message(1).replace(b"line 1\r\n", b".leading dot\r\nline 1\r\n", 1)
+    with server(data) as (_proc, port), smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.starttls(context=ssl._create_unverified_context())  # the server's own cert
+        client.ehlo()
+        refused = client.sendmail("mta@example.org", ["a@example.org", "b@example.org"], raw)
+        assert refused == {}
+        code, text = client.noop()
+        assert code == 250
+        # The same message again: a duplicate, still 250 (a retry after a lost answer).
+        assert client.sendmail("mta@example.org", ["a@example.org"], raw) == {}
+        # A line far over RFC 5321's limit, as real mail has: kept as it is.
+        long_line = message(3) + b"x" * 5000 + b"\r\n"
+        assert client.sendmail("mta@example.org", ["c@example.org"], long_line) == {}
+    got = archived(data)
+    assert got == {
+        hashlib.sha256(raw).hexdigest(): ("journal/Inbox", {
+            "from": "mta@example.org", "to": ["a@example.org", "b@example.org"]}),
+        hashlib.sha256(long_line).hexdigest(): ("journal/Inbox", {
+            "from": "mta@example.org", "to": ["c@example.org"]})}
+    # The envelope is in the segments: a catalog rebuilt from them, and compacted, has it.
+    for args in (["recover", "Default"], ["call", "CompactStore", "id=1"]):
+        done = subprocess.run([*MAILKEEP, "--data", str(data), *args], capture_output=True,
+                              text=True, env=ENV, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert archived(data) == got
+
+
+def test_clients_outside_the_allowed_networks_are_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    subprocess.run([*MAILKEEP, "--data", str(data), "settings", "set", "smtp.networks",
+                    "192.0.2.0/24"], check=True, env=ENV, capture_output=True)
+    with server(data) as (_proc, port), smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        with pytest.raises(smtplib.SMTPSenderRefused) as err:
+            client.sendmail("mta@example.org", ["a@example.org"], message(2))
+        assert err.value.smtp_code == 554
+    assert archived(data) == {}
+
+
+def test_kill_while_journaling_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    acknowledged: set[str] = set()
+    lock = threading.Lock()
+    with server(data) as (proc, port):
+        stop = threading.Event()
+
+        def client(k: int) -> None:
+            i = k * 100_000
+            while not stop.is_set():
+                raw = message(i)
+                i += 1
+                try:
+                    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+                        smtp.sendmail("mta@example.org", ["x@example.org"], raw)
+                except (OSError, smtplib.SMTPException):
+                    return  # the server is gone: this message got no 250
+                with lock:
+                    acknowledged.add(hashlib.sha256(raw).hexdigest())
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(acknowledged) < 150 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)  # in the middle of it all
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert len(acknowledged) >= 150
+    check = subprocess.run([*MAILKEEP, "--data", str(data), "verify"], capture_output=True,
+                           text=True, env=ENV, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    missing = acknowledged - set(archived(data))
+    assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged messages lost"

@@ -193,7 +193,8 @@ def _receiver_settings(conf: Settings, port: int | None) -> Any:
         host=conf.get("smtp.host"), port=port if port is not None else conf.get("smtp.port"),
         owner=conf.get("smtp.owner"), max_size=conf.get("smtp.max_size"),
         networks=tuple(n for n in conf.get("smtp.networks").split(",") if n),
-        require_tls=conf.get("smtp.require_tls"))
+        require_tls=conf.get("smtp.require_tls"),
+        route_by_address=conf.get("smtp.route_by_address"))
 
 
 # -- settings --------------------------------------------------------------------------------

@@ -140,3 +140,32 @@ def test_kill_while_journaling_loses_nothing_acknowledged(tmp_path: Path) -> Non
     assert check.returncode == 0, check.stdout + check.stderr
     missing = acknowledged - set(archived(data))
     assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged messages lost"
+
+
+def test_routing_into_user_archives(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for args in (["CreateUser", "userName=alice", "privileges=login"],
+                 ["SetUserEmailAddresses", "userName=alice",
+                  "emailAddresses=alice@example.org,a.l@example.org"],
+                 ["CreateUser", "userName=bob", "privileges=login"],
+                 ["SetUserEmailAddresses", "userName=bob", "emailAddresses=bob@example.org"]):
+        done = subprocess.run([*MAILKEEP, "--data", str(data), "call", *args],
+                              capture_output=True, text=True, env=ENV, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+    to_alice, from_bob, nobody = message(10), message(11), message(12)
+    with server(data) as (_proc, port), smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.sendmail("x@elsewhere.example", ["A.L@example.org", "z@elsewhere.example"],
+                        to_alice)
+        client.sendmail("bob@example.org", ["alice@example.org"], from_bob)
+        client.sendmail("x@elsewhere.example", ["y@elsewhere.example"], nobody)
+    where: dict[str, set[str]] = {}
+    with Archive(data) as archive:
+        for _rec, store in archive.readable_stores():
+            for (number,) in store.catalog.conn.execute("SELECT number FROM entries"):
+                hit = store.catalog.entry(number)
+                assert hit is not None
+                digest = hashlib.sha256(store.read(number)).hexdigest()
+                where.setdefault(digest, set()).add(f"{hit.owner}/{hit.folder}")
+    assert where == {hashlib.sha256(to_alice).hexdigest(): {"alice/Inbox"},
+                     hashlib.sha256(from_bob).hexdigest(): {"alice/Inbox", "bob/Sent"},
+                     hashlib.sha256(nobody).hexdigest(): {"journal/Inbox"}}

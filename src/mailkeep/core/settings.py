@@ -52,6 +52,9 @@ DECLARED = {s.key: s for s in (
             1 << 31),
     Setting("smtp.networks", "networks", "127.0.0.0/8,::1/128", "Client networks allowed to "
             "journal, comma separated (CIDR)."),
+    Setting("smtp.route_by_address", "bool", True, "File journaled mail in the archives of "
+            "the users its envelope names (Inbox for recipients, Sent for the sender), the "
+            "smtp.owner archive when it names none."),
     Setting("smtp.starttls", "bool", True, "Offer STARTTLS with the server's certificate."),
     Setting("smtp.require_tls", "bool", False, "Accept mail only after STARTTLS."),
     Setting("notify.interval", "int", 900, "Seconds between two notification mails of the "

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import queue
+import sqlite3
 import ssl
 import threading
 import time
@@ -33,6 +35,7 @@ from ..core.errors import MailkeepError
 log = logging.getLogger("mailkeep.smtp")
 BATCH_MAX = 500  # messages in one group commit
 BATCH_WAIT_S = 0.005  # how long the writer waits for company once it has one message
+USERS_EVERY_S = 30.0  # how often the users' addresses are read again for routing
 
 
 @dataclass
@@ -46,6 +49,7 @@ class ReceiverSettings:
     tls_cert: Path | None = None  # STARTTLS offered when set
     tls_key: Path | None = None
     require_tls: bool = False
+    route_by_address: bool = True  # into the archives of the users the envelope names
 
 
 @dataclass
@@ -74,6 +78,8 @@ class JournalWriter:
         self.settings = settings
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
         self.counters = Counters()
+        self._by_address: dict[str, str] = {}
+        self._users_read = -USERS_EVERY_S
         self._thread = threading.Thread(target=self._run, name="mailkeep-journal",
                                         daemon=True)
 
@@ -110,6 +116,34 @@ class JournalWriter:
             if archive is not None:
                 archive.close()
 
+    def _targets(self, archive: Archive, envelope: dict[str, Any]) -> list[tuple[str, str]]:
+        """(owner, folder) to file a journaled message in: Inbox of every user one of whose
+        addresses is a recipient, Sent of the user who sent it; the journal archive when the
+        envelope names no user (or routing is off)."""
+        if not self.settings.route_by_address:
+            return [(self.settings.owner, self.settings.folder)]
+        now = time.monotonic()
+        if now - self._users_read > USERS_EVERY_S:
+            self._by_address = {}
+            try:
+                rows = archive.master.conn.execute(
+                    "SELECT user_name, email_addresses FROM users").fetchall()
+            except sqlite3.Error:
+                rows = []
+            for user, addresses in rows:
+                for address in json.loads(addresses or "[]"):
+                    self._by_address.setdefault(address.lower(), user)
+            self._users_read = now
+        targets: list[tuple[str, str]] = []
+        for address in envelope["to"]:
+            user = self._by_address.get(address.lower())
+            if user is not None and (user, "Inbox") not in targets:
+                targets.append((user, "Inbox"))
+        sender = self._by_address.get(str(envelope["from"]).lower())
+        if sender is not None and (sender, "Sent") not in targets:
+            targets.append((sender, "Sent"))
+        return targets or [(self.settings.owner, self.settings.folder)]
+
     def _file(self, archive: Archive, batch: list[_Job]) -> Archive:
         """File a batch and answer its senders; returns the archive to use next (a fresh
         one after a failure, so that the next batch finds the store as it is now)."""
@@ -118,20 +152,23 @@ class JournalWriter:
             _rec, store = archive.current_store()
             for job in batch:
                 cid = store.packer.content_id(job.raw)
-                blob_id, filed = store.lookup(cid, self.settings.owner, self.settings.folder)
-                if filed:
-                    replies.append("250 2.0.0 Already archived")
+                numbers: list[str] = []
+                for owner, folder in self._targets(archive, job.envelope):
+                    blob_id, filed = store.lookup(cid, owner, folder)
+                    if filed:
+                        continue
+                    if blob_id is not None:
+                        number = store.add_entry(cid, owner, folder, envelope=job.envelope)
+                    else:
+                        prepared = store.packer.prepare(job.raw, cid, time.time())
+                        number = store.add_message(prepared, owner, folder,
+                                                   envelope=job.envelope).number
+                    numbers.append(f"{_rec.id}:{number}")
+                if not numbers:
                     self.counters.duplicates += 1
-                    continue
-                if blob_id is not None:
-                    number = store.add_entry(cid, self.settings.owner, self.settings.folder,
-                                             envelope=job.envelope)
-                    replies.append(f"250 2.0.0 Archived as {_rec.id}:{number}")
-                    continue
-                prepared = store.packer.prepare(job.raw, cid, time.time())
-                filed_now = store.add_message(prepared, self.settings.owner,
-                                              self.settings.folder, envelope=job.envelope)
-                replies.append(f"250 2.0.0 Archived as {_rec.id}:{filed_now.number}")
+                    replies.append("250 2.0.0 Already archived")
+                else:
+                    replies.append(f"250 2.0.0 Archived as {' '.join(numbers)}")
             store.commit()  # fsync of the segment, then the catalog: now it is durable
             self.counters.accepted += len(batch)
             self.counters.batches += 1

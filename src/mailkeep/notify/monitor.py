@@ -8,7 +8,8 @@ import shutil
 from pathlib import Path
 
 from ..core.archive import Archive
-from ..core.errors import MailkeepError
+from ..core.errors import KeyMissing, MailkeepError
+from ..core.store import read_manifest
 from ..functions import REGISTRY
 from ..jobs.process import FinishedRecord
 from .events import record_event
@@ -53,7 +54,13 @@ class Health:
                 if rec.state == "disabled":
                     continue
                 try:
-                    archive.open_store(rec)
+                    # Light and read-only: the manifest and, for an encrypted store, the
+                    # key. Opening the store itself could repair its catalog and so get
+                    # in the way of whoever is writing it.
+                    manifest = read_manifest(rec.path)
+                    if manifest.get("encryption") and archive.master_key() is None:
+                        raise KeyMissing("its master key is not available (conf/master.key "
+                                         "or MAILKEEP_MASTER_KEY)")
                 except MailkeepError as exc:
                     bad.add(rec.id)
                     if rec.id not in self.bad_stores:

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 import pytest
 import trustme
 
-from .peers import Dovecot, server_context
+from tests.sources.dovecot import Dovecot
+
+from .peers import PASSWORD, USER, server_context
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +42,8 @@ def foreign_tls_context() -> ssl.SSLContext:
 
 
 @pytest.fixture(scope="session")
-def dovecot(server_cert: trustme.LeafCert) -> Iterator[Dovecot]:
-    server = Dovecot(server_cert)
+def dovecot(ca: trustme.CA) -> Iterator[Dovecot]:
+    server = Dovecot(ca, {USER: PASSWORD})
     server.start()
     try:
         yield server

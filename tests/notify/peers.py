@@ -7,17 +7,12 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-import os
 import secrets
-import shutil
 import socket
 import ssl
-import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import trustme
@@ -207,136 +202,3 @@ class SilentServer:
         for conn in self.accepted:
             conn.close()
         self.sock.close()
-
-
-DOVECOT_CONF = """\
-base_dir = {dv}/run
-state_dir = {dv}/state
-log_path = {dv}/dovecot.log
-protocols = pop3
-listen = 127.0.0.1
-ssl = yes
-ssl_cert = <{dv}/cert.pem
-ssl_key = <{dv}/key.pem
-disable_plaintext_auth = no
-# APOP needs the password in clear in the passdb ({{PLAIN}} in the passwd-file).
-auth_mechanisms = plain login apop
-auth_failure_delay = 0
-mail_location = maildir:~/Maildir
-default_login_user = dovenull
-default_internal_user = dovecot
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {dv}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={dv}/mail/%u
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    address = 127.0.0.1
-    port = {pop3}
-  }}
-  inet_listener pop3s {{
-    address = 127.0.0.1
-    port = {pop3s}
-  }}
-}}
-# No auth penalty (a growing delay after a failed login): the tests fail a login on purpose.
-service anvil {{
-  unix_listener anvil-auth-penalty {{
-    mode = 0
-  }}
-}}
-pop3_uidl_format = %08Xu%08Xv
-"""
-
-
-class Dovecot:
-    """A private Dovecot POP3 server: plain/STLS on `port`, implicit TLS on `tls_port`."""
-
-    def __init__(self, cert: trustme.LeafCert) -> None:
-        exe = shutil.which("dovecot") or (
-            "/usr/sbin/dovecot" if os.path.exists("/usr/sbin/dovecot") else None
-        )
-        if exe is None:
-            raise RuntimeError(
-                "dovecot is not installed (packages dovecot-core dovecot-pop3d; .ci/run installs "
-                "them): the POP-before-SMTP tests need a real POP3 server"
-            )
-        self.exe = exe
-        # Not under pytest's 0700 temp root: Dovecot's processes run as other users.
-        self.dir = Path(tempfile.mkdtemp(prefix="mailkeep-dovecot-"))
-        self.dir.chmod(0o755)
-        self.port = free_port()
-        self.tls_port = free_port()
-        self.log = self.dir / "dovecot.log"
-        for sub in ("run", "state", f"mail/{USER}/Maildir/cur", f"mail/{USER}/Maildir/new",
-                    f"mail/{USER}/Maildir/tmp"):
-            (self.dir / sub).mkdir(parents=True)
-        cert.cert_chain_pems[0].write_to_path(str(self.dir / "cert.pem"))
-        cert.private_key_pem.write_to_path(str(self.dir / "key.pem"))
-        (self.dir / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
-        (self.dir / "dovecot.conf").write_text(
-            DOVECOT_CONF.format(dv=self.dir, pop3=self.port, pop3s=self.tls_port)
-        )
-        subprocess.run(["chown", "-R", "nobody:nogroup", str(self.dir / "mail")], check=True)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.exe, "-F", "-c", str(self.dir / "dovecot.conf")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(
-                    f"dovecot exited with {self.proc.returncode}: {err}{self.logs()}"
-                )
-            if all(_listening(p) for p in (self.port, self.tls_port)):
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"dovecot did not listen within 10 s: {self.logs()}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            if self.proc.stderr:
-                self.proc.stderr.close()
-            self.proc = None
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def logins(self) -> int:
-        """How many POP3 logins Dovecot has logged so far."""
-        return sum(
-            1 for line in self.logs().splitlines()
-            if "pop3-login: Info: Login: user=<" + USER + ">" in line
-        )
-
-    def wait_logins(self, n: int, timeout: float = 5.0) -> int:
-        """Dovecot's log process writes a moment after the login; wait until it shows n."""
-        deadline = time.monotonic() + timeout
-        while self.logins() < n and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self.logins()
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), 0.2):
-            return True
-    except OSError:
-        return False

@@ -15,9 +15,10 @@ from starlette.testclient import TestClient
 
 from mailkeep.web.app import create_app
 from tests.apiclient import LOCAL, fast_users, finish, invoke
+from tests.sources.dovecot import Dovecot
 from tests.web.test_mcapi import body, err, get_conf, h, login, set_conf
 
-from .peers import PASSWORD, USER, Dovecot, Recorder, SmtpPeer, password_authenticator
+from .peers import PASSWORD, USER, Recorder, SmtpPeer, password_authenticator
 
 
 @pytest.fixture
@@ -87,8 +88,8 @@ def test_test_mail_failures_say_where(mc: TestClient, tls_context: Any, ca_file:
 
 
 def test_pop_before_smtp_with_apop(mc: TestClient, dovecot: Dovecot) -> None:
-    before = dovecot.logins()
-    recorder = Recorder(mail_gate=lambda: None if dovecot.logins() > before
+    before = dovecot.logins(USER)
+    recorder = Recorder(mail_gate=lambda: None if dovecot.logins(USER) > before
                         else "530 5.7.0 POP before SMTP required")
     with SmtpPeer(recorder) as peer:
         sid = login(mc)
@@ -96,7 +97,7 @@ def test_pop_before_smtp_with_apop(mc: TestClient, dovecot: Dovecot) -> None:
                 "archive@example.org", "toMailAddress": "ops@example.org",
                 "encoding": "utf-8", "mailSubject": "Archiv-Störung", "timeOut": 10,
                 "authenticationType": "POP before SMTP", "pop3ServerName": "127.0.0.1",
-                "pop3Port": dovecot.port, "useApop": True, "pop3Interval": 0,
+                "pop3Port": dovecot.pop3_port, "useApop": True, "pop3Interval": 0,
                 "userName": USER, "password": PASSWORD}
         assert set_conf(mc, sid, conf).status_code == 200, get_conf(mc, sid)
         resp = mc.post("/mcapi/mail/configuration/test", headers=h(sid))

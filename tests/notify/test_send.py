@@ -17,12 +17,12 @@ import pytest
 import trustme
 
 from mailkeep.notify import Outgoing, Pop3Target, PopBeforeSmtp, SendError, SmtpTarget, send
+from tests.sources.dovecot import Dovecot
 
 from .peers import (
     PASSWORD,
     TOKEN,
     USER,
-    Dovecot,
     Recorder,
     SilentServer,
     SmtpPeer,
@@ -380,10 +380,10 @@ def test_dot_lines_survive() -> None:
 
 def pop_gate(dovecot: Dovecot, handler: Recorder) -> Recorder:
     """The SMTP server accepts MAIL only after a new POP3 login shows in Dovecot's log."""
-    seen = [dovecot.logins()]
+    seen = [dovecot.logins(USER)]
 
     def gate() -> str | None:
-        now = dovecot.wait_logins(seen[0] + 1, timeout=1)
+        now = dovecot.wait_logins(USER, seen[0] + 1, timeout=1)
         if now <= seen[0]:
             return "553 5.7.1 relay denied: log in with POP3 first"
         seen[0] = now
@@ -396,16 +396,16 @@ def pop_gate(dovecot: Dovecot, handler: Recorder) -> Recorder:
 def pop_target(dovecot: Dovecot, **kw: object) -> Pop3Target:
     fields: dict[str, object] = {"username": USER, "password": PASSWORD, "timeout": 5}
     fields.update(kw)
-    return Pop3Target("127.0.0.1", dovecot.port, **fields)  # type: ignore[arg-type]
+    return Pop3Target("127.0.0.1", dovecot.pop3_port, **fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("apop", [False, True])
 def test_pop_before_smtp(dovecot: Dovecot, apop: bool) -> None:
-    before = dovecot.logins()
+    before = dovecot.logins(USER)
     with SmtpPeer(pop_gate(dovecot, Recorder())) as peer:
         send(target(peer), mail(), pop=pop_target(dovecot, apop=apop))
     assert len(peer.handler.received) == 1
-    assert dovecot.wait_logins(before + 1) == before + 1
+    assert dovecot.wait_logins(USER, before + 1) == before + 1
     method = "APOP" if apop else "PLAIN"
     assert f"Login: user=<{USER}>, method={method}" in dovecot.logs()
 
@@ -427,7 +427,7 @@ def test_wrong_pop_password(dovecot: Dovecot, apop: bool) -> None:
     text = str(err.value)
     assert err.value.step == "pop-login"
     assert err.value.reply == "-ERR [AUTH] Authentication failed."
-    assert f"127.0.0.1:{dovecot.port}" in text and "Authentication failed" in text
+    assert f"127.0.0.1:{dovecot.pop3_port}" in text and "Authentication failed" in text
     assert wrong not in text
     assert not peer.handler.received
 
@@ -435,10 +435,10 @@ def test_wrong_pop_password(dovecot: Dovecot, apop: bool) -> None:
 def test_pop_interval_reuses_a_login(dovecot: Dovecot) -> None:
     state = PopBeforeSmtp()
     pop = pop_target(dovecot, interval_s=3600)
-    before = dovecot.logins()
+    before = dovecot.logins(USER)
     with SmtpPeer() as peer:
         send(target(peer), mail(), pop=pop, pop_state=state)
-        assert dovecot.wait_logins(before + 1) == before + 1
+        assert dovecot.wait_logins(USER, before + 1) == before + 1
         send(target(peer), mail(), pop=pop, pop_state=state)
         # interval 0 logs in before every send, even with the state remembering the last one
         every = replace(pop, interval_s=0)
@@ -446,20 +446,20 @@ def test_pop_interval_reuses_a_login(dovecot: Dovecot) -> None:
         send(target(peer), mail(), pop=every, pop_state=state)
     assert len(peer.handler.received) == 4
     time.sleep(0.3)  # let a wrongly made login reach the log
-    assert dovecot.logins() == before + 3
+    assert dovecot.logins(USER) == before + 3
 
 
 def test_pop_interval_expires(dovecot: Dovecot) -> None:
     now = [1000.0]
     state = PopBeforeSmtp(clock=lambda: now[0])
     pop = pop_target(dovecot, interval_s=60)
-    before = dovecot.logins()
+    before = dovecot.logins(USER)
     assert state.login_if_due(pop) is True
     now[0] += 59
     assert state.login_if_due(pop) is False
     now[0] += 2
     assert state.login_if_due(pop) is True
-    assert dovecot.wait_logins(before + 2) == before + 2
+    assert dovecot.wait_logins(USER, before + 2) == before + 2
 
 
 def test_failed_pop_login_is_not_remembered(dovecot: Dovecot) -> None:
@@ -467,15 +467,15 @@ def test_failed_pop_login_is_not_remembered(dovecot: Dovecot) -> None:
     pop = pop_target(dovecot, interval_s=3600)
     with pytest.raises(SendError):
         state.login_if_due(replace(pop, password="wrong"))
-    before = dovecot.logins()
+    before = dovecot.logins(USER)
     assert state.login_if_due(pop) is True
-    assert dovecot.wait_logins(before + 1) == before + 1
+    assert dovecot.wait_logins(USER, before + 1) == before + 1
 
 
 def test_pop_login_once_for_concurrent_senders(dovecot: Dovecot) -> None:
     state = PopBeforeSmtp()
     pop = pop_target(dovecot, interval_s=3600)
-    before = dovecot.logins()
+    before = dovecot.logins(USER)
     results: list[bool] = []
     threads = [
         threading.Thread(target=lambda: results.append(state.login_if_due(pop)))
@@ -487,18 +487,18 @@ def test_pop_login_once_for_concurrent_senders(dovecot: Dovecot) -> None:
         t.join()
     assert sorted(results) == [False, False, False, True]
     time.sleep(0.3)
-    assert dovecot.wait_logins(before + 1) == before + 1
+    assert dovecot.wait_logins(USER, before + 1) == before + 1
 
 
 @pytest.mark.parametrize("mode", ["starttls", "implicit"])
 def test_pop_over_tls(dovecot: Dovecot, ca_file: str, mode: str) -> None:
-    port = dovecot.tls_port if mode == "implicit" else dovecot.port
-    before = dovecot.logins()
+    port = dovecot.pop3s_port if mode == "implicit" else dovecot.pop3_port
+    before = dovecot.logins(USER)
     with SmtpPeer(pop_gate(dovecot, Recorder())) as peer:
         send(target(peer), mail(), pop=replace(pop_target(dovecot, tls=mode, ca_file=ca_file),
                                                port=port))
     assert len(peer.handler.received) == 1
-    assert dovecot.wait_logins(before + 1) == before + 1
+    assert dovecot.wait_logins(USER, before + 1) == before + 1
     assert "method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=" in dovecot.logs()
     last = [line for line in dovecot.logs().splitlines() if "Login: user=<alice>" in line][-1]
     assert "TLS" in last
@@ -506,7 +506,7 @@ def test_pop_over_tls(dovecot: Dovecot, ca_file: str, mode: str) -> None:
 
 @pytest.mark.parametrize("mode", ["starttls", "implicit"])
 def test_pop_certificate_of_unknown_ca(dovecot: Dovecot, mode: str) -> None:
-    port = dovecot.tls_port if mode == "implicit" else dovecot.port
+    port = dovecot.pop3s_port if mode == "implicit" else dovecot.pop3_port
     with pytest.raises(SendError) as err:
         PopBeforeSmtp().login_if_due(replace(pop_target(dovecot, tls=mode), port=port))
     assert err.value.step == "pop-login"

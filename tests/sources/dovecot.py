@@ -107,9 +107,11 @@ def corpus_messages() -> list[bytes]:
 
 class Dovecot:
     """IMAP on `imap_port` (STARTTLS offered), IMAPS on `imaps_port`, POP3 on `pop3_port`
-    (STLS offered), POP3S on `pop3s_port`; the certificate is from `ca`."""
+    (STLS offered), POP3S on `pop3s_port`; the certificate is from `ca` (a new CA unless one
+    is given). Accounts user1..user100 with PASSWORD, plus `accounts` (name -> password)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ca: trustme.CA | None = None,
+                 accounts: dict[str, str] | None = None) -> None:
         exe = shutil.which("dovecot") or (
             "/usr/sbin/dovecot" if os.path.exists("/usr/sbin/dovecot") else None
         )
@@ -119,7 +121,7 @@ class Dovecot:
                 ".ci/run installs them): the IMAP and POP3 source tests need a real server"
             )
         self.exe = exe
-        self.ca = trustme.CA()
+        self.ca = ca or trustme.CA()
         cert = self.ca.issue_cert("127.0.0.1", "localhost")
         # Not under pytest's 0700 temp root: Dovecot's processes run as other users.
         self.dir = Path(tempfile.mkdtemp(prefix="mailkeep-dovecot-src-"))
@@ -137,6 +139,7 @@ class Dovecot:
         self._passwd = self.dir / "passwd"
         self._passwd.write_text(
             "".join(f"user{n}:{{PLAIN}}{PASSWORD}\n" for n in range(1, 101))
+            + "".join(f"{name}:{{PLAIN}}{pw}\n" for name, pw in (accounts or {}).items())
         )
         (self.dir / "dovecot.conf").write_text(
             CONF.format(
@@ -197,6 +200,18 @@ class Dovecot:
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def logins(self, user: str) -> int:
+        """How many POP3 logins of `user` Dovecot has logged so far."""
+        return sum(1 for line in self.logs().splitlines()
+                   if f"pop3-login: Info: Login: user=<{user}>" in line)
+
+    def wait_logins(self, user: str, n: int, timeout: float = 5.0) -> int:
+        """Dovecot's log process writes a moment after the login; wait until it shows n."""
+        deadline = time.monotonic() + timeout
+        while self.logins(user) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.logins(user)
 
 
 def _listening(port: int) -> bool:

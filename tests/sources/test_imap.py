@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -13,30 +12,6 @@ from mailkeep.sources.imap import FolderState, ImapSettings, ImapSource, SourceE
 from tests.sources.dovecot import PASSWORD, Dovecot, corpus_messages
 
 MESSAGES = corpus_messages()
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[Dovecot]:
-    server = Dovecot()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def user(dovecot: Dovecot) -> str:
-    return dovecot.new_user()
-
-
-@pytest.fixture
-def admin(dovecot: Dovecot, user: str) -> Iterator[IMAPClient]:
-    client = dovecot.admin(user)
-    try:
-        yield client
-    finally:
-        client.logout()
 
 
 def settings(dovecot: Dovecot, user: str, **kw: object) -> ImapSettings:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from imapclient import IMAPClient
@@ -14,30 +13,6 @@ from mailkeep.sources.pop3 import Pop3Settings, Pop3Source
 from tests.sources.dovecot import PASSWORD, Dovecot, corpus_messages
 
 MESSAGES = corpus_messages()
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[Dovecot]:
-    server = Dovecot()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def user(dovecot: Dovecot) -> str:
-    return dovecot.new_user()
-
-
-@pytest.fixture
-def admin(dovecot: Dovecot, user: str) -> Iterator[IMAPClient]:
-    client = dovecot.admin(user)
-    try:
-        yield client
-    finally:
-        client.logout()
 
 
 def settings(dovecot: Dovecot, user: str, **kw: object) -> Pop3Settings:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import Hit, under
+from .catalog import Hit, full_name, under
 from .crypto import load_master_key
 from .errors import (
     Conflict,
@@ -324,7 +324,7 @@ class Archive:
             raise NotFound(f"message {message_id} does not exist")
         store.delete_message(number, reason)
         self.master.audit(self.actor, "message.delete", id=f"{rec.id}:{number}",
-                          reason=reason, folder=f"{hit.owner}/{hit.folder}".rstrip("/"),
+                          reason=reason, folder=full_name(hit.owner, hit.folder),
                           subject=hit.subject, sender=hit.sender, date=hit.date,
                           size=hit.size)
         return hit
@@ -336,34 +336,33 @@ class Archive:
         if (owner, path) == (to_owner, to_path):
             raise InvalidArgument("the folder and its new place are the same")
         if owner == to_owner and under(to_path, path):
-            raise InvalidArgument(f"cannot move {owner}/{path} into itself".rstrip("/"))
-        holding: list[tuple[StoreRecord, list[str]]] = []
+            raise InvalidArgument(f"cannot move {full_name(owner, path)} into itself")
+        holding: list[StoreRecord] = []
         opened: list[tuple[StoreRecord, Store]] = []
         for rec in self.stores():  # disabled ones too: a folder moves whole or not at all
             try:
                 opened.append((rec, self.open_store(rec, check_state=False)))
             except MailkeepError as exc:
                 raise StoreUnavailable(f"store {rec.name!r} (id {rec.id}) cannot be read, so "
-                                       f"its part of {owner}/{path} cannot be checked: "
-                                       f"{exc.message}".replace("/:", ":")) from None
+                                       f"its part of {full_name(owner, path)} cannot be "
+                                       f"checked: {exc.message}") from None
         for rec, store in opened:
-            paths = [p for o, p, _n, _b in store.catalog.folders(owner) if under(p, path)]
             # The new place is taken if it, or anything below it, exists in any store.
             taken = [p for o, p, _n, _b in store.catalog.folders(to_owner)
                      if under(p, to_path)]
             if taken:
-                raise Conflict(f"folder {to_owner}/{taken[0]} already exists in store "
-                               f"{rec.name!r}".replace("/ ", " "))
-            if paths:
-                holding.append((rec, paths))
+                raise Conflict(f"folder {full_name(to_owner, taken[0])} already exists in "
+                               f"store {rec.name!r}")
+            if any(under(p, path) for _o, p, _n, _b in store.catalog.folders(owner)):
+                holding.append(rec)
         if not holding:
-            raise NotFound(f"folder {owner}/{path} does not exist".replace("/ ", " "))
-        stores = [(rec, self.modifiable_store(rec)) for rec, _ in holding]  # all, or none
+            raise NotFound(f"folder {full_name(owner, path)} does not exist")
+        stores = [(rec, self.modifiable_store(rec)) for rec in holding]  # all, or none
         for _rec, store in stores:
             store.folder_change({"op": "move", "owner": owner, "folder": path,
                                  "to_owner": to_owner, "to_folder": to_path})
-        self.master.audit(self.actor, "folder.move", folder=f"{owner}/{path}".rstrip("/"),
-                          to=f"{to_owner}/{to_path}".rstrip("/"),
+        self.master.audit(self.actor, "folder.move", folder=full_name(owner, path),
+                          to=full_name(to_owner, to_path),
                           stores=[rec.id for rec, _ in stores])
         return len(stores)
 
@@ -384,7 +383,7 @@ class Archive:
                 continue
             for o, p in empty:
                 store.folder_change({"op": "drop", "owner": o, "folder": p})
-                removed.append(f"{o}/{p}".rstrip("/"))
+                removed.append(full_name(o, p))
         if removed:
             self.master.audit(self.actor, "folder.drop_empty", folders=removed)
         return removed, skipped

@@ -414,6 +414,11 @@ def under(path: str, top: str) -> bool:
     return not top or path == top or path.startswith(top + "/")
 
 
+def full_name(owner: str, path: str) -> str:
+    """A folder as the API names it: "alice/Inbox", or "alice" for the archive's root."""
+    return f"{owner}/{path}" if path else owner
+
+
 def rebase(path: str, top: str, new_top: str) -> str:
     """The path of a folder of top's subtree once top is moved to new_top."""
     rest = path[len(top):].lstrip("/") if top else path

@@ -45,14 +45,21 @@ class Filed:
     warnings: list[str] = field(default_factory=list)  # what indexing it ran into
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def write_json_atomic(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
+    """Temp file, fsync, rename, fsync of the directory: the old file or the new one after a
+    crash, never half of one. A failed write leaves no temp file behind."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     seg.fsync_dir(path.parent)
 
 
@@ -84,7 +91,6 @@ class Store:
         self.recovered_on_open: list[str] = []
         if self.writable:
             self._finish_compaction()
-        self._fresh_catalog = False  # made new on this open: rebuilt from the segments
         self.catalog = self._open_catalog()
         self.packer = Packer(self.dictionaries(), store_key)
         self._writer: seg.SegmentWriter | None = None
@@ -171,6 +177,7 @@ class Store:
         """The catalog; for the writer, an unreadable one is set aside and rebuilt from the
         segments (a fresh catalog replays them all on open)."""
         path = self.path / "catalog.sqlite"
+        # Made new on this open, so rebuilt from the segments (see __init__).
         self._fresh_catalog = self.writable and not path.exists()
         try:
             catalog = Catalog(path, readonly=not self.writable and path.exists())

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..core.archive import Archive
+from ..core.catalog import full_name
 from ..core.errors import InvalidArgument, NotFound
 from .call import Call
 from .registry import Arg, function
@@ -45,15 +46,11 @@ def split_folder(folder: str) -> tuple[str, str]:
     return owner, path
 
 
-def _full(owner: str, path: str) -> str:
-    return f"{owner}/{path}" if path else owner
-
-
 def folder_tree(archive: Archive) -> dict[str, Node]:
     """Every folder by its full path, intermediate folders included, with its own counts."""
     nodes: dict[str, Node] = {}
     for owner, path, messages, size in archive.folders():
-        full = _full(owner, path.strip("/"))
+        full = full_name(owner, path.strip("/"))
         node = nodes.setdefault(full, Node(full))
         node.messages += messages
         node.size += size

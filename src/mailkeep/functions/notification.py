@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..core.errors import InvalidArgument, MailkeepError
+from ..jobs.history import SCHEMA as HISTORY_SCHEMA
 from ..notify.config import FIELDS, SECRET, NotificationConfig
 from ..notify.connections import FIELDS as CONNECTION_FIELDS
 from ..notify.connections import KINDS, Connections
@@ -197,9 +198,7 @@ def status_report(call: Call, start: datetime, end: datetime) -> str:
         lines.append(f"  store {name}: not readable: {exc.message}")
     lines += [f"  in all: {total_n} messages, {total_b} bytes", "", "Failed or cancelled"]
     conn = archive.master.conn
-    conn.execute("CREATE TABLE IF NOT EXISTS process_history (token TEXT PRIMARY KEY, name TEXT"
-                 " NOT NULL, user TEXT NOT NULL, started REAL NOT NULL, finished REAL NOT NULL,"
-                 " outcome TEXT NOT NULL, error TEXT)")
+    conn.executescript(HISTORY_SCHEMA)  # none yet on a data directory that never served
     failures = conn.execute(
         "SELECT finished, name, user, outcome, error FROM process_history WHERE finished >= ?"
         " AND finished < ? AND outcome != 'succeeded' ORDER BY finished", (lo, hi)).fetchall()

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import secrets
 from dataclasses import dataclass
 from email.utils import getaddresses
 from pathlib import Path
@@ -25,11 +23,11 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..core.crypto import load_master_key
+from ..core.crypto import Sealer, load_master_key
 from ..core.errors import InvalidArgument, MailkeepError
+from ..core.store import write_json_atomic
 from .compose import ENCODINGS, check_encodable
 
 FILE = "notification.json"
@@ -229,39 +227,25 @@ def _key(data_dir: Path) -> bytes:
 
 
 def seal(data_dir: Path, secret: str, what: str) -> str:
-    nonce = secrets.token_bytes(12)
-    sealed = AESGCM(_key(data_dir)).encrypt(nonce, secret.encode(), what.encode())
-    return base64.b64encode(nonce + sealed).decode()
+    return base64.b64encode(Sealer(_key(data_dir)).seal(secret.encode(), what.encode())
+                            ).decode()
 
 
 def unseal(data_dir: Path, sealed: str, what: str) -> str:
     try:
         raw = base64.b64decode(sealed, validate=True)
-        return AESGCM(_key(data_dir)).decrypt(raw[:12], raw[12:], what.encode()).decode()
+        return Sealer(_key(data_dir)).open(raw, what.encode()).decode()
     except (ValueError, InvalidTag) as exc:
         raise ConfigParseError(f"the stored {what} cannot be decrypted with this data "
                                f"directory's master key ({type(exc).__name__})") from None
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Temp file, fsync, rename, fsync the directory: the old file or the new, never half."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    """Written atomically (core.store.write_json_atomic), readable by this account only."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        write_json_atomic(path, data, mode=0o600)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ConfigWriteError(f"{path.name} could not be written: {exc.strerror or exc}"
                                ) from None
 

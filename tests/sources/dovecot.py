@@ -11,11 +11,15 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from itertools import count
 from pathlib import Path
+from typing import Protocol
 
 import trustme
 from imapclient import IMAPClient
+
+from mailkeep.sources.base import RawMessage, SourceProblem
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "tricky"
 # Real messages of several kinds: 8-bit and ISO-2022-JP bodies, nested multiparts, CRLF files,
@@ -220,3 +224,21 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+class Confirming(Protocol):
+    def __iter__(self) -> Iterator[RawMessage | SourceProblem]: ...
+
+    def confirm(self, message: RawMessage) -> None: ...
+
+
+def run(source: Confirming, confirm: bool = True) -> list[RawMessage]:
+    """Every message of a source run (a problem fails the test), each confirmed durable
+    unless asked not to, as the archive would."""
+    out = []
+    for item in source:
+        assert not isinstance(item, SourceProblem), item
+        out.append(item)
+        if confirm:
+            source.confirm(item)
+    return out

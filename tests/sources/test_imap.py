@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from imapclient import IMAPClient
 
-from mailkeep.sources.base import RawMessage, SourceProblem
+from mailkeep.sources.base import RawMessage
 from mailkeep.sources.imap import FolderState, ImapSettings, ImapSource, SourceError
-from tests.sources.dovecot import PASSWORD, Dovecot, corpus_messages
+from tests.sources.dovecot import PASSWORD, Dovecot, corpus_messages, run
 
 MESSAGES = corpus_messages()
 
@@ -21,16 +21,6 @@ def settings(dovecot: Dovecot, user: str, **kw: object) -> ImapSettings:
     )
     base.update(kw)
     return ImapSettings(**base)  # type: ignore[arg-type]
-
-
-def run(source: ImapSource, confirm: bool = True) -> list[RawMessage]:
-    out = []
-    for item in source:
-        assert not isinstance(item, SourceProblem), item
-        out.append(item)
-        if confirm:
-            source.confirm(item)
-    return out
 
 
 def when(days_ago: float) -> datetime:

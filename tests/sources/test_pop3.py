@@ -7,10 +7,9 @@ import time
 import pytest
 from imapclient import IMAPClient
 
-from mailkeep.sources.base import RawMessage, SourceProblem
 from mailkeep.sources.imap import SourceError
 from mailkeep.sources.pop3 import Pop3Settings, Pop3Source
-from tests.sources.dovecot import PASSWORD, Dovecot, corpus_messages
+from tests.sources.dovecot import PASSWORD, Dovecot, corpus_messages, run
 
 MESSAGES = corpus_messages()
 
@@ -22,16 +21,6 @@ def settings(dovecot: Dovecot, user: str, **kw: object) -> Pop3Settings:
     )
     base.update(kw)
     return Pop3Settings(**base)  # type: ignore[arg-type]
-
-
-def run(source: Pop3Source, confirm: bool = True) -> list[RawMessage]:
-    out = []
-    for item in source:
-        assert not isinstance(item, SourceProblem), item
-        out.append(item)
-        if confirm:
-            source.confirm(item)
-    return out
 
 
 def test_fetch_all_then_only_new(dovecot: Dovecot, user: str, admin: IMAPClient) -> None:

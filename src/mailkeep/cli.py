@@ -24,6 +24,8 @@ from .core import errors
 from .core.archive import Archive, default_data_dir
 from .core.master import STATES
 from .core.settings import Settings
+from .core.writer import shared as shared_writer
+from .jobs.process import Cancelled
 
 EXIT_CODES: dict[type[errors.MailkeepError], int] = {
     errors.InvalidArgument: 2,
@@ -61,6 +63,9 @@ def domain_errors(fn: F) -> F:
         except errors.MailkeepError as exc:
             err.print(f"[red]error:[/red] {exc.message}", highlight=False)
             sys.exit(exit_code(exc))
+        except Cancelled:
+            err.print("cancelled: what was archived so far is kept", highlight=False)
+            sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
 
@@ -157,16 +162,18 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     sys.stdout.flush()
     app = create_app(data.resolve(), api_enabled=bool(enable_api))
     receiver = None
+    store_writer = shared_writer(data.resolve())
     if smtp is not None:
         from .receive.smtp import JournalReceiver
 
         if conf_starttls and ssl:
             smtp.tls_cert, smtp.tls_key = Path(ssl["ssl_certfile"]), Path(ssl["ssl_keyfile"])
-        receiver = JournalReceiver(data.resolve(), smtp)
+        receiver = JournalReceiver(data.resolve(), smtp, store_writer)
         receiver.start()
         out.print(f"SMTP journal receiver on {smtp.host}:{smtp.port} (into the archive of "
                   f"{smtp.owner!r}; clients {', '.join(smtp.networks)}"
-                  + ("; STARTTLS" if smtp.tls_cert else "") + ")")
+                  + ("; STARTTLS" if smtp.tls_cert else "")
+                  + ("; AUTH required" if smtp.auth else "") + ")")
         sys.stdout.flush()
     # A client holding a TLS connection open (keep-alive, a long poll) must not keep a
     # stopping server up: after this many seconds the rest is cut off.
@@ -180,6 +187,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     finally:
         if receiver is not None:
             receiver.stop()
+        store_writer.stop()  # the last filings are committed and answered first
     out.print("stopped")
 
 
@@ -194,7 +202,7 @@ def _receiver_settings(conf: Settings, port: int | None) -> Any:
         owner=conf.get("smtp.owner"), max_size=conf.get("smtp.max_size"),
         networks=tuple(n for n in conf.get("smtp.networks").split(",") if n),
         require_tls=conf.get("smtp.require_tls"),
-        route_by_address=conf.get("smtp.route_by_address"))
+        route_by_address=conf.get("smtp.route_by_address"), auth=conf.get("smtp.auth"))
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -359,4 +367,4 @@ def store_state(ctx: click.Context, store_ref: str, state: str) -> None:
         out.print(f"store {rec.name!r} (id {rec.id}) is now {rec.state}")
 
 
-from . import cli_call, cli_mail, cli_users  # noqa: E402,F401  (register their commands)
+from . import cli_call, cli_mail, cli_profiles, cli_users  # noqa: E402,F401  (commands)

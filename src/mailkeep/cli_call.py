@@ -142,11 +142,16 @@ def _local(ctx: click.Context, function_name: str, arguments: tuple[str, ...],
             shown = " ".join(f"{a.name}={'?' if a.nullable else ''}{a.type}" for a in each.args)
             click.echo(f"{each.name} {shown}".rstrip())
         return
+    _print_result(run_local(ctx, function_name, _pairs(arguments)))
+
+
+def run_local(ctx: click.Context, function_name: str, pairs: dict[str, str]) -> Any:
+    """Run a catalog function in this process (a bar and its log on the terminal)."""
     fn = REGISTRY.get(function_name)
     if fn is None:
         raise click.UsageError(f"unknown function {function_name} (see `mailkeep call list`)")
     try:
-        args = parse_args(fn, _pairs(arguments))
+        args = parse_args(fn, pairs)
     except ApiArgumentError as exc:
         _fail(EXIT_USAGE, exc.message)
     progress = None
@@ -155,11 +160,10 @@ def _local(ctx: click.Context, function_name: str, arguments: tuple[str, ...],
         progress.start()
     try:
         with archive_of(ctx) as archive:
-            result: Any = fn.run(Call(archive, args, LocalContext("cli", progress)))
+            return fn.run(Call(archive, args, LocalContext("cli", progress)))
     finally:
         if progress is not None:
             progress.stop()
-    _print_result(result)
 
 
 class _Follower:

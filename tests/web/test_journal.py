@@ -169,3 +169,38 @@ def test_routing_into_user_archives(tmp_path: Path) -> None:
     assert where == {hashlib.sha256(to_alice).hexdigest(): {"alice/Inbox"},
                      hashlib.sha256(from_bob).hexdigest(): {"alice/Inbox", "bob/Sent"},
                      hashlib.sha256(nobody).hexdigest(): {"journal/Inbox"}}
+
+
+def test_auth_required_after_starttls(tmp_path: Path) -> None:
+    """smtp.auth: only a client that logs in (after STARTTLS) as a user with the archive (or
+    admin) privilege may journal; a wrong password or a user without it is refused."""
+    data = tmp_path / "data"
+    for args in (["settings", "set", "smtp.auth", "true"],
+                 ["call", "CreateUser", "userName=mta", "privileges=archive",
+                  "password=Mta-secret-81"],
+                 ["call", "CreateUser", "userName=reader", "privileges=login",
+                  "password=Reader-secret-81"]):
+        subprocess.run([*MAILKEEP, "--data", str(data), *args], check=True, env=ENV,
+                       capture_output=True)
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE  # the server's self-signed certificate
+    raw = message(1)
+    with server(data) as (proc, port):
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+                client.sendmail("mta@example.org", ["x@example.org"], raw)
+            assert refused.value.smtp_code == 530  # authentication required
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.starttls(context=tls)
+            for user, password in (("mta", "wrong-password"), ("reader", "Reader-secret-81")):
+                with pytest.raises(smtplib.SMTPAuthenticationError):
+                    client.login(user, password)
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.starttls(context=tls)
+            client.login("mta", "Mta-secret-81")
+            assert client.sendmail("mta@example.org", ["x@example.org"], raw) == {}
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert b"wrong-password" not in err and b"Reader-secret-81" not in err
+    assert [f for f, _env in archived(data).values()] == ["journal/Inbox"]

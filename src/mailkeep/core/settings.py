@@ -57,6 +57,9 @@ DECLARED = {s.key: s for s in (
             "smtp.owner archive when it names none."),
     Setting("smtp.starttls", "bool", True, "Offer STARTTLS with the server's certificate."),
     Setting("smtp.require_tls", "bool", False, "Accept mail only after STARTTLS."),
+    Setting("smtp.auth", "bool", False, "Accept mail only from clients that authenticate "
+            "(AUTH PLAIN or LOGIN, after STARTTLS) as a mailkeep user with the admin or "
+            "archive privilege."),
     Setting("notify.interval", "int", 900, "Seconds between two notification mails of the "
             "same kind; what happens meanwhile goes out together with a count.", 0, 86400),
     Setting("notify.check_every", "int", 300, "Seconds between the server's checks of the "

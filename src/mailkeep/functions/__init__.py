@@ -2,8 +2,10 @@
 
 from . import (  # noqa: F401  (registration)
     folders,
+    jobs,
     maintenance,
     notification,
+    profiles,
     server,
     status,
     stores,

@@ -33,6 +33,13 @@ class Arg:
     values: tuple[str, ...] = ()  # the allowed values of a string argument, if a closed set
     is_list: bool = False  # a comma-separated list of strings
     secret: bool = False  # never echoed in errors, logs or the audit log
+    secret_keys: tuple[str, ...] = ()  # of a json object argument: keys shown only as "***"
+
+    def shown(self, value: Any) -> Any:
+        """The value as the audit log may keep it."""
+        if self.secret_keys and isinstance(value, dict):
+            return {k: "***" if k in self.secret_keys and v else v for k, v in value.items()}
+        return value
 
 
 ROLES = ("administrator", "developer", "operator")
@@ -63,6 +70,10 @@ class Function:
     changes: bool = True  # writes to the archive or settings (audited)
     mcapi: McRoute | None = None
     roles: tuple[str, ...] = ("administrator",)  # management-console roles that may call it
+
+    def audit_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments as the audit log may keep them: secrets left out or masked."""
+        return {a.name: a.shown(args.get(a.name)) for a in self.args if not a.secret}
 
     def metadata(self) -> dict[str, Any]:
         return {

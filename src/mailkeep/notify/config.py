@@ -13,7 +13,6 @@ changes; the rest stay. Every change is validated as a whole before anything is 
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from dataclasses import dataclass
@@ -21,12 +20,8 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-from ..core.crypto import Sealer, load_master_key
 from ..core.errors import InvalidArgument, MailkeepError
+from ..core.secrets import open_text, seal_text, secret_key
 from ..core.store import write_json_atomic
 from .compose import ENCODINGS, check_encodable
 
@@ -218,26 +213,22 @@ def validate(conf: dict[str, Any], has_password: bool, connections: set[str] | N
 
 def _key(data_dir: Path) -> bytes:
     try:
-        master = load_master_key(data_dir, create=True)
+        return secret_key(data_dir, "notification secrets")
     except OSError as exc:
         raise ConfigWriteError(f"the master key (conf/master.key) that seals the password "
                                f"could not be created: {exc.strerror or exc}") from None
-    assert master is not None
-    return HKDF(hashes.SHA256(), 32, None, b"mailkeep notification secrets").derive(master)
 
 
 def seal(data_dir: Path, secret: str, what: str) -> str:
-    return base64.b64encode(Sealer(_key(data_dir)).seal(secret.encode(), what.encode())
-                            ).decode()
+    return seal_text(_key(data_dir), secret, what)
 
 
 def unseal(data_dir: Path, sealed: str, what: str) -> str:
     try:
-        raw = base64.b64decode(sealed, validate=True)
-        return Sealer(_key(data_dir)).open(raw, what.encode()).decode()
-    except (ValueError, InvalidTag) as exc:
+        return open_text(_key(data_dir), sealed, what)
+    except ValueError as exc:
         raise ConfigParseError(f"the stored {what} cannot be decrypted with this data "
-                               f"directory's master key ({type(exc).__name__})") from None
+                               f"directory's master key ({exc})") from None
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -31,6 +31,8 @@ KINDS = {
     "disk.low": "The disk is nearly full",
     "auth.lockout": "An account was locked out after failed logins",
     "import.failures": "An import could not archive some messages",
+    "profile.failed": "An archiving profile failed",
+    "profile.errors": "An archiving profile could not archive some messages",
 }
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS notify_events (

@@ -24,6 +24,8 @@ def on_finished(db: Path, rec: FinishedRecord) -> None:
         return
     if not (fn.long_running or fn.changes):
         return
+    if rec.outcome == "failed" and rec.name in ("RunProfile", "RunTemporaryProfile"):
+        return  # the run recorded its own, clearer event (profile.failed)
     if rec.outcome == "failed" and rec.name in ("VerifyStore", "VerifyStores") and (
             rec.error or "").startswith("Verification of"):
         record_event(db, "verify.damage", f"{rec.name} started by {rec.user}: {rec.error}")

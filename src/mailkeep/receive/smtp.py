@@ -1,9 +1,10 @@
 """The SMTP journal receiver: a mail server sends (journals) every message to mailkeep, which
 answers 250 only once the message is durable in the current store.
 
-aiosmtpd speaks SMTP on the server's event loop; one writer thread owns the current store.
-Messages that arrive while the writer is busy are taken together: appended, fsynced and
-committed once (a group commit), and only then does each of their senders get its 250. A crash
+aiosmtpd speaks SMTP on the server's event loop; the server's one writer thread
+(core/writer.py) owns the current store. Messages that arrive while the writer is busy are taken
+together: appended, fsynced and committed once (a group commit), and only then does each of
+their senders get its 250. A crash
 before that answer leaves the sender without one, so it retries; a crash after it loses
 nothing. When the store cannot take mail (another process is writing it, the disk is full),
 the sender gets a 451 and retries later.
@@ -17,24 +18,24 @@ import asyncio
 import ipaddress
 import json
 import logging
-import queue
 import sqlite3
 import ssl
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from ..core.archive import Archive
+from ..core.auth import Authenticator
 from ..core.errors import MailkeepError
+from ..core.master import Master
+from ..core.users import Users
+from ..core.writer import Filed, Filing, StoreWriter
 
 log = logging.getLogger("mailkeep.smtp")
-BATCH_MAX = 500  # messages in one group commit
-BATCH_WAIT_S = 0.005  # how long the writer waits for company once it has one message
 USERS_EVERY_S = 30.0  # how often the users' addresses are read again for routing
 
 
@@ -50,14 +51,7 @@ class ReceiverSettings:
     tls_key: Path | None = None
     require_tls: bool = False
     route_by_address: bool = True  # into the archives of the users the envelope names
-
-
-@dataclass
-class _Job:
-    raw: bytes
-    envelope: dict[str, Any]
-    loop: asyncio.AbstractEventLoop
-    done: asyncio.Future[str]
+    auth: bool = False  # clients must AUTH (after STARTTLS) as a user allowed to archive
 
 
 @dataclass
@@ -65,61 +59,34 @@ class Counters:
     accepted: int = 0
     duplicates: int = 0
     refused: int = 0
-    batches: int = 0
     last_error: str | None = None
     started: float = field(default_factory=time.time)
 
 
 class JournalWriter:
-    """The thread that owns the current store and files what the receiver hands it."""
+    """Routes what the receiver hands it and files it through the server's StoreWriter."""
 
-    def __init__(self, data_dir: Path, settings: ReceiverSettings) -> None:
+    def __init__(self, data_dir: Path, settings: ReceiverSettings,
+                 store_writer: StoreWriter | None = None) -> None:
         self.data_dir = data_dir
         self.settings = settings
-        self.jobs: queue.Queue[_Job | None] = queue.Queue()
         self.counters = Counters()
+        self._own = store_writer is None
+        self.store_writer = store_writer or StoreWriter(data_dir, actor="smtp")
         self._by_address: dict[str, str] = {}
         self._users_read = -USERS_EVERY_S
-        self._thread = threading.Thread(target=self._run, name="mailkeep-journal",
-                                        daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        self.store_writer.start()
 
     def stop(self) -> None:
-        self.jobs.put(None)
-        self._thread.join(timeout=30)
+        if self._own:
+            self.store_writer.stop()
 
-    def _run(self) -> None:
-        archive: Archive | None = None
-        try:
-            while True:
-                first = self.jobs.get()
-                if first is None:
-                    return
-                batch = [first]
-                deadline = time.monotonic() + BATCH_WAIT_S
-                while len(batch) < BATCH_MAX:
-                    try:
-                        job = self.jobs.get(timeout=max(0.0, deadline - time.monotonic()))
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        self.jobs.put(None)
-                        break
-                    batch.append(job)
-                if archive is None:
-                    archive = Archive(self.data_dir)
-                    archive.actor = "smtp"
-                archive = self._file(archive, batch)
-        finally:
-            if archive is not None:
-                archive.close()
-
-    def _targets(self, archive: Archive, envelope: dict[str, Any]) -> list[tuple[str, str]]:
+    def targets(self, archive: Archive, envelope: dict[str, Any]) -> list[tuple[str, str]]:
         """(owner, folder) to file a journaled message in: Inbox of every user one of whose
         addresses is a recipient, Sent of the user who sent it; the journal archive when the
-        envelope names no user (or routing is off)."""
+        envelope names no user (or routing is off). Called in the writer thread."""
         if not self.settings.route_by_address:
             return [(self.settings.owner, self.settings.folder)]
         now = time.monotonic()
@@ -144,52 +111,24 @@ class JournalWriter:
             targets.append((sender, "Sent"))
         return targets or [(self.settings.owner, self.settings.folder)]
 
-    def _file(self, archive: Archive, batch: list[_Job]) -> Archive:
-        """File a batch and answer its senders; returns the archive to use next (a fresh
-        one after a failure, so that the next batch finds the store as it is now)."""
-        replies: list[str] = []
-        try:
-            _rec, store = archive.current_store()
-            for job in batch:
-                cid = store.packer.content_id(job.raw)
-                numbers: list[str] = []
-                for owner, folder in self._targets(archive, job.envelope):
-                    blob_id, filed = store.lookup(cid, owner, folder)
-                    if filed:
-                        continue
-                    if blob_id is not None:
-                        number = store.add_entry(cid, owner, folder, envelope=job.envelope)
-                    else:
-                        prepared = store.packer.prepare(job.raw, cid, time.time())
-                        number = store.add_message(prepared, owner, folder,
-                                                   envelope=job.envelope).number
-                    numbers.append(f"{_rec.id}:{number}")
-                if not numbers:
-                    self.counters.duplicates += 1
-                    replies.append("250 2.0.0 Already archived")
-                else:
-                    replies.append(f"250 2.0.0 Archived as {' '.join(numbers)}")
-            store.commit()  # fsync of the segment, then the catalog: now it is durable
-            self.counters.accepted += len(batch)
-            self.counters.batches += 1
-            self.counters.last_error = None
-        except (MailkeepError, OSError) as exc:
-            message = getattr(exc, "message", None) or str(exc)
-            log.warning("journal: %d message(s) not archived, senders told to retry: %s",
-                        len(batch), message)
-            self.counters.refused += len(batch)
-            self.counters.last_error = message
-            try:
-                archive.close()  # aborts the batch; its records are rewound
-            except Exception:  # the store may be gone altogether
-                log.exception("journal: closing the archive after a failure")
-            archive = Archive(self.data_dir)
-            archive.actor = "smtp"
-            replies = ["451 4.3.0 The archive cannot take mail right now; try again later"
-                       ] * len(batch)
-        for job, reply in zip(batch, replies, strict=True):
-            job.loop.call_soon_threadsafe(_answer, job.done, reply)
-        return archive
+    def submit(self, raw: bytes, envelope: dict[str, Any], loop: asyncio.AbstractEventLoop,
+               done: asyncio.Future[str]) -> None:
+        def answer(outcome: Filed | BaseException) -> None:
+            if isinstance(outcome, BaseException):
+                self.counters.refused += 1
+                self.counters.last_error = self.store_writer.last_error
+                reply = "451 4.3.0 The archive cannot take mail right now; try again later"
+            elif outcome.duplicate:
+                self.counters.accepted += 1
+                self.counters.duplicates += 1
+                reply = "250 2.0.0 Already archived"
+            else:
+                self.counters.accepted += 1
+                reply = f"250 2.0.0 Archived as {' '.join(outcome.numbers)}"
+            loop.call_soon_threadsafe(_answer, done, reply)
+
+        self.store_writer.submit(Filing(lambda archive: self.targets(archive, envelope),
+                                        answer, raw=raw, envelope=envelope))
 
 
 def _answer(done: asyncio.Future[str], reply: str) -> None:
@@ -233,9 +172,41 @@ class JournalHandler:
             return "554 5.6.0 No message"
         loop = asyncio.get_running_loop()
         done: asyncio.Future[str] = loop.create_future()
-        self.writer.jobs.put(_Job(raw, {"from": envelope.mail_from or "",
-                                        "to": list(envelope.rcpt_tos)}, loop, done))
+        self.writer.submit(raw, {"from": envelope.mail_from or "",
+                                 "to": list(envelope.rcpt_tos)}, loop, done)
         return await done
+
+
+class SmtpAuth:
+    """AUTH PLAIN/LOGIN against mailkeep's accounts, throttled like the API's logins: the
+    user needs the admin or archive privilege. Passwords are never logged."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.users = Users(Master(data_dir / "mailkeep.db"))
+        self.checker = Authenticator(self.users)
+
+    def __call__(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                 auth_data: Any) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        peer = session.peer
+        address = peer[0] if isinstance(peer, tuple) else str(peer)
+        result = self.checker.check(user, password, address)
+        if not result.ok:
+            log.warning("journal: failed AUTH %s as %r from %s (%s)", mechanism, user, address,
+                        result.reason)
+            return AuthResult(success=False, handled=False)
+        try:
+            account = self.users.get(user)
+        except MailkeepError:
+            return AuthResult(success=False, handled=False)
+        if "admin" not in account["privileges"] and "archive" not in account["privileges"]:
+            log.warning("journal: AUTH as %r from %s refused: no admin or archive privilege",
+                        user, address)
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True)
 
 
 class _LongLines(SMTP):
@@ -253,18 +224,26 @@ class _Controller(Controller):
 class JournalReceiver:
     """Starts and stops the SMTP listener and its writer."""
 
-    def __init__(self, data_dir: Path, settings: ReceiverSettings) -> None:
+    def __init__(self, data_dir: Path, settings: ReceiverSettings,
+                 store_writer: StoreWriter | None = None) -> None:
         self.settings = settings
-        self.writer = JournalWriter(data_dir, settings)
+        self.writer = JournalWriter(data_dir, settings, store_writer)
         tls: ssl.SSLContext | None = None
         if settings.tls_cert and settings.tls_key:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(settings.tls_cert, settings.tls_key)
+        if settings.auth and tls is None:
+            raise MailkeepError("smtp.auth needs STARTTLS (smtp.starttls and a TLS "
+                                "certificate): passwords are not taken over plain SMTP")
+        auth: dict[str, Any] = {}
+        if settings.auth:
+            auth = dict(auth_required=True, auth_require_tls=True,
+                        authenticator=SmtpAuth(data_dir))
         self.controller = _Controller(
             JournalHandler(self.writer, settings), hostname=settings.host, port=settings.port,
             data_size_limit=settings.max_size, tls_context=tls,
             require_starttls=settings.require_tls and tls is not None,
-            ident="mailkeep journal receiver", decode_data=False)
+            ident="mailkeep journal receiver", decode_data=False, **auth)
 
     def start(self) -> None:
         self.writer.start()

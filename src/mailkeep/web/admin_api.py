@@ -136,8 +136,8 @@ def runner(state: ApiState, fn: Function, args: dict[str, Any], via: str = "api"
         try:
             result = fn.run(call)
             if fn.changes:
-                shown = {a.name: args.get(a.name) for a in fn.args if not a.secret}
-                call.archive.master.audit(call.archive.actor, f"api.{fn.name}", args=shown)
+                call.archive.master.audit(call.archive.actor, f"api.{fn.name}",
+                                          args=fn.audit_args(args))
             return result
         finally:
             if call.opened is not None:

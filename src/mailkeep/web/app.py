@@ -17,17 +17,21 @@ from ..core.auth import Authenticator
 from ..core.master import Master
 from ..core.settings import Settings
 from ..core.users import Users
+from ..core.writer import stop_shared
 from ..functions import REGISTRY
 from ..jobs.engine import Engine, FinishedRecord
 from ..jobs.history import ProcessHistory
+from ..jobs.scheduler import Scheduler
 from ..notify import monitor
 from ..notify.events import Notifier, record_event
 from ..notify.mailer import Mailer
 from ..notify.mailer import configured as mailer_configured
+from ..profiles.automatic import AutoRunner
 from . import mcapi
-from .admin_api import ApiState, FastRoutes, routes
+from .admin_api import ApiState, FastRoutes, routes, runner
 
 log = logging.getLogger("mailkeep.server")
+AUTO_USER = "automatic"  # who automatic profile runs are started by
 
 
 class CollapseSlashes:
@@ -63,6 +67,7 @@ def create_app(data_dir: Path, *, api_enabled: bool, engine: Engine | None = Non
         monitor.on_finished(db, rec)
 
     engine = engine or Engine(on_finished=finished)
+    scheduler = Scheduler(data_dir, engine)  # scheduled jobs (functions/jobs.py)
 
     def locked_out(user: str, address: str) -> None:
         record_event(db, "auth.lockout", f"account {user!r} locked out for {address} after "
@@ -76,6 +81,16 @@ def create_app(data_dir: Path, *, api_enabled: bool, engine: Engine | None = Non
                         configured=lambda: mailer_configured(data_dir))
     health = monitor.Health(data_dir)
 
+    async def run_automatic(profile_id: int) -> None:
+        """One automatic run of a profile, as an engine process; returns when it ended."""
+        fn = REGISTRY.functions["RunProfile"]
+        snap = await engine.invoke(fn.name, runner(state, fn, {"id": profile_id}, "auto"),
+                                   AUTO_USER)
+        while snap.token is not None and snap.status_code == "running":
+            snap = await engine.status(snap.token, AUTO_USER, snap.status_version, 60000)
+
+    auto = AutoRunner(data_dir, run_automatic)
+
     async def watch() -> None:
         while True:
             try:
@@ -88,14 +103,20 @@ def create_app(data_dir: Path, *, api_enabled: bool, engine: Engine | None = Non
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await engine.start()
+        await scheduler.start()
         notifier.start()
         watcher = asyncio.create_task(watch())
+        automatic = asyncio.create_task(auto.loop())
         try:
             yield
         finally:
             watcher.cancel()
+            automatic.cancel()
+            await auto.stop()
+            await scheduler.stop()  # no new runs; stops the engine, records the runs
             await engine.stop()
             await anyio.to_thread.run_sync(notifier.stop)
+            await anyio.to_thread.run_sync(stop_shared, data_dir)
             history.close()
 
     return CollapseSlashes(FastRoutes(state, Starlette(routes=routes(state) + mcapi.routes(state),

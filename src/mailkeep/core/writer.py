@@ -1,0 +1,266 @@
+"""The one writer of a server: a thread that owns the current store and files what it is given.
+
+Whatever arrives while the writer is busy is taken together: appended, fsynced and committed
+once (a group commit), and only then is each filing's `done` called with its outcome. A crash
+before that call loses only filings nobody was told about; a crash after it loses nothing.
+The SMTP journal receiver and the archiving profiles both file through it, so they never fight
+over the store's write lock. After `idle_close_s` without work the writer closes the store, so
+that another process (an import from the command line) can write it meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .archive import Archive
+from .errors import MailkeepError
+from .store import Store
+
+log = logging.getLogger("mailkeep.writer")
+
+BATCH_MAX = 500  # filings in one group commit
+BATCH_WAIT_S = 0.005  # how long the writer waits for company once it has one filing
+IDLE_CLOSE_S = 2.0
+
+Targets = list[tuple[str, str]]  # (owner, folder)
+
+
+@dataclass
+class Filed:
+    """Where a filing went: "store:number" per new entry; none at all means it was filed
+    there before (a duplicate)."""
+
+    numbers: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def duplicate(self) -> bool:
+        return not self.numbers
+
+
+@dataclass
+class Filing:
+    """One message to file. `targets` may be computed by the writer from its archive (the
+    journal routes by the users' addresses). Large messages come as `stream` (`size` bytes,
+    one target). `done` is called in the writer thread, once, with Filed or the exception
+    that kept the message out; it must not block."""
+
+    targets: Targets | Callable[[Archive], Targets]
+    done: Callable[[Filed | BaseException], None]
+    raw: bytes | None = None
+    stream: BinaryIO | None = None
+    size: int = 0
+    flags: frozenset[str] = frozenset()
+    internal_date: float | None = None
+    envelope: dict[str, Any] | None = None
+
+
+class StoreWriter:
+    def __init__(self, data_dir: Path, actor: str = "writer",
+                 idle_close_s: float = IDLE_CLOSE_S) -> None:
+        self.data_dir = data_dir
+        self.actor = actor
+        self.idle_close_s = idle_close_s
+        self.queue: queue.Queue[Filing | None] = queue.Queue()
+        self.batches = 0
+        self.last_error: str | None = None
+        self._others: list[Store] | None = None  # the older stores, once looked up
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="mailkeep-writer",
+                                                daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self.queue.put(None)
+            thread.join(timeout=60)
+
+    def __enter__(self) -> StoreWriter:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- filing -----------------------------------------------------------------------------
+    def submit(self, filing: Filing) -> None:
+        if self._thread is None:
+            self.start()
+        self.queue.put(filing)
+
+    def file(self, filing_targets: Targets, raw: bytes, **kw: Any) -> Filed:
+        """File one message and wait until it is durable (raises what kept it out)."""
+        box: list[Filed | BaseException] = []
+        ready = threading.Event()
+
+        def done(outcome: Filed | BaseException) -> None:
+            box.append(outcome)
+            ready.set()
+
+        self.submit(Filing(filing_targets, done, raw=raw, **kw))
+        ready.wait()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
+
+    # -- the thread -------------------------------------------------------------------------
+    def _open(self) -> Archive:
+        archive = Archive(self.data_dir)
+        archive.actor = self.actor
+        return archive
+
+    def _close(self, archive: Archive | None) -> None:
+        self._others = None
+        if archive is not None:
+            try:
+                archive.close()  # aborts an unfinished batch; its records are rewound
+            except Exception:  # the store may be gone altogether
+                log.exception("closing the archive")
+
+    def _run(self) -> None:
+        archive: Archive | None = None
+        try:
+            while True:
+                try:
+                    first = self.queue.get(timeout=self.idle_close_s if archive else None)
+                except queue.Empty:
+                    self._close(archive)
+                    archive = None
+                    continue
+                if first is None:
+                    return
+                batch = [first]
+                deadline = time.monotonic() + BATCH_WAIT_S
+                while len(batch) < BATCH_MAX and batch[-1].stream is None:
+                    try:
+                        item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        self.queue.put(None)
+                        break
+                    batch.append(item)
+                if archive is None:
+                    archive = self._open()
+                archive = self._file(archive, batch)
+        finally:
+            self._close(archive)
+
+    def _duplicate_elsewhere(self, archive: Archive, current: int, raw: bytes,
+                             targets: Targets) -> bool:
+        """Filed in every target folder of an older store already (not archived again)."""
+        if self._others is None:
+            self._others = []
+            for rec in archive.stores():
+                if rec.id != current and rec.state != "disabled":
+                    try:
+                        self._others.append(archive.open_store(rec))
+                    except MailkeepError:
+                        pass  # unreadable here: it cannot be consulted
+        if not self._others:
+            return False
+        return all(any(o.lookup(o.packer.content_id(raw), owner, folder)[1]
+                       for o in self._others) for owner, folder in targets)
+
+    def _file_one(self, archive: Archive, rec_id: int, store: Store, f: Filing) -> Filed:
+        targets = f.targets(archive) if callable(f.targets) else f.targets
+        out = Filed()
+        if f.stream is not None:
+            store.commit()  # what came before is not at risk if this one fails
+            owner, folder = targets[0]
+            filed = store.add_large_message(f.stream, f.size, owner, folder, f.flags,
+                                            f.internal_date)
+            if filed.number is not None:
+                out.numbers.append(f"{rec_id}:{filed.number}")
+            out.warnings = list(filed.warnings)
+            return out
+        assert f.raw is not None
+        cid = store.packer.content_id(f.raw)
+        if self._duplicate_elsewhere(archive, rec_id, f.raw, targets):
+            return out
+        for owner, folder in targets:
+            blob_id, filed_there = store.lookup(cid, owner, folder)
+            if filed_there:
+                continue
+            if blob_id is not None:
+                number = store.add_entry(cid, owner, folder, f.flags, f.internal_date,
+                                         envelope=f.envelope)
+            else:
+                prepared = store.packer.prepare(f.raw, cid, f.internal_date or time.time())
+                if prepared.info.warnings:
+                    out.warnings = prepared.info.warnings.split("\n")
+                number = store.add_message(prepared, owner, folder, f.flags, f.internal_date,
+                                           envelope=f.envelope).number
+            if number is not None:
+                out.numbers.append(f"{rec_id}:{number}")
+        return out
+
+    def _file(self, archive: Archive, batch: list[Filing]) -> Archive:
+        """File a batch, commit, then tell each filing; returns the archive to use next (a
+        fresh one after a failure, so that the next batch finds the store as it is now)."""
+        outcomes: list[Filed | BaseException] = []
+        try:
+            rec, store = archive.current_store()
+            for f in batch:
+                outcomes.append(self._file_one(archive, rec.id, store, f))
+            store.commit()  # fsync of the segment, then the catalog: now it is durable
+            self.batches += 1
+            self.last_error = None
+        except Exception as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            if isinstance(exc, MailkeepError | OSError):
+                log.warning("%d message(s) not archived: %s", len(batch), message)
+            else:
+                log.exception("%d message(s) not archived", len(batch))
+            self.last_error = message
+            self._close(archive)
+            archive = self._open()
+            outcomes = [exc] * len(batch)
+        finally:
+            for f in batch:
+                if f.stream is not None:
+                    f.stream.close()
+        for f, outcome in zip(batch, outcomes, strict=True):
+            try:
+                f.done(outcome)
+            except Exception:
+                log.exception("a filing's done callback failed")
+        return archive
+
+
+_shared: dict[Path, StoreWriter] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(data_dir: Path, actor: str = "server") -> StoreWriter:
+    """This process's writer for a data directory (started on first use): everything that
+    files mail in one process goes through it."""
+    key = data_dir.resolve()
+    with _shared_lock:
+        writer = _shared.get(key)
+        if writer is None:
+            writer = _shared[key] = StoreWriter(key, actor=actor)
+    writer.start()
+    return writer
+
+
+def stop_shared(data_dir: Path) -> None:
+    with _shared_lock:
+        writer = _shared.pop(data_dir.resolve(), None)
+    if writer is not None:
+        writer.stop()

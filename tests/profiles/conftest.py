@@ -15,13 +15,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from imapclient import IMAPClient
 from starlette.testclient import TestClient
 
 from mailkeep.core.archive import Archive
 from mailkeep.web.app import create_app
 from tests.apiclient import LOCAL, basic, decode, fast_users, finish, invoke
-from tests.sources.dovecot import Dovecot
+from tests.sources.conftest import admin, dovecot, user  # noqa: F401  (the same fixtures)
 
 Folders = dict[str, list[tuple[bytes, frozenset[str], int | None]]]
 
@@ -130,27 +129,3 @@ def api(data: Path) -> Iterator[TestClient]:
     with TestClient(app, client=LOCAL) as client:
         ok(client, "CreateUser", userName="alice", privileges="login")
         yield client
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[Dovecot]:
-    server = Dovecot()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def user(dovecot: Dovecot) -> str:
-    return dovecot.new_user()
-
-
-@pytest.fixture
-def admin(dovecot: Dovecot, user: str) -> Iterator[IMAPClient]:
-    client = dovecot.admin(user)
-    try:
-        yield client
-    finally:
-        client.logout()

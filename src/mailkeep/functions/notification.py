@@ -6,8 +6,8 @@ from __future__ import annotations
 import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..core import zones
 from ..core.errors import InvalidArgument, MailkeepError
 from ..jobs.history import SCHEMA as HISTORY_SCHEMA
 from ..notify.config import FIELDS, SECRET, NotificationConfig
@@ -155,14 +155,9 @@ TIMESPANS = ("today", "yesterday", "thisweek", "lastweek", "thismonth", "lastmon
 
 
 def period(timespan: str, zone_id: str, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """[start, end) of a timespan in a time zone ("$Local": the server's own)."""
-    if zone_id == "$Local":
-        zone: Any = datetime.now().astimezone().tzinfo
-    else:
-        try:
-            zone = ZoneInfo(zone_id)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise InvalidArgument(f"Unknown time zone {zone_id!r} (see GetTimeZones).") from None
+    """[start, end) of a timespan in a time zone ($Local: the server's own, with its daylight
+    saving rules; an IANA or a Windows id)."""
+    zone = zones.zone(zone_id)
     now = (now or datetime.now(UTC)).astimezone(zone)
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     week = day - timedelta(days=day.weekday())
@@ -219,12 +214,13 @@ def status_report(call: Call, start: datetime, end: datetime) -> str:
 @function("SendStatusReport", "Mail a summary of a period to recipients (comma separated): "
           "messages archived per store, and the processes that failed or were cancelled and "
           "the notifications raised in it. timespan is today, yesterday, thisweek, lastweek "
-          "(weeks start on Monday), thismonth or lastmonth, in timeZoneId ($Local or an IANA "
-          "id such as Europe/Berlin, see GetTimeZones). Sent with the notification mail's "
-          "settings.", '{"summary": str}',
+          "(weeks start on Monday), thismonth or lastmonth, in timeZoneId ($Local, an IANA "
+          "id such as Europe/Berlin (see GetTimeZones) or a Windows id). Sent with the "
+          "notification mail's settings.", '{"summary": str}',
           Arg("timespan", "string", description="today, yesterday, thisweek, lastweek, "
               "thismonth or lastmonth.", values=TIMESPANS),
-          Arg("timeZoneId", "string", description="$Local or an IANA time zone id."),
+          Arg("timeZoneId", "string", description="$Local, an IANA or a Windows time zone "
+              "id."),
           Arg("recipients", "string", description="Mail addresses, comma separated."),
           changes=False)
 def send_status_report(call: Call) -> dict[str, str]:

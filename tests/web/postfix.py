@@ -7,7 +7,7 @@ Maildir) and relays nothing: the only mail that leaves it is the journal copy, r
 `transport_maps` to `smtp:[127.0.0.1]:<mailkeep's SMTP port>`. Started with `postfix start`,
 stopped with `postfix stop` and, failing that, by the master's PID.
 
-Recipe and pitfalls: /work/shared/PEERS.md, "Postfix: private instance on 127.0.0.1:10025".
+Recipe and pitfalls: the project's shared PEERS.md, "Postfix: private instance on 127.0.0.1:10025".
 """
 
 from __future__ import annotations

@@ -103,21 +103,6 @@ class StoreWriter:
             self.start()
         self.queue.put(filing)
 
-    def file(self, filing_targets: Targets, raw: bytes, **kw: Any) -> Filed:
-        """File one message and wait until it is durable (raises what kept it out)."""
-        box: list[Filed | BaseException] = []
-        ready = threading.Event()
-
-        def done(outcome: Filed | BaseException) -> None:
-            box.append(outcome)
-            ready.set()
-
-        self.submit(Filing(filing_targets, done, raw=raw, **kw))
-        ready.wait()
-        if isinstance(box[0], BaseException):
-            raise box[0]
-        return box[0]
-
     # -- the thread -------------------------------------------------------------------------
     def _open(self) -> Archive:
         archive = Archive(self.data_dir)

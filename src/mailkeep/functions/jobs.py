@@ -251,7 +251,7 @@ def delete_job(call: Call) -> None:
     job_id = _id(call)
     jobs = _jobs(call)
     job = jobs.get(job_id)
-    lock = sched.JobLock.acquire(call.archive.data_dir, job_id)
+    lock = sched.acquire_job(call.archive.data_dir, job_id)
     if lock is None:
         raise Conflict(f"Job {job.name} (id {job_id}) is running: cancel it first.")
     try:

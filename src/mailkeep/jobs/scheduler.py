@@ -2,7 +2,7 @@
 
 - `Jobs`: the `jobs` and `job_results` tables of the master database (what survives a restart:
   the jobs, their next runs as UTC epoch seconds, and every run).
-- `JobLock`: a job runs only while its process holds `<data_dir>/locks/job-<id>.lock`
+- `acquire_job`: a job runs only while its process holds `<data_dir>/locks/job-<id>.lock`
   (fcntl.flock, non-blocking), so never twice at once, not even across processes.
 - `execute`: one run of a job's action through the catalog function call path, as its owner,
   audited as `job:<name>`; the outcome goes to `job_results`.
@@ -16,9 +16,7 @@
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
-import os
 import re
 import shlex
 import threading
@@ -31,6 +29,7 @@ from typing import Any
 
 from ..core.archive import Archive
 from ..core.errors import Conflict, InvalidArgument, MailkeepError, NotFound
+from ..core.locks import RunLock, held, lock_file
 from ..core.master import Master
 from ..core.users import Users
 from ..core.zones import zone
@@ -129,56 +128,17 @@ def check_name(name: str) -> str:
 # -- the lock ---------------------------------------------------------------------------------
 
 def lock_path(data_dir: Path, job_id: int) -> Path:
-    return data_dir / "locks" / f"job-{job_id}.lock"
+    return lock_file(data_dir, f"job-{job_id}")
 
 
-class JobLock:
-    """The exclusive flock that a running job holds, in whichever process runs it."""
-
-    def __init__(self, fd: int, job_id: int) -> None:
-        self._fd = fd
-        self.job_id = job_id
-        self._guard = threading.Lock()
-
-    @classmethod
-    def acquire(cls, data_dir: Path, job_id: int, attempts: int = 3) -> JobLock | None:
-        """The lock, or None when it is held (the job is running). A few quick attempts ride
-        out is_running()'s probes, which hold it for microseconds."""
-        path = lock_path(data_dir, job_id)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for attempt in range(attempts):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                if attempt + 1 < attempts:
-                    time.sleep(0.01)
-                continue
-            except BaseException:
-                os.close(fd)
-                raise
-            return cls(fd, job_id)
-        return None
-
-    def release(self) -> None:
-        with self._guard:
-            if self._fd < 0:
-                return
-            fd, self._fd = self._fd, -1
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+def acquire_job(data_dir: Path, job_id: int) -> RunLock | None:
+    """The job's lock, or None when it is held (the job is running)."""
+    return RunLock.acquire(lock_path(data_dir, job_id))
 
 
 def is_running(data_dir: Path, job_id: int) -> bool:
-    """Whether some process holds the job's lock (a probe: takes and drops it if free)."""
-    lock = JobLock.acquire(data_dir, job_id, attempts=1)
-    if lock is None:
-        return True
-    lock.release()
-    return False
+    """Whether some process holds the job's lock."""
+    return held(lock_path(data_dir, job_id))
 
 
 # -- the tables -------------------------------------------------------------------------------
@@ -438,7 +398,7 @@ class JobContext:
                 raise Cancelled()
 
 
-def execute(data_dir: Path, job: Job, lock: JobLock, result_id: int, ctx: Progress, *,
+def execute(data_dir: Path, job: Job, lock: RunLock, result_id: int, ctx: Progress, *,
             now: Callable[[], float] = time.time,
             others: Callable[[], list[ProcessInfo]] | None = None) -> Any:
     """Run the job's action as its owner through the catalog function call path, record the
@@ -497,7 +457,7 @@ def run_now(data_dir: Path, job_id: int, ctx: Progress, now: Callable[[], float]
     try:
         jobs = Jobs(master)
         job = jobs.get(job_id)
-        lock = JobLock.acquire(data_dir, job_id)
+        lock = acquire_job(data_dir, job_id)
         if lock is None:
             raise Conflict(f"Job {job.name} (id {job_id}) is running.")
         result_id = jobs.start_result(job, "manual", now())
@@ -533,7 +493,7 @@ def clock(data_dir: Path) -> Callable[[], float]:
 @dataclass
 class _Run:
     job: Job
-    lock: JobLock
+    lock: RunLock
     result_id: int
     token: str | None = None
     started: bool = False  # execute() began (else the engine ended it before it ran)
@@ -652,7 +612,7 @@ class Scheduler:
                 next_at = None
             if not self.jobs.claim(job, next_at):
                 continue
-            lock = JobLock.acquire(self.data_dir, job.id)
+            lock = acquire_job(self.data_dir, job.id)
             if lock is None:
                 skipped.append(self.jobs.skipped(job, "schedule", now, "The job was still "
                                                  "running: this run was skipped."))
@@ -667,7 +627,7 @@ class Scheduler:
         if loop is None:
             raise Conflict("The scheduler is not running.")
         job = self.jobs.get(job_id)
-        lock = JobLock.acquire(self.data_dir, job_id)
+        lock = acquire_job(self.data_dir, job_id)
         if lock is None:
             raise Conflict(f"Job {job.name} (id {job_id}) is running: it is not started twice "
                            "(CancelJobAsync stops it).")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,17 +37,13 @@ class RunFailed(MailkeepError):
 
 
 class Ctx(Protocol):
+    """The process context (functions.call.Progress, without the user)."""
+
     def progress(self, percent: int | None, text: str | None = None) -> None: ...
 
     def log(self, line: str) -> None: ...
 
     def check_cancelled(self) -> None: ...
-
-
-class Source(Protocol):
-    def __iter__(self) -> Iterator[RawMessage | SourceProblem]: ...
-
-    def confirm(self, message: RawMessage) -> None: ...
 
 
 @dataclass

@@ -3,9 +3,7 @@ master database; and the lock that keeps a profile from running twice at once.""
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import secrets as pysecrets
 import sqlite3
 import time
@@ -16,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import Conflict, InvalidArgument, MailkeepError, NotFound
+from ..core.locks import RunLock, held, lock_file
 from ..core.master import Master
 from ..core.secrets import open_text, seal_text, secret_key
 from . import schema
@@ -229,36 +228,21 @@ class Profiles:
 
     # -- running ----------------------------------------------------------------------------
     def _lock_path(self, profile_id: int) -> Path:
-        locks = self.data_dir / "locks"
-        locks.mkdir(mode=0o700, exist_ok=True)
-        return locks / f"profile-{profile_id}.lock"
+        return lock_file(self.data_dir, f"profile-{profile_id}")
 
     @contextmanager
     def lock(self, prof: Profile) -> Iterator[None]:
         """Held while the profile runs (across processes too; a crash releases it)."""
-        fd = os.open(self._lock_path(prof.id), os.O_RDWR | os.O_CREAT, 0o600)
+        lock = RunLock.acquire(self._lock_path(prof.id))
+        if lock is None:
+            raise Conflict(f"Profile {prof.name!r} (id {prof.id}) is running already.")
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise Conflict(f"Profile {prof.name!r} (id {prof.id}) is running already."
-                               ) from None
             yield
         finally:
-            os.close(fd)
+            lock.release()
 
     def running(self, profile_id: int) -> bool:
-        path = self.data_dir / "locks" / f"profile-{profile_id}.lock"
-        if not path.exists():
-            return False
-        fd = os.open(path, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        return held(self._lock_path(profile_id))
 
     # -- worker results ---------------------------------------------------------------------
     def begin_result(self, prof: Profile | None, props: dict[str, Any], started_by: str
@@ -330,6 +314,13 @@ class Profiles:
         return out
 
     def last_result(self, profile_id: int) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT id FROM worker_results WHERE profile_id = ? ORDER BY"
-                                " start DESC, id DESC LIMIT 1", (profile_id,)).fetchone()
-        return self.result(row[0]) if row else None
+        """The latest run's id, result, start and complete time (not its log)."""
+        row = self.conn.execute("SELECT id, result, start, complete FROM worker_results WHERE"
+                                " profile_id = ? ORDER BY start DESC, id DESC LIMIT 1",
+                                (profile_id,)).fetchone()
+        if row is None:
+            return None
+        if row[1] == "running" and not self.running(profile_id):
+            self._interrupted()
+            return self.last_result(profile_id)
+        return dict(zip(("id", "result", "start", "complete"), row, strict=True))

@@ -1,0 +1,61 @@
+"""Run locks: a job or a profile runs only while its process holds an exclusive flock on
+`<data_dir>/locks/<name>.lock`, whichever process that is; a crash releases it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from pathlib import Path
+
+
+def lock_file(data_dir: Path, name: str) -> Path:
+    return data_dir / "locks" / f"{name}.lock"
+
+
+class RunLock:
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._guard = threading.Lock()
+
+    @classmethod
+    def acquire(cls, path: Path, attempts: int = 3) -> RunLock | None:
+        """The lock, or None when it is held. A few quick attempts ride out held()'s probes,
+        which hold it for microseconds."""
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for attempt in range(attempts):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if attempt + 1 < attempts:
+                    time.sleep(0.01)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            return cls(fd)
+        return None
+
+    def release(self) -> None:
+        with self._guard:
+            if self._fd < 0:
+                return
+            fd, self._fd = self._fd, -1
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def held(path: Path) -> bool:
+    """Whether some process holds the lock (a probe: takes and drops it if free)."""
+    if not path.exists():
+        return False
+    lock = RunLock.acquire(path, attempts=1)
+    if lock is None:
+        return True
+    lock.release()
+    return False

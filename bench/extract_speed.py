@@ -18,8 +18,8 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
-from mailkeep.core.parse import extract
-from mailkeep.core.text import cjk_segment, html_to_text
+from mailkeep.core.mime.parse import extract
+from mailkeep.core.mime.text import cjk_segment, html_to_text
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 DEFAULT_MBOX = CORPUS / "bulk" / "linux-mips" / "linux-mips-2005.mbox.gz"

@@ -11,8 +11,8 @@ from typing import Any
 from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
+from mailkeep.core.admin.users import Users
 from mailkeep.core.master import Master
-from mailkeep.core.users import Users
 
 KEYS = ["error", "token", "statusVersion", "statusCode", "percentProgress", "statusText",
         "result", "logOutput"]
@@ -58,6 +58,7 @@ def archive_with_messages(data: Path, mail: Path, count: int,
     """A data directory holding `count` small messages, imported with the real importer."""
     from mailkeep.core.archive import Archive
     from mailkeep.core.ingest import Importer
+    from mailkeep.sources.detect import read_paths
 
     mail.mkdir(parents=True, exist_ok=True)
     for i in range(count):
@@ -65,7 +66,7 @@ def archive_with_messages(data: Path, mail: Path, count: int,
             f"From: a{i}@example.org\r\nSubject: message {i}\r\n\r\n{body.format(i=i)}\r\n"
             .encode())
     with Archive(data) as archive:
-        Importer(archive, workers=1).run([mail])
+        Importer(archive, workers=1).run(read_paths([mail]))
     return data
 
 

@@ -346,8 +346,8 @@ def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path, mail: Path) -
 
 
 def test_user_password_changes_the_initial_admin(tmp_path: Path) -> None:
+    from mailkeep.core.admin.users import Users
     from mailkeep.core.master import Master
-    from mailkeep.core.users import Users
 
     data = tmp_path / "data"
     res = CliRunner().invoke(main, ["--data", str(data), "user", "password", "admin"],

@@ -19,8 +19,8 @@ from mailkeep.client import (
     ProcessFailed,
     Status,
 )
+from mailkeep.core.admin.users import Users
 from mailkeep.core.master import Master
-from mailkeep.core.users import Users
 from mailkeep.jobs.engine import Engine
 from mailkeep.web.app import create_app
 from tests.apiclient import archive_with_messages

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
-from mailkeep.core.auth import Authenticator, AuthResult, address_key
+from mailkeep.core.admin.auth import Authenticator, AuthResult, address_key
+from mailkeep.core.admin.users import Users
 from mailkeep.core.master import Master
-from mailkeep.core.users import Users
 
 SECRET = "s3cret-Pa55word"
 WRONG = "wr0ng-Gue55"

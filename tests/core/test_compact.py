@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from mailkeep.core.archive import Archive
-from mailkeep.core.compact import compact
 from mailkeep.core.ingest import Importer
-from mailkeep.core.merge import merge
-from mailkeep.core.store import COMPACT_DIR, OLD_SEGMENTS_DIR
-from mailkeep.core.verify import recover, verify
+from mailkeep.core.storage.compact import compact
+from mailkeep.core.storage.merge import merge
+from mailkeep.core.storage.store import COMPACT_DIR, OLD_SEGMENTS_DIR
+from mailkeep.core.storage.verify import recover, verify
+from mailkeep.sources.detect import read_paths
 from tests.core.test_crash import BULK, HOOKED, MAILKEEP, _gunzip, clean_env
 
 pytestmark = pytest.mark.skipif(not BULK.is_dir(), reason=f"bulk corpus not found at {BULK}")
@@ -59,8 +60,9 @@ def archived(data: Path, mail: Path, encrypt: bool = False) -> Archive:
     archive = Archive(data)
     if encrypt:
         archive.create_store("Default", encrypt=True)
-    Importer(archive, owner="alice", base_folder="Lists", workers=1).run([mail])
-    Importer(archive, owner="bob", base_folder="Copy", workers=1).run([mail])  # same bytes
+    Importer(archive, owner="alice", base_folder="Lists", workers=1).run(read_paths([mail]))
+    # the same bytes again
+    Importer(archive, owner="bob", base_folder="Copy", workers=1).run(read_paths([mail]))
     return archive
 
 
@@ -105,8 +107,8 @@ def test_compaction_drops_deleted_bytes_and_keeps_the_rest(mail: Path, tmp_path:
         assert not (rec.path / OLD_SEGMENTS_DIR).exists()
         # New mail goes on, with numbers never handed out before.
         (tmp_path / "new.eml").write_bytes(b"Subject: after compaction\r\n\r\nhello\r\n")
-        Importer(archive, owner="bob", base_folder="New", workers=1).run(
-            [tmp_path / "new.eml"])
+        Importer(archive, owner="bob", base_folder="New", workers=1).run(read_paths(
+            [tmp_path / "new.eml"]))
         assert min(int(i.split(":")[1]) for i in set(digests(archive)) - set(kept)) \
             >= next_number
         assert archive.search("compaction").total == 1
@@ -153,11 +155,11 @@ def test_merge_store(mail: Path, tmp_path: Path) -> None:
 
 # -- kill -9 during a compaction ------------------------------------------------------------
 CRASH_POINTS = {
-    "writing new segments": "mailkeep.core.segments:SegmentWriter.copy:100",
-    "new segments complete, not swapped": "mailkeep.core.compact:_swap:1",
-    "between the two renames": "mailkeep.core.compact:os.rename:1:after",
-    "swapped, catalog not updated": "mailkeep.core.compact:_update_catalog:1",
-    "catalog updated, old segments not removed": "mailkeep.core.compact:_drop_old:1",
+    "writing new segments": "mailkeep.core.storage.segments:SegmentWriter.copy:100",
+    "new segments complete, not swapped": "mailkeep.core.storage.compact:_swap:1",
+    "between the two renames": "mailkeep.core.storage.compact:os.rename:1:after",
+    "swapped, catalog not updated": "mailkeep.core.storage.compact:_update_catalog:1",
+    "catalog updated, old segments not removed": "mailkeep.core.storage.compact:_drop_old:1",
 }
 
 
@@ -256,7 +258,7 @@ def test_compaction_refuses_records_the_catalog_does_not_know(small_mail: Path,
     compaction must not drop it silently."""
     import hashlib as _h
 
-    from mailkeep.core import segments as seg
+    from mailkeep.core.storage import segments as seg
     with archived(tmp_path / "data", small_mail) as archive:
         rec = archive.find_store(1)
         store = archive.open_store(rec, write=True)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pytest
 
-from mailkeep.sources.base import RawMessage
+from mailkeep.core.message import RawMessage
 from mailkeep.sources.detect import open_source
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
@@ -80,7 +80,7 @@ def _install(spec):
         if calls[0] != int(count):
             return orig(*args, **kwargs)
         if mode == "torn":
-            from mailkeep.core import segments
+            from mailkeep.core.storage import segments
             writer, type_, header = args[0], args[1], args[2]
             payload = args[3] if len(args) > 3 else kwargs.get("payload", b"")
             data = segments.encode(type_, header, payload)
@@ -451,22 +451,22 @@ def test_kill_rounds_into_one_data_directory(big_source: Source, tmp_path: Path)
 # Where the child stops itself to be killed: "module:[Class.]function:k[:mode]" (see CHILD).
 CRASH_POINTS = {
     # the store directory is being made; the manifest is not written, nothing is registered
-    "store manifest": "mailkeep.core.store:write_json_atomic:1",
+    "store manifest": "mailkeep.core.storage.store:write_json_atomic:1",
     # the store directory is complete, not yet registered in mailkeep.db
     "store registration": "mailkeep.core.master:Master.add_store:1",
     # records of the first batch appended, not yet fsynced
-    "batch not fsynced": "mailkeep.core.segments:SegmentWriter.append:200",
+    "batch not fsynced": "mailkeep.core.storage.segments:SegmentWriter.append:200",
     # half of a record written: a torn tail
-    "torn record": "mailkeep.core.segments:SegmentWriter.append:301:torn",
+    "torn record": "mailkeep.core.storage.segments:SegmentWriter.append:301:torn",
     # the first batch fsynced, its catalog commit not made (sync 1 closed the new store)
-    "between fsync and commit": "mailkeep.core.segments:SegmentWriter.sync:2:after",
+    "between fsync and commit": "mailkeep.core.storage.segments:SegmentWriter.sync:2:after",
     # the first batch committed, nothing reported yet
-    "after commit": "mailkeep.core.store:Store.commit:1:after",
+    "after commit": "mailkeep.core.storage.store:Store.commit:1:after",
     # the store has sampled its messages for its first dictionary, which a worker trains
     # while the import goes on
-    "dictionary training": "mailkeep.core.store:Store.dictionary_samples:1:after",
+    "dictionary training": "mailkeep.core.storage.store:Store.dictionary_samples:1:after",
     # the dictionary record appended, neither fsynced nor committed
-    "dictionary record": "mailkeep.core.store:Store.add_dictionary:1:after",
+    "dictionary record": "mailkeep.core.storage.store:Store.add_dictionary:1:after",
 }
 NEEDS_DICTIONARY = {"dictionary training", "dictionary record"}
 

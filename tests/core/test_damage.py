@@ -35,11 +35,11 @@ from pathlib import Path
 
 import pytest
 
-from mailkeep.core import segments as seg
 from mailkeep.core.archive import Archive
 from mailkeep.core.ingest import Importer, Outcome
-from mailkeep.sources.base import RawMessage
-from mailkeep.sources.detect import open_source
+from mailkeep.core.message import RawMessage
+from mailkeep.core.storage import segments as seg
+from mailkeep.sources.detect import open_source, read_paths
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 BULK = CORPUS / "bulk" / "linux-mips"
@@ -138,7 +138,7 @@ def build(tmp: Path, mail: tuple[Path, dict[str, tuple[str, str]]], encrypt: boo
         if encrypt:
             archive.create_store(name, encrypt=True)
             archive.set_store_state(name, "current")
-        stats = Importer(archive, on_outcome=outcomes.append, workers=1).run([root])
+        stats = Importer(archive, on_outcome=outcomes.append, workers=1).run(read_paths([root]))
     assert stats.failed == 0 and stats.archived == len(by_origin)
     expected = {o.message_id: by_origin[o.origin] for o in outcomes
                 if o.status == "archived" and o.message_id}

@@ -28,8 +28,8 @@ import pytest
 
 from mailkeep.core.archive import Archive
 from mailkeep.core.ingest import Importer, Outcome
-from mailkeep.sources.base import RawMessage
-from mailkeep.sources.detect import open_source
+from mailkeep.core.message import RawMessage
+from mailkeep.sources.detect import open_source, read_paths
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 BULK = CORPUS / "bulk" / "linux-mips"
@@ -137,7 +137,7 @@ def test_maildir_file_vanishing_mid_import(tmp_path: Path) -> None:
 
     data = tmp_path / "data"
     with Archive(data) as archive:
-        stats = Importer(archive, on_outcome=on_outcome, workers=1).run([box])
+        stats = Importer(archive, on_outcome=on_outcome, workers=1).run(read_paths([box]))
     assert deleted_after == [1] and outcomes[0].status == "skipped"
     failed = [o for o in outcomes if o.status == "failed"]
     assert [(o.origin, o.reason) for o in failed] == [(str(victim), "No such file or directory")]

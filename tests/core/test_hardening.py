@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from mailkeep.core import segments as seg
 from mailkeep.core.archive import Archive
 from mailkeep.core.ingest import Importer, Outcome
+from mailkeep.core.storage import segments as seg
 from mailkeep.sources import eml
+from mailkeep.sources.detect import read_paths
 
 _ENTRY = Path(sys.executable).with_name("mailkeep")
 MAILKEEP = [str(_ENTRY)] if _ENTRY.exists() else [sys.executable, "-m", "mailkeep"]
@@ -81,7 +82,7 @@ def test_large_file_shrinking_mid_import_loses_nothing_reported(
 
     data = tmp_path / "data"
     with Archive(data) as archive:
-        stats = Importer(archive, on_outcome=on_outcome, workers=1).run([src])
+        stats = Importer(archive, on_outcome=on_outcome, workers=1).run(read_paths([src]))
     assert stats.failed == 1 and stats.archived == 30
     assert len(reported) == 30 and len(set(reported)) == 30
     for mid, origin in reported.items():

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mailkeep.core.parse import IndexFields, describe, extract
-from mailkeep.core.text import cjk_segment, query_tokens
+from mailkeep.core.mime.parse import IndexFields, describe, extract
+from mailkeep.core.mime.text import cjk_segment, query_tokens
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 TRICKY = CORPUS / "tricky"
@@ -471,7 +471,7 @@ def test_a_failing_part_loses_only_that_part(monkeypatch: pytest.MonkeyPatch) ->
     def broken(doc: str) -> str:
         raise ValueError("html_to_text broke")
 
-    monkeypatch.setattr("mailkeep.core.parse.html_to_text", broken)
+    monkeypatch.setattr("mailkeep.core.mime.parse.html_to_text", broken)
     raw = b"""Subject: two parts
 Content-Type: multipart/mixed; boundary=x
 

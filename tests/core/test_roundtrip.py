@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from mailkeep.cli import main
-from mailkeep.sources.base import RawMessage, SourceProblem
+from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources.detect import open_source
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"

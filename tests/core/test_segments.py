@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mailkeep.core import segments as seg
+from mailkeep.core.storage import segments as seg
 
 
 def _write(tmp_path: Path, n: int) -> list[seg.Record]:

@@ -8,8 +8,8 @@ from contextlib import closing
 
 import pytest
 
-from mailkeep.core import text
-from mailkeep.core.text import cjk_segment, html_to_text, query_tokens
+from mailkeep.core.mime import text
+from mailkeep.core.mime.text import cjk_segment, html_to_text, query_tokens
 
 TOKENIZER = "'unicode61 remove_diacritics 2'"  # as in mailkeep's index
 

@@ -11,9 +11,9 @@ from typing import Any, Literal
 import pytest
 from argon2 import PasswordHasher
 
+from mailkeep.core.admin.users import Users
 from mailkeep.core.errors import Conflict, InvalidArgument, NotFound
 from mailkeep.core.master import Master
-from mailkeep.core.users import Users
 
 SECRET = "s3cret-Pa55word"
 

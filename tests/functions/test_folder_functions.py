@@ -12,10 +12,11 @@ import pytest
 from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
+from mailkeep.core.admin.users import Users
 from mailkeep.core.archive import Archive
 from mailkeep.core.ingest import Importer
 from mailkeep.core.master import Master
-from mailkeep.core.users import Users
+from mailkeep.sources.detect import read_paths
 from mailkeep.web.app import create_app
 from tests.apiclient import basic, invoke
 
@@ -76,8 +77,8 @@ def data(tmp_path: Path) -> Path:
     bob = tmp_path / "bob"
     maildir(bob, {"5.host:2,S": message("erin@example.org", "for bob")})
     with Archive(d) as archive:
-        Importer(archive, owner="alice", base_folder="Inbox", workers=1).run([alice])
-        Importer(archive, owner="bob", base_folder="Inbox", workers=1).run([bob])
+        Importer(archive, owner="alice", base_folder="Inbox", workers=1).run(read_paths([alice]))
+        Importer(archive, owner="bob", base_folder="Inbox", workers=1).run(read_paths([bob]))
     return d
 
 

@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from mailkeep.core.archive import Archive
-from mailkeep.core.verify import verify
+from mailkeep.core.storage.verify import verify
 from tests.apiclient import (
     api_client,
     archive_with_messages,

@@ -9,7 +9,7 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from mailkeep.core.archive import Archive
-from mailkeep.core.verify import recover, verify
+from mailkeep.core.storage.verify import recover, verify
 from tests.apiclient import finish, invoke
 from tests.functions.test_folder_functions import api, data, failed, ok  # noqa: F401
 
@@ -133,6 +133,7 @@ def test_delete_empty_folders(api: TestClient, data: Path) -> None:
 
 def test_move_folder_across_stores(api: TestClient, data: Path, tmp_path: Path) -> None:
     from mailkeep.core.ingest import Importer
+    from mailkeep.sources.detect import read_paths
     ok(api, "CreateStore", name="Second")
     ok(api, "SetStoreRequestedState", id="2", requestedState="current")
     mail = tmp_path / "more"
@@ -141,10 +142,10 @@ def test_move_folder_across_stores(api: TestClient, data: Path, tmp_path: Path) 
     (mail / "Extra").mkdir()
     (mail / "Extra" / "b.eml").write_bytes(b"Subject: extra\r\n\r\ny\r\n")
     with Archive(data) as archive:
-        Importer(archive, owner="alice", base_folder="Inbox/Sent", workers=1).run(
-            [mail / "Sent" / "a.eml"])
-        Importer(archive, owner="alice", base_folder="Extra", workers=1).run(
-            [mail / "Extra" / "b.eml"])
+        Importer(archive, owner="alice", base_folder="Inbox/Sent", workers=1).run(read_paths(
+            [mail / "Sent" / "a.eml"]))
+        Importer(archive, owner="alice", base_folder="Extra", workers=1).run(read_paths(
+            [mail / "Extra" / "b.eml"]))
     assert len(ok(api, "GetMessages", folder="alice/Inbox/Sent")) == 2  # one in each store
     # The new place exists only in the other store: still taken.
     assert "already exists" in failed(api, "MoveFolder", fromFolder="alice/Inbox/Lists",

@@ -12,8 +12,8 @@ from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
 import mailkeep.functions.users as user_functions
+from mailkeep.core.admin.users import Users
 from mailkeep.core.master import Master
-from mailkeep.core.users import Users
 from mailkeep.web.app import create_app
 from tests.apiclient import basic, decode
 

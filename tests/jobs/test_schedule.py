@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from mailkeep.core.admin.zones import LOCAL, canonical, zone
 from mailkeep.core.errors import InvalidArgument
-from mailkeep.core.zones import LOCAL, canonical, zone
 from mailkeep.jobs.schedule import MANUAL, Schedule, next_run, parse, parse_local, to_utc
 
 BERLIN = ZoneInfo("Europe/Berlin")

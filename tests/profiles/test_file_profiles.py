@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from mailkeep.core.errors import Cancelled
 from mailkeep.core.master import Master
 from mailkeep.core.writer import StoreWriter
-from mailkeep.jobs.process import Cancelled
 from mailkeep.profiles.run import Runner
 from mailkeep.profiles.store import Profiles
 from tests.apiclient import fast_users, finish, invoke

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from mailkeep.core.archive import Archive
-from mailkeep.core.verify import verify
+from mailkeep.core.storage.verify import verify
 from tests.web.test_real_server import ENV, MAILKEEP
 
 FILES = 3000

@@ -19,7 +19,7 @@ from typing import Protocol
 import trustme
 from imapclient import IMAPClient
 
-from mailkeep.sources.base import RawMessage, SourceProblem
+from mailkeep.core.message import RawMessage, SourceProblem
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "tricky"
 # Real messages of several kinds: 8-bit and ISO-2022-JP bodies, nested multiparts, CRLF files,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailkeep.sources.base import RawMessage, SourceProblem
+from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources.detect import mbox_folder_name, open_source
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources import eml
-from mailkeep.sources.base import RawMessage, SourceProblem
 from mailkeep.sources.detect import open_source
 from mailkeep.sources.eml import read_message_file
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from imapclient import IMAPClient
 
-from mailkeep.sources.base import RawMessage
+from mailkeep.core.message import RawMessage
 from mailkeep.sources.imap import FolderState, ImapSettings, ImapSource, SourceError
 from tests.sources.dovecot import PASSWORD, Dovecot, corpus_messages, run
 

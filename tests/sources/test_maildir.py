@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailkeep.sources.base import RawMessage, SourceProblem
+from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources.maildir import (
     decode_mutf7,
     flags_from_name,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources import mbox
-from mailkeep.sources.base import RawMessage, SourceProblem
 from mailkeep.sources.mbox import MboxFormat, from_line_date, read_mbox
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"

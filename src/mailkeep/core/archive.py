@@ -11,9 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import Hit, full_name, under
-from .crypto import load_master_key
-from .errors import (
+from mailkeep.core.crypto import load_master_key
+from mailkeep.core.errors import (
     Conflict,
     CorruptData,
     InvalidArgument,
@@ -22,9 +21,10 @@ from .errors import (
     NotFound,
     StoreUnavailable,
 )
-from .master import STATES, Master, StoreRecord
-from .query import compile_query
-from .store import Store, read_manifest
+from mailkeep.core.master import STATES, Master, StoreRecord
+from mailkeep.core.storage.catalog import Hit, full_name, under
+from mailkeep.core.storage.query import compile_query
+from mailkeep.core.storage.store import Store, read_manifest
 
 DEFAULT_STORE = "Default"
 NAME_RE = re.compile(r"^[^/\\\x00-\x1f]{1,100}$")

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from .errors import KeyMissing
+from mailkeep.core.errors import KeyMissing
 
 MASTER_KEY_ENV = "MAILKEEP_MASTER_KEY"
 NONCE_BYTES = 12

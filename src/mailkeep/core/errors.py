@@ -41,3 +41,8 @@ class KeyMissing(MailkeepError):
     """An encrypted store needs a master key that is not available here."""
 
     code = "key_missing"
+
+
+class Cancelled(Exception):  # noqa: N818  (a signal, not a failure)
+    """A cancel was asked and the work stopped at a safe point (a process's check_cancelled(),
+    Ctrl-C in the CLI). What was made durable before stays; the caller reports "cancelled"."""

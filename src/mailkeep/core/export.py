@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from .archive import Archive
-from .errors import CorruptData, InvalidArgument, MailkeepError
-from .store import Store
+from mailkeep.core.archive import Archive
+from mailkeep.core.errors import CorruptData, InvalidArgument, MailkeepError
+from mailkeep.core.storage.store import Store
 
 FROM_LINE = re.compile(rb"(?m)^(>*From )")
 UNSAFE = re.compile(r'[\x00-\x1f<>:"\\|?*]')

@@ -1,4 +1,7 @@
-"""The import pipeline: sources -> content ids -> parse/compress in workers -> one writer.
+"""The import pipeline: raw messages -> content ids -> parse/compress in workers -> one writer.
+
+It takes any stream of RawMessage and SourceProblem (core/message.py); which source reads
+which path is decided above it (mailkeep.sources.detect.read_paths).
 
 The writer commits in batches; a message counts as archived (and is reported) only after the
 batch holding it is durable. Parsing never fails a message: only I/O errors do.
@@ -10,19 +13,17 @@ import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ..sources.base import RawMessage, SourceProblem
-from ..sources.detect import open_source
-from . import codec
-from .archive import Archive
-from .errors import MailkeepError
-from .packing import Packer, Prepared
-from .store import Store
+from mailkeep.core.archive import Archive
+from mailkeep.core.errors import MailkeepError
+from mailkeep.core.message import Measured, RawMessage, SourceProblem
+from mailkeep.core.storage import codec
+from mailkeep.core.storage.packing import Packer, Prepared
+from mailkeep.core.storage.store import Store
 
 COMMIT_MESSAGES = 1000
 COMMIT_SECONDS = 0.5
@@ -74,23 +75,6 @@ class ImportStats:
                 "seconds": round(self.seconds, 3),
                 "messagesPerSecond": round(self.messages_per_second, 1),
                 "bytesPerSecond": round(self.bytes_per_second)}
-
-
-def _disk_bytes(path: Path) -> int:
-    """Bytes of the regular files at or below path (symlinks not followed)."""
-    try:
-        if path.is_file():
-            return path.stat().st_size
-        total = 0
-        for root, _dirs, files in os.walk(path):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(root, name)).st_size
-                except OSError:
-                    pass
-        return total
-    except OSError:
-        return 0
 
 
 def join_folder(base: str, sub: str) -> str:
@@ -180,15 +164,21 @@ class Importer:
         self._pending_blobs: set[bytes] = set()
         self._last_commit = time.monotonic()
         self._seen = 0
-        self._files_done = 0
-        self._mbox_path = ""
-        self._mbox_size = 0
 
     # public --------------------------------------------------------------------------------
-    def run(self, paths: Iterable[str | Path]) -> ImportStats:
+    def run(self, items: Iterable[RawMessage | SourceProblem]) -> ImportStats:
+        """Archive every message of `items`; a stream that is `Measured` (read_paths) also
+        gives the progress in bytes of its input."""
+        measured = items if isinstance(items, Measured) else None
         try:
-            for msg in self._messages(paths):
-                self._take(msg)
+            for item in items:
+                if measured is not None:
+                    self.stats.input_total = measured.bytes_total
+                    self.stats.input_done = measured.bytes_done
+                if isinstance(item, SourceProblem):
+                    self._problem(item)
+                else:
+                    self._take(item)
             self._flush_batch()
             self._drain(0)
             self._commit()
@@ -204,22 +194,14 @@ class Importer:
         self.on_progress(self.stats)
         return self.stats
 
-    # sources -------------------------------------------------------------------------------
-    def _messages(self, paths: Iterable[str | Path]) -> Iterator[RawMessage]:
-        paths = list(paths)
-        self.stats.input_total = sum(_disk_bytes(Path(p)) for p in paths)
-        for path in paths:
-            for item in open_source(path):
-                if isinstance(item, SourceProblem):
-                    if item.skipped:
-                        self.stats.skipped += 1
-                        self.on_outcome(Outcome("skipped", item.origin, reason=item.reason))
-                    else:
-                        self._fail(item.origin, item.reason)
-                    continue
-                yield item
-
     # per message ---------------------------------------------------------------------------
+    def _problem(self, item: SourceProblem) -> None:
+        if item.skipped:
+            self.stats.skipped += 1
+            self.on_outcome(Outcome("skipped", item.origin, reason=item.reason))
+        else:
+            self._fail(item.origin, item.reason)
+
     def _fail(self, origin: str, reason: str) -> None:
         self.stats.failed += 1
         if len(self.stats.problems) < MAX_PROBLEMS:
@@ -232,21 +214,7 @@ class Importer:
                 return True
         return False
 
-    def _advance(self, msg: RawMessage) -> None:
-        """Progress in bytes on disk: whole files, plus the offset reached in an mbox."""
-        if msg.position is None:
-            self._files_done += msg.size
-            self.stats.input_done = self._files_done
-            return
-        path = msg.origin.rsplit("#", 1)[0]
-        if path != self._mbox_path:
-            self._files_done += self._mbox_size
-            self._mbox_path = path
-            self._mbox_size = _disk_bytes(Path(path))
-        self.stats.input_done = self._files_done + min(msg.position, self._mbox_size)
-
     def _take(self, msg: RawMessage) -> None:
-        self._advance(msg)
         folder = join_folder(self.base_folder, msg.folder)
         self.stats.bytes += msg.size
         if msg.stream is not None:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .archive import Archive
-from .errors import MailkeepError
-from .store import Store
+from mailkeep.core.archive import Archive
+from mailkeep.core.errors import MailkeepError
+from mailkeep.core.storage.store import Store
 
 log = logging.getLogger("mailkeep.writer")
 

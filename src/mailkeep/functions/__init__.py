@@ -1,6 +1,6 @@
 """The function catalog. Importing this package registers the built-in functions."""
 
-from . import (  # noqa: F401  (registration)
+from mailkeep.functions import (  # noqa: F401  (registration)
     folders,
     jobs,
     maintenance,
@@ -11,6 +11,6 @@ from . import (  # noqa: F401  (registration)
     stores,
     users,
 )
-from .registry import REGISTRY, Arg, Function, function, parse_args
+from mailkeep.functions.registry import REGISTRY, Arg, Function, function, parse_args
 
 __all__ = ["REGISTRY", "Arg", "Function", "function", "parse_args"]

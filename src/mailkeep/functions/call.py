@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..core.archive import Archive
-from ..jobs.process import ProcessInfo
+from mailkeep.core.archive import Archive
+from mailkeep.jobs.process import ProcessInfo
 
 
 class Progress(Protocol):

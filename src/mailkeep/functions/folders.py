@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..core.archive import Archive
-from ..core.catalog import full_name
-from ..core.errors import InvalidArgument, NotFound
-from .call import Call
-from .registry import Arg, function
+from mailkeep.core.archive import Archive
+from mailkeep.core.errors import InvalidArgument, NotFound
+from mailkeep.core.storage.catalog import full_name
+from mailkeep.functions.call import Call
+from mailkeep.functions.registry import Arg, function
 
 FOLDER_SHAPE = ('[{"folder": str, "name": str, "messageCount": int, "size": int, '
                 '"hasChildren": bool}]')

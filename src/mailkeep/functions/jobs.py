@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.errors import Conflict, InvalidArgument
-from ..core.zones import canonical, zone
-from ..jobs import scheduler as sched
-from ..jobs.schedule import DAYS, INTERVALS, Schedule, parse, parse_local, to_utc
-from .call import Call
-from .registry import Arg, function
+from mailkeep.core.admin.zones import canonical, zone
+from mailkeep.core.errors import Conflict, InvalidArgument
+from mailkeep.functions.call import Call
+from mailkeep.functions.registry import Arg, function
+from mailkeep.jobs import scheduler as sched
+from mailkeep.jobs.schedule import DAYS, INTERVALS, Schedule, parse, parse_local, to_utc
 
 ID = Arg("id", "number", description="The job's id (GetJobs).")
 ZONE_TEXT = ("$Local (the server's zone), an IANA id such as Europe/Berlin, or a Windows id "

@@ -14,16 +14,17 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ..core import segments as seg
-from ..core.compact import compact
-from ..core.errors import Conflict, InvalidArgument, MailkeepError
-from ..core.master import StoreRecord
-from ..core.merge import merge
-from ..core.store import COMPACT_DIR, OLD_SEGMENTS_DIR, read_manifest
-from ..core.verify import recover
-from .call import Call
-from .registry import Arg, function
-from .stores import ID, _verify_one, _verify_result
+from mailkeep.core.errors import Conflict, InvalidArgument, MailkeepError
+from mailkeep.core.files import fsync_dir
+from mailkeep.core.master import StoreRecord
+from mailkeep.core.storage import segments as seg
+from mailkeep.core.storage.compact import compact
+from mailkeep.core.storage.merge import merge
+from mailkeep.core.storage.store import COMPACT_DIR, OLD_SEGMENTS_DIR, read_manifest
+from mailkeep.core.storage.verify import recover
+from mailkeep.functions.call import Call
+from mailkeep.functions.registry import Arg, function
+from mailkeep.functions.stores import ID, _verify_one, _verify_result
 
 Share = tuple[float, float]  # (start percent, span percent) of one store in a multi-store run
 
@@ -401,8 +402,8 @@ def _backup_store(call: Call, rec: StoreRecord, dst: Path, exclude_index: bool) 
         call.ctx.log(f"  store {rec.name}: catalog and index left out (excludeSearchIndexes); "
                      "they are rebuilt from the segments when the restored store is opened")
     _not_compacting(rec)
-    seg.fsync_dir(dst / "segments")
-    seg.fsync_dir(dst)
+    fsync_dir(dst / "segments")
+    fsync_dir(dst)
 
 
 def _not_compacting(rec: StoreRecord) -> None:

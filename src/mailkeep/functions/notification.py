@@ -7,16 +7,17 @@ import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..core import zones
-from ..core.errors import InvalidArgument, MailkeepError
-from ..jobs.history import SCHEMA as HISTORY_SCHEMA
-from ..notify.config import FIELDS, SECRET, NotificationConfig
-from ..notify.connections import FIELDS as CONNECTION_FIELDS
-from ..notify.connections import KINDS, Connections
-from ..notify.events import KINDS as EVENT_KINDS
-from ..notify.events import SCHEMA as EVENTS_SCHEMA
-from .call import Call
-from .registry import ALL_ROLES, Arg, ArgType, McRoute, function
+from mailkeep.core.admin import zones
+from mailkeep.core.errors import InvalidArgument
+from mailkeep.functions.call import Call
+from mailkeep.functions.registry import ALL_ROLES, Arg, ArgType, McRoute, function
+from mailkeep.jobs.history import SCHEMA as HISTORY_SCHEMA
+from mailkeep.notify.config import FIELDS, SECRET, NotificationConfig, check_value
+from mailkeep.notify.connections import FIELDS as CONNECTION_FIELDS
+from mailkeep.notify.connections import KINDS, Connections
+from mailkeep.notify.events import KINDS as EVENT_KINDS
+from mailkeep.notify.events import SCHEMA as EVENTS_SCHEMA
+from mailkeep.notify.mailer import Mailer
 
 _TYPES: dict[str, ArgType] = {"bool": "bool", "int": "number"}
 SHAPE = ('{"connection": str} | {"serverName": str, "port": int, "useSmtpOverSsl": bool, '
@@ -24,15 +25,6 @@ SHAPE = ('{"connection": str} | {"serverName": str, "port": int, "useSmtpOverSsl
          '(with fromMailAddress, toMailAddress, mailSubject, encoding; see docs/notification.md)')
 
 
-class SendFailed(MailkeepError):
-    """The mail could not be sent; the message says at which step and what the server said."""
-
-    code = "send_failed"
-
-    def __init__(self, message: str, step: str) -> None:
-        super().__init__(message)
-        self.step = step
-        self.details = f"send_failed:{step}"
 
 
 def config(call: Call) -> NotificationConfig:
@@ -78,8 +70,6 @@ def set_smtp_settings(call: Call) -> None:
           long_running=True, changes=False,
           mcapi=McRoute("mail/configuration/test", "POST", result=""))
 def test_smtp_settings(call: Call) -> dict[str, str]:
-    from ..notify.mailer import Mailer
-
     mailer = Mailer(call.archive.data_dir, log=call.ctx.log)
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     summary = mailer.send(None, "This is a test of mailkeep's error-notification mail, sent "
@@ -224,11 +214,7 @@ def status_report(call: Call, start: datetime, end: datetime) -> str:
           Arg("recipients", "string", description="Mail addresses, comma separated."),
           changes=False)
 def send_status_report(call: Call) -> dict[str, str]:
-    from ..notify.config import FIELDS as CONF_FIELDS
-    from ..notify.config import check_value
-    from ..notify.mailer import Mailer
-
-    recipients = check_value(CONF_FIELDS["toMailAddress"], str(call.arg("recipients")))
+    recipients = check_value(FIELDS["toMailAddress"], str(call.arg("recipients")))
     if not recipients:
         raise InvalidArgument("API argument recipients must name at least one address.")
     start, end = period(call.arg("timespan"), call.arg("timeZoneId"))

@@ -8,16 +8,16 @@ import socket
 from datetime import datetime, tzinfo
 from typing import Any
 
-from ..core.errors import InvalidArgument
-from ..core.writer import shared
-from ..core.zones import zone
-from ..notify.events import record_event
-from ..profiles import schema
-from ..profiles.automatic import parse_windows
-from ..profiles.run import Runner
-from ..profiles.store import Profile, Profiles, WorkerResult
-from .call import Call
-from .registry import Arg, function
+from mailkeep.core.admin.zones import zone
+from mailkeep.core.errors import InvalidArgument
+from mailkeep.core.writer import shared
+from mailkeep.functions.call import Call
+from mailkeep.functions.registry import Arg, function
+from mailkeep.notify.events import record_event
+from mailkeep.profiles import schema
+from mailkeep.profiles.automatic import parse_windows
+from mailkeep.profiles.run import Runner
+from mailkeep.profiles.store import Profile, Profiles, WorkerResult
 
 ID = Arg("id", "number", description="The profile's id (GetProfiles).")
 RAW = Arg("raw", "bool", description="GetProfiles: also show each profile's incremental "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from .registry import REGISTRY, Function
+from mailkeep.functions.registry import REGISTRY, Function
 
 HEADER = """# Administration API function reference
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..core.errors import MailkeepError
+from mailkeep.core.errors import MailkeepError
 
 ArgType = Literal["string", "number", "bool", "json"]
 

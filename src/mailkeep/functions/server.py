@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from .. import __version__
-from .call import Call
-from .registry import function
+from mailkeep import __version__
+from mailkeep.functions.call import Call
+from mailkeep.functions.registry import function
 
 
 @function("GetServerInfo", "Version and machine name of the server.",

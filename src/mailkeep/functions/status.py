@@ -9,11 +9,11 @@ import zoneinfo
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import __version__
-from ..core.errors import MailkeepError
-from ..core.sessions import Sessions
-from .call import Call
-from .registry import function
+from mailkeep import __version__
+from mailkeep.core.admin.sessions import Sessions
+from mailkeep.core.errors import MailkeepError
+from mailkeep.functions.call import Call
+from mailkeep.functions.registry import function
 
 STARTED = time.monotonic()  # this module is imported when the server starts
 LOW_DISK = 0.10  # warn below this share of free disk space

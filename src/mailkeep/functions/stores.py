@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..core.archive import Archive
-from ..core.errors import InvalidArgument, MailkeepError
-from ..core.master import STATES, StoreRecord
-from ..core.verify import verify
-from .call import Call
-from .registry import Arg, function
+from mailkeep.core.archive import Archive
+from mailkeep.core.errors import InvalidArgument, MailkeepError
+from mailkeep.core.master import STATES, StoreRecord
+from mailkeep.core.storage.verify import verify
+from mailkeep.functions.call import Call
+from mailkeep.functions.registry import Arg, function
 
 STORE_TYPES = ("FileSystemInternal", "SQLServer", "PostgreSQL")
 ID = Arg("id", "number", description="The store's id (see GetStores).")

@@ -1,6 +1,6 @@
 """User functions: the accounts of the archive as the Administration API manages them.
 
-Every operation is `core.users.Users`; this module only declares the original's arguments and
+Every operation is `core.admin.users.Users`; this module only declares the original's arguments and
 passes them on. Validation, the audit log and "a failed call changes nothing" live there.
 """
 
@@ -10,16 +10,16 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
-from ..core.sessions import Sessions
-from ..core.users import (
+from mailkeep.core.admin.sessions import Sessions
+from mailkeep.core.admin.users import (
     AUTHENTICATIONS,
     FOLDER_PRIVILEGES,
     LOGIN_PRIVILEGES,
     PRIVILEGES,
     Users,
 )
-from .call import Call
-from .registry import Arg, function
+from mailkeep.functions.call import Call
+from mailkeep.functions.registry import Arg, function
 
 # The password hasher of the functions' Users; None means Argon2id with its defaults.
 # Tests set a cheap one here.

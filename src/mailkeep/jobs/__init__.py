@@ -1,6 +1,6 @@
 """Long-running processes: the engine behind invoke, get-status and cancel-async."""
 
-from .engine import (
+from mailkeep.jobs.engine import (
     Cancelled,
     Context,
     Engine,

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .process import (
+from mailkeep.core.errors import Cancelled
+from mailkeep.jobs.process import (
     CANCELLED,
     FAILED,
     RUNNING,
     SUCCEEDED,
-    Cancelled,
     Context,
     FinishedRecord,
     Process,

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..core.master import Master
-from .process import FinishedRecord
+from mailkeep.core.master import Master
+from mailkeep.jobs.process import FinishedRecord
 
 log = logging.getLogger("mailkeep.jobs")
 

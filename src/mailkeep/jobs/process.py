@@ -12,14 +12,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from mailkeep.core.errors import Cancelled
+
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
 
-
-class Cancelled(Exception):
-    """Raised by Context.check_cancelled() once a cancel was asked; the process ends cancelled."""
 
 
 @dataclass

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from ..core.errors import InvalidArgument
+from mailkeep.core.errors import InvalidArgument
 
 INTERVALS = (5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720)
 DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")

@@ -27,17 +27,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..core.archive import Archive
-from ..core.errors import Conflict, InvalidArgument, MailkeepError, NotFound
-from ..core.locks import RunLock, held, lock_file
-from ..core.master import Master
-from ..core.users import Users
-from ..core.zones import zone
-from ..functions.call import Call, Progress
-from ..functions.registry import REGISTRY, ApiArgumentError, Function, parse_args
-from .engine import Engine, UnknownToken, describe
-from .process import Cancelled, Context, ProcessInfo
-from .schedule import Schedule, next_run
+from mailkeep.core.admin.locks import RunLock, held, lock_file
+from mailkeep.core.admin.users import Users
+from mailkeep.core.admin.zones import zone
+from mailkeep.core.archive import Archive
+from mailkeep.core.errors import Cancelled, Conflict, InvalidArgument, MailkeepError, NotFound
+from mailkeep.core.master import Master
+from mailkeep.functions.call import Call, Progress
+from mailkeep.functions.registry import REGISTRY, ApiArgumentError, Function, parse_args
+from mailkeep.jobs.engine import Engine, UnknownToken, describe
+from mailkeep.jobs.process import Context, ProcessInfo
+from mailkeep.jobs.schedule import Schedule, next_run
 
 log = logging.getLogger("mailkeep.jobs")
 

@@ -3,8 +3,8 @@
 `config` holds where and how to send; this package's `send` and `compose` do the sending.
 """
 
-from .compose import ENCODINGS, check_encodable, compose
-from .send import (
+from mailkeep.notify.compose import ENCODINGS, check_encodable, compose
+from mailkeep.notify.send import (
     AuthMech,
     Outgoing,
     Pop3Target,

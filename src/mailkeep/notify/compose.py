@@ -17,7 +17,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .send import Outgoing
+    from mailkeep.notify.send import Outgoing
 
 ENCODINGS = ("us-ascii", "utf-8", "iso-2022-jp", "shift_jis")
 

@@ -20,10 +20,10 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import InvalidArgument, MailkeepError
-from ..core.secrets import open_text, seal_text, secret_key
-from ..core.store import write_json_atomic
-from .compose import ENCODINGS, check_encodable
+from mailkeep.core.admin.secrets import open_text, seal_text, secret_key
+from mailkeep.core.errors import InvalidArgument, MailkeepError
+from mailkeep.core.files import write_json_atomic
+from mailkeep.notify.compose import ENCODINGS, check_encodable
 
 FILE = "notification.json"
 FORMAT = 1
@@ -232,7 +232,7 @@ def unseal(data_dir: Path, sealed: str, what: str) -> str:
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Written atomically (core.store.write_json_atomic), readable by this account only."""
+    """Written atomically (core.files.write_json_atomic), readable by this account only."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_json_atomic(path, data, mode=0o600)

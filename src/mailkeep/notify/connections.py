@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import Conflict, InvalidArgument, NotFound
-from .config import (
+from mailkeep.core.errors import Conflict, InvalidArgument, NotFound
+from mailkeep.notify.config import (
     FORMAT,
     ConfigParseError,
     Field,

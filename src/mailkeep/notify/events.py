@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.master import Master
+from mailkeep.core.master import Master
 
 log = logging.getLogger("mailkeep.notify")
 

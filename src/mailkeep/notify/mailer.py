@@ -7,10 +7,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import InvalidArgument
-from .config import NotificationConfig
-from .connections import Connections
-from .send import Outgoing, Pop3Target, PopBeforeSmtp, SendError, SmtpTarget, send
+from mailkeep.core.errors import InvalidArgument, MailkeepError
+from mailkeep.notify.config import NotificationConfig
+from mailkeep.notify.connections import Connections
+from mailkeep.notify.send import Outgoing, Pop3Target, PopBeforeSmtp, SendError, SmtpTarget, send
+
+
+class SendFailed(MailkeepError):
+    """The mail could not be sent; the message says at which step and what the server said."""
+
+    code = "send_failed"
+
+    def __init__(self, message: str, step: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.details = f"send_failed:{step}"
+
 
 POP_STATE = PopBeforeSmtp()  # one per server process: pop3Interval spans mails
 
@@ -91,8 +103,6 @@ class Mailer:
     def send(self, subject: str | None, body: str, to: str | None = None) -> str:
         """Send one mail with the saved settings (subject None: the configured mailSubject;
         to None: the configured recipients). Raises SendFailed saying at which step."""
-        from ..functions.notification import SendFailed
-
         smtp, pop, conf = targets(self.data_dir)
         recipients = tuple(a.strip() for a in (to or conf["toMailAddress"]).split(",")
                            if a.strip())

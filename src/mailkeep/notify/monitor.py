@@ -7,12 +7,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..core.archive import Archive
-from ..core.errors import KeyMissing, MailkeepError
-from ..core.store import read_manifest
-from ..functions import REGISTRY
-from ..jobs.process import FinishedRecord
-from .events import record_event
+from mailkeep.core.archive import Archive
+from mailkeep.core.errors import KeyMissing, MailkeepError
+from mailkeep.core.storage.store import read_manifest
+from mailkeep.functions import REGISTRY
+from mailkeep.jobs.process import FinishedRecord
+from mailkeep.notify.events import record_event
 
 LOW_DISK = 0.10  # share of the data directory's disk that must stay free
 

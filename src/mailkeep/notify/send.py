@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from .compose import compose, envelope_address
+from mailkeep.notify.compose import compose, envelope_address
 
 TlsMode = Literal["none", "implicit", "starttls"]  # for POP3 "starttls" means STLS
 AuthMech = Literal["none", "plain", "login", "cram-md5", "xoauth2"]

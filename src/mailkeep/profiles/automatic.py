@@ -18,9 +18,9 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from ..core.errors import InvalidArgument
-from ..core.master import Master
-from .store import Profiles
+from mailkeep.core.errors import InvalidArgument
+from mailkeep.core.master import Master
+from mailkeep.profiles.store import Profiles
 
 log = logging.getLogger("mailkeep.profiles")
 

@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..core.errors import MailkeepError
-from ..core.writer import Filed, Filing, StoreWriter
-from ..jobs.process import Cancelled
-from ..sources.base import RawMessage, SourceProblem
-from ..sources.files import FileSource
-from ..sources.imap import FolderState, ImapSettings, ImapSource, SourceError
-from ..sources.pop3 import Pop3Settings, Pop3Source
-from . import schema
-from .store import Profile, Profiles, WorkerResult
+from mailkeep.core.errors import Cancelled, MailkeepError
+from mailkeep.core.message import RawMessage, SourceProblem
+from mailkeep.core.writer import Filed, Filing, StoreWriter
+from mailkeep.profiles import schema
+from mailkeep.profiles.store import Profile, Profiles, WorkerResult
+from mailkeep.sources.files import FileSource
+from mailkeep.sources.imap import FolderState, ImapSettings, ImapSource, SourceError
+from mailkeep.sources.pop3 import Pop3Settings, Pop3Source
 
 MAX_PENDING = 200  # messages handed to the writer and not yet durable
 SAVE_EVERY_S = 10.0  # the source's state is saved at least this often during a run

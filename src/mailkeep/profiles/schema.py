@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import InvalidArgument
-from ..sources.maildir import is_maildir
+from mailkeep.core.errors import InvalidArgument
+from mailkeep.sources.maildir import is_maildir
 
 TYPES = ("imap", "pop3", "directory", "maildir")
 SECRETS = ("password", "accessToken")

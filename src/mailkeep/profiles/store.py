@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import Conflict, InvalidArgument, MailkeepError, NotFound
-from ..core.locks import RunLock, held, lock_file
-from ..core.master import Master
-from ..core.secrets import open_text, seal_text, secret_key
-from . import schema
+from mailkeep.core.admin.locks import RunLock, held, lock_file
+from mailkeep.core.admin.secrets import open_text, seal_text, secret_key
+from mailkeep.core.errors import Conflict, InvalidArgument, MailkeepError, NotFound
+from mailkeep.core.master import Master
+from mailkeep.profiles import schema
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS profiles (
@@ -123,7 +123,7 @@ class Profiles:
         return self._row(row)
 
     def _check_user(self, props: dict[str, Any]) -> None:
-        from ..core.users import Users
+        from mailkeep.core.admin.users import Users
 
         if not Users(self.master).exists(props["userName"]):
             raise InvalidArgument(f"Invalid profile properties: userName "

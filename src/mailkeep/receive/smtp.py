@@ -28,12 +28,12 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from ..core.archive import Archive
-from ..core.auth import Authenticator
-from ..core.errors import MailkeepError
-from ..core.master import Master
-from ..core.users import Users
-from ..core.writer import Filed, Filing, StoreWriter
+from mailkeep.core.admin.auth import Authenticator
+from mailkeep.core.admin.users import Users
+from mailkeep.core.archive import Archive
+from mailkeep.core.errors import MailkeepError
+from mailkeep.core.master import Master
+from mailkeep.core.writer import Filed, Filing, StoreWriter
 
 log = logging.getLogger("mailkeep.smtp")
 USERS_EVERY_S = 30.0  # how often the users' addresses are read again for routing

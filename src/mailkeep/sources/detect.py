@@ -19,10 +19,10 @@ from __future__ import annotations
 import os
 import stat
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from mailkeep.sources.base import RawMessage, SourceProblem
+from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources.eml import (
     entry_problem,
     join_folder,
@@ -107,3 +107,58 @@ def _read_file(path: Path, folder: str, mbox_folder: str) -> Iterator[Item]:
         yield SourceProblem(str(path), "gzip file that is not an mbox; not read", skipped=True)
     else:
         yield read_message_file(path, folder)
+
+
+def _disk_bytes(path: Path) -> int:
+    """Bytes of the regular files at or below path (symlinks not followed)."""
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        total = 0
+        for root, _dirs, files in os.walk(path):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(root, name)).st_size
+                except OSError:
+                    pass
+        return total
+    except OSError:
+        return 0
+
+
+class PathReader:
+    """Every message (and problem) under each of `paths`, with the progress in bytes on disk:
+    whole files, plus the offset reached in an mbox (its compressed size for .gz)."""
+
+    def __init__(self, paths: Iterable[str | Path]) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.bytes_total = sum(_disk_bytes(p) for p in self.paths)
+        self.bytes_done = 0
+        self._files_done = 0
+        self._mbox_path = ""
+        self._mbox_size = 0
+
+    def __iter__(self) -> Iterator[Item]:
+        for path in self.paths:
+            for item in open_source(path):
+                if isinstance(item, RawMessage):
+                    self._advance(item)
+                yield item
+        self.bytes_done = self.bytes_total
+
+    def _advance(self, msg: RawMessage) -> None:
+        if msg.position is None:
+            self._files_done += msg.size
+            self.bytes_done = self._files_done
+            return
+        path = msg.origin.rsplit("#", 1)[0]
+        if path != self._mbox_path:
+            self._files_done += self._mbox_size
+            self._mbox_path = path
+            self._mbox_size = _disk_bytes(Path(path))
+        self.bytes_done = self._files_done + min(msg.position, self._mbox_size)
+
+
+def read_paths(paths: Iterable[str | Path]) -> PathReader:
+    """What `mailkeep import` reads: the messages under the paths, whatever they hold."""
+    return PathReader(paths)

@@ -15,7 +15,7 @@ import os
 import stat
 from pathlib import Path
 
-from mailkeep.sources.base import RawMessage, SourceProblem
+from mailkeep.core.message import RawMessage, SourceProblem
 
 SPOOL_THRESHOLD = 32 * 1024 * 1024  # bytes; larger files are handed out as open streams
 

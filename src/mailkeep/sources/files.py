@@ -17,9 +17,15 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from .base import RawMessage, SourceProblem
-from .eml import entry_problem, join_folder, read_message_file, sorted_entries
-from .maildir import INFO_SEPARATORS, MESSAGE_DIRS, flags_from_name, folder_name, is_maildir
+from mailkeep.core.message import RawMessage, SourceProblem
+from mailkeep.sources.eml import entry_problem, join_folder, read_message_file, sorted_entries
+from mailkeep.sources.maildir import (
+    INFO_SEPARATORS,
+    MESSAGE_DIRS,
+    flags_from_name,
+    folder_name,
+    is_maildir,
+)
 
 Item = RawMessage | SourceProblem
 SETTLE_S = 2.0

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from mailkeep.sources.base import RawMessage, SourceProblem
+from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources.maildir import decode_mutf7
 
 Item = RawMessage | SourceProblem

@@ -38,7 +38,7 @@ from email.utils import parsedate_tz
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from mailkeep.sources.base import RawMessage, SourceProblem
+from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources.eml import open_regular, os_reason
 
 MboxFormat = Literal["auto", "mboxo", "mboxrd"]

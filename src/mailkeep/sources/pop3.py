@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mailkeep.sources.base import RawMessage, SourceProblem
+from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources.imap import SourceError, scrub, tls_context
 
 Item = RawMessage | SourceProblem

@@ -22,15 +22,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..core.archive import Archive
-from ..core.auth import Authenticator
-from ..core.errors import MailkeepError
-from ..core.users import Users
-from ..functions import REGISTRY, parse_args
-from ..functions.call import Call
-from ..functions.registry import ApiArgumentError, Function
-from ..jobs.engine import Context, Engine, ProcessInfo, UnknownToken
-from .envelope import envelope, failure, json_bytes, plain
+from mailkeep.core.admin.auth import Authenticator
+from mailkeep.core.admin.users import Users
+from mailkeep.core.archive import Archive
+from mailkeep.core.errors import MailkeepError
+from mailkeep.functions import REGISTRY, parse_args
+from mailkeep.functions.call import Call
+from mailkeep.functions.registry import ApiArgumentError, Function
+from mailkeep.jobs.engine import Context, Engine, ProcessInfo, UnknownToken
+from mailkeep.web.envelope import envelope, failure, json_bytes, plain
 
 log = logging.getLogger("mailkeep.api")
 REALM = 'Basic realm="mailkeep"'

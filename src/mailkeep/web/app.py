@@ -13,22 +13,22 @@ import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..core.auth import Authenticator
-from ..core.master import Master
-from ..core.settings import Settings
-from ..core.users import Users
-from ..core.writer import stop_shared
-from ..functions import REGISTRY
-from ..jobs.engine import Engine, FinishedRecord
-from ..jobs.history import ProcessHistory
-from ..jobs.scheduler import Scheduler
-from ..notify import monitor
-from ..notify.events import Notifier, record_event
-from ..notify.mailer import Mailer
-from ..notify.mailer import configured as mailer_configured
-from ..profiles.automatic import AutoRunner
-from . import mcapi
-from .admin_api import ApiState, FastRoutes, routes, runner
+from mailkeep.core.admin.auth import Authenticator
+from mailkeep.core.admin.settings import Settings
+from mailkeep.core.admin.users import Users
+from mailkeep.core.master import Master
+from mailkeep.core.writer import stop_shared
+from mailkeep.functions import REGISTRY
+from mailkeep.jobs.engine import Engine, FinishedRecord
+from mailkeep.jobs.history import ProcessHistory
+from mailkeep.jobs.scheduler import Scheduler
+from mailkeep.notify import monitor
+from mailkeep.notify.events import Notifier, record_event
+from mailkeep.notify.mailer import Mailer
+from mailkeep.notify.mailer import configured as mailer_configured
+from mailkeep.profiles.automatic import AutoRunner
+from mailkeep.web import mcapi
+from mailkeep.web.admin_api import ApiState, FastRoutes, routes, runner
 
 log = logging.getLogger("mailkeep.server")
 AUTO_USER = "automatic"  # who automatic profile runs are started by

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from ..jobs.engine import Snapshot
+from mailkeep.jobs.engine import Snapshot
 
 BOM = b"\xef\xbb\xbf"
 NO_CACHE = {

@@ -22,13 +22,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..core.errors import MailkeepError
-from ..core.master import Master
-from ..core.sessions import DEFAULT_TIMEOUT_MIN, MAX_TIMEOUT_MIN, Session, Sessions
-from ..functions import REGISTRY
-from ..functions.registry import Function, parse_json_args
-from ..jobs.process import RUNNING
-from .admin_api import ApiState, _is_loopback, runner
+from mailkeep.core.admin.sessions import DEFAULT_TIMEOUT_MIN, MAX_TIMEOUT_MIN, Session, Sessions
+from mailkeep.core.errors import MailkeepError
+from mailkeep.core.master import Master
+from mailkeep.functions import REGISTRY
+from mailkeep.functions.registry import Function, parse_json_args
+from mailkeep.jobs.process import RUNNING
+from mailkeep.web.admin_api import ApiState, _is_loopback, runner
 
 log = logging.getLogger("mailkeep.mcapi")
 PREFIX = "/mcapi/"

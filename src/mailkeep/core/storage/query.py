@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-from .catalog import key_of_day
-from .errors import InvalidArgument
-from .text import cjk_segment, query_tokens
+from mailkeep.core.errors import InvalidArgument
+from mailkeep.core.mime.text import cjk_segment, query_tokens
+from mailkeep.core.storage.catalog import key_of_day
 
 COLUMNS = {"from": "sender", "sender": "sender", "to": "recipients", "cc": "recipients",
            "bcc": "recipients", "subject": "subject", "body": "body", "text": "body",

@@ -22,21 +22,22 @@ from rich.progress import (
 from rich.table import Table
 from rich.tree import Tree
 
-from .cli import archive_of, domain_errors, err, exit_code, human, main, out
-from .core import errors
-from .core.export import export as run_export
-from .core.ingest import Importer, ImportStats, Outcome
-from .core.parse import describe
-from .core.verify import recover as run_recover
-from .core.verify import verify as run_verify
-from .notify.events import record_event
+from mailkeep.cli.common import archive_of, domain_errors, err, exit_code, human, out
+from mailkeep.core import errors
+from mailkeep.core.export import export as run_export
+from mailkeep.core.ingest import Importer, ImportStats, Outcome
+from mailkeep.core.mime.parse import describe
+from mailkeep.core.storage.verify import recover as run_recover
+from mailkeep.core.storage.verify import verify as run_verify
+from mailkeep.notify.events import record_event
+from mailkeep.sources.detect import read_paths
 
 
 def _when(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-@main.command("import")
+@click.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--folder", default="", help="Base folder for the imported mail.")
 @click.option("--user", default="admin", show_default=True, help="Archive user who owns it.")
@@ -83,7 +84,7 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], folder: str, user: str,
         with archive_of(ctx) as archive:
             importer = Importer(archive, owner=user, base_folder=folder, on_outcome=on_outcome,
                                 on_progress=on_progress, workers=workers)
-            stats = importer.run(paths)
+            stats = importer.run(read_paths(paths))
     except KeyboardInterrupt:
         if progress is not None:
             progress.stop()
@@ -111,7 +112,7 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], folder: str, user: str,
         sys.exit(1)
 
 
-@main.command("export")
+@click.command("export")
 @click.option("--to", "destination", required=True, type=click.Path(path_type=Path),
               help="A directory (one .eml per message) or a FILE.mbox.")
 @click.option("--folder", help="Only this folder (and its subfolders).")
@@ -140,7 +141,7 @@ def export_(ctx: click.Context, destination: Path, folder: str | None, user: str
         sys.exit(max(exit_code(e) for e in stats.unavailable.values()))
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+@click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("words", nargs=-1, required=True)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(0, 10000))
 @click.option("--offset", default=0, type=click.IntRange(0))
@@ -186,7 +187,7 @@ def search(ctx: click.Context, words: tuple[str, ...], limit: int, offset: int, 
         sys.exit(max(exit_code(e) for e in res.unavailable.values()))
 
 
-@main.command()
+@click.command()
 @click.option("--user", help="Only this user's archive.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -217,7 +218,7 @@ def folders(ctx: click.Context, user: str | None, as_json: bool) -> None:
         out.print(t)
 
 
-@main.command()
+@click.command()
 @click.argument("message_id", metavar="ID")
 @click.option("--raw", is_flag=True, help="Print the exact bytes as archived.")
 @click.pass_context
@@ -249,7 +250,7 @@ def show(ctx: click.Context, message_id: str, raw: bool) -> None:
             out.print(f"  {fname or '(no name)'}  {ctype}  {human(size)}", highlight=False)
 
 
-@main.command()
+@click.command()
 @click.argument("store_ref", metavar="[STORE]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -300,7 +301,7 @@ def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
         sys.exit(code)
 
 
-@main.command()
+@click.command()
 @click.argument("store_ref", metavar="STORE")
 @click.pass_context
 @domain_errors

@@ -20,8 +20,8 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from .errors import Conflict, InvalidArgument, NotFound
-from .master import Master
+from mailkeep.core.errors import Conflict, InvalidArgument, NotFound
+from mailkeep.core.master import Master
 
 PRIVILEGES = ("admin", "login", "changePassword", "archive", "modifyArchiveProfiles", "export",
               "modifyExportProfiles", "delete")

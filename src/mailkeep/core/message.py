@@ -1,15 +1,16 @@
-"""The source protocol: a place where mail lives, seen as a stream of raw messages.
+"""A message as it came in, before anything is parsed or stored: the type every source
+(mailkeep.sources) yields and every pipeline of the domain (ingest, the writer) takes.
 
-Sources never parse or store; the ingest pipeline in core/ does that. A source yields
-RawMessage for every message it could read and SourceProblem for every path it could not
-(vanished file, permission denied, truncated mbox tail), then carries on.
+Sources never parse or store. A source yields RawMessage for every message it could read and
+SourceProblem for every path it could not (vanished file, permission denied, truncated mbox
+tail), then carries on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
 # Flags in the IMAP sense, lower-case without the backslash.
 FLAGS = ("seen", "answered", "flagged", "deleted", "draft", "forwarded")
@@ -69,3 +70,15 @@ class Source(Protocol):
     """Anything that can be iterated for messages and problems."""
 
     def __iter__(self) -> Iterator[RawMessage | SourceProblem]: ...
+
+
+@runtime_checkable
+class Measured(Protocol):
+    """A stream of messages that knows how far through its input it is, in bytes (for a
+    progress bar): the bytes of all its input, and how many of them it has read so far."""
+
+    @property
+    def bytes_total(self) -> int: ...
+
+    @property
+    def bytes_done(self) -> int: ...

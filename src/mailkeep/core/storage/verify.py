@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import segments as seg
-from .catalog import Catalog
-from .errors import CorruptData
-from .store import Store
+from mailkeep.core.errors import CorruptData
+from mailkeep.core.files import fsync_dir
+from mailkeep.core.storage import segments as seg
+from mailkeep.core.storage.catalog import Catalog
+from mailkeep.core.storage.store import Store
 
 Report = Callable[[float, str | None], None]  # (percent done, log line or None)
 
@@ -193,7 +194,7 @@ def _quarantine_damage(store: Store, result: RecoverResult) -> None:
             os.fsync(dst.fileno())
         os.replace(path, aside / f"{path.name}.{int(time.time())}")
         os.replace(tmp, path)
-        seg.fsync_dir(path.parent)
+        fsync_dir(path.parent)
         store.forget_fd(n)
 
 
@@ -259,7 +260,7 @@ def recover(store: Store, report: Report = _noop) -> RecoverResult:
     for suffix in ("-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
     os.replace(tmp, path)
-    seg.fsync_dir(store.path)
+    fsync_dir(store.path)
     store.catalog = Catalog(path)
     store._refresh_packer()
     if store._writer is not None:

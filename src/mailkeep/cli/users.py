@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .cli import archive_of, domain_errors, main, out
-from .core.users import Users
+from mailkeep.cli.common import archive_of, domain_errors, out
+from mailkeep.core.admin.users import Users
 
 
-@main.group()
+@click.group()
 def user() -> None:
     """Accounts that may use the Administration API and their archives."""
 

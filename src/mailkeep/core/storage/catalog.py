@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .indexer import IndexWriter
-from .text import cjk_segment
+from mailkeep.core.mime.text import cjk_segment
+from mailkeep.core.storage.indexer import IndexWriter
 
 if TYPE_CHECKING:
-    from .query import Query
+    from mailkeep.core.storage.query import Query
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

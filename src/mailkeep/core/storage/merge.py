@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .store import Store
+from mailkeep.core.storage.store import Store
 
 Report = Callable[[float, str | None], None]
 STREAM_ABOVE = 32 << 20  # larger messages go through a temporary file, never into memory

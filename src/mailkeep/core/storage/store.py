@@ -20,13 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import codec
-from . import segments as seg
-from .catalog import Catalog
-from .crypto import Sealer, key_id, new_store_key, unwrap_key, wrap_key
-from .errors import Conflict, CorruptData, KeyMissing, NotFound, StoreUnavailable
-from .packing import PARTIAL_INDEX_BYTES, Packer, Prepared, blob_info, message_aad
-from .parse import extract
+from mailkeep.core.crypto import Sealer, key_id, new_store_key, unwrap_key, wrap_key
+from mailkeep.core.errors import Conflict, CorruptData, KeyMissing, NotFound, StoreUnavailable
+from mailkeep.core.files import fsync_dir, write_json_atomic
+from mailkeep.core.mime.parse import extract
+from mailkeep.core.storage import codec
+from mailkeep.core.storage import segments as seg
+from mailkeep.core.storage.catalog import Catalog
+from mailkeep.core.storage.packing import (
+    PARTIAL_INDEX_BYTES,
+    Packer,
+    Prepared,
+    blob_info,
+    message_aad,
+)
 
 FORMAT = 1
 SEGMENT_BYTES = 256 << 20
@@ -45,22 +52,6 @@ class Filed:
     warnings: list[str] = field(default_factory=list)  # what indexing it ran into
 
 
-def write_json_atomic(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
-    """Temp file, fsync, rename, fsync of the directory: the old file or the new one after a
-    crash, never half of one. A failed write leaves no temp file behind."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    seg.fsync_dir(path.parent)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -116,7 +107,7 @@ class Store:
         old = self.path / OLD_SEGMENTS_DIR
         if not segments.exists() and (work / COMPACTION_MARK).exists():
             os.rename(work, segments)  # cut off between the two renames of the swap
-            seg.fsync_dir(self.path)
+            fsync_dir(self.path)
         if work.exists():
             shutil.rmtree(work)  # never swapped in: the old segments are whole
             self.recovered_on_open.append("an unfinished compaction was discarded")
@@ -236,7 +227,7 @@ class Store:
         if path.exists():
             path.rmdir()  # empty, checked above
         os.rename(tmp, path)
-        seg.fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return cls(path, manifest, store_key, write=True)
 
     @classmethod
@@ -819,7 +810,7 @@ def keep_damaged(old: Path, segments: Path) -> None:
         target = dst / item.name
         if not target.exists():
             os.rename(item, target)
-    seg.fsync_dir(dst)
+    fsync_dir(dst)
 
 
 def dictionary_aad(dict_id: int) -> bytes:

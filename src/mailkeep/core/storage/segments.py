@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from mailkeep.core.files import fsync_dir
+
 MAGIC = b"MKR\x01"
 FILE_HEADER = b"MKSEG01\n"
 PREFIX = struct.Struct("<4scIQ")
@@ -73,14 +75,6 @@ def encode(type_: bytes, header: dict[str, Any], payload: bytes) -> bytes:
     hb = _encode_header(header)
     body = PREFIX.pack(MAGIC, type_, len(hb), len(payload)) + hb + payload
     return body + CRC.pack(zlib.crc32(body))
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class SegmentWriter:

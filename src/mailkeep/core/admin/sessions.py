@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .master import Master
+from mailkeep.core.master import Master
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (

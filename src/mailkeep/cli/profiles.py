@@ -12,14 +12,14 @@ from typing import Any
 import click
 from rich.table import Table
 
-from .cli import domain_errors, main, out
-from .cli_call import run_local
-from .profiles.schema import SCHEMAS, schema_doc
+from mailkeep.cli.call import run_local
+from mailkeep.cli.common import domain_errors, out
+from mailkeep.profiles.schema import SCHEMAS, schema_doc
 
 PASSWORD_ENV = "MAILKEEP_PROFILE_PASSWORD"
 
 
-@main.group()
+@click.group()
 def profile() -> None:
     """Archiving profiles: IMAP and POP3 mailboxes, watched directories and Maildirs.
 

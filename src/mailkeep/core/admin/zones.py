@@ -10,7 +10,7 @@ import zoneinfo
 from datetime import tzinfo
 from pathlib import Path
 
-from .errors import InvalidArgument
+from mailkeep.core.errors import InvalidArgument
 
 LOCAL = "$Local"
 

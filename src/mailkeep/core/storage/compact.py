@@ -22,9 +22,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import segments as seg
-from .errors import CorruptData
-from .store import (
+from mailkeep.core.errors import CorruptData
+from mailkeep.core.files import fsync_dir
+from mailkeep.core.storage import segments as seg
+from mailkeep.core.storage.store import (
     COMPACT_DIR,
     COMPACTION_MARK,
     OLD_SEGMENTS_DIR,
@@ -148,7 +149,7 @@ def compact(store: Store, report: Report = _noop,
             fh.write(compaction + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        seg.fsync_dir(work)
+        fsync_dir(work)
         check_cancelled()  # the last moment to stop: nothing has changed yet
     except BaseException:
         writer.close()
@@ -170,7 +171,7 @@ def _swap(store: Store) -> None:
     store.stop_writing()
     os.rename(store.path / "segments", store.path / OLD_SEGMENTS_DIR)
     os.rename(store.path / COMPACT_DIR, store.path / "segments")
-    seg.fsync_dir(store.path)
+    fsync_dir(store.path)
 
 
 def _drop_old(store: Store) -> None:

@@ -11,7 +11,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .crypto import Sealer, load_master_key
+from mailkeep.core.crypto import Sealer, load_master_key
 
 
 def secret_key(data_dir: Path, purpose: str) -> bytes:

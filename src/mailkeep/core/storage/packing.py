@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .catalog import BlobInfo, index_columns
-from .codec import Codec
-from .crypto import Sealer
-from .parse import IndexFields, extract
+from mailkeep.core.crypto import Sealer
+from mailkeep.core.mime.parse import IndexFields, extract
+from mailkeep.core.storage.catalog import BlobInfo, index_columns
+from mailkeep.core.storage.codec import Codec
 
 PARTIAL_INDEX_BYTES = 16 << 20  # a larger message is indexed from its first bytes only
 

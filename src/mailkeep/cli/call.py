@@ -14,8 +14,8 @@ import click
 import httpx
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from .cli import archive_of, domain_errors, err, main
-from .client import (
+from mailkeep.cli.common import archive_of, domain_errors, err
+from mailkeep.client import (
     AdminApiError,
     AdminClient,
     AuthenticationError,
@@ -24,9 +24,9 @@ from .client import (
     Status,
     TokenExpired,
 )
-from .functions import REGISTRY, parse_args
-from .functions.call import Call
-from .functions.registry import ApiArgumentError
+from mailkeep.functions import REGISTRY, parse_args
+from mailkeep.functions.call import Call
+from mailkeep.functions.registry import ApiArgumentError
 
 # Exit codes of `mailkeep call` (the remote ones are documented in its --help).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TOKEN, EXIT_CONNECT, EXIT_AUTH = 0, 1, 2, 3, 5, 7
@@ -97,7 +97,7 @@ In-process (without --url), errors of the archive keep the exit codes of the oth
 """
 
 
-@main.command("call", context_settings={"ignore_unknown_options": True}, epilog=EPILOG)
+@click.command("call", context_settings={"ignore_unknown_options": True}, epilog=EPILOG)
 @click.argument("function_name", metavar="FUNCTION")
 @click.argument("arguments", nargs=-1, metavar="[NAME=VALUE]...")
 @click.option("--list", "list_only", is_flag=True, help="List the functions instead.")

@@ -31,8 +31,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import NotFound
-from .users import Users, name_key
+from mailkeep.core.admin.users import Users, name_key
+from mailkeep.core.errors import NotFound
 
 log = logging.getLogger(__name__)
 

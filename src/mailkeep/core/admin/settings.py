@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import InvalidArgument, NotFound
-from .master import Master
+from mailkeep.core.errors import InvalidArgument, NotFound
+from mailkeep.core.master import Master
 
 SettingType = Literal["bool", "int", "str", "path", "networks"]
 

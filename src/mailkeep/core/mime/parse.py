@@ -22,8 +22,8 @@ from email.policy import Compat32
 from email.utils import parsedate_tz
 from io import BytesIO
 
-from mailkeep.core import charsets
-from mailkeep.core.text import html_to_text
+from mailkeep.core.mime import charsets
+from mailkeep.core.mime.text import html_to_text
 
 _PARTIAL_BYTES = 4 << 20  # above this, only the first _PARTIAL_BYTES are parsed
 _CR_SCAN_BYTES = 1 << 20  # no LF in this many bytes but a CR: old Mac line ends

@@ -1,0 +1,131 @@
+"""`mailkeep serve`: the server (Administration API, console API, SMTP journal receiver)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mailkeep import __version__
+from mailkeep.cli.common import archive_of, domain_errors, human, out
+from mailkeep.core import errors
+from mailkeep.core.admin.settings import Settings
+from mailkeep.core.writer import shared as shared_writer
+
+# -- serve -----------------------------------------------------------------------------------
+GRACE_S = 3  # seconds a stopping server waits for open connections
+@click.command()
+@click.option("--host", default=None, help="Address to listen on (setting server.host, "
+              "default 0.0.0.0).")
+@click.option("--port", default=None, type=int, help="Port (setting server.port, default 8463).")
+@click.option("--enable-api/--disable-api", "enable_api", default=None,
+              envvar="MAILKEEP_API_ENABLED",
+              help="Answer the Administration API (setting api.enabled, default off).")
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False),
+              help="Certificate (PEM) (setting tls.cert; default: a self-signed one made in "
+              "<data>/tls).")
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False),
+              help="Its private key (setting tls.key).")
+@click.option("--no-tls", is_flag=True, default=None,
+              help="Plain HTTP, behind a TLS-terminating proxy (setting tls.enabled=false).")
+@click.option("--smtp-port", type=int, default=None,
+              help="Also receive journaled mail over SMTP on this port (settings smtp.*).")
+@click.pass_context
+@domain_errors
+def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bool | None,
+          tls_cert: Path | None, tls_key: Path | None, no_tls: bool | None,
+          smtp_port: int | None) -> None:
+    """Run the archive server: the Administration API over HTTPS. Flags override the
+    settings (`mailkeep settings list`) for this run."""
+    import uvicorn
+
+    from mailkeep.web.app import create_app
+    from mailkeep.web.tls import ensure_self_signed, fingerprint
+
+    data: Path = ctx.obj["data"]
+    stopping: list[uvicorn.Server] = []
+    early_stop = False
+
+    def stop(*_: object) -> None:  # a signal before the server runs must still stop it
+        nonlocal early_stop
+        early_stop = True
+        for server in stopping:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    with archive_of(ctx) as archive:
+        conf = Settings(archive.master)
+        host = host if host is not None else conf.get("server.host")
+        port = port if port is not None else conf.get("server.port")
+        enable_api = enable_api if enable_api is not None else conf.get("api.enabled")
+        no_tls = no_tls if no_tls else not conf.get("tls.enabled")
+        if tls_cert is None and tls_key is None and conf.get("tls.cert") is not None:
+            tls_cert, tls_key = Path(conf.get("tls.cert")), Path(conf.get("tls.key") or "")
+        smtp = _receiver_settings(conf, smtp_port)
+        conf_starttls = bool(conf.get("smtp.starttls"))
+        rec, store = archive.current_store()
+        entries, _blobs, size = store.catalog.counts()
+        out.print(f"mailkeep {__version__}: data directory {archive.data_dir}")
+        out.print(f"current store {rec.name!r} (id {rec.id}): {entries} messages, "
+                  f"{human(size)}; {len(archive.stores())} store(s) attached")
+    if (tls_cert is None) != (tls_key is None) or str(tls_key) == ".":
+        raise errors.InvalidArgument("--tls-cert and --tls-key (settings tls.cert and tls.key) "
+                                     "go together")
+    ssl: dict[str, str] = {}
+    if not no_tls:
+        if tls_cert is None or tls_key is None:
+            tls_cert, tls_key = ensure_self_signed(data.resolve())
+        ssl = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
+        out.print(f"TLS certificate SHA-256 fingerprint: {fingerprint(tls_cert.read_bytes())}")
+    scheme = "http" if no_tls else "https"
+    out.print(f"Administration API {'enabled' if enable_api else 'disabled (--enable-api)'} "
+              f"at {scheme}://{host}:{port}/api/")
+    sys.stdout.flush()
+    app = create_app(data.resolve(), api_enabled=bool(enable_api))
+    receiver = None
+    store_writer = shared_writer(data.resolve())
+    if smtp is not None:
+        from mailkeep.receive.smtp import JournalReceiver
+
+        if conf_starttls and ssl:
+            smtp.tls_cert, smtp.tls_key = Path(ssl["ssl_certfile"]), Path(ssl["ssl_keyfile"])
+        receiver = JournalReceiver(data.resolve(), smtp, store_writer)
+        receiver.start()
+        out.print(f"SMTP journal receiver on {smtp.host}:{smtp.port} (into the archive of "
+                  f"{smtp.owner!r}; clients {', '.join(smtp.networks)}"
+                  + ("; STARTTLS" if smtp.tls_cert else "")
+                  + ("; AUTH required" if smtp.auth else "") + ")")
+        sys.stdout.flush()
+    # A client holding a TLS connection open (keep-alive, a long poll) must not keep a
+    # stopping server up: after this many seconds the rest is cut off.
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            timeout_graceful_shutdown=GRACE_S, **ssl)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    stopping.append(server)
+    server.should_exit = early_stop
+    try:
+        server.run()
+    finally:
+        if receiver is not None:
+            receiver.stop()
+        store_writer.stop()  # the last filings are committed and answered first
+    out.print("stopped")
+
+
+def _receiver_settings(conf: Settings, port: int | None) -> Any:
+    """The SMTP receiver's settings, or None when it is not to run."""
+    if port is None and not conf.get("smtp.enabled"):
+        return None
+    from mailkeep.receive.smtp import ReceiverSettings
+
+    return ReceiverSettings(
+        host=conf.get("smtp.host"), port=port if port is not None else conf.get("smtp.port"),
+        owner=conf.get("smtp.owner"), max_size=conf.get("smtp.max_size"),
+        networks=tuple(n for n in conf.get("smtp.networks").split(",") if n),
+        require_tls=conf.get("smtp.require_tls"),
+        route_by_address=conf.get("smtp.route_by_address"), auth=conf.get("smtp.auth"))
+

@@ -1,0 +1,2 @@
+"""The administrative domain: accounts, credentials, console sessions, settings, sealed secrets,
+time zones and run locks."""

@@ -1,0 +1,1 @@
+"""MIME and text: parsing messages, decoding charsets, turning HTML into searchable text."""

@@ -12,9 +12,10 @@ from typing import Any, NoReturn
 
 import click
 import httpx
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.progress import Progress
 
-from mailkeep.cli.common import archive_of, domain_errors, err
+from mailkeep.cli.common import EXIT_INTERRUPTED, domain_errors, err, progress_bar
+from mailkeep.cli.common import call as call_local
 from mailkeep.client import (
     AdminApiError,
     AdminClient,
@@ -24,33 +25,11 @@ from mailkeep.client import (
     Status,
     TokenExpired,
 )
-from mailkeep.functions import REGISTRY, parse_args
-from mailkeep.functions.call import Call
-from mailkeep.functions.registry import ApiArgumentError
+from mailkeep.core.fields import Field
+from mailkeep.functions import REGISTRY
 
-# Exit codes of `mailkeep call` (the remote ones are documented in its --help).
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TOKEN, EXIT_CONNECT, EXIT_AUTH = 0, 1, 2, 3, 5, 7
-EXIT_INTERRUPTED = 130
-
-
-class LocalContext:
-    """What a function reports, shown on the terminal: log lines, and a bar when on a tty."""
-
-    def __init__(self, user: str, progress: Progress | None) -> None:
-        self.user = user
-        self._progress = progress
-        self._task = progress.add_task("running", total=100) if progress else None
-
-    def progress(self, percent: int | None, text: str | None = None) -> None:
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=percent or 0,
-                                  description=text or "running")
-
-    def log(self, line: str) -> None:
-        err.print(line, highlight=False, markup=False)
-
-    def check_cancelled(self) -> None:
-        return None  # Ctrl-C interrupts an in-process call directly
+# Exit codes of `mailkeep call --url` (documented in its --help).
+EXIT_FAILED, EXIT_TOKEN, EXIT_CONNECT, EXIT_AUTH = 1, 3, 5, 7
 
 
 def _pairs(values: tuple[str, ...]) -> dict[str, str]:
@@ -61,11 +40,6 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
             raise click.UsageError(f"arguments are name=value, not {item!r}")
         out[name] = value
     return out
-
-
-def _bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                    console=err, transient=True)
 
 
 def _print_result(result: Any) -> None:
@@ -135,35 +109,21 @@ def call(ctx: click.Context, function_name: str, arguments: tuple[str, ...],
     _remote(url, user, password or "", verify, fingerprint, function_name, pairs, list_only)
 
 
+def _optional(a: Field) -> bool:
+    return a.nullable or a.default is not None
+
+
 def _local(ctx: click.Context, function_name: str, arguments: tuple[str, ...],
            list_only: bool) -> None:
     if list_only or function_name == "list":
         for each in REGISTRY:
-            shown = " ".join(f"{a.name}={'?' if a.nullable else ''}{a.type}" for a in each.args)
+            shown = " ".join(f"{a.name}={'?' if _optional(a) else ''}{a.api_type}"
+                             for a in each.args)
             click.echo(f"{each.name} {shown}".rstrip())
         return
-    _print_result(run_local(ctx, function_name, _pairs(arguments)))
-
-
-def run_local(ctx: click.Context, function_name: str, pairs: dict[str, str]) -> Any:
-    """Run a catalog function in this process (a bar and its log on the terminal)."""
-    fn = REGISTRY.get(function_name)
-    if fn is None:
+    if REGISTRY.get(function_name) is None:
         raise click.UsageError(f"unknown function {function_name} (see `mailkeep call list`)")
-    try:
-        args = parse_args(fn, pairs)
-    except ApiArgumentError as exc:
-        _fail(EXIT_USAGE, exc.message)
-    progress = None
-    if fn.long_running and err.is_terminal:
-        progress = _bar()
-        progress.start()
-    try:
-        with archive_of(ctx) as archive:
-            return fn.run(Call(archive, args, LocalContext("cli", progress)))
-    finally:
-        if progress is not None:
-            progress.stop()
+    _print_result(call_local(ctx, function_name, form=_pairs(arguments), show_log=True))
 
 
 class _Follower:
@@ -180,7 +140,7 @@ class _Follower:
             err.print(status.log.rstrip("\r\n"), highlight=False, markup=False)
         if status.code == "running" and err.is_terminal:
             if self._bar is None:
-                self._bar = _bar()
+                self._bar = progress_bar()
                 self._bar.start()
                 self._task = self._bar.add_task("running", total=100)
             self._bar.update(self._task, completed=status.percent or 0,

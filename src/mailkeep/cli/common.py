@@ -1,33 +1,37 @@
-"""What every command shares: the consoles, the data directory's archive, and the mapping of
-domain errors to messages and exit codes."""
+"""What every command shares: the consoles, the one invoke path for the commands that run
+catalog functions (`call`, and the commands that are projections of one: `store`, `user`,
+`settings`, `profile`, `verify`, `recover`), the data directory's archive for those that read
+mail (`search`, `show`, `export`, `folders`) or take it in (`import`), and the exit codes of
+the one error table (functions/errors.py)."""
 
 from __future__ import annotations
 
+import getpass
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from mailkeep.core import errors
 from mailkeep.core.archive import Archive
-from mailkeep.core.errors import Cancelled
-
-EXIT_CODES: dict[type[errors.MailkeepError], int] = {
-    errors.InvalidArgument: 2,
-    errors.NotFound: 3,
-    errors.Conflict: 4,
-    errors.StoreUnavailable: 5,
-    errors.CorruptData: 6,
-    errors.KeyMissing: 7,
-}
+from mailkeep.core.errors import Cancelled, MailkeepError
+from mailkeep.core.masterdb import MasterDB
+from mailkeep.functions import REGISTRY
+from mailkeep.functions.call import Caller, Services
+from mailkeep.functions.errors import exit_code
+from mailkeep.functions.invoke import Invoker
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
+EXIT_INTERRUPTED = 130
+
+__all__ = ["archive_of", "call", "domain_errors", "err", "exit_code", "human", "out"]
 
 
 def human(n: float) -> str:
@@ -38,8 +42,9 @@ def human(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def exit_code(exc: errors.MailkeepError) -> int:
-    return next((c for cls, c in EXIT_CODES.items() if isinstance(exc, cls)), 1)
+def fail(exc: MailkeepError) -> None:
+    err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+    sys.exit(exit_code(exc))
 
 
 def domain_errors(fn: F) -> F:
@@ -49,22 +54,95 @@ def domain_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except errors.MailkeepError as exc:
-            err.print(f"[red]error:[/red] {exc.message}", highlight=False)
-            sys.exit(exit_code(exc))
-        except Cancelled:
-            err.print("cancelled: what was archived so far is kept", highlight=False)
-            sys.exit(130)
+        except MailkeepError as exc:
+            fail(exc)
+        except (Cancelled, KeyboardInterrupt):
+            err.print("cancelled: what was done so far is kept", highlight=False)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper  # type: ignore[return-value]
 
 
+def data_dir(ctx: click.Context) -> Path:
+    path: Path = ctx.obj["data"]
+    return path
+
+
 @contextmanager
 def archive_of(ctx: click.Context) -> Iterator[Archive]:
-    archive = Archive(ctx.obj["data"])
+    archive = Archive(data_dir(ctx))
     try:
         yield archive
     finally:
         archive.close()
 
 
+def caller() -> Caller:
+    """The shell's account: a command line has the rights of whoever may read the data
+    directory's files."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return Caller(name, "cli")
+
+
+class Terminal:
+    """What a function reports, shown on the terminal: a bar on a tty while it runs long, its
+    log lines on stderr when asked for. Ctrl-C interrupts an in-process call directly."""
+
+    def __init__(self, bar: bool, show_log: bool) -> None:
+        self.show_log = show_log
+        self._bar: Progress | None = None
+        self._task: Any = None
+        if bar and err.is_terminal:
+            self._bar = progress_bar()
+            self._task = self._bar.add_task("running", total=100)
+
+    def __enter__(self) -> Terminal:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def progress(self, percent: int | None, text: str | None = None) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=percent or 0, description=text or "running")
+
+    def log(self, line: str) -> None:
+        if self.show_log:
+            err.print(line, highlight=False, markup=False)
+
+    def check_cancelled(self) -> None:
+        return None
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                    console=err, transient=True)
+
+
+@contextmanager
+def invoker_of(ctx: click.Context) -> Iterator[Invoker]:
+    """The one invoke path in this process, on the data directory's master database."""
+    master = MasterDB.of(data_dir(ctx).resolve())
+    services = Services(data_dir(ctx).resolve(), master)
+    try:
+        yield Invoker(services)
+    finally:
+        services.close()  # the writer (a profile run) commits what it has first
+        master.close()
+
+
+def call(ctx: click.Context, function: str, /, *, form: Mapping[str, str] | None = None,
+         show_log: bool = False, **native: Any) -> Any:
+    """Run a catalog function in this process as the shell's account: rights, audit and
+    notifications as through any other interface. Arguments as text (`form`) or values
+    (None: not given)."""
+    fn = REGISTRY.find(function)
+    with invoker_of(ctx) as invoker, Terminal(fn.long_running, show_log) as terminal:
+        given = {k: v for k, v in native.items() if v is not None}
+        return invoker.call(fn, caller(), form=form, native=given or None, ctx=terminal)

@@ -22,13 +22,21 @@ from rich.progress import (
 from rich.table import Table
 from rich.tree import Tree
 
-from mailkeep.cli.common import archive_of, domain_errors, err, exit_code, human, out
-from mailkeep.core import errors
+from mailkeep.cli.common import (
+    archive_of,
+    call,
+    data_dir,
+    domain_errors,
+    err,
+    exit_code,
+    human,
+    out,
+)
+from mailkeep.core.errors import MailkeepError
 from mailkeep.core.export import export as run_export
 from mailkeep.core.ingest import Importer, ImportStats, Outcome
+from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.mime.parse import describe
-from mailkeep.core.storage.verify import recover as run_recover
-from mailkeep.core.storage.verify import verify as run_verify
 from mailkeep.notify.events import record_event
 from mailkeep.sources.detect import read_paths
 
@@ -106,9 +114,10 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], folder: str, user: str,
                   " messages/s, "
                   f"{human(stats.bytes_per_second)}/s)", highlight=False)
     if stats.failed:
-        record_event(Path(ctx.obj["data"]) / "mailkeep.db", "import.failures",
-                     f"import of {', '.join(str(p) for p in paths)}: {stats.failed} message(s) "
-                     f"could not be archived ({stats.archived} archived)")
+        with MasterDB.of(data_dir(ctx)) as master:
+            record_event(master, "import.failures",
+                         f"import of {', '.join(str(p) for p in paths)}: {stats.failed} "
+                         f"message(s) could not be archived ({stats.archived} archived)")
         sys.exit(1)
 
 
@@ -256,49 +265,40 @@ def show(ctx: click.Context, message_id: str, raw: bool) -> None:
 @click.pass_context
 @domain_errors
 def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
-    """Re-read every record and check catalog and index against the segments."""
-    failed = False
-    code = 1
-    report: list[dict[str, Any]] = []
-    with archive_of(ctx) as archive:
-        recs = [archive.find_store(store_ref)] if store_ref else [
-            r for r in archive.stores() if r.state != "disabled"]
-        for rec in recs:
-            try:
-                # The writer's lock: a batch being written by someone else is not damage.
-                store = archive.open_store(rec, write=True, check_state=False)
-                store.require_writable()
-            except errors.MailkeepError as exc:
-                failed, code = True, max(code, exit_code(exc))
-                report.append({"store": rec.id, "name": rec.name, "ok": False,
-                               "error": exc.message})
-                if not as_json:
-                    err.print(f"[red]store {rec.name!r} (id {rec.id}) not verified:[/red] "
-                              f"{exc.message}", highlight=False)
-                continue
-            res = run_verify(store)
-            failed |= not res.ok
-            if not res.ok:
-                record_event(archive.master, "verify.damage",
-                             f"store {rec.name} (id {rec.id}): {len(res.problems)} problems, "
-                             f"e.g. {res.problems[0].text}")
-            problems = [{"id": f"{rec.id}:{p.message}" if p.message else None, "problem": p.text}
-                        for p in res.problems]
-            report.append({"store": rec.id, "name": rec.name, "messages": res.messages,
-                           "records": res.records, "ok": res.ok, "problems": problems,
-                           "repairedOnOpen": store.recovered_on_open})
-            if not as_json:
-                for line in store.recovered_on_open:
-                    out.print(f"store {rec.name!r}: on open: {line}", highlight=False)
-                status = "[green]ok[/green]" if res.ok else f"[red]{len(problems)} problems[/red]"
-                out.print(f"store {rec.name!r} (id {rec.id}): {res.messages} messages, "
-                          f"{res.records} records: {status}")
-                for p in problems:
-                    out.print(f"  {p['id'] or '-'}: {p['problem']}", highlight=False)
+    """Re-read every record and check catalog and index against the segments
+    (VerifyStore, or VerifyStores for every store that is not disabled)."""
+    failure: MailkeepError | None = None
+    try:
+        if store_ref:
+            with archive_of(ctx) as archive:
+                store_id = archive.find_store(store_ref).id
+            report = call(ctx, "VerifyStore", id=store_id, report=True)
+        else:
+            report = call(ctx, "VerifyStores", report=True)
+    except MailkeepError as exc:
+        report = getattr(exc, "report", None)
+        if report is None:
+            raise
+        failure = exc
+    stores: list[dict[str, Any]] = report["stores"]
     if as_json:
-        click.echo(json.dumps(report, indent=2))
-    if failed:
-        sys.exit(code)
+        click.echo(json.dumps(stores, indent=2))
+    else:
+        for s in stores:
+            if "error" in s:
+                err.print(f"[red]store {s['name']!r} (id {s['store']}) not verified:[/red] "
+                          f"{s['error']}", highlight=False)
+                continue
+            for line in s["repairedOnOpen"]:
+                out.print(f"store {s['name']!r}: on open: {line}", highlight=False)
+            status = ("[green]ok[/green]" if s["ok"]
+                      else f"[red]{len(s['problems'])} problems[/red]")
+            out.print(f"store {s['name']!r} (id {s['store']}): {s['messages']} messages, "
+                      f"{s['records']} records: {status}")
+            for p in s["problems"]:
+                out.print(f"  {p['id'] or '-'}: {p['problem']}", highlight=False)
+    if failure is not None:
+        sys.exit(exit_code(failure))
 
 
 @click.command()
@@ -306,15 +306,11 @@ def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
 @click.pass_context
 @domain_errors
 def recover(ctx: click.Context, store_ref: str) -> None:
-    """Rebuild a store's catalog and full-text index from its segments."""
+    """Rebuild a store's catalog and full-text index from its segments (RecoverStore)."""
     with archive_of(ctx) as archive:
         rec = archive.find_store(store_ref)
-        store = archive.open_store(rec, write=True, check_state=False)
-        store.require_writable()
-        res = run_recover(store)
-        archive.master.audit(archive.actor, "store.recover", id=rec.id,
-                             messages=res.messages, problems=len(res.problems))
-    for p in res.problems:
+    res = call(ctx, "RecoverStore", id=rec.id)
+    for p in res["problems"]:
         out.print(f"  {p}", highlight=False)
-    out.print(f"store {rec.name!r}: catalog rebuilt with {res.messages} messages from "
-              f"{res.records} records, {len(res.problems)} problems", highlight=False)
+    out.print(f"store {rec.name!r}: catalog rebuilt with {res['messages']} messages from "
+              f"{res['records']} records, {len(res['problems'])} problems", highlight=False)

@@ -12,8 +12,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from mailkeep.cli.call import run_local
-from mailkeep.cli.common import domain_errors, out
+from mailkeep.cli.common import call, domain_errors, out
 from mailkeep.profiles.schema import SCHEMAS, schema_doc
 
 PASSWORD_ENV = "MAILKEEP_PROFILE_PASSWORD"
@@ -43,9 +42,7 @@ def _properties(source: str, ask_password: bool) -> dict[str, Any]:
 
 
 def _call(ctx: click.Context, name: str, **args: Any) -> Any:
-    pairs = {k: json.dumps(v) if isinstance(v, dict | list) else str(v).lower()
-             if isinstance(v, bool) else str(v) for k, v in args.items() if v is not None}
-    return run_local(ctx, name, pairs)
+    return call(ctx, name, show_log=True, **args)
 
 
 def _echo(result: Any) -> None:

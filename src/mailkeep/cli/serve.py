@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,7 +13,9 @@ from mailkeep import __version__
 from mailkeep.cli.common import archive_of, domain_errors, human, out
 from mailkeep.core import errors
 from mailkeep.core.admin.settings import Settings
-from mailkeep.core.writer import shared as shared_writer
+
+if TYPE_CHECKING:
+    from mailkeep.receive.smtp import ReceiverSettings
 
 # -- serve -----------------------------------------------------------------------------------
 GRACE_S = 3  # seconds a stopping server waits for open connections
@@ -85,16 +87,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     out.print(f"Administration API {'enabled' if enable_api else 'disabled (--enable-api)'} "
               f"at {scheme}://{host}:{port}/api/")
     sys.stdout.flush()
-    app = create_app(data.resolve(), api_enabled=bool(enable_api))
-    receiver = None
-    store_writer = shared_writer(data.resolve())
+    if smtp is not None and conf_starttls and ssl:
+        smtp.tls_cert, smtp.tls_key = Path(ssl["ssl_certfile"]), Path(ssl["ssl_keyfile"])
+    app = create_app(data.resolve(), api_enabled=bool(enable_api), smtp=smtp)
     if smtp is not None:
-        from mailkeep.receive.smtp import JournalReceiver
-
-        if conf_starttls and ssl:
-            smtp.tls_cert, smtp.tls_key = Path(ssl["ssl_certfile"]), Path(ssl["ssl_keyfile"])
-        receiver = JournalReceiver(data.resolve(), smtp, store_writer)
-        receiver.start()
         out.print(f"SMTP journal receiver on {smtp.host}:{smtp.port} (into the archive of "
                   f"{smtp.owner!r}; clients {', '.join(smtp.networks)}"
                   + ("; STARTTLS" if smtp.tls_cert else "")
@@ -107,16 +103,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     server = uvicorn.Server(config)
     stopping.append(server)
     server.should_exit = early_stop
-    try:
-        server.run()
-    finally:
-        if receiver is not None:
-            receiver.stop()
-        store_writer.stop()  # the last filings are committed and answered first
+    server.run()  # its lifespan starts and stops everything the server runs
     out.print("stopped")
 
 
-def _receiver_settings(conf: Settings, port: int | None) -> Any:
+def _receiver_settings(conf: Settings, port: int | None) -> ReceiverSettings | None:
     """The SMTP receiver's settings, or None when it is not to run."""
     if port is None and not conf.get("smtp.enabled"):
         return None

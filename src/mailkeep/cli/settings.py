@@ -1,4 +1,5 @@
-"""`mailkeep settings ...`: the server's settings kept in the data directory."""
+"""`mailkeep settings ...`: the server's settings, through GetSettings, SetSetting and
+ResetSetting."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ import json
 import click
 from rich.table import Table
 
-from mailkeep.cli.common import archive_of, domain_errors, out
-from mailkeep.core.admin.settings import Settings
+from mailkeep.cli.common import call, domain_errors, out
 
 
-# -- settings --------------------------------------------------------------------------------
 @click.group()
 def settings() -> None:
     """Server settings (kept in the data directory; flags of serve override them)."""
@@ -23,8 +22,7 @@ def settings() -> None:
 @domain_errors
 def settings_list(ctx: click.Context, as_json: bool) -> None:
     """Every setting with its value (and whether it is the default)."""
-    with archive_of(ctx) as archive:
-        rows = Settings(archive.master).all()
+    rows = call(ctx, "GetSettings")
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -41,8 +39,10 @@ def settings_list(ctx: click.Context, as_json: bool) -> None:
 @domain_errors
 def settings_get(ctx: click.Context, key: str) -> None:
     """Print one setting's value (JSON)."""
-    with archive_of(ctx) as archive:
-        click.echo(json.dumps(Settings(archive.master).get(key)))
+    rows = {r["key"]: r for r in call(ctx, "GetSettings")}
+    if key not in rows:
+        raise click.UsageError(f"no setting {key!r} (known: {', '.join(sorted(rows))})")
+    click.echo(json.dumps(rows[key]["value"]))
 
 
 @settings.command("set")
@@ -52,9 +52,8 @@ def settings_get(ctx: click.Context, key: str) -> None:
 @domain_errors
 def settings_set(ctx: click.Context, key: str, value: str) -> None:
     """Change a setting (a running server picks it up when restarted)."""
-    with archive_of(ctx) as archive:
-        got = Settings(archive.master).set(key, value, archive.actor)
-    out.print(f"{key} = {json.dumps(got)} (restart `mailkeep serve` to apply)")
+    got = call(ctx, "SetSetting", key=key, value=value)
+    out.print(f"{key} = {json.dumps(got['value'])} (restart `mailkeep serve` to apply)")
 
 
 @settings.command("unset")
@@ -63,9 +62,5 @@ def settings_set(ctx: click.Context, key: str, value: str) -> None:
 @domain_errors
 def settings_unset(ctx: click.Context, key: str) -> None:
     """Return a setting to its default."""
-    with archive_of(ctx) as archive:
-        conf = Settings(archive.master)
-        conf.unset(key, archive.actor)
-        out.print(f"{key} = {json.dumps(conf.get(key))} (default)")
-
-
+    got = call(ctx, "ResetSetting", key=key)
+    out.print(f"{key} = {json.dumps(got['value'])} (default)")

@@ -1,4 +1,5 @@
-"""`mailkeep store ...`: create, attach, detach and change archive stores."""
+"""`mailkeep store ...`: create, attach, detach and change archive stores, through the
+catalog's store functions (stores are named by name or id here; the functions take ids)."""
 
 from __future__ import annotations
 
@@ -9,30 +10,40 @@ from typing import Any
 import click
 from rich.table import Table
 
-from mailkeep.cli.common import archive_of, domain_errors, human, out
-from mailkeep.core import errors
-from mailkeep.core.archive import Archive
-from mailkeep.core.master import STATES
+from mailkeep.cli.common import call, domain_errors, human, out
+from mailkeep.core.errors import NotFound
+from mailkeep.core.masterdb import STATES
 
 
-# -- stores ----------------------------------------------------------------------------------
 @click.group()
 def store() -> None:
     """Create, attach, detach and change archive stores."""
 
 
-def _store_dict(archive: Archive, rec: Any, with_size: bool = True) -> dict[str, Any]:
-    d: dict[str, Any] = {"id": rec.id, "name": rec.name, "path": str(rec.path),
-                         "state": rec.state}
-    if with_size and rec.state != "disabled":
-        try:
-            s = archive.open_store(rec)
-            entries, blobs, size = s.catalog.counts()
-            d.update(messages=entries, distinctMessages=blobs, rawBytes=size,
-                     diskBytes=sum(s.disk_usage().values()), encrypted=s.encrypted)
-        except errors.MailkeepError as exc:
-            d["error"] = exc.message
-    return d
+def _stores(ctx: click.Context) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = call(ctx, "GetStores", includeSize=True)
+    return rows
+
+
+def _find(ctx: click.Context, ref: str) -> dict[str, Any]:
+    """A store named by its name or its id."""
+    for row in _stores(ctx):
+        if str(row["id"]) == ref or row["name"] == ref:
+            return row
+    raise NotFound(f"no store {ref!r} (see `mailkeep store list`)")
+
+
+def _listed(row: dict[str, Any]) -> dict[str, Any]:
+    """A GetStores item as `store list --json` shows it."""
+    shown: dict[str, Any] = {"id": row["id"], "name": row["name"], "path": row["databasePath"],
+                             "state": row["requestedState"]}
+    if row["error"] is not None:
+        shown["error"] = row["error"]
+    elif row["statisticsCount"] is not None:
+        shown.update(messages=row["statisticsCount"], distinctMessages=row["distinctCount"],
+                     rawBytes=row["statisticsSize"], diskBytes=row["diskSize"],
+                     encrypted=row["encrypted"])
+    return shown
 
 
 @store.command("create")
@@ -44,10 +55,10 @@ def _store_dict(archive: Archive, rec: Any, with_size: bool = True) -> dict[str,
 @domain_errors
 def store_create(ctx: click.Context, name: str, path: Path | None, encrypt: bool) -> None:
     """Create a new store (the first one becomes current)."""
-    with archive_of(ctx) as archive:
-        rec = archive.create_store(name, path, encrypt)
-        out.print(f"created store {rec.name!r} (id {rec.id}, {rec.state}) at {rec.path}"
-                  + (", encrypted" if encrypt else ""))
+    rec = call(ctx, "CreateStore", name=name, encrypt=encrypt,
+               databasePath=str(path.resolve()) if path else None)
+    out.print(f"created store {rec['name']!r} (id {rec['id']}, {rec['requestedState']}) at "
+              f"{rec['databasePath']}" + (", encrypted" if encrypt else ""))
 
 
 @store.command("list")
@@ -56,18 +67,17 @@ def store_create(ctx: click.Context, name: str, path: Path | None, encrypt: bool
 @domain_errors
 def store_list(ctx: click.Context, as_json: bool) -> None:
     """List attached stores."""
-    with archive_of(ctx) as archive:
-        rows = [_store_dict(archive, r) for r in archive.stores()]
-        if as_json:
-            click.echo(json.dumps(rows, indent=2))
-            return
-        table = Table("id", "name", "state", "messages", "size", "on disk", "path")
-        for r in rows:
-            table.add_row(str(r["id"]), r["name"] + (" (encrypted)" if r.get("encrypted") else ""),
-                          r["state"], str(r.get("messages", r.get("error", "-"))),
-                          human(r["rawBytes"]) if "rawBytes" in r else "-",
-                          human(r["diskBytes"]) if "diskBytes" in r else "-", r["path"])
-        out.print(table)
+    rows = [_listed(r) for r in _stores(ctx)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("id", "name", "state", "messages", "size", "on disk", "path")
+    for r in rows:
+        table.add_row(str(r["id"]), r["name"] + (" (encrypted)" if r.get("encrypted") else ""),
+                      r["state"], str(r.get("messages", r.get("error", "-"))),
+                      human(r["rawBytes"]) if "rawBytes" in r else "-",
+                      human(r["diskBytes"]) if "diskBytes" in r else "-", r["path"])
+    out.print(table)
 
 
 @store.command("attach")
@@ -77,11 +87,10 @@ def store_list(ctx: click.Context, as_json: bool) -> None:
 @domain_errors
 def store_attach(ctx: click.Context, path: Path, name: str | None) -> None:
     """Attach an existing store directory."""
-    with archive_of(ctx) as archive:
-        rec = archive.attach_store(path, name)
-        d = _store_dict(archive, rec)
-        out.print(f"attached store {rec.name!r} (id {rec.id}, {rec.state}): "
-                  f"{d.get('messages', 0)} messages")
+    rec = call(ctx, "AttachStore", name=name or "", type="FileSystemInternal",
+               databasePath=str(path.resolve()))
+    out.print(f"attached store {rec['name']!r} (id {rec['id']}, {rec['requestedState']}): "
+              f"{rec['statisticsCount'] or 0} messages")
 
 
 @store.command("detach")
@@ -90,9 +99,9 @@ def store_attach(ctx: click.Context, path: Path, name: str | None) -> None:
 @domain_errors
 def store_detach(ctx: click.Context, store_ref: str) -> None:
     """Detach a store; its directory stays as it is."""
-    with archive_of(ctx) as archive:
-        rec = archive.detach_store(store_ref)
-        out.print(f"detached store {rec.name!r}; its files remain at {rec.path}")
+    rec = _find(ctx, store_ref)
+    call(ctx, "DetachStore", id=rec["id"])
+    out.print(f"detached store {rec['name']!r}; its files remain at {rec['databasePath']}")
 
 
 @store.command("rename")
@@ -102,9 +111,9 @@ def store_detach(ctx: click.Context, store_ref: str) -> None:
 @domain_errors
 def store_rename(ctx: click.Context, store_ref: str, new_name: str) -> None:
     """Rename a store."""
-    with archive_of(ctx) as archive:
-        rec = archive.rename_store(store_ref, new_name)
-        out.print(f"store {rec.id} is now named {rec.name!r}")
+    rec = _find(ctx, store_ref)
+    call(ctx, "RenameStore", id=rec["id"], name=new_name)
+    out.print(f"store {rec['id']} is now named {new_name!r}")
 
 
 @store.command("state")
@@ -114,7 +123,6 @@ def store_rename(ctx: click.Context, store_ref: str, new_name: str) -> None:
 @domain_errors
 def store_state(ctx: click.Context, store_ref: str, state: str) -> None:
     """Set a store's state; making one current demotes the previous current store."""
-    with archive_of(ctx) as archive:
-        rec = archive.set_store_state(store_ref, state)
-        out.print(f"store {rec.name!r} (id {rec.id}) is now {rec.state}")
-
+    rec = _find(ctx, store_ref)
+    call(ctx, "SetStoreRequestedState", id=rec["id"], requestedState=state)
+    out.print(f"store {rec['name']!r} (id {rec['id']}) is now {state}")

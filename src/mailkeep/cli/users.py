@@ -1,11 +1,12 @@
-"""`mailkeep user ...`: accounts from the shell (the API's user functions, for the console)."""
+"""`mailkeep user ...`: accounts from the shell, through the catalog's user functions."""
 
 from __future__ import annotations
 
 import click
 
-from mailkeep.cli.common import archive_of, domain_errors, out
+from mailkeep.cli.common import call, data_dir, domain_errors, out
 from mailkeep.core.admin.users import Users
+from mailkeep.core.masterdb import MasterDB
 
 
 @click.group()
@@ -20,11 +21,11 @@ def user() -> None:
 @click.pass_context
 @domain_errors
 def user_password(ctx: click.Context, user_name: str, password: str) -> None:
-    """Set an account's password (for example the initial admin's)."""
-    with archive_of(ctx) as archive:
-        users = Users(archive.master)
-        users.ensure_initial_admin()
-        users.set_password(user_name, password, actor=archive.actor)
+    """Set an account's password (for example the initial admin's): SetUserPassword, which
+    also ends the account's console sessions."""
+    with MasterDB.of(data_dir(ctx)) as master:  # on a new data directory: admin first
+        Users(master).ensure_initial_admin()
+    call(ctx, "SetUserPassword", userName=user_name, password=password)
     out.print(f"password of {user_name} changed")
 
 
@@ -33,8 +34,7 @@ def user_password(ctx: click.Context, user_name: str, password: str) -> None:
 @domain_errors
 def user_list(ctx: click.Context) -> None:
     """List the accounts."""
-    with archive_of(ctx) as archive:
-        users = Users(archive.master)
-        users.ensure_initial_admin()
-        for u in users.list():
-            out.print(f"{u['userName']}  {u['fullName'] or ''}".rstrip(), highlight=False)
+    with MasterDB.of(data_dir(ctx)) as master:
+        Users(master).ensure_initial_admin()
+    for u in call(ctx, "GetUsers"):
+        out.print(f"{u['userName']}  {u['fullName'] or ''}".rstrip(), highlight=False)

@@ -1,11 +1,13 @@
-"""The archive of one data directory: its master database, its stores, and search across them.
+"""The archive of one data directory: its stores (registered in the master database), search
+across them, and the changes of what they hold (deleting, moving folders).
 
-This is the object every transport (CLI, API, jobs) talks to; it knows nothing of them.
+Functions (functions/) and the command line reach the stores through it; it knows nothing of
+them. It does not audit: the one invoke path audits each call, with the details a method
+returns (the message deleted, the stores changed).
 """
 
 from __future__ import annotations
 
-import getpass
 import os
 import re
 from dataclasses import dataclass
@@ -21,8 +23,9 @@ from mailkeep.core.errors import (
     NotFound,
     StoreUnavailable,
 )
-from mailkeep.core.master import STATES, Master, StoreRecord
-from mailkeep.core.storage.catalog import Hit, full_name, under
+from mailkeep.core.masterdb import STATES, MasterDB, StoreRecord
+from mailkeep.core.storage.catalog import full_name, under
+from mailkeep.core.storage.catalog_search import Hit
 from mailkeep.core.storage.query import compile_query
 from mailkeep.core.storage.store import Store, read_manifest
 
@@ -54,28 +57,25 @@ def parse_message_id(value: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
 class Archive:
-    def __init__(self, data_dir: Path) -> None:
+    """The stores of a data directory. `master` is the process's master database (its owner
+    closes it); without one the archive opens and closes its own."""
+
+    def __init__(self, data_dir: Path, master: MasterDB | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.data_dir / "conf").mkdir(mode=0o700, exist_ok=True)
-        self.master = Master(self.data_dir / "mailkeep.db")
+        self._own_master = master is None
+        self.master = master if master is not None else MasterDB.of(self.data_dir)
         self._open: dict[tuple[int, bool], Store] = {}
         self.unavailable: dict[str, MailkeepError] = {}
-        self.actor = actor()
 
     def close(self) -> None:
         for s in self._open.values():
             s.close()
         self._open.clear()
-        self.master.close()
+        if self._own_master:
+            self.master.close()
 
     def __enter__(self) -> Archive:
         return self
@@ -88,7 +88,7 @@ class Archive:
 
     # -- the registry ---------------------------------------------------------------------
     def stores(self) -> list[StoreRecord]:
-        return self.master.stores()
+        return self.master.stores.all()
 
     def find_store(self, ref: str | int) -> StoreRecord:
         ref_s = str(ref)
@@ -112,10 +112,7 @@ class Archive:
         store = Store.create(target, name, key, encrypt)
         store.close()
         state = "normal" if any(r.state == "current" for r in self.stores()) else "current"
-        rec = self.master.add_store(store.id, name, target, state)
-        self.master.audit(self.actor, "store.create", id=rec.id, name=name, path=str(target),
-                          encrypted=encrypt)
-        return rec
+        return self.master.stores.add(store.id, name, target, state)
 
     def attach_store(self, path: Path, name: str | None = None) -> StoreRecord:
         target = path.resolve()
@@ -128,10 +125,9 @@ class Archive:
         # encrypted store and brings the catalog up to date with the segments.
         Store.open(target, self.master_key(), write=True).close()
         state = "normal" if any(r.state == "current" for r in self.stores()) else "current"
-        rec = self.master.add_store(str(manifest["id"]), name, target, state)
+        rec = self.master.stores.add(str(manifest["id"]), name, target, state)
         if name != manifest["name"]:
             self._rename_manifest(rec, name)
-        self.master.audit(self.actor, "store.attach", id=rec.id, name=name, path=str(target))
         return rec
 
     def detach_store(self, ref: str | int) -> StoreRecord:
@@ -140,9 +136,7 @@ class Archive:
             raise Conflict(f"store {rec.name!r} is the current store: make another store "
                            "current before detaching it")
         self._close_store(rec.id)
-        self.master.remove_store(rec.id)
-        self.master.audit(self.actor, "store.detach", id=rec.id, name=rec.name,
-                          path=str(rec.path))
+        self.master.stores.remove(rec.id)
         return rec
 
     def relocate_store(self, ref: str | int, path: Path) -> StoreRecord:
@@ -161,9 +155,7 @@ class Archive:
                            "first (with the server not writing it), then point it there")
         self._close_store(rec.id)
         Store.open(target, self.master_key(), write=True).close()  # checks key and catalog
-        self.master.move_store(rec.id, target)
-        self.master.audit(self.actor, "store.move", id=rec.id, old=str(rec.path),
-                          new=str(target))
+        self.master.stores.move(rec.id, target)
         return self.find_store(rec.id)
 
     def rename_store(self, ref: str | int, name: str) -> StoreRecord:
@@ -172,8 +164,7 @@ class Archive:
             return rec
         self._check_name(name)
         self._rename_manifest(rec, name)
-        self.master.rename_store(rec.id, name)
-        self.master.audit(self.actor, "store.rename", id=rec.id, old=rec.name, new=name)
+        self.master.stores.rename(rec.id, name)
         return self.find_store(rec.id)
 
     def _rename_manifest(self, rec: StoreRecord, name: str) -> None:
@@ -188,8 +179,7 @@ class Archive:
         if rec.state == "current" and state != "current":
             raise Conflict(f"store {rec.name!r} is the current store: make another store "
                            "current instead (exactly one store is current)")
-        self.master.set_state(rec.id, state)
-        self.master.audit(self.actor, "store.state", id=rec.id, old=rec.state, new=state)
+        self.master.stores.set_state(rec.id, state)
         if state == "disabled":
             self._close_store(rec.id)
         return self.find_store(rec.id)
@@ -232,7 +222,7 @@ class Archive:
         recs = self.stores()
         if not recs:
             default = self.data_dir / "stores" / DEFAULT_STORE
-            if (default / "store.json").exists() and not self.master.knows_store(
+            if (default / "store.json").exists() and not self.master.stores.knows(
                     str(read_manifest(default)["id"])):
                 self.attach_store(default)  # a first start that was cut off after creating it
             elif default.exists():
@@ -240,7 +230,10 @@ class Archive:
                 raise StoreUnavailable("no store is attached: `mailkeep store attach PATH` or "
                                        "`mailkeep store create NAME`")
             else:
-                self.create_store(DEFAULT_STORE)
+                rec = self.create_store(DEFAULT_STORE)
+                # Nobody asked for it: the first mail made it. The log says so.
+                self.master.audit.write("system", "store.create", id=rec.id, name=rec.name,
+                                        path=str(rec.path), reason="first mail")
             recs = self.stores()
         cur = [r for r in recs if r.state == "current"]
         if not cur:
@@ -323,16 +316,12 @@ class Archive:
         if hit is None:
             raise NotFound(f"message {message_id} does not exist")
         store.delete_message(number, reason)
-        self.master.audit(self.actor, "message.delete", id=f"{rec.id}:{number}",
-                          reason=reason, folder=full_name(hit.owner, hit.folder),
-                          subject=hit.subject, sender=hit.sender, date=hit.date,
-                          size=hit.size)
         return hit
 
-    def move_folder(self, owner: str, path: str, to_owner: str, to_path: str) -> int:
+    def move_folder(self, owner: str, path: str, to_owner: str, to_path: str) -> list[int]:
         """Move a folder with its subfolders in every store that holds part of it (message
-        numbers stay); every such store is checked before any is changed. Returns the number
-        of stores changed."""
+        numbers stay); every such store is checked before any is changed. Returns the ids of
+        the stores changed."""
         if (owner, path) == (to_owner, to_path):
             raise InvalidArgument("the folder and its new place are the same")
         if owner == to_owner and under(to_path, path):
@@ -361,10 +350,7 @@ class Archive:
         for _rec, store in stores:
             store.folder_change({"op": "move", "owner": owner, "folder": path,
                                  "to_owner": to_owner, "to_folder": to_path})
-        self.master.audit(self.actor, "folder.move", folder=full_name(owner, path),
-                          to=full_name(to_owner, to_path),
-                          stores=[rec.id for rec, _ in stores])
-        return len(stores)
+        return [rec.id for rec, _ in stores]
 
     def drop_empty_folders(self, owner: str | None, path: str) -> tuple[list[str], list[str]]:
         """Remove the folders under owner/path (everything if owner is None) that hold no
@@ -384,8 +370,6 @@ class Archive:
             for o, p in empty:
                 store.folder_change({"op": "drop", "owner": o, "folder": p})
                 removed.append(full_name(o, p))
-        if removed:
-            self.master.audit(self.actor, "folder.drop_empty", folders=removed)
         return removed, skipped
 
 

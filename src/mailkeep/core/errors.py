@@ -1,12 +1,12 @@
-"""Domain errors. Each carries a stable code; transports map codes to their own shapes."""
+"""Domain errors. What each means to an interface (the Administration API's details, the
+console API's code and HTTP status, the command line's exit code, the notification a failed
+process raises) is declared once, in the table of functions/errors.py, keyed by class."""
 
 from __future__ import annotations
 
 
 class MailkeepError(Exception):
-    """Base of every error the domain raises on purpose."""
-
-    code = "error"
+    """Base of every error the domain raises on purpose; `message` is for people."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -14,33 +14,31 @@ class MailkeepError(Exception):
 
 
 class NotFound(MailkeepError):
-    code = "not_found"
+    """The named object does not exist."""
 
 
 class InvalidArgument(MailkeepError):
-    code = "invalid_argument"
+    """A value is missing or wrong; nothing was changed."""
 
 
 class Conflict(MailkeepError):
-    code = "conflict"
+    """The change conflicts with the current state (it exists already, it is running, ...)."""
+
+
+class Forbidden(MailkeepError):
+    """The caller may not do this."""
 
 
 class StoreUnavailable(MailkeepError):
     """The store cannot be written or read in its current state."""
 
-    code = "store_unavailable"
-
 
 class CorruptData(MailkeepError):
     """Bytes on disk do not match what was written (checksum, hash, torn record)."""
 
-    code = "corrupt_data"
-
 
 class KeyMissing(MailkeepError):
     """An encrypted store needs a master key that is not available here."""
-
-    code = "key_missing"
 
 
 class Cancelled(Exception):  # noqa: N818  (a signal, not a failure)

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import MailkeepError
+from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.storage.store import Store
 
 log = logging.getLogger("mailkeep.writer")
@@ -63,10 +64,10 @@ class Filing:
 
 
 class StoreWriter:
-    def __init__(self, data_dir: Path, actor: str = "writer",
+    def __init__(self, data_dir: Path, master: MasterDB,
                  idle_close_s: float = IDLE_CLOSE_S) -> None:
         self.data_dir = data_dir
-        self.actor = actor
+        self.master = master
         self.idle_close_s = idle_close_s
         self.queue: queue.Queue[Filing | None] = queue.Queue()
         self.batches = 0
@@ -105,9 +106,7 @@ class StoreWriter:
 
     # -- the thread -------------------------------------------------------------------------
     def _open(self) -> Archive:
-        archive = Archive(self.data_dir)
-        archive.actor = self.actor
-        return archive
+        return Archive(self.data_dir, self.master)
 
     def _close(self, archive: Archive | None) -> None:
         self._others = None
@@ -227,25 +226,3 @@ class StoreWriter:
                 log.exception("a filing's done callback failed")
         return archive
 
-
-_shared: dict[Path, StoreWriter] = {}
-_shared_lock = threading.Lock()
-
-
-def shared(data_dir: Path, actor: str = "server") -> StoreWriter:
-    """This process's writer for a data directory (started on first use): everything that
-    files mail in one process goes through it."""
-    key = data_dir.resolve()
-    with _shared_lock:
-        writer = _shared.get(key)
-        if writer is None:
-            writer = _shared[key] = StoreWriter(key, actor=actor)
-    writer.start()
-    return writer
-
-
-def stop_shared(data_dir: Path) -> None:
-    with _shared_lock:
-        writer = _shared.pop(data_dir.resolve(), None)
-    if writer is not None:
-        writer.stop()

@@ -7,10 +7,11 @@ from mailkeep.functions import (  # noqa: F401  (registration)
     notification,
     profiles,
     server,
+    settings,
     status,
     stores,
     users,
 )
-from mailkeep.functions.registry import REGISTRY, Arg, Function, function, parse_args
+from mailkeep.functions.registry import REGISTRY, Function, function, parse_args
 
-__all__ = ["REGISTRY", "Arg", "Function", "function", "parse_args"]
+__all__ = ["REGISTRY", "Function", "function", "parse_args"]

@@ -1,58 +1,137 @@
-"""What a catalog function receives: its arguments, the archive, and the process context."""
+"""What a catalog function receives (a Call: its arguments, who calls it, its process context,
+the archive opened on first use), and what the functions of one process share (Services)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from argon2 import PasswordHasher
 
 from mailkeep.core.archive import Archive
-from mailkeep.jobs.process import ProcessInfo
+from mailkeep.core.masterdb import MasterDB
+from mailkeep.core.writer import StoreWriter
+from mailkeep.jobs.process import Progress
+
+if TYPE_CHECKING:
+    from mailkeep.functions.invoke import Invoker
+    from mailkeep.functions.registry import Function
+    from mailkeep.jobs.engine import Engine
+    from mailkeep.jobs.process import ProcessInfo
+
+VIAS = ("api", "mcapi", "cli", "job", "automatic")
 
 
-class Progress(Protocol):
-    """The engine's context as functions see it (jobs.engine.Context satisfies it)."""
+class JobControl(Protocol):
+    """The server's scheduler as functions reach it (RunJobAsync, CancelJobAsync, changes)."""
+
+    def request_run(self, job_id: int) -> int: ...
+
+    def cancel(self, job_id: int) -> None: ...
+
+    def changed(self) -> None: ...
+
+    def now(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls, through which interface. `user` is an account (api, mcapi, job: the job's
+    owner), the account of the shell (cli), or the server itself (automatic)."""
 
     user: str
+    via: str
+    address: str = ""
+    job: str | None = None  # the job's name, when via is "job"
 
-    def progress(self, percent: int | None, text: str | None = None) -> None: ...
+    @property
+    def actor(self) -> str:
+        """How the audit log names the caller: api:alice, cli:root, job:nightly, ..."""
+        return f"job:{self.job}" if self.via == "job" else f"{self.via}:{self.user}"
 
-    def log(self, line: str) -> None: ...
 
-    def check_cancelled(self) -> None: ...
+@dataclass
+class Services:
+    """What the functions of one process share: the data directory and its master database,
+    and in a server its process engine and scheduler. The store writer is started on first
+    use and stopped by close()."""
+
+    data_dir: Path
+    master: MasterDB
+    engine: Engine | None = None
+    scheduler: JobControl | None = None
+    hasher: PasswordHasher | None = None  # None: Argon2id with its defaults
+    started: float = field(default_factory=time.monotonic)
+    _writer: StoreWriter | None = None
+
+    @property
+    def writer(self) -> StoreWriter:
+        """The one writer of this process (the journal receiver and the profiles file through
+        it, so they never fight over a store)."""
+        if self._writer is None:  # it starts at its first filing
+            self._writer = StoreWriter(self.data_dir, self.master)
+        return self._writer
+
+    def now(self) -> float:
+        """The time jobs go by: the scheduler's clock (tests set it), else the system's."""
+        return self.scheduler.now() if self.scheduler is not None else time.time()
+
+    def close(self) -> None:
+        """Stop the writer (the last filings are committed and answered first)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.stop()
 
 
 @dataclass
 class Call:
-    """`source` is the archive, or a way to open it: a function that never touches the archive
-    (GetServerInfo, a monitoring sensor's favourite) then costs no database at all.
-
-    `jobs` lists the server's other unfinished processes, oldest first (GetServiceStatus shows
-    them). The API sets it from its process engine; in-process from the CLI there is no server,
-    so it is None and functions see no processes."""
-
-    source: Archive | Callable[[], Archive]
+    fn: Function
     args: dict[str, Any]
+    caller: Caller
     ctx: Progress
-    jobs: Callable[[], list[ProcessInfo]] | None = None
+    services: Services
+    invoker: Invoker  # for a call a function makes in turn (a job's action, in the CLI)
+    token: str | None = None  # the engine process running it, if any
+    notes: dict[str, Any] = field(default_factory=dict)
+    _archive: Archive | None = None
 
     @property
     def archive(self) -> Archive:
-        if not isinstance(self.source, Archive):
-            self.source = self.source()
-        return self.source
+        """The archive, opened on first use: a function that never touches it (GetServerInfo,
+        a monitoring sensor's favourite) opens no store."""
+        if self._archive is None:
+            self._archive = Archive(self.services.data_dir, self.services.master)
+        return self._archive
 
     @property
-    def opened(self) -> Archive | None:
-        return self.source if isinstance(self.source, Archive) else None
+    def master(self) -> MasterDB:
+        return self.services.master
+
+    @property
+    def data_dir(self) -> Path:
+        return self.services.data_dir
 
     @property
     def user(self) -> str:
-        return self.ctx.user
+        return self.caller.user
 
     def arg(self, name: str) -> Any:
         return self.args.get(name)
 
+    def note(self, **details: Any) -> None:
+        """Details for this call's audit record (what was deleted, the value before)."""
+        self.notes.update(details)
+
     def processes(self) -> list[ProcessInfo]:
-        """The server's other unfinished processes, oldest first (empty without a server)."""
-        return self.jobs() if self.jobs is not None else []
+        """The server's other unfinished processes, oldest first (none without a server)."""
+        engine = self.services.engine
+        if engine is None:
+            return []
+        return [p for p in engine.running() if p.token != self.token]
+
+    def close(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+            self._archive = None

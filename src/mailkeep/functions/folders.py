@@ -15,9 +15,10 @@ from typing import Any
 
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import InvalidArgument, NotFound
+from mailkeep.core.fields import Field
 from mailkeep.core.storage.catalog import full_name
 from mailkeep.functions.call import Call
-from mailkeep.functions.registry import Arg, function
+from mailkeep.functions.registry import function
 
 FOLDER_SHAPE = ('[{"folder": str, "name": str, "messageCount": int, "size": int, '
                 '"hasChildren": bool}]')
@@ -85,8 +86,8 @@ def _item(node: Node) -> dict[str, Any]:
           "below the folder to list (null: 1, the direct children only). messageCount and "
           "size (bytes) count the messages directly in each folder, not in its subfolders.",
           FOLDER_SHAPE,
-          Arg("folder", "string", True, "The parent folder, e.g. alice/Inbox; empty: the top."),
-          Arg("maxLevels", "number", True, "Levels to descend (1 or more; default 1)."),
+          Field("folder", "string", True, "The parent folder, e.g. alice/Inbox; empty: the top."),
+          Field("maxLevels", "number", True, "Levels to descend (1 or more; default 1)."),
           changes=False)
 def get_child_folders(call: Call) -> list[dict[str, Any]]:
     levels = call.arg("maxLevels")
@@ -151,7 +152,7 @@ def iso_utc(epoch: int) -> str:
           "user name alone is the root of that user's archive. id is <storeId>:<number> as "
           "DeleteMessage takes it; date is the message's date in UTC; size is in bytes; flags "
           "are seen, answered, flagged, draft, ... An unknown folder fails.", MESSAGE_SHAPE,
-          Arg("folder", "string", description="The folder, e.g. alice/Inbox."),
+          Field("folder", "string", description="The folder, e.g. alice/Inbox."),
           changes=False)
 def get_messages(call: Call) -> list[dict[str, Any]]:
     folder = _normalise(call.arg("folder"))
@@ -166,9 +167,7 @@ def get_messages(call: Call) -> list[dict[str, Any]]:
         if fid is None:
             continue
         found = True
-        numbers = [int(n) for (n,) in catalog.conn.execute(
-            "SELECT number FROM entries WHERE folder_id = ? ORDER BY key", (fid,))]
-        for number in numbers:
+        for number in catalog.folder_numbers(fid):
             hit = catalog.entry(number)
             if hit is None:
                 continue
@@ -195,10 +194,12 @@ def _folder_arg(call: Call, name: str) -> tuple[str, str]:
           "with the message's folder, subject, sender, date and size. The message's bytes "
           "leave the store's segments at the next CompactStore (a message also filed in "
           "other folders keeps those). Fails on a write-protected or disabled store.", "null",
-          Arg("id", "string", description="The message, <storeId>:<number>."),
-          Arg("reason", "string", description="Why it is deleted (kept in the audit log)."))
+          Field("id", "string", description="The message, <storeId>:<number>."),
+          Field("reason", "string", description="Why it is deleted (kept in the audit log)."))
 def delete_message(call: Call) -> None:
-    call.archive.delete_message(str(call.arg("id")), str(call.arg("reason")))
+    hit = call.archive.delete_message(str(call.arg("id")), str(call.arg("reason")))
+    call.note(folder=full_name(hit.owner, hit.folder), subject=hit.subject, sender=hit.sender,
+              date=hit.date, size=hit.size)
 
 
 @function("MoveFolder", "Move a folder with its subfolders and messages to a new place, in "
@@ -208,19 +209,19 @@ def delete_message(call: Call) -> None:
           "yet (in any store) and must not lie inside the folder. Every store is checked "
           "first, disabled ones included: if one that holds part of the folder is "
           "write-protected, disabled, busy or cannot be read, nothing moves.", "null",
-          Arg("fromFolder", "string", description="The folder to move, e.g. alice/Old."),
-          Arg("toFolder", "string", description="Its new full path, e.g. alice/Archive/Old."))
+          Field("fromFolder", "string", description="The folder to move, e.g. alice/Old."),
+          Field("toFolder", "string", description="Its new full path, e.g. alice/Archive/Old."))
 def move_folder(call: Call) -> None:
     owner, path = _folder_arg(call, "fromFolder")
     to_owner, to_path = _folder_arg(call, "toFolder")
-    call.archive.move_folder(owner, path, to_owner, to_path)
+    call.note(stores=call.archive.move_folder(owner, path, to_owner, to_path))
 
 
 @function("DeleteEmptyFolders", "Remove the folders that hold no messages and have no "
           "subfolders with messages, below folder (<user>/<path>; null or empty: in every "
           "user's archive). Folders in write-protected stores are left and named in the log; "
           "disabled stores are not looked at.", '{"deleted": [str]}',
-          Arg("folder", "string", True, "Where to look, e.g. alice/Archive; null: everywhere."),
+          Field("folder", "string", True, "Where to look, e.g. alice/Archive; null: everywhere."),
           long_running=True)
 def delete_empty_folders(call: Call) -> dict[str, list[str]]:
     folder = _normalise(call.arg("folder"))

@@ -11,12 +11,24 @@ from typing import Any
 
 from mailkeep.core.admin.zones import canonical, zone
 from mailkeep.core.errors import Conflict, InvalidArgument
+from mailkeep.core.fields import Field
+from mailkeep.core.masterdb import Job
+from mailkeep.functions.actions import job_runner, parse_action
 from mailkeep.functions.call import Call
-from mailkeep.functions.registry import Arg, function
-from mailkeep.jobs import scheduler as sched
-from mailkeep.jobs.schedule import DAYS, INTERVALS, Schedule, parse, parse_local, to_utc
+from mailkeep.functions.registry import function
+from mailkeep.jobs import runs
+from mailkeep.jobs.schedule import (
+    DAYS,
+    INTERVALS,
+    Schedule,
+    compute_next,
+    parse,
+    parse_local,
+    shown_time,
+    to_utc,
+)
 
-ID = Arg("id", "number", description="The job's id (GetJobs).")
+ID = Field("id", "number", description="The job's id (GetJobs).")
 ZONE_TEXT = ("$Local (the server's zone), an IANA id such as Europe/Berlin, or a Windows id "
              "such as W. Europe Standard Time.")
 
@@ -53,32 +65,27 @@ RESULT_SHAPE = (
     '"error": str|null, "trigger": "schedule|manual"}]')
 
 
-def _schedule_args() -> tuple[Arg, ...]:
+def _schedule_args() -> tuple[Field, ...]:
     return (
-        Arg("date", "string", True, "Run once: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (no zone "
+        Field("date", "string", True, "Run once: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (no zone "
             "suffix; the zone is timeZoneId)."),
-        Arg("interval", "number", True, "Run every N minutes from midnight: one of "
+        Field("interval", "number", True, "Run every N minutes from midnight: one of "
             f"{', '.join(map(str, INTERVALS))}."),
-        Arg("time", "string", True, "HH:MM or HH:MM:SS: daily, or with dayOfWeek/dayOfMonth "
+        Field("time", "string", True, "HH:MM or HH:MM:SS: daily, or with dayOfWeek/dayOfMonth "
             "weekly/monthly, or the time of a run once."),
-        Arg("dayOfWeek", "string", True, f"With time: weekly on {', '.join(DAYS)}; several "
+        Field("dayOfWeek", "string", True, f"With time: weekly on {', '.join(DAYS)}; several "
             "separated by commas."),
-        Arg("dayOfMonth", "string", True, "With time: monthly on 1 to 31 or Last."),
+        Field("dayOfMonth", "string", True, "With time: monthly on 1 to 31 or Last."),
     )
 
 
-def _jobs(call: Call) -> sched.Jobs:
-    return sched.Jobs(call.archive.master)
-
-
 def _now(call: Call) -> float:
-    return sched.clock(call.archive.data_dir)()
+    return call.services.now()
 
 
 def _wake(call: Call) -> None:
-    scheduler = sched.running_scheduler(call.archive.data_dir)
-    if scheduler is not None:
-        scheduler.changed()
+    if call.services.scheduler is not None:
+        call.services.scheduler.changed()
 
 
 def _whole(value: Any, name: str) -> int:
@@ -102,35 +109,34 @@ def _schedule(call: Call) -> Schedule:
 
 
 def _next(schedule: Schedule, tz_id: str, now: float) -> float | None:
-    at = sched.compute_next(schedule, tz_id, now)
+    at = compute_next(schedule, tz_id, now)
     if at is None and schedule.type == "once":
         raise InvalidArgument(f"The run once at {schedule.date}T{schedule.time} ({tz_id}) lies "
                               "in the past.")
     return at
 
 
-def _shown(call: Call, jobs: sched.Jobs, job: sched.Job,
-           last: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+def _shown(call: Call, job: Job, last: dict[int, dict[str, Any]] | None = None
+           ) -> dict[str, Any]:
     if last is None:
-        last = jobs.last_results()
+        last = call.master.jobs.last_results()
     run = last.get(job.id)
     tz = job.time_zone
     return {
         "id": job.id, "name": job.name, "action": job.action, "owner": job.owner,
         "timeZoneId": tz, "schedule": job.schedule.shown(), "enabled": job.enabled,
-        "nextRun": sched.shown_time(job.next_run, tz) if job.enabled else None,
+        "nextRun": shown_time(job.next_run, tz) if job.enabled else None,
         "lastRun": None if run is None else {
-            "resultId": run["resultId"], "startTime": sched.shown_time(run["started"], tz),
-            "completeTime": sched.shown_time(run["completed"], tz), "result": run["result"]},
-        "running": sched.is_running(call.archive.data_dir, job.id),
+            "resultId": run["resultId"], "startTime": shown_time(run["started"], tz),
+            "completeTime": shown_time(run["completed"], tz), "result": run["result"]},
+        "running": runs.is_running(call.data_dir, job.id),
     }
 
 
 @function("GetJobs", f"All jobs, by id. {JOB_TEXT}", f"[{JOB_SHAPE}]", changes=False)
 def get_jobs(call: Call) -> list[dict[str, Any]]:
-    jobs = _jobs(call)
-    last = jobs.last_results()
-    return [_shown(call, jobs, job, last) for job in jobs.all()]
+    last = call.master.jobs.last_results()
+    return [_shown(call, job, last) for job in call.master.jobs.all()]
 
 
 @function("CreateJob", "Create an enabled job that runs action, a catalog function call as "
@@ -140,74 +146,73 @@ def get_jobs(call: Call) -> list[dict[str, Any]]:
           "arguments (passwords) are refused. The job runs as owner (an existing user; the "
           "process is that user's) and is audited as job:<name>. " + SCHEDULE_RULES +
           f" Answers the new job. {JOB_TEXT}", JOB_SHAPE,
-          Arg("name", "string", description="The job's name (1-100 characters)."),
-          Arg("action", "string", description="The function call, e.g. VerifyStores."),
-          Arg("owner", "string", description="The user the job runs as."),
-          Arg("timeZoneId", "string", description=f"The schedule's zone: {ZONE_TEXT}"),
+          Field("name", "string", description="The job's name (1-100 characters)."),
+          Field("action", "string", description="The function call, e.g. VerifyStores."),
+          Field("owner", "string", description="The user the job runs as."),
+          Field("timeZoneId", "string", description=f"The schedule's zone: {ZONE_TEXT}"),
           *_schedule_args())
 def create_job(call: Call) -> dict[str, Any]:
-    name = sched.check_name(call.arg("name"))
+    name = runs.check_name(call.arg("name"))
     action = call.arg("action")
-    sched.parse_action(action)
+    parse_action(action)
     tz_id = canonical(call.arg("timeZoneId"))
     schedule = _schedule(call)
-    jobs = _jobs(call)
-    owner = jobs.check_owner(call.arg("owner"))
-    job_id = jobs.create(name, action, owner, tz_id, schedule,
-                         _next(schedule, tz_id, _now(call)), call.archive.actor)
+    owner = runs.check_owner(call.master, call.arg("owner"))
+    job_id = call.master.jobs.create(name, action, owner, tz_id, schedule,
+                                     _next(schedule, tz_id, _now(call)))
     _wake(call)
-    return _shown(call, jobs, jobs.get(job_id))
+    return _shown(call, runs.get(call.master, job_id))
 
 
 @function("RenameJob", f"Rename a job. Answers the job. {JOB_TEXT}", JOB_SHAPE, ID,
-          Arg("name", "string", description="The new name (1-100 characters)."))
+          Field("name", "string", description="The new name (1-100 characters)."))
 def rename_job(call: Call) -> dict[str, Any]:
-    name = sched.check_name(call.arg("name"))
-    jobs = _jobs(call)
-    jobs.rename(_id(call), name, call.archive.actor)
-    return _shown(call, jobs, jobs.get(_id(call)))
+    name = runs.check_name(call.arg("name"))
+    job = runs.get(call.master, _id(call))
+    call.master.jobs.update(job.id, name=name)
+    call.note(before=job.name)
+    return _shown(call, runs.get(call.master, job.id))
 
 
 @function("SetJobEnabled", "Enable or disable a job. A disabled job has no next run and is "
           "not started by its schedule (RunJobAsync still runs it); enabling checks the action "
           "and the owner again and schedules the next run from now (a missed run is not made "
           f"up). Answers the job. {JOB_TEXT}", JOB_SHAPE, ID,
-          Arg("enabled", "bool", description="true: runs on its schedule; false: only on "
+          Field("enabled", "bool", description="true: runs on its schedule; false: only on "
               "demand."))
 def set_job_enabled(call: Call) -> dict[str, Any]:
-    jobs = _jobs(call)
-    job = jobs.get(_id(call))
+    job = runs.get(call.master, _id(call))
     enabled = bool(call.arg("enabled"))
     next_at = None
     if enabled and job.enabled:  # already enabled: the next run stays
         next_at = job.next_run
     elif enabled:
-        sched.parse_action(job.action)
-        jobs.check_owner(job.owner)
-        next_at = sched.compute_next(job.schedule, job.time_zone, _now(call))
-    jobs.set_enabled(job.id, enabled, next_at, call.archive.actor)
+        parse_action(job.action)
+        runs.check_owner(call.master, job.owner)
+        next_at = compute_next(job.schedule, job.time_zone, _now(call))
+    call.master.jobs.update(job.id, enabled=int(enabled), next_run=next_at)
     _wake(call)
-    return _shown(call, jobs, jobs.get(job.id))
+    return _shown(call, runs.get(call.master, job.id))
 
 
 @function("SetJobSchedule", "Replace a job's schedule and zone (schedule arguments left out "
           "are not part of the new schedule; none at all: manual). The action and the owner "
           f"are checked again. {SCHEDULE_RULES} Answers the job. {JOB_TEXT}", JOB_SHAPE, ID,
-          Arg("timeZoneId", "string", description=f"The schedule's zone: {ZONE_TEXT}"),
+          Field("timeZoneId", "string", description=f"The schedule's zone: {ZONE_TEXT}"),
           *_schedule_args())
 def set_job_schedule(call: Call) -> dict[str, Any]:
-    jobs = _jobs(call)
-    job = jobs.get(_id(call))
+    job = runs.get(call.master, _id(call))
     tz_id = canonical(call.arg("timeZoneId"))
     schedule = _schedule(call)
-    sched.parse_action(job.action)
-    jobs.check_owner(job.owner)
+    parse_action(job.action)
+    runs.check_owner(call.master, job.owner)
     next_at = _next(schedule, tz_id, _now(call))
     if not job.enabled:
         next_at = None
-    jobs.set_schedule(job.id, tz_id, schedule, next_at, call.archive.actor)
+    call.master.jobs.set_schedule(job.id, tz_id, schedule, next_at)
+    call.note(before={"timeZoneId": job.time_zone, "schedule": job.schedule.shown()})
     _wake(call)
-    return _shown(call, jobs, jobs.get(job.id))
+    return _shown(call, runs.get(call.master, job.id))
 
 
 RUN_SHAPE = ('{"resultId": int, "result": "running|succeeded|failed|cancelled", '
@@ -223,10 +228,11 @@ RUN_SHAPE = ('{"resultId": int, "result": "running|succeeded|failed|cancelled", 
           "(a conflict error).", RUN_SHAPE, ID)
 def run_job_async(call: Call) -> dict[str, Any]:
     job_id = _id(call)
-    scheduler = sched.running_scheduler(call.archive.data_dir)
+    scheduler = call.services.scheduler
     if scheduler is not None:
         return {"resultId": scheduler.request_run(job_id), "result": "running", "error": None}
-    return sched.run_now(call.archive.data_dir, job_id, call.ctx)
+    return runs.run_now(call.master, call.data_dir, job_id, call.ctx,
+                        job_runner(call.invoker), call.services.now)
 
 
 @function("CancelJobAsync", "Ask a running job to stop (in whichever process runs it); it ends "
@@ -234,31 +240,30 @@ def run_job_async(call: Call) -> dict[str, Any]:
           "that is not running is a conflict error.", "null", ID)
 def cancel_job_async(call: Call) -> None:
     job_id = _id(call)
-    scheduler = sched.running_scheduler(call.archive.data_dir)
+    scheduler = call.services.scheduler
     if scheduler is not None:
         scheduler.cancel(job_id)
         return
-    jobs = _jobs(call)
-    job = jobs.get(job_id)
-    if not sched.is_running(call.archive.data_dir, job_id):
+    job = runs.get(call.master, job_id)
+    if not runs.is_running(call.data_dir, job_id):
         raise Conflict(f"Job {job.name} (id {job_id}) is not running.")
-    jobs.request_cancel(job_id)
+    call.master.jobs.request_cancel(job_id)
 
 
 @function("DeleteJob", "Delete a job; its results stay (GetJobResults). A running job cannot "
           "be deleted (CancelJobAsync first).", "null", ID)
 def delete_job(call: Call) -> None:
     job_id = _id(call)
-    jobs = _jobs(call)
-    job = jobs.get(job_id)
-    lock = sched.acquire_job(call.archive.data_dir, job_id)
+    job = runs.get(call.master, job_id)
+    lock = runs.acquire(call.data_dir, job_id)
     if lock is None:
         raise Conflict(f"Job {job.name} (id {job_id}) is running: cancel it first.")
     try:
-        jobs.delete(job_id, call.archive.actor)
-        sched.lock_path(call.archive.data_dir, job_id).unlink(missing_ok=True)
+        call.master.jobs.delete(job_id)
+        runs.lock_path(call.data_dir, job_id).unlink(missing_ok=True)
     finally:
         lock.release()
+    call.note(name=job.name, action=job.action, owner=job.owner)
     _wake(call)
 
 
@@ -269,11 +274,11 @@ def delete_job(call: Call) -> None:
           "was still running when its schedule was due), or running (completeTime null). "
           "trigger: schedule or manual (RunJobAsync). Results of deleted jobs are kept.",
           RESULT_SHAPE,
-          Arg("fromIncluding", "string", description="Start of the period, e.g. "
+          Field("fromIncluding", "string", description="Start of the period, e.g. "
               "2026-01-31T00:00:00."),
-          Arg("toExcluding", "string", description="End of the period (excluded)."),
-          Arg("timeZoneId", "string", description=f"The zone of the times: {ZONE_TEXT}"),
-          Arg("jobId", "number", True, "Only this job's runs; empty: all jobs."),
+          Field("toExcluding", "string", description="End of the period (excluded)."),
+          Field("timeZoneId", "string", description=f"The zone of the times: {ZONE_TEXT}"),
+          Field("jobId", "number", True, "Only this job's runs; empty: all jobs."),
           changes=False)
 def get_job_results(call: Call) -> list[dict[str, Any]]:
     tz_id = canonical(call.arg("timeZoneId"))
@@ -281,13 +286,14 @@ def get_job_results(call: Call) -> list[dict[str, Any]]:
     start = to_utc(parse_local(call.arg("fromIncluding"), "fromIncluding"), tz).timestamp()
     end = to_utc(parse_local(call.arg("toExcluding"), "toExcluding"), tz).timestamp()
     job_id = call.arg("jobId")
-    rows = _jobs(call).results(start, end, None if job_id is None else _whole(job_id, "jobId"))
+    rows = call.master.jobs.results(start, end,
+                                    None if job_id is None else _whole(job_id, "jobId"))
     out = []
     for row in rows:
         started, completed = row.pop("started"), row.pop("completed")
         out.append({**{k: row[k] for k in ("id", "jobId", "jobName", "action", "owner")},
-                    "startTime": sched.shown_time(started, tz_id),
-                    "completeTime": sched.shown_time(completed, tz_id),
+                    "startTime": shown_time(started, tz_id),
+                    "completeTime": shown_time(completed, tz_id),
                     "result": row["result"] or "running", "error": row["error"],
                     "trigger": row["trigger"]})
     return out

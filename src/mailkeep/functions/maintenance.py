@@ -8,33 +8,26 @@ recover (damaged stretches set aside) and CompactStore (deleted messages dropped
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 from mailkeep.core.errors import Conflict, InvalidArgument, MailkeepError
-from mailkeep.core.files import fsync_dir
-from mailkeep.core.master import StoreRecord
-from mailkeep.core.storage import segments as seg
+from mailkeep.core.fields import Field
+from mailkeep.core.masterdb import MasterDB, StoreRecord
+from mailkeep.core.storage.backup import copy_store
 from mailkeep.core.storage.compact import compact
 from mailkeep.core.storage.merge import merge
-from mailkeep.core.storage.store import COMPACT_DIR, OLD_SEGMENTS_DIR, read_manifest
-from mailkeep.core.storage.verify import recover
+from mailkeep.core.storage.store import read_manifest
+from mailkeep.core.storage.verify import RecoverFailed, recover
 from mailkeep.functions.call import Call
-from mailkeep.functions.registry import Arg, function
-from mailkeep.functions.stores import ID, _verify_one, _verify_result
+from mailkeep.functions.registry import function
+from mailkeep.functions.stores import ID, verify_stores
 
 Share = tuple[float, float]  # (start percent, span percent) of one store in a multi-store run
 
 
-class RecoverFailed(MailkeepError):
-    code = "store_unavailable"
-
-    def __init__(self, message: str, details: str) -> None:
-        super().__init__(message)
-        self.details = details
 
 
 def _store(call: Call) -> StoreRecord:
@@ -80,9 +73,9 @@ RECOVER_SHAPE = '{"messages": int, "records": int, "problems": [str]}'
 @function("RecoverStore", "Rebuild a store's catalog and full-text index from its segments "
           "(the recovery records), keeping message numbers; damaged stretches of a segment are "
           "set aside under segments/damaged/ and named in the result.", RECOVER_SHAPE, ID,
-          Arg("encryptionKey", "string", True, "Not used: encrypted stores are unlocked with "
+          Field("encryptionKey", "string", True, "Not used: encrypted stores are unlocked with "
               "the data directory's master key; must be empty.", secret=True),
-          Arg("recoverDeletedMessages", "bool", True, "Not supported (deletions are final); "
+          Field("recoverDeletedMessages", "bool", True, "Not supported (deletions are final); "
               "must be empty or false."),
           long_running=True)
 def recover_store(call: Call) -> dict[str, Any]:
@@ -104,38 +97,28 @@ def recreate_recovery_records(call: Call) -> None:
     rec = _store(call)
     call.ctx.log(f"Store {rec.name}: the segments are the recovery records (catalog and index "
                  "are rebuilt from them); there is nothing to recreate, verifying them instead.")
-    _verify_result(_verify_one(call, rec, (0.0, 100.0)), f"store {rec.name}")
+    verify_stores(call, [rec], f"store {rec.name}")
 
 
 # -- full-text indexes ----------------------------------------------------------------------
 
-SELECTION_TABLE = "CREATE TABLE IF NOT EXISTS store_index_rebuild(store_id INTEGER PRIMARY KEY)"
-
-
 def _selected(call: Call) -> set[int]:
-    conn = call.archive.master.conn
-    conn.execute(SELECTION_TABLE)
-    return {int(r[0]) for r in conn.execute("SELECT store_id FROM store_index_rebuild")}
+    return call.master.stores.selected_indexes()
 
 
 def _select(call: Call, ids: list[int]) -> None:
-    conn = call.archive.master.conn
-    conn.execute(SELECTION_TABLE)
-    conn.executemany("INSERT OR IGNORE INTO store_index_rebuild VALUES (?)",
-                     [(i,) for i in ids])
+    call.master.stores.select_indexes(ids)
 
 
 def _unselect(call: Call, store_id: int) -> None:
-    conn = call.archive.master.conn
-    conn.execute(SELECTION_TABLE)
-    conn.execute("DELETE FROM store_index_rebuild WHERE store_id = ?", (store_id,))
+    call.master.stores.unselect_index(store_id)
 
 
 @function("GetStoreIndexes", "The full-text index of a store (or of every store): one per "
           "store, kept in its catalog.",
           '[{"storeId": int, "name": "fulltext", "needsRebuild": bool, '
           '"selectedForRebuild": bool}]',
-          Arg("id", "number", True, "The store's id; all stores when empty."), changes=False)
+          Field("id", "number", True, "The store's id; all stores when empty."), changes=False)
 def get_store_indexes(call: Call) -> list[dict[str, Any]]:
     recs = [_store(call)] if call.arg("id") is not None else call.archive.stores()
     selected = _selected(call)
@@ -151,7 +134,7 @@ def select_all_store_indexes_for_rebuild(call: Call) -> None:
 
 @function("RebuildStoreIndex", "Rebuild a store's full-text index; it is rebuilt together "
           "with the catalog from the segments (as RecoverStore does).", "null", ID,
-          Arg("folder", "string", description="Accepted for compatibility: the index covers "
+          Field("folder", "string", description="Accepted for compatibility: the index covers "
               "the whole store and is rebuilt whole."), long_running=True)
 def rebuild_store_index(call: Call) -> None:
     rec = _store(call)
@@ -293,7 +276,7 @@ def compact_store(call: Call) -> dict[str, int]:
           "store; the target must accept changes (not write-protected or disabled). A "
           "merge that was cancelled or failed leaves the source attached and can be run "
           "again.", '{"messages": int, "merged": int, "duplicates": int}', ID,
-          Arg("sourceId", "number", description="The store to merge into id (then detached)."),
+          Field("sourceId", "number", description="The store to merge into id (then detached)."),
           long_running=True)
 def merge_store(call: Call) -> dict[str, int]:
     target_rec = _store(call)
@@ -327,91 +310,6 @@ def merge_store(call: Call) -> dict[str, int]:
 
 # -- backup ---------------------------------------------------------------------------------
 
-def _sqlite_backup(src: Path, dst: Path) -> None:
-    """A consistent copy of a live SQLite database (the online backup API)."""
-    source = sqlite3.connect(src, timeout=30)
-    try:
-        target = sqlite3.connect(dst)
-        try:
-            source.backup(target)
-        finally:
-            target.close()
-    finally:
-        source.close()
-
-
-def _copy_prefix(src: Path, dst: Path, limit: int | None) -> int:
-    """Copy the first `limit` bytes of src (all of it if None); returns the bytes copied."""
-    done = 0
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        while limit is None or done < limit:
-            chunk = fin.read(seg.CHUNK if limit is None else min(seg.CHUNK, limit - done))
-            if not chunk:
-                break
-            fout.write(chunk)
-            done += len(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
-    return done
-
-
-def _applied(catalog: Path) -> tuple[int, int]:
-    conn = sqlite3.connect(catalog)
-    try:
-        rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
-                                 "('applied_segment', 'applied_offset')").fetchall())
-    finally:
-        conn.close()
-    return int(rows.get("applied_segment", 1)), int(rows.get("applied_offset", 0))
-
-
-def _backup_store(call: Call, rec: StoreRecord, dst: Path, exclude_index: bool) -> None:
-    src = rec.path
-    dst.mkdir(mode=0o700, parents=True)
-    (dst / "segments").mkdir(mode=0o700)
-    shutil.copy2(src / "store.json", dst / "store.json")
-    _not_compacting(rec)
-    catalog = dst / "catalog.sqlite"
-    if (src / "catalog.sqlite").exists():
-        # The catalog first: the segments are then copied up to what it has applied, so
-        # the copy holds exactly what the catalog knows (segments are append-only).
-        _sqlite_backup(src / "catalog.sqlite", catalog)
-        last, offset = _applied(catalog)
-        offset = max(offset, len(seg.FILE_HEADER))
-        numbers = seg.segment_numbers(src / "segments")
-        if numbers and last not in numbers:  # CompactStore swapped the segments meanwhile
-            raise MailkeepError(f"Store {rec.name} (id {rec.id}) was compacted while it was "
-                                "being backed up: the backup was removed; run CreateBackup "
-                                "again.")
-    else:
-        numbers = seg.segment_numbers(src / "segments")
-        call.ctx.log(f"  store {rec.name} has no catalog: whole segments copied; the catalog is "
-                     "rebuilt from them when the restored store is first opened")
-        last, offset = (numbers[-1] if numbers else 0), -1
-    for n in numbers:
-        if n > last:
-            break
-        path = src / "segments" / seg.segment_name(n)
-        limit = offset if n == last and offset >= 0 else None
-        got = _copy_prefix(path, dst / "segments" / seg.segment_name(n), limit)
-        if limit is not None and got < limit:
-            call.ctx.log(f"  warning: segment {n} of store {rec.name} is shorter ({got} bytes) "
-                         f"than its catalog says ({limit}); copied as it is")
-    if exclude_index and catalog.exists():
-        catalog.unlink()
-        call.ctx.log(f"  store {rec.name}: catalog and index left out (excludeSearchIndexes); "
-                     "they are rebuilt from the segments when the restored store is opened")
-    _not_compacting(rec)
-    fsync_dir(dst / "segments")
-    fsync_dir(dst)
-
-
-def _not_compacting(rec: StoreRecord) -> None:
-    if any((rec.path / d).exists() for d in (COMPACT_DIR, OLD_SEGMENTS_DIR)):
-        raise MailkeepError(f"Store {rec.name} (id {rec.id}) is being compacted: the backup "
-                            "was removed; run CreateBackup again once CompactStore has ended.")
-
-
 def _tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -439,11 +337,11 @@ def _check_target(call: Call, raw: str) -> tuple[Path, bool]:
           "conf/ and tls/, the master database, and every store (catalog through SQLite's "
           "backup API, segments up to what the catalog has applied). Restore by using the "
           "copy as the data directory.", '{"path": str, "bytes": int}',
-          Arg("path", "string", description="An empty or new directory outside the data "
+          Field("path", "string", description="An empty or new directory outside the data "
               "directory and the stores."),
-          Arg("excludeSearchIndexes", "bool", description="Leave the stores' catalogs (which "
-              "hold the full-text index) out; they are rebuilt from the segments on first "
-              "open of the restored copy."),
+          Field("excludeSearchIndexes", "bool", description="Leave the stores' catalogs (which "
+                "hold the full-text index) out; they are rebuilt from the segments on first "
+                "open of the restored copy.", default=False),
           long_running=True, changes=False)
 def create_backup(call: Call) -> dict[str, Any]:
     target, existed = _check_target(call, str(call.arg("path")))
@@ -472,12 +370,11 @@ def _backup(call: Call, data: Path, target: Path, exclude: bool) -> None:
         if (data / sub).is_dir():
             shutil.copytree(data / sub, target / sub, symlinks=True)
             call.ctx.log(f"Copied {sub}/")
-    _sqlite_backup(data / "mailkeep.db", target / "mailkeep.db")
+    call.master.backup(target / "mailkeep.db")
     call.ctx.log("Backed up the master database (mailkeep.db)")
-    master = sqlite3.connect(target / "mailkeep.db", isolation_level=None)
+    copy = MasterDB(target / "mailkeep.db")
     try:
-        rows = master.execute("SELECT id, uuid, name, path, state FROM stores ORDER BY id")
-        recs = [StoreRecord(r[0], r[1], r[2], Path(r[3]), r[4]) for r in rows.fetchall()]
+        recs = copy.stores.all()
         encrypted = False
         for i, rec in enumerate(recs):
             call.ctx.check_cancelled()
@@ -497,11 +394,11 @@ def _backup(call: Call, data: Path, target: Path, exclude: bool) -> None:
             dst = (target / src.relative_to(data) if src.is_relative_to(data)
                    else target / "external" / str(rec.id))
             call.ctx.log(f"Backing up store {rec.name} (id {rec.id})...")
-            _backup_store(call, rec, dst, exclude)
-            master.execute("UPDATE stores SET path = ? WHERE id = ?", (str(dst), rec.id))
+            copy_store(rec.path, dst, exclude, f"{rec.name} (id {rec.id})", call.ctx.log)
+            copy.stores.move(rec.id, dst)
             call.ctx.log(f"  {_tree_bytes(dst)} bytes")
     finally:
-        master.close()
+        copy.close()
     if encrypted and not (target / "conf" / "master.key").exists():
         call.ctx.log("Warning: encrypted stores are backed up, but the master key is not in "
                      "conf/master.key (it comes from MAILKEEP_MASTER_KEY): keep it with the "

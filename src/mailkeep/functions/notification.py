@@ -4,22 +4,22 @@ declarations, the management console's mail/configuration/get|set|test."""
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mailkeep.core.admin import zones
+from mailkeep.core.admin.users import ROLES
 from mailkeep.core.errors import InvalidArgument
+from mailkeep.core.fields import Field
 from mailkeep.functions.call import Call
-from mailkeep.functions.registry import ALL_ROLES, Arg, ArgType, McRoute, function
-from mailkeep.jobs.history import SCHEMA as HISTORY_SCHEMA
+from mailkeep.functions.registry import McRoute, function
 from mailkeep.notify.config import FIELDS, SECRET, NotificationConfig, check_value
 from mailkeep.notify.connections import FIELDS as CONNECTION_FIELDS
 from mailkeep.notify.connections import KINDS, Connections
 from mailkeep.notify.events import KINDS as EVENT_KINDS
-from mailkeep.notify.events import SCHEMA as EVENTS_SCHEMA
 from mailkeep.notify.mailer import Mailer
 
-_TYPES: dict[str, ArgType] = {"bool": "bool", "int": "number"}
 SHAPE = ('{"connection": str} | {"serverName": str, "port": int, "useSmtpOverSsl": bool, '
          '"useStartTls": bool, "authenticationType": "SMTP"|"POP before SMTP"|"None", ...} '
          '(with fromMailAddress, toMailAddress, mailSubject, encoding; see docs/notification.md)')
@@ -34,7 +34,7 @@ def config(call: Call) -> NotificationConfig:
 @function("GetSmtpSettings", "The error-notification mail's settings, in the shape of how it "
           "authenticates: a named connection; \"POP before SMTP\"; \"SMTP\" (AUTH, with "
           "smtpAuthenticationType); or \"None\". The password is never returned.", SHAPE,
-          changes=False, roles=ALL_ROLES,
+          changes=False, roles=ROLES,
           mcapi=McRoute("mail/configuration/get", "GET", result="configuration"))
 def get_smtp_settings(call: Call) -> dict[str, Any]:
     return config(call).get()
@@ -49,7 +49,7 @@ def get_smtp_settings(call: Call) -> dict[str, Any]:
           "stored; it must be given again when serverName or pop3ServerName changes. Fields: "
           + "; ".join(f"{f.name}: {f.description}" for f in FIELDS.values())
           + "; password: write-only, never returned.", "null",
-          Arg("settings", "json", description="The fields to change, e.g. "
+          Field("settings", "json", description="The fields to change, e.g. "
               '{"serverName": "smtp.example.org", "port": 587, "useStartTls": true}.',
               secret=True),
           mcapi=McRoute("mail/configuration/set", "POST", body="configuration",
@@ -60,7 +60,7 @@ def set_smtp_settings(call: Call) -> None:
         raise InvalidArgument("API argument settings must be a JSON object of settings.")
     names = {c["name"] for c in Connections(call.archive.data_dir).all("smtp")}
     changed = config(call).set(dict(settings), names)
-    call.archive.master.audit(call.archive.actor, "notification.settings", changed=changed)
+    call.note(changed=changed)
     call.ctx.log(f"Changed: {', '.join(changed) or 'nothing'}")
 
 
@@ -81,17 +81,17 @@ def test_smtp_settings(call: Call) -> dict[str, str]:
 
 # -- named connections ----------------------------------------------------------------------
 
+# The connection's fields are the arguments: each optional (absent: as it is), no default.
 CONNECTION_ARGS = tuple(
-    Arg(f.name, _TYPES.get(f.type, "string"), True, f.description)
-    for f in CONNECTION_FIELDS.values()
-) + (Arg(SECRET, "string", True, "Password (write-only; absent: the stored one stays).",
-         secret=True),)
+    replace(f, nullable=True, default=None) for f in CONNECTION_FIELDS.values()
+) + (Field(SECRET, "string", True, "Password (write-only; absent: the stored one stays).",
+           secret=True),)
 CONNECTION_SHAPE = ('{"name": str, "type": "smtp"|"pop3", "serverName": str, "port": int, '
                     '"security": "none"|"implicit"|"starttls", "verifyCertificate": bool, '
                     '"caFile": str|null, "timeOut": int, "authentication": str, "userName": '
                     'str|null, "popBeforeSmtp": str|null, "pop3Interval": int, "hasPassword": '
                     'bool}')
-NAME = Arg("name", "string", description="The connection's name.")
+NAME = Field("name", "string", description="The connection's name.")
 
 
 def _fields(call: Call) -> dict[str, Any]:
@@ -101,14 +101,14 @@ def _fields(call: Call) -> dict[str, Any]:
 @function("GetConnections", "The named SMTP and POP3 connections (type: smtp or pop3, or all "
           "when absent). Passwords are never shown, only hasPassword.",
           f"{{\"connections\": [{CONNECTION_SHAPE}]}}",
-          Arg("type", "string", True, "smtp or pop3; absent: both.", values=KINDS),
-          changes=False, roles=ALL_ROLES, mcapi=McRoute("connection/list", "GET"))
+          Field("type", "string", True, "smtp or pop3; absent: both.", choices=KINDS),
+          changes=False, roles=ROLES, mcapi=McRoute("connection/list", "GET"))
 def get_connections(call: Call) -> dict[str, Any]:
     return {"connections": Connections(call.archive.data_dir).all(call.arg("type"))}
 
 
 @function("GetConnection", "One named connection (never its password).", CONNECTION_SHAPE,
-          NAME, changes=False, roles=ALL_ROLES,
+          NAME, changes=False, roles=ROLES,
           mcapi=McRoute("connection/show", "GET", result="connection"))
 def get_connection(call: Call) -> dict[str, Any]:
     return Connections(call.archive.data_dir).show(call.arg("name"))
@@ -116,7 +116,7 @@ def get_connection(call: Call) -> dict[str, Any]:
 
 @function("CreateConnection", "Create a named SMTP or POP3 connection. An smtp connection "
           "may name a pop3 connection in popBeforeSmtp.", CONNECTION_SHAPE, NAME,
-          Arg("type", "string", description="smtp or pop3.", values=KINDS), *CONNECTION_ARGS,
+          Field("type", "string", description="smtp or pop3.", choices=KINDS), *CONNECTION_ARGS,
           mcapi=McRoute("connection/create", "POST", result="connection"))
 def create_connection(call: Call) -> dict[str, Any]:
     return Connections(call.archive.data_dir).create(call.arg("name"), call.arg("type"),
@@ -173,27 +173,18 @@ def status_report(call: Call, start: datetime, end: datetime) -> str:
              "Archived"]
     total_n = total_b = 0
     for rec, store in archive.readable_stores():
-        n, size = store.catalog.conn.execute(
-            "SELECT count(*), coalesce(sum(b.raw_size), 0) FROM entries e JOIN blobs b ON"
-            " b.id = e.blob_id WHERE e.archived_at >= ? AND e.archived_at < ?",
-            (int(lo), int(hi))).fetchone()
+        n, size = store.catalog.archived_between(int(lo), int(hi))
         total_n, total_b = total_n + n, total_b + size
         lines.append(f"  store {rec.name} (id {rec.id}): {n} messages, {size} bytes")
     for name, exc in archive.unavailable.items():
         lines.append(f"  store {name}: not readable: {exc.message}")
     lines += [f"  in all: {total_n} messages, {total_b} bytes", "", "Failed or cancelled"]
-    conn = archive.master.conn
-    conn.executescript(HISTORY_SCHEMA)  # none yet on a data directory that never served
-    failures = conn.execute(
-        "SELECT finished, name, user, outcome, error FROM process_history WHERE finished >= ?"
-        " AND finished < ? AND outcome != 'succeeded' ORDER BY finished", (lo, hi)).fetchall()
-    for finished, name, user, outcome, error in failures[:100]:
-        stamp = datetime.fromtimestamp(finished, start.tzinfo).strftime("%Y-%m-%d %H:%M")
-        lines.append(f"  {stamp} {name} ({user}) {outcome}" + (f": {error}" if error else ""))
-    conn.executescript(EVENTS_SCHEMA)
-    events = conn.execute(
-        "SELECT kind, count(*) FROM notify_events WHERE at >= ? AND at < ? GROUP BY kind"
-        " ORDER BY kind", (lo, hi)).fetchall()
+    failures = call.master.history.failures(lo, hi, 100)
+    for f in failures:
+        stamp = datetime.fromtimestamp(f["finished"], start.tzinfo).strftime("%Y-%m-%d %H:%M")
+        lines.append(f"  {stamp} {f['name']} ({f['user']}) {f['outcome']}"
+                     + (f": {f['error']}" if f["error"] else ""))
+    events = call.master.outbox.counts(lo, hi)
     for kind, count in events:
         lines.append(f"  {EVENT_KINDS[kind]}: {count}")
     if not failures and not events:
@@ -207,11 +198,11 @@ def status_report(call: Call, start: datetime, end: datetime) -> str:
           "(weeks start on Monday), thismonth or lastmonth, in timeZoneId ($Local, an IANA "
           "id such as Europe/Berlin (see GetTimeZones) or a Windows id). Sent with the "
           "notification mail's settings.", '{"summary": str}',
-          Arg("timespan", "string", description="today, yesterday, thisweek, lastweek, "
-              "thismonth or lastmonth.", values=TIMESPANS),
-          Arg("timeZoneId", "string", description="$Local, an IANA or a Windows time zone "
+          Field("timespan", "string", description="today, yesterday, thisweek, lastweek, "
+              "thismonth or lastmonth.", choices=TIMESPANS),
+          Field("timeZoneId", "string", description="$Local, an IANA or a Windows time zone "
               "id."),
-          Arg("recipients", "string", description="Mail addresses, comma separated."),
+          Field("recipients", "string", description="Mail addresses, comma separated."),
           changes=False)
 def send_status_report(call: Call) -> dict[str, str]:
     recipients = check_value(FIELDS["toMailAddress"], str(call.arg("recipients")))

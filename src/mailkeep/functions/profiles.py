@@ -10,20 +10,20 @@ from typing import Any
 
 from mailkeep.core.admin.zones import zone
 from mailkeep.core.errors import InvalidArgument
-from mailkeep.core.writer import shared
+from mailkeep.core.fields import Field
 from mailkeep.functions.call import Call
-from mailkeep.functions.registry import Arg, function
+from mailkeep.functions.registry import function
 from mailkeep.notify.events import record_event
 from mailkeep.profiles import schema
 from mailkeep.profiles.automatic import parse_windows
 from mailkeep.profiles.run import Runner
 from mailkeep.profiles.store import Profile, Profiles, WorkerResult
 
-ID = Arg("id", "number", description="The profile's id (GetProfiles).")
-RAW = Arg("raw", "bool", description="GetProfiles: also show each profile's incremental "
-          "state. CreateProfile/RunTemporaryProfile: accepted for compatibility; mailkeep has "
-          "one property format.")
-PROPERTIES = Arg("properties", "json", description="The profile as a JSON object; see "
+ID = Field("id", "number", description="The profile's id (GetProfiles).")
+RAW = Field("raw", "bool", description="GetProfiles: also show each profile's incremental "
+            "state. CreateProfile/RunTemporaryProfile: accepted for compatibility; mailkeep "
+            "has one property format.", default=False)
+PROPERTIES = Field("properties", "json", description="The profile as a JSON object; see "
                  "docs/profiles.md for the fields of each type.", secret_keys=schema.SECRETS)
 
 PROFILE_SHAPE = ('{"id": int, "name": str, "type": "imap"|"pop3"|"directory"|"maildir", '
@@ -42,7 +42,7 @@ RESULT_SHAPE = ('{"id": int, "result": "succeeded"|"completedWithWarnings"|'
 
 
 def _profiles(call: Call) -> Profiles:
-    return Profiles(call.archive.master, call.archive.data_dir)
+    return Profiles(call.master, call.data_dir)
 
 
 def _iso(epoch: float | None, tz: tzinfo | None = None) -> str | None:
@@ -115,9 +115,8 @@ def delete_profile(call: Call) -> None:
 def run(call: Call, prof: Profile | None, props: dict[str, Any], secrets: dict[str, str]
         ) -> dict[str, Any]:
     profiles = _profiles(call)
-    db = call.archive.data_dir / "mailkeep.db"
-    runner = Runner(profiles, shared(call.archive.data_dir), call.ctx,
-                    on_event=lambda kind, text: record_event(db, kind, text))
+    runner = Runner(profiles, call.services.writer, call.ctx,
+                    on_event=lambda kind, text: record_event(call.master, kind, text))
     res: WorkerResult = runner.run(prof, props, secrets, call.user)
     row = profiles.result(res.id)
     return {**result_item(row), "failures": [{"origin": o, "reason": r}
@@ -160,10 +159,10 @@ def run_temporary_profile(call: Call) -> dict[str, Any]:
           "00:00-24:00\" (days Mon..Sun, a range or one day, or Daily; windows may pass "
           "midnight; in the server's time zone; separated by ';'), when no run starts (one "
           "going on finishes). automatic=false stops automatic runs.", PROFILE_SHAPE, ID,
-          Arg("automatic", "bool"),
-          Arg("automaticPauseBetweenExecutions", "number", nullable=True,
+          Field("automatic", "bool"),
+          Field("automaticPauseBetweenExecutions", "number", nullable=True,
               description="Seconds between the end of a run and the next (>= 10)."),
-          Arg("automaticMaintenanceWindows", "string", nullable=True,
+          Field("automaticMaintenanceWindows", "string", nullable=True,
               description="When automatic runs do not start; see the description."))
 def set_profile_server_side_execution(call: Call) -> dict[str, Any]:
     pause = call.arg("automaticPauseBetweenExecutions")
@@ -197,9 +196,9 @@ def _when(text: str, tz: tzinfo, name: str) -> float:
           "Windows zone id), oldest first, optionally of one profile or one user's archive. "
           "Times are shown in that zone. A run still going on has result running and "
           "completeTime null.", f"[{RESULT_SHAPE}]",
-          Arg("fromIncluding", "string"), Arg("toExcluding", "string"),
-          Arg("timeZoneID", "string"), Arg("profileID", "number", nullable=True),
-          Arg("userName", "string", nullable=True), changes=False)
+          Field("fromIncluding", "string"), Field("toExcluding", "string"),
+          Field("timeZoneID", "string"), Field("profileID", "number", nullable=True),
+          Field("userName", "string", nullable=True), changes=False)
 def get_worker_results(call: Call) -> list[dict[str, Any]]:
     tz = zone(call.arg("timeZoneID"))
     start = _when(call.arg("fromIncluding"), tz, "fromIncluding")
@@ -213,7 +212,7 @@ def get_worker_results(call: Call) -> list[dict[str, Any]]:
 @function("GetWorkerResultReport", "One run in full: the worker result, every failure with "
           "its reason (up to 1,000), the warnings and the run's log.",
           RESULT_SHAPE[:-1] + ', "failures": [{"origin": str, "reason": str}], "warnings": '
-          '[str], "log": str}', Arg("id", "number", description="The worker result's id."),
+          '[str], "log": str}', Field("id", "number", description="The worker result's id."),
           changes=False)
 def get_worker_result_report(call: Call) -> dict[str, Any]:
     row = _profiles(call).result(int(call.arg("id")))

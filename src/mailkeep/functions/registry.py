@@ -1,49 +1,33 @@
 """The function catalog: every administrative operation declared once.
 
-A declaration names the function, its typed arguments (as the Administration API's get-metadata
-lists them), what it returns, the role it needs and whether it may run long. The API's invoke
-endpoint, get-metadata, the CLI's `call` command and the reference in docs/ are projections of
-these declarations; none of them declares an operation again.
+A declaration names the function, its arguments (core.fields.Field: typed, as the
+Administration API's get-metadata lists them), what it returns, the console roles that may
+call it, whether it may run long and whether it changes anything. The one invoke path
+(functions/invoke.py) and every interface over it (the Administration API, the console API,
+the scheduler, the command line) and the reference in docs/ are projections of these
+declarations; none of them declares an operation again.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from mailkeep.core.errors import MailkeepError
+from mailkeep.core.errors import InvalidArgument, MailkeepError
+from mailkeep.core.fields import Field, FieldError
 
-ArgType = Literal["string", "number", "bool", "json"]
 
-
-class ApiArgumentError(MailkeepError):
+class ApiArgumentError(InvalidArgument):
     """An argument is missing, unknown or malformed; the call changes nothing."""
 
-    code = "invalid_argument"
 
+class UnknownFunction(MailkeepError):
+    """There is no function of that name in the catalog."""
 
-@dataclass(frozen=True)
-class Arg:
-    name: str
-    type: ArgType
-    nullable: bool = False
-    description: str = ""
-    values: tuple[str, ...] = ()  # the allowed values of a string argument, if a closed set
-    is_list: bool = False  # a comma-separated list of strings
-    secret: bool = False  # never echoed in errors, logs or the audit log
-    secret_keys: tuple[str, ...] = ()  # of a json object argument: keys shown only as "***"
-
-    def shown(self, value: Any) -> Any:
-        """The value as the audit log may keep it."""
-        if self.secret_keys and isinstance(value, dict):
-            return {k: "***" if k in self.secret_keys and v else v for k, v in value.items()}
-        return value
-
-
-ROLES = ("administrator", "developer", "operator")
-ALL_ROLES = ROLES
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Unknown API function {name}.")
+        self.name = name
 
 
 @dataclass(frozen=True)
@@ -64,26 +48,38 @@ class Function:
     description: str
     result: str
     run: Callable[[Any], Any]  # takes a functions.call.Call
-    args: tuple[Arg, ...] = ()
-    role: str = "administrator"
+    args: tuple[Field, ...] = ()
     long_running: bool = False
-    changes: bool = True  # writes to the archive or settings (audited)
+    changes: bool = True  # writes to the archive or settings
     mcapi: McRoute | None = None
-    roles: tuple[str, ...] = ("administrator",)  # management-console roles that may call it
+    roles: tuple[str, ...] = ("administrator",)  # console roles that may call it
+
+    @property
+    def audited(self) -> bool:
+        """Every call of a function that changes something or runs as a process is written to
+        the audit log (a sensor asking GetServerInfo every minute is not)."""
+        return self.changes or self.long_running
 
     def audit_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
-        """The arguments as the audit log may keep them: secrets left out or masked."""
-        return {a.name: a.shown(args.get(a.name)) for a in self.args if not a.secret}
+        """The arguments as the audit log may keep them: secrets masked."""
+        return {a.name: a.shown(args[a.name]) for a in self.args if a.name in args}
 
     def metadata(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "args": [{"name": a.name, "type": a.type, "nullable": a.nullable} for a in self.args],
+            "args": [_arg_metadata(a) for a in self.args],
             "description": self.description,
             "result": self.result,
             "longRunning": self.long_running,
-            "role": self.role,
+            "roles": list(self.roles),
         }
+
+
+def _arg_metadata(a: Field) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": a.name, "type": a.api_type, "nullable": a.nullable}
+    if a.default is not None:  # an argument the original added later: optional, this default
+        out["default"] = a.default
+    return out
 
 
 @dataclass
@@ -100,6 +96,12 @@ class Registry:
         fn = self.functions.get(name)
         if fn is None:  # exact first; case-insensitively as a harmless fallback
             fn = next((f for n, f in self.functions.items() if n.lower() == name.lower()), None)
+        return fn
+
+    def find(self, name: str) -> Function:
+        fn = self.get(name)
+        if fn is None:
+            raise UnknownFunction(name)
         return fn
 
     def __iter__(self) -> Iterator[Function]:
@@ -123,96 +125,72 @@ PROTOCOL_ENDPOINTS: list[dict[str, Any]] = [
 ]
 
 
-def function(name: str, description: str, result: str, *args: Arg, role: str = "administrator",
+def function(name: str, description: str, result: str, *args: Field,
              long_running: bool = False, changes: bool = True, mcapi: McRoute | None = None,
              roles: tuple[str, ...] = ("administrator",),
              registry: Registry = REGISTRY) -> Callable[[Callable[[Any], Any]], Function]:
     """Declare a function; built-ins register through this like any extension would."""
 
     def wrap(run: Callable[[Any], Any]) -> Function:
-        return registry.add(Function(name, description, result, run, tuple(args), role,
+        return registry.add(Function(name, description, result, run, tuple(args),
                                      long_running, changes, mcapi, roles))
 
     return wrap
 
 
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
-
-
-def _convert(arg: Arg, raw: str) -> Any:
-    text = raw.strip()
-    if arg.type == "number":
-        try:
-            return int(text)
-        except ValueError:
-            try:
-                return float(text)
-            except ValueError:
-                raise ApiArgumentError(
-                    f"Invalid value for API argument {arg.name}: a number is expected.") from None
-    if arg.type == "bool":
-        low = text.lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ApiArgumentError(
-            f"Invalid value for API argument {arg.name}: true or false is expected.")
-    if arg.type == "json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ApiArgumentError(
-                f"Invalid value for API argument {arg.name}: not valid JSON ({exc.msg}).") from None
-        except (ValueError, RecursionError):  # a number of thousands of digits, deep nesting
-            raise ApiArgumentError(
-                f"Invalid value for API argument {arg.name}: JSON too large or too deep."
-            ) from None
-    if arg.is_list:
-        return [item.strip() for item in raw.split(",") if item.strip()]
-    if arg.values and raw not in arg.values:
-        shown = "" if arg.secret else f" '{raw}'"
-        raise ApiArgumentError(f"Invalid value{shown} for API argument {arg.name}: use one of "
-                               f"{', '.join(arg.values)}.")
-    return raw
+def _api_error(exc: FieldError) -> ApiArgumentError:
+    """A field's complaint worded as the Administration API words argument errors."""
+    name = exc.field.name
+    if exc.choice:
+        shown = f" {exc.shown}" if exc.shown else ""
+        return ApiArgumentError(f"Invalid value{shown} for API argument {name}: use "
+                                f"{exc.expected}.")
+    if exc.expected in ("valid JSON", "given"):
+        return ApiArgumentError(f"Invalid value for API argument {name}: "
+                                f"{exc.message.removeprefix(name + ' ')}.")
+    return ApiArgumentError(f"Invalid value for API argument {name}: {exc.expected} is "
+                            "expected.")
 
 
 def parse_args(fn: Function, form: Mapping[str, str],
                native: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Typed arguments from form fields (and values already typed, from a JSON body),
-    checked against the declaration."""
+    """Typed arguments from text (form fields, name=value words) and from values already
+    typed (a JSON body, a caller in this process), checked against the declaration.
+
+    An argument that is absent is left out (a partial update tells it from null), unless it
+    has a default (one the original added later: its old behaviour). An empty value of an
+    optional argument means null (the original errors there; its users complain)."""
     native = native or {}
-    known = {a.name: a for a in fn.args}
-    lower = {a.name.lower(): a for a in fn.args}
+    known = {a.name.lower(): a for a in fn.args}
     given: dict[str, str] = {}
     for key, value in form.items():
-        arg = known.get(key) or lower.get(key.lower())
+        arg = known.get(key.lower())
         if arg is None:
             raise ApiArgumentError(f"Unknown API argument {key}.")
         given[arg.name] = value
+    for key in native:
+        if key.lower() not in known:
+            raise ApiArgumentError(f"Unknown API argument {key}.")
     out: dict[str, Any] = {}
-    for arg in fn.args:
-        raw = given.get(arg.name)
-        # An empty value of an optional argument means "not given" (the original errors there;
-        # its users complain). A required one must be given.
-        if arg.name in native:
-            out[arg.name] = native[arg.name]
-            continue
-        if raw is None:  # absent: left out, so that a partial update can tell it from null
-            if not arg.nullable:
+    try:
+        for arg in fn.args:
+            if arg.name in native:
+                out[arg.name] = arg.check(native[arg.name])
+            elif arg.name in given:
+                out[arg.name] = arg.parse(given[arg.name])
+            elif arg.default is not None:
+                out[arg.name] = arg.default
+            elif not arg.nullable:
                 raise ApiArgumentError(f"Missing API argument {arg.name}.")
-            continue
-        if arg.nullable and raw.strip() == "":
-            out[arg.name] = None
-            continue
-        out[arg.name] = _convert(arg, raw)
+    except FieldError as exc:
+        raise _api_error(exc) from None
     return out
 
 
-def parse_json_args(fn: Function, body: Mapping[str, Any]) -> dict[str, Any]:
-    """Typed arguments from a JSON object: JSON values of the declared type as they are,
-    strings converted as form fields are, null for a nullable argument."""
+def split_json(fn: Function, body: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """The arguments of a JSON object as parse_args takes them: strings as text (parsed as a
+    form field is), other JSON values as values (of the declared type, or null for a
+    nullable argument)."""
     form: dict[str, str] = {}
     native: dict[str, Any] = {}
     known = {a.name.lower(): a for a in fn.args}
@@ -220,20 +198,8 @@ def parse_json_args(fn: Function, body: Mapping[str, Any]) -> dict[str, Any]:
         arg = known.get(str(key).lower())
         if arg is None:
             raise ApiArgumentError(f"Unknown API argument {key}.")
-        if value is None:
-            if not arg.nullable:
-                raise ApiArgumentError(f"API argument {arg.name} must not be null.")
-            native[arg.name] = None
-        elif isinstance(value, str):
+        if isinstance(value, str):
             form[arg.name] = value
-        elif arg.type == "json" or (arg.type == "bool" and isinstance(value, bool)) or (
-                arg.type == "number" and isinstance(value, int | float)
-                and not isinstance(value, bool)):
-            native[arg.name] = value
-        elif arg.is_list and isinstance(value, list) and all(isinstance(v, str) for v in value):
-            native[arg.name] = [v.strip() for v in value if v.strip()]
         else:
-            expected = {"number": "a number", "bool": "true or false"}.get(arg.type, "a string")
-            raise ApiArgumentError(f"Invalid value for API argument {arg.name}: {expected} is "
-                                   "expected.")
-    return parse_args(fn, form, native)
+            native[arg.name] = value
+    return form, native

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import time
 import zoneinfo
@@ -14,9 +13,8 @@ from mailkeep.core.admin.sessions import Sessions
 from mailkeep.core.errors import MailkeepError
 from mailkeep.functions.call import Call
 from mailkeep.functions.registry import function
+from mailkeep.notify.monitor import LOW_DISK, disk_low
 
-STARTED = time.monotonic()  # this module is imported when the server starts
-LOW_DISK = 0.10  # warn below this share of free disk space
 LOCAL = "$Local"
 
 LONG_PROCESS_S = 24 * 3600  # warn about a process that has run longer than this
@@ -56,15 +54,15 @@ def get_service_status(call: Call) -> dict[str, Any]:
     if not any(r.state == "current" for r in records):
         warnings.append("No store is current: new mail cannot be archived "
                         "(SetStoreRequestedState or CreateStore).")
-    usage = shutil.disk_usage(archive.data_dir)
-    if usage.total and usage.free < LOW_DISK * usage.total:
+    low, free, total = disk_low(archive.data_dir)
+    if low:
         warnings.append(f"Less than {LOW_DISK:.0%} of the disk of {archive.data_dir} is free "
-                        f"({usage.free} of {usage.total} bytes).")
+                        f"({free} of {total} bytes).")
     jobs = _jobs(call, warnings)
     return {"version": __version__, "machineName": socket.gethostname(),
-            "uptimeSeconds": int(time.monotonic() - STARTED), "stores": stores,
-            "diskSpace": {"path": str(archive.data_dir), "totalBytes": usage.total,
-                          "freeBytes": usage.free},
+            "uptimeSeconds": int(time.monotonic() - call.services.started), "stores": stores,
+            "diskSpace": {"path": str(archive.data_dir), "totalBytes": total,
+                          "freeBytes": free},
             "jobs": jobs, "warnings": warnings}
 
 
@@ -124,4 +122,4 @@ def get_active_sessions(call: Call) -> list[dict[str, Any]]:
     return [{"userName": s.user_name, "role": s.role, "address": s.address, "kind": "mcapi",
              "loggedInAt": _utc(s.created_at), "lastActivity": _utc(s.last_seen),
              "expiresAt": _utc(s.expires_at)}
-            for s in Sessions(call.archive.master).active()]
+            for s in Sessions(call.master).active()]

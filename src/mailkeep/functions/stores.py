@@ -7,31 +7,33 @@ from typing import Any
 
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import InvalidArgument, MailkeepError
-from mailkeep.core.master import STATES, StoreRecord
-from mailkeep.core.storage.verify import verify
+from mailkeep.core.fields import Field
+from mailkeep.core.masterdb import STATES, StoreRecord
+from mailkeep.core.storage.verify import VerifyFailed, verify
 from mailkeep.functions.call import Call
-from mailkeep.functions.registry import Arg, function
+from mailkeep.functions.registry import function
 
 STORE_TYPES = ("FileSystemInternal", "SQLServer", "PostgreSQL")
-ID = Arg("id", "number", description="The store's id (see GetStores).")
-STATE = Arg("requestedState", "string", True, "current, normal, writeProtected or disabled.",
-            values=STATES)
+ID = Field("id", "number", description="The store's id (see GetStores).")
+STATE = Field("requestedState", "string", True, "current, normal, writeProtected or disabled.",
+            choices=STATES)
 # The original's arguments for stores kept in a database server; mailkeep keeps every store
 # as a directory, so only FileSystemInternal is accepted and these must stay empty.
 DATABASE_ARGS = (
-    Arg("type", "string", True, "FileSystemInternal (the only type mailkeep has).",
-        values=STORE_TYPES),
-    Arg("databaseName", "string", True, "Not used (database-server stores)."),
-    Arg("databasePath", "string", True, "Directory of the store."),
-    Arg("contentPath", "string", True, "Not used: content lives in the store directory."),
-    Arg("indexPath", "string", True, "Not used: the index lives in the store directory."),
-    Arg("serverName", "string", True, "Not used (database-server stores)."),
-    Arg("userName", "string", True, "Not used (database-server stores)."),
-    Arg("password", "string", True, "Not used (database-server stores).", secret=True),
+    Field("type", "string", True, "FileSystemInternal (the only type mailkeep has).",
+        choices=STORE_TYPES),
+    Field("databaseName", "string", True, "Not used (database-server stores)."),
+    Field("databasePath", "string", True, "Directory of the store."),
+    Field("contentPath", "string", True, "Not used: content lives in the store directory."),
+    Field("indexPath", "string", True, "Not used: the index lives in the store directory."),
+    Field("serverName", "string", True, "Not used (database-server stores)."),
+    Field("userName", "string", True, "Not used (database-server stores)."),
+    Field("password", "string", True, "Not used (database-server stores).", secret=True),
 )
 STORE_SHAPE = ('[{"id": int, "name": str, "requestedState": str, "databasePath": str, '
                '"statisticsSize": int|null, "statisticsCount": int|null, "error": str|null, '
-               '"searchIndexesNeedRebuild": bool, "needsUpgrade": bool, "encrypted": bool}]')
+               '"searchIndexesNeedRebuild": bool, "needsUpgrade": bool, "encrypted": bool'
+               '[, "distinctCount": int, "diskSize": int with includeSize]}]')
 
 
 def _store_id(call: Call) -> StoreRecord:
@@ -61,8 +63,10 @@ def store_info(archive: Archive, rec: StoreRecord, include_size: bool) -> dict[s
         store = archive.open_store(rec)
         info["encrypted"] = store.encrypted
         if include_size:
-            entries, _blobs, raw = store.catalog.counts()
+            entries, blobs, raw = store.catalog.counts()
             info["statisticsCount"], info["statisticsSize"] = entries, raw
+            info["distinctCount"] = blobs
+            info["diskSize"] = sum(store.disk_usage().values())
     except MailkeepError as exc:
         info["error"] = exc.message
     return info
@@ -70,7 +74,7 @@ def store_info(archive: Archive, rec: StoreRecord, include_size: bool) -> dict[s
 
 @function("GetStores", "All attached stores with their state, and their message counts and "
           "sizes when includeSize is true.", STORE_SHAPE,
-          Arg("includeSize", "bool", True, "Also count messages and bytes (slower)."),
+          Field("includeSize", "bool", True, "Also count messages and bytes (slower)."),
           changes=False)
 def get_stores(call: Call) -> list[dict[str, Any]]:
     include = bool(call.arg("includeSize"))
@@ -79,8 +83,8 @@ def get_stores(call: Call) -> list[dict[str, Any]]:
 
 @function("CreateStore", "Create a store; the first store becomes current.",
           '{"id": int, "name": str, ...} (the new store, as in GetStores)',
-          Arg("name", "string", description="Name of the new store."), *DATABASE_ARGS, STATE,
-          Arg("encrypt", "bool", True, "Encrypt the store's messages at rest (AES-256-GCM)."))
+          Field("name", "string", description="Name of the new store."), *DATABASE_ARGS, STATE,
+          Field("encrypt", "bool", True, "Encrypt the store's messages at rest (AES-256-GCM)."))
 def create_store(call: Call) -> dict[str, Any]:
     _directory_store_only(call)
     path = call.arg("databasePath")
@@ -93,10 +97,10 @@ def create_store(call: Call) -> dict[str, Any]:
 
 @function("AttachStore", "Attach an existing store directory (databasePath).",
           '{"id": int, "name": str, ...} (the attached store, as in GetStores)',
-          Arg("name", "string", description="Name to attach it under."),
+          Field("name", "string", description="Name to attach it under."),
           # the original requires the type here (and only here)
-          Arg("type", "string", False, "FileSystemInternal (the only type mailkeep has).",
-              values=STORE_TYPES), *DATABASE_ARGS[1:], STATE)
+          Field("type", "string", False, "FileSystemInternal (the only type mailkeep has).",
+              choices=STORE_TYPES), *DATABASE_ARGS[1:], STATE)
 def attach_store(call: Call) -> dict[str, Any]:
     _directory_store_only(call)
     path = call.arg("databasePath")
@@ -135,24 +139,30 @@ def detach_store(call: Call) -> None:
 
 
 @function("RenameStore", "Rename a store.", "null", ID,
-          Arg("name", "string", description="The new name."))
+          Field("name", "string", description="The new name."))
 def rename_store(call: Call) -> None:
     call.archive.rename_store(_store_id(call).id, call.arg("name"))
 
 
 @function("SetStoreRequestedState", "Set a store's state; making one current makes the "
           "previous current store normal.", "null", ID,
-          Arg("requestedState", "string", description="current, normal, writeProtected or "
-              "disabled.", values=STATES))
+          Field("requestedState", "string", description="current, normal, writeProtected or "
+              "disabled.", choices=STATES))
 def set_store_requested_state(call: Call) -> None:
     call.archive.set_store_state(_store_id(call).id, call.arg("requestedState"))
 
 
-def _verify_one(call: Call, rec: StoreRecord, share: tuple[float, float]) -> list[str]:
+def _verify_one(call: Call, rec: StoreRecord, share: tuple[float, float]) -> dict[str, Any]:
+    """Verify one store; its report: {store, name, messages, records, ok, problems: [{id,
+    problem}], repairedOnOpen}, or {store, name, ok: false, error} when it cannot be opened
+    for verifying (the error is raised after all stores were looked at)."""
     lo, span = share
+    call.ctx.log(f"Verifying store {rec.name} (id {rec.id})...")
+    # The writer's lock: a batch being written by someone else is not damage.
     store = call.archive.open_store(rec, write=True, check_state=False)
     store.require_writable()
-    call.ctx.log(f"Verifying store {rec.name} (id {rec.id})...")
+    for line in store.recovered_on_open:
+        call.ctx.log(f"  on open: {line}")
 
     def report(percent: float, line: str | None) -> None:
         call.ctx.progress(int(lo + span * percent / 100))
@@ -160,46 +170,74 @@ def _verify_one(call: Call, rec: StoreRecord, share: tuple[float, float]) -> lis
             call.ctx.log(f"  {line}")
 
     res = verify(store, report, call.ctx.check_cancelled)
-    problems = [f"{rec.id}:{p.message}: {p.text}" if p.message else f"{rec.name}: {p.text}"
+    problems = [{"id": f"{rec.id}:{p.message}" if p.message else None, "problem": p.text}
                 for p in res.problems]
     for p in problems:
-        call.ctx.log(f"  problem: {p}")
+        call.ctx.log(f"  problem: {p['id'] or rec.name}: {p['problem']}")
     call.ctx.log(f"  {res.messages} messages verified, {len(problems)} problems")
-    return problems
+    return {"store": rec.id, "name": rec.name, "messages": res.messages,
+            "records": res.records, "ok": res.ok, "problems": problems,
+            "repairedOnOpen": list(store.recovered_on_open)}
 
 
-def _verify_result(problems: list[str], what: str) -> None:
+def verify_stores(call: Call, recs: list[StoreRecord], what: str) -> dict[str, Any]:
+    """Verify each store; every store is looked at even when one cannot be opened. Damage
+    fails with VerifyFailed (naming the messages); else a store that could not be opened
+    fails with its own error. Either carries the report in `report`."""
+    stores: list[dict[str, Any]] = []
+    unopened: MailkeepError | None = None
+    for i, rec in enumerate(recs):
+        call.ctx.check_cancelled()
+        share = (100.0 * i / len(recs), 100.0 / len(recs))
+        try:
+            stores.append(_verify_one(call, rec, share))
+        except MailkeepError as exc:
+            call.ctx.log(f"  store {rec.name} (id {rec.id}) not verified: {exc.message}")
+            stores.append({"store": rec.id, "name": rec.name, "ok": False,
+                           "error": exc.message})
+            unopened = unopened or exc
+    report = {"stores": stores}
+    problems = [f"{p['id']}: {p['problem']}" if p["id"] else f"{s['name']}: {p['problem']}"
+                for s in stores for p in s.get("problems", [])]
     if problems:
-        raise VerifyFailed(f"Verification of {what} found {len(problems)} problems.",
-                           "; ".join(problems[:20]))
+        damaged = VerifyFailed(f"Verification of {what} found {len(problems)} problems.",
+                               "; ".join(problems[:20]))
+        damaged.report = report
+        raise damaged
+    if unopened is not None:
+        unopened.report = report  # type: ignore[attr-defined]
+        raise unopened
+    return report
 
 
-class VerifyFailed(MailkeepError):
-    code = "corrupt_data"
+INCLUDE_INDEXES = Field("includeIndexes", "bool", description="Also check the full-text "
+                        "index (mailkeep always does; accepted for compatibility).",
+                        default=False)
+REPORT = Field("report", "bool", True, "mailkeep extension: answer the report (the stores "
+               "verified, their messages, records and problems) instead of null.")
 
-    def __init__(self, message: str, details: str) -> None:
-        super().__init__(message)
-        self.details = details
 
-
-INCLUDE_INDEXES = Arg("includeIndexes", "bool", description="Also check the full-text index "
-                      "(mailkeep always does; accepted for compatibility).")
+VERIFY_SHAPE = ('{"stores": [{"store": int, "name": str, "messages": int, "records": int, '
+                '"ok": bool, "problems": [{"id": str|null, "problem": str}], '
+                '"repairedOnOpen": [str]} | {"store": int, "name": str, "ok": false, '
+                '"error": str}]}')
 
 
 @function("VerifyStore", "Re-read every record of a store, check each message against its "
           "hash and the catalog and index against the segments. Fails, naming the damaged "
-          "messages, if anything is wrong.", "null", ID, INCLUDE_INDEXES,
-          long_running=True, changes=False)
-def verify_store(call: Call) -> None:
+          "messages, if anything is wrong. Answers null, or the report with report=true.",
+          f"null | {VERIFY_SHAPE}", ID, INCLUDE_INDEXES, REPORT, long_running=True,
+          changes=False)
+def verify_store(call: Call) -> dict[str, Any] | None:
     rec = _store_id(call)
-    _verify_result(_verify_one(call, rec, (0.0, 100.0)), f"store {rec.name}")
+    report = verify_stores(call, [rec], f"store {rec.name}")
+    return report if call.arg("report") else None
 
 
-@function("VerifyStores", "VerifyStore for every store that is not disabled.", "null",
-          INCLUDE_INDEXES, long_running=True, changes=False)
-def verify_stores(call: Call) -> None:
+@function("VerifyStores", "VerifyStore for every store that is not disabled (a store that "
+          "cannot be opened is named, and the others are verified all the same).",
+          f"null | {VERIFY_SHAPE}", INCLUDE_INDEXES, REPORT, long_running=True, changes=False)
+def verify_all_stores(call: Call) -> dict[str, Any] | None:
     recs = [r for r in call.archive.stores() if r.state != "disabled"]
-    problems: list[str] = []
-    for i, rec in enumerate(recs):
-        problems += _verify_one(call, rec, (100.0 * i / len(recs), 100.0 / len(recs)))
-    _verify_result(problems, f"{len(recs)} stores")
+    report = verify_stores(call, recs, f"{len(recs)} stores")
+    return report if call.arg("report") else None

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from argon2 import PasswordHasher
-
 from mailkeep.core.admin.sessions import Sessions
 from mailkeep.core.admin.users import (
     AUTHENTICATIONS,
@@ -18,30 +16,27 @@ from mailkeep.core.admin.users import (
     PRIVILEGES,
     Users,
 )
+from mailkeep.core.fields import Field
 from mailkeep.functions.call import Call
-from mailkeep.functions.registry import Arg, function
+from mailkeep.functions.registry import function
 
-# The password hasher of the functions' Users; None means Argon2id with its defaults.
-# Tests set a cheap one here.
-HASHER: PasswordHasher | None = None
-
-USER = Arg("userName", "string", description="The user's name (compared case-insensitively).")
+USER = Field("userName", "string", description="The user's name (compared case-insensitively).")
 PRIVILEGE_VALUES = ("none", *PRIVILEGES)
 FOLDER_PRIVILEGE_VALUES = ("none", *FOLDER_PRIVILEGES)
 LOGIN_PRIVILEGE_VALUES = ("none", *LOGIN_PRIVILEGES)
 
 
-def _privileges(nullable: bool = False) -> Arg:
-    return Arg("privileges", "string", nullable,
+def _privileges(nullable: bool = False) -> Field:
+    return Field("privileges", "list", nullable,
                f"Comma-separated: {', '.join(PRIVILEGE_VALUES)}.",
-               values=PRIVILEGE_VALUES, is_list=True)
+               choices=PRIVILEGE_VALUES)
 
 
-def _login_privileges(nullable: bool) -> Arg:
+def _login_privileges(nullable: bool) -> Field:
     extra = " Empty: every way." if nullable else ""
-    return Arg("loginPrivileges", "string", nullable,
+    return Field("loginPrivileges", "list", nullable,
                f"Comma-separated: {', '.join(LOGIN_PRIVILEGE_VALUES)}.{extra}",
-               values=LOGIN_PRIVILEGE_VALUES, is_list=True)
+               choices=LOGIN_PRIVILEGE_VALUES)
 
 
 AUTHENTICATION_TEXT = f"{' or '.join(AUTHENTICATIONS)} (default integrated)."
@@ -54,11 +49,7 @@ USER_INFO_SHAPE = (
 
 
 def _users(call: Call) -> Users:
-    return Users(call.archive.master, hasher=HASHER)
-
-
-def _actor(call: Call) -> str:
-    return call.archive.actor
+    return Users(call.master, hasher=call.services.hasher)
 
 
 @function("GetUsers", "All users, sorted by user name.", USERS_SHAPE, changes=False)
@@ -74,119 +65,113 @@ def get_user_info(call: Call) -> dict[str, Any]:
 
 
 @function("CreateUser", "Create a user.", "null", USER, _privileges(),
-          Arg("fullName", "string", True, "The user's full name."),
-          Arg("distinguishedName", "string", True, "The LDAP distinguished name."),
-          Arg("authentication", "string", True, AUTHENTICATION_TEXT),
-          Arg("password", "string", True, "The password (integrated authentication).",
+          Field("fullName", "string", True, "The user's full name."),
+          Field("distinguishedName", "string", True, "The LDAP distinguished name."),
+          Field("authentication", "string", True, AUTHENTICATION_TEXT),
+          Field("password", "string", True, "The password (integrated authentication).",
               secret=True),
           _login_privileges(nullable=True))
 def create_user(call: Call) -> None:
     _users(call).create(call.arg("userName"), call.arg("privileges"), call.arg("fullName"),
                         call.arg("distinguishedName"), call.arg("authentication"),
-                        call.arg("password"), login_privileges=call.arg("loginPrivileges"),
-                        actor=_actor(call))
+                        call.arg("password"), login_privileges=call.arg("loginPrivileges"))
 
 
 @function("DeleteUser", "Delete a user; the archive folder of the user stays. The last "
           "administrator cannot be deleted.", "null", USER)
 def delete_user(call: Call) -> None:
-    _users(call).delete(call.arg("userName"), actor=_actor(call))
+    _users(call).delete(call.arg("userName"))
     _end_sessions(call, call.arg("userName"))
 
 
 @function("RenameUser", "Rename a user; folder privileges on the user's archive follow the "
           "new name.", "null",
-          Arg("oldUserName", "string", description="The user's current name."),
-          Arg("newUserName", "string", description="The new name."))
+          Field("oldUserName", "string", description="The user's current name."),
+          Field("newUserName", "string", description="The new name."))
 def rename_user(call: Call) -> None:
-    _users(call).rename(call.arg("oldUserName"), call.arg("newUserName"), actor=_actor(call))
+    _users(call).rename(call.arg("oldUserName"), call.arg("newUserName"))
     _end_sessions(call, call.arg("oldUserName"))
 
 
 @function("SetUserPassword", "Set a user's password (must not be empty).", "null", USER,
-          Arg("password", "string", description="The new password.", secret=True))
+          Field("password", "string", description="The new password.", secret=True))
 def set_user_password(call: Call) -> None:
-    _users(call).set_password(call.arg("userName"), call.arg("password"), actor=_actor(call))
+    _users(call).set_password(call.arg("userName"), call.arg("password"))
     _end_sessions(call, call.arg("userName"))
 
 
 def _end_sessions(call: Call, user_name: str) -> None:
     """A deleted or renamed account, or a new password, ends the console sessions."""
-    Sessions(call.archive.master).end_user(user_name)
+    Sessions(call.master).end_user(user_name)
 
 
 @function("SetUserFullName", "Set or clear a user's full name.", "null", USER,
-          Arg("fullName", "string", True, "The full name; empty clears it."))
+          Field("fullName", "string", True, "The full name; empty clears it."))
 def set_user_full_name(call: Call) -> None:
-    _users(call).set_full_name(call.arg("userName"), call.arg("fullName"), actor=_actor(call))
+    _users(call).set_full_name(call.arg("userName"), call.arg("fullName"))
 
 
 @function("SetUserEmailAddresses", "Set a user's email addresses.", "null", USER,
-          Arg("emailAddresses", "string", True, "Comma-separated addresses; empty clears them.",
-              is_list=True))
+          Field("emailAddresses", "list", True, "Comma-separated addresses; empty clears them."))
 def set_user_email_addresses(call: Call) -> None:
-    _users(call).set_email_addresses(call.arg("userName"), call.arg("emailAddresses"),
-                                     actor=_actor(call))
+    _users(call).set_email_addresses(call.arg("userName"), call.arg("emailAddresses"))
 
 
 @function("SetUserPrivileges", "Set a user's privileges; the last administrator keeps admin.",
           "null", USER, _privileges())
 def set_user_privileges(call: Call) -> None:
-    _users(call).set_privileges(call.arg("userName"), call.arg("privileges"),
-                                actor=_actor(call))
+    before = _users(call).set_privileges(call.arg("userName"), call.arg("privileges"))
+    call.note(before=before or ["none"])
 
 
 @function("SetUserPrivilegesOnFolder", "Set a user's privileges on one archive folder; none "
           "removes them.", "null", USER,
-          Arg("folder", "string", description="Folder path; the top level is a user name."),
-          Arg("privileges", "string",
+          Field("folder", "string", description="Folder path; the top level is a user name."),
+          Field("privileges", "list",
               description=f"Comma-separated: {', '.join(FOLDER_PRIVILEGE_VALUES)}.",
-              values=FOLDER_PRIVILEGE_VALUES, is_list=True))
+              choices=FOLDER_PRIVILEGE_VALUES))
 def set_user_privileges_on_folder(call: Call) -> None:
     _users(call).set_privileges_on_folder(call.arg("userName"), call.arg("folder"),
-                                          call.arg("privileges"), actor=_actor(call))
+                                          call.arg("privileges"))
 
 
 @function("ClearUserPrivilegesOnFolders", "Remove all of a user's folder privileges.", "null",
           USER)
 def clear_user_privileges_on_folders(call: Call) -> None:
-    _users(call).clear_privileges_on_folders(call.arg("userName"), actor=_actor(call))
+    _users(call).clear_privileges_on_folders(call.arg("userName"))
 
 
 @function("SetUserAuthentication", "Set how a user authenticates; cached logins end.", "null",
-          USER, Arg("authentication", "string", description=AUTHENTICATION_TEXT))
+          USER, Field("authentication", "string", description=AUTHENTICATION_TEXT))
 def set_user_authentication(call: Call) -> None:
-    _users(call).set_authentication(call.arg("userName"), call.arg("authentication"),
-                                    actor=_actor(call))
+    _users(call).set_authentication(call.arg("userName"), call.arg("authentication"))
 
 
 @function("SetUserLoginPrivileges", "Set the ways a user may log in.", "null", USER,
           _login_privileges(nullable=False))
 def set_user_login_privileges(call: Call) -> None:
-    _users(call).set_login_privileges(call.arg("userName"), call.arg("loginPrivileges"),
-                                      actor=_actor(call))
+    before = _users(call).set_login_privileges(call.arg("userName"),
+                                               call.arg("loginPrivileges"))
+    call.note(before=before or ["none"])
 
 
 @function("SetUserDistinguishedName", "Set or clear a user's LDAP distinguished name.", "null",
-          USER, Arg("distinguishedName", "string", True, "The distinguished name; empty clears "
+          USER, Field("distinguishedName", "string", True, "The distinguished name; empty clears "
                     "it."))
 def set_user_distinguished_name(call: Call) -> None:
-    _users(call).set_distinguished_name(call.arg("userName"), call.arg("distinguishedName"),
-                                        actor=_actor(call))
+    _users(call).set_distinguished_name(call.arg("userName"), call.arg("distinguishedName"))
 
 
 @function("SetUserPop3UserNames", "Set a user's POP3 user names.", "null", USER,
-          Arg("pop3UserNames", "string", True, "Comma-separated names; empty clears them.",
-              is_list=True))
+          Field("pop3UserNames", "list", True, "Comma-separated names; empty clears them."))
 def set_user_pop3_user_names(call: Call) -> None:
-    _users(call).set_pop3_user_names(call.arg("userName"), call.arg("pop3UserNames"),
-                                     actor=_actor(call))
+    _users(call).set_pop3_user_names(call.arg("userName"), call.arg("pop3UserNames"))
 
 
 @function("SetUserRole", "Set a user's management-console role: administrator (everything), "
           "developer or operator (read the notification settings and connections), or empty "
           "for none (the account cannot log in to the console; an account with the admin "
           "privilege counts as administrator). The last administrator keeps its role.", "null",
-          USER, Arg("role", "string", True, "administrator, developer, operator, or empty."))
+          USER, Field("role", "string", True, "administrator, developer, operator, or empty."))
 def set_user_role(call: Call) -> None:
-    _users(call).set_role(call.arg("userName"), call.arg("role"), actor=_actor(call))
+    call.note(before=_users(call).set_role(call.arg("userName"), call.arg("role")))

@@ -46,10 +46,9 @@ class UnknownToken(Exception):
 
 
 def describe(exc: BaseException) -> tuple[str, str]:
-    """(message, details) for a failed process: the user-facing message and the class name.
-
-    Domain errors carry their message in a `message` attribute. Never a traceback.
-    """
+    """(message, details) for a failed process, unless the engine is given another way (the
+    server gives it the error table's): the user-facing message and the class name. Domain
+    errors carry their message in a `message` attribute. Never a traceback."""
     message = getattr(exc, "message", None)
     if not isinstance(message, str) or not message:
         message = str(exc) or type(exc).__name__
@@ -76,6 +75,7 @@ class Engine:
         on_finished: Callable[[FinishedRecord], None] | None = None,
         stop_timeout_s: float = 10.0,
         max_log_lines: int = 10000,
+        describe: Callable[[BaseException], tuple[str, str]] = describe,
     ) -> None:
         self.grace_ms = grace_ms
         self.default_wait_ms = default_wait_ms
@@ -85,6 +85,8 @@ class Engine:
         self.stop_timeout_s = stop_timeout_s
         self.max_log_lines = max_log_lines
         self._on_finished = on_finished
+        self._describe = describe
+        self._abandoned: dict[str, Callable[[], None]] = {}  # token -> hook, until it runs
         self._lock = threading.Lock()  # guards the table and the expiry queue
         self._processes: dict[str, Process] = {}
         self._expiry: deque[tuple[float, str]] = deque()  # (monotonic deadline, token)
@@ -136,14 +138,18 @@ class Engine:
 
     # -- the API -------------------------------------------------------------------------------
 
-    async def invoke(self, name: str, fn: Callable[[Context], Any], user: str) -> Snapshot:
+    async def invoke(self, name: str, fn: Callable[[Context], Any], user: str,
+                     abandoned: Callable[[], None] | None = None) -> Snapshot:
         """Run fn(ctx) in a worker; answer its outcome if it ends within the grace period
-        (token None), else a running snapshot with a token to poll."""
+        (token None), else a running snapshot with a token to poll. `abandoned` is called
+        instead of fn when the process ends before a worker took it (the engine stopping)."""
         executor = self._ensure_executor()
         self._purge()
         proc = Process(name, user, secrets.token_hex(16), self.max_log_lines)
         with self._lock:
             self._processes[proc.token] = proc
+            if abandoned is not None:
+                self._abandoned[proc.token] = abandoned
         try:
             proc.future = executor.submit(self._run, proc, fn)
         except BaseException:
@@ -213,6 +219,9 @@ class Engine:
         if proc.cancel_requested.is_set():  # cancelled while it waited for a worker
             self._complete(proc, CANCELLED, None, None)
             return
+        with self._lock:
+            self._abandoned.pop(proc.token, None)
+        proc.ran = True
         try:
             result = fn(Context(proc))
         except Cancelled:
@@ -226,18 +235,27 @@ class Engine:
             self._complete(proc, SUCCEEDED, result, None)
 
     def _fail(self, proc: Process, exc: BaseException) -> None:
-        error = describe(exc)
+        error = self._describe(exc)
         if isinstance(getattr(exc, "message", None), str):  # a domain error: expected, no trace
             log.info("process %s (%s) failed: %s", proc.name, proc.user, error[0])
         else:
             log.error("process %s (%s) failed", proc.name, proc.user, exc_info=exc)
-        self._complete(proc, FAILED, None, error)
+        self._complete(proc, FAILED, None, error, exc)
 
     def _complete(
-        self, proc: Process, code: str, result: Any, error: tuple[str, str] | None
+        self, proc: Process, code: str, result: Any, error: tuple[str, str] | None,
+        exception: BaseException | None = None,
     ) -> None:
         if not proc.claim():
             return
+        with self._lock:
+            abandoned = self._abandoned.pop(proc.token, None)
+        if abandoned is not None and not proc.ran:
+            try:
+                abandoned()
+            except Exception:
+                log.exception("abandoned hook failed for process %s (%s)", proc.name,
+                              proc.token)
         record = FinishedRecord(
             proc.name,
             proc.user,
@@ -252,6 +270,6 @@ class Engine:
                 self._on_finished(record)
             except Exception:
                 log.exception("on_finished failed for process %s (%s)", proc.name, proc.token)
-        proc.publish(code, result, error)
+        proc.publish(code, result, error, exception)
         with self._lock:
             self._expiry.append((time.monotonic() + self.retention_s, proc.token))

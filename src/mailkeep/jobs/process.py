@@ -10,7 +10,7 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mailkeep.core.errors import Cancelled
 
@@ -33,6 +33,7 @@ class Snapshot:
     result: Any  # the JSON-able result when succeeded, else None
     error: tuple[str, str] | None  # (message, details) when failed
     log_output: str | None  # log text added after the version the caller knew, or None
+    exception: BaseException | None = None  # what it failed with (for an interface's table)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,17 @@ class FinishedRecord:
     finished: float  # epoch seconds
     outcome: str  # "succeeded" | "failed" | "cancelled"
     error: str | None  # the user-facing message when failed
+
+
+class Progress(Protocol):
+    """How a running function reports and is stopped: Context below, a job's context, the
+    command line's terminal."""
+
+    def progress(self, percent: int | None, text: str | None = None) -> None: ...
+
+    def log(self, line: str) -> None: ...
+
+    def check_cancelled(self) -> None: ...
 
 
 Waiters = list[tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]]
@@ -102,6 +114,8 @@ class Process:
         self.text: str | None = None
         self.result: Any = None
         self.error: tuple[str, str] | None = None
+        self.exception: BaseException | None = None
+        self.ran = False  # a worker began running it
         self.claimed = False  # an outcome is being recorded; later outcomes are ignored
         self._log: deque[tuple[int, str]] = deque(maxlen=max_log_lines)
         self._waiters: dict[asyncio.AbstractEventLoop, asyncio.Future[None]] = {}
@@ -144,11 +158,13 @@ class Process:
             self.claimed = True
             return True
 
-    def publish(self, code: str, result: Any, error: tuple[str, str] | None) -> None:
+    def publish(self, code: str, result: Any, error: tuple[str, str] | None,
+                exception: BaseException | None = None) -> None:
         with self.lock:
             self.status_code = code
             self.result = result if code == SUCCEEDED else None
             self.error = error if code == FAILED else None
+            self.exception = exception if code == FAILED else None
             waiters = self._bump()
         _wake(waiters)
 
@@ -170,6 +186,7 @@ class Process:
                 result=self.result,
                 error=self.error,
                 log_output="".join(reversed(lines)) or None,
+                exception=self.exception,
             )
 
     def info(self) -> ProcessInfo:

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import calendar
 import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from mailkeep.core.admin.zones import zone
 from mailkeep.core.errors import InvalidArgument
+from mailkeep.core.masterdb.jobs import Schedule
+
+__all__ = ["Schedule"]  # the stored form, core.masterdb.jobs's
 
 INTERVALS = (5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720)
 DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
@@ -30,23 +33,6 @@ _PYTHON_WEEKDAY = {name: (i - 1) % 7 for i, name in enumerate(DAYS)}  # Monday =
 
 _TIME_RE = re.compile(r"(\d\d):(\d\d)(?::(\d\d))?")
 _DATE_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)(?:T(\d\d:\d\d(?::\d\d)?))?")
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """A validated schedule, in its stored (normalized) form."""
-
-    type: str  # one of TYPES
-    date: str | None = None  # YYYY-MM-DD (once)
-    interval: int | None = None  # minutes (interval)
-    time: str | None = None  # HH:MM:SS (once, daily, weekly, monthly)
-    day_of_week: str | None = None  # "Monday,Friday", in week order from Sunday (weekly)
-    day_of_month: str | None = None  # "1".."31" or "Last" (monthly)
-
-    def shown(self) -> dict[str, object]:
-        return {"type": self.type, "date": self.date, "interval": self.interval,
-                "time": self.time, "dayOfWeek": self.day_of_week,
-                "dayOfMonth": self.day_of_month}
 
 
 MANUAL = Schedule("manual")
@@ -231,3 +217,17 @@ def _day_runs(schedule: Schedule, tz: tzinfo, day: date) -> list[datetime]:
         if day.weekday() not in wanted:
             return []
     return [to_utc(datetime.combine(day, time.fromisoformat(schedule.time)), tz)]
+
+
+def compute_next(schedule: Schedule, tz_id: str, now: float) -> float | None:
+    """The next run after `now` (epoch seconds) in a zone given by its id, as epoch seconds;
+    None when there is none."""
+    at = next_run(schedule, zone(tz_id), datetime.fromtimestamp(now, UTC))
+    return at.timestamp() if at is not None else None
+
+
+def shown_time(epoch: float | None, tz_id: str) -> str | None:
+    """An instant as ISO 8601 in a zone, with its offset: 2026-01-31T02:00:00+01:00."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, zone(tz_id)).isoformat(timespec="seconds")

@@ -14,14 +14,12 @@ changes; the rest stay. Every change is validated as a whole before anything is 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
-from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
 from mailkeep.core.admin.secrets import open_text, seal_text, secret_key
 from mailkeep.core.errors import InvalidArgument, MailkeepError
+from mailkeep.core.fields import Field, FieldError, Format
 from mailkeep.core.files import write_json_atomic
 from mailkeep.notify.compose import ENCODINGS, check_encodable
 
@@ -32,63 +30,69 @@ SMTP_MECHANISMS = ("plain", "login", "cram-md5", "xoauth2")
 
 
 class ConfigReadError(MailkeepError):
-    code = "config_read"
-    mcapi_code = 5001
+    """A settings file of conf/ cannot be read."""
 
 
 class ConfigWriteError(MailkeepError):
-    code = "config_write"
-    mcapi_code = 5002
+    """A settings file of conf/ cannot be written."""
 
 
 class ConfigParseError(MailkeepError):
-    code = "config_parse"
-    mcapi_code = 5003
+    """A settings file of conf/ cannot be parsed (or its secret cannot be opened)."""
 
 
-@dataclass(frozen=True)
-class Field:
-    name: str
-    type: str  # "str" | "int" | "bool" | "host" | "address" | "addresses" | "path" | choice
-    default: Any
-    low: int = 0
-    high: int = 0
-    choices: tuple[str, ...] = ()
-    description: str = ""
+def _text(name: str, description: str, default: str | None = None,
+          max_length: int = 1024) -> Field:
+    """A one-line text field (no line breaks: header injection)."""
+    return Field(name, "string", True, description, default=default, max_length=max_length,
+                 format="line")
+
+
+def _int(name: str, default: int, low: int, high: int, description: str) -> Field:
+    return Field(name, "int", False, description, default=default, low=low, high=high)
+
+
+def _bool(name: str, default: bool, description: str) -> Field:
+    return Field(name, "bool", False, description, default=default)
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...], description: str) -> Field:
+    return Field(name, "string", False, description, default=default, choices=choices)
+
+
+def _formatted(name: str, fmt: Format, description: str) -> Field:
+    return Field(name, "string", True, description, format=fmt)
 
 
 FIELDS: dict[str, Field] = {f.name: f for f in (
-    Field("connection", "str", None, description="A named SMTP connection "
-          "(/mcapi/connection) to send through; setting it chooses connection mode."),
-    Field("serverName", "host", None, description="SMTP server host name or address."),
-    Field("useSmtpOverSsl", "bool", False, description="Implicit TLS (usually port 465)."),
-    Field("useStartTls", "bool", False, description="STARTTLS on a plain connection (usually "
-          "587 or 25). Not together with useSmtpOverSsl."),
-    Field("port", "int", 25, 1, 65535, description="SMTP port."),
-    Field("fromMailAddress", "address", None, description="Sender address."),
-    Field("toMailAddress", "addresses", None, description="Recipient address(es), comma "
-          "separated."),
-    Field("mailSubject", "str", "mailkeep notification", 0, 200,
-          description="Subject of the notification mail (must fit the encoding)."),
-    Field("encoding", "choice", "utf-8", choices=ENCODINGS, description="Charset of the mail."),
-    Field("timeOut", "int", 60, 1, 3600, description="Seconds every network step may take."),
-    Field("authenticationType", "choice", "None", choices=AUTH_TYPES,
-          description="SMTP (AUTH), POP before SMTP, or None."),
-    Field("userName", "str", None, 0, 256, description="SMTP or POP3 user name."),
-    Field("smtpAuthenticationType", "choice", "plain", choices=SMTP_MECHANISMS,
-          description="SMTP AUTH mechanism: plain, login, cram-md5 or xoauth2 (the password "
-          "is then the OAuth2 access token)."),
-    Field("pop3ServerName", "host", None, description="POP3 server for POP before SMTP."),
-    Field("usePopOverSsl", "bool", False, description="POP3 over implicit TLS (usually 995)."),
-    Field("userStartTlsForPop", "bool", False, description="STLS on a plain POP3 connection. "
-          "Not together with usePopOverSsl."),
-    Field("pop3Port", "int", 110, 1, 65535, description="POP3 port."),
-    Field("useApop", "bool", False, description="APOP login instead of USER/PASS."),
-    Field("pop3Interval", "int", 0, 0, 86400, description="Seconds a POP login is reused "
-          "before logging in again; 0: before every mail."),
-    Field("verifyCertificate", "bool", True, description="Check the servers' TLS "
-          "certificates (switch off for testing only)."),
-    Field("caFile", "path", None, description="PEM file of a private CA to trust."),
+    _text("connection", "A named SMTP connection (/mcapi/connection) to send through; setting "
+          "it chooses connection mode."),
+    _formatted("serverName", "host", "SMTP server host name or address."),
+    _bool("useSmtpOverSsl", False, "Implicit TLS (usually port 465)."),
+    _bool("useStartTls", False, "STARTTLS on a plain connection (usually 587 or 25). Not "
+          "together with useSmtpOverSsl."),
+    _int("port", 25, 1, 65535, "SMTP port."),
+    _formatted("fromMailAddress", "address", "Sender address."),
+    _formatted("toMailAddress", "addresses", "Recipient address(es), comma separated."),
+    Field("mailSubject", "string", False, "Subject of the notification mail (must fit the "
+          "encoding).", default="mailkeep notification", max_length=200, format="line"),
+    _choice("encoding", "utf-8", ENCODINGS, "Charset of the mail."),
+    _int("timeOut", 60, 1, 3600, "Seconds every network step may take."),
+    _choice("authenticationType", "None", AUTH_TYPES, "SMTP (AUTH), POP before SMTP, or None."),
+    _text("userName", "SMTP or POP3 user name.", max_length=256),
+    _choice("smtpAuthenticationType", "plain", SMTP_MECHANISMS, "SMTP AUTH mechanism: plain, "
+            "login, cram-md5 or xoauth2 (the password is then the OAuth2 access token)."),
+    _formatted("pop3ServerName", "host", "POP3 server for POP before SMTP."),
+    _bool("usePopOverSsl", False, "POP3 over implicit TLS (usually 995)."),
+    _bool("userStartTlsForPop", False, "STLS on a plain POP3 connection. Not together with "
+          "usePopOverSsl."),
+    _int("pop3Port", 110, 1, 65535, "POP3 port."),
+    _bool("useApop", False, "APOP login instead of USER/PASS."),
+    _int("pop3Interval", 0, 0, 86400, "Seconds a POP login is reused before logging in again; "
+         "0: before every mail."),
+    _bool("verifyCertificate", True, "Check the servers' TLS certificates (switch off for "
+          "testing only)."),
+    _formatted("caFile", "absolute-path", "PEM file of a private CA to trust."),
 )}
 SECRET = "password"
 
@@ -103,74 +107,20 @@ SHAPES = {
     "None": SMTP_SHAPE,
 }
 EXTRA = ("verifyCertificate", "caFile")  # mailkeep's own, shown in every shape but connection
-HOST_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)"
-                     r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$|^\[?[0-9A-Fa-f:.]+\]?$")
-ADDRESS_RE = re.compile(r"^[^@\s<>,;\"\x00-\x1f\x7f]+@[^@\s<>,;\"\x00-\x1f\x7f]+$")
 
 
-def bad(message: str) -> InvalidArgument:
-    return InvalidArgument(message)
-
-
-def _addresses(name: str, value: str) -> str:
-    if any(c in value for c in "\r\n\x00"):
-        raise bad(f"{name} must not contain line breaks")
-    found = [addr for _n, addr in getaddresses([value])]
-    if not found or any(not ADDRESS_RE.match(a) for a in found):
-        raise bad(f"{name} {value!r} is not a mail address (name@example.org)")
-    return ", ".join(found)
 
 
 def check_value(field: Field, value: Any) -> Any:
-    """A field's value as stored, or InvalidArgument saying what is wrong with it."""
-    name = field.name
-    if value is None:
-        if field.type in ("bool", "int", "choice"):
-            raise bad(f"{name} cannot be null")
-        return None
-    if field.type == "bool":
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
-        if not isinstance(value, bool):
-            raise bad(f"{name} must be true or false, not {json.dumps(value)}")
-        return value
-    if field.type == "int":
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad(f"{name} must be a whole number, not {json.dumps(value)}")
-        if not field.low <= value <= field.high:
-            raise bad(f"{name} must be between {field.low} and {field.high}, not {value}")
-        return value
-    if not isinstance(value, str):
-        raise bad(f"{name} must be a string, not {json.dumps(value)}")
-    if field.type == "choice":
-        by_lower = {c.lower(): c for c in field.choices}
-        if value.strip().lower() not in by_lower:
-            raise bad(f"{name} must be one of {', '.join(field.choices)}, not {value!r}")
-        return by_lower[value.strip().lower()]
-    text = value.strip()
-    if text == "" and field.type != "str":
-        return None
-    if field.type == "host":
-        if not HOST_RE.match(text):
-            raise bad(f"{name} {value!r} is not a host name or address")
-        return text
-    if field.type == "address":
-        if "," in text or not ADDRESS_RE.match(_addresses(name, text)):
-            raise bad(f"{name} {value!r} is not one mail address (name@example.org)")
-        return _addresses(name, text)
-    if field.type == "addresses":
-        return _addresses(name, text)
-    if field.type == "path":
-        if not Path(text).is_absolute():
-            raise bad(f"{name} must be an absolute path, not {value!r}")
-        if not Path(text).is_file():
-            raise bad(f"{name} {text} is not a readable file")
-        return text
-    if any(c in value for c in "\r\n\x00") or len(value) > (field.high or 1024):
-        raise bad(f"{name} must be one line of at most {field.high or 1024} characters")
-    return value
+    """A field's value as stored (from JSON, or text as a form sends it), or InvalidArgument
+    saying what is wrong with it. A CA file must exist too."""
+    try:
+        checked = field.take(value)
+    except FieldError as exc:
+        raise InvalidArgument(exc.message) from None
+    if field.format == "absolute-path" and checked is not None and not Path(checked).is_file():
+        raise InvalidArgument(f"{field.name} {checked} is not a readable file")
+    return checked
 
 
 def _mode(conf: dict[str, Any]) -> str:
@@ -181,21 +131,23 @@ def validate(conf: dict[str, Any], has_password: bool, connections: set[str] | N
     """What a configuration as a whole must satisfy to be saved."""
     mode = _mode(conf)
     if conf["useSmtpOverSsl"] and conf["useStartTls"]:
-        raise bad("useSmtpOverSsl (implicit TLS, usually port 465) and useStartTls "
-                  "(STARTTLS, usually port 587 or 25) cannot both be true: a connection uses "
-                  "one or the other; set the one your server speaks on this port")
+        raise InvalidArgument(
+            "useSmtpOverSsl (implicit TLS, usually port 465) and useStartTls (STARTTLS, "
+            "usually port 587 or 25) cannot both be true: a connection uses one or the other; "
+            "set the one your server speaks on this port")
     if conf["usePopOverSsl"] and conf["userStartTlsForPop"]:
-        raise bad("usePopOverSsl (implicit TLS, usually port 995) and userStartTlsForPop (STLS, "
-                  "usually port 110) cannot both be true")
+        raise InvalidArgument(
+            "usePopOverSsl (implicit TLS, usually port 995) and userStartTlsForPop (STLS, "
+            "usually port 110) cannot both be true")
     try:
         check_encodable(conf["mailSubject"], conf["encoding"])
     except ValueError as exc:
-        raise bad(f"mailSubject cannot be sent as {conf['encoding']}: {exc}") from None
+        raise InvalidArgument(f"mailSubject cannot be sent as {conf['encoding']}: {exc}") from None
     needed = ["fromMailAddress", "toMailAddress"]
     if mode == "connection":
         if connections is not None and conf["connection"] not in connections:
-            raise bad(f"connection {conf['connection']!r} is not a named SMTP connection "
-                      "(see /mcapi/connection/list)")
+            raise InvalidArgument(f"connection {conf['connection']!r} is not a named SMTP "
+                                  "connection (see /mcapi/connection/list)")
     else:
         needed.append("serverName")
     if mode in ("SMTP", "POP before SMTP"):
@@ -204,11 +156,11 @@ def validate(conf: dict[str, Any], has_password: bool, connections: set[str] | N
         needed.append("pop3ServerName")
     missing = [n for n in needed if not conf.get(n)]
     if missing:
-        raise bad(f"{', '.join(missing)} must be set for "
-                  + ("a named connection" if mode == "connection"
-                     else f"authenticationType {mode!r}"))
+        raise InvalidArgument(f"{', '.join(missing)} must be set for "
+                              + ("a named connection" if mode == "connection"
+                                 else f"authenticationType {mode!r}"))
     if mode in ("SMTP", "POP before SMTP") and not has_password:
-        raise bad(f"password must be set when authenticationType is {mode!r}")
+        raise InvalidArgument(f"password must be set when authenticationType is {mode!r}")
 
 
 def _key(data_dir: Path) -> bytes:
@@ -282,7 +234,9 @@ class NotificationConfig:
             if field is None:
                 raise ConfigParseError(f"{self.path.name} has an unknown field {name!r}")
             try:
-                conf[name] = check_value(field, value) if field.type != "path" else value
+                # a stored CA file that is gone now fails when sending, not when reading
+                conf[name] = (check_value(field, value) if field.format != "absolute-path"
+                              else value)
             except InvalidArgument as exc:
                 raise ConfigParseError(f"{self.path.name}: {exc.message}") from None
         sealed = data.get("password")
@@ -310,24 +264,25 @@ class NotificationConfig:
         password = changes.get(SECRET)
         unknown = [n for n in changes if n not in FIELDS and n != SECRET]
         if unknown:
-            raise bad(f"unknown field {unknown[0]!r} (known: {', '.join(FIELDS)}, password)")
+            raise InvalidArgument(
+                f"unknown field {unknown[0]!r} (known: {', '.join(FIELDS)}, password)")
         for name, value in changes.items():
             if name != SECRET:
                 conf[name] = check_value(FIELDS[name], value)
         if "connection" in changes and "authenticationType" in changes and conf["connection"]:
-            raise bad("give either connection (send through a named connection) or "
-                      "authenticationType, not both")
+            raise InvalidArgument("give either connection (send through a named connection) or "
+                                  "authenticationType, not both")
         if "authenticationType" in changes:
             conf["connection"] = None
         if password is not None:
             if not isinstance(password, str) or any(c in password for c in "\r\n\x00"):
-                raise bad("password must be a string of one line")
+                raise InvalidArgument("password must be a string of one line")
         elif sealed is not None and any(
                 conf[n] != before[n] for n in ("serverName", "pop3ServerName")
                 if before[n] is not None):
             # Write-only is only worth something if it cannot be redirected to another host.
-            raise bad("give the password again when serverName or pop3ServerName changes "
-                      "(the stored one is never sent to another server)")
+            raise InvalidArgument("give the password again when serverName or pop3ServerName "
+                                  "changes (the stored one is never sent to another server)")
         validate(conf, bool(password) or sealed is not None, connections)
         if password is not None:
             sealed = seal(self.data_dir, password, "password") if password else None

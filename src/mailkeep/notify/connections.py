@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from mailkeep.core.errors import Conflict, InvalidArgument, NotFound
+from mailkeep.core.fields import Field
 from mailkeep.notify.config import (
     FORMAT,
     ConfigParseError,
-    Field,
     check_value,
     read_json,
     seal,
@@ -24,23 +24,25 @@ FILE = "connections.json"
 KINDS = ("smtp", "pop3")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FIELDS: dict[str, Field] = {f.name: f for f in (
-    Field("serverName", "host", None, description="Host name or address."),
-    Field("port", "int", None, 1, 65535, description="Port (default 25 for smtp, 110 for pop3)."),
-    Field("security", "choice", "none", choices=("none", "implicit", "starttls"),
-          description="none, implicit (TLS from the first byte: 465, 995) or starttls "
-          "(STARTTLS / STLS on a plain connection)."),
-    Field("verifyCertificate", "bool", True, description="Check the server's certificate."),
-    Field("caFile", "path", None, description="PEM file of a private CA to trust."),
-    Field("timeOut", "int", 60, 1, 3600, description="Seconds every network step may take."),
-    Field("authentication", "choice", "none",
-          choices=("none", "plain", "login", "cram-md5", "xoauth2", "user", "apop"),
-          description="smtp: none, plain, login, cram-md5, xoauth2; pop3: user (USER/PASS) "
-          "or apop."),
-    Field("userName", "str", None, 0, 256, description="User name."),
-    Field("popBeforeSmtp", "str", None, description="smtp only: the pop3 connection to log in "
-          "to before sending (POP before SMTP)."),
-    Field("pop3Interval", "int", 0, 0, 86400, description="smtp only: seconds a POP login is "
-          "reused; 0: before every mail."),
+    Field("serverName", "string", True, "Host name or address.", format="host"),
+    Field("port", "int", False, "Port (default 25 for smtp, 110 for pop3).", low=1,
+          high=65535),
+    Field("security", "string", False, "none, implicit (TLS from the first byte: 465, 995) or "
+          "starttls (STARTTLS / STLS on a plain connection).", default="none",
+          choices=("none", "implicit", "starttls")),
+    Field("verifyCertificate", "bool", False, "Check the server's certificate.", default=True),
+    Field("caFile", "string", True, "PEM file of a private CA to trust.",
+          format="absolute-path"),
+    Field("timeOut", "int", False, "Seconds every network step may take.", default=60, low=1,
+          high=3600),
+    Field("authentication", "string", False, "smtp: none, plain, login, cram-md5, xoauth2; "
+          "pop3: user (USER/PASS) or apop.", default="none",
+          choices=("none", "plain", "login", "cram-md5", "xoauth2", "user", "apop")),
+    Field("userName", "string", True, "User name.", max_length=256, format="line"),
+    Field("popBeforeSmtp", "string", True, "smtp only: the pop3 connection to log in to before "
+          "sending (POP before SMTP).", max_length=1024, format="line"),
+    Field("pop3Interval", "int", False, "smtp only: seconds a POP login is reused; 0: before "
+          "every mail.", default=0, low=0, high=86400),
 )}
 SMTP_AUTH = ("none", "plain", "login", "cram-md5", "xoauth2")
 POP_AUTH = ("user", "apop")

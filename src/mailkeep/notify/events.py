@@ -1,7 +1,8 @@
 """Things that went wrong, and the notification mails that tell an administrator about them.
 
-Any process (the server, a CLI import) records an event in the master database's outbox with
-`record_event`: a quick insert that never raises into the operation that caused it. The server
+Any process (the server, a CLI import) records an event in the master database's outbox
+(core.masterdb.outbox) with `record_event`: a quick insert that never raises into the operation
+that caused it. The server
 runs one `Notifier` thread that reads the outbox and mails it with the saved notification
 settings: grouped per kind (the first event of a kind goes out at once; later ones of that kind
 wait for `notify.interval` seconds after the last mail and then go out together, with their
@@ -17,9 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from mailkeep.core.master import Master
+from mailkeep.core.masterdb import MasterDB
 
 log = logging.getLogger("mailkeep.notify")
 
@@ -34,33 +34,17 @@ KINDS = {
     "profile.failed": "An archiving profile failed",
     "profile.errors": "An archiving profile could not archive some messages",
 }
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS notify_events (
-    id INTEGER PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL,
-    sent_at REAL);
-CREATE INDEX IF NOT EXISTS notify_pending ON notify_events(sent_at) WHERE sent_at IS NULL;
-CREATE TABLE IF NOT EXISTS notify_kinds (kind TEXT PRIMARY KEY, last_mail REAL NOT NULL);
-"""
 SHOWN_PER_MAIL = 50
 BACKOFF_S = (30, 60, 120, 300, 600, 1800, 3600)
 
 
-def record_event(db: Path | Master, kind: str, text: str) -> None:
+def record_event(master: MasterDB, kind: str, text: str) -> None:
     """Note that something went wrong; never raises (a notification must not fail what
-    caused it) and never waits long."""
+    caused it)."""
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind!r}")  # a programming error
     try:
-        conn = db.conn if isinstance(db, Master) else sqlite3.connect(db, timeout=2)
-        try:
-            conn.executescript(SCHEMA)
-            conn.execute("INSERT INTO notify_events (at, kind, text) VALUES (?, ?, ?)",
-                         (time.time(), kind, text[:2000]))
-            if not isinstance(db, Master):
-                conn.commit()
-        finally:
-            if not isinstance(db, Master):
-                conn.close()
+        master.outbox.add(kind, text)
     except sqlite3.Error as exc:
         log.warning("could not record a %s notification: %s", kind, exc)
 
@@ -76,10 +60,10 @@ class Notifier:
     """Mails the outbox. `send(subject, body)` sends with the saved settings and raises on
     failure; `interval_s()` reads the grouping interval (a setting, so it may change)."""
 
-    def __init__(self, db: Path, send: Callable[[str, str], str],
+    def __init__(self, master: MasterDB, send: Callable[[str, str], str],
                  interval_s: Callable[[], float], configured: Callable[[], bool],
                  clock: Callable[[], float] = time.time, poll_s: float = 5.0) -> None:
-        self.db = db
+        self.master = master
         self.send = send
         self.interval_s = interval_s
         self.configured = configured
@@ -106,27 +90,22 @@ class Notifier:
         self._wake.set()
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self.db, timeout=10, isolation_level=None)
-        conn.executescript(SCHEMA)
-        try:
-            while not self._stop.is_set():
-                try:
-                    self.run_once(conn)
-                except Exception:  # the thread must go on whatever one round met
-                    log.exception("notification round failed")
-                self._wake.wait(self.poll_s)
-                self._wake.clear()
-        finally:
-            conn.close()
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # the thread must go on whatever one round met
+                log.exception("notification round failed")
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
 
-    def run_once(self, conn: sqlite3.Connection) -> Outcome:
+    def run_once(self) -> Outcome:
         """One round: mail every kind that is due. Returns what it did."""
         out = Outcome()
         now = self.clock()
         if now < self._next_try:
             return out
-        pending = conn.execute("SELECT id, at, kind, text FROM notify_events WHERE sent_at IS "
-                               "NULL ORDER BY id").fetchall()
+        outbox = self.master.outbox
+        pending = outbox.pending()
         if not pending:
             return out
         if not self.configured():
@@ -137,7 +116,7 @@ class Notifier:
                 self._warned_unconfigured = True
             return out
         self._warned_unconfigured = False
-        last = dict(conn.execute("SELECT kind, last_mail FROM notify_kinds").fetchall())
+        last = outbox.last_mails()
         by_kind: dict[str, list[tuple[int, float, str]]] = {}
         for event_id, at, kind, text in pending:
             by_kind.setdefault(kind, []).append((event_id, at, text))
@@ -157,12 +136,7 @@ class Notifier:
                             "%d s", kind, len(events), out.failed, pause)
                 return out
             self._failures = 0
-            ids = [e[0] for e in events]
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("UPDATE notify_events SET sent_at = ? WHERE id = ?",
-                             [(now, i) for i in ids])
-            conn.execute("INSERT OR REPLACE INTO notify_kinds VALUES (?, ?)", (kind, now))
-            conn.execute("COMMIT")
+            outbox.sent(kind, [e[0] for e in events], now)
             log.info("notification mail sent (%s, %d event(s)): %s", kind, len(events), summary)
             out.mails += 1
             out.events += len(events)

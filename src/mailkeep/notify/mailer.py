@@ -16,12 +16,9 @@ from mailkeep.notify.send import Outgoing, Pop3Target, PopBeforeSmtp, SendError,
 class SendFailed(MailkeepError):
     """The mail could not be sent; the message says at which step and what the server said."""
 
-    code = "send_failed"
-
     def __init__(self, message: str, step: str) -> None:
         super().__init__(message)
         self.step = step
-        self.details = f"send_failed:{step}"
 
 
 POP_STATE = PopBeforeSmtp()  # one per server process: pop3Interval spans mails

@@ -19,7 +19,7 @@ from pathlib import Path
 import anyio.to_thread
 
 from mailkeep.core.errors import InvalidArgument
-from mailkeep.core.master import Master
+from mailkeep.core.masterdb import MasterDB
 from mailkeep.profiles.store import Profiles
 
 log = logging.getLogger("mailkeep.profiles")
@@ -79,9 +79,10 @@ def in_window(windows: list[Window], moment: datetime) -> bool:
 
 
 class AutoRunner:
-    def __init__(self, data_dir: Path, start: Callable[[int], Awaitable[None]],
+    def __init__(self, data_dir: Path, master: MasterDB, start: Callable[[int], Awaitable[None]],
                  now: Callable[[], float] = time.time) -> None:
         self.data_dir = data_dir
+        self.master = master
         self.start = start
         self.now = now
         self._tasks: dict[int, asyncio.Task[None]] = {}
@@ -89,28 +90,24 @@ class AutoRunner:
 
     def due(self) -> list[int]:
         """Profiles to start now (read in a worker thread: it touches the database)."""
-        master = Master(self.data_dir / "mailkeep.db")
-        try:
-            profiles = Profiles(master, self.data_dir)
-            now = self.now()
-            local = datetime.fromtimestamp(now).astimezone()
-            out: list[int] = []
-            for prof in profiles.all():
-                if not prof.automatic or prof.id in self._tasks:
-                    continue
-                last = profiles.last_result(prof.id)
-                ended = max(self._ended.get(prof.id, 0.0),
-                            (last["complete"] or last["start"]) if last else 0.0)
-                if now < ended + prof.pause_s:
-                    continue
-                if prof.windows and in_window(parse_windows(prof.windows), local):
-                    continue
-                if profiles.running(prof.id):
-                    continue
-                out.append(prof.id)
-            return out
-        finally:
-            master.close()
+        profiles = Profiles(self.master, self.data_dir)
+        now = self.now()
+        local = datetime.fromtimestamp(now).astimezone()
+        out: list[int] = []
+        for prof in profiles.all():
+            if not prof.automatic or prof.id in self._tasks:
+                continue
+            last = profiles.last_result(prof.id)
+            ended = max(self._ended.get(prof.id, 0.0),
+                        (last["complete"] or last["start"]) if last else 0.0)
+            if now < ended + prof.pause_s:
+                continue
+            if prof.windows and in_window(parse_windows(prof.windows), local):
+                continue
+            if profiles.running(prof.id):
+                continue
+            out.append(prof.id)
+        return out
 
     async def tick(self) -> None:
         for pid in await anyio.to_thread.run_sync(self.due):

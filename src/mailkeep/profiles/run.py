@@ -32,8 +32,6 @@ LOGGED_FAILURES = 100
 class RunFailed(MailkeepError):
     """The source could not be read at all (connection, login, path)."""
 
-    code = "source_unavailable"
-
 
 class Ctx(Protocol):
     """The process context (functions.call.Progress, without the user)."""

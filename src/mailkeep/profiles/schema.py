@@ -8,11 +8,11 @@ stored sealed; what is shown has `hasPassword` / `hasAccessToken` instead.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mailkeep.core.errors import InvalidArgument
+from mailkeep.core.fields import Field, FieldError, Kind
 from mailkeep.sources.maildir import is_maildir
 
 TYPES = ("imap", "pop3", "directory", "maildir")
@@ -21,63 +21,68 @@ SECURITY = ("implicit", "starttls", "none")
 NAME_MAX = 200
 
 
-@dataclass(frozen=True)
-class Field:
-    kind: str  # str | int | bool | list | str? (nullable str) | int? (nullable int)
-    default: Any = None
-    required: bool = False
-    values: tuple[str, ...] = ()
-    doc: str = ""
+_KINDS: dict[str, Kind] = {"str": "string", "int": "int", "bool": "bool", "list": "list"}
 
 
-_COMMON = {
-    "name": Field("str", required=True, doc="Unique name of the profile."),
-    "type": Field("str", required=True, values=TYPES, doc="The source type."),
-    "userName": Field("str", required=True,
-                      doc="The mailkeep user whose archive the mail goes into."),
-    "targetFolder": Field("str", "", doc="Folder of that archive the source's folders go "
-                          "under ('' = the top; messages at the top of the source then go "
-                          "to Inbox)."),
-}
-_SERVER = {
-    "host": Field("str", required=True, doc="Mail server host name or address."),
-    "port": Field("int?", doc="Default: 993/995 for implicit TLS, else 143/110."),
-    "security": Field("str", "implicit", values=SECURITY,
-                      doc="implicit (IMAPS/POP3S), starttls (STARTTLS/STLS) or none."),
-    "verifyCertificate": Field("bool", True, doc="Check the server's certificate and name."),
-    "caFile": Field("str?", doc="PEM file of a private certificate authority to trust."),
-    "timeout": Field("int", 60, doc="Seconds each network step may take."),
-    "login": Field("str", required=True, doc="Account name on the mail server."),
-    "password": Field("str?", doc="Write-only; stored sealed."),
-    "deleteAfterDays": Field("int?", doc="Delete messages from the server once archived and "
-                             "this many days old (null: never delete)."),
-}
+def _f(name: str, kind: str, default: Any = None, required: bool = False,
+       values: tuple[str, ...] = (), doc: str = "") -> Field:
+    """A property: kind str, int, bool or list, "?" for one that may be null. Text is one
+    line (no control characters); numbers are whole, 0 to 10**9."""
+    base = kind.rstrip("?")
+    return Field(name, _KINDS[base],
+                 kind.endswith("?"), doc, default=default, required=required, choices=values,
+                 low=0 if base == "int" else None, high=10**9 if base == "int" else None,
+                 format="line" if base == "str" and not values else "")
+
+
+def _by_name(*fields: Field) -> dict[str, Field]:
+    return {f.name: f for f in fields}
+
+
+_COMMON = _by_name(
+    _f("name", "str", required=True, doc="Unique name of the profile."),
+    _f("type", "str", required=True, values=TYPES, doc="The source type."),
+    _f("userName", "str", required=True,
+       doc="The mailkeep user whose archive the mail goes into."),
+    _f("targetFolder", "str", "", doc="Folder of that archive the source's folders go under "
+       "('' = the top; messages at the top of the source then go to Inbox)."),
+)
+_SERVER = _by_name(
+    _f("host", "str", required=True, doc="Mail server host name or address."),
+    _f("port", "int?", doc="Default: 993/995 for implicit TLS, else 143/110."),
+    _f("security", "str", "implicit", values=SECURITY,
+       doc="implicit (IMAPS/POP3S), starttls (STARTTLS/STLS) or none."),
+    _f("verifyCertificate", "bool", True, doc="Check the server's certificate and name."),
+    _f("caFile", "str?", doc="PEM file of a private certificate authority to trust."),
+    _f("timeout", "int", 60, doc="Seconds each network step may take."),
+    _f("login", "str", required=True, doc="Account name on the mail server."),
+    _f("password", "str?", doc="Write-only; stored sealed."),
+    _f("deleteAfterDays", "int?", doc="Delete messages from the server once archived and this "
+       "many days old (null: never delete)."),
+)
 SCHEMAS: dict[str, dict[str, Field]] = {
-    "imap": {**_COMMON, **_SERVER,
-             "authentication": Field("str", "login", values=("login", "plain", "xoauth2"),
-                                     doc="LOGIN, AUTHENTICATE PLAIN, or XOAUTH2 with "
-                                     "accessToken."),
-             "accessToken": Field("str?", doc="OAuth2 access token for xoauth2; write-only."),
-             "folders": Field("list", [], doc="Only these folders ('/'-separated, decoded); "
-                              "[] = all folders."),
-             "excludeFolders": Field("list", [], doc="Folders (with their subfolders) to "
-                                     "leave out.")},
-    "pop3": {**_COMMON, **_SERVER,
-             "apop": Field("bool", False, doc="Log in with APOP instead of USER/PASS."),
-             "targetFolder": Field("str", "Inbox", doc="Folder the messages are filed in.")},
-    "directory": {**_COMMON,
-                  "path": Field("str", required=True, doc="Absolute path of the directory "
-                                "to watch."),
-                  "pattern": Field("str", "*.eml", doc="File names to take (glob)."),
-                  "recursive": Field("bool", True, doc="Also look in subdirectories (their "
-                                     "names become folders)."),
-                  "deleteAfterArchive": Field("bool", False, doc="Remove each file once it "
-                                              "is archived durably.")},
-    "maildir": {**_COMMON,
-                "path": Field("str", required=True, doc="Absolute path of the Maildir (with "
-                              "cur/ and new/; Maildir++ folders included)."),
-                "deleteAfterArchive": Field("bool", False, doc="Remove each message file "
-                                            "once it is archived durably.")},
+    "imap": {**_COMMON, **_SERVER, **_by_name(
+        _f("authentication", "str", "login", values=("login", "plain", "xoauth2"),
+           doc="LOGIN, AUTHENTICATE PLAIN, or XOAUTH2 with accessToken."),
+        _f("accessToken", "str?", doc="OAuth2 access token for xoauth2; write-only."),
+        _f("folders", "list", [], doc="Only these folders ('/'-separated, decoded); [] = all "
+           "folders."),
+        _f("excludeFolders", "list", [], doc="Folders (with their subfolders) to leave out."))},
+    "pop3": {**_COMMON, **_SERVER, **_by_name(
+        _f("apop", "bool", False, doc="Log in with APOP instead of USER/PASS."),
+        _f("targetFolder", "str", "Inbox", doc="Folder the messages are filed in."))},
+    "directory": {**_COMMON, **_by_name(
+        _f("path", "str", required=True, doc="Absolute path of the directory to watch."),
+        _f("pattern", "str", "*.eml", doc="File names to take (glob)."),
+        _f("recursive", "bool", True, doc="Also look in subdirectories (their names become "
+           "folders)."),
+        _f("deleteAfterArchive", "bool", False, doc="Remove each file once it is archived "
+           "durably."))},
+    "maildir": {**_COMMON, **_by_name(
+        _f("path", "str", required=True, doc="Absolute path of the Maildir (with cur/ and new/; "
+           "Maildir++ folders included)."),
+        _f("deleteAfterArchive", "bool", False, doc="Remove each message file once it is "
+           "archived durably."))},
 }
 
 
@@ -86,33 +91,13 @@ def _bad(message: str) -> InvalidArgument:
 
 
 def _check(name: str, field: Field, value: Any) -> Any:
-    kind = field.kind
-    if value is None:
-        if kind.endswith("?"):
-            return None
-        raise _bad(f"{name} must not be null")
-    base = kind.rstrip("?")
-    if base == "str":
-        if not isinstance(value, str):
-            raise _bad(f"{name} must be a string")
-        if any(ord(c) < 32 for c in value):
-            raise _bad(f"{name} must not contain control characters")
-        if field.values and value not in field.values:
-            raise _bad(f"{name} must be one of {', '.join(field.values)}")
-        return value
-    if base == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _bad(f"{name} must be a whole number")
-        if value < 0 or value > 10**9:
-            raise _bad(f"{name} is out of range")
-        return value
-    if base == "bool":
-        if not isinstance(value, bool):
-            raise _bad(f"{name} must be true or false")
-        return value
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise _bad(f"{name} must be a list of folder names")
-    return [v.strip("/") for v in value]
+    try:
+        checked = field.check(value)
+    except FieldError as exc:
+        raise _bad(exc.message) from None
+    if field.kind == "list":
+        return [v.strip("/") for v in checked]
+    return checked
 
 
 def normalize(props: Any, old: dict[str, Any] | None = None) -> tuple[dict[str, Any],
@@ -207,7 +192,9 @@ def shown(p: dict[str, Any], secrets: dict[str, str] | set[str]) -> dict[str, An
 
 def schema_doc() -> dict[str, Any]:
     """The schemas as data (for `mailkeep profile schema` and the docs)."""
-    return {kind: {name: {"type": f.kind.replace("?", "|null"), "default": f.default,
-                          "required": f.required, **({"values": list(f.values)}
-                                                     if f.values else {}), "doc": f.doc}
+    kinds = {"string": "str", "int": "int", "bool": "bool", "list": "list"}
+    return {kind: {name: {"type": kinds[f.kind] + ("|null" if f.nullable else ""),
+                          "default": f.default, "required": f.required,
+                          **({"values": list(f.choices)} if f.choices else {}),
+                          "doc": f.description}
                    for name, f in fields.items()} for kind, fields in SCHEMAS.items()}

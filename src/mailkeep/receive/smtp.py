@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import sqlite3
 import ssl
@@ -29,10 +28,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from mailkeep.core.admin.auth import Authenticator
-from mailkeep.core.admin.users import Users
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import MailkeepError
-from mailkeep.core.master import Master
 from mailkeep.core.writer import Filed, Filing, StoreWriter
 
 log = logging.getLogger("mailkeep.smtp")
@@ -66,22 +63,12 @@ class Counters:
 class JournalWriter:
     """Routes what the receiver hands it and files it through the server's StoreWriter."""
 
-    def __init__(self, data_dir: Path, settings: ReceiverSettings,
-                 store_writer: StoreWriter | None = None) -> None:
-        self.data_dir = data_dir
+    def __init__(self, settings: ReceiverSettings, store_writer: StoreWriter) -> None:
         self.settings = settings
         self.counters = Counters()
-        self._own = store_writer is None
-        self.store_writer = store_writer or StoreWriter(data_dir, actor="smtp")
+        self.store_writer = store_writer
         self._by_address: dict[str, str] = {}
         self._users_read = -USERS_EVERY_S
-
-    def start(self) -> None:
-        self.store_writer.start()
-
-    def stop(self) -> None:
-        if self._own:
-            self.store_writer.stop()
 
     def targets(self, archive: Archive, envelope: dict[str, Any]) -> list[tuple[str, str]]:
         """(owner, folder) to file a journaled message in: Inbox of every user one of whose
@@ -93,13 +80,12 @@ class JournalWriter:
         if now - self._users_read > USERS_EVERY_S:
             self._by_address = {}
             try:
-                rows = archive.master.conn.execute(
-                    "SELECT user_name, email_addresses FROM users").fetchall()
+                rows = archive.master.accounts.addresses()
             except sqlite3.Error:
                 rows = []
-            for user, addresses in rows:
-                for address in json.loads(addresses or "[]"):
-                    self._by_address.setdefault(address.lower(), user)
+            for name, addresses in rows:
+                for address in addresses:
+                    self._by_address.setdefault(address.lower(), name)
             self._users_read = now
         targets: list[tuple[str, str]] = []
         for address in envelope["to"]:
@@ -178,12 +164,13 @@ class JournalHandler:
 
 
 class SmtpAuth:
-    """AUTH PLAIN/LOGIN against mailkeep's accounts, throttled like the API's logins: the
-    user needs the admin or archive privilege. Passwords are never logged."""
+    """AUTH PLAIN/LOGIN against mailkeep's accounts, throttled with the server's other logins
+    (one Authenticator): the user needs the admin or archive privilege. Passwords are never
+    logged."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.users = Users(Master(data_dir / "mailkeep.db"))
-        self.checker = Authenticator(self.users)
+    def __init__(self, authenticator: Authenticator) -> None:
+        self.users = authenticator.users
+        self.checker = authenticator
 
     def __call__(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
                  auth_data: Any) -> AuthResult:
@@ -222,12 +209,13 @@ class _Controller(Controller):
 
 
 class JournalReceiver:
-    """Starts and stops the SMTP listener and its writer."""
+    """Starts and stops the SMTP listener (the server's lifespan does); it files through the
+    server's writer and checks AUTH with the server's authenticator."""
 
-    def __init__(self, data_dir: Path, settings: ReceiverSettings,
-                 store_writer: StoreWriter | None = None) -> None:
+    def __init__(self, settings: ReceiverSettings, store_writer: StoreWriter,
+                 authenticator: Authenticator) -> None:
         self.settings = settings
-        self.writer = JournalWriter(data_dir, settings, store_writer)
+        self.writer = JournalWriter(settings, store_writer)
         tls: ssl.SSLContext | None = None
         if settings.tls_cert and settings.tls_key:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -238,7 +226,7 @@ class JournalReceiver:
         auth: dict[str, Any] = {}
         if settings.auth:
             auth = dict(auth_required=True, auth_require_tls=True,
-                        authenticator=SmtpAuth(data_dir))
+                        authenticator=SmtpAuth(authenticator))
         self.controller = _Controller(
             JournalHandler(self.writer, settings), hostname=settings.host, port=settings.port,
             data_size_limit=settings.max_size, tls_context=tls,
@@ -246,9 +234,7 @@ class JournalReceiver:
             ident="mailkeep journal receiver", decode_data=False, **auth)
 
     def start(self) -> None:
-        self.writer.start()
         self.controller.start()
 
     def stop(self) -> None:
         self.controller.stop()
-        self.writer.stop()

@@ -1,5 +1,6 @@
 """The MailStore-compatible Administration API: /api/invoke, get-status, cancel-async,
-get-metadata. Everything it runs comes from the function catalog; the process engine runs it.
+get-metadata. Every call goes through the one invoke path (functions/invoke.py) as a process of
+the engine; errors are worded by the one error table (functions/errors.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio.to_thread
 from starlette.exceptions import HTTPException
@@ -24,12 +24,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mailkeep.core.admin.auth import Authenticator
 from mailkeep.core.admin.users import Users
-from mailkeep.core.archive import Archive
 from mailkeep.core.errors import MailkeepError
-from mailkeep.functions import REGISTRY, parse_args
-from mailkeep.functions.call import Call
-from mailkeep.functions.registry import ApiArgumentError, Function
-from mailkeep.jobs.engine import Context, Engine, ProcessInfo, UnknownToken
+from mailkeep.functions import REGISTRY
+from mailkeep.functions.call import Caller
+from mailkeep.functions.errors import api_error
+from mailkeep.functions.invoke import Invoker
+from mailkeep.functions.registry import ApiArgumentError
+from mailkeep.jobs.engine import Engine, UnknownToken
 from mailkeep.web.envelope import envelope, failure, json_bytes, plain
 
 log = logging.getLogger("mailkeep.api")
@@ -42,6 +43,7 @@ class ApiState:
     engine: Engine
     users: Users
     authenticator: Authenticator
+    invoker: Invoker
     enabled: bool
 
 
@@ -117,34 +119,6 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: str(v) for k, v in form.multi_items()}
 
 
-def runner(state: ApiState, fn: Function, args: dict[str, Any], via: str = "api"
-           ) -> Callable[[Context], Any]:
-    """What the engine runs for one call of fn: the archive opened in the worker, the change
-    audited as `<via>:<user>`."""
-    def open_archive(user: str) -> Archive:
-        archive = Archive(state.data_dir)
-        archive.actor = f"{via}:{user}"
-        return archive
-
-    def run(ctx: Context) -> Any:
-        own = ctx.token
-
-        def others() -> list[ProcessInfo]:
-            return [p for p in state.engine.running() if p.token != own]
-
-        call = Call(lambda: open_archive(ctx.user), args, ctx, jobs=others)
-        try:
-            result = fn.run(call)
-            if fn.changes:
-                call.archive.master.audit(call.archive.actor, f"api.{fn.name}",
-                                          args=fn.audit_args(args))
-            return result
-        finally:
-            if call.opened is not None:
-                call.opened.close()
-
-    return run
-
 
 def endpoint(state: ApiState, handler: Callable[[ApiState, Request, str], Awaitable[Response]]
              ) -> Callable[[Request], Awaitable[Response]]:
@@ -155,18 +129,16 @@ def endpoint(state: ApiState, handler: Callable[[ApiState, Request, str], Awaita
         try:
             return await handler(state, request, user)
         except MailkeepError as exc:
-            return failure(exc.message, getattr(exc, "details", "") or exc.code)
+            return failure(*api_error(exc))
 
     return wrapped
 
 
 async def invoke(state: ApiState, request: Request, user: str) -> Response:
-    name = request.path_params["function"]
-    fn = REGISTRY.get(name)
-    if fn is None:
-        return failure(f"Unknown API function {name}.", "unknown_function")
-    args = parse_args(fn, await _form(request))
-    return envelope(await state.engine.invoke(fn.name, runner(state, fn, args), user))
+    caller = Caller(user, "api", request.client.host if request.client else "")
+    prepared = state.invoker.prepare(request.path_params["function"], caller,
+                                     form=await _form(request))
+    return envelope(await state.invoker.start(prepared))
 
 
 def _number(form: dict[str, str], name: str, default: int | None) -> int | None:
@@ -176,15 +148,15 @@ def _number(form: dict[str, str], name: str, default: int | None) -> int | None:
     try:
         return int(float(raw))
     except (ValueError, OverflowError):  # "abc", and "inf" or "1e309"
-        raise MailkeepError(f"Invalid value for API argument {name}: a number is expected."
-                            ) from None
+        raise ApiArgumentError(f"Invalid value for API argument {name}: a number is expected."
+                               ) from None
 
 
 async def get_status(state: ApiState, request: Request, user: str) -> Response:
     form = await _form(request)
     token = form.get("token", "")
     if not token:
-        return failure("Missing API argument token.", "invalid_argument")
+        raise ApiArgumentError("Missing API argument token.")
     last = _number(form, "lastKnownStatusVersion", -1)
     timeout = _number(form, "millisecondsTimeout", None)
     try:

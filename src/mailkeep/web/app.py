@@ -1,4 +1,7 @@
-"""The ASGI application: one Starlette app whose lifespan starts and stops the process engine."""
+"""The ASGI application and the server's composition: one Starlette app whose lifespan starts
+and stops everything that runs in the server (the process engine, the scheduler, the
+notifier, the health checks, automatic profile runs, the SMTP journal receiver and the store
+writer), all around one master database and one invoke path."""
 
 from __future__ import annotations
 
@@ -10,25 +13,29 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio.to_thread
+from argon2 import PasswordHasher
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mailkeep.core.admin.auth import Authenticator
 from mailkeep.core.admin.settings import Settings
 from mailkeep.core.admin.users import Users
-from mailkeep.core.master import Master
-from mailkeep.core.writer import stop_shared
+from mailkeep.core.masterdb import MasterDB
 from mailkeep.functions import REGISTRY
+from mailkeep.functions.actions import job_runner
+from mailkeep.functions.call import Caller, Services
+from mailkeep.functions.errors import api_error
+from mailkeep.functions.invoke import Invoker
 from mailkeep.jobs.engine import Engine, FinishedRecord
-from mailkeep.jobs.history import ProcessHistory
 from mailkeep.jobs.scheduler import Scheduler
 from mailkeep.notify import monitor
 from mailkeep.notify.events import Notifier, record_event
 from mailkeep.notify.mailer import Mailer
 from mailkeep.notify.mailer import configured as mailer_configured
 from mailkeep.profiles.automatic import AutoRunner
+from mailkeep.receive.smtp import JournalReceiver, ReceiverSettings
 from mailkeep.web import mcapi
-from mailkeep.web.admin_api import ApiState, FastRoutes, routes, runner
+from mailkeep.web.admin_api import ApiState, FastRoutes, routes
 
 log = logging.getLogger("mailkeep.server")
 AUTO_USER = "automatic"  # who automatic profile runs are started by
@@ -50,46 +57,56 @@ def worth_keeping(rec: FinishedRecord) -> bool:
     """A sensor asking GetServerInfo every minute is not history: record processes, changes
     and failures."""
     fn = REGISTRY.get(rec.name)
-    return fn is None or fn.long_running or fn.changes or rec.outcome != "succeeded"
+    return fn is None or fn.audited or rec.outcome != "succeeded"
 
 
-def create_app(data_dir: Path, *, api_enabled: bool, engine: Engine | None = None,
+def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | None = None,
+               hasher: PasswordHasher | None = None, engine: Engine | None = None,
                users: Users | None = None) -> ASGIApp:
+    """The server of a data directory. `smtp`: run the journal receiver with these settings.
+    `hasher`: the password hasher (tests give a cheap one; `users` is the older way to give
+    it). The master database is opened here and closed when the lifespan ends."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if users is None:
-        users = Users(Master(data_dir / "mailkeep.db"))
+    if hasher is None and users is not None:
+        hasher = users.hasher
+    master = MasterDB.of(data_dir)
+    users = Users(master, hasher=hasher)
     users.ensure_initial_admin()
-    db = data_dir / "mailkeep.db"
-    history = ProcessHistory(db, keep=worth_keeping)
 
     def finished(rec: FinishedRecord) -> None:
-        history.record(rec)
-        monitor.on_finished(db, rec)
+        if worth_keeping(rec):
+            master.history.record(rec.token, rec.name, rec.user, rec.started, rec.finished,
+                                  rec.outcome, rec.error)
 
-    engine = engine or Engine(on_finished=finished)
-    scheduler = Scheduler(data_dir, engine)  # scheduled jobs (functions/jobs.py)
+    engine = engine or Engine(on_finished=finished, describe=api_error)
+    services = Services(data_dir, master, engine=engine, hasher=hasher)
+    invoker = Invoker(services)
+    scheduler = Scheduler(data_dir, master, engine, job_runner(invoker))
+    services.scheduler = scheduler
 
     def locked_out(user: str, address: str) -> None:
-        record_event(db, "auth.lockout", f"account {user!r} locked out for {address} after "
-                     "repeated failed logins")
+        record_event(master, "auth.lockout", f"account {user!r} locked out for {address} "
+                     "after repeated failed logins")
 
-    state = ApiState(data_dir, engine, users, Authenticator(users, on_lockout=locked_out),
-                     api_enabled)
-    conf = Settings(Master(db))
-    notifier = Notifier(db, send=Mailer(data_dir).notify,
+    authenticator = Authenticator(users, on_lockout=locked_out)
+    state = ApiState(data_dir, engine, users, authenticator, invoker, api_enabled)
+    conf = Settings(master)
+    notifier = Notifier(master, send=Mailer(data_dir).notify,
                         interval_s=lambda: float(conf.get("notify.interval")),
                         configured=lambda: mailer_configured(data_dir))
-    health = monitor.Health(data_dir)
+    health = monitor.Health(data_dir, master)
 
     async def run_automatic(profile_id: int) -> None:
         """One automatic run of a profile, as an engine process; returns when it ended."""
-        fn = REGISTRY.functions["RunProfile"]
-        snap = await engine.invoke(fn.name, runner(state, fn, {"id": profile_id}, "auto"),
-                                   AUTO_USER)
+        prepared = invoker.prepare("RunProfile", Caller(AUTO_USER, "automatic"),
+                                   native={"id": profile_id})
+        snap = await invoker.start(prepared)
         while snap.token is not None and snap.status_code == "running":
             snap = await engine.status(snap.token, AUTO_USER, snap.status_version, 60000)
 
-    auto = AutoRunner(data_dir, run_automatic)
+    auto = AutoRunner(data_dir, master, run_automatic)
+    receiver = (JournalReceiver(smtp, services.writer, authenticator) if smtp is not None
+                else None)
 
     async def watch() -> None:
         while True:
@@ -105,6 +122,8 @@ def create_app(data_dir: Path, *, api_enabled: bool, engine: Engine | None = Non
         await engine.start()
         await scheduler.start()
         notifier.start()
+        if receiver is not None:
+            await anyio.to_thread.run_sync(receiver.start)
         watcher = asyncio.create_task(watch())
         automatic = asyncio.create_task(auto.loop())
         try:
@@ -113,11 +132,14 @@ def create_app(data_dir: Path, *, api_enabled: bool, engine: Engine | None = Non
             watcher.cancel()
             automatic.cancel()
             await auto.stop()
+            if receiver is not None:
+                await anyio.to_thread.run_sync(receiver.stop)
             await scheduler.stop()  # no new runs; stops the engine, records the runs
             await engine.stop()
             await anyio.to_thread.run_sync(notifier.stop)
-            await anyio.to_thread.run_sync(stop_shared, data_dir)
-            history.close()
+            # the last filings are committed and answered first
+            await anyio.to_thread.run_sync(services.close)
+            master.close()
 
     return CollapseSlashes(FastRoutes(state, Starlette(routes=routes(state) + mcapi.routes(state),
                                                       lifespan=lifespan)))

@@ -23,39 +23,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailkeep.core.admin.sessions import DEFAULT_TIMEOUT_MIN, MAX_TIMEOUT_MIN, Session, Sessions
-from mailkeep.core.errors import MailkeepError
-from mailkeep.core.master import Master
+from mailkeep.core.errors import Cancelled, MailkeepError
+from mailkeep.core.fields import parse_bool
 from mailkeep.functions import REGISTRY
-from mailkeep.functions.registry import Function, parse_json_args
+from mailkeep.functions.call import Caller
+from mailkeep.functions.errors import MCAPI_CODES, mcapi_error
+from mailkeep.functions.registry import Function, split_json
 from mailkeep.jobs.process import RUNNING
-from mailkeep.web.admin_api import ApiState, _is_loopback, runner
+from mailkeep.web.admin_api import ApiState, _is_loopback
 
 log = logging.getLogger("mailkeep.mcapi")
 PREFIX = "/mcapi/"
 
-# code -> (HTTP status, what it means); the one table for the whole API.
-ERRORS: dict[int, tuple[int, str]] = {
-    1001: (400, "the request body is not valid JSON or form data"),
-    1002: (400, "an argument is missing, unknown or invalid"),
-    1003: (404, "no such function"),
-    1004: (404, "the named object does not exist"),
-    1005: (405, "the function is called with another HTTP method"),
-    1006: (409, "the change conflicts with the current state"),
-    2001: (401, "wrong user name or password"),
-    2002: (429, "too many failed logins: locked for a while"),
-    2003: (403, "the account may not log in to the management console"),
-    3001: (403, "not logged in (no, unknown or expired session)"),
-    3002: (403, "the session's role may not call this function"),
-    5000: (500, "the server could not complete the request"),
-    5001: (500, "the configuration file could not be read"),
-    5002: (500, "the configuration file could not be written"),
-    5003: (500, "the configuration file could not be parsed"),
-    5009: (500, "the test mail could not be sent"),
-}
-# Failed processes carry the class name of their error: which code that is.
-BY_ERROR = {"ApiArgumentError": 1002, "InvalidArgument": 1002, "NotFound": 1004,
-            "Conflict": 1006, "ConfigReadError": 5001, "ConfigWriteError": 5002,
-            "ConfigParseError": 5003, "SendFailed": 5009}
 HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -78,8 +57,16 @@ def success(data: Any) -> Response:
 
 
 def error(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return _json(ERRORS[code][0], {"result": {"status": "error", "code": code,
-                                              "message": message}}, headers)
+    return _json(MCAPI_CODES[code][0], {"result": {"status": "error", "code": code,
+                                                   "message": message}}, headers)
+
+
+def failed(exc: BaseException) -> Response:
+    """An error as the one error table words it for the console API."""
+    _status, code, message = mcapi_error(exc)
+    if code == 5000:
+        log.error("mcapi call failed: %s (%s)", message, type(exc).__name__)
+    return error(code, message)
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -123,7 +110,7 @@ def _unwrap(body: dict[str, Any], key: str) -> dict[str, Any]:
 class McApi:
     def __init__(self, state: ApiState) -> None:
         self.state = state
-        self.sessions = Sessions(Master(state.data_dir / "mailkeep.db"))  # its own connection
+        self.sessions = Sessions(state.users.master)
         self.server_id = _server_id(state.data_dir)
         self.routes: dict[str, Function] = {
             fn.mcapi.path: fn for fn in REGISTRY if fn.mcapi is not None}
@@ -196,30 +183,24 @@ class McApi:
         if request.method != fn.mcapi.method:
             raise McError(1005, f"/mcapi/{path} is called with {fn.mcapi.method}.")
         session = self.session(request)
-        if session.role not in fn.roles:
-            raise McError(3002, f"Role {session.role} may not call /mcapi/{path} (it needs "
-                          f"{' or '.join(fn.roles)}).")
+        caller = Caller(session.user_name, "mcapi", request.client.host if request.client
+                        else "")
+        invoker = self.state.invoker
+        invoker.admit(fn, caller)  # the role of now, before the body is read
         body = await _body(request)
         if fn.mcapi.body:
             body = _unwrap(body, fn.mcapi.body)
         if fn.mcapi.arg:
             body = {fn.mcapi.arg: body}
-        try:
-            args = parse_json_args(fn, body)
-        except MailkeepError as exc:
-            raise McError(1002, exc.message) from None
+        form, native = split_json(fn, body)
+        prepared = invoker.with_args(fn, caller, form, native)
         engine = self.state.engine
-        snap = await engine.invoke(fn.name, runner(self.state, fn, args, "mcapi"),
-                                   session.user_name)
+        snap = await invoker.start(prepared)
         while snap.status_code == RUNNING and snap.token is not None:
             snap = await engine.status(snap.token, session.user_name, snap.status_version,
                                        60_000)
         if snap.status_code != "succeeded":
-            message, details = snap.error or ("The function was cancelled.", "")
-            code = BY_ERROR.get(details.split(":")[0], 5000)
-            if code == 5000:
-                log.error("mcapi %s failed: %s (%s)", path, message, details)
-            return error(code, message)
+            return failed(snap.exception or Cancelled())
         route = fn.mcapi
         result = snap.result
         if route.result == "":
@@ -245,12 +226,11 @@ class McApi:
         except McError as exc:
             return error(exc.code, exc.message, exc.headers)
         except MailkeepError as exc:
-            code = BY_ERROR.get(type(exc).__name__, 5000)
-            return error(code, exc.message)
+            return failed(exc)
 
 
 def _truthy(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1"))
+    return value is True or (isinstance(value, str) and parse_bool(value) is True)
 
 
 def _server_id(data_dir: Path) -> str:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailkeep.core.mime.text import cjk_segment
+from mailkeep.core.storage.catalog_search import Searching
 from mailkeep.core.storage.indexer import IndexWriter
 
 if TYPE_CHECKING:
-    from mailkeep.core.storage.query import Query
+    pass
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,6 +55,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
     content='', tokenize='unicode61 remove_diacritics 2');
 """
 
+CATALOG = "catalog.sqlite"  # its file in the store directory
 SHORT = 512  # display strings kept in the catalog; the full text is in the index
 KEY_SHIFT = 20  # entry key = date seconds << KEY_SHIFT | low bits of the message number
 MAX_DATE = (1 << 36) - 1
@@ -87,23 +89,6 @@ def index_columns(subject: str, sender: str, recipients: str, body: str, attachm
             cjk_segment(body), cjk_segment(attachments))
 
 
-@dataclass
-class Hit:
-    number: int
-    date: int
-    subject: str
-    sender: str
-    recipients: str
-    owner: str
-    folder: str
-    size: int
-    has_attachment: bool
-
-
-HIT_COLUMNS = ("e.number, e.key >> 20, b.subject, b.sender, b.recipients, f.owner, f.path, "
-               "b.raw_size, b.has_attachment")
-HIT_JOINS = "JOIN blobs b ON b.id = e.blob_id JOIN folders f ON f.id = e.folder_id"
-HIT_FROM = f"entries e {HIT_JOINS}"
 
 
 def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
@@ -121,7 +106,7 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
-class Catalog:
+class Catalog(Searching):
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
         self.readonly = readonly
@@ -332,81 +317,124 @@ class Catalog:
             " JOIN blobs b ON b.id = e.blob_id WHERE e.number = ?", (number,)).fetchone()
         return None if row is None else (row[0], row[1], row[2], row[3], bytes(row[4]))
 
-    def entry(self, number: int) -> Hit | None:
-        row = self.conn.execute(f"SELECT {HIT_COLUMNS} FROM {HIT_FROM} WHERE e.number = ?",
+
+
+    def entry_blob(self, number: int) -> int | None:
+        """The stored message an entry files."""
+        row = self.conn.execute("SELECT blob_id FROM entries WHERE number = ?",
                                 (number,)).fetchone()
-        return None if row is None else _hit(row)
+        return None if row is None else int(row[0])
 
-    def entry_flags(self, number: int) -> tuple[list[str], int | None]:
-        row = self.conn.execute("SELECT flags, internal_date FROM entries WHERE number = ?",
-                                (number,)).fetchone()
-        if row is None:
-            return [], None
-        return [f for f in row[0].split(",") if f], row[1]
 
-    def _plan(self, q: Query, index_only: bool = False) -> tuple[str, list[Any], str]:
-        """FROM ... WHERE ... over entries e (and fts) for a compiled query, and the column
-        that orders it newest first. With only words and dates (index_only) the index counts
-        and orders on its own."""
-        conds: list[str] = []
-        params: list[Any] = []
-        if index_only:
-            src, col = "fts", "rowid"
-            conds.append("fts MATCH ?")
-            params.append(q.match)
-        elif q.match is not None:
-            src, col = "fts JOIN entries e ON e.key = fts.rowid", "fts.rowid"
-            conds.append("fts MATCH ?")
-            params.append(q.match)
-        else:
-            src, col = "entries e", "e.key"
-        if q.key_min is not None:
-            conds.append(f"{col} >= ?")
-            params.append(q.key_min)
-        if q.key_max is not None:
-            conds.append(f"{col} < ?")
-            params.append(q.key_max)
-        conds.extend(q.where)
-        params.extend(q.params)
-        for term in q.exclude:
-            conds.append("e.key NOT IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
-            params.append(term)
-        return src + (" WHERE " + " AND ".join(conds) if conds else ""), params, col
 
-    def search(self, q: Query, limit: int, offset: int = 0) -> tuple[int, list[Hit]]:
-        """Total matching entries and one page of them, newest first."""
-        src, params, col = self._plan(q, index_only=q.match is not None and not q.where
-                                      and not q.exclude)
-        total = self.conn.execute(f"SELECT count(*) FROM {src}", params).fetchone()[0]
-        rows = self.conn.execute(
-            f"SELECT {HIT_COLUMNS} FROM (SELECT {col} AS k FROM {src} ORDER BY {col} DESC"
-            f" LIMIT ? OFFSET ?) m JOIN entries e ON e.key = m.k {HIT_JOINS} ORDER BY e.key DESC",
-            (*params, limit, offset)).fetchall()
-        return int(total), [_hit(r) for r in rows]
 
-    def iter_numbers(self, q: Query) -> Iterator[int]:
-        src, params, _ = self._plan(q)
-        for (n,) in self.conn.execute(f"SELECT e.number FROM {src} ORDER BY e.number", params):
-            yield int(n)
 
-    def folders(self, owner: str | None = None) -> list[tuple[str, str, int, int]]:
-        """(owner, path, messages, bytes) for every folder, empty ones included."""
-        sql = ("SELECT f.owner, f.path, count(e.number), coalesce(sum(b.raw_size), 0)"
-               " FROM folders f LEFT JOIN entries e ON e.folder_id = f.id"
-               " LEFT JOIN blobs b ON b.id = e.blob_id")
-        params: tuple[Any, ...] = ()
-        if owner is not None:
-            sql += " WHERE f.owner = ?"
-            params = (owner,)
-        sql += " GROUP BY f.id ORDER BY f.owner, f.path"
-        return [(r[0], r[1], int(r[2]), int(r[3])) for r in self.conn.execute(sql, params)]
 
-    def counts(self) -> tuple[int, int, int]:
-        """(entries, distinct messages, raw bytes of distinct messages)."""
-        e = self.conn.execute("SELECT count(*) FROM entries").fetchone()[0]
-        b, s = self.conn.execute("SELECT count(*), coalesce(sum(raw_size), 0) FROM blobs"
-                                 ).fetchone()
-        return int(e), int(b), int(s)
+
+    # -- what the store's upkeep reads: dictionaries, verify, compaction, merging ------------
+    def newest_blob_id(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM blobs").fetchone()[0])
+
+    def sample_blobs(self, max_length: int, limit: int
+                     ) -> list[tuple[int, bytes, int, int, int]]:
+        """(id, content id, segment, offset, length) of the newest messages stored in one
+        piece of at most max_length bytes, newest first."""
+        return [(r[0], bytes(r[1]), r[2], r[3], r[4]) for r in self.conn.execute(
+            "SELECT id, content_id, segment, offset, length FROM blobs WHERE length < ?"
+            " ORDER BY id DESC LIMIT ?", (max_length, limit))]
+
+    def blob_location(self, blob_id: int) -> tuple[bytes, int, int, int, int]:
+        """(content id, segment, offset, length, date) of a stored message."""
+        row = self.conn.execute(
+            "SELECT content_id, segment, offset, length, date FROM blobs WHERE id = ?",
+            (blob_id,)).fetchone()
+        return bytes(row[0]), row[1], row[2], row[3], row[4]
+
+    def blob_locations(self) -> Iterator[tuple[int, bytes, int, int, int]]:
+        """(id, content id, segment, offset, raw size) of every stored message."""
+        for blob_id, cid, s, off, size in self.conn.execute(
+                "SELECT id, content_id, segment, offset, raw_size FROM blobs"):
+            yield blob_id, bytes(cid), s, off, size
+
+    def entry_checks(self) -> Iterator[tuple[int, int, int, int, bool, bool]]:
+        """(number, blob id, segment, offset, blob row exists, folder row exists) of every
+        entry, by number."""
+        for row in self.conn.execute(
+                "SELECT e.number, e.blob_id, e.segment, e.offset, b.id IS NOT NULL,"
+                " f.id IS NOT NULL FROM entries e LEFT JOIN blobs b ON b.id = e.blob_id"
+                " LEFT JOIN folders f ON f.id = e.folder_id ORDER BY e.number"):
+            yield row[0], row[1], row[2], row[3], bool(row[4]), bool(row[5])
+
+    def index_rowids(self) -> set[int]:
+        return {r[0] for r in self.conn.execute("SELECT rowid FROM fts")}
+
+    def entry_keys(self) -> set[int]:
+        return {r[0] for r in self.conn.execute("SELECT key FROM entries")}
+
+    def check_index(self) -> None:
+        """FTS5's own integrity check; sqlite3.DatabaseError when the index is damaged."""
+        self.conn.execute("INSERT INTO fts(fts, rank) VALUES ('integrity-check', 1)")
+
+    def live_blobs(self) -> dict[tuple[int, int], int]:
+        """(segment, offset) -> id of the stored messages some entry still files."""
+        return {(s, o): blob_id for blob_id, s, o in self.conn.execute(
+            "SELECT b.id, b.segment, b.offset FROM blobs b"
+            " WHERE EXISTS (SELECT 1 FROM entries e WHERE e.blob_id = b.id)")}
+
+    def entry_records(self) -> dict[tuple[int, int], tuple[int, str, str, str, int | None, int]]:
+        """(segment, offset) of each entry's record -> (number, owner, folder, flags,
+        internal date, archived at), as the catalog has them now."""
+        return {(s, o): (n, owner, path, flags, idate, at) for n, s, o, owner, path, flags,
+                idate, at in self.conn.execute(
+                    "SELECT e.number, e.segment, e.offset, f.owner, f.path, e.flags,"
+                    " e.internal_date, e.archived_at FROM entries e"
+                    " JOIN folders f ON f.id = e.folder_id")}
+
+    def envelopes(self) -> dict[int, dict[str, Any]]:
+        """number -> envelope of every journaled entry."""
+        return {n: {"from": f, "to": json.loads(t)} for n, f, t in self.conn.execute(
+            "SELECT number, mail_from, rcpt_to FROM envelopes")}
+
+    def content_ids(self) -> set[bytes]:
+        return {bytes(c) for (c,) in self.conn.execute("SELECT content_id FROM blobs")}
+
+    def filings(self) -> list[tuple[int, str, str, str, int | None, int, int]]:
+        """(number, owner, folder, flags, internal date, archived at, raw size) of every
+        entry, by number (what merging files again elsewhere)."""
+        return self.conn.execute(
+            "SELECT e.number, f.owner, f.path, e.flags, e.internal_date, e.archived_at,"
+            " b.raw_size FROM entries e JOIN folders f ON f.id = e.folder_id"
+            " JOIN blobs b ON b.id = e.blob_id ORDER BY e.number").fetchall()
+
+    def relocate(self, blob_moves: dict[int, tuple[int, int, int]],
+                 entry_moves: dict[int, tuple[int, int]],
+                 dict_moves: dict[int, tuple[int, int]], end: tuple[int, int],
+                 compaction: str) -> int:
+        """Point the catalog at compacted segments, in one transaction that records the
+        compaction's id; returns how many messages no entry files were dropped."""
+        conn = self.conn
+        self.begin()
+        try:
+            conn.executemany("UPDATE blobs SET segment = ?, offset = ?, length = ? WHERE id = ?",
+                             [(*loc, blob_id) for blob_id, loc in blob_moves.items()])
+            conn.executemany("UPDATE entries SET segment = ?, offset = ? WHERE number = ?",
+                             [(*loc, number) for number, loc in entry_moves.items()])
+            conn.executemany("UPDATE dictionaries SET segment = ?, offset = ? WHERE id = ?",
+                             [(*loc, dict_id) for dict_id, loc in dict_moves.items()])
+            dropped = int(conn.execute("DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM"
+                                       " entries e WHERE e.blob_id = blobs.id)").rowcount)
+            self.set_applied(*end)
+            self.set_meta("compaction", compaction)
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+        return dropped
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file now."""
+        self.conn.execute("PRAGMA wal_checkpoint(FULL)")
+
 
 
 def under(path: str, top: str) -> bool:
@@ -425,6 +453,39 @@ def rebase(path: str, top: str, new_top: str) -> str:
     return "/".join(p for p in (new_top, rest) if p)
 
 
-def _hit(row: Sequence[Any]) -> Hit:
-    return Hit(int(row[0]), int(row[1]), row[2], row[3], row[4], row[5], row[6], int(row[7]),
-               bool(row[8]))
+def backup_catalog(src: Path, dst: Path) -> None:
+    """A consistent copy of a catalog that may be being written (SQLite's backup API)."""
+    source = sqlite3.connect(src, timeout=30)
+    try:
+        target = sqlite3.connect(dst)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+
+
+def applied_of(path: Path) -> tuple[int, int]:
+    """(segment, offset) up to which the catalog file at `path` has applied the segments."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
+                                 "('applied_segment', 'applied_offset')").fetchall())
+    finally:
+        conn.close()
+    return int(rows.get("applied_segment", 1)), int(rows.get("applied_offset", 0))
+
+
+def compaction_of(path: Path) -> str | None:
+    """The compaction id the catalog file at `path` knows (read-only; None when it knows none
+    or cannot be read)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'compaction'").fetchone()
+            return row[0] if row else None
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return None

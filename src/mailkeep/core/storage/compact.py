@@ -28,10 +28,8 @@ from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage.store import (
     COMPACT_DIR,
     COMPACTION_MARK,
-    OLD_SEGMENTS_DIR,
     SEGMENT_BYTES,
     Store,
-    keep_damaged,
 )
 
 Report = Callable[[float, str | None], None]  # (percent done, log line or None)
@@ -55,17 +53,10 @@ def compact(store: Store, report: Report = _noop,
     store.require_writable()
     store.commit()
     cat = store.catalog
-    conn = cat.conn
-    live_blobs = {(s, o): blob_id for blob_id, s, o in conn.execute(
-        "SELECT b.id, b.segment, b.offset FROM blobs b"
-        " WHERE EXISTS (SELECT 1 FROM entries e WHERE e.blob_id = b.id)")}
-    entries = {(s, o): (n, owner, path, flags, idate, at) for n, s, o, owner, path, flags, idate,
-               at in conn.execute(
-                   "SELECT e.number, e.segment, e.offset, f.owner, f.path, e.flags,"
-                   " e.internal_date, e.archived_at FROM entries e"
-                   " JOIN folders f ON f.id = e.folder_id")}
-    envelopes = {n: cat.envelope(n) for (n,) in conn.execute("SELECT number FROM envelopes")}
-    known_blobs = {bytes(c) for (c,) in conn.execute("SELECT content_id FROM blobs")}
+    live_blobs = cat.live_blobs()
+    entries = cat.entry_records()
+    envelopes = cat.envelopes()
+    known_blobs = cat.content_ids()
     unknown_entries: dict[int, tuple[int, int]] = {}  # numbers in the segments, not live
     tombstoned: set[int] = set()
     old_numbers = store.segments()
@@ -158,54 +149,7 @@ def compact(store: Store, report: Report = _noop,
     after = sum(p.stat().st_size for p in work.glob("*.seg"))
     report(96.0, "new segments written; switching over")
 
-    _swap(store)
-    dropped = _update_catalog(store, blob_moves, entry_moves, dict_moves, end, compaction)
-    _drop_old(store)
-    store.start_writing()
+    dropped = store.adopt_compaction(blob_moves, entry_moves, dict_moves, end, compaction)
     report(100.0, None)
     return CompactResult(total if old_numbers else 0, after, records, kept, dropped)
 
-
-def _swap(store: Store) -> None:
-    """New segments in, old ones aside (two renames; _finish_compaction completes them)."""
-    store.stop_writing()
-    os.rename(store.path / "segments", store.path / OLD_SEGMENTS_DIR)
-    os.rename(store.path / COMPACT_DIR, store.path / "segments")
-    fsync_dir(store.path)
-
-
-def _drop_old(store: Store) -> None:
-    """The old segments go only once the catalog's update is on disk (a power cut must not
-    leave the old directory gone and the catalog still pointing into it); what recover set
-    aside in segments/damaged/ moves over to the new segments."""
-    store.catalog.conn.execute("PRAGMA wal_checkpoint(FULL)")
-    old = store.path / OLD_SEGMENTS_DIR
-    keep_damaged(old, store.path / "segments")
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _update_catalog(store: Store, blob_moves: dict[int, tuple[int, int, int]],
-                    entry_moves: dict[int, tuple[int, int]],
-                    dict_moves: dict[int, tuple[int, int]], end: tuple[int, int],
-                    compaction: str) -> int:
-    """Point the catalog at the new segments, in one transaction that records the
-    compaction's id; returns how many unreferenced messages were dropped."""
-    cat = store.catalog
-    conn = cat.conn
-    cat.begin()
-    try:
-        conn.executemany("UPDATE blobs SET segment = ?, offset = ?, length = ? WHERE id = ?",
-                         [(*loc, blob_id) for blob_id, loc in blob_moves.items()])
-        conn.executemany("UPDATE entries SET segment = ?, offset = ? WHERE number = ?",
-                         [(*loc, number) for number, loc in entry_moves.items()])
-        conn.executemany("UPDATE dictionaries SET segment = ?, offset = ? WHERE id = ?",
-                         [(*loc, dict_id) for dict_id, loc in dict_moves.items()])
-        dropped = int(conn.execute("DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM"
-                                   " entries e WHERE e.blob_id = blobs.id)").rowcount)
-        cat.set_applied(*end)
-        cat.set_meta("compaction", compaction)
-        cat.commit()
-    except BaseException:
-        cat.rollback()
-        raise  # the next writable open rebuilds the catalog from the new segments
-    return dropped

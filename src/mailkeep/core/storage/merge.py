@@ -32,10 +32,7 @@ def _noop(percent: float, line: str | None) -> None:
 def merge(source: Store, target: Store, report: Report = _noop,
           check_cancelled: Callable[[], None] = lambda: None) -> MergeResult:
     target.require_writable()
-    rows = source.catalog.conn.execute(
-        "SELECT e.number, f.owner, f.path, e.flags, e.internal_date, e.archived_at,"
-        " b.raw_size FROM entries e JOIN folders f ON f.id = e.folder_id"
-        " JOIN blobs b ON b.id = e.blob_id ORDER BY e.number").fetchall()
+    rows = source.catalog.filings()
     result = MergeResult(messages=len(rows))
     try:
         for i, (number, owner, folder, flags, idate, at, size) in enumerate(rows):

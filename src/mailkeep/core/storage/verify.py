@@ -8,18 +8,35 @@ catalog and index from the segments alone, keeping message numbers.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from mailkeep.core.errors import CorruptData
+from mailkeep.core.errors import CorruptData, MailkeepError
 from mailkeep.core.files import fsync_dir
 from mailkeep.core.storage import segments as seg
-from mailkeep.core.storage.catalog import Catalog
 from mailkeep.core.storage.store import Store
 
 Report = Callable[[float, str | None], None]  # (percent done, log line or None)
+
+
+class VerifyFailed(MailkeepError):
+    """Verification found damage; `details` names the damaged messages, `report` (when set)
+    has everything that was found, store by store."""
+
+    def __init__(self, message: str, details: str) -> None:
+        super().__init__(message)
+        self.details = details
+        self.report: dict[str, Any] | None = None
+
+
+class RecoverFailed(MailkeepError):
+    """Recovery could not rebuild a store; `details` says why."""
+
+    def __init__(self, message: str, details: str) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 @dataclass
@@ -92,19 +109,15 @@ def verify(store: Store, report: Report = _noop,
     result = VerifyResult()
     good_msgs, entries, damage, tombstones, dict_ids, result.records = _scan_all(
         store, report, check_cancelled)
-    cat = store.catalog.conn
+    cat = store.catalog
     problems = result.problems
     damaged_blobs: set[int] = set()
-    for blob_id, cid, s, off, size in cat.execute(
-            "SELECT id, content_id, segment, offset, raw_size FROM blobs"):
+    for blob_id, cid, s, off, size in cat.blob_locations():
         result.bytes += size
-        if good_msgs.get((s, off)) != bytes(cid):
+        if good_msgs.get((s, off)) != cid:
             damaged_blobs.add(blob_id)
     live_numbers: set[int] = set()
-    for number, blob_id, s, off, has_blob, has_folder in cat.execute(
-            "SELECT e.number, e.blob_id, e.segment, e.offset, b.id IS NOT NULL,"
-            " f.id IS NOT NULL FROM entries e LEFT JOIN blobs b ON b.id = e.blob_id"
-            " LEFT JOIN folders f ON f.id = e.folder_id ORDER BY e.number"):
+    for number, blob_id, s, off, has_blob, has_folder in cat.entry_checks():
         live_numbers.add(number)
         result.messages += 1
         if not has_blob or not has_folder:
@@ -121,15 +134,15 @@ def verify(store: Store, report: Report = _noop,
     for number in sorted(in_segments - live_numbers):
         problems.append(Problem(str(number), "in the segments but missing from the catalog "
                                 "(run `mailkeep recover`)"))
-    fts_rows = {r[0] for r in cat.execute("SELECT rowid FROM fts")}
-    keys = {r[0] for r in cat.execute("SELECT key FROM entries")}
+    fts_rows = cat.index_rowids()
+    keys = cat.entry_keys()
     if fts_rows != keys:
         missing, extra = len(keys - fts_rows), len(fts_rows - keys)
         problems.append(Problem("", f"full-text index disagrees with the catalog: {missing} "
                                 f"messages not indexed, {extra} index rows without a message"))
     try:
         if store.writable:
-            cat.execute("INSERT INTO fts(fts, rank) VALUES ('integrity-check', 1)")
+            cat.check_index()
     except Exception as exc:  # sqlite3.DatabaseError: the index itself is damaged
         problems.append(Problem("", f"full-text index is damaged: {exc}"))
     applied = store.catalog.applied()
@@ -207,72 +220,6 @@ def recover(store: Store, report: Report = _noop) -> RecoverResult:
     store.require_writable()
     result = RecoverResult()
     _quarantine_damage(store, result)
-    path = store.path / "catalog.sqlite"
-    tmp = store.path / "catalog.rebuild.sqlite"
-    for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
-        p.unlink(missing_ok=True)
-    old_catalog, old_packer = store.catalog, store.packer
-    # What only the old catalog may still know: dictionaries whose records are damaged (the
-    # messages compressed with them stay readable) and how far message numbers have gone
-    # (numbers once handed out are never handed out again).
-    try:
-        old_dicts, old_next = old_catalog.dictionaries(), old_catalog.next_number()
-    except sqlite3.Error:
-        old_dicts, old_next = {}, 0
-    store._index_cache.clear()
-    store.lost_entries, store.undecodable = [], set()
-    store.catalog = Catalog(tmp)
-    numbers = store.segments()
-    end = (numbers[-1] if numbers else 1, len(seg.FILE_HEADER))
-    seen_dicts: set[int] = set()
-    try:
-        store.catalog.begin()
-        for dict_id, data in old_dicts.items():
-            store.catalog.add_dictionary(dict_id, data, 0, 0)
-        store._refresh_packer()
-        for i, n in enumerate(numbers):
-            for item in seg.scan(store.segment_path(n), n):
-                if isinstance(item, seg.Damage):  # only if it appeared since the rewrite
-                    result.problems.append(f"segment {n}: damaged bytes {item.start}-"
-                                           f"{item.end} ({item.reason}), skipped")
-                    continue
-                result.records += 1
-                if item.type == seg.DICTIONARY:
-                    seen_dicts.add(int(item.header["dict"]))
-                store.apply_record(item, result.problems)
-                end = (n, item.offset + item.length)
-                if result.records % 1000 == 0:
-                    report(100.0 * i / len(numbers), f"{result.records} records read")
-        if store.catalog.next_number() < old_next:
-            store.catalog.set_next_number(old_next)
-        store.catalog.set_applied(*end)
-        mark = store.compaction_mark()
-        if mark is not None:  # rebuilt from these very segments: it matches them
-            store.catalog.set_meta("compaction", mark)
-        store.catalog.commit()
-        result.messages = store.catalog.counts()[0]
-    except BaseException:
-        store.catalog.close()
-        store.catalog, store.packer = old_catalog, old_packer
-        raise
-    store.catalog.close()
-    old_catalog.close()
-    for suffix in ("-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
-    os.replace(tmp, path)
-    fsync_dir(store.path)
-    store.catalog = Catalog(path)
-    store._refresh_packer()
-    if store._writer is not None:
-        store._writer.rewind(*end)
-        store.bury_lost_entries()
-        missing = {i: d for i, d in store.dictionaries().items() if i not in seen_dicts}
-        if missing:  # write them again, so that the segments are self-sufficient once more
-            store.begin()
-            for dict_id, data in missing.items():
-                store._write_dictionary(dict_id, data)
-                result.problems.append(f"dictionary {dict_id} was damaged in the segments; "
-                                       "written again from the catalog's copy")
-            store.commit()
-    report(100.0, f"catalog rebuilt: {result.messages} messages from {result.records} records")
+    result.messages, result.records, problems = store.rebuild_catalog(report)
+    result.problems += problems
     return result

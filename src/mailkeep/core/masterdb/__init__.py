@@ -1,0 +1,133 @@
+"""The master database of a data directory: the one place that opens it, and, in the modules
+of this package, all of its SQL. Each area has a repository with a narrow interface (rows in,
+rows out, no rules): the stores registry, the audit log, accounts, console sessions, settings,
+jobs and their runs, process history, profiles and worker results, and the notification
+outbox. A second backend (PostgreSQL) is one more implementation of these classes.
+
+Connections: one per thread that uses it (SQLite in WAL mode lets readers run beside the one
+writer), all closed by `close()`. `tx()` is a write transaction (BEGIN IMMEDIATE); inside one,
+the repositories' calls join it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mailkeep.core.masterdb.accounts import AccountRow, Accounts
+from mailkeep.core.masterdb.audit import AuditLog
+from mailkeep.core.masterdb.history import ProcessHistory
+from mailkeep.core.masterdb.jobs import Job, JobRows, Schedule
+from mailkeep.core.masterdb.outbox import Outbox
+from mailkeep.core.masterdb.profiles import ProfileRows
+from mailkeep.core.masterdb.schema import SCHEMA, VERSION
+from mailkeep.core.masterdb.sessions import SessionRows
+from mailkeep.core.masterdb.settings import SettingRows
+from mailkeep.core.masterdb.stores import STATES, StoreRecord, StoreRegistry
+
+__all__ = ["STATES", "AccountRow", "Job", "MasterDB", "Schedule", "StoreRecord"]
+
+FILE = "mailkeep.db"
+BUSY_TIMEOUT_MS = 10_000
+
+
+class MasterDB:
+    stores: StoreRegistry
+    audit: AuditLog
+    accounts: Accounts
+    sessions: SessionRows
+    settings: SettingRows
+    jobs: JobRows
+    history: ProcessHistory
+    profiles: ProfileRows
+    outbox: Outbox
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        conn = self.conn
+        if conn.execute("PRAGMA user_version").fetchone()[0] < VERSION:
+            conn.executescript(SCHEMA)
+            conn.execute(f"PRAGMA user_version = {VERSION}")
+        self.stores = StoreRegistry(self)
+        self.audit = AuditLog(self)
+        self.accounts = Accounts(self)
+        self.sessions = SessionRows(self)
+        self.settings = SettingRows(self)
+        self.jobs = JobRows(self)
+        self.history = ProcessHistory(self)
+        self.profiles = ProfileRows(self)
+        self.outbox = Outbox(self)
+
+    @classmethod
+    def of(cls, data_dir: Path) -> MasterDB:
+        """The master database of a data directory (made with its tables on first use)."""
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return cls(data_dir / FILE)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the master database is closed")
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._local.conn = conn
+            self._local.depth = 0
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; a tx() inside another joins it."""
+        conn = self.conn
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield conn
+            finally:
+                self._local.depth -= 1
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        self._local.depth = 1
+        try:
+            yield conn
+        except BaseException:
+            self._local.depth = 0
+            conn.execute("ROLLBACK")
+            raise
+        self._local.depth = 0
+        conn.execute("COMMIT")
+
+    def backup(self, target: Path) -> None:
+        """A consistent copy of the database while others use it (SQLite's backup API)."""
+        copy = sqlite3.connect(target)
+        try:
+            self.conn.backup(copy)
+        finally:
+            copy.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> MasterDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,23 @@
+"""What every repository of the master database shares: its database's connection of this
+thread, and its write transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mailkeep.core.masterdb import MasterDB
+
+
+class Repository:
+    def __init__(self, db: MasterDB) -> None:
+        self.db = db
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.db.conn
+
+    def tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.db.tx()

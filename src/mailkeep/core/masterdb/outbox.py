@@ -1,0 +1,35 @@
+"""The notification outbox: events recorded by any process, until a mail carried them."""
+
+from __future__ import annotations
+
+import time
+
+from mailkeep.core.masterdb.base import Repository
+
+TEXT_MAX = 2000
+
+
+class Outbox(Repository):
+    def add(self, kind: str, text: str, at: float | None = None) -> None:
+        self.conn.execute("INSERT INTO notify_events (at, kind, text) VALUES (?, ?, ?)",
+                          (time.time() if at is None else at, kind, text[:TEXT_MAX]))
+
+    def pending(self) -> list[tuple[int, float, str, str]]:
+        """(id, at, kind, text) of the events no mail carried yet, oldest first."""
+        return [(r[0], r[1], r[2], r[3]) for r in self.conn.execute(
+            "SELECT id, at, kind, text FROM notify_events WHERE sent_at IS NULL ORDER BY id")]
+
+    def last_mails(self) -> dict[str, float]:
+        return {r[0]: r[1] for r in self.conn.execute("SELECT kind, last_mail FROM notify_kinds")}
+
+    def sent(self, kind: str, ids: list[int], now: float) -> None:
+        with self.tx() as conn:
+            conn.executemany("UPDATE notify_events SET sent_at = ? WHERE id = ?",
+                             [(now, i) for i in ids])
+            conn.execute("INSERT OR REPLACE INTO notify_kinds VALUES (?, ?)", (kind, now))
+
+    def counts(self, start: float, end: float) -> list[tuple[str, int]]:
+        """(kind, events) recorded in [start, end), by kind."""
+        return [(r[0], int(r[1])) for r in self.conn.execute(
+            "SELECT kind, count(*) FROM notify_events WHERE at >= ? AND at < ? GROUP BY kind"
+            " ORDER BY kind", (start, end))]

@@ -1,0 +1,115 @@
+"""Every table of the master database, created once when it is opened. `user_version` counts
+the schema's versions, so that a later release can migrate an older database."""
+
+from __future__ import annotations
+
+VERSION = 1
+
+SCHEMA = """
+-- The stores registry: every store ever attached keeps its id (store_ids), so that message
+-- ids <storeId>:<number> stay valid across detach and attach.
+CREATE TABLE IF NOT EXISTS stores (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('current', 'normal', 'writeProtected', 'disabled')),
+    attached_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS store_ids (uuid TEXT PRIMARY KEY, id INTEGER NOT NULL UNIQUE);
+CREATE UNIQUE INDEX IF NOT EXISTS one_current_store ON stores(state) WHERE state = 'current';
+
+-- Stores whose full-text index is selected for RebuildSelectedStoreIndexes.
+CREATE TABLE IF NOT EXISTS store_index_rebuild (store_id INTEGER PRIMARY KEY);
+
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    details TEXT NOT NULL);
+
+-- Accounts.
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    name_key TEXT NOT NULL UNIQUE,  -- user_name.lower(): case-insensitive beyond ASCII too
+    full_name TEXT, distinguished_name TEXT,
+    authentication TEXT NOT NULL CHECK (authentication IN ('integrated', 'directoryServices')),
+    password_hash TEXT,
+    initial_password INTEGER NOT NULL DEFAULT 0,
+    password_generation INTEGER NOT NULL DEFAULT 0,
+    role TEXT CHECK (role IS NULL OR role IN ('administrator', 'operator', 'developer')),
+    privileges TEXT NOT NULL,  -- JSON arrays from here on
+    login_privileges TEXT NOT NULL,
+    email_addresses TEXT NOT NULL,
+    pop3_user_names TEXT NOT NULL,
+    password_changed_at INTEGER,
+    created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS user_folder_privileges (
+    user_id INTEGER NOT NULL, folder TEXT NOT NULL, privileges TEXT NOT NULL,
+    PRIMARY KEY (user_id, folder));
+-- Global, so that a password generation is never reused, not even by a later account of the
+-- same name.
+CREATE TABLE IF NOT EXISTS user_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+
+-- Console sessions: only the SHA-256 of a session id is kept.
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    address TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    timeout_s INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_name);
+
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+-- Scheduled jobs and their runs.
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, action TEXT NOT NULL,
+    owner TEXT NOT NULL, time_zone TEXT NOT NULL, type TEXT NOT NULL, date TEXT,
+    interval INTEGER, time TEXT, day_of_week TEXT, day_of_month TEXT,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    next_run REAL,  -- UTC epoch seconds; NULL: not scheduled (disabled, manual, once done)
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS job_results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL, job_name TEXT NOT NULL,
+    action TEXT NOT NULL, owner TEXT NOT NULL,
+    trigger TEXT NOT NULL CHECK (trigger IN ('schedule', 'manual')),
+    started REAL NOT NULL, completed REAL,
+    result TEXT CHECK (result IS NULL OR
+                       result IN ('succeeded', 'failed', 'cancelled', 'skipped')),
+    error TEXT);  -- result NULL: running (while the job's lock is held)
+CREATE INDEX IF NOT EXISTS job_results_started ON job_results(started);
+CREATE INDEX IF NOT EXISTS job_results_job ON job_results(job_id, started);
+
+-- Every finished process of the server's engine worth keeping.
+CREATE TABLE IF NOT EXISTS process_history (
+    token TEXT PRIMARY KEY, name TEXT NOT NULL, user TEXT NOT NULL, started REAL NOT NULL,
+    finished REAL NOT NULL, outcome TEXT NOT NULL, error TEXT);
+CREATE INDEX IF NOT EXISTS process_history_finished ON process_history(finished);
+
+-- Archiving profiles and the results of their runs.
+CREATE TABLE IF NOT EXISTS profiles (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
+    user_name TEXT NOT NULL, properties TEXT NOT NULL, secrets TEXT NOT NULL DEFAULT '{}',
+    seal_id TEXT NOT NULL, state TEXT NOT NULL DEFAULT '{}',
+    automatic INTEGER NOT NULL DEFAULT 0, pause_s INTEGER NOT NULL DEFAULT 300,
+    windows TEXT, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS worker_results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, profile_id INTEGER, profile_name TEXT NOT NULL,
+    profile_type TEXT NOT NULL, user_name TEXT NOT NULL, started_by TEXT NOT NULL,
+    start REAL NOT NULL, complete REAL, result TEXT NOT NULL,
+    archived INTEGER NOT NULL DEFAULT 0, duplicates INTEGER NOT NULL DEFAULT 0,
+    skipped INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0, error TEXT,
+    failures TEXT NOT NULL DEFAULT '[]', warnings TEXT NOT NULL DEFAULT '[]',
+    log TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS worker_results_start ON worker_results(start);
+
+-- The notification outbox: events until a mail carried them, and when each kind last went out.
+CREATE TABLE IF NOT EXISTS notify_events (
+    id INTEGER PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL,
+    sent_at REAL);
+CREATE INDEX IF NOT EXISTS notify_pending ON notify_events(sent_at) WHERE sent_at IS NULL;
+CREATE TABLE IF NOT EXISTS notify_kinds (kind TEXT PRIMARY KEY, last_mail REAL NOT NULL);
+"""

@@ -1,0 +1,130 @@
+"""Reading a store's catalog for people: one message's entry, a folder's messages, the
+folder tree and counts, and full-text search (the query compiled by query.py), newest first
+from the index's own order. Catalog (catalog.py) has this part and the writes."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailkeep.core.storage.query import Query
+
+
+@dataclass
+class Hit:
+    number: int
+    date: int
+    subject: str
+    sender: str
+    recipients: str
+    owner: str
+    folder: str
+    size: int
+    has_attachment: bool
+
+
+HIT_COLUMNS = ("e.number, e.key >> 20, b.subject, b.sender, b.recipients, f.owner, f.path, "
+               "b.raw_size, b.has_attachment")
+HIT_JOINS = "JOIN blobs b ON b.id = e.blob_id JOIN folders f ON f.id = e.folder_id"
+HIT_FROM = f"entries e {HIT_JOINS}"
+
+
+class Searching:
+    conn: sqlite3.Connection
+
+    def entry(self, number: int) -> Hit | None:
+        row = self.conn.execute(f"SELECT {HIT_COLUMNS} FROM {HIT_FROM} WHERE e.number = ?",
+                                (number,)).fetchone()
+        return None if row is None else _hit(row)
+
+    def folder_numbers(self, folder_id: int) -> list[int]:
+        """The message numbers filed directly in a folder, oldest first."""
+        return [int(n) for (n,) in self.conn.execute(
+            "SELECT number FROM entries WHERE folder_id = ? ORDER BY key", (folder_id,))]
+
+    def entry_flags(self, number: int) -> tuple[list[str], int | None]:
+        row = self.conn.execute("SELECT flags, internal_date FROM entries WHERE number = ?",
+                                (number,)).fetchone()
+        if row is None:
+            return [], None
+        return [f for f in row[0].split(",") if f], row[1]
+
+    def _plan(self, q: Query, index_only: bool = False) -> tuple[str, list[Any], str]:
+        """FROM ... WHERE ... over entries e (and fts) for a compiled query, and the column
+        that orders it newest first. With only words and dates (index_only) the index counts
+        and orders on its own."""
+        conds: list[str] = []
+        params: list[Any] = []
+        if index_only:
+            src, col = "fts", "rowid"
+            conds.append("fts MATCH ?")
+            params.append(q.match)
+        elif q.match is not None:
+            src, col = "fts JOIN entries e ON e.key = fts.rowid", "fts.rowid"
+            conds.append("fts MATCH ?")
+            params.append(q.match)
+        else:
+            src, col = "entries e", "e.key"
+        if q.key_min is not None:
+            conds.append(f"{col} >= ?")
+            params.append(q.key_min)
+        if q.key_max is not None:
+            conds.append(f"{col} < ?")
+            params.append(q.key_max)
+        conds.extend(q.where)
+        params.extend(q.params)
+        for term in q.exclude:
+            conds.append("e.key NOT IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
+            params.append(term)
+        return src + (" WHERE " + " AND ".join(conds) if conds else ""), params, col
+
+    def search(self, q: Query, limit: int, offset: int = 0) -> tuple[int, list[Hit]]:
+        """Total matching entries and one page of them, newest first."""
+        src, params, col = self._plan(q, index_only=q.match is not None and not q.where
+                                      and not q.exclude)
+        total = self.conn.execute(f"SELECT count(*) FROM {src}", params).fetchone()[0]
+        rows = self.conn.execute(
+            f"SELECT {HIT_COLUMNS} FROM (SELECT {col} AS k FROM {src} ORDER BY {col} DESC"
+            f" LIMIT ? OFFSET ?) m JOIN entries e ON e.key = m.k {HIT_JOINS} ORDER BY e.key DESC",
+            (*params, limit, offset)).fetchall()
+        return int(total), [_hit(r) for r in rows]
+
+    def iter_numbers(self, q: Query) -> Iterator[int]:
+        src, params, _ = self._plan(q)
+        for (n,) in self.conn.execute(f"SELECT e.number FROM {src} ORDER BY e.number", params):
+            yield int(n)
+
+    def folders(self, owner: str | None = None) -> list[tuple[str, str, int, int]]:
+        """(owner, path, messages, bytes) for every folder, empty ones included."""
+        sql = ("SELECT f.owner, f.path, count(e.number), coalesce(sum(b.raw_size), 0)"
+               " FROM folders f LEFT JOIN entries e ON e.folder_id = f.id"
+               " LEFT JOIN blobs b ON b.id = e.blob_id")
+        params: tuple[Any, ...] = ()
+        if owner is not None:
+            sql += " WHERE f.owner = ?"
+            params = (owner,)
+        sql += " GROUP BY f.id ORDER BY f.owner, f.path"
+        return [(r[0], r[1], int(r[2]), int(r[3])) for r in self.conn.execute(sql, params)]
+
+    def archived_between(self, start: int, end: int) -> tuple[int, int]:
+        """(entries, raw bytes) archived in [start, end), epoch seconds."""
+        n, size = self.conn.execute(
+            "SELECT count(*), coalesce(sum(b.raw_size), 0) FROM entries e JOIN blobs b ON"
+            " b.id = e.blob_id WHERE e.archived_at >= ? AND e.archived_at < ?",
+            (start, end)).fetchone()
+        return int(n), int(size)
+
+    def counts(self) -> tuple[int, int, int]:
+        """(entries, distinct messages, raw bytes of distinct messages)."""
+        e = self.conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+        b, s = self.conn.execute("SELECT count(*), coalesce(sum(raw_size), 0) FROM blobs"
+                                 ).fetchone()
+        return int(e), int(b), int(s)
+
+
+def _hit(row: Sequence[Any]) -> Hit:
+    return Hit(int(row[0]), int(row[1]), row[2], row[3], row[4], row[5], row[6], int(row[7]),
+               bool(row[8]))

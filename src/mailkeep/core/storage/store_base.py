@@ -1,0 +1,155 @@
+"""What the parts of a store share: its layout on disk, the manifest, and the state of an
+open store with the few things every part uses (names, paths, dictionaries, the lock check).
+The parts build on each other: store_read.py (reading records), store_write.py (filing and
+changing what is archived), store_replay.py (bringing the catalog up to date with the
+segments: replay on open, rebuilding it, finishing a compaction), store.py (opening,
+creating, locking, closing)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from mailkeep.core.crypto import Sealer
+from mailkeep.core.errors import CorruptData, NotFound, StoreUnavailable
+from mailkeep.core.files import fsync_dir
+from mailkeep.core.storage import segments as seg
+from mailkeep.core.storage.catalog import CATALOG, Catalog
+from mailkeep.core.storage.packing import Packer
+
+FORMAT = 1
+SEGMENT_BYTES = 256 << 20
+MANIFEST = "store.json"
+COMPACT_DIR = "segments.compact"  # new segments being built by compaction
+OLD_SEGMENTS_DIR = "segments.precompact"  # the segments compaction replaced, until it ends
+COMPACTION_MARK = "compaction"  # in a finished compaction's segments: its id
+
+
+@dataclass
+class Added:
+    """What happened to one message handed to the store."""
+
+    number: int | None  # the new message number, None when it was a duplicate
+    new_blob: bool
+    warnings: list[str] = field(default_factory=list)  # what indexing it ran into
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFound(f"{path} is not a mailkeep store (no {MANIFEST})") from None
+    except (OSError, ValueError) as exc:
+        raise CorruptData(f"{path / MANIFEST} cannot be read: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CorruptData(f"{path / MANIFEST} is not a format-{FORMAT} store manifest")
+    return data
+
+
+def keep_damaged(old: Path, segments: Path) -> None:
+    """Carry what recover set aside (segments/damaged/) over into the new segments."""
+    src, dst = old / "damaged", segments / "damaged"
+    if not src.is_dir():
+        return
+    dst.mkdir(exist_ok=True)
+    for item in src.iterdir():
+        target = dst / item.name
+        if not target.exists():
+            os.rename(item, target)
+    fsync_dir(dst)
+
+
+def dictionary_aad(dict_id: int) -> bytes:
+    return b"D" + str(dict_id).encode()
+
+
+def _chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
+    left = size
+    while left:
+        chunk = stream.read(min(seg.CHUNK, left))
+        if not chunk:
+            raise OSError("message stream ended early")
+        left -= len(chunk)
+        yield chunk
+
+
+def _region(fh: BinaryIO, start: int, length: int) -> Iterator[bytes]:
+    fh.seek(start)
+    yield from _chunks(fh, length)
+
+
+class StoreBase:
+    """The state of an open store (store.py sets it up)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    writable: bool  # this process holds the store's lock
+    catalog: Catalog
+    packer: Packer
+    recovered_on_open: list[str]  # what opening it repaired
+    lost_entries: list[int]  # entries whose message record was found lost
+    undecodable: set[bytes]  # message records present but not decodable
+    _store_key: bytes | None
+    _sealer: Sealer | None
+    _lock_fd: int | None
+    _writer: seg.SegmentWriter | None
+    _in_batch: bool
+    _fds: dict[int, int]
+    _index_cache: dict[int, tuple[int, tuple[str, ...]]]
+    _fresh_catalog: bool
+
+    @property
+    def id(self) -> str:
+        return str(self.manifest["id"])
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.manifest.get("encryption"))
+
+    def segment_path(self, number: int) -> Path:
+        return self.path / "segments" / seg.segment_name(number)
+
+    def segments(self) -> list[int]:
+        return seg.segment_numbers(self.path / "segments")
+
+    def disk_usage(self) -> dict[str, int]:
+        segs = sum(self.segment_path(n).stat().st_size for n in self.segments())
+        cat = sum(p.stat().st_size for p in self.path.glob(CATALOG + "*"))
+        return {"segments": segs, "catalog": cat}
+
+    def close_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def require_writable(self) -> None:
+        if not self.writable:
+            pid = (self.path / "lock").read_text().strip() if (self.path / "lock").exists() else ""
+            raise StoreUnavailable(f"store {self.name!r} is being written by another process"
+                                   + (f" (pid {pid})" if pid else ""))
+
+    def compaction_mark(self) -> str | None:
+        """The id of the compaction that wrote the current segments, if one did."""
+        mark = self.path / "segments" / COMPACTION_MARK
+        return mark.read_text().strip() if mark.exists() else None
+
+    def dictionaries(self) -> dict[int, bytes]:
+        """The store's compression dictionaries, opened (an encrypted store keeps them sealed
+        in its catalog too: they are learnt from the mail)."""
+        out = {}
+        for dict_id, data in self.catalog.dictionaries().items():
+            if self._sealer is not None:
+                data = self._sealer.open(data, dictionary_aad(dict_id))
+            out[dict_id] = data
+        return out
+
+    def _refresh_packer(self) -> None:
+        self.packer = Packer(self.dictionaries(), self._store_key)

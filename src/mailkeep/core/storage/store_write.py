@@ -1,0 +1,257 @@
+"""Writing a store: batches (append, fsync, then the catalog commit), filing messages and
+entries, learning compression dictionaries, and changing what is archived (deleting a
+message, moving folders). A message is reported filed only once its batch is committed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from mailkeep.core.errors import CorruptData, NotFound
+from mailkeep.core.mime.parse import extract
+from mailkeep.core.storage import codec
+from mailkeep.core.storage import segments as seg
+from mailkeep.core.storage.packing import PARTIAL_INDEX_BYTES, Prepared, blob_info, message_aad
+from mailkeep.core.storage.store_base import Added, _chunks, dictionary_aad
+from mailkeep.core.storage.store_read import Reading
+
+
+class Writing(Reading):
+    def begin(self) -> None:
+        self.require_writable()
+        if not self._in_batch:
+            self.catalog.begin()
+            self._in_batch = True
+
+    def commit(self) -> None:
+        """Make the batch durable: segment fsync first, then the catalog commit."""
+        if not self._in_batch:
+            return
+        assert self._writer is not None
+        self._writer.sync()
+        self.catalog.set_applied(self._writer.segment, self._writer.offset)
+        self.catalog.commit()
+        self._in_batch = False
+
+    def abort(self) -> None:
+        if not self._in_batch:
+            return
+        self.catalog.rollback()
+        self._index_cache.clear()
+        if self._writer is not None:
+            n, off = self.catalog.applied()
+            self._writer.rewind(n, max(off, len(seg.FILE_HEADER)))
+            for number in list(self._fds):  # rewind may have deleted segment files
+                self.forget_fd(number)
+            self._refresh_packer()
+        self.catalog.forget_cached_folders()
+        self._in_batch = False
+
+    def add_dictionary(self, data: bytes) -> None:
+        self.begin()
+        assert self._writer is not None
+        dict_id = max(self.catalog.dictionaries(), default=0) + 1
+        self._write_dictionary(dict_id, data)
+
+    def _write_dictionary(self, dict_id: int, data: bytes) -> None:
+        assert self._writer is not None
+        payload = data
+        if self._sealer is not None:  # learnt from the mail: as secret as the mail
+            payload = self._sealer.seal(data, dictionary_aad(dict_id))
+        rec = self._writer.append(seg.DICTIONARY, {"dict": dict_id,
+                                                   "sealed": self._sealer is not None}, payload)
+        self.catalog.add_dictionary(dict_id, payload, rec.segment, rec.offset)
+        self._refresh_packer()
+
+    # Mail drifts (new lists, new clients, new years), so the store keeps learning: a first
+    # dictionary once it holds FIRST_DICT_AFTER messages, a fresh one every DICT_EVERY after.
+    def dictionary_due(self) -> bool:
+        newest = self.catalog.newest_blob_id()
+        last = int(self.catalog.get_meta("blobs_at_dictionary", "0") or 0)
+        first = not self.catalog.dictionaries()
+        return newest - last >= (codec.FIRST_DICT_AFTER if first else codec.DICT_EVERY)
+
+    def dictionary_samples(self) -> tuple[list[bytes], int]:
+        """Heads of the newest messages to train a dictionary on, and the newest blob id."""
+        rows = self.catalog.sample_blobs(seg.IN_MEMORY_PAYLOAD, codec.SAMPLE_MESSAGES)
+        samples: list[bytes] = []
+        budget = codec.SAMPLE_BYTES
+        for _id, cid, segment, offset, length in rows:
+            try:
+                head = self._unpack_record(self.record_at(segment, offset, length), cid)
+            except CorruptData:
+                continue
+            samples.append(head[: codec.SAMPLE_CAP])
+            budget -= len(samples[-1])
+            if budget <= 0:
+                break
+        return samples, (rows[0][0] if rows else 0)
+
+    def install_dictionary(self, trained: bytes | None, newest: int) -> None:
+        """Within a batch: start compressing with a trained dictionary (None: too few
+        samples to help; wait for the next round)."""
+        self.begin()
+        if trained is not None:
+            self.add_dictionary(trained)
+        self.catalog.set_meta("blobs_at_dictionary", newest)
+
+    def add_message(self, prepared: Prepared, owner: str, folder: str,
+                    flags: frozenset[str] = frozenset(), internal_date: float | None = None,
+                    envelope: dict[str, Any] | None = None) -> Added:
+        """File a prepared message (within a batch); a message already in the folder is a
+        duplicate and changes nothing."""
+        self.begin()
+        assert self._writer is not None
+        blob_id, filed = self.lookup(prepared.content_id, owner, folder)
+        if filed:
+            return Added(None, False)
+        new_blob = blob_id is None
+        if blob_id is None:
+            rec = self._writer.append(seg.MESSAGE, {
+                "id": prepared.content_id.hex(), "size": prepared.raw_size, "codec": "zstd",
+                "dict": prepared.dict_id, "sealed": prepared.sealed,
+                "date": prepared.info.date}, prepared.payload)
+            blob_id = self.catalog.add_blob(prepared.content_id, rec.segment, rec.offset,
+                                            rec.length, prepared.raw_size, prepared.info)
+            self._remember_index(blob_id, prepared.info.date, prepared.info.index)
+        number = self._add_entry(prepared.content_id, blob_id, owner, folder, flags,
+                                 internal_date, envelope)
+        return Added(number, new_blob)
+
+    def add_large_message(self, stream: BinaryIO, size: int, owner: str, folder: str,
+                          flags: frozenset[str] = frozenset(),
+                          internal_date: float | None = None) -> Added:
+        """File a message too large for memory: hashed, compressed and sealed as a stream."""
+        self.begin()
+        assert self._writer is not None
+        start = stream.tell()
+        hasher: Any = self.packer.content_hasher()
+        for chunk in _chunks(stream, size):
+            hasher.update(chunk)
+        cid: bytes = hasher.digest()
+        blob_id, filed = self.lookup(cid, owner, folder)
+        if filed:
+            return Added(None, False)
+        new_blob = blob_id is None
+        warnings: list[str] = []
+        if blob_id is None:
+            stream.seek(start)
+            head = stream.read(min(size, PARTIAL_INDEX_BYTES))
+            fields = extract(head)
+            if size > len(head):
+                fields.warnings.append("message indexed from its first 16 MB only")
+            stream.seek(start)
+            packer = self.packer
+            second: Any = packer.content_hasher()  # the bytes stored must be the bytes hashed
+
+            def read_again() -> Iterator[bytes]:
+                for chunk in _chunks(stream, size):
+                    second.update(chunk)
+                    yield chunk
+
+            payload = packer.codec.compress_stream(read_again())
+            if packer.sealer is not None:
+                payload = packer.sealer.seal_stream(payload, message_aad(cid))
+            info = blob_info(fields, internal_date or time.time())
+            warnings = fields.warnings
+            rec = self._writer.append_stream(seg.MESSAGE, {
+                "id": cid.hex(), "size": size, "codec": "zstd", "dict": packer.codec.dict_id,
+                "sealed": packer.sealer is not None, "date": info.date}, payload)
+            if second.digest() != cid:
+                raise OSError("the file changed while it was being read")
+            blob_id = self.catalog.add_blob(cid, rec.segment, rec.offset, rec.length, size, info)
+            self._remember_index(blob_id, info.date, info.index)
+        number = self._add_entry(cid, blob_id, owner, folder, flags, internal_date)
+        return Added(number, new_blob, warnings)
+
+    def add_entry(self, cid: bytes, owner: str, folder: str, flags: frozenset[str] = frozenset(),
+                  internal_date: float | None = None,
+                  envelope: dict[str, Any] | None = None) -> int | None:
+        """File a message whose bytes the store already holds; None if already in the folder."""
+        self.begin()
+        blob_id, filed = self.lookup(cid, owner, folder)
+        if blob_id is None:
+            raise NotFound("the store does not hold that message")
+        if filed:
+            return None
+        return self._add_entry(cid, blob_id, owner, folder, flags, internal_date, envelope)
+
+    def _add_entry(self, cid: bytes, blob_id: int, owner: str, folder: str,
+                   flags: frozenset[str], internal_date: float | None,
+                   envelope: dict[str, Any] | None = None) -> int:
+        assert self._writer is not None
+        number = self.catalog.next_number()
+        now = int(time.time())
+        idate = int(internal_date) if internal_date is not None else None
+        flag_list = sorted(flags)
+        header: dict[str, Any] = {
+            "n": number, "id": cid.hex(), "owner": owner, "folder": folder,
+            "flags": flag_list, "idate": idate, "at": now}
+        if envelope is not None:
+            header["env"] = envelope
+        rec = self._writer.append(seg.ENTRY, header)
+        fid = self.catalog.folder_id(owner, folder)
+        date, index = self._blob_index(blob_id)
+        self.catalog.add_entry(number, blob_id, fid, flag_list, idate, now,
+                               rec.segment, rec.offset, date, index)
+        if envelope is not None:
+            self.catalog.add_envelope(number, envelope)
+        return number
+
+    def _drop_entry(self, number: int) -> None:
+        blob_id = self.catalog.entry_blob(number)
+        if blob_id is not None:
+            self.catalog.delete_entry(number, self._blob_index(blob_id)[1])
+
+    def bury_lost_entries(self) -> None:
+        """Tombstone entries whose message bytes are lost, so the segments agree with the
+        catalog again (recover does this after naming them)."""
+        if not self.lost_entries:
+            return
+        self.begin()
+        assert self._writer is not None
+        for number in self.lost_entries:
+            self._writer.append(seg.TOMBSTONE, {"n": number, "at": int(time.time()),
+                                                "reason": "message record lost; recovered"})
+        self.lost_entries = []
+        self.commit()
+
+    # -- changing what is archived ---------------------------------------------------------
+    def delete_message(self, number: int, reason: str) -> None:
+        """Delete one entry (message number) for good: a tombstone in the segments, and the
+        entry and its index row out of the catalog. The message's bytes stay in the segments
+        until CompactStore drops what no entry refers to any more."""
+        self.begin()
+        assert self._writer is not None
+        try:
+            if self.catalog.entry(number) is None:
+                raise NotFound(f"message {number} does not exist in store {self.name!r}")
+            self._writer.append(seg.TOMBSTONE, {"n": number, "at": int(time.time()),
+                                                "reason": reason})
+            self._drop_entry(number)
+            self.commit()
+        except BaseException:
+            self.abort()
+            raise
+
+    def folder_change(self, header: dict[str, Any]) -> None:
+        """Record and apply a folder change: {"op": "move", owner, folder, to_owner,
+        to_folder} moves a subtree, {"op": "drop", owner, folder} removes an empty folder."""
+        self.begin()
+        assert self._writer is not None
+        try:
+            self._writer.append(seg.FOLDER, {**header, "at": int(time.time())})
+            self._apply_folder(header)
+            self.commit()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _apply_folder(self, h: dict[str, Any]) -> None:
+        if h.get("op") == "move":
+            self.catalog.move_folder(h["owner"], h["folder"], h["to_owner"], h["to_folder"])
+        elif h.get("op") == "drop":
+            fid = self.catalog.find_folder(h["owner"], h["folder"])
+            if fid is not None:
+                self.catalog.drop_folder_id(fid)

@@ -1,0 +1,131 @@
+"""The one error table: what each error means to each interface, keyed by exception class.
+
+For every class: the Administration API's `details` (its `message` is the error's own), the
+management-console API's code (and through MCAPI_CODES its HTTP status), the command line's
+exit code, and the notification a failed process raises (None: the caller was told at once,
+no administrator needs a mail). A class not in the table takes the entry of its nearest
+ancestor; an exception that is no MailkeepError at all is unexpected (a bug or the machine):
+it takes the entry of Exception, and its details are its class name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailkeep.core.errors import (
+    Cancelled,
+    Conflict,
+    CorruptData,
+    Forbidden,
+    InvalidArgument,
+    KeyMissing,
+    MailkeepError,
+    NotFound,
+    StoreUnavailable,
+)
+from mailkeep.core.storage.verify import RecoverFailed, VerifyFailed
+from mailkeep.functions.registry import ApiArgumentError, UnknownFunction
+from mailkeep.notify.config import ConfigParseError, ConfigReadError, ConfigWriteError
+from mailkeep.notify.mailer import SendFailed
+from mailkeep.profiles.run import RunFailed
+from mailkeep.profiles.store import ProfileSecretError
+
+# The console API's codes: HTTP status and meaning (docs/mcapi.md prints this table).
+MCAPI_CODES: dict[int, tuple[int, str]] = {
+    1001: (400, "the request body is not valid JSON or form data"),
+    1002: (400, "an argument is missing, unknown or invalid"),
+    1003: (404, "no such function"),
+    1004: (404, "the named object does not exist"),
+    1005: (405, "the function is called with another HTTP method"),
+    1006: (409, "the change conflicts with the current state"),
+    2001: (401, "wrong user name or password"),
+    2002: (429, "too many failed logins: locked for a while"),
+    2003: (403, "the account may not log in to the management console"),
+    3001: (403, "not logged in (no, unknown or expired session)"),
+    3002: (403, "the session's role may not call this function"),
+    5000: (500, "the server could not complete the request"),
+    5001: (500, "the configuration file could not be read"),
+    5002: (500, "the configuration file could not be written"),
+    5003: (500, "the configuration file could not be parsed"),
+    5009: (500, "the test mail could not be sent"),
+}
+FAILED = "process.failed"
+CANCELLED_EVENT = "process.cancelled"
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    details: str  # the Administration API's error.details ("" for the exception's own)
+    mcapi: int  # the console API's code
+    exit: int  # the command line's exit code
+    event: str | None  # the notification a failed process raises, None for none
+
+
+ERRORS: dict[type[BaseException], ErrorSpec] = {
+    InvalidArgument: ErrorSpec("invalid_argument", 1002, 2, None),
+    ApiArgumentError: ErrorSpec("invalid_argument", 1002, 2, None),
+    UnknownFunction: ErrorSpec("unknown_function", 1003, 2, None),
+    NotFound: ErrorSpec("not_found", 1004, 3, None),
+    Conflict: ErrorSpec("conflict", 1006, 4, None),
+    Forbidden: ErrorSpec("forbidden", 3002, 8, None),
+    StoreUnavailable: ErrorSpec("store_unavailable", 5000, 5, FAILED),
+    CorruptData: ErrorSpec("corrupt_data", 5000, 6, FAILED),
+    KeyMissing: ErrorSpec("key_missing", 5000, 7, FAILED),
+    ProfileSecretError: ErrorSpec("key_missing", 5000, 7, FAILED),
+    VerifyFailed: ErrorSpec("", 5000, 1, "verify.damage"),  # details: the damaged messages
+    RecoverFailed: ErrorSpec("", 5000, 1, FAILED),
+    ConfigReadError: ErrorSpec("config_read", 5001, 1, FAILED),
+    ConfigWriteError: ErrorSpec("config_write", 5002, 1, FAILED),
+    ConfigParseError: ErrorSpec("config_parse", 5003, 1, FAILED),
+    SendFailed: ErrorSpec("", 5009, 1, None),  # details: send_failed:<step>
+    RunFailed: ErrorSpec("source_unavailable", 5000, 1, None),  # the run raised its own
+    Cancelled: ErrorSpec("cancelled", 5000, 130, CANCELLED_EVENT),
+    MailkeepError: ErrorSpec("error", 5000, 1, FAILED),
+    Exception: ErrorSpec("", 5000, 1, FAILED),  # details: the class name
+}
+
+
+def spec(exc: BaseException) -> ErrorSpec:
+    for cls in type(exc).__mro__:
+        found = ERRORS.get(cls)
+        if found is not None:
+            return found
+    return ERRORS[Exception]
+
+
+def message(exc: BaseException) -> str:
+    """What the error says to people (never a traceback)."""
+    if isinstance(exc, MailkeepError):
+        return exc.message
+    if isinstance(exc, Cancelled):
+        return "The function was cancelled."
+    return str(exc) or type(exc).__name__
+
+
+def details(exc: BaseException) -> str:
+    """The Administration API's error.details."""
+    if isinstance(exc, VerifyFailed | RecoverFailed):
+        return exc.details
+    if isinstance(exc, SendFailed):
+        return f"send_failed:{exc.step}"
+    return spec(exc).details or type(exc).__name__
+
+
+def api_error(exc: BaseException) -> tuple[str, str]:
+    """(message, details) of the Administration API's error object."""
+    return message(exc), details(exc)
+
+
+def mcapi_error(exc: BaseException) -> tuple[int, int, str]:
+    """(HTTP status, code, message) of the console API's error envelope."""
+    code = spec(exc).mcapi
+    return MCAPI_CODES[code][0], code, message(exc)
+
+
+def exit_code(exc: BaseException) -> int:
+    return spec(exc).exit
+
+
+def event(exc: BaseException) -> str | None:
+    """The notification kind a failed (or cancelled) process raises for this error."""
+    return spec(exc).event

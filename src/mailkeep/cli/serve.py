@@ -44,8 +44,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     settings (`mailkeep settings list`) for this run."""
     import uvicorn
 
-    from mailkeep.web.app import create_app
-    from mailkeep.web.tls import ensure_self_signed, fingerprint
+    from mailkeep.core.admin.certificates import ensure_self_signed, fingerprint
+    from mailkeep.web.app import LiveCertificate, create_app
 
     data: Path = ctx.obj["data"]
     stopping: list[uvicorn.Server] = []
@@ -89,7 +89,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     sys.stdout.flush()
     if smtp is not None and conf_starttls and ssl:
         smtp.tls_cert, smtp.tls_key = Path(ssl["ssl_certfile"]), Path(ssl["ssl_keyfile"])
-    app = create_app(data.resolve(), api_enabled=bool(enable_api), smtp=smtp)
+    certificate = LiveCertificate() if ssl else None
+    app = create_app(data.resolve(), api_enabled=bool(enable_api), smtp=smtp,
+                     certificate=certificate)
     if smtp is not None:
         out.print(f"SMTP journal receiver on {smtp.host}:{smtp.port} (into the archive of "
                   f"{smtp.owner!r}; clients {', '.join(smtp.networks)}"
@@ -100,6 +102,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     # stopping server up: after this many seconds the rest is cut off.
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             timeout_graceful_shutdown=GRACE_S, **ssl)  # type: ignore[arg-type]
+    config.load()  # the TLS context, which SetServiceCertificate changes while it runs
+    if certificate is not None:
+        certificate.context = config.ssl
     server = uvicorn.Server(config)
     stopping.append(server)
     server.should_exit = early_stop

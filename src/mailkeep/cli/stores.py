@@ -50,15 +50,26 @@ def _listed(row: dict[str, Any]) -> dict[str, Any]:
 @click.argument("name")
 @click.option("--path", type=click.Path(path_type=Path), help="Where the store lives "
               "(default <data>/stores/NAME).")
-@click.option("--encrypt", is_flag=True, help="Encrypt messages at rest (AES-256-GCM).")
+@click.option("--encrypt", is_flag=True, help="Encrypt messages at rest (AES-256-GCM) under "
+              "a key the data directory's master key wraps.")
+@click.option("--passphrase", "ask_passphrase", is_flag=True, help="Encrypt it under a key a "
+              "passphrase wraps instead (asked for): a store to hand to someone else, opened "
+              "there with UnlockStore.")
 @click.pass_context
 @domain_errors
-def store_create(ctx: click.Context, name: str, path: Path | None, encrypt: bool) -> None:
+def store_create(ctx: click.Context, name: str, path: Path | None, encrypt: bool,
+                 ask_passphrase: bool) -> None:
     """Create a new store (the first one becomes current)."""
-    rec = call(ctx, "CreateStore", name=name, encrypt=encrypt,
+    passphrase = None
+    if ask_passphrase:
+        passphrase = click.prompt("Passphrase", hide_input=True, confirmation_prompt=True,
+                                  err=True)
+    rec = call(ctx, "CreateStore", name=name, encrypt=encrypt or None, passphrase=passphrase,
                databasePath=str(path.resolve()) if path else None)
+    sealed = ", encrypted under a passphrase" if passphrase else (
+        ", encrypted" if encrypt else "")
     out.print(f"created store {rec['name']!r} (id {rec['id']}, {rec['requestedState']}) at "
-              f"{rec['databasePath']}" + (", encrypted" if encrypt else ""))
+              f"{rec['databasePath']}{sealed}")
 
 
 @store.command("list")

@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from mailkeep.core.crypto import load_master_key
+from mailkeep.core.admin import autocreate
+from mailkeep.core.admin.settings import Settings
 from mailkeep.core.errors import (
     Conflict,
     CorruptData,
@@ -23,6 +25,7 @@ from mailkeep.core.errors import (
     NotFound,
     StoreUnavailable,
 )
+from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import STATES, MasterDB, StoreRecord
 from mailkeep.core.storage.catalog import full_name, under
 from mailkeep.core.storage.catalog_search import Hit
@@ -61,8 +64,10 @@ class Archive:
     """The stores of a data directory. `master` is the process's master database (its owner
     closes it); without one the archive opens and closes its own."""
 
-    def __init__(self, data_dir: Path, master: MasterDB | None = None) -> None:
+    def __init__(self, data_dir: Path, master: MasterDB | None = None,
+                 keys: KeyRing | None = None) -> None:
         self.data_dir = data_dir.resolve()
+        self.keys = keys or KeyRing(self.data_dir)
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.data_dir / "conf").mkdir(mode=0o700, exist_ok=True)
         self._own_master = master is None
@@ -84,7 +89,7 @@ class Archive:
         self.close()
 
     def master_key(self, create: bool = False) -> bytes | None:
-        return load_master_key(self.data_dir, create)
+        return self.keys.master(create)
 
     # -- the registry ---------------------------------------------------------------------
     def stores(self) -> list[StoreRecord]:
@@ -104,12 +109,14 @@ class Archive:
         if any(r.name == name for r in self.stores()):
             raise Conflict(f"a store named {name!r} already exists")
 
-    def create_store(self, name: str, path: Path | None = None, encrypt: bool = False
-                     ) -> StoreRecord:
+    def create_store(self, name: str, path: Path | None = None, encrypt: bool = False,
+                     passphrase: str | None = None) -> StoreRecord:
+        """A new store (current if it is the first); encrypted under the master key, or under
+        a passphrase (then locked until UnlockStore, in every process)."""
         self._check_name(name)
         target = (path or self.data_dir / "stores" / name).resolve()
-        key = self.master_key(create=True) if encrypt else None
-        store = Store.create(target, name, key, encrypt)
+        key = self.master_key(create=True) if encrypt and passphrase is None else None
+        store = Store.create(target, name, key, encrypt, passphrase)
         store.close()
         state = "normal" if any(r.state == "current" for r in self.stores()) else "current"
         return self.master.stores.add(store.id, name, target, state)
@@ -123,7 +130,7 @@ class Archive:
         self._check_name(name)
         # Open it once for writing before registering it: this checks the key of an
         # encrypted store and brings the catalog up to date with the segments.
-        Store.open(target, self.master_key(), write=True).close()
+        Store.open(target, self.keys, write=True).close()
         state = "normal" if any(r.state == "current" for r in self.stores()) else "current"
         rec = self.master.stores.add(str(manifest["id"]), name, target, state)
         if name != manifest["name"]:
@@ -154,7 +161,7 @@ class Archive:
             raise Conflict(f"store {rec.name!r} is still at {rec.path}: move its directory "
                            "first (with the server not writing it), then point it there")
         self._close_store(rec.id)
-        Store.open(target, self.master_key(), write=True).close()  # checks key and catalog
+        Store.open(target, self.keys, write=True).close()  # checks key and catalog
         self.master.stores.move(rec.id, target)
         return self.find_store(rec.id)
 
@@ -199,7 +206,7 @@ class Archive:
         may_repair = not write and (rec.id, True) not in self._open
         store: Store | None = None
         try:
-            store = Store.open(rec.path, self.master_key(), write=write)
+            store = Store.open(rec.path, self.keys, write=write)
             stale = may_repair and store.behind_segments()
         except CorruptData:
             if not may_repair:
@@ -208,8 +215,8 @@ class Archive:
         if stale or store is None:
             if store is not None:
                 store.close()
-            Store.open(rec.path, self.master_key(), write=True).close()
-            store = Store.open(rec.path, self.master_key(), write=False)
+            Store.open(rec.path, self.keys, write=True).close()
+            store = Store.open(rec.path, self.keys, write=False)
         self._open[(rec.id, write)] = store
         return store
 
@@ -238,9 +245,38 @@ class Archive:
         cur = [r for r in recs if r.state == "current"]
         if not cur:
             raise StoreUnavailable("no store is current: `mailkeep store state ID current`")
-        store = self.open_store(cur[0], write=True)
+        rec, store = cur[0], self.open_store(cur[0], write=True)
         store.require_writable()
-        return cur[0], store
+        config = autocreate.from_stored(Settings(self.master).get("stores.autocreate"))
+        if autocreate.due(config, float(store.manifest.get("created", 0)),
+                          sum(store.disk_usage().values()) if config.mode == "size" else 0):
+            rec = self._start_next_store(config, rec)
+            store = self.open_store(rec, write=True)
+            store.require_writable()
+        return rec, store
+
+    def _start_next_store(self, config: autocreate.AutoCreate, previous: StoreRecord
+                          ) -> StoreRecord:
+        """A new current store, named and placed as the configuration says."""
+        now = datetime.now()
+        names = {r.name for r in self.stores()}
+        pattern = config.name_pattern or autocreate.DEFAULT_PATTERN[config.mode]
+        name = autocreate.name_for(pattern, now, len(names) + 1)
+        taken = name
+        for i in range(2, 1000):
+            if taken not in names:
+                break
+            taken = f"{name} ({i})"
+        base = Path(config.base_path) if config.base_path else self.data_dir / "stores"
+        try:
+            rec = self.create_store(taken, base / taken, config.encrypt)
+        except Conflict:  # another process started it a moment ago
+            return next(r for r in self.stores() if r.state == "current")
+        rec = self.set_store_state(rec.id, "current")
+        # Nobody called for it: the configuration did. The log says so.
+        self.master.audit.write("system", "store.autocreate", id=rec.id, name=rec.name,
+                                path=str(rec.path), previous=previous.name, mode=config.mode)
+        return rec
 
     def readable_stores(self) -> list[tuple[StoreRecord, Store]]:
         """The stores that can be read now; the others are in `self.unavailable` with why,

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import MailkeepError
+from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.storage.store import Store
 
@@ -64,15 +65,17 @@ class Filing:
 
 
 class StoreWriter:
-    def __init__(self, data_dir: Path, master: MasterDB,
+    def __init__(self, data_dir: Path, master: MasterDB, keys: KeyRing | None = None,
                  idle_close_s: float = IDLE_CLOSE_S) -> None:
         self.data_dir = data_dir
         self.master = master
+        self.keys = keys
         self.idle_close_s = idle_close_s
         self.queue: queue.Queue[Filing | None] = queue.Queue()
         self.batches = 0
         self.last_error: str | None = None
         self._others: list[Store] | None = None  # the older stores, once looked up
+        self._others_of: int | None = None  # ... for this current store
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -106,7 +109,7 @@ class StoreWriter:
 
     # -- the thread -------------------------------------------------------------------------
     def _open(self) -> Archive:
-        return Archive(self.data_dir, self.master)
+        return Archive(self.data_dir, self.master, self.keys)
 
     def _close(self, archive: Archive | None) -> None:
         self._others = None
@@ -148,8 +151,8 @@ class StoreWriter:
     def _duplicate_elsewhere(self, archive: Archive, current: int, raw: bytes,
                              targets: Targets) -> bool:
         """Filed in every target folder of an older store already (not archived again)."""
-        if self._others is None:
-            self._others = []
+        if self._others is None or self._others_of != current:  # a new store became current
+            self._others, self._others_of = [], current
             for rec in archive.stores():
                 if rec.id != current and rec.state != "disabled":
                     try:

@@ -1,8 +1,10 @@
 """The function catalog. Importing this package registers the built-in functions."""
 
 from mailkeep.functions import (  # noqa: F401  (registration)
+    databases,
     folders,
     jobs,
+    keys,
     maintenance,
     notification,
     profiles,

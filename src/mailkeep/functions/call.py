@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from argon2 import PasswordHasher
 
 from mailkeep.core.archive import Archive
+from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.writer import StoreWriter
 from mailkeep.jobs.process import Progress
@@ -34,6 +35,13 @@ class JobControl(Protocol):
     def changed(self) -> None: ...
 
     def now(self) -> float: ...
+
+
+class CertificateSwitch(Protocol):
+    """The running server's TLS certificate, which SetServiceCertificate changes without a
+    restart (None where no server serves TLS in this process)."""
+
+    def use(self, cert: Path, key: Path) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -62,16 +70,21 @@ class Services:
     master: MasterDB
     engine: Engine | None = None
     scheduler: JobControl | None = None
+    certificate: CertificateSwitch | None = None
     hasher: PasswordHasher | None = None  # None: Argon2id with its defaults
+    keys: KeyRing = field(init=False)  # the master keys, and stores unlocked by passphrase
     started: float = field(default_factory=time.monotonic)
     _writer: StoreWriter | None = None
+
+    def __post_init__(self) -> None:
+        self.keys = KeyRing(self.data_dir)
 
     @property
     def writer(self) -> StoreWriter:
         """The one writer of this process (the journal receiver and the profiles file through
         it, so they never fight over a store)."""
         if self._writer is None:  # it starts at its first filing
-            self._writer = StoreWriter(self.data_dir, self.master)
+            self._writer = StoreWriter(self.data_dir, self.master, self.keys)
         return self._writer
 
     def now(self) -> float:
@@ -102,7 +115,8 @@ class Call:
         """The archive, opened on first use: a function that never touches it (GetServerInfo,
         a monitoring sensor's favourite) opens no store."""
         if self._archive is None:
-            self._archive = Archive(self.services.data_dir, self.services.master)
+            self._archive = Archive(self.services.data_dir, self.services.master,
+                                    self.services.keys)
         return self._archive
 
     @property

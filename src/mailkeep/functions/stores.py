@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mailkeep.core.admin import autocreate
+from mailkeep.core.admin.settings import Settings
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field
+from mailkeep.core.keys import unlock
 from mailkeep.core.masterdb import STATES, StoreRecord
+from mailkeep.core.storage.store import read_manifest
 from mailkeep.core.storage.verify import VerifyFailed, verify
 from mailkeep.functions.call import Call
 from mailkeep.functions.registry import function
@@ -84,12 +88,22 @@ def get_stores(call: Call) -> list[dict[str, Any]]:
 @function("CreateStore", "Create a store; the first store becomes current.",
           '{"id": int, "name": str, ...} (the new store, as in GetStores)',
           Field("name", "string", description="Name of the new store."), *DATABASE_ARGS, STATE,
-          Field("encrypt", "bool", True, "Encrypt the store's messages at rest (AES-256-GCM)."))
+          Field("encrypt", "bool", True, "mailkeep extension: encrypt the store's messages at "
+                "rest (AES-256-GCM) under a key the master key wraps."),
+          Field("passphrase", "string", True, "mailkeep extension: encrypt it under a key this "
+                "passphrase wraps instead (at least 12 characters): a store to hand to someone "
+                "else, opened with UnlockStore.", secret=True))
 def create_store(call: Call) -> dict[str, Any]:
     _directory_store_only(call)
     path = call.arg("databasePath")
+    passphrase = call.arg("passphrase") or None
     rec = call.archive.create_store(call.arg("name"), Path(path) if path else None,
-                                    bool(call.arg("encrypt")))
+                                    bool(call.arg("encrypt")) or passphrase is not None,
+                                    passphrase)
+    if passphrase is not None:  # its maker may use it at once
+        manifest = read_manifest(rec.path)
+        call.services.keys.unlocked[str(manifest["id"])] = unlock(manifest["encryption"],
+                                                                  passphrase)
     if call.arg("requestedState") and call.arg("requestedState") != rec.state:
         rec = call.archive.set_store_state(rec.id, call.arg("requestedState"))
     return store_info(call.archive, rec, include_size=False)
@@ -241,3 +255,33 @@ def verify_all_stores(call: Call) -> dict[str, Any] | None:
     recs = [r for r in call.archive.stores() if r.state != "disabled"]
     report = verify_stores(call, recs, f"{len(recs)} stores")
     return report if call.arg("report") else None
+
+
+AUTOCREATE_SHAPE = ('{"mode": "none"|"monthly"|"quarterly"|"yearly"|"size", "sizeLimitMB": '
+                    'int|null, "namePattern": str, "basePath": str|null, "encrypt": bool}')
+
+
+@function("GetStoreAutoCreateConfiguration", "Whether (and when) a new current store is started "
+          "automatically: mode none, monthly, quarterly or yearly (a new store at the first "
+          "mail of a new period, by the server's clock), or size (once the current store "
+          "holds sizeLimitMB megabytes on disk). New stores are named by namePattern "
+          "({year}, {month}, {quarter}, {n}: the number of stores), made in basePath (null: "
+          "the data directory's stores/), encrypted if encrypt; the previous current store "
+          "becomes normal.", AUTOCREATE_SHAPE, changes=False)
+def get_store_auto_create_configuration(call: Call) -> dict[str, Any]:
+    return autocreate.from_stored(Settings(call.master).get("stores.autocreate")).shown()
+
+
+@function("SetStoreAutoCreateConfiguration", "Change when a new current store is started "
+          "automatically (see GetStoreAutoCreateConfiguration); the fields not given keep "
+          "their values; {\"mode\": \"none\"} stops it. Checked as a whole before anything "
+          "is saved. Answers the configuration now in force.", AUTOCREATE_SHAPE,
+          Field("config", "json", description="The fields to change, e.g. {\"mode\": "
+                "\"monthly\"} or {\"mode\": \"size\", \"sizeLimitMB\": 51200}."))
+def set_store_auto_create_configuration(call: Call) -> dict[str, Any]:
+    conf = Settings(call.master)
+    before = autocreate.from_stored(conf.get("stores.autocreate"))
+    after = autocreate.parse(call.arg("config"), before)
+    call.note(before=before.shown())
+    conf.put("stores.autocreate", after.shown())
+    return after.shown()

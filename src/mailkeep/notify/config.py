@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mailkeep.core.admin.secrets import open_text, seal_text, secret_key
+from mailkeep.core.admin.secrets import open_text, seal_text, secret_key, secret_keys
 from mailkeep.core.errors import InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field, FieldError, Format
 from mailkeep.core.files import write_json_atomic
@@ -176,8 +176,9 @@ def seal(data_dir: Path, secret: str, what: str) -> str:
 
 
 def unseal(data_dir: Path, sealed: str, what: str) -> str:
+    _key(data_dir)  # the master key (made if there is none)
     try:
-        return open_text(_key(data_dir), sealed, what)
+        return open_text(secret_keys(data_dir, "notification secrets"), sealed, what)
     except ValueError as exc:
         raise ConfigParseError(f"the stored {what} cannot be decrypted with this data "
                                f"directory's master key ({exc})") from None
@@ -251,10 +252,32 @@ class NotificationConfig:
         names = SHAPES[mode] + (() if mode == "connection" else EXTRA)
         return {name: conf[name] for name in names}
 
+    def credential(self) -> dict[str, Any] | None:
+        """Whom the notification mail logs in as, and whether a password is stored (never the
+        password); None when it does not log in (no authentication, or a named connection)."""
+        conf, sealed = self._load()
+        mode = _mode(conf)
+        if mode not in ("SMTP", "POP before SMTP"):
+            return None
+        server = conf["serverName"] if mode == "SMTP" else conf["pop3ServerName"]
+        return {"userName": conf["userName"], "server": server, "authentication": mode,
+                "hasSecret": sealed is not None}
+
     def full(self) -> tuple[dict[str, Any], str | None]:
         """Every field, and the password in clear (for sending only; never shown)."""
         conf, sealed = self._load()
         return conf, (unseal(self.data_dir, sealed, "password") if sealed else None)
+
+    def reseal(self) -> bool:
+        """Seal the stored password again under the current master key (after a renewal);
+        whether there is one."""
+        data = read_json(self.path)
+        if data is None or not data.get("password"):
+            return False
+        _conf, password = self.full()
+        assert password is not None
+        write_atomic(self.path, {**data, "password": seal(self.data_dir, password, "password")})
+        return True
 
     def set(self, changes: dict[str, Any], connections: set[str] | None = None) -> list[str]:
         """Apply a partial change (absent fields stay, the password stays unless given);

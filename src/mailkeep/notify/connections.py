@@ -92,6 +92,21 @@ class Connections:
         return item, unseal(self.data_dir, sealed, f"password of {item['name']}") if sealed \
             else None
 
+    def reseal(self) -> int:
+        """Seal every stored password again under the current master key (after a renewal);
+        how many there are."""
+        items = self._load()
+        count = 0
+        for item in items:
+            if item.get("password"):
+                what = f"password of {item['name']}"
+                item["password"] = seal(self.data_dir, unseal(self.data_dir, item["password"],
+                                                              what), what)
+                count += 1
+        if count:
+            self._save(items)
+        return count
+
     def create(self, name: str, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
         if not NAME_RE.match(name or ""):
             raise InvalidArgument(f"connection name {name!r} must be 1-64 letters, digits, "

@@ -8,7 +8,8 @@ import shutil
 from pathlib import Path
 
 from mailkeep.core.archive import Archive
-from mailkeep.core.errors import KeyMissing, MailkeepError
+from mailkeep.core.errors import MailkeepError
+from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.storage.store import read_manifest
 from mailkeep.notify.events import record_event
@@ -25,9 +26,11 @@ def disk_low(path: Path, share: float = LOW_DISK) -> tuple[bool, int, int]:
 class Health:
     """What was wrong at the last check, so that only new trouble is recorded."""
 
-    def __init__(self, data_dir: Path, master: MasterDB, low_disk: float = LOW_DISK) -> None:
+    def __init__(self, data_dir: Path, master: MasterDB, keys: KeyRing | None = None,
+                 low_disk: float = LOW_DISK) -> None:
         self.data_dir = data_dir
         self.master = master
+        self.keys = keys
         self.low_disk = low_disk
         self.bad_stores: set[int] = set()
         self.disk_low = False
@@ -36,18 +39,15 @@ class Health:
         """Look at the stores and the disk now; returns the kinds recorded."""
         recorded: list[str] = []
         bad: set[int] = set()
-        with Archive(self.data_dir, self.master) as archive:
+        with Archive(self.data_dir, self.master, self.keys) as archive:
             for rec in archive.stores():
                 if rec.state == "disabled":
                     continue
                 try:
-                    # Light and read-only: the manifest and, for an encrypted store, the
+                    # Light and read-only: the manifest and, for an encrypted store, its
                     # key. Opening the store itself could repair its catalog and so get
                     # in the way of whoever is writing it.
-                    manifest = read_manifest(rec.path)
-                    if manifest.get("encryption") and archive.master_key() is None:
-                        raise KeyMissing("its master key is not available (conf/master.key "
-                                         "or MAILKEEP_MASTER_KEY)")
+                    archive.keys.store_key(read_manifest(rec.path))
                 except MailkeepError as exc:
                     bad.add(rec.id)
                     if rec.id not in self.bad_stores:

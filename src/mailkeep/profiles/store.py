@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mailkeep.core.admin.locks import RunLock, held, lock_file
-from mailkeep.core.admin.secrets import open_text, seal_text, secret_key
+from mailkeep.core.admin.secrets import open_text, seal_text, secret_key, secret_keys
 from mailkeep.core.admin.users import Users
 from mailkeep.core.errors import Conflict, InvalidArgument, MailkeepError, NotFound
 from mailkeep.core.masterdb import MasterDB
@@ -179,14 +179,27 @@ class Profiles:
         sealed = self.rows.sealed_secrets(prof.id)
         if not sealed:
             return {}
-        key = self._key()
+        self._key()  # the master key (made if there is none)
+        keys = secret_keys(self.data_dir, "profile secrets")
         try:
-            return {k: open_text(key, v, f"profile {prof.seal_id} {k}")
+            return {k: open_text(keys, v, f"profile {prof.seal_id} {k}")
                     for k, v in sealed.items()}
         except ValueError:
             raise ProfileSecretError(f"The password of profile {prof.name!r} cannot be "
                                      "decrypted with this data directory's master key; set "
                                      "it again (UpdateProfile).") from None
+
+    def reseal(self) -> int:
+        """Seal every profile's secrets again under the current master key (after a
+        renewal); how many profiles hold secrets."""
+        count = 0
+        for prof in self.all():
+            secrets = self.secrets(prof)
+            if secrets:
+                self.rows.update(prof.id, prof.properties, self._seal(prof.seal_id, secrets),
+                                 prof.state)
+                count += 1
+        return count
 
     # -- running ----------------------------------------------------------------------------
     def _lock_path(self, profile_id: int) -> Path:

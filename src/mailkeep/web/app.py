@@ -6,8 +6,10 @@ writer), all around one master database and one invoke path."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import re
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mailkeep.core.admin.auth import Authenticator
 from mailkeep.core.admin.settings import Settings
 from mailkeep.core.admin.users import Users
+from mailkeep.core.errors import Conflict
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.functions import REGISTRY
 from mailkeep.functions.actions import job_runner
@@ -53,6 +56,33 @@ class CollapseSlashes:
         await self.app(scope, receive, send)
 
 
+class LiveCertificate:
+    """The certificate the running server serves, changed without a restart
+    (SetServiceCertificate): the server's TLS context loads the new chain on the event loop,
+    between handshakes; connections made from then on get it."""
+
+    def __init__(self) -> None:
+        self.context: ssl.SSLContext | None = None  # set by `mailkeep serve`
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by the lifespan
+
+    def use(self, cert: Path, key: Path) -> None:
+        context, loop = self.context, self.loop
+        if context is None or loop is None:
+            raise Conflict("The server does not serve TLS (it runs behind a proxy): the "
+                           "certificate is the proxy's.")
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def load() -> None:
+            try:
+                context.load_cert_chain(cert, key)
+                done.set_result(None)
+            except Exception as exc:  # checked before, so only if the files changed since
+                done.set_exception(exc)
+
+        loop.call_soon_threadsafe(load)
+        done.result(timeout=30)
+
+
 def worth_keeping(rec: FinishedRecord) -> bool:
     """A sensor asking GetServerInfo every minute is not history: record processes, changes
     and failures."""
@@ -61,11 +91,12 @@ def worth_keeping(rec: FinishedRecord) -> bool:
 
 
 def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | None = None,
-               hasher: PasswordHasher | None = None, engine: Engine | None = None,
-               users: Users | None = None) -> ASGIApp:
+               certificate: LiveCertificate | None = None, hasher: PasswordHasher | None = None,
+               engine: Engine | None = None, users: Users | None = None) -> ASGIApp:
     """The server of a data directory. `smtp`: run the journal receiver with these settings.
-    `hasher`: the password hasher (tests give a cheap one; `users` is the older way to give
-    it). The master database is opened here and closed when the lifespan ends."""
+    `certificate`: the TLS certificate being served, if the server serves TLS. `hasher`: the
+    password hasher (tests give a cheap one; `users` is the older way to give it). The master
+    database is opened here and closed when the lifespan ends."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if hasher is None and users is not None:
         hasher = users.hasher
@@ -79,7 +110,7 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
                                   rec.outcome, rec.error)
 
     engine = engine or Engine(on_finished=finished, describe=api_error)
-    services = Services(data_dir, master, engine=engine, hasher=hasher)
+    services = Services(data_dir, master, engine=engine, hasher=hasher, certificate=certificate)
     invoker = Invoker(services)
     scheduler = Scheduler(data_dir, master, engine, job_runner(invoker))
     services.scheduler = scheduler
@@ -94,7 +125,7 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
     notifier = Notifier(master, send=Mailer(data_dir).notify,
                         interval_s=lambda: float(conf.get("notify.interval")),
                         configured=lambda: mailer_configured(data_dir))
-    health = monitor.Health(data_dir, master)
+    health = monitor.Health(data_dir, master, services.keys)
 
     async def run_automatic(profile_id: int) -> None:
         """One automatic run of a profile, as an engine process; returns when it ended."""
@@ -119,6 +150,8 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if certificate is not None:
+            certificate.loop = asyncio.get_running_loop()
         await engine.start()
         await scheduler.start()
         notifier.start()

@@ -11,25 +11,39 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from mailkeep.core.crypto import Sealer, load_master_key
+from mailkeep.core.crypto import Sealer
+from mailkeep.core.keys import KeyRing
+
+
+def _derive(master: bytes, purpose: str) -> bytes:
+    return HKDF(hashes.SHA256(), 32, None, f"mailkeep {purpose}".encode()).derive(master)
 
 
 def secret_key(data_dir: Path, purpose: str) -> bytes:
-    """The key for one purpose; creates the master key when there is none (OSError if it
-    cannot be written)."""
-    master = load_master_key(data_dir, create=True)
+    """The key that seals for one purpose now; creates the master key when there is none
+    (OSError if it cannot be written)."""
+    master = KeyRing(data_dir).master(create=True)
     assert master is not None
-    return HKDF(hashes.SHA256(), 32, None, f"mailkeep {purpose}".encode()).derive(master)
+    return _derive(master, purpose)
+
+
+def secret_keys(data_dir: Path, purpose: str) -> list[bytes]:
+    """The keys a sealed value of this purpose may be sealed under: the current master key's
+    first, then those of keys a renewal replaced (what it has not re-sealed yet)."""
+    return [_derive(m, purpose) for m in KeyRing(data_dir).masters()]
 
 
 def seal_text(key: bytes, text: str, aad: str) -> str:
     return base64.b64encode(Sealer(key).seal(text.encode(), aad.encode())).decode()
 
 
-def open_text(key: bytes, sealed: str, aad: str) -> str:
-    """The text; ValueError when it cannot be opened with this key (another master key, or a
-    value that was altered or moved)."""
-    try:
-        return Sealer(key).open(base64.b64decode(sealed, validate=True), aad.encode()).decode()
-    except InvalidTag:
-        raise ValueError("InvalidTag") from None
+def open_text(keys: bytes | list[bytes], sealed: str, aad: str) -> str:
+    """The text, opened with the first of the keys that opens it; ValueError when none does
+    (another master key, or a value that was altered or moved)."""
+    for key in [keys] if isinstance(keys, bytes) else keys:
+        try:
+            return Sealer(key).open(base64.b64decode(sealed, validate=True),
+                                    aad.encode()).decode()
+        except InvalidTag:
+            continue
+    raise ValueError("InvalidTag")

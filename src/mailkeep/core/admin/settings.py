@@ -8,8 +8,10 @@ and change them, and a command-line flag of `serve` overrides a setting for one 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
+from mailkeep.core.admin import autocreate
 from mailkeep.core.errors import InvalidArgument, NotFound
 from mailkeep.core.fields import Field, FieldError
 from mailkeep.core.masterdb import MasterDB
@@ -56,7 +58,14 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
     Field("notify.check_every", "int", default=300, low=10, high=86400, description="Seconds "
           "between the server's checks of the stores and the disk (a store that cannot be "
           "opened, a disk nearly full)."),
+    Field("stores.autocreate", "json", default=None, description="Start a new current store "
+          "automatically (SetStoreAutoCreateConfiguration): a JSON object with mode (none, "
+          "monthly, quarterly, yearly, size), sizeLimitMB, namePattern, basePath, encrypt."),
 )}
+# Settings whose value has a shape of its own: checked (and normalized) by their domain.
+SHAPES: dict[str, Callable[[Any], Any]] = {
+    "stores.autocreate": lambda value: autocreate.parse(value).shown(),
+}
 
 
 def declared(key: str) -> Field:
@@ -75,6 +84,12 @@ def parse(setting: Field, text: str) -> Any:
     if value is None or value == "":
         raise InvalidArgument(f"{setting.name} must not be empty (to go back to the default: "
                               f"`mailkeep settings unset {setting.name}`)")
+    shape = SHAPES.get(setting.name)
+    if shape is not None:
+        try:
+            return shape(value)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{setting.name}: {exc.message}") from None
     return value
 
 
@@ -92,7 +107,12 @@ class Settings:
         return self.master.settings.get(key) is not None
 
     def set(self, key: str, text: str) -> Any:
-        value = parse(declared(key), text)
+        """Set a setting from text, as an administrator types it."""
+        return self.put(key, parse(declared(key), text))
+
+    def put(self, key: str, value: Any) -> Any:
+        """Set a setting to a value already checked."""
+        declared(key)
         self.master.settings.put(key, json.dumps(value))
         return value
 

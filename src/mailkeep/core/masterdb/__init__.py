@@ -118,6 +118,28 @@ class MasterDB:
         finally:
             copy.close()
 
+    def size(self) -> int:
+        """Bytes on disk: the database file and its write-ahead log."""
+        return sum(p.stat().st_size for p in (self.path, self.path.with_name(self.path.name
+                                                                            + "-wal"))
+                   if p.exists())
+
+    def check(self) -> list[str]:
+        """SQLite's integrity check; the problems it finds (none: an empty list)."""
+        rows = [r[0] for r in self.conn.execute("PRAGMA integrity_check")]
+        return [] if rows == ["ok"] else rows
+
+    def compact(self) -> tuple[int, int]:
+        """Rewrite the database without its free pages and fold the write-ahead log in;
+        (bytes before, bytes after)."""
+        before = self.size()
+        conn = self.conn
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA optimize")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return before, self.size()
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -431,6 +431,31 @@ class Catalog(Searching):
             raise
         return dropped
 
+    def check(self) -> list[str]:
+        """SQLite's and the full-text index's own integrity checks; the problems found."""
+        rows = [r[0] for r in self.conn.execute("PRAGMA integrity_check")]
+        problems = [] if rows == ["ok"] else [f"catalog: {r}" for r in rows]
+        try:
+            self.check_index()
+        except sqlite3.DatabaseError as exc:
+            problems.append(f"full-text index: {exc}")
+        return problems
+
+    def maintain(self) -> tuple[int, int]:
+        """Merge the full-text index's segments (searches read fewer), refresh the query
+        planner's statistics, rewrite the file without free pages; (bytes before, after)."""
+        def size() -> int:
+            return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
+
+        before = size()
+        self._flush_index()
+        self.conn.execute("INSERT INTO fts(fts) VALUES ('optimize')")
+        self.conn.execute("ANALYZE")
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.conn.execute("VACUUM")
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return before, size()
+
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the database file now."""
         self.conn.execute("PRAGMA wal_checkpoint(FULL)")

@@ -17,9 +17,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from mailkeep.core.crypto import Sealer, key_id, new_store_key, unwrap_key, wrap_key
+from mailkeep.core.crypto import Sealer, key_id, new_store_key, wrap_key
 from mailkeep.core.errors import Conflict, KeyMissing
 from mailkeep.core.files import fsync_dir, write_json_atomic
+from mailkeep.core.keys import KeyRing, passphrase_encryption
 from mailkeep.core.storage.packing import Packer
 from mailkeep.core.storage.store_base import (
     COMPACT_DIR,
@@ -70,7 +71,10 @@ class Store(Replay):
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: Path, name: str, master_key: bytes | None, encrypt: bool) -> Store:
+    def create(cls, path: Path, name: str, master_key: bytes | None, encrypt: bool,
+               passphrase: str | None = None) -> Store:
+        """A new store at path; encrypted under the master key, or (with a passphrase) under a
+        key the passphrase wraps."""
         if (path / MANIFEST).exists():
             raise Conflict(f"{path} already holds a store (to use it: `mailkeep store attach "
                            f"{path}`)")
@@ -80,7 +84,10 @@ class Store(Replay):
             "format": FORMAT, "id": str(uuid.uuid4()), "name": name,
             "created": int(time.time()), "codec": "zstd", "encryption": None}
         store_key = None
-        if encrypt:
+        if passphrase is not None:
+            store_key = new_store_key()
+            manifest["encryption"] = passphrase_encryption(store_key, passphrase)
+        elif encrypt:
             if master_key is None:
                 raise KeyMissing("no master key to encrypt the store with")
             store_key = new_store_key()
@@ -101,17 +108,9 @@ class Store(Replay):
         return cls(path, manifest, store_key, write=True)
 
     @classmethod
-    def open(cls, path: Path, master_key: bytes | None, write: bool = True) -> Store:
+    def open(cls, path: Path, keys: KeyRing, write: bool = True) -> Store:
         manifest = read_manifest(path)
-        store_key = None
-        enc = manifest.get("encryption")
-        if enc:
-            if master_key is None:
-                raise KeyMissing(f"store {manifest['name']!r} is encrypted and needs master key "
-                                 f"{enc['key_id']}: set MAILKEEP_MASTER_KEY or put the key in "
-                                 "conf/master.key of the data directory")
-            store_key = unwrap_key(master_key, enc["wrapped_key"])
-        return cls(path, manifest, store_key, write)
+        return cls(path, manifest, keys.store_key(manifest), write)
 
     def _try_lock(self) -> int | None:
         try:

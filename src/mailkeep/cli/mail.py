@@ -25,6 +25,7 @@ from rich.tree import Tree
 from mailkeep.cli.common import (
     archive_of,
     call,
+    caller,
     data_dir,
     domain_errors,
     err,
@@ -92,7 +93,14 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], folder: str, user: str,
         with archive_of(ctx) as archive:
             importer = Importer(archive, owner=user, base_folder=folder, on_outcome=on_outcome,
                                 on_progress=on_progress, workers=workers)
-            stats = importer.run(read_paths(paths))
+            try:
+                stats = importer.run(read_paths(paths))
+            finally:  # not a catalog function: audited here, once, however it ended
+                counts = importer.stats
+                archive.master.audit.write(
+                    caller().actor, "import", via="cli", paths=[str(p) for p in paths],
+                    folder=folder, user=user, archived=counts.archived,
+                    duplicates=counts.duplicates, failed=counts.failed, skipped=counts.skipped)
     except KeyboardInterrupt:
         if progress is not None:
             progress.stop()

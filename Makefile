@@ -2,7 +2,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench docs clean
+.PHONY: run test peers lint bench docs clean
 
 $(BIN)/mailkeep: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,7 +13,12 @@ $(BIN)/mailkeep: pyproject.toml
 run: $(BIN)/mailkeep
 	$(BIN)/mailkeep --data ./mailkeep-data serve
 
-test: $(BIN)/mailkeep
+# The system packages the tests need (Dovecot, Postfix, Chromium, ...): installed when run as
+# root with apt-get, otherwise the run stops here and names the command that installs them.
+peers:
+	@PY='$(PY)' sh tests/peers/install.sh
+
+test: peers $(BIN)/mailkeep
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest

@@ -4,43 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import selectors
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from mailkeep.cli import main
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MAILKEEP_DATA", "MAILKEEP_MASTER_KEY"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def invoke(*args: str, env: dict[str, str | None] | None = None) -> Result:
-    result = CliRunner().invoke(main, list(args), env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        result.output, result.exception)
-    return result
-
-
-def run(data: Path, *args: str) -> Result:
-    return invoke("--data", str(data), *args)
-
-
-def ok(data: Path, *args: str) -> Result:
-    result = run(data, *args)
-    assert result.exit_code == 0, (args, result.output)
-    return result
-
+from tests.helpers import MAILKEEP, clean_env, cli, mk, mk_ok
 
 ATTACHMENT_BYTES = bytes(range(256)) * 3  # 768 bytes once decoded
 SHOW_ME = (
@@ -95,19 +68,19 @@ STORE_COMMANDS = ["create", "list", "attach", "detach", "rename", "state"]
 
 
 def test_help() -> None:
-    res = invoke("--help")
+    res = cli("--help")
     assert res.exit_code == 0
     assert "mailkeep" in res.stdout and "--data" in res.stdout
     for name in COMMANDS:
         assert re.search(rf"^\s+{name}\s", res.stdout, re.M), name
-    assert invoke("-h").stdout == res.stdout
-    res = invoke("--version")
+    assert cli("-h").stdout == res.stdout
+    res = cli("--version")
     assert res.exit_code == 0 and "mailkeep" in res.stdout and re.search(r"\d+\.\d+", res.stdout)
 
 
 @pytest.mark.parametrize("args", [[c] for c in COMMANDS] + [["store", c] for c in STORE_COMMANDS])
 def test_subcommand_help(args: list[str], tmp_path: Path) -> None:
-    res = invoke("--data", str(tmp_path / "never"), *args, "--help")
+    res = cli("--data", str(tmp_path / "never"), *args, "--help")
     assert res.exit_code == 0, res.output
     assert res.stdout.startswith("Usage:") and " ".join(args) in res.stdout.splitlines()[0]
     assert not (tmp_path / "never").exists()  # help touches nothing
@@ -119,26 +92,26 @@ def test_data_directory_option_and_environment(tmp_path: Path, mail: Path,
     monkeypatch.chdir(tmp_path)
     by_option, by_env, other = tmp_path / "opt", tmp_path / "env", tmp_path / "other"
 
-    ok(by_option, "import", str(mail / "Inbox" / "a.eml"))
+    mk_ok(by_option, "import", str(mail / "Inbox" / "a.eml"))
     assert (by_option / "mailkeep.db").is_file()
     assert (by_option / "stores" / "Default" / "store.json").is_file()
 
-    res = invoke("import", str(mail / "Inbox" / "b.eml"), env={"MAILKEEP_DATA": str(by_env)})
+    res = cli("import", str(mail / "Inbox" / "b.eml"), env={"MAILKEEP_DATA": str(by_env)})
     assert res.exit_code == 0, res.output
     assert (by_env / "stores" / "Default" / "store.json").is_file()
-    res = invoke("search", "second", "--json", env={"MAILKEEP_DATA": str(by_env)})
+    res = cli("search", "second", "--json", env={"MAILKEEP_DATA": str(by_env)})
     assert json.loads(res.stdout)["total"] == 1
     # --data wins over $MAILKEEP_DATA
-    res = invoke("--data", str(by_option), "search", "second", "--json",
+    res = cli("--data", str(by_option), "search", "second", "--json",
                  env={"MAILKEEP_DATA": str(by_env)})
     assert json.loads(res.stdout)["total"] == 0
-    res = invoke("--data", str(other), "search", "first", "--json",
+    res = cli("--data", str(other), "search", "first", "--json",
                  env={"MAILKEEP_DATA": str(by_option)})
     assert json.loads(res.stdout)["total"] == 0
 
     # Neither: ./mailkeep-data
     assert not (tmp_path / "mailkeep-data").exists()
-    res = invoke("import", str(mail / "Inbox" / "a.eml"))
+    res = cli("import", str(mail / "Inbox" / "a.eml"))
     assert res.exit_code == 0, res.output
     assert (tmp_path / "mailkeep-data" / "stores" / "Default" / "store.json").is_file()
 
@@ -146,18 +119,18 @@ def test_data_directory_option_and_environment(tmp_path: Path, mail: Path,
 # -- exit codes ---------------------------------------------------------------------------
 def test_exit_codes(tmp_path: Path, mail: Path) -> None:
     data = tmp_path / "data"
-    assert ok(data, "import", str(mail)).exit_code == 0
+    assert mk_ok(data, "import", str(mail)).exit_code == 0
 
     # 1: an import where a message could not be read (the others are still archived)
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "good.eml").write_bytes(plain("good one", 5))
     (broken / "dangling.eml").symlink_to(tmp_path / "nowhere")
-    res = run(data, "import", str(broken))
+    res = mk(data, "import", str(broken))
     assert res.exit_code == 1, res.output
     assert "1 archived" in res.stdout and "1 failed" in res.stdout
     assert "dangling.eml" in res.stderr
-    res = run(data, "import", str(tmp_path / "does-not-exist"))
+    res = mk(data, "import", str(tmp_path / "does-not-exist"))
     assert res.exit_code == 1 and "1 failed" in res.stdout and "does-not-exist" in res.stderr
 
     # 2: bad usage or a bad argument
@@ -165,7 +138,7 @@ def test_exit_codes(tmp_path: Path, mail: Path) -> None:
                  ["search", "x", "--limit", "-1"], ["search", "x", "--limit", "lots"],
                  ["show", "not-an-id"], ["show", "1"], ["search", "after:2024-02-30"],
                  ["store", "state", "1", "sideways"], ["import"], ["export"]):
-        res = run(data, *args)
+        res = mk(data, *args)
         assert res.exit_code == 2, (args, res.output)
         assert "Traceback" not in res.output
 
@@ -173,16 +146,16 @@ def test_exit_codes(tmp_path: Path, mail: Path) -> None:
     for args in (["show", "1:999999"], ["show", "99:1"], ["store", "detach", "nosuch"],
                  ["store", "rename", "nosuch", "x"], ["verify", "nosuch"],
                  ["store", "attach", str(tmp_path / "nothing-here")]):
-        res = run(data, *args)
+        res = mk(data, *args)
         assert res.exit_code == 3, (args, res.output)
         assert res.stderr.startswith("error:"), (args, res.stderr)
-    assert "1:999999" in run(data, "show", "1:999999").stderr
-    assert "nosuch" in run(data, "store", "detach", "nosuch").stderr
+    assert "1:999999" in mk(data, "show", "1:999999").stderr
+    assert "nosuch" in mk(data, "store", "detach", "nosuch").stderr
 
 
 # -- show ---------------------------------------------------------------------------------
 def message_id(data: Path, query: str) -> str:
-    res = json.loads(ok(data, "search", "--json", "--", query).stdout)
+    res = json.loads(mk_ok(data, "search", "--json", "--", query).stdout)
     assert res["total"] == 1, res
     mid: str = res["messages"][0]["id"]
     return mid
@@ -190,9 +163,9 @@ def message_id(data: Path, query: str) -> str:
 
 def test_show_decodes_and_raw_is_exact(tmp_path: Path, mail: Path) -> None:
     data = tmp_path / "data"
-    ok(data, "import", str(mail))
+    mk_ok(data, "import", str(mail))
     mid = message_id(data, "Köln")
-    out = ok(data, "show", mid).stdout
+    out = mk_ok(data, "show", mid).stdout
     lines = out.splitlines()
     assert lines[0].startswith(mid) and "admin/Work/Projects" in lines[0]
     assert "Subject: Grüße aus Köln" in out
@@ -208,24 +181,24 @@ def test_show_decodes_and_raw_is_exact(tmp_path: Path, mail: Path) -> None:
     assert len(attachment) == 1
     assert "application/pdf" in attachment[0] and "768 B" in attachment[0]
 
-    raw = ok(data, "show", "--raw", mid).stdout_bytes
+    raw = mk_ok(data, "show", "--raw", mid).stdout_bytes
     assert raw == SHOW_ME
     for name in ("a.eml", "b.eml"):
         original = (mail / "Inbox" / name).read_bytes()
         subject = original.split(b"Subject: ")[1].split(b"\n")[0].decode()
-        assert ok(data, "show", "--raw", message_id(data, f"subject:{subject}")
+        assert mk_ok(data, "show", "--raw", message_id(data, f"subject:{subject}")
                   ).stdout_bytes == original
 
 
 # -- folders --------------------------------------------------------------------------------
 def test_folders_tree_and_json(tmp_path: Path, mail: Path) -> None:
     data = tmp_path / "data"
-    ok(data, "import", str(mail))
+    mk_ok(data, "import", str(mail))
     alice = tmp_path / "alice.eml"
     alice.write_bytes(plain("alice's", 3))
-    ok(data, "import", "--user", "alice", "--folder", "Archive/2023", str(alice))
+    mk_ok(data, "import", "--user", "alice", "--folder", "Archive/2023", str(alice))
 
-    rows: list[dict[str, Any]] = json.loads(ok(data, "folders", "--json").stdout)
+    rows: list[dict[str, Any]] = json.loads(mk_ok(data, "folders", "--json").stdout)
     inbox_bytes = sum(len(p.read_bytes()) for p in (mail / "Inbox").iterdir())
     assert rows == [
         {"user": "admin", "folder": "Inbox", "messages": 2, "bytes": inbox_bytes},
@@ -233,10 +206,10 @@ def test_folders_tree_and_json(tmp_path: Path, mail: Path) -> None:
         {"user": "alice", "folder": "Archive/2023", "messages": 1,
          "bytes": len(alice.read_bytes())},
     ]
-    only = json.loads(ok(data, "folders", "--json", "--user", "alice").stdout)
+    only = json.loads(mk_ok(data, "folders", "--json", "--user", "alice").stdout)
     assert [r["folder"] for r in only] == ["Archive/2023"]
 
-    tree = ok(data, "folders").stdout
+    tree = mk_ok(data, "folders").stdout
     lines = [line.rstrip() for line in tree.splitlines() if line.strip()]
     assert lines[0].strip() == "admin"
     assert any(re.search(r"Inbox\s+2 messages", line) for line in lines)
@@ -257,7 +230,7 @@ SUMMARY = re.compile(
 def test_import_summary_line(tmp_path: Path, mail: Path) -> None:
     data = tmp_path / "data"
     (mail / "empty.eml").write_bytes(b"")
-    res = ok(data, "import", str(mail))
+    res = mk_ok(data, "import", str(mail))
     m = SUMMARY.search(res.stdout)
     assert m, res.stdout
     assert m.group(1, 2, 3, 4) == ("3", "0", "0", "1")
@@ -265,7 +238,7 @@ def test_import_summary_line(tmp_path: Path, mail: Path) -> None:
     assert m.group(6) == "B" or total >= 1024
     assert "skipped" in res.stderr and "empty.eml" in res.stderr
 
-    res = ok(data, "import", str(mail))
+    res = mk_ok(data, "import", str(mail))
     m = SUMMARY.search(res.stdout)
     assert m and m.group(1, 2, 3, 4) == ("0", "3", "0", "1")
 
@@ -275,7 +248,7 @@ def test_import_jsonl(tmp_path: Path, mail: Path) -> None:
     (mail / "empty.eml").write_bytes(b"")
     (mail / "dangling.eml").symlink_to(tmp_path / "nowhere")
     (mail / "Inbox" / "again.eml").write_bytes((mail / "Inbox" / "a.eml").read_bytes())
-    res = run(data, "import", "--jsonl", str(mail))
+    res = mk(data, "import", "--jsonl", str(mail))
     assert res.exit_code == 1  # one failure
     records = [json.loads(line) for line in res.stdout.splitlines()]
     *lines, last = records
@@ -298,32 +271,28 @@ def test_import_jsonl(tmp_path: Path, mail: Path) -> None:
     assert summary["bytes"] == sum(len(p.read_bytes()) for p in mail.rglob("*.eml")
                                    if p.name != "dangling.eml")
     # Each archived id is real.
-    raw = ok(data, "show", "--raw", by_origin["show.eml"]["id"]).stdout_bytes
+    raw = mk_ok(data, "show", "--raw", by_origin["show.eml"]["id"]).stdout_bytes
     assert raw == SHOW_ME
 
 
 # -- verify ---------------------------------------------------------------------------------
 def test_verify_ok(tmp_path: Path, mail: Path) -> None:
     data = tmp_path / "data"
-    ok(data, "import", str(mail))
-    res = ok(data, "verify")
+    mk_ok(data, "import", str(mail))
+    res = mk_ok(data, "verify")
     assert re.search(r"store 'Default' \(id 1\): 3 messages, \d+ records: ok", res.stdout)
-    report = json.loads(ok(data, "verify", "--json").stdout)
+    report = json.loads(mk_ok(data, "verify", "--json").stdout)
     assert report[0]["ok"] is True and report[0]["messages"] == 3
     assert report[0]["problems"] == []
-    assert ok(data, "verify", "Default").exit_code == 0
+    assert mk_ok(data, "verify", "Default").exit_code == 0
 
 
 # -- serve ----------------------------------------------------------------------------------
 def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path, mail: Path) -> None:
     data = tmp_path / "data"
-    ok(data, "import", str(mail))
-    script = Path(sys.executable).with_name("mailkeep")
-    cmd = ([str(script)] if script.exists()
-           else [sys.executable, "-c", "from mailkeep.cli import main; main()"])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILKEEP_")}
-    proc = subprocess.Popen([*cmd, "--data", str(data), "serve", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    mk_ok(data, "import", str(mail))
+    proc = subprocess.Popen([*MAILKEEP, "--data", str(data), "serve", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
     try:
         assert proc.stdout is not None
         with selectors.DefaultSelector() as sel:
@@ -342,7 +311,7 @@ def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path, mail: Path) -
     assert "stopped" in out.decode()
     assert "Traceback" not in err.decode()
     # It let go of the store: the CLI can write again.
-    ok(data, "import", str(tmp_path / "mail" / "Inbox" / "a.eml"))
+    mk_ok(data, "import", str(tmp_path / "mail" / "Inbox" / "a.eml"))
 
 
 def test_user_password_changes_the_initial_admin(tmp_path: Path) -> None:
@@ -350,12 +319,11 @@ def test_user_password_changes_the_initial_admin(tmp_path: Path) -> None:
     from mailkeep.core.master import Master
 
     data = tmp_path / "data"
-    res = CliRunner().invoke(main, ["--data", str(data), "user", "password", "admin"],
-                             input="n3w-Secret\nn3w-Secret\n")
+    res = mk(data, "user", "password", "admin", input="n3w-Secret\nn3w-Secret\n")
     assert res.exit_code == 0, res.output
     assert "n3w-Secret" not in res.output
     users = Users(Master(data / "mailkeep.db"))
     assert users.verify_password("admin", "n3w-Secret")
     assert not users.has_initial_password("admin")
-    res = CliRunner().invoke(main, ["--data", str(data), "user", "list"])
+    res = mk(data, "user", "list")
     assert "admin" in res.output

@@ -8,43 +8,27 @@ import ssl
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from mailkeep.cli import main
 from mailkeep.functions import REGISTRY
-from tests.web.test_real_server import server  # noqa: F401  (the fixture)
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MAILKEEP_DATA", "MAILKEEP_MASTER_KEY", "MAILKEEP_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def run(*args: str, env: dict[str, str | None] | None = None) -> Result:
-    result = CliRunner().invoke(main, list(args), env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        result.output, result.exception)
-    return result
+from tests.helpers import cli, free_port, mk, mk_ok
 
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     d = tmp_path / "data"
-    res = run("--data", str(d), "store", "create", "main")
-    assert res.exit_code == 0, res.output
+    mk_ok(d, "store", "create", "main")
     return d
 
 
 # -- in-process ------------------------------------------------------------------------------
 def test_local_server_info(data: Path) -> None:
-    res = run("--data", str(data), "call", "GetServerInfo")
+    res = mk(data, "call", "GetServerInfo")
     assert res.exit_code == 0, res.output
     assert set(json.loads(res.stdout)) == {"version", "machineName"}
 
 
 def test_local_stores_with_size(data: Path) -> None:
-    res = run("--data", str(data), "call", "GetStores", "includeSize=true")
+    res = mk(data, "call", "GetStores", "includeSize=true")
     assert res.exit_code == 0, res.output
     stores = json.loads(res.stdout)
     assert [s["name"] for s in stores] == ["main"]
@@ -52,7 +36,7 @@ def test_local_stores_with_size(data: Path) -> None:
 
 def test_local_list(data: Path) -> None:
     for args in (["call", "list"], ["call", "--list", "x"]):
-        res = run("--data", str(data), *args)
+        res = mk(data, *args)
         assert res.exit_code == 0, res.output
         names = [line.split()[0] for line in res.stdout.splitlines()]
         assert names == [f.name for f in REGISTRY]
@@ -65,22 +49,22 @@ def test_local_list(data: Path) -> None:
     (["VerifyStore"], "Missing API argument id"),
 ])
 def test_local_bad_argument(data: Path, args: list[str], message: str) -> None:
-    res = run("--data", str(data), "call", *args)
+    res = mk(data, "call", *args)
     assert res.exit_code == 2 and message in res.stderr, (res.exit_code, res.stderr)
     assert res.stdout == ""
 
 
 def test_local_usage_errors(data: Path) -> None:
-    res = run("--data", str(data), "call", "NoSuchFunction")
+    res = mk(data, "call", "NoSuchFunction")
     assert res.exit_code == 2 and "unknown function NoSuchFunction" in res.stderr
-    res = run("--data", str(data), "call", "GetStores", "includeSize")
+    res = mk(data, "call", "GetStores", "includeSize")
     assert res.exit_code == 2 and "name=value" in res.stderr
-    res = run("--data", str(data), "call", "GetStores", "--insecure")
+    res = mk(data, "call", "GetStores", "--insecure")
     assert res.exit_code == 2 and "--url" in res.stderr
 
 
 def test_help_documents_exit_codes() -> None:
-    res = run("call", "--help")
+    res = cli("call", "--help")
     assert res.exit_code == 0
     for line in ("0  the function succeeded", "1  the function failed", "2  bad usage",
                  "3  unknown or expired token", "5  cannot connect", "7  authentication"):
@@ -93,61 +77,59 @@ def fingerprint_of(data: Path) -> str:
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
 
 
-def test_remote(server: tuple[str, Path]) -> None:  # noqa: F811
+def test_remote(server: tuple[str, Path]) -> None:
     base, data = server
     cafile = str(data / "tls" / "server.crt")
-    res = run("call", "--url", base, "--password", "admin", "--cafile", cafile, "GetServerInfo")
+    res = cli("call", "--url", base, "--password", "admin", "--cafile", cafile, "GetServerInfo")
     assert res.exit_code == 0, res.output
     assert set(json.loads(res.stdout)) == {"version", "machineName"}
 
     fp = fingerprint_of(data)
     colons = ":".join(fp[i:i + 2] for i in range(0, len(fp), 2)).upper()
-    res = run("call", "--url", base, "--fingerprint", colons, "GetStores", "includeSize=true",
+    res = cli("call", "--url", base, "--fingerprint", colons, "GetStores", "includeSize=true",
               env={"MAILKEEP_PASSWORD": "admin"})
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)[0]["statisticsCount"] == 30
 
     # long-running, followed to its end, log lines on stderr as they arrive
-    res = run("call", "--url", base, "--password", "admin", "--fingerprint", fp,
+    res = cli("call", "--url", base, "--password", "admin", "--fingerprint", fp,
               "VerifyStore", "id=1", "includeIndexes=true")
     assert res.exit_code == 0, res.output
     assert "30 messages verified" in res.stderr
     assert res.stdout == ""
 
     # the server parses the strings: its message, exit 1
-    res = run("call", "--url", base, "--password", "admin", "--cafile", cafile,
+    res = cli("call", "--url", base, "--password", "admin", "--cafile", cafile,
               "GetStores", "includeSize=maybe")
     assert res.exit_code == 1 and "true or false is expected" in res.stderr, res.output
-    res = run("call", "--url", base, "--password", "admin", "--cafile", cafile, "NoSuchThing")
+    res = cli("call", "--url", base, "--password", "admin", "--cafile", cafile, "NoSuchThing")
     assert res.exit_code == 1 and "NoSuchThing" in res.stderr, res.output
-    res = run("call", "--url", base, "--password", "admin", "--cafile", cafile, "list")
+    res = cli("call", "--url", base, "--password", "admin", "--cafile", cafile, "list")
     assert res.exit_code == 0 and "VerifyStore id=number" in res.stdout, res.output
 
     # authentication refused: exit 7, the password nowhere
     secret = "Wr0ng-Secret-Pa55"
     for args in (["--password", secret], []):
-        res = run("call", "--url", base, "--cafile", cafile, *args, "GetServerInfo",
+        res = cli("call", "--url", base, "--cafile", cafile, *args, "GetServerInfo",
                   env={"MAILKEEP_PASSWORD": secret})
         assert res.exit_code == 7, res.output
         assert "authentication refused" in res.stderr
         assert secret not in res.stdout + res.stderr
 
     # certificate problems: exit 5
-    res = run("call", "--url", base, "--password", "admin", "--fingerprint", "00" * 32,
+    res = cli("call", "--url", base, "--password", "admin", "--fingerprint", "00" * 32,
               "GetServerInfo")
     assert res.exit_code == 5 and "fingerprint" in res.stderr, res.output
-    res = run("call", "--url", base, "--password", "admin", "GetServerInfo")
+    res = cli("call", "--url", base, "--password", "admin", "GetServerInfo")
     assert res.exit_code == 5 and "cannot connect" in res.stderr, res.output
 
 
 def test_remote_cannot_connect_and_usage(tmp_path: Path) -> None:
-    from tests.web.test_real_server import free_port
-
     url = f"https://127.0.0.1:{free_port()}"
-    res = run("call", "--url", url, "--password", "x", "--insecure", "GetServerInfo")
+    res = cli("call", "--url", url, "--password", "x", "--insecure", "GetServerInfo")
     assert res.exit_code == 5 and "cannot connect" in res.stderr, res.output
-    res = run("call", "--url", url, "--password", "x", "--insecure", "--fingerprint", "ab",
+    res = cli("call", "--url", url, "--password", "x", "--insecure", "--fingerprint", "ab",
               "GetServerInfo")
     assert res.exit_code == 2, res.output
-    res = run("call", "--url", url, "GetServerInfo")  # no password, no terminal
+    res = cli("call", "--url", url, "GetServerInfo")  # no password, no terminal
     assert res.exit_code == 2 and "MAILKEEP_PASSWORD" in res.stderr, res.output

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 
 from mailkeep.client import (
     AdminApiError,
@@ -19,13 +18,9 @@ from mailkeep.client import (
     ProcessFailed,
     Status,
 )
-from mailkeep.core.admin.users import Users
-from mailkeep.core.master import Master
 from mailkeep.jobs.engine import Engine
 from mailkeep.web.app import create_app
-from tests.apiclient import archive_with_messages
-
-from .web.test_real_server import server  # noqa: F401  (the fixture)
+from tests.apiclient import archive_with_messages, fast_users
 
 
 def archive_with_mail(tmp_path: Path) -> Path:
@@ -34,8 +29,7 @@ def archive_with_mail(tmp_path: Path) -> Path:
 
 async def test_async_client_in_process(tmp_path: Path) -> None:
     data = archive_with_mail(tmp_path)
-    users = Users(Master(data / "mailkeep.db"),
-                  hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    users = fast_users(data)
     engine = Engine(grace_ms=0)  # every call hands out a token: the client must follow it
     app = create_app(data, api_enabled=True, users=users, engine=engine)
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
@@ -62,7 +56,7 @@ async def test_async_client_in_process(tmp_path: Path) -> None:
         await engine.stop()
 
 
-def test_sync_client_pins_the_certificate(server: tuple[str, Path]) -> None:  # noqa: F811
+def test_sync_client_pins_the_certificate(server: tuple[str, Path]) -> None:
     base, data = server
     pem = (data / "tls" / "server.crt").read_text()
     fp = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest().upper()

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 
 from mailkeep.core.admin.auth import Authenticator, AuthResult, address_key
 from mailkeep.core.admin.users import Users
-from mailkeep.core.master import Master
 
 SECRET = "s3cret-Pa55word"
 WRONG = "wr0ng-Gue55"
@@ -31,19 +28,12 @@ class Clock:
 
 
 @pytest.fixture
-def master(tmp_path: Path) -> Iterator[Master]:
-    m = Master(tmp_path / "mailkeep.db")
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def users(master: Master) -> Users:
-    u = Users(master, hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-    u.ensure_initial_admin()
+def users(users: Users) -> Users:
+    """The root conftest's users, with the initial admin and alice, bob, carol and dave."""
+    users.ensure_initial_admin()
     for name in ("alice", "bob", "carol", "dave"):
-        u.create(name, ["login"], password=SECRET)
-    return u
+        users.create(name, ["login"], password=SECRET)
+    return users
 
 
 @pytest.fixture

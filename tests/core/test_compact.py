@@ -5,9 +5,6 @@ leaves a store that verifies and holds everything it held before."""
 from __future__ import annotations
 
 import hashlib
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -19,9 +16,8 @@ from mailkeep.core.storage.merge import merge
 from mailkeep.core.storage.store import COMPACT_DIR, OLD_SEGMENTS_DIR
 from mailkeep.core.storage.verify import recover, verify
 from mailkeep.sources.detect import read_paths
-from tests.core.test_crash import BULK, HOOKED, MAILKEEP, _gunzip, clean_env
-
-pytestmark = pytest.mark.skipif(not BULK.is_dir(), reason=f"bulk corpus not found at {BULK}")
+from tests.crashpoints import stopped_at
+from tests.helpers import gunzip_years, mk_process
 
 
 def digests(archive: Archive) -> dict[str, tuple[str, str, str]]:
@@ -44,7 +40,7 @@ def segment_bytes(path: Path) -> int:
 def mail(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1996-1997 of linux-mips (~1,300 messages: the store trains a dictionary)."""
     root = tmp_path_factory.mktemp("compact-mail")
-    _gunzip([1996, 1997], root / "lists.mbox")
+    gunzip_years([1996, 1997], root / "lists.mbox")
     return root / "lists.mbox"
 
 
@@ -52,7 +48,7 @@ def mail(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def small_mail(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1996 of linux-mips (~250 messages)."""
     root = tmp_path_factory.mktemp("compact-small")
-    _gunzip([1996], root / "lists.mbox")
+    gunzip_years([1996], root / "lists.mbox")
     return root / "lists.mbox"
 
 
@@ -171,41 +167,22 @@ def test_kill_during_compaction(point: str, small_mail: Path, tmp_path: Path) ->
         kept = digests(archive)
         rec = archive.find_store(1)
     before = segment_bytes(rec.path)
-    env = clean_env() | {"MK_CRASH_AT": CRASH_POINTS[point]}
-    child = subprocess.Popen([*HOOKED, "--data", str(data), "call", "CompactStore", "id=1"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-                             start_new_session=True)
-    try:
-        # The child stops itself at the chosen instant; then it is killed right there.
-        for _ in range(600):
-            with open(f"/proc/{child.pid}/stat") as fh:
-                if fh.read().split(")")[1].split()[0] == "T":
-                    break
-            if child.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert child.poll() is None, f"the child never reached {point}: " + (
-            child.stderr.read().decode() if child.stderr else "")
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=60)
-        if child.stderr:
-            child.stderr.close()
+    # The child stops itself at the chosen instant; then it is killed right there.
+    with stopped_at(["--data", str(data), "call", "CompactStore", "id=1"], CRASH_POINTS[point]):
+        pass
     # The state on disk is the one the point names.
     swapped = point in ("swapped, catalog not updated",
                         "catalog updated, old segments not removed")
     assert (rec.path / OLD_SEGMENTS_DIR).exists() == (swapped or point.startswith("between"))
     assert (rec.path / "segments").exists() == (not point.startswith("between"))
     # The next open finishes or undoes it: verify passes, and every message is there.
-    check = subprocess.run([*MAILKEEP, "--data", str(data), "verify"], capture_output=True,
-                           text=True, env=clean_env(), timeout=120)
+    check = mk_process(data, "verify")
     assert check.returncode == 0, check.stdout + check.stderr
     with Archive(data) as archive:
         assert digests(archive) == kept
     assert not (rec.path / OLD_SEGMENTS_DIR).exists() and not (rec.path / COMPACT_DIR).exists()
     # And compacting again completes.
-    again = subprocess.run([*MAILKEEP, "--data", str(data), "call", "CompactStore", "id=1"],
-                           capture_output=True, text=True, env=clean_env(), timeout=120)
+    again = mk_process(data, "call", "CompactStore", "id=1")
     assert again.returncode == 0, again.stdout + again.stderr
     with Archive(data) as archive:
         assert digests(archive) == kept

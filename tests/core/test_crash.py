@@ -6,12 +6,12 @@ adds the rest without duplicates."
 
 Every test here runs the real `mailkeep import --jsonl` in a child process and SIGKILLs it:
 - test_kill_rounds_into_one_data_directory: several rounds into the SAME data directory, each
-  killed at another point (early, before any line; after N reported lines for several N; after
-  a random delay), then the import run to completion;
+  killed at another point (early, before any line; after N reported lines for several N; at a
+  record drawn at random), then the import run to completion;
 - test_kill_at_exact_instant: the child stops itself (SIGSTOP) at one chosen instant of the
   first import into an empty data directory (store creation, dictionary training, before the
   segment fsync, between fsync and catalog commit, half-way through writing a record, after the
-  commit but before the report), and the parent SIGKILLs it there.
+  commit but before the report), and the parent SIGKILLs it there (tests/crashpoints.py).
 After every kill: `verify` exits 0, every message reported as archived is in the archive under
 its reported id with its exact bytes (SHA-256 of the exported .eml against the source), and no
 (message, folder) pair is filed twice. At the end the archive holds exactly the distinct
@@ -20,22 +20,15 @@ its reported id with its exact bytes (SHA-256 of the exported .eml against the s
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import os
 import random
 import shutil
-import signal
-import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,77 +36,8 @@ import pytest
 
 from mailkeep.core.message import RawMessage
 from mailkeep.sources.detect import open_source
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-BULK = CORPUS / "bulk" / "linux-mips"
-pytestmark = pytest.mark.skipif(not BULK.is_dir(), reason=f"bulk corpus not found at {BULK}")
-
-# The children run the installed `mailkeep` entry point (`python -m mailkeep.cli` does nothing:
-# the module has no __main__ block). To crash at an exact instant a child runs the same main()
-# through this stub instead, where MK_CRASH_AT makes it stop itself (SIGSTOP) at that instant
-# so that the parent can SIGKILL it right there:
-#   "module:function:k[:mode]" or "module:Class.method:k[:mode]" -> the k-th call;
-#   mode "" stops before the call runs, "after" once it has returned, and "torn" (only for
-#   SegmentWriter.append) after writing the first half of the record, as a kill inside
-#   write(2) would leave it.
-CHILD = r"""
-import importlib, os, signal, sys
-
-def _install(spec):
-    mod_name, attr, count, *mode = spec.split(":")
-    mode = mode[0] if mode else ""
-    owner = importlib.import_module(mod_name)
-    name = attr
-    if "." in attr:
-        cls_name, name = attr.split(".")
-        owner = getattr(owner, cls_name)
-    orig = getattr(owner, name)
-    calls = [0]
-
-    def stop():
-        sys.stdout.flush()
-        os.kill(os.getpid(), signal.SIGSTOP)
-        os._exit(99)  # never reached: the parent kills the stopped process
-
-    def hooked(*args, **kwargs):
-        calls[0] += 1
-        if calls[0] != int(count):
-            return orig(*args, **kwargs)
-        if mode == "torn":
-            from mailkeep.core.storage import segments
-            writer, type_, header = args[0], args[1], args[2]
-            payload = args[3] if len(args) > 3 else kwargs.get("payload", b"")
-            data = segments.encode(type_, header, payload)
-            writer._fh.write(data[: len(data) // 2])
-            writer._fh.flush()
-            stop()
-        if mode == "after":
-            result = orig(*args, **kwargs)
-            stop()
-            return result
-        stop()
-
-    setattr(owner, name, hooked)
-
-if os.environ.get("MK_CRASH_AT"):
-    _install(os.environ["MK_CRASH_AT"])
-from mailkeep.cli import main
-sys.argv[0] = "mailkeep"
-sys.exit(main())
-"""
-HOOKED = [sys.executable, "-c", CHILD]
-_ENTRY_POINT = Path(sys.executable).with_name("mailkeep")  # the installed `mailkeep` script
-MAILKEEP = [str(_ENTRY_POINT)] if _ENTRY_POINT.exists() else HOOKED
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k not in ("MK_CRASH_AT", "MAILKEEP_MASTER_KEY", "MAILKEEP_DATA")}
-
-
-def run(data: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*MAILKEEP, "--data", str(data), *args], capture_output=True,
-                          text=True, timeout=timeout, env=clean_env())
+from tests.crashpoints import kill, start_hooked, wait_stopped
+from tests.helpers import gunzip_years, mk_process
 
 
 def sha(data: bytes) -> str:
@@ -133,13 +57,6 @@ class Source:
         return set(self.by_origin.values())
 
 
-def _gunzip(years: list[int], out: Path) -> None:
-    with open(out, "wb") as fh:
-        for y in years:
-            with gzip.open(BULK / f"linux-mips-{y}.mbox.gz") as gz:
-                shutil.copyfileobj(gz, fh)
-
-
 def _read_source(root: Path) -> Source:
     by_origin: dict[str, tuple[str, str]] = {}
     for item in open_source(root):
@@ -156,8 +73,8 @@ def big_source(tmp_path_factory: pytest.TempPathFactory) -> Source:
     filed twice)."""
     root = tmp_path_factory.mktemp("crash-big") / "mail"
     root.mkdir()
-    _gunzip([1996, 1997, 1998, 1996], root / "lists.mbox")
-    _gunzip([1996], root / "again.mbox")
+    gunzip_years([1996, 1997, 1998, 1996], root / "lists.mbox")
+    gunzip_years([1996], root / "again.mbox")
     src = _read_source(root)
     assert src.messages > 3000 and len(src.pairs) < src.messages
     return src
@@ -166,7 +83,7 @@ def big_source(tmp_path_factory: pytest.TempPathFactory) -> Source:
 def _with_refiled(root: Path, years: list[int], refiled: int) -> Source:
     """Some years as one mbox, and its first `refiled` messages again in a second folder."""
     root.mkdir()
-    _gunzip(years, root / "lists.mbox")
+    gunzip_years(years, root / "lists.mbox")
     data = (root / "lists.mbox").read_bytes()
     cut = 0
     for _ in range(refiled):
@@ -212,17 +129,13 @@ class Run:
 
 
 class Child:
-    """`mailkeep import --jsonl` in a child process of its own process group."""
+    """`mailkeep import --jsonl` in a child process of its own process group; with crash_at,
+    it stops itself there (tests/crashpoints.py)."""
 
     def __init__(self, data: Path, src: Path, crash_at: str | None = None) -> None:
-        env = clean_env()
-        if crash_at:
-            env["MK_CRASH_AT"] = crash_at
         self.stderr = tempfile.TemporaryFile()  # a file: the child never blocks on it
-        self.proc = subprocess.Popen(
-            [*(HOOKED if crash_at else MAILKEEP), "--data", str(data), "import", str(src),
-             "--jsonl"],
-            stdout=subprocess.PIPE, stderr=self.stderr, env=env, start_new_session=True)
+        self.proc = start_hooked(["--data", str(data), "import", str(src), "--jsonl"],
+                                 crash_at, stdout=subprocess.PIPE, stderr=self.stderr)
         self.run = Run()
 
     def lines(self) -> Iterator[bytes]:
@@ -235,11 +148,7 @@ class Child:
     def kill(self) -> None:
         """kill -9 the import process, then whatever helper it left (parser processes)."""
         self.run.killed = True
-        for kill, target in ((os.kill, self.proc.pid), (os.killpg, self.proc.pid)):
-            try:
-                kill(target, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        kill(self.proc)
 
     def abort(self) -> None:
         """Clean up after a failed check: no child left running, no file left open."""
@@ -287,40 +196,10 @@ def import_killed_after_lines(data: Path, src: Path, n: int) -> Run:
         raise
 
 
-def import_killed_after(data: Path, src: Path, seconds: float) -> Run:
-    child = Child(data, src)
-    timer = threading.Timer(seconds, child.kill)
-    timer.start()
-    try:
-        for line in child.lines():
-            child.run.take(line)
-        timer.cancel()
-        run_ = child.finish()
-    except BaseException:
-        timer.cancel()
-        child.abort()
-        raise
-    run_.killed = child.proc.returncode == -signal.SIGKILL
-    return run_
-
-
 def import_killed_once_store_registered(data: Path, src: Path) -> Run:
-    """Kill the first import into an empty data directory as soon as the new store is
-    registered, before anything is reported."""
-    child = Child(data, src)
-    db = data / "mailkeep.db"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and child.proc.poll() is None:
-        if db.exists():
-            try:
-                with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1)) as c:
-                    if c.execute("SELECT count(*) FROM stores").fetchone()[0]:
-                        break
-            except sqlite3.Error:
-                pass  # not created yet
-        time.sleep(0.002)
-    child.kill()
-    return child.finish()
+    """Kill the first import into an empty data directory right after the new store is
+    registered (mailkeep.db commits at once), before anything is reported."""
+    return import_stopped_at(data, src, "mailkeep.core.master:Master.add_store:1:after")
 
 
 def import_stopped_at(data: Path, src: Path, crash_at: str) -> Run:
@@ -329,18 +208,13 @@ def import_stopped_at(data: Path, src: Path, crash_at: str) -> Run:
     lines: list[bytes] = []
     reader = threading.Thread(target=lambda: lines.extend(child.lines()))
     reader.start()
-    deadline = time.monotonic() + 60
-    status = 0
-    while time.monotonic() < deadline:
-        pid, status = os.waitpid(child.proc.pid, os.WUNTRACED | os.WNOHANG)
-        if pid:
-            break
-        time.sleep(0.005)
-    if not os.WIFSTOPPED(status):
+    try:
+        wait_stopped(child.proc, crash_at)
+    except AssertionError:
         child.kill()
         reader.join(timeout=60)
         child.finish()
-        pytest.fail(f"the import never reached {crash_at} (wait status {status})")
+        raise
     child.kill()
     reader.join(timeout=60)
     for line in lines:
@@ -353,7 +227,7 @@ def archive_contents(data: Path, tmp: Path) -> dict[str, tuple[str, str]]:
     """id -> (folder, sha256) of every message in the archive, from a byte-exact export."""
     out = tmp / "export"
     shutil.rmtree(out, ignore_errors=True)
-    res = run(data, "export", "--to", str(out))
+    res = mk_process(data, "export", "--to", str(out))
     assert res.returncode == 0, res.stderr
     got: dict[str, tuple[str, str]] = {}
     if not out.exists():
@@ -371,7 +245,7 @@ def check_after_crash(data: Path, src: Source, reported: dict[str, str], tmp: Pa
                       what: str) -> dict[str, tuple[str, str]]:
     """verify passes; every reported message is there, under its id, byte for byte; and no
     (message, folder) pair is filed twice. Returns the archive's contents."""
-    res = run(data, "verify", "--json")
+    res = mk_process(data, "verify", "--json")
     assert res.returncode == 0, f"{what}: verify failed after the kill:\n{res.stdout}{res.stderr}"
     contents = archive_contents(data, tmp)
     for mid, origin in reported.items():
@@ -428,13 +302,21 @@ def test_kill_rounds_into_one_data_directory(big_source: Source, tmp_path: Path)
     assert not r.reported
     check("round 1 (killed once the store was registered)", r)
     # 2.-5. killed as soon as the n-th archived message is reported, for several n, and once
-    # after a random delay. Each run first finds what earlier runs archived (duplicates), then
-    # archives on; a run that finds nothing left to archive is not killed.
+    # at a record drawn at random: before, after or half-way through writing the k-th record
+    # of the run (it writes at least one for each message it archives). Each run first finds
+    # what earlier runs archived (duplicates), then archives on; a run that finds nothing left
+    # to archive is not killed.
     for i, when in enumerate(("line 1", 0.2, "random", 0.4), start=2):
         if when == "random":
-            delay = rng.uniform(0.3, 1.0)
-            r = import_killed_after(data, big_source.root, delay)
-            check(f"round {i} (killed after {delay:.2f} s)", r)
+            k, mode = rng.randint(1, max(1, left())), rng.choice(["", ":after", ":torn"])
+            if not left():  # nothing left to write: the run goes to its end, archiving nothing
+                r = import_to_the_end(data, big_source.root)
+                assert r.summary is not None and r.summary["archived"] == 0, r.summary
+                check(f"round {i} (nothing left to archive)", r)
+                continue
+            point = f"mailkeep.core.storage.segments:SegmentWriter.append:{k}{mode}"
+            r = import_stopped_at(data, big_source.root, point)
+            check(f"round {i} (killed at {point})", r)
             continue
         n = 1 if when == "line 1" else max(1, int(left() * float(when)))
         r = import_killed_after_lines(data, big_source.root, n)

@@ -1,4 +1,4 @@
-"""Damaged segments, through the real CLI.
+"""Damaged segments, through the CLI.
 
 The requirement: "A torn or corrupted segment (bytes flipped, file truncated): `verify` names the
 damaged messages; nothing else is lost; `recover` rebuilds what is intact."
@@ -21,33 +21,25 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import random
 import shutil
 import sqlite3
 import struct
-import subprocess
-import sys
 import zlib
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 from mailkeep.core.archive import Archive
 from mailkeep.core.ingest import Importer, Outcome
 from mailkeep.core.message import RawMessage
 from mailkeep.core.storage import segments as seg
 from mailkeep.sources.detect import open_source, read_paths
+from tests.helpers import BULK, mk
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-BULK = CORPUS / "bulk" / "linux-mips"
-pytestmark = pytest.mark.skipif(not BULK.is_dir(), reason=f"bulk corpus not found at {BULK}")
-
-_ENTRY_POINT = Path(sys.executable).with_name("mailkeep")
-MAILKEEP = ([str(_ENTRY_POINT)] if _ENTRY_POINT.exists() else
-            [sys.executable, "-c", "import sys; from mailkeep.cli import main; sys.exit(main())"])
 PREFIX = struct.Struct("<4scIQ")  # magic, type, header length, payload length (docs/storage.md)
 
 
@@ -55,20 +47,9 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k not in ("MAILKEEP_MASTER_KEY", "MAILKEEP_DATA")}
-
-
-def mk(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*MAILKEEP, "--data", str(data), *args], capture_output=True,
-                          text=True, timeout=120, env=clean_env())
-
-
 def mk_ok(data: Path, *args: str) -> str:
     res = mk(data, *args)
-    assert res.returncode == 0, f"mailkeep {' '.join(args)}: exit {res.returncode}\n" \
-        f"{res.stdout}{res.stderr}"
+    assert res.exit_code == 0, f"mailkeep {' '.join(args)}: exit {res.exit_code}\n{res.output}"
     assert "Traceback" not in res.stderr, res.stderr
     return res.stdout
 
@@ -122,11 +103,6 @@ class Built:
         return self.store / "segments" / seg.segment_name(n)
 
 
-@pytest.fixture(autouse=True)
-def _no_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MAILKEEP_MASTER_KEY", raising=False)  # the key is conf/master.key
-
-
 def build(tmp: Path, mail: tuple[Path, dict[str, tuple[str, str]]], encrypt: bool = False,
           name: str = "Default") -> Built:
     """Import the mail with the Importer API (what `mailkeep import` runs, without the cost of
@@ -146,8 +122,7 @@ def build(tmp: Path, mail: tuple[Path, dict[str, tuple[str, str]]], encrypt: boo
     return Built(data, data / "stores" / name, expected)
 
 
-def exported(data: Path, out: Path) -> tuple[subprocess.CompletedProcess[str],
-                                             dict[str, tuple[str, str]]]:
+def exported(data: Path, out: Path) -> tuple[Result, dict[str, tuple[str, str]]]:
     """Run export; id -> (folder, sha256) of every file it wrote."""
     res = mk(data, "export", "--to", str(out))
     got = {}
@@ -161,7 +136,7 @@ def exported(data: Path, out: Path) -> tuple[subprocess.CompletedProcess[str],
 def verify_json(data: Path) -> tuple[int, list[dict[str, object]]]:
     res = mk(data, "verify", "--json")
     assert "Traceback" not in res.stderr, res.stderr
-    return res.returncode, json.loads(res.stdout)
+    return res.exit_code, json.loads(res.stdout)
 
 
 def named_ids(report: list[dict[str, object]]) -> set[str]:
@@ -221,16 +196,14 @@ def test_flipped_byte_is_named_by_verify_and_nothing_else(how: str, mail: tuple[
     assert named_ids(report) == damaged, report
     if how == "checksum wrong":
         text = mk(a.data, "verify")
-        assert text.returncode == 1
+        assert text.exit_code == 1
         for mid in damaged:
             assert f"{mid}:" in text.stdout, text.stdout
     check_reads(a, damaged)
 
 
-def show_raw(data: Path, mid: str, env: dict[str, str] | None = None
-             ) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([*MAILKEEP, "--data", str(data), "show", mid, "--raw"],
-                          capture_output=True, timeout=60, env=env or clean_env())
+def show_raw(data: Path, mid: str, env: dict[str, str | None] | None = None) -> Result:
+    return mk(data, "show", mid, "--raw", env=env)
 
 
 def check_reads(a: Built, damaged: set[str]) -> None:
@@ -239,11 +212,11 @@ def check_reads(a: Built, damaged: set[str]) -> None:
     near = {f"1:{n + d}" for m in damaged for n in [int(m.split(":")[1])] for d in (-1, 1)}
     for mid in sorted(near - damaged):
         raw = show_raw(a.data, mid)
-        assert raw.returncode == 0 and sha(raw.stdout) == a.expected[mid][1], mid
+        assert raw.exit_code == 0 and sha(raw.stdout_bytes) == a.expected[mid][1], mid
     for mid in damaged:
         raw = show_raw(a.data, mid)
-        assert raw.returncode != 0 and b"Traceback" not in raw.stderr, raw.stderr
-        assert sha(raw.stdout) != a.expected[mid][1]
+        assert raw.exit_code != 0 and "Traceback" not in raw.stderr, raw.stderr
+        assert sha(raw.stdout_bytes) != a.expected[mid][1]
 
 
 def test_flipped_byte_export_writes_every_other_message(
@@ -256,12 +229,12 @@ def test_flipped_byte_export_writes_every_other_message(
     assert "Traceback" not in res.stderr
     others = {k: v for k, v in a.expected.items() if k != damaged}
     missing = sorted(set(others) - set(got), key=lambda m: int(m.split(":")[1]))
-    assert not missing, (f"export ({res.returncode}: {res.stderr.strip()}) left out "
+    assert not missing, (f"export ({res.exit_code}: {res.stderr.strip()}) left out "
                          f"{len(missing)} intact messages: {missing[:5]}...")
     assert {k: got[k] for k in others} == others
     # the damaged message is not written out with wrong (or no) bytes, and it is named
     assert damaged not in got, f"export wrote a file for damaged {damaged}: {got[damaged]}"
-    assert res.returncode != 0
+    assert res.exit_code != 0
     assert damaged in res.stdout + res.stderr, res.stderr
 
 
@@ -275,7 +248,7 @@ def test_flipped_byte_recover_sets_it_aside_and_keeps_the_rest(
     flip_payload_byte(a, blob)
     flipped = a.segment().read_bytes()
     res = mk(a.data, "recover", "Default")
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.exit_code == 0, res.stdout + res.stderr
     out = res.stdout
     assert "set aside" in out, out
     assert f"message {number} " in out, out  # the lost message is named
@@ -284,10 +257,10 @@ def test_flipped_byte_recover_sets_it_aside_and_keeps_the_rest(
     assert len(a.segment().read_bytes()) < len(original)
     # all other messages: same ids, same folders, same bytes; the damaged one is gone
     res, got = exported(a.data, tmp_path / "out")
-    assert res.returncode == 0, res.stderr
+    assert res.exit_code == 0, res.stderr
     assert got == {k: v for k, v in a.expected.items() if k != damaged}
     show = mk(a.data, "show", damaged)
-    assert show.returncode == 3 and "does not exist" in show.stderr, show.stderr
+    assert show.exit_code == 3 and "does not exist" in show.stderr, show.stderr
     code, report = verify_json(a.data)
     assert code == 0, f"verify fails after recover: {report}"
 
@@ -315,13 +288,13 @@ def test_truncated_segment(mail: tuple[Path, dict[str, tuple[str, str]]],
     assert named_ids(report) == past_cut, sorted(named_ids(report) ^ past_cut)
 
     res = mk(a.data, "recover", "Default")
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.exit_code == 0, res.stdout + res.stderr
     assert "set aside" in res.stdout
     code, report = verify_json(a.data)
     assert code == 0, report
     before_cut = {k: v for k, v in a.expected.items() if k not in past_cut}
     res, got = exported(a.data, tmp_path / "out1")
-    assert res.returncode == 0, res.stderr
+    assert res.exit_code == 0, res.stderr
     assert got == before_cut
 
     # new imports work: the same mail again brings back exactly what was lost, once
@@ -331,7 +304,7 @@ def test_truncated_segment(mail: tuple[Path, dict[str, tuple[str, str]]],
     code, report = verify_json(a.data)
     assert code == 0, report
     res, got = exported(a.data, tmp_path / "out2")
-    assert res.returncode == 0, res.stderr
+    assert res.exit_code == 0, res.stderr
     assert {k: got[k] for k in before_cut} == before_cut
     assert sorted(got.values()) == sorted(a.expected.values())
 
@@ -357,11 +330,11 @@ def test_torn_tail_is_cut_on_open(tail: str, mail: tuple[Path, dict[str, tuple[s
         fh.write(junk)
 
     res = mk(a.data, "verify")
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.exit_code == 0, res.stdout + res.stderr
     assert "cut a torn write" in res.stdout, res.stdout
     assert path.read_bytes() == good
     res, got = exported(a.data, tmp_path / "out")
-    assert res.returncode == 0 and got == a.expected
+    assert res.exit_code == 0 and got == a.expected
     # and the store takes new mail after it
     extra = tmp_path / "extra.eml"
     extra.write_bytes(b"From: someone@example.org\nSubject: after the torn tail\n\nfine\n")
@@ -400,7 +373,7 @@ def test_deleted_catalog_is_rebuilt_by_recover(mail: tuple[Path, dict[str, tuple
     for p in a.store.glob("catalog.sqlite*"):
         p.unlink()
     res = mk(a.data, "recover", "Default")
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.exit_code == 0, res.stdout + res.stderr
     assert f"with {len(a.expected)} messages" in res.stdout, res.stdout
     after = catalog_view(a)
     for key in before:
@@ -408,7 +381,7 @@ def test_deleted_catalog_is_rebuilt_by_recover(mail: tuple[Path, dict[str, tuple
     code, report = verify_json(a.data)
     assert code == 0, report
     res, got = exported(a.data, tmp_path / "out")
-    assert res.returncode == 0 and got == a.expected
+    assert res.exit_code == 0 and got == a.expected
 
 
 # -- (e) an encrypted store -------------------------------------------------------------------
@@ -440,11 +413,10 @@ def test_encrypted_store_without_master_key(mail: tuple[Path, dict[str, tuple[st
     for args in (["show", some, "--raw"], ["show", some], ["export", "--to",
                  str(tmp_path / "out")], ["verify"], ["search", "mips"]):
         res = mk(a.data, *args)
-        assert res.returncode != 0, args
+        assert res.exit_code != 0, args
         assert "Traceback" not in res.stderr, (args, res.stderr)
         msg = res.stderr + res.stdout
         assert "master key" in msg and key_id in msg, (args, msg)
     # with the key back (here through MAILKEEP_MASTER_KEY) everything reads again
-    env = {**clean_env(), "MAILKEEP_MASTER_KEY": kept.read_text().strip()}
-    raw = show_raw(a.data, some, env)
-    assert raw.returncode == 0 and sha(raw.stdout) == a.expected[some][1]
+    raw = show_raw(a.data, some, {"MAILKEEP_MASTER_KEY": kept.read_text().strip()})
+    assert raw.exit_code == 0 and sha(raw.stdout_bytes) == a.expected[some][1]

@@ -10,8 +10,6 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -22,16 +20,7 @@ from mailkeep.core.ingest import Importer, Outcome
 from mailkeep.core.storage import segments as seg
 from mailkeep.sources import eml
 from mailkeep.sources.detect import read_paths
-
-_ENTRY = Path(sys.executable).with_name("mailkeep")
-MAILKEEP = [str(_ENTRY)] if _ENTRY.exists() else [sys.executable, "-m", "mailkeep"]
-
-
-def mk(data: Path, *args: str, env: dict[str, str] | None = None
-       ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MAILKEEP_")}
-    return subprocess.run([*MAILKEEP, "--data", str(data), *args], capture_output=True,
-                          text=True, env={**base, **(env or {})}, timeout=120)
+from tests.helpers import mk, mk_process
 
 
 def message(i: int, word: str = "") -> bytes:
@@ -56,10 +45,9 @@ def catalog(data: Path) -> sqlite3.Connection:
 
 
 def raw_of(data: Path, mid: str) -> bytes:
-    res = subprocess.run([*MAILKEEP, "--data", str(data), "show", "--raw", mid],
-                         capture_output=True, timeout=60)
-    assert res.returncode == 0, res.stderr
-    return res.stdout
+    res = mk(data, "show", "--raw", mid)
+    assert res.exit_code == 0, res.stderr
+    return res.stdout_bytes
 
 
 def test_large_file_shrinking_mid_import_loses_nothing_reported(
@@ -87,11 +75,11 @@ def test_large_file_shrinking_mid_import_loses_nothing_reported(
     assert len(reported) == 30 and len(set(reported)) == 30
     for mid, origin in reported.items():
         assert raw_of(data, mid) == small[Path(origin).name]
-    assert mk(data, "verify").returncode == 0
+    assert mk(data, "verify").exit_code == 0
     # numbers are not handed out twice: a new message gets a new one
     extra = tmp_path / "extra"
     write_messages(extra, 1, start=500)
-    assert mk(data, "import", str(extra)).returncode == 0
+    assert mk(data, "import", str(extra)).exit_code == 0
     with closing(catalog(data)) as c:
         assert c.execute("SELECT max(number) FROM entries").fetchone()[0] == 31
 
@@ -111,16 +99,16 @@ def test_damaged_dictionary_record_loses_no_message(tmp_path: Path) -> None:
     src = tmp_path / "in"
     msgs = write_messages(src, 1100)
     data = tmp_path / "data"
-    assert mk(data, "import", str(src)).returncode == 0
+    assert mk(data, "import", str(src)).exit_code == 0
     with closing(catalog(data)) as c:
         assert c.execute("SELECT count(*) FROM dictionaries").fetchone()[0] == 1
     _flip_in_record(data, seg.DICTIONARY)
     res = mk(data, "verify")
-    assert res.returncode == 1 and "dictionary 1 is damaged" in res.stdout
+    assert res.exit_code == 1 and "dictionary 1 is damaged" in res.stdout
     res = mk(data, "recover", "Default")
-    assert res.returncode == 0, res.stderr
+    assert res.exit_code == 0, res.stderr
     assert "written again" in res.stdout
-    assert mk(data, "verify").returncode == 0
+    assert mk(data, "verify").exit_code == 0
     with closing(catalog(data)) as c:
         assert c.execute("SELECT count(*) FROM entries").fetchone()[0] == len(msgs)
     assert raw_of(data, "1:1100") == msgs["01099.eml"]
@@ -130,16 +118,16 @@ def test_recover_never_hands_out_a_number_twice(tmp_path: Path) -> None:
     src = tmp_path / "in"
     write_messages(src, 5)
     data = tmp_path / "data"
-    assert mk(data, "import", str(src)).returncode == 0
+    assert mk(data, "import", str(src)).exit_code == 0
     _flip_in_record(data, seg.ENTRY, -1)  # message 1:5's folder entry
     res = mk(data, "verify", "--json")
-    assert res.returncode == 1
+    assert res.exit_code == 1
     assert {p["id"] for p in json.loads(res.stdout)[0]["problems"] if p["id"]} == {"1:5"}
-    assert mk(data, "recover", "Default").returncode == 0
-    assert mk(data, "verify").returncode == 0
+    assert mk(data, "recover", "Default").exit_code == 0
+    assert mk(data, "verify").exit_code == 0
     more = tmp_path / "more"
     write_messages(more, 1, start=100)
-    assert mk(data, "import", str(more)).returncode == 0
+    assert mk(data, "import", str(more)).exit_code == 0
     with closing(catalog(data)) as c:
         numbers = [r[0] for r in c.execute("SELECT number FROM entries ORDER BY number")]
     assert numbers == [1, 2, 3, 4, 6]
@@ -149,15 +137,15 @@ def test_catalog_that_is_not_a_database(tmp_path: Path) -> None:
     src = tmp_path / "in"
     msgs = write_messages(src, 20)
     data = tmp_path / "data"
-    assert mk(data, "import", str(src)).returncode == 0
+    assert mk(data, "import", str(src)).exit_code == 0
     cat = data / "stores" / "Default" / "catalog.sqlite"
     cat.write_bytes(b"this is not a database " * 200)
     # a reader gets a clear error, or (no writer holds the store) the store repairs itself
     res = mk(data, "search", "fox")
     assert "Traceback" not in res.stderr
-    assert res.returncode == 0 and "20 messages match" in res.stdout
+    assert res.exit_code == 0 and "20 messages match" in res.stdout
     assert list((data / "stores" / "Default").glob("catalog.damaged-*.sqlite"))
-    assert mk(data, "verify").returncode == 0
+    assert mk(data, "verify").exit_code == 0
     assert raw_of(data, "1:7") == msgs["00006.eml"]
 
 
@@ -168,13 +156,13 @@ def test_catalog_commit_lost_in_a_power_cut_is_replayed_for_readers(tmp_path: Pa
     write_messages(first, 3)
     write_messages(second, 2, start=10)
     data = tmp_path / "data"
-    assert mk(data, "import", str(first)).returncode == 0
+    assert mk(data, "import", str(first)).exit_code == 0
     store = data / "stores" / "Default"
     shutil.copy(store / "catalog.sqlite", tmp_path / "catalog.before")
-    assert mk(data, "import", str(second)).returncode == 0
+    assert mk(data, "import", str(second)).exit_code == 0
     shutil.copy(tmp_path / "catalog.before", store / "catalog.sqlite")
     res = mk(data, "search", "w10")
-    assert res.returncode == 0 and "1 message matches" in res.stdout
+    assert res.exit_code == 0 and "1 message matches" in res.stdout
     assert raw_of(data, "1:5") == message(11, "w11")
 
 
@@ -182,14 +170,15 @@ def test_verify_refuses_a_store_another_process_is_writing(tmp_path: Path) -> No
     src = tmp_path / "in"
     write_messages(src, 3)
     data = tmp_path / "data"
-    assert mk(data, "import", str(src)).returncode == 0
+    assert mk(data, "import", str(src)).exit_code == 0
     fd = os.open(data / "stores" / "Default" / "lock", os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # held here as a running importer would hold it
-        res = mk(data, "verify")
+        # `mailkeep` as a process of its own: the store is held by another process
+        res = mk_process(data, "verify")
         assert res.returncode == 5
         assert "being written by another process" in res.stderr
-        res = mk(data, "search", "fox")  # readers still read
+        res = mk_process(data, "search", "fox")  # readers still read
         assert res.returncode == 0 and "3 messages match" in res.stdout
     finally:
         os.close(fd)
@@ -200,16 +189,16 @@ def test_malformed_master_key_is_a_clear_error(tmp_path: Path, value: str) -> No
     data = tmp_path / "data"
     res = mk(data, "store", "create", "Vault", "--encrypt",
              env={"MAILKEEP_MASTER_KEY": value})
-    assert res.returncode == 7, res.stderr
+    assert res.exit_code == 7, res.stderr
     assert "MAILKEEP_MASTER_KEY is not a master key" in res.stderr
     assert "Traceback" not in res.stderr and value not in res.stderr
 
 
 def test_master_key_is_made_once(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    assert mk(data, "store", "create", "A", "--encrypt").returncode == 0
+    assert mk(data, "store", "create", "A", "--encrypt").exit_code == 0
     key = (data / "conf" / "master.key").read_bytes()
-    assert mk(data, "store", "create", "B", "--encrypt").returncode == 0
+    assert mk(data, "store", "create", "B", "--encrypt").exit_code == 0
     assert (data / "conf" / "master.key").read_bytes() == key
     assert oct((data / "conf" / "master.key").stat().st_mode & 0o777) == "0o600"
     assert not list((data / "conf").glob("*.tmp"))

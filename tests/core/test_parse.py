@@ -9,18 +9,12 @@ import random
 import re
 import sqlite3
 from contextlib import closing
-from pathlib import Path
 
 import pytest
 
 from mailkeep.core.mime.parse import IndexFields, describe, extract
 from mailkeep.core.mime.text import cjk_segment, query_tokens
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-TRICKY = CORPUS / "tricky"
-needs_corpus = pytest.mark.skipif(
-    not TRICKY.is_dir(), reason=f"test mail corpus not found at {CORPUS}"
-)
+from tests.helpers import TRICKY
 
 
 def tricky(path: str) -> bytes:
@@ -41,7 +35,6 @@ def searchable(text: str, term: str) -> bool:
 _SUBJECT = re.compile(rb"^subject:[ \t]*\S", re.IGNORECASE | re.MULTILINE)
 
 
-@needs_corpus
 def test_never_raises_on_the_tricky_corpus() -> None:
     paths = sorted(p for p in TRICKY.rglob("*") if p.is_file())
     assert len(paths) > 1300
@@ -63,7 +56,6 @@ def test_never_raises_on_the_tricky_corpus() -> None:
 # --- real messages, real charsets -------------------------------------------------------------
 
 
-@needs_corpus
 def test_iso_2022_jp_bounce() -> None:
     fields = extract(tricky("sisimai-set-of-emails/maildir/bsd/lhost-mfilter-01.eml"))
     assert "送信できませんでした" in fields.body
@@ -71,7 +63,6 @@ def test_iso_2022_jp_bounce() -> None:
     assert searchable(fields.body, "送信") and searchable(fields.body, "メールサーバー")
 
 
-@needs_corpus
 def test_iso_2022_jp_with_cp932_extensions() -> None:
     # "№" is a NEC extension that Python's strict ISO-2022-JP codecs refuse.
     fields = extract(tricky("php-mime-mail-parser/issue116"))
@@ -79,7 +70,6 @@ def test_iso_2022_jp_with_cp932_extensions() -> None:
     assert fields.warnings == []
 
 
-@needs_corpus
 def test_same_bounce_with_crlf_and_cr_line_ends() -> None:
     maildir = "sisimai-set-of-emails/maildir"
     expected = extract(tricky(f"{maildir}/bsd/lhost-mfilter-01.eml"))
@@ -90,7 +80,6 @@ def test_same_bounce_with_crlf_and_cr_line_ends() -> None:
         assert "送信できませんでした" in fields.body
 
 
-@needs_corpus
 def test_koi8_r_attachment_name() -> None:
     fields = extract(tricky("mime4j/mimetools-testmsgs/russian.msg"))
     assert fields.attachments == "Список.doc"
@@ -98,7 +87,6 @@ def test_koi8_r_attachment_name() -> None:
     assert fields.body == ""  # a text/plain part with a file name is an attachment
 
 
-@needs_corpus
 def test_windows_1251_encoded_words_across_lines() -> None:
     fields = extract(tricky("php-mime-mail-parser/m0021"))
     assert fields.subject == (
@@ -107,14 +95,12 @@ def test_windows_1251_encoded_words_across_lines() -> None:
     assert "mail3@exemple2.com" in fields.recipients
 
 
-@needs_corpus
 def test_shift_jis_body() -> None:
     fields = extract(tricky("ruby-mail/multi_charset/japanese_shift_jis.eml"))
     assert "このメールはテスト用のメールです。" in fields.body
     assert searchable(fields.body, "テスト用")
 
 
-@needs_corpus
 def test_gb2312_subject_sender_and_body() -> None:
     fields = extract(tricky("spamscope-mail-parser/mail_test_12"))
     assert fields.subject == "代开各地增值税发票"
@@ -123,7 +109,6 @@ def test_gb2312_subject_sender_and_body() -> None:
     assert searchable(fields.subject, "增值税")
 
 
-@needs_corpus
 def test_rfc2231_file_names() -> None:
     fields = extract(tricky("ruby-mail/multi_charset/japanese_attachment_long_name.eml"))
     assert fields.attachments == "かきくけこ" * 5 + ".txt"  # filename*0*= and filename*1*=
@@ -132,7 +117,6 @@ def test_rfc2231_file_names() -> None:
     assert latin1.body == "Attachment Test\n"
 
 
-@needs_corpus
 def test_rfc2047_subject_and_addresses() -> None:
     fields = extract(tricky("stalwart-mail-parser/eml/legacy/002.eml"))
     assert fields.subject == "Die Hasen und die Frösche"
@@ -142,7 +126,6 @@ def test_rfc2047_subject_and_addresses() -> None:
     assert fields.date == 958710660.0  # 2000-05-19 04:31:00 UTC
 
 
-@needs_corpus
 def test_html_only_message_becomes_searchable_text() -> None:
     fields = extract(tricky("stalwart-mail-parser/eml/legacy/002.eml"))
     assert "Die Hasen klagten einst über" in fields.body
@@ -153,7 +136,6 @@ def test_html_only_message_becomes_searchable_text() -> None:
     assert searchable(chinese.body, "镜头")
 
 
-@needs_corpus
 def test_base64_root_part_is_an_attachment() -> None:
     raw = tricky("nodemailer-mailparser/base64encodedroot.eml")
     fields = extract(raw)
@@ -163,7 +145,6 @@ def test_base64_root_part_is_an_attachment() -> None:
     assert describe(raw).attachments == [("screenshot.png", "image/png", len(png))]
 
 
-@needs_corpus
 def test_base64_encoded_forwarded_message() -> None:
     fields = extract(tricky("php-mime-mail-parser/issue274.eml"))
     assert "test-localhost.eml" in fields.attachments.split("\n")
@@ -171,20 +152,17 @@ def test_base64_encoded_forwarded_message() -> None:
     assert "UmV0dXJuLVBhdGg6" not in fields.body
 
 
-@needs_corpus
 def test_message_without_headers() -> None:
     fields = extract(tricky("mime4j/testmsgs/malformedHeader-noheader.msg"))
     assert fields.subject == "" and fields.sender == "" and fields.date is None
     assert fields.body.startswith("This is a simple message not having headers.")
 
 
-@needs_corpus
 def test_binary_file_is_not_indexed() -> None:
     fields = extract(tricky("spamscope-mail-parser/mail_outlook_1"))  # an Outlook .msg file
     assert fields.body == "" and fields.warnings
 
 
-@needs_corpus
 def test_delivery_status_and_forwarded_headers_are_body_text() -> None:
     fields = extract(tricky("sisimai-set-of-emails/maildir/bsd/lhost-biglobe-01.eml"))
     assert 'From: "Kijitora Neko" <kijitora@mx.example.com>\nSubject: Cats' in fields.body

@@ -13,30 +13,13 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from mailkeep.cli import main
 from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources.detect import open_source
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-TRICKY = CORPUS / "tricky"
-pytestmark = pytest.mark.skipif(not TRICKY.is_dir(), reason=f"corpus not found at {TRICKY}")
+from tests.helpers import TRICKY, mk
 
 SUMMARY = re.compile(r"(\d+) archived, (\d+) duplicates, (\d+) failed, (\d+) skipped, ")
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MAILKEEP_DATA", "MAILKEEP_MASTER_KEY"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def run(data: Path, *args: str) -> Result:
-    result = CliRunner().invoke(main, ["--data", str(data), *args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result
 
 
 def summary_counts(result: Result) -> dict[str, int]:
@@ -87,7 +70,7 @@ def test_tricky_corpus_round_trip(tmp_path: Path) -> None:
     assert failed == 0
 
     data = tmp_path / "data"
-    imported = run(data, "import", str(TRICKY))
+    imported = mk(data, "import", str(TRICKY))
     assert imported.exit_code == 0, imported.output
     assert summary_counts(imported) == {
         "archived": len(distinct), "duplicates": len(messages) - len(distinct),
@@ -95,7 +78,7 @@ def test_tricky_corpus_round_trip(tmp_path: Path) -> None:
 
     # Every message back, byte for byte, in its folder; one file per distinct (folder, bytes).
     out = tmp_path / "out"
-    exported = run(data, "export", "--to", str(out))
+    exported = mk(data, "export", "--to", str(out))
     assert exported.exit_code == 0, exported.output
     assert f"exported {len(distinct)} messages" in exported.stdout
     got = exported_files(out)
@@ -109,7 +92,7 @@ def test_tricky_corpus_round_trip(tmp_path: Path) -> None:
     # Everything as one mbox, imported into a fresh data directory: the same bytes, except
     # that a message not ending with "\n" gets one (the documented mboxrd limitation).
     mbox = tmp_path / "all.mbox"
-    exported = run(data, "export", "--to", str(mbox))
+    exported = mk(data, "export", "--to", str(mbox))
     assert exported.exit_code == 0, exported.output
     assert f"exported {len(distinct)} messages" in exported.stdout
 
@@ -121,13 +104,13 @@ def test_tricky_corpus_round_trip(tmp_path: Path) -> None:
     back_expected = {with_newline(raw) for _, raw in distinct}  # all land in one folder
 
     data2 = tmp_path / "data2"
-    reimported = run(data2, "import", str(mbox))
+    reimported = mk(data2, "import", str(mbox))
     assert reimported.exit_code == 0, reimported.output
     assert summary_counts(reimported) == {
         "archived": len(back_expected), "duplicates": len(distinct) - len(back_expected),
         "failed": 0, "skipped": 0}
     out2 = tmp_path / "out2"
-    assert run(data2, "export", "--to", str(out2)).exit_code == 0
+    assert mk(data2, "export", "--to", str(out2)).exit_code == 0
     back = exported_files(out2)
     assert {folder for folder, _ in back} == {""}  # an mbox named directly is the base folder
     back_bytes = Counter(raw for _, raw in back)

@@ -14,22 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from mailkeep.cli import main
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MAILKEEP_DATA", "MAILKEEP_MASTER_KEY"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def run(data: Path, *args: str) -> Result:
-    result = CliRunner().invoke(main, ["--data", str(data), *args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        result.output, result.exception)
-    return result
+from tests.helpers import mk
 
 
 # -- building messages ------------------------------------------------------------------------
@@ -172,18 +158,15 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
         origin_to_key[str(path)] = key
     data = root / "data"
     ids: dict[str, str] = {}
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("MAILKEEP_DATA", "MAILKEEP_MASTER_KEY"):
-            mp.delenv(name, raising=False)
-        for user in ("admin", "alice"):
-            res = run(data, "import", "--jsonl", "--user", user, str(root / "mail" / user))
-            assert res.exit_code == 0, res.output
-            for line in res.stdout.splitlines():
-                rec = json.loads(line)
-                if "summary" in rec:
-                    continue
-                assert rec["status"] == "archived", rec
-                ids[origin_to_key[rec["origin"]]] = rec["id"]
+    for user in ("admin", "alice"):
+        res = mk(data, "import", "--jsonl", "--user", user, str(root / "mail" / user))
+        assert res.exit_code == 0, res.output
+        for line in res.stdout.splitlines():
+            rec = json.loads(line)
+            if "summary" in rec:
+                continue
+            assert rec["status"] == "archived", rec
+            ids[origin_to_key[rec["origin"]]] = rec["id"]
     assert set(ids) == set(MESSAGES)
     return data, ids
 
@@ -191,7 +174,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
 def search(archive: tuple[Path, dict[str, str]], query: str, *extra: str) -> dict[str, Any]:
     data, _ = archive
     # "--": a query may start with "-" (an exclusion), which is not an option
-    res = run(data, "search", "--json", "--limit", "100", *extra, "--", query)
+    res = mk(data, "search", "--json", "--limit", "100", *extra, "--", query)
     assert res.exit_code == 0, (query, res.output)
     parsed: dict[str, Any] = json.loads(res.stdout)
     return parsed
@@ -363,7 +346,7 @@ def test_results_newest_first_with_total_limit_offset_and_json(
     assert page["total"] == len(ADMIN) and page["messages"] == []
 
     # The text output: the table and the total.
-    res = run(archive[0], "search", "user:admin", "--limit", "3")
+    res = mk(archive[0], "search", "user:admin", "--limit", "3")
     assert res.exit_code == 0
     assert f"{len(ADMIN)} messages match" in res.stdout
     assert sum(line.split()[0] in order[:3] for line in res.stdout.splitlines() if line.strip()
@@ -392,11 +375,11 @@ def test_results_newest_first_with_total_limit_offset_and_json(
 
 def test_bad_date_is_a_clear_usage_error(archive: tuple[Path, dict[str, str]]) -> None:
     for query in ("after:2024-13-45", "before:2024-02-30", "on:20x4"):
-        res = run(archive[0], "search", "--", query)
+        res = mk(archive[0], "search", "--", query)
         assert res.exit_code == 2, (query, res.output)
         assert "error:" in res.stderr and query.split(":", 1)[1] in res.stderr
         assert "Traceback" not in res.output
-    res = run(archive[0], "search", "has:nothing")
+    res = mk(archive[0], "search", "has:nothing")
     assert res.exit_code == 2 and "has:nothing" in res.stderr
 
 
@@ -426,17 +409,17 @@ def test_search_across_two_stores(tmp_path: Path) -> None:
     for i, when in enumerate(dates2):
         (mail2 / f"{i}.eml").write_bytes(message(f"Common second {i}", when, b"shared word\n"))
     data = tmp_path / "data"
-    assert run(data, "import", str(mail1)).exit_code == 0
-    res = run(data, "store", "create", "Second")
+    assert mk(data, "import", str(mail1)).exit_code == 0
+    res = mk(data, "store", "create", "Second")
     assert res.exit_code == 0, res.output
-    assert run(data, "store", "state", "Second", "current").exit_code == 0
-    assert run(data, "import", str(mail2)).exit_code == 0
-    stores = json.loads(run(data, "store", "list", "--json").stdout)
+    assert mk(data, "store", "state", "Second", "current").exit_code == 0
+    assert mk(data, "import", str(mail2)).exit_code == 0
+    stores = json.loads(mk(data, "store", "list", "--json").stdout)
     ids = {s["name"]: s["id"] for s in stores}
     assert set(ids) == {"Default", "Second"} and ids["Default"] != ids["Second"]
     assert [s["messages"] for s in stores] == [3, 3]
 
-    res = json.loads(run(data, "search", "shared", "--json").stdout)
+    res = json.loads(mk(data, "search", "shared", "--json").stdout)
     assert res["total"] == 6
     subjects = [m["subject"] for m in res["messages"]]
     assert subjects == ["Common second 2", "Common first 2", "Common second 1",
@@ -449,11 +432,11 @@ def test_search_across_two_stores(tmp_path: Path) -> None:
     assert dates == sorted(dates, reverse=True)
 
     # Paging over the merged result.
-    page = json.loads(run(data, "search", "shared", "--json", "--limit", "2", "--offset", "3"
+    page = json.loads(mk(data, "search", "shared", "--json", "--limit", "2", "--offset", "3"
                           ).stdout)
     assert page["total"] == 6
     assert [m["subject"] for m in page["messages"]] == subjects[3:5]
     # Each store's ids point at its own messages.
     for m in res["messages"]:
-        shown = run(data, "show", m["id"])
+        shown = mk(data, "show", m["id"])
         assert shown.exit_code == 0 and m["subject"] in shown.stdout

@@ -4,7 +4,6 @@ rights and the audit log."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,18 +29,6 @@ class CountingHasher(PasswordHasher):
     def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
         self.verified += 1
         return super().verify(hash, password)
-
-
-@pytest.fixture
-def master(tmp_path: Path) -> Iterator[Master]:
-    m = Master(tmp_path / "mailkeep.db")
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def users(master: Master) -> Users:
-    return Users(master, hasher=fast_hasher())
 
 
 def audit_rows(master: Master) -> list[tuple[str, str, dict[str, Any]]]:

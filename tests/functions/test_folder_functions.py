@@ -9,24 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
-from mailkeep.core.admin.users import Users
 from mailkeep.core.archive import Archive
 from mailkeep.core.ingest import Importer
-from mailkeep.core.master import Master
 from mailkeep.sources.detect import read_paths
 from mailkeep.web.app import create_app
-from tests.apiclient import basic, invoke
-
-LOCAL = ("127.0.0.1", 50123)
-CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-
-
-def fast_users(data: Path) -> Users:
-    data.mkdir(parents=True, exist_ok=True)
-    return Users(Master(data / "mailkeep.db"), hasher=CHEAP)
+from tests.apiclient import LOCAL, basic, fast_users, invoke
 
 
 def ok(api: TestClient, function_name: str, **args: Any) -> Any:

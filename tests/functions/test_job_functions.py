@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from mailkeep.cli import main
 from mailkeep.core.errors import Conflict, InvalidArgument, MailkeepError, NotFound
 from mailkeep.core.master import Master
 from mailkeep.jobs.scheduler import Jobs
 from tests.apiclient import api_client, basic, invoke
+from tests.helpers import mk_ok
 from tests.jobs.test_scheduler import HeldLock, call, data_dir, job, results
 
 BASE = {"name": "nightly", "action": "VerifyStores includeIndexes=false", "owner": "admin",
@@ -174,9 +173,7 @@ def test_results_period_and_zone(data: Path) -> None:
 
 def test_mailkeep_call_runs_a_job(data: Path) -> None:
     def run(*args: str) -> Any:
-        res = CliRunner().invoke(main, ["--data", str(data), "call", *args])
-        assert res.exit_code == 0, res.output
-        return json.loads(res.stdout)
+        return json.loads(mk_ok(data, "call", *args).stdout)
 
     created = run("CreateJob", "name=nightly", "action=VerifyStores includeIndexes=false",
                   "owner=admin", "timeZoneId=Europe/Berlin", "time=02:00")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +19,7 @@ from tests.apiclient import (
     finish,
     invoke,
 )
-
-LOCAL = ("127.0.0.1", 50123)
-MAILKEEP = Path(sys.executable).with_name("mailkeep")
+from tests.helpers import FUNCTION_SPEC, mk
 
 
 @pytest.fixture
@@ -88,10 +83,7 @@ def test_recover_store_argument_errors(api: TestClient) -> None:
 
 
 def test_metadata_matches_the_original(api: TestClient) -> None:
-    spec_file = Path(__file__).resolve().parents[3] / "shared" / "spec" / "mailstore-functions.json"
-    if not spec_file.exists():
-        pytest.skip("the function spec is not available here")
-    spec = {f["name"]: f for f in json.loads(spec_file.read_text())}
+    spec = {f["name"]: f for f in json.loads(FUNCTION_SPEC.read_text())}
     meta = {m["name"]: m for m in json.loads(
         api.get("/api/get-metadata", headers=basic()).content.decode("utf-8-sig"))}
     for name in ("RecoverStore", "RecreateRecoveryRecords", "RefreshAllStoreStatistics",
@@ -225,13 +217,6 @@ def test_merge_store(api: TestClient, data: Path) -> None:
         assert archive.search("word7").total == 2  # one in each store
 
 
-def _cli_verify(data: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MAILKEEP_DATA",
-                                                            "MAILKEEP_MASTER_KEY")}
-    return subprocess.run([str(MAILKEEP), "--data", str(data), "verify"], env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_create_backup_restores_and_verifies(api: TestClient, data: Path,
                                              tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere" / "Secret"
@@ -249,8 +234,8 @@ def test_create_backup_restores_and_verifies(api: TestClient, data: Path,
     # the original goes away: the backup stands on its own
     data.rename(tmp_path / "data-gone")
     outside.rename(tmp_path / "secret-gone")
-    res = _cli_verify(backup)
-    assert res.returncode == 0, res.stdout + res.stderr
+    res = mk(backup, "verify")
+    assert res.exit_code == 0, res.output
     with Archive(backup) as archive:
         assert archive.search("word7").total == 1
         assert {r.name: r.path.is_relative_to(backup.resolve()) for r in archive.stores()} == {
@@ -264,8 +249,8 @@ def test_create_backup_without_indexes(api: TestClient, data: Path, tmp_path: Pa
     assert final["statusCode"] == "succeeded", final
     assert "left out (excludeSearchIndexes)" in log
     assert not (backup / "stores" / "Default" / "catalog.sqlite").exists()
-    res = _cli_verify(backup)
-    assert res.returncode == 0, res.stdout + res.stderr
+    res = mk(backup, "verify")
+    assert res.exit_code == 0, res.output
     with Archive(backup) as archive:
         assert archive.search("word7").total == 1
 

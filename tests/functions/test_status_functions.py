@@ -18,6 +18,7 @@ from mailkeep.functions import REGISTRY
 from mailkeep.functions.call import Call
 from mailkeep.jobs.process import ProcessInfo
 from tests.apiclient import api_client, archive_with_messages, finish, invoke
+from tests.helpers import Quiet
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -38,19 +39,6 @@ def master_locked(data: Path) -> Iterator[sqlite3.Connection]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         conn.close()
-
-
-class Quiet:
-    user = "cli"
-
-    def progress(self, percent: int | None, text: str | None = None) -> None:
-        return None
-
-    def log(self, line: str) -> None:
-        return None
-
-    def check_cancelled(self) -> None:
-        return None
 
 
 def service_status(data: Path, jobs: Any = None) -> dict[str, Any]:

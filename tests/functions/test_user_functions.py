@@ -8,23 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
 import mailkeep.functions.users as user_functions
-from mailkeep.core.admin.users import Users
-from mailkeep.core.master import Master
 from mailkeep.web.app import create_app
-from tests.apiclient import basic, decode
+from tests.apiclient import CHEAP, LOCAL, basic, decode, fast_users
 
-LOCAL = ("127.0.0.1", 50123)
-CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 SECRETS = ["Pa55-first-secret", "Pa55-second-secret", "Pa55-third-secret"]
-
-
-def fast_users(data: Path) -> Users:
-    data.mkdir(parents=True, exist_ok=True)
-    return Users(Master(data / "mailkeep.db"), hasher=CHEAP)
 
 
 class Api:
@@ -63,11 +53,6 @@ class Api:
 @pytest.fixture(autouse=True)
 def cheap_hasher(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(user_functions, "HASHER", CHEAP)
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    return tmp_path / "data"
 
 
 @pytest.fixture

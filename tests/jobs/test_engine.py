@@ -74,14 +74,22 @@ class Stepper:
         return {"verified": self.steps * 10}
 
 
-def slow(ctx: Context) -> dict[str, int]:
-    """Sleeps in small steps, reporting as it goes."""
-    for i in range(1, 11):
-        ctx.check_cancelled()
-        time.sleep(0.02)
-        ctx.progress(i * 10, "verifying")
-        ctx.log(f"{i * 100} messages verified")
-    return {"verified": 1000}
+class Slow:
+    """Sleeps in small steps, reporting as it goes; it begins only once the test lets it go,
+    so that it is running for as long as the test looks."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+
+    def __call__(self, ctx: Context) -> dict[str, int]:
+        if not self.go.wait(30):
+            raise TimeoutError("the test never let the function go on")
+        for i in range(1, 11):
+            ctx.check_cancelled()
+            time.sleep(0.02)
+            ctx.progress(i * 10, "verifying")
+            ctx.log(f"{i * 100} messages verified")
+        return {"verified": 1000}
 
 
 def forever(ctx: Context) -> None:
@@ -168,10 +176,12 @@ async def test_failures_carry_message_and_class_never_a_traceback(make: MakeEngi
 async def test_slow_function_runs_with_token_and_progress_climbs(make: MakeEngine) -> None:
     records = Records()
     engine = make(on_finished=records)
-    snap = await engine.invoke("VerifyStore", slow, USER)
+    verify = Slow()
+    snap = await engine.invoke("VerifyStore", verify, USER)
     assert snap.status_code == "running"
     assert snap.token is not None and re.fullmatch(r"[0-9a-f]{32}", snap.token)
     assert [p.token for p in engine.running()] == [snap.token]
+    verify.go.set()
     final, log, seen = await follow(engine, snap)
     percents = [s.percent_progress or 0 for s in seen]
     assert percents == sorted(percents) and percents[-1] == 100
@@ -326,8 +336,10 @@ async def test_finished_processes_are_forgotten_after_retention(make: MakeEngine
     snap = await engine.invoke("Steps", stepper, USER)
     stepper.go.release()
     final, _, _ = await follow(engine, snap)
+    retention_over = time.monotonic() + engine.retention_s  # it finished before this
     assert (await engine.status(final.token or "", USER, -1, 0)).status_code == "succeeded"
-    await asyncio.sleep(0.15)
+    while time.monotonic() <= retention_over:  # until the retention has run out
+        await asyncio.sleep(retention_over - time.monotonic() + 0.001)
     with pytest.raises(UnknownToken):
         await engine.status(final.token or "", USER, -1, 0)
 
@@ -357,8 +369,16 @@ async def test_a_thousand_long_polls_wake_together(make: MakeEngine) -> None:
 
     snap = await engine.invoke("OneChange", one_change, USER)
     token = snap.token or ""
-    polls = [asyncio.create_task(engine.status(token, USER, 1, 10000)) for _ in range(1000)]
-    await asyncio.sleep(0.05)  # let every poll start waiting
+    started = 0
+
+    async def poll() -> Snapshot:
+        nonlocal started
+        started += 1  # and on into status(), up to its wait, before any other task runs
+        return await engine.status(token, USER, 1, 10000)
+
+    polls = [asyncio.create_task(poll()) for _ in range(1000)]
+    while started < len(polls):  # until every poll waits
+        await asyncio.sleep(0)
     assert not any(p.done() for p in polls)
     began = time.monotonic()
     go.release()  # one progress() call

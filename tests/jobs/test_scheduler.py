@@ -25,6 +25,7 @@ from mailkeep.jobs import Engine, FinishedRecord
 from mailkeep.jobs.schedule import parse
 from mailkeep.jobs.scheduler import Jobs, Scheduler, lock_path, run_now
 from tests.apiclient import archive_with_messages, fast_users
+from tests.helpers import Quiet
 
 VERIFY = "VerifyStores includeIndexes=false"
 
@@ -41,20 +42,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-class Quiet:
-    def __init__(self, user: str = "cli") -> None:
-        self.user = user
-
-    def progress(self, percent: int | None, text: str | None = None) -> None:
-        return None
-
-    def log(self, line: str) -> None:
-        return None
-
-    def check_cancelled(self) -> None:
-        return None
 
 
 def call(data: Path, name: str, /, **form: str) -> Any:

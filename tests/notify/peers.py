@@ -27,15 +27,11 @@ from aiosmtpd.smtp import (
     auth_mechanism,
 )
 
+from tests.helpers import free_port
+
 USER = "alice"
 PASSWORD = "pw-Secr3t-9f2c"
 TOKEN = "ya29.token-Z8d1x"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def server_context(cert: trustme.LeafCert) -> ssl.SSLContext:

@@ -1,6 +1,7 @@
-"""Fixtures and helpers of the archiving profile tests: a data directory with user alice, the
-Administration API in-process (TestClient, the app's lifespan running), a private Dovecot per
-test module, and reading the archive back (bytes, flags, internal dates per folder)."""
+"""Fixtures and helpers of the archiving profile tests: the Administration API in-process
+(TestClient, the app's lifespan running) on a data directory with user alice, and reading the
+archive back (bytes, flags, internal dates per folder). The private Dovecot per test module and
+its users are the root conftest's."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from starlette.testclient import TestClient
 from mailkeep.core.archive import Archive
 from mailkeep.web.app import create_app
 from tests.apiclient import LOCAL, basic, decode, fast_users, finish, invoke
-from tests.sources.conftest import admin, dovecot, user  # noqa: F401  (the same fixtures)
 
 Folders = dict[str, list[tuple[bytes, frozenset[str], int | None]]]
 
@@ -117,11 +117,6 @@ def eml(i: int, subject: str = "message", extra: str = "") -> bytes:
 
 
 # -- fixtures ---------------------------------------------------------------------------------
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
 @pytest.fixture
 def api(data: Path) -> Iterator[TestClient]:
     """The app in-process with user alice (the lifespan runs: engine, writer, automatic)."""

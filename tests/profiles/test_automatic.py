@@ -4,8 +4,9 @@ SetProfileServerSideExecution's checks, and an automatic run in the real app."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -193,25 +194,30 @@ async def test_tick_starts_each_due_profile_once(profiles: Profiles) -> None:
         await release.wait()
 
     runner = AutoRunner(profiles.data_dir, start, now=lambda: clock[0])
-    await runner.tick()
-    await asyncio.sleep(0.01)
+
+    async def tick() -> None:
+        """One tick, then until each run it started has got to start() (a tick that starts
+        nothing makes no task: nothing can call start() after it)."""
+        before = dict(runner._tasks)
+        await runner.tick()
+        new = [t for pid, t in runner._tasks.items() if before.get(pid) is not t]
+        calls = len(started) + len(new)
+        while len(started) < calls and not all(t.done() for t in new):
+            await asyncio.sleep(0)
+
+    await tick()
     assert started == [prof.id]
-    await runner.tick()  # still running: not started again
-    await asyncio.sleep(0.01)
+    await tick()  # still running: not started again
     assert started == [prof.id]
+    running = runner._tasks[prof.id]
     release.set()
-    for _ in range(100):
-        if not runner._tasks:
-            break
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(running, 10)  # the run ends
     assert runner._tasks == {}
     clock[0] += 30  # our run ended 30 s ago: within the pause
-    await runner.tick()
-    await asyncio.sleep(0.01)
+    await tick()
     assert started == [prof.id]
     clock[0] += 31
-    await runner.tick()
-    await asyncio.sleep(0.01)
+    await tick()
     assert started == [prof.id, prof.id]
     await runner.stop()
 
@@ -257,10 +263,39 @@ def test_set_server_side_execution_checks(api: TestClient, tmp_path: Path) -> No
 
 
 # -- the real app -----------------------------------------------------------------------------
+class Decisions:
+    """What the server's AutoRunner decided at each tick (the profiles due()), to wait for
+    ticks that have really happened instead of sleeping through them."""
+
+    def __init__(self) -> None:
+        self.made: list[list[int]] = []
+        self.changed = threading.Condition()
+
+    def recording(self, due: Callable[[AutoRunner], list[int]]
+                  ) -> Callable[[AutoRunner], list[int]]:
+        def recorded(runner: AutoRunner) -> list[int]:
+            out = due(runner)
+            with self.changed:
+                self.made.append(out)
+                self.changed.notify_all()
+            return out
+        return recorded
+
+    def wait(self, ticks: int, timeout: float = 30) -> list[list[int]]:
+        """The decisions of the next `ticks` ticks (those begun from now on)."""
+        with self.changed:
+            first = len(self.made) + 1  # one may be under way: it began before now
+            assert self.changed.wait_for(lambda: len(self.made) >= first + ticks, timeout), (
+                f"{len(self.made) - first} of {ticks} ticks in {timeout} s")
+            return self.made[first:first + ticks]
+
+
 def test_the_server_runs_an_automatic_profile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(automatic, "TICK_S", 0.2)  # look for due profiles often (default 5 s)
+    decisions = Decisions()
+    monkeypatch.setattr(AutoRunner, "due", decisions.recording(AutoRunner.due))
     data = tmp_path / "data"
     drop = tmp_path / "drop"
     drop.mkdir()
@@ -288,7 +323,8 @@ def test_the_server_runs_an_automatic_profile(
         assert (first["result"], first["itemsArchived"], first["profileID"]) == (
             "succeeded", 5, pid)
         assert counts(data) == {"Auto": 5}
-        time.sleep(1.0)  # five ticks: the pause of 10 s keeps it from running again
+        # Five ticks after the run: the pause of 10 s keeps it from running again.
+        assert decisions.wait(5) == [[]] * 5
         again = ok(api, "GetWorkerResults", fromIncluding="2000-01-01T00:00:00",
                    toExcluding="2100-01-01T00:00:00", timeZoneID="$Local")
         assert [r["id"] for r in again] == [first["id"]]

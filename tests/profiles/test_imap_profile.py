@@ -1,11 +1,10 @@
 """IMAP archiving profiles against a real Dovecot, through the catalog functions over the
-in-process Administration API (and once through `mailkeep profile` in a subprocess)."""
+in-process Administration API (and once through the `mailkeep profile` commands)."""
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from starlette.testclient import TestClient
 
 from mailkeep.core.master import Master
 from mailkeep.profiles.store import Profiles
+from tests.helpers import free_port, mk, mk_ok
 from tests.profiles.conftest import (
     archived,
     call,
@@ -28,8 +28,7 @@ from tests.profiles.conftest import (
     results,
     run,
 )
-from tests.sources.dovecot import PASSWORD, Dovecot, corpus_messages, free_port
-from tests.web.test_real_server import ENV, MAILKEEP
+from tests.sources.dovecot import PASSWORD, Dovecot, corpus_messages
 
 MESSAGES = corpus_messages()
 
@@ -365,11 +364,6 @@ def test_worker_results_zones_filters_and_report(
     assert kinds == ["profile.errors"]
 
 
-def mk(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*MAILKEEP, "--data", str(data), *args], env=ENV, text=True,
-                          capture_output=True, timeout=120)
-
-
 def test_cli_create_run_results_report(
     tmp_path: Path, dovecot: Dovecot, user: str, admin: IMAPClient
 ) -> None:
@@ -377,17 +371,17 @@ def test_cli_create_run_results_report(
     admin.create_folder("Entwürfe")
     admin.append("INBOX", MESSAGES[0], flags=[b"\\Seen"])
     admin.append("Entwürfe", MESSAGES[1])
-    assert mk(data, "call", "CreateUser", "userName=alice", "privileges=login").returncode == 0
+    mk_ok(data, "call", "CreateUser", "userName=alice", "privileges=login")
     props = tmp_path / "imap.json"
     props.write_text(json.dumps(imap_props(dovecot, user, targetFolder="Mail")))
     created = mk(data, "profile", "create", str(props))
-    assert created.returncode == 0, created.stderr
+    assert created.exit_code == 0, created.stderr
     shown = json.loads(created.stdout)
     assert shown["id"] == 1 and shown["properties"]["hasPassword"] is True
     assert PASSWORD not in created.stdout
 
     ran = mk(data, "profile", "run", "1")
-    assert ran.returncode == 0, ran.stderr
+    assert ran.exit_code == 0, ran.stderr
     res = json.loads(ran.stdout)
     assert (res["result"], res["itemsArchived"], res["executionStartedBy"]) == (
         "succeeded", 2, "cli")
@@ -402,7 +396,7 @@ def test_cli_create_run_results_report(
     assert [(r["result"], r["itemsArchived"]) for r in rows] == [("succeeded", 2),
                                                                   ("succeeded", 0)]
     report = mk(data, "profile", "report", str(rows[0]["id"]))
-    assert report.returncode == 0 and "archived 2" in report.stdout and "Log:" in report.stdout
+    assert report.exit_code == 0 and "archived 2" in report.stdout and "Log:" in report.stdout
     listing = mk(data, "profile", "show", "1")
     assert json.loads(listing.stdout)["lastResult"]["result"] == "succeeded"
     for text in (ran.stdout, ran.stderr, report.stdout, listing.stdout):
@@ -411,7 +405,7 @@ def test_cli_create_run_results_report(
     # A wrong password: exit code 1 and the login step named.
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"password": "nope-Secr3t-1"}))
-    assert mk(data, "profile", "update", "1", str(bad)).returncode == 0
+    mk_ok(data, "profile", "update", "1", str(bad))
     failing = mk(data, "profile", "run", "1")
-    assert failing.returncode != 0 and "login" in failing.stderr
+    assert failing.exit_code != 0 and "login" in failing.stderr
     assert "nope-Secr3t-1" not in failing.stderr + failing.stdout

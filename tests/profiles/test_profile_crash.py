@@ -1,26 +1,26 @@
-"""A kill -9 of a profile run at a random moment: the rerun archives the rest, every file ends
-up in the archive exactly once, the store verifies, and the interrupted run is reported."""
+"""A kill -9 of a profile run in the middle: the rerun archives the rest, every file ends up in
+the archive exactly once, the store verifies, and the interrupted run is reported.
+
+The run is a real `mailkeep profile run` process that stops itself right after the store
+writer's second durable group commit (tests/crashpoints.py) and is killed there: somewhere,
+not everywhere, whatever the speed of the machine."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 from mailkeep.core.archive import Archive
 from mailkeep.core.storage.verify import verify
-from tests.web.test_real_server import ENV, MAILKEEP
+from tests.crashpoints import stopped_at
+from tests.helpers import mk, mk_ok
 
 FILES = 3000
-
-
-def mk(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*MAILKEEP, "--data", str(data), *args], env=ENV, text=True,
-                          capture_output=True, timeout=300)
+# After the 2nd call of Store.commit (segment fsync, then the catalog commit) has returned.
+SECOND_COMMIT = "mailkeep.core.storage.store:Store.commit:2:after"
 
 
 def test_kill_during_run_loses_and_doubles_nothing(tmp_path: Path) -> None:
@@ -35,21 +35,17 @@ def test_kill_during_run_loses_and_doubles_nothing(tmp_path: Path) -> None:
         path.write_bytes(raw)
         os.utime(path, (past, past))
         digests.add(hashlib.sha256(raw).hexdigest())
-    assert mk(data, "call", "CreateUser", "userName=alice", "privileges=login").returncode == 0
+    mk_ok(data, "call", "CreateUser", "userName=alice", "privileges=login")
     props = tmp_path / "p.json"
     props.write_text(json.dumps({"name": "drop", "type": "directory", "userName": "alice",
                                  "path": str(drop)}))
-    assert mk(data, "profile", "create", str(props)).returncode == 0
+    mk_ok(data, "profile", "create", str(props))
 
-    proc = subprocess.Popen([*MAILKEEP, "--data", str(data), "profile", "run", "1"], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(1.5)  # well into the run: it takes several seconds for 3,000 files
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
+    with stopped_at(["--data", str(data), "profile", "run", "1"], SECOND_COMMIT):
+        pass  # and killed right there
 
     rerun = mk(data, "profile", "run", "1")
-    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.exit_code == 0, rerun.stderr
     second = json.loads(rerun.stdout)
     assert second["result"] == "succeeded"
     assert 0 < second["itemsArchived"] < FILES  # the first run got somewhere, not everywhere

@@ -1,27 +1,27 @@
 """A private Dovecot (IMAP and POP3) on free 127.0.0.1 ports for the IMAP and POP3 source tests,
 plus real messages from the shared test corpus. Each test gets a user of its own, so one server
-serves a whole test module; the test module starts it and stops it by PID."""
+serves a whole test module; the test module starts it and stops it by PID (see the `dovecot`
+fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
 import os
+import poplib
 import re
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from itertools import count
-from pathlib import Path
 from typing import Protocol
 
 import trustme
 from imapclient import IMAPClient
 
 from mailkeep.core.message import RawMessage, SourceProblem
+from tests.helpers import TRICKY, free_port, public_dir
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "tricky"
 # Real messages of several kinds: 8-bit and ISO-2022-JP bodies, nested multiparts, CRLF files,
 # RFC 2047 headers, a long-header message.
 CORPUS_FILES = (
@@ -94,17 +94,11 @@ pop3_uidl_format = %08Xu%08Xv
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def corpus_messages() -> list[bytes]:
     """The corpus messages with CRLF line ends, as IMAP carries them (APPEND makes them so)."""
     out = []
     for name in CORPUS_FILES:
-        data = (CORPUS / name).read_bytes()
+        data = (TRICKY / name).read_bytes()
         out.append(re.sub(rb"\r\n|\r|\n", b"\r\n", data))
     return out
 
@@ -122,14 +116,13 @@ class Dovecot:
         if exe is None:
             raise RuntimeError(
                 "dovecot is not installed (packages dovecot-core dovecot-imapd dovecot-pop3d; "
-                ".ci/run installs them): the IMAP and POP3 source tests need a real server"
+                "`make test` installs them): the IMAP and POP3 tests need a real server"
             )
         self.exe = exe
         self.ca = ca or trustme.CA()
         cert = self.ca.issue_cert("127.0.0.1", "localhost")
         # Not under pytest's 0700 temp root: Dovecot's processes run as other users.
-        self.dir = Path(tempfile.mkdtemp(prefix="mailkeep-dovecot-src-"))
-        self.dir.chmod(0o755)
+        self.dir = public_dir("mailkeep-dovecot-")
         self.imap_port, self.imaps_port = free_port(), free_port()
         self.pop3_port, self.pop3s_port = free_port(), free_port()
         self.log = self.dir / "dovecot.log"
@@ -215,6 +208,21 @@ class Dovecot:
         deadline = time.monotonic() + timeout
         while self.logins(user) < n and time.monotonic() < deadline:
             time.sleep(0.02)
+        return self.logins(user)
+
+    def settled_logins(self, user: str) -> int:
+        """How many POP3 logins of `user` Dovecot has logged, once every login made before
+        this call is in the log: a POP3 login of a user of its own is made here and waited
+        for. Every pop3-login process writes to Dovecot's log process through the same pipe,
+        in the order of the logins, so a login made earlier is logged before that one."""
+        marker = self.new_user()
+        client = poplib.POP3("127.0.0.1", self.pop3_port, timeout=10)
+        try:
+            client.user(marker)
+            client.pass_(PASSWORD)
+        finally:
+            client.quit()
+        assert self.wait_logins(marker, 1, timeout=30) == 1, self.logs()
         return self.logins(user)
 
 

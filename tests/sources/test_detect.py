@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -11,12 +12,7 @@ import pytest
 
 from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources.detect import mbox_folder_name, open_source
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-TRICKY = CORPUS / "tricky"
-needs_corpus = pytest.mark.skipif(
-    not CORPUS.is_dir(), reason=f"test mail corpus not found at {CORPUS}"
-)
+from tests.helpers import TRICKY, public_dir, unprivileged
 
 MBOX = b"From a@b Mon Jan  1 00:00:00 2001\nS: 1\n\nFrom c@d Mon Jan  1 00:00:00 2001\nS: 2\n\n"
 
@@ -131,20 +127,22 @@ def test_directory_gone_before_it_is_walked(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads directories whatever their mode")
-def test_unreadable_directory(tmp_path: Path) -> None:
-    (tmp_path / "locked").mkdir()
-    (tmp_path / "locked").chmod(0)
+def test_unreadable_directory() -> None:
+    # Read as a user without privileges (root lists directories whatever their mode), in a
+    # directory that user may enter.
+    root = public_dir("mailkeep-detect-")
     try:
-        items = list(open_source(tmp_path))
+        (root / "locked").mkdir()
+        (root / "locked").chmod(0)
+        items = unprivileged(lambda: list(open_source(root)))
     finally:
-        (tmp_path / "locked").chmod(0o755)
+        (root / "locked").chmod(0o755)
+        shutil.rmtree(root)
     assert items == [
-        SourceProblem(str(tmp_path / "locked"), "cannot list directory: Permission denied")
+        SourceProblem(str(root / "locked"), "cannot list directory: Permission denied")
     ]
 
 
-@needs_corpus
 def test_corpus_stalwart_and_sisimai() -> None:
     stalwart = TRICKY / "stalwart-mail-parser"
     folders = {i.folder for i in open_source(stalwart) if isinstance(i, RawMessage)}
@@ -155,7 +153,6 @@ def test_corpus_stalwart_and_sisimai() -> None:
     assert counts == {"mbox-0": 37, "mbox-1": 1, "": 2, "!": 1}  # size-0 is empty
 
 
-@needs_corpus
 def test_whole_tricky_corpus_reads_without_surprises() -> None:
     items = list(open_source(TRICKY))
     problems = sorted(

@@ -11,12 +11,9 @@ from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources import eml
 from mailkeep.sources.detect import open_source
 from mailkeep.sources.eml import read_message_file
+from tests.helpers import TRICKY
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-SISIMAI = CORPUS / "tricky" / "sisimai-set-of-emails" / "maildir"
-needs_corpus = pytest.mark.skipif(
-    not CORPUS.is_dir(), reason=f"test mail corpus not found at {CORPUS}"
-)
+SISIMAI = TRICKY / "sisimai-set-of-emails" / "maildir"
 
 ODD_BYTES = {
     "crlf.eml": b"Subject: a\r\n\r\nline\r\n",
@@ -79,8 +76,7 @@ def test_unreadable_file_is_a_problem(tmp_path: Path) -> None:
     assert isinstance(directory, SourceProblem) and directory.reason == "not a regular file"
     # /proc/self/mem opens as a regular file and fails on read with EIO, even for root
     mem = Path("/proc/self/mem")
-    if not mem.exists():
-        pytest.skip("no /proc/self/mem to produce a read error")
+    assert mem.exists(), "no /proc/self/mem (Linux) to produce a read error"
     problem = read_message_file(mem, "")
     assert isinstance(problem, SourceProblem) and problem.reason == "Input/output error"
 
@@ -98,7 +94,6 @@ def test_large_file_comes_as_a_stream(tmp_path: Path, monkeypatch: pytest.Monkey
     item.close()
 
 
-@needs_corpus
 @pytest.mark.parametrize("kind", ["dos", "mac", "bsd"])
 def test_corpus_line_endings_unchanged(kind: str) -> None:
     folder = SISIMAI / kind

@@ -16,12 +16,9 @@ from mailkeep.sources.maildir import (
     is_maildir,
     read_maildir,
 )
+from tests.helpers import TRICKY
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-STALWART = CORPUS / "tricky" / "stalwart-mail-parser" / "maildir"
-needs_corpus = pytest.mark.skipif(
-    not STALWART.is_dir(), reason=f"stalwart Maildir not found at {STALWART}"
-)
+STALWART = TRICKY / "stalwart-mail-parser" / "maildir"
 
 
 def make_maildir(path: Path, messages: dict[str, bytes]) -> Path:
@@ -164,7 +161,6 @@ def test_unlistable_maildir_root(tmp_path: Path) -> None:
     )
 
 
-@needs_corpus
 def test_stalwart_maildir() -> None:
     items = list(read_maildir(STALWART))
     assert all(isinstance(i, RawMessage) for i in items)

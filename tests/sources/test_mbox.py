@@ -13,12 +13,7 @@ import pytest
 from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources import mbox
 from mailkeep.sources.mbox import MboxFormat, from_line_date, read_mbox
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-TRICKY = CORPUS / "tricky"
-needs_corpus = pytest.mark.skipif(
-    not CORPUS.is_dir(), reason=f"test mail corpus not found at {CORPUS}"
-)
+from tests.helpers import BULK, TRICKY
 
 
 def messages(path: Path, fmt: MboxFormat = "auto") -> list[bytes]:
@@ -195,9 +190,8 @@ def test_from_line_date(line: bytes, expected: datetime | None) -> None:
     assert from_line_date(line) == want
 
 
-@needs_corpus
 def test_bulk_year_matches_public_inbox_blobs() -> None:
-    path = CORPUS / "bulk" / "linux-mips" / "linux-mips-1996.mbox.gz"
+    path = BULK / "linux-mips-1996.mbox.gz"
     raw = gzip.decompress(path.read_bytes())
     got = messages(path)
     assert len(got) == raw.count(b"From mboxrd@z Thu Jan  1 00:00:00 1970\n") == 247
@@ -209,7 +203,6 @@ def test_bulk_year_matches_public_inbox_blobs() -> None:
     assert got == [re.sub(rb"(?m)^>(>*From )", rb"\1", p) for p in parts]
 
 
-@needs_corpus
 def test_gmime_separators_without_blank_lines() -> None:
     got = messages(TRICKY / "gmime" / "mbox" / "input" / "substring.mbox")
     assert len(got) == 3
@@ -217,7 +210,6 @@ def test_gmime_separators_without_blank_lines() -> None:
     assert all(m.endswith(b"<-- You are here.\n") for m in got)
 
 
-@needs_corpus
 def test_mime4j_rlug() -> None:
     path = TRICKY / "mime4j" / "mbox-example" / "mbox.rlug"
     items = [i for i in read_mbox(path) if isinstance(i, RawMessage)]
@@ -231,7 +223,6 @@ def test_mime4j_rlug() -> None:
     )
 
 
-@needs_corpus
 def test_sisimai_crlf_mbox_rebuilds_exactly() -> None:
     path = TRICKY / "sisimai-set-of-emails" / "mailbox" / "mbox-0"
     got = messages(path)

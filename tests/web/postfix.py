@@ -19,12 +19,11 @@ import shutil
 import signal
 import smtplib
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.web.test_real_server import free_port
+from tests.helpers import free_port, public_dir
 
 JOURNAL = "journal@journal.invalid"
 LOCAL_DOMAIN = "archive.test"
@@ -126,15 +125,14 @@ class Postfix:
 
     def __init__(self, journal_port: int) -> None:
         exe = postfix_exe()
-        assert exe is not None, "postfix is not installed"
+        assert exe is not None, "postfix is not installed (`make test` installs it)"
         self.exe = exe
         self.sbin = Path(exe).parent
         self.journal_port = journal_port
         self.port = free_port()
         # Not under pytest's tmp_path: its parents are root-only (0700), and the unprivileged
         # Postfix daemons (and the virtual agent, as uid 65534) must reach their directories.
-        self.dir = Path(tempfile.mkdtemp(prefix="mk-postfix-"))
-        self.dir.chmod(0o755)
+        self.dir = public_dir("mk-postfix-")
         self.etc = self.dir / "etc"
         self.maillog = self.dir / "maillog"
         self.maildir = self.dir / "vmail" / "local" / "Maildir"

@@ -21,7 +21,6 @@ from tests.apiclient import (
     invoke,
 )
 
-LOCAL = ("127.0.0.1", 50123)
 REMOTE = ("192.0.2.10", 50123)
 
 

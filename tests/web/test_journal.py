@@ -11,7 +11,6 @@ import smtplib
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,31 +18,18 @@ from pathlib import Path
 import pytest
 
 from mailkeep.core.archive import Archive
-from tests.web.test_real_server import ENV, MAILKEEP, free_port
+from tests.helpers import free_port, mk, mk_ok, serving
 
 
 @contextmanager
 def server(data: Path, *flags: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    port, smtp_port = free_port(), free_port()
-    proc = subprocess.Popen([*MAILKEEP, "--data", str(data), "serve", "--host", "127.0.0.1",
-                             "--port", str(port), "--smtp-port", str(smtp_port), *flags],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with smtplib.SMTP("127.0.0.1", smtp_port, timeout=5) as probe:
-                    probe.noop()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.communicate()[1].decode()
-                assert time.monotonic() < deadline, "the SMTP receiver did not start"
-                time.sleep(0.1)
-        yield proc, smtp_port
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+    """`mailkeep serve` with its SMTP receiver on a free port, once that answers (a test may
+    kill it: how it ends is not checked here)."""
+    smtp_port = free_port()
+    with serving(data, "--host", "127.0.0.1", "--port", str(free_port()),
+                 "--smtp-port", str(smtp_port), *flags, smtp_port=smtp_port,
+                 clean_exit=False) as served:
+        yield served.proc, smtp_port
 
 
 def message(i: int) -> bytes:
@@ -87,16 +73,13 @@ def test_journal_keeps_bytes_and_envelope(tmp_path: Path) -> None:
             "from": "mta@example.org", "to": ["c@example.org"]})}
     # The envelope is in the segments: a catalog rebuilt from them, and compacted, has it.
     for args in (["recover", "Default"], ["call", "CompactStore", "id=1"]):
-        done = subprocess.run([*MAILKEEP, "--data", str(data), *args], capture_output=True,
-                              text=True, env=ENV, timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
+        mk_ok(data, *args)
         assert archived(data) == got
 
 
 def test_clients_outside_the_allowed_networks_are_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    subprocess.run([*MAILKEEP, "--data", str(data), "settings", "set", "smtp.networks",
-                    "192.0.2.0/24"], check=True, env=ENV, capture_output=True)
+    mk_ok(data, "settings", "set", "smtp.networks", "192.0.2.0/24")
     with server(data) as (_proc, port), smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         with pytest.raises(smtplib.SMTPSenderRefused) as err:
             client.sendmail("mta@example.org", ["a@example.org"], message(2))
@@ -108,6 +91,7 @@ def test_kill_while_journaling_loses_nothing_acknowledged(tmp_path: Path) -> Non
     data = tmp_path / "data"
     acknowledged: set[str] = set()
     lock = threading.Lock()
+    enough = threading.Event()  # 150 messages have got their 250
     with server(data) as (proc, port):
         stop = threading.Event()
 
@@ -123,21 +107,20 @@ def test_kill_while_journaling_loses_nothing_acknowledged(tmp_path: Path) -> Non
                     return  # the server is gone: this message got no 250
                 with lock:
                     acknowledged.add(hashlib.sha256(raw).hexdigest())
+                    if len(acknowledged) >= 150:
+                        enough.set()
 
         threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 30
-        while len(acknowledged) < 150 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        enough.wait(30)
         os.kill(proc.pid, signal.SIGKILL)  # in the middle of it all
         stop.set()
         for t in threads:
             t.join(timeout=30)
     assert len(acknowledged) >= 150
-    check = subprocess.run([*MAILKEEP, "--data", str(data), "verify"], capture_output=True,
-                           text=True, env=ENV, timeout=120)
-    assert check.returncode == 0, check.stdout + check.stderr
+    check = mk(data, "verify")
+    assert check.exit_code == 0, check.output
     missing = acknowledged - set(archived(data))
     assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged messages lost"
 
@@ -149,9 +132,7 @@ def test_routing_into_user_archives(tmp_path: Path) -> None:
                   "emailAddresses=alice@example.org,a.l@example.org"],
                  ["CreateUser", "userName=bob", "privileges=login"],
                  ["SetUserEmailAddresses", "userName=bob", "emailAddresses=bob@example.org"]):
-        done = subprocess.run([*MAILKEEP, "--data", str(data), "call", *args],
-                              capture_output=True, text=True, env=ENV, timeout=60)
-        assert done.returncode == 0, done.stdout + done.stderr
+        mk_ok(data, "call", *args)
     to_alice, from_bob, nobody = message(10), message(11), message(12)
     with server(data) as (_proc, port), smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         client.sendmail("x@elsewhere.example", ["A.L@example.org", "z@elsewhere.example"],
@@ -180,8 +161,7 @@ def test_auth_required_after_starttls(tmp_path: Path) -> None:
                   "password=Mta-secret-81"],
                  ["call", "CreateUser", "userName=reader", "privileges=login",
                   "password=Reader-secret-81"]):
-        subprocess.run([*MAILKEEP, "--data", str(data), *args], check=True, env=ENV,
-                       capture_output=True)
+        mk_ok(data, *args)
     tls = ssl.create_default_context()
     tls.check_hostname = False
     tls.verify_mode = ssl.CERT_NONE  # the server's self-signed certificate

@@ -7,24 +7,15 @@ copies queued and delivers each of them exactly once when mailkeep is back."""
 from __future__ import annotations
 
 import re
-import signal
-import smtplib
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from mailkeep.core.archive import Archive
-from tests.web.postfix import JOURNAL, LOCAL_DOMAIN, Postfix, postfix_exe
-from tests.web.test_real_server import ENV, MAILKEEP, free_port
+from tests.helpers import TRICKY, Served, free_port, mk_ok, serving
+from tests.web.postfix import JOURNAL, LOCAL_DOMAIN, Postfix
 
-if postfix_exe() is None:
-    pytest.skip("postfix is not installed (apt-get install postfix)", allow_module_level=True)
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "tricky"
 CORPUS_FILES = (
     # Plain text, with the Return-Path, Delivered-To and Received headers of an earlier hop.
     "cpython-test_email/msg_01.txt",
@@ -46,53 +37,24 @@ WAIT_S = 60
 
 def corpus_message(name: str) -> bytes:
     """A corpus message with CRLF line ends, as it goes over SMTP."""
-    raw = re.sub(rb"\r\n|\r|\n", b"\r\n", (CORPUS / name).read_bytes())
+    raw = re.sub(rb"\r\n|\r|\n", b"\r\n", (TRICKY / name).read_bytes())
     return raw if raw.endswith(b"\r\n") else raw + b"\r\n"
-
-
-def cli(data: Path, *args: str) -> None:
-    done = subprocess.run([*MAILKEEP, "--data", str(data), *args], capture_output=True,
-                          text=True, env=ENV, timeout=60)
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def prepare(data: Path) -> None:
     """The receiver on 127.0.0.1 only, and a user bob whose address is BOB."""
-    cli(data, "settings", "set", "smtp.host", "127.0.0.1")
-    cli(data, "call", "CreateUser", "userName=bob", "privileges=login")
-    cli(data, "call", "SetUserEmailAddresses", "userName=bob", f"emailAddresses={BOB}")
+    mk_ok(data, "settings", "set", "smtp.host", "127.0.0.1")
+    mk_ok(data, "call", "CreateUser", "userName=bob", "privileges=login")
+    mk_ok(data, "call", "SetUserEmailAddresses", "userName=bob", f"emailAddresses={BOB}")
 
 
 @contextmanager
-def mailkeep(data: Path, smtp_port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`mailkeep serve` with its SMTP receiver on smtp_port, once that answers; stopped with
-    SIGTERM, which must end it cleanly."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen([*MAILKEEP, "--data", str(data), "serve", "--no-tls",
-                                 "--host", "127.0.0.1", "--port", str(free_port()),
-                                 "--smtp-port", str(smtp_port)],
-                                stdout=out, stderr=subprocess.STDOUT, env=ENV)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with smtplib.SMTP("127.0.0.1", smtp_port, timeout=5) as probe:
-                    probe.noop()
-                break
-            except (OSError, smtplib.SMTPException):
-                assert proc.poll() is None, log.read_text(errors="replace")
-                assert time.monotonic() < deadline, "the SMTP receiver did not start"
-                time.sleep(0.1)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
-    assert proc.returncode == 0, log.read_text(errors="replace")
+def mailkeep(data: Path, smtp_port: int, log: Path) -> Iterator[Served]:
+    """`mailkeep serve` with its SMTP receiver on smtp_port, once that answers, writing to
+    log; stopped with SIGTERM, which must end it cleanly."""
+    with serving(data, "--no-tls", "--host", "127.0.0.1", "--port", str(free_port()),
+                 "--smtp-port", str(smtp_port), smtp_port=smtp_port, log=log) as served:
+        yield served
 
 
 def archived(data: Path) -> list[tuple[bytes, str, dict[str, object] | None]]:

@@ -5,76 +5,24 @@ a get-status loop with lastKnownStatusVersion and millisecondsTimeout=1000)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import ssl
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import Result
 
-ENTRY = Path(sys.executable).with_name("mailkeep")
-MAILKEEP = [str(ENTRY)] if ENTRY.exists() else [sys.executable, "-m", "mailkeep"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers import free_port, mk, serving
 
 
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("MAILKEEP_")}
-
-
-@contextmanager
-def serving(data: Path, *flags: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """`mailkeep serve` with these flags, once it listens on port; stopped with SIGTERM."""
-    proc = subprocess.Popen([*MAILKEEP, "--data", str(data), "serve", *flags],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.communicate()[1].decode()
-                time.sleep(0.1)
-        else:
-            raise AssertionError("the server did not start listening")
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-        assert proc.returncode == 0, err.decode()
-        assert b"SHA-256 fingerprint" in out or "--no-tls" in flags
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    data, mail = tmp_path / "data", tmp_path / "mail"
-    mail.mkdir()
-    for i in range(30):
-        (mail / f"{i}.eml").write_bytes(f"Subject: s{i}\r\n\r\nbody {i}\r\n".encode())
-    subprocess.run([*MAILKEEP, "--data", str(data), "import", str(mail)], check=True,
-                   capture_output=True, env=ENV)
-    port = free_port()
-    with serving(data, "--enable-api", "--host", "127.0.0.1", "--port", str(port), port=port):
-        yield f"https://127.0.0.1:{port}", data
-
-
-def settings(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*MAILKEEP, "--data", str(data), "settings", *args],
-                          capture_output=True, text=True, env=ENV, timeout=60)
+def settings(data: Path, *args: str) -> Result:
+    return mk(data, "settings", *args)
 
 
 def test_serve_from_settings(tmp_path: Path) -> None:
@@ -85,13 +33,13 @@ def test_serve_from_settings(tmp_path: Path) -> None:
     for key, value in (("server.host", "127.0.0.1"), ("server.port", str(port)),
                        ("api.enabled", "yes")):
         r = settings(data, "set", key, value)
-        assert r.returncode == 0, r.stderr
+        assert r.exit_code == 0, r.stderr
     for key, value, error in (("server.port", "99999", "between 1 and 65535"),
                               ("api.enabled", "maybe", "true or false"),
                               ("tls.cert", "relative.pem", "absolute path"),
                               ("no.such", "1", "no setting 'no.such'")):
         r = settings(data, "set", key, value)
-        assert r.returncode != 0 and error in r.stderr + r.stdout, (r.stdout, r.stderr)
+        assert r.exit_code != 0 and error in r.stderr + r.stdout, (r.stdout, r.stderr)
     listed = {s["key"]: s for s in json.loads(settings(data, "list", "--json").stdout)}
     assert listed["server.port"]["value"] == port and listed["server.port"]["set"] is True
     assert listed["api.enabled"]["value"] is True
@@ -106,7 +54,8 @@ def test_serve_from_settings(tmp_path: Path) -> None:
         assert err.value.code == 403
         err.value.close()
     # A client that keeps its TLS connection open does not keep a stopping server up.
-    with serving(data, port=port) as proc:
+    with serving(data, port=port) as served:
+        proc = served.proc
         tls = ssl.create_default_context(cafile=str(data / "tls" / "server.crt"))
         idle = tls.wrap_socket(socket.create_connection(("127.0.0.1", port)),
                                server_hostname="127.0.0.1")
@@ -117,7 +66,7 @@ def test_serve_from_settings(tmp_path: Path) -> None:
         proc.wait(timeout=15)
         assert time.monotonic() - started < 10
         idle.close()
-    assert settings(data, "unset", "api.enabled").returncode == 0
+    assert settings(data, "unset", "api.enabled").exit_code == 0
     assert settings(data, "get", "api.enabled").stdout.strip() == "false"
 
 

@@ -1,0 +1,102 @@
+"""Checks and fixtures for the whole suite.
+
+- The shared test data (the mail corpus and the function spec, in ../shared beside the
+  checkout) must be there: without it the run stops at once, with one message saying where it
+  was looked for, rather than skipping the tests that need it.
+- No MAILKEEP_* variable of the environment the tests were started in reaches a test.
+- Fixtures: a data directory path, a real `mailkeep serve`, a master database with its users
+  (a cheap password hasher), and a private Dovecot per test module with a user (and an IMAP
+  connection as that user) per test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from mailkeep.core.admin.users import Users
+from mailkeep.core.master import Master
+from tests.apiclient import CHEAP
+from tests.helpers import CORPUS, NEEDED, ROOT, free_port, mk_ok, serving
+from tests.sources.dovecot import Dovecot
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    missing = [CORPUS] if not CORPUS.is_dir() else [p for p in NEEDED if not p.exists()]
+    if missing:
+        where = ", ".join(f"{os.path.relpath(p, ROOT)} ({p})" for p in missing)
+        raise pytest.UsageError(
+            f"the shared test data is missing: {where}. The tests need the test mail corpus "
+            "at ../shared/corpus and the function spec at ../shared/spec, beside the checkout.")
+
+
+@pytest.fixture(autouse=True)
+def _no_mailkeep_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing of the environment the tests were started in (MAILKEEP_DATA,
+    MAILKEEP_MASTER_KEY, MAILKEEP_PASSWORD, ...) reaches a test."""
+    for name in [k for k in os.environ if k.startswith("MAILKEEP_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """Where a test's data directory goes (not created)."""
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real `mailkeep serve` (TLS, the Administration API on) on a free port of 127.0.0.1,
+    for a data directory of 30 small messages: (its base URL, the data directory)."""
+    data, mail = tmp_path / "data", tmp_path / "mail"
+    mail.mkdir()
+    for i in range(30):
+        (mail / f"{i}.eml").write_bytes(f"Subject: s{i}\r\n\r\nbody {i}\r\n".encode())
+    mk_ok(data, "import", str(mail))
+    port = free_port()
+    with serving(data, "--enable-api", "--host", "127.0.0.1", "--port", str(port), port=port):
+        yield f"https://127.0.0.1:{port}", data
+
+
+@pytest.fixture
+def master(tmp_path: Path) -> Iterator[Master]:
+    m = Master(tmp_path / "mailkeep.db")
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def users(master: Master) -> Users:
+    """The users of `master`, with a cheap password hasher; none created yet."""
+    return Users(master, hasher=CHEAP)
+
+
+# -- a private Dovecot ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[Dovecot]:
+    server = Dovecot()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def user(dovecot: Dovecot) -> str:
+    """A Dovecot user of this test's own, with an empty mailbox."""
+    return dovecot.new_user()
+
+
+@pytest.fixture
+def admin(dovecot: Dovecot, user: str) -> Iterator[IMAPClient]:
+    """A plain IMAP connection as `user`, to fill and change the mailbox."""
+    client = dovecot.admin(user)
+    try:
+        yield client
+    finally:
+        client.logout()

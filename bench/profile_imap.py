@@ -21,17 +21,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mailkeep.core.archive import Archive  # noqa: E402
-from mailkeep.functions import REGISTRY  # noqa: E402
-from mailkeep.functions.call import Call  # noqa: E402
+from mailkeep.core.masterdb import MasterDB  # noqa: E402
+from mailkeep.functions.call import Caller, Services  # noqa: E402
+from mailkeep.functions.invoke import Invoker  # noqa: E402
 from tests.sources.dovecot import PASSWORD, Dovecot  # noqa: E402
 
 BULK = ROOT.parent / "shared" / "corpus" / "bulk" / "linux-mips"
 
 
 class Quiet:
-    user = "bench"
-
     def progress(self, percent: int | None, text: str | None = None) -> None:
         pass
 
@@ -55,8 +53,13 @@ def messages(n: int, tmp: Path) -> list[bytes]:
 
 
 def call(data: Path, name: str, **args: Any) -> Any:
-    with Archive(data) as archive:
-        return REGISTRY.functions[name].run(Call(archive, args, Quiet()))
+    master = MasterDB.of(data.resolve())
+    services = Services(data.resolve(), master)
+    try:
+        return Invoker(services).call(name, Caller("root", "cli"), native=args, ctx=Quiet())
+    finally:
+        services.close()
+        master.close()
 
 
 def main() -> None:

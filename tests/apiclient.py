@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
 from mailkeep.core.admin.users import Users
-from mailkeep.core.master import Master
+from mailkeep.core.masterdb import MasterDB
+from tests.helpers import CHEAP
 
 KEYS = ["error", "token", "statusVersion", "statusCode", "percentProgress", "statusText",
         "result", "logOutput"]
@@ -23,13 +23,10 @@ def basic(user: str = "admin", password: str = "admin") -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # Argon2 at its cheapest
-
-
 def fast_users(data: Path) -> Users:
     """The users of a data directory (created if need be), with the cheap password hasher."""
     data.mkdir(parents=True, exist_ok=True)
-    return Users(Master(data / "mailkeep.db"), hasher=CHEAP)
+    return Users(MasterDB(data / "mailkeep.db"), hasher=CHEAP)
 
 
 def decode(resp: Any) -> dict[str, Any]:
@@ -78,5 +75,5 @@ def api_client(data: Path, enabled: bool = True,
     """The real ASGI app in-process, with a cheap password hasher, seen from `client`."""
     from mailkeep.web.app import create_app
 
-    return TestClient(create_app(data, api_enabled=enabled, users=fast_users(data)),
+    return TestClient(create_app(data, api_enabled=enabled, hasher=CHEAP),
                       client=client)

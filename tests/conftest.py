@@ -19,7 +19,7 @@ import pytest
 from imapclient import IMAPClient
 
 from mailkeep.core.admin.users import Users
-from mailkeep.core.master import Master
+from mailkeep.core.masterdb import MasterDB
 from tests.apiclient import CHEAP
 from tests.helpers import CORPUS, NEEDED, ROOT, free_port, mk_ok, serving
 from tests.sources.dovecot import Dovecot
@@ -63,14 +63,14 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 @pytest.fixture
-def master(tmp_path: Path) -> Iterator[Master]:
-    m = Master(tmp_path / "mailkeep.db")
+def master(tmp_path: Path) -> Iterator[MasterDB]:
+    m = MasterDB(tmp_path / "mailkeep.db")
     yield m
     m.close()
 
 
 @pytest.fixture
-def users(master: Master) -> Users:
+def users(master: MasterDB) -> Users:
     """The users of `master`, with a cheap password hasher; none created yet."""
     return Users(master, hasher=CHEAP)
 

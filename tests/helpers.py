@@ -26,12 +26,16 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from argon2 import PasswordHasher
 from click.testing import CliRunner, Result
 
 from mailkeep.cli import main
-from mailkeep.core import writer as store_writer
+from mailkeep.core.masterdb import MasterDB
+from mailkeep.functions.call import Caller, Services
+from mailkeep.functions.invoke import Invoker
+from mailkeep.jobs.process import Progress
 
 T = TypeVar("T")
 
@@ -109,12 +113,13 @@ def unprivileged(fn: Callable[[], T]) -> T:
 
 
 # -- catalog functions, in-process ---------------------------------------------------------------
-class Quiet:
-    """What a catalog function run in this process sees of its caller (the CLI's way): a user,
-    and progress, log and cancellation that go nowhere."""
+CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # Argon2 at its cheapest
+SHELL = Caller("root", "cli")  # the shell that owns the data directory, as `mailkeep call` is
 
-    def __init__(self, user: str = "cli") -> None:
-        self.user = user
+
+class Quiet:
+    """What a catalog function run in this process sees of its caller's terminal: progress,
+    log and cancellation that go nowhere."""
 
     def progress(self, percent: int | None, text: str | None = None) -> None:
         return None
@@ -126,6 +131,28 @@ class Quiet:
         return None
 
 
+@contextmanager
+def invoker(data: Path, hasher: PasswordHasher | None = CHEAP) -> Iterator[Invoker]:
+    """The one invoke path on a data directory, as `mailkeep` builds it (passwords hashed
+    cheaply unless told otherwise)."""
+    data = data.resolve()
+    master = MasterDB.of(data)
+    services = Services(data, master, hasher=hasher)
+    try:
+        yield Invoker(services)
+    finally:
+        services.close()
+        master.close()
+
+
+def call_function(data: Path, name: str, /, *, caller: Caller = SHELL,
+                  ctx: Progress | None = None, **form: str) -> Any:
+    """A catalog function in-process through the one invoke path (rights, audit, notification
+    as from any interface), its arguments as text, as `mailkeep call` passes them."""
+    with invoker(data) as inv:
+        return inv.call(name, caller, form=form, ctx=ctx or Quiet())
+
+
 # -- the command line, in-process ---------------------------------------------------------------
 def cli(*args: str, env: Mapping[str, str | None] | None = None,
         input: str | bytes | None = None) -> Result:
@@ -133,13 +160,7 @@ def cli(*args: str, env: Mapping[str, str | None] | None = None,
     variable of this process's environment reaches it, only those in `env` (None unsets). It
     may exit with any code; an exception other than SystemExit fails the test."""
     unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("MAILKEEP_")}
-    running = set(store_writer._shared)
     result = CliRunner().invoke(main, list(args), env={**unset, **(env or {})}, input=input)
-    # A command that files mail starts this process's shared store writer (a thread that
-    # holds the store), which ends when a real `mailkeep` process exits: as that exit would,
-    # stop the writers this run started.
-    for data_dir in set(store_writer._shared) - running:
-        store_writer.stop_shared(data_dir)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         trace = "".join(traceback.format_exception(result.exception))
         raise AssertionError(f"mailkeep {' '.join(args)} crashed:\n{result.output}\n{trace}")

@@ -316,13 +316,13 @@ def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path, mail: Path) -
 
 def test_user_password_changes_the_initial_admin(tmp_path: Path) -> None:
     from mailkeep.core.admin.users import Users
-    from mailkeep.core.master import Master
+    from mailkeep.core.masterdb import MasterDB
 
     data = tmp_path / "data"
     res = mk(data, "user", "password", "admin", input="n3w-Secret\nn3w-Secret\n")
     assert res.exit_code == 0, res.output
     assert "n3w-Secret" not in res.output
-    users = Users(Master(data / "mailkeep.db"))
+    users = Users(MasterDB(data / "mailkeep.db"))
     assert users.verify_password("admin", "n3w-Secret")
     assert not users.has_initial_password("admin")
     res = mk(data, "user", "list")

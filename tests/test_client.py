@@ -20,7 +20,8 @@ from mailkeep.client import (
 )
 from mailkeep.jobs.engine import Engine
 from mailkeep.web.app import create_app
-from tests.apiclient import archive_with_messages, fast_users
+from tests.apiclient import archive_with_messages
+from tests.helpers import CHEAP
 
 
 def archive_with_mail(tmp_path: Path) -> Path:
@@ -29,9 +30,8 @@ def archive_with_mail(tmp_path: Path) -> Path:
 
 async def test_async_client_in_process(tmp_path: Path) -> None:
     data = archive_with_mail(tmp_path)
-    users = fast_users(data)
     engine = Engine(grace_ms=0)  # every call hands out a token: the client must follow it
-    app = create_app(data, api_enabled=True, users=users, engine=engine)
+    app = create_app(data, api_enabled=True, hasher=CHEAP, engine=engine)
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
     try:
         async with AsyncAdminClient("http://mailkeep", transport=transport) as api:

@@ -152,10 +152,12 @@ def test_merge_store(mail: Path, tmp_path: Path) -> None:
 # -- kill -9 during a compaction ------------------------------------------------------------
 CRASH_POINTS = {
     "writing new segments": "mailkeep.core.storage.segments:SegmentWriter.copy:100",
-    "new segments complete, not swapped": "mailkeep.core.storage.compact:_swap:1",
-    "between the two renames": "mailkeep.core.storage.compact:os.rename:1:after",
-    "swapped, catalog not updated": "mailkeep.core.storage.compact:_update_catalog:1",
-    "catalog updated, old segments not removed": "mailkeep.core.storage.compact:_drop_old:1",
+    "new segments complete, not swapped":
+        "mailkeep.core.storage.store_replay:Replay.adopt_compaction:1",
+    "between the two renames": "mailkeep.core.storage.store_replay:os.rename:1:after",
+    "swapped, catalog not updated": "mailkeep.core.storage.catalog:Catalog.relocate:1",
+    "catalog updated, old segments not removed":
+        "mailkeep.core.storage.store_replay:keep_damaged:1",
 }
 
 

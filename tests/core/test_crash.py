@@ -199,7 +199,7 @@ def import_killed_after_lines(data: Path, src: Path, n: int) -> Run:
 def import_killed_once_store_registered(data: Path, src: Path) -> Run:
     """Kill the first import into an empty data directory right after the new store is
     registered (mailkeep.db commits at once), before anything is reported."""
-    return import_stopped_at(data, src, "mailkeep.core.master:Master.add_store:1:after")
+    return import_stopped_at(data, src, "mailkeep.core.masterdb.stores:StoreRegistry.add:1:after")
 
 
 def import_stopped_at(data: Path, src: Path, crash_at: str) -> Run:
@@ -335,7 +335,7 @@ CRASH_POINTS = {
     # the store directory is being made; the manifest is not written, nothing is registered
     "store manifest": "mailkeep.core.storage.store:write_json_atomic:1",
     # the store directory is complete, not yet registered in mailkeep.db
-    "store registration": "mailkeep.core.master:Master.add_store:1",
+    "store registration": "mailkeep.core.masterdb.stores:StoreRegistry.add:1",
     # records of the first batch appended, not yet fsynced
     "batch not fsynced": "mailkeep.core.storage.segments:SegmentWriter.append:200",
     # half of a record written: a torn tail

@@ -12,7 +12,9 @@ from argon2 import PasswordHasher
 
 from mailkeep.core.admin.users import Users
 from mailkeep.core.errors import Conflict, InvalidArgument, NotFound
-from mailkeep.core.master import Master
+from mailkeep.core.masterdb import MasterDB
+from mailkeep.functions.call import Caller
+from tests.helpers import call_function
 
 SECRET = "s3cret-Pa55word"
 
@@ -31,7 +33,7 @@ class CountingHasher(PasswordHasher):
         return super().verify(hash, password)
 
 
-def audit_rows(master: Master) -> list[tuple[str, str, dict[str, Any]]]:
+def audit_rows(master: MasterDB) -> list[tuple[str, str, dict[str, Any]]]:
     rows = master.conn.execute("SELECT actor, action, details FROM audit ORDER BY id")
     return [(actor, action, json.loads(details)) for actor, action, details in rows]
 
@@ -119,7 +121,7 @@ def test_invalid_user_names(users: Users, name: str) -> None:
     ({"privileges": [], "login_privileges": "web,telnet"}, "Invalid login privilege 'telnet'."),
     ({"privileges": [], "full_name": "a\nb"}, "Invalid full name."),
 ])
-def test_create_validates_everything_first(users: Users, master: Master,
+def test_create_validates_everything_first(users: Users, master: MasterDB,
                                            kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         users.create("bob", **kwargs)
@@ -188,7 +190,7 @@ def test_the_last_administrator_stays(users: Users) -> None:
     assert [u["userName"] for u in users.list()] == ["root"]
 
 
-def test_delete_removes_folder_rights(users: Users, master: Master) -> None:
+def test_delete_removes_folder_rights(users: Users, master: MasterDB) -> None:
     users.ensure_initial_admin()
     users.create("bob", ["login"])
     users.set_privileges_on_folder("bob", "bob", ["read"])
@@ -293,14 +295,14 @@ def test_bad_passwords_are_refused_without_echo(users: Users) -> None:
     assert not users.verify_password("bob", "ab\udcffcd")
 
 
-def test_hash_is_argon2id_and_never_plain(users: Users, master: Master) -> None:
+def test_hash_is_argon2id_and_never_plain(users: Users, master: MasterDB) -> None:
     users.create("bob", ["login"], password=SECRET)
     stored = master.conn.execute("SELECT password_hash FROM users").fetchone()[0]
     assert stored.startswith("$argon2id$")
     assert SECRET not in stored
 
 
-def test_unknown_accounts_cost_a_hash_too(master: Master) -> None:
+def test_unknown_accounts_cost_a_hash_too(master: MasterDB) -> None:
     hasher = CountingHasher()
     users = Users(master, hasher=hasher)
     users.create("bob", ["login"])  # without a password
@@ -310,7 +312,7 @@ def test_unknown_accounts_cost_a_hash_too(master: Master) -> None:
     assert hasher.verified == 3
 
 
-def test_stronger_parameters_rehash_on_login(master: Master) -> None:
+def test_stronger_parameters_rehash_on_login(master: MasterDB) -> None:
     Users(master, hasher=fast_hasher()).create("bob", ["login"], password=SECRET)
     generation = Users(master, hasher=fast_hasher()).password_generation("bob")
     stronger = Users(master, hasher=fast_hasher(time_cost=2))
@@ -322,10 +324,10 @@ def test_stronger_parameters_rehash_on_login(master: Master) -> None:
 
 
 def test_accounts_survive_reopening(tmp_path: Path) -> None:
-    first = Master(tmp_path / "mailkeep.db")
+    first = MasterDB(tmp_path / "mailkeep.db")
     Users(first, hasher=fast_hasher()).create("bob", ["login"], password=SECRET)
     first.close()
-    again = Master(tmp_path / "mailkeep.db")
+    again = MasterDB(tmp_path / "mailkeep.db")
     try:
         users = Users(again, hasher=fast_hasher())
         assert users.verify_password("bob", SECRET)
@@ -336,43 +338,65 @@ def test_accounts_survive_reopening(tmp_path: Path) -> None:
 
 # -- audit -----------------------------------------------------------------------------------
 
-def test_every_change_is_audited_without_secrets(users: Users, master: Master) -> None:
-    users.ensure_initial_admin()
-    users.create("bob", ["login"], password=SECRET, actor="alice")
-    users.set_password("bob", SECRET + "2", actor="alice")
-    users.set_full_name("bob", "Bob", actor="alice")
-    users.set_distinguished_name("bob", "CN=Bob", actor="alice")
-    users.set_authentication("bob", "integrated", actor="alice")
-    users.set_email_addresses("bob", ["bob@example.com"], actor="alice")
-    users.set_pop3_user_names("bob", ["bob"], actor="alice")
-    users.set_login_privileges("bob", ["web"], actor="alice")
-    users.set_privileges("bob", ["login", "archive"], actor="alice")
-    users.set_role("bob", "operator", actor="alice")
-    users.set_privileges_on_folder("bob", "bob", ["read"], actor="alice")
-    users.clear_privileges_on_folders("bob", actor="alice")
-    users.rename("bob", "robert", actor="alice")
-    users.delete("robert", actor="alice")
+def test_every_change_is_audited_without_secrets(tmp_path: Path) -> None:
+    """Through the user functions (the one invoke path writes the audit record of each call):
+    who, what, the arguments with the password masked, and the value before where the
+    function notes it."""
+    data = tmp_path / "data"
+    master = MasterDB.of(data.resolve())
+    Users(master, hasher=fast_hasher()).ensure_initial_admin()
+    Users(master, hasher=fast_hasher()).create("alice", ["admin"], password=SECRET)
+    alice = Caller("alice", "api", address="192.0.2.7")
+    calls = [
+        ("CreateUser", {"userName": "bob", "privileges": "login", "password": SECRET}),
+        ("SetUserPassword", {"userName": "bob", "password": SECRET + "2"}),
+        ("SetUserFullName", {"userName": "bob", "fullName": "Bob"}),
+        ("SetUserDistinguishedName", {"userName": "bob", "distinguishedName": "CN=Bob"}),
+        ("SetUserAuthentication", {"userName": "bob", "authentication": "integrated"}),
+        ("SetUserEmailAddresses", {"userName": "bob", "emailAddresses": "bob@example.com"}),
+        ("SetUserPop3UserNames", {"userName": "bob", "pop3UserNames": "bob"}),
+        ("SetUserLoginPrivileges", {"userName": "bob", "loginPrivileges": "web"}),
+        ("SetUserPrivileges", {"userName": "bob", "privileges": "login,archive"}),
+        ("SetUserRole", {"userName": "bob", "role": "operator"}),
+        ("SetUserPrivilegesOnFolder", {"userName": "bob", "folder": "bob",
+                                       "privileges": "read"}),
+        ("ClearUserPrivilegesOnFolders", {"userName": "bob"}),
+        ("RenameUser", {"oldUserName": "bob", "newUserName": "robert"}),
+        ("DeleteUser", {"userName": "robert"}),
+    ]
+    for name, form in calls:
+        call_function(data, name, caller=alice, **form)
     rows = audit_rows(master)
-    assert [action for _, action, _ in rows] == [
-        "user.create", "user.create", "user.password", "user.full_name",
-        "user.distinguished_name", "user.authentication", "user.email_addresses",
-        "user.pop3_user_names", "user.login_privileges", "user.privileges", "user.role",
-        "user.folder_privileges", "user.folder_privileges_clear", "user.rename", "user.delete"]
-    assert rows[0][0] == "system"
-    assert {actor for actor, _, _ in rows[1:]} == {"alice"}
-    assert rows[1][2]["user"] == "bob" and rows[1][2]["has_password"] is True
-    assert rows[9][2] == {"user": "bob", "old": ["login"], "new": ["login", "archive"]}
-    assert rows[13][2] == {"old": "bob", "new": "robert"}
+    master.close()
+    assert rows[0][:2] == ("system", "user.create")  # the initial administrator
+    assert [action for _, action, _ in rows[1:]] == [name for name, _ in calls]
+    assert {actor for actor, _, _ in rows[1:]} == {"api:alice"}
+    assert all(d["outcome"] == "succeeded" and d["address"] == "192.0.2.7" for _, _, d in rows[1:])
+    assert rows[1][2]["args"] == {"userName": "bob", "privileges": ["login"], "password": "***"}
+    assert rows[2][2]["args"]["password"] == "***"
+    assert rows[9][2]["before"] == ["login"]
+    assert rows[9][2]["args"]["privileges"] == ["login", "archive"]
+    assert rows[13][2]["args"] == {"oldUserName": "bob", "newUserName": "robert"}
     text = json.dumps(rows)
     assert SECRET not in text
     assert "argon2" not in text
 
 
-def test_failed_changes_are_not_audited(users: Users, master: Master) -> None:
+def test_failed_changes_are_audited_and_change_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    master = MasterDB.of(data.resolve())
+    users = Users(master, hasher=fast_hasher())
     users.ensure_initial_admin()
     count = len(audit_rows(master))
     with pytest.raises(Conflict):
-        users.delete("admin")
+        call_function(data, "DeleteUser", userName="admin")
     with pytest.raises(Conflict):
-        users.create("ADMIN", ["login"])
-    assert len(audit_rows(master)) == count
+        call_function(data, "CreateUser", userName="ADMIN", privileges="login",
+                      password=SECRET)
+    rows = audit_rows(master)[count:]
+    assert [(a, d["outcome"]) for _, a, d in rows] == [("DeleteUser", "failed"),
+                                                       ("CreateUser", "failed")]
+    assert "last administrator" in rows[0][2]["error"]
+    assert SECRET not in json.dumps(rows)
+    assert [u["userName"] for u in users.list()] == ["admin"]
+    master.close()

@@ -15,7 +15,8 @@ from mailkeep.core.archive import Archive
 from mailkeep.core.ingest import Importer
 from mailkeep.sources.detect import read_paths
 from mailkeep.web.app import create_app
-from tests.apiclient import LOCAL, basic, fast_users, invoke
+from tests.apiclient import LOCAL, basic, invoke
+from tests.helpers import CHEAP
 
 
 def ok(api: TestClient, function_name: str, **args: Any) -> Any:
@@ -73,7 +74,7 @@ def data(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def api(data: Path) -> Iterator[TestClient]:
-    app = create_app(data, api_enabled=True, users=fast_users(data))
+    app = create_app(data, api_enabled=True, hasher=CHEAP)
     with TestClient(app, client=LOCAL) as c:
         yield c
 

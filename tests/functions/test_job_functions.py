@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from mailkeep.core.errors import Conflict, InvalidArgument, MailkeepError, NotFound
-from mailkeep.core.master import Master
-from mailkeep.jobs.scheduler import Jobs
+from mailkeep.core.masterdb import MasterDB
 from tests.apiclient import api_client, basic, invoke
 from tests.helpers import mk_ok
 from tests.jobs.test_scheduler import HeldLock, call, data_dir, job, results
@@ -55,7 +54,7 @@ def test_create_and_get_jobs(data: Path) -> None:
 @pytest.mark.parametrize(("form", "error", "message"), [
     ({"action": "NoSuchFunction"}, InvalidArgument, "Unknown function NoSuchFunction"),
     ({"action": ""}, InvalidArgument, "empty"),
-    ({"action": "VerifyStores"}, InvalidArgument, "Missing API argument includeIndexes"),
+    ({"action": "VerifyStore includeIndexes=true"}, InvalidArgument, "Missing API argument id"),
     ({"action": "VerifyStores includeIndexes=true colour=red"}, InvalidArgument,
      "Unknown API argument colour"),
     ({"action": "VerifyStores includeIndexes"}, InvalidArgument, "use name=value"),
@@ -150,8 +149,8 @@ def test_run_in_process_and_results(data: Path) -> None:
 
 def test_results_period_and_zone(data: Path) -> None:
     created = create(data, time="02:00")
-    master = Master(data / "mailkeep.db")
-    jobs = Jobs(master)
+    master = MasterDB(data / "mailkeep.db")
+    jobs = master.jobs
     the_job = jobs.get(created["id"])
     # 2026-01-30T23:00:00Z is 2026-01-31T00:00:00 in Berlin
     for epoch in (1769813999.0, 1769814000.0, 1769900399.0, 1769900400.0):
@@ -229,7 +228,7 @@ def test_through_the_http_api(data: Path) -> None:
         assert invoke(api, "CancelJobAsync", id=job_id)["error"]["message"].endswith(
             "is not running.")
         assert invoke(api, "DeleteJob", id=job_id)["statusCode"] == "succeeded"
-    master = Master(data / "mailkeep.db")
+    master = MasterDB(data / "mailkeep.db")
     try:
         history = master.conn.execute(
             "SELECT name, user, outcome FROM process_history WHERE name = 'VerifyStores'"

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from mailkeep.core.archive import Archive
-from mailkeep.functions import REGISTRY
-from mailkeep.functions.call import Call
+from mailkeep.core.masterdb import MasterDB
+from mailkeep.functions.call import Services
+from mailkeep.functions.invoke import Invoker
 from mailkeep.jobs.process import ProcessInfo
 from tests.apiclient import api_client, archive_with_messages, finish, invoke
-from tests.helpers import Quiet
+from tests.helpers import SHELL
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -41,11 +41,24 @@ def master_locked(data: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def service_status(data: Path, jobs: Any = None) -> dict[str, Any]:
-    fn = REGISTRY.get("GetServiceStatus")
-    assert fn is not None
-    with Archive(data) as archive:
-        result: dict[str, Any] = fn.run(Call(archive, {}, Quiet(), jobs=jobs))
+class DayOldProcesses:
+    """Stands in for the server's engine, whose processes cannot be made a day old in a test:
+    answers `running()` as the engine does."""
+
+    def __init__(self, infos: list[ProcessInfo]) -> None:
+        self.infos = infos
+
+    def running(self) -> list[ProcessInfo]:
+        return self.infos
+
+
+def service_status(data: Path, engine: Any = None) -> dict[str, Any]:
+    master = MasterDB.of(data.resolve())
+    try:
+        result: dict[str, Any] = Invoker(Services(data.resolve(), master, engine=engine)).call(
+            "GetServiceStatus", SHELL)
+    finally:
+        master.close()
     return result
 
 
@@ -89,7 +102,7 @@ def test_service_status_warns_about_a_process_running_for_over_a_day(data: Path)
     now = time.time()
     infos = [ProcessInfo("VerifyStores", "alice", "a" * 32, now - 25 * 3600, 40),
              ProcessInfo("VerifyStore", "admin", "b" * 32, now - 60, None)]
-    result = service_status(data, jobs=lambda: infos)
+    result = service_status(data, engine=DayOldProcesses(infos))
     assert [(j["function"], j["user"], j["percentProgress"]) for j in result["jobs"]] == [
         ("VerifyStores", "alice", 40), ("VerifyStore", "admin", None)]
     assert result["jobs"][0]["runningSeconds"] >= 25 * 3600

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-import mailkeep.functions.users as user_functions
 from mailkeep.web.app import create_app
-from tests.apiclient import CHEAP, LOCAL, basic, decode, fast_users
+from tests.apiclient import CHEAP, LOCAL, basic, decode
 
 SECRETS = ["Pa55-first-secret", "Pa55-second-secret", "Pa55-third-secret"]
 
@@ -50,14 +49,9 @@ class Api:
         return info
 
 
-@pytest.fixture(autouse=True)
-def cheap_hasher(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(user_functions, "HASHER", CHEAP)
-
-
 @pytest.fixture
 def api(data: Path) -> Iterator[Api]:
-    app = create_app(data, api_enabled=True, users=fast_users(data))
+    app = create_app(data, api_enabled=True, hasher=CHEAP)
     with TestClient(app, client=LOCAL) as client:
         yield Api(client)
 
@@ -101,9 +95,13 @@ def test_create_conflicts_and_bad_arguments_change_nothing(api: Api) -> None:
     assert api.fails("CreateUser", userName="Carol", privileges="admin") == (
         "User 'Carol' already exists.")
     assert api.fails("CreateUser", userName="dave", privileges="login,superuser") == (
-        "Invalid privilege 'superuser'.")
+        "Invalid value 'superuser' for API argument privileges: use one of none, admin, "
+         "login, changePassword, archive, modifyArchiveProfiles, export, modifyExportProfiles, "
+         "delete.")
     assert api.fails("CreateUser", userName="dave", privileges="login",
-                     loginPrivileges="web,telepathy") == "Invalid login privilege 'telepathy'."
+                     loginPrivileges="web,telepathy") == (
+        "Invalid value 'telepathy' for API argument loginPrivileges: "
+        "use one of none, windows, web, outlook, windowsCmd, imap, api.")
     assert api.fails("CreateUser", userName="dave", privileges="login",
                      authentication="kerberos") == "Invalid authentication 'kerberos'."
     assert api.fails("CreateUser", userName="da/ve", privileges="login") == (
@@ -170,13 +168,18 @@ def test_bad_values_fail_clearly_and_change_nothing(api: Api) -> None:
     api.ok("SetUserPrivilegesOnFolder", userName="frank", folder="frank", privileges="read")
     before = api.info("frank")
     cases = [
-        ("SetUserPrivileges", {"privileges": "login,root"}, "Invalid privilege 'root'."),
+        ("SetUserPrivileges", {"privileges": "login,root"},
+         "Invalid value 'root' for API argument privileges: use one of none, admin, login, "
+         "changePassword, archive, modifyArchiveProfiles, export, modifyExportProfiles, "
+         "delete."),
         ("SetUserPrivileges", {"privileges": "none,login"},
          "The privilege 'none' cannot be combined with others."),
         ("SetUserLoginPrivileges", {"loginPrivileges": "smoke-signals"},
-         "Invalid login privilege 'smoke-signals'."),
+         ("Invalid value 'smoke-signals' for API argument loginPrivileges: "
+         "use one of none, windows, web, outlook, windowsCmd, imap, api.")),
         ("SetUserPrivilegesOnFolder", {"folder": "frank", "privileges": "read,execute"},
-         "Invalid folder privilege 'execute'."),
+         ("Invalid value 'execute' for API argument privileges: "
+         "use one of none, read, write, delete.")),
         ("SetUserPrivilegesOnFolder", {"folder": "//", "privileges": "read"},
          "Invalid folder '//'."),
         ("SetUserEmailAddresses", {"emailAddresses": "ok@example.org,not-an-address"},
@@ -280,7 +283,7 @@ def test_metadata_lists_the_user_functions(api: Api) -> None:
              "SetUserAuthentication", "SetUserLoginPrivileges", "SetUserDistinguishedName",
              "SetUserPop3UserNames"]
     for name in names:
-        assert meta[name]["longRunning"] is False and meta[name]["role"] == "administrator"
+        assert meta[name]["longRunning"] is False and meta[name]["roles"] == ["administrator"]
     assert meta["CreateUser"]["args"] == [
         {"name": "userName", "type": "string", "nullable": False},
         {"name": "privileges", "type": "string", "nullable": False},

@@ -14,7 +14,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from mailkeep.web.app import create_app
-from tests.apiclient import LOCAL, fast_users, finish, invoke
+from tests.apiclient import LOCAL, finish, invoke
+from tests.helpers import CHEAP
 from tests.sources.dovecot import Dovecot
 from tests.web.test_mcapi import body, err, get_conf, h, login, set_conf
 
@@ -24,7 +25,7 @@ from .peers import PASSWORD, USER, Recorder, SmtpPeer, password_authenticator
 @pytest.fixture
 def mc(tmp_path: Path) -> Iterator[TestClient]:
     data = tmp_path / "data"
-    app = create_app(data, api_enabled=True, users=fast_users(data))
+    app = create_app(data, api_enabled=True, hasher=CHEAP)
     with TestClient(app, client=LOCAL) as c:
         yield c
 

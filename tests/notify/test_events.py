@@ -15,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from mailkeep.core.archive import Archive
-from mailkeep.core.master import Master
+from mailkeep.core.masterdb import MasterDB
 from mailkeep.notify.config import NotificationConfig
 from mailkeep.notify.events import Notifier, record_event
 from mailkeep.notify.mailer import Mailer
@@ -23,7 +23,7 @@ from mailkeep.notify.mailer import configured as mailer_configured
 from mailkeep.notify.monitor import Health
 from mailkeep.web.app import create_app
 from tests.apiclient import LOCAL, fast_users
-from tests.helpers import mk
+from tests.helpers import CHEAP, mk
 
 from .peers import Recorder, SmtpPeer
 
@@ -42,8 +42,12 @@ def configure(data: Path, peer: SmtpPeer) -> None:
         "toMailAddress": "ops@example.org", "mailSubject": "[mailkeep]", "timeOut": 5})
 
 
+def master_of(data: Path) -> MasterDB:
+    return MasterDB.of(data.resolve())
+
+
 def notifier(data: Path, clock: Clock, interval: float = 900) -> Notifier:
-    return Notifier(data / "mailkeep.db", Mailer(data).notify, lambda: interval,
+    return Notifier(master_of(data), Mailer(data).notify, lambda: interval,
                     lambda: mailer_configured(data), clock=clock)
 
 
@@ -72,10 +76,10 @@ def test_grouped_per_kind(tmp_path: Path) -> None:
         clock = Clock()
         n = notifier(data, clock)
         for i in range(3):
-            record_event(data / "mailkeep.db", "auth.lockout", f"account 'x{i}' locked out")
-        record_event(data / "mailkeep.db", "disk.low", "only 10 MB free")
+            record_event(master_of(data), "auth.lockout", f"account 'x{i}' locked out")
+        record_event(master_of(data), "disk.low", "only 10 MB free")
         conn = outbox(data)
-        assert n.run_once(conn).mails == 2
+        assert n.run_once().mails == 2
         assert sorted(subjects(recorder)) == [
             "[mailkeep]: An account was locked out after failed logins (3 times)",
             "[mailkeep]: The disk is nearly full"]
@@ -84,11 +88,11 @@ def test_grouped_per_kind(tmp_path: Path) -> None:
         assert "x0" in body and "x2" in body
         # Within the interval, more of the same kind wait, then go out together.
         for i in range(2):
-            record_event(data / "mailkeep.db", "auth.lockout", f"account 'y{i}' locked out")
+            record_event(master_of(data), "auth.lockout", f"account 'y{i}' locked out")
         clock.now += 60
-        assert n.run_once(conn).mails == 0
+        assert n.run_once().mails == 0
         clock.now += 900
-        assert n.run_once(conn).mails == 1
+        assert n.run_once().mails == 1
         assert subjects(recorder)[-1].endswith("(2 times)")
         assert conn.execute("SELECT count(*) FROM notify_events WHERE sent_at IS NULL"
                             ).fetchone()[0] == 0
@@ -103,17 +107,16 @@ def test_failed_sending_is_retried_with_backoff(tmp_path: Path,
     configure(data, peer)  # configured, but the server is not running yet
     clock = Clock()
     n = notifier(data, clock)
-    conn = outbox(data)
-    record_event(data / "mailkeep.db", "process.failed", "VerifyStore failed")
+    record_event(master_of(data), "process.failed", "VerifyStore failed")
     with caplog.at_level(logging.WARNING, logger="mailkeep.notify"):
-        out = n.run_once(conn)
+        out = n.run_once()
     assert out.mails == 0 and out.failed and "connect" in out.failed
     assert "next try in 30 s" in caplog.text
     with peer:
         clock.now += 10
-        assert n.run_once(conn).mails == 0  # still waiting
+        assert n.run_once().mails == 0  # still waiting
         clock.now += 25
-        assert n.run_once(conn).mails == 1
+        assert n.run_once().mails == 1
     assert subjects(recorder) == ["[mailkeep]: A process failed"]
 
 
@@ -123,16 +126,14 @@ def test_recording_never_fails_the_operation(tmp_path: Path,
     Archive(data).close()
     blocker = sqlite3.connect(data / "mailkeep.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
-    started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="mailkeep.notify"):
-        record_event(data / "mailkeep.db", "import.failures", "x")
-    assert time.monotonic() - started < 5
+        record_event(master_of(data), "import.failures", "x")  # waits 2 s, then gives up
     assert "could not record" in caplog.text
     blocker.execute("ROLLBACK")
     # Without any notification settings, events wait in the outbox; nothing breaks.
     n = notifier(data, Clock())
-    record_event(data / "mailkeep.db", "import.failures", "y")
-    assert n.run_once(outbox(data)).mails == 0
+    record_event(master_of(data), "import.failures", "y")
+    assert n.run_once().mails == 0
 
 
 def test_cli_import_and_verify_record_events(tmp_path: Path) -> None:
@@ -153,7 +154,7 @@ def test_health_records_new_trouble_once(tmp_path: Path) -> None:
     with Archive(data) as archive:
         archive.current_store()
         rec = archive.create_store("Second")
-    health = Health(data)
+    health = Health(data, master_of(data))
     assert health.check() == []
     (rec.path / "store.json").rename(rec.path / "store.moved")
     assert health.check() == ["store.unavailable"]
@@ -164,7 +165,7 @@ def test_health_records_new_trouble_once(tmp_path: Path) -> None:
     assert health.check() == ["store.unavailable"]  # broken again: news again
     # A disk is "nearly full" below a share of free space; with a share above 100% this
     # disk is, whatever it holds (filling a real disk is not done in a test).
-    full = Health(data, low_disk=1.01)
+    full = Health(data, master_of(data), low_disk=1.01)
     assert "disk.low" in full.check() and "disk.low" not in full.check()
     texts = [t for (t,) in outbox(data).execute(
         "SELECT text FROM notify_events WHERE kind = 'disk.low'")]
@@ -181,7 +182,7 @@ def test_server_mails_a_lockout(tmp_path: Path) -> None:
         users = fast_users(data)
         users.ensure_initial_admin()
         users.create("ops", "login", password="right-pass", role="operator")
-        app = create_app(data, api_enabled=True, users=users)
+        app = create_app(data, api_enabled=True, hasher=CHEAP)
         with TestClient(app, client=LOCAL) as mc:
             for _ in range(5):
                 mc.post("/mcapi/auth/login", json={"userName": "ops", "password": "wrong"})
@@ -194,7 +195,7 @@ def test_server_mails_a_lockout(tmp_path: Path) -> None:
     body = email.message_from_bytes(recorder.received[0].content,
                                     policy=email.policy.default).get_content()
     assert "'ops'" in body and "wrong" not in body
-    assert Master(data / "mailkeep.db").conn.execute(
+    assert MasterDB(data / "mailkeep.db").conn.execute(
         "SELECT count(*) FROM notify_events WHERE sent_at IS NULL").fetchone()[0] == 0
 
 
@@ -218,7 +219,7 @@ def test_status_report(tmp_path: Path) -> None:
     recorder = Recorder()
     with SmtpPeer(recorder) as peer:
         configure(data, peer)
-        app = create_app(data, api_enabled=True, users=fast_users(data))
+        app = create_app(data, api_enabled=True, hasher=CHEAP)
         with TestClient(app, client=LOCAL) as api:
             assert invoke(api, "VerifyStore", id="9", includeIndexes="true")[
                 "statusCode"] == "failed"

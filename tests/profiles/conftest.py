@@ -20,7 +20,8 @@ from starlette.testclient import TestClient
 
 from mailkeep.core.archive import Archive
 from mailkeep.web.app import create_app
-from tests.apiclient import LOCAL, basic, decode, fast_users, finish, invoke
+from tests.apiclient import LOCAL, basic, decode, finish, invoke
+from tests.helpers import CHEAP
 
 Folders = dict[str, list[tuple[bytes, frozenset[str], int | None]]]
 
@@ -120,7 +121,7 @@ def eml(i: int, subject: str = "message", extra: str = "") -> bytes:
 @pytest.fixture
 def api(data: Path) -> Iterator[TestClient]:
     """The app in-process with user alice (the lifespan runs: engine, writer, automatic)."""
-    app = create_app(data, api_enabled=True, users=fast_users(data))
+    app = create_app(data, api_enabled=True, hasher=CHEAP)
     with TestClient(app, client=LOCAL) as client:
         ok(client, "CreateUser", userName="alice", privileges="login")
         yield client

@@ -16,11 +16,12 @@ from starlette.testclient import TestClient
 
 import mailkeep.profiles.automatic as automatic
 from mailkeep.core.errors import InvalidArgument
-from mailkeep.core.master import Master
+from mailkeep.core.masterdb import MasterDB
 from mailkeep.profiles.automatic import AutoRunner, in_window, parse_windows
 from mailkeep.profiles.store import Profile, Profiles
 from mailkeep.web.app import create_app
 from tests.apiclient import LOCAL, fast_users
+from tests.helpers import CHEAP
 from tests.profiles.conftest import counts, create, eml, failed, ok, past
 
 ALL = frozenset(range(7))
@@ -110,7 +111,7 @@ def profiles(tmp_path: Path) -> Iterator[Profiles]:
     users = fast_users(data)
     users.create("alice", "login")
     users.master.close()
-    master = Master(data / "mailkeep.db")
+    master = MasterDB(data / "mailkeep.db")
     try:
         yield Profiles(master, data)
     finally:
@@ -137,7 +138,7 @@ async def never(profile_id: int) -> None:
 
 
 def due(profiles: Profiles, now: float) -> list[int]:
-    return AutoRunner(profiles.data_dir, never, now=lambda: now).due()
+    return AutoRunner(profiles.data_dir, profiles.master, never, now=lambda: now).due()
 
 
 def test_due_at_once_then_after_the_pause(profiles: Profiles) -> None:
@@ -193,7 +194,7 @@ async def test_tick_starts_each_due_profile_once(profiles: Profiles) -> None:
         started.append(profile_id)
         await release.wait()
 
-    runner = AutoRunner(profiles.data_dir, start, now=lambda: clock[0])
+    runner = AutoRunner(profiles.data_dir, profiles.master, start, now=lambda: clock[0])
 
     async def tick() -> None:
         """One tick, then until each run it started has got to start() (a tick that starts
@@ -302,7 +303,7 @@ def test_the_server_runs_an_automatic_profile(
     for i in range(5):
         (drop / f"{i}.eml").write_bytes(eml(i, "auto"))
         past(drop / f"{i}.eml")
-    app = create_app(data, api_enabled=True, users=fast_users(data))
+    app = create_app(data, api_enabled=True, hasher=CHEAP)
     with TestClient(app, client=LOCAL) as api:
         ok(api, "CreateUser", userName="alice", privileges="login")
         pid = create(api, name="auto", type="directory", userName="alice", path=str(drop),

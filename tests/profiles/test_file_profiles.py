@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from mailkeep.core.errors import Cancelled
-from mailkeep.core.master import Master
+from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.writer import StoreWriter
 from mailkeep.profiles.run import Runner
 from mailkeep.profiles.store import Profiles
@@ -45,7 +45,7 @@ def write(path: Path, raw: bytes, age: float | None = 60.0) -> Path:
 
 @contextmanager
 def profiles_of(data: Path) -> Iterator[Profiles]:
-    master = Master(data / "mailkeep.db")
+    master = MasterDB(data / "mailkeep.db")
     try:
         yield Profiles(master, data)
     finally:
@@ -361,7 +361,7 @@ def test_delete_after_archive_also_removes_what_a_cancelled_run_archived(
         prof = profiles.create({"name": "p", "type": kind, "userName": "alice",
                                 "path": str(src), "targetFolder": "P",
                                 "deleteAfterArchive": True})
-        with StoreWriter(data) as writer:
+        with StoreWriter(data, profiles.master) as writer:
             with pytest.raises(Cancelled):
                 Runner(profiles, writer, CancelAfter(4)).run(profiles.get(prof.id),
                                                              prof.properties, {}, "test")

@@ -3,6 +3,7 @@ in-process Administration API (and once through the `mailkeep profile` commands)
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
@@ -13,7 +14,7 @@ import pytest
 from imapclient import IMAPClient
 from starlette.testclient import TestClient
 
-from mailkeep.core.master import Master
+from mailkeep.core.masterdb import MasterDB
 from mailkeep.profiles.store import Profiles
 from tests.helpers import free_port, mk, mk_ok
 from tests.profiles.conftest import (
@@ -289,7 +290,7 @@ def test_refused_while_the_profile_is_locked(
 ) -> None:
     admin.append("INBOX", MESSAGES[0])
     prof = create(api, **imap_props(dovecot, user))
-    master = Master(data / "mailkeep.db")
+    master = MasterDB(data / "mailkeep.db")
     try:
         profiles = Profiles(master, data)
         with profiles.lock(profiles.get(prof["id"])):
@@ -384,7 +385,7 @@ def test_cli_create_run_results_report(
     assert ran.exit_code == 0, ran.stderr
     res = json.loads(ran.stdout)
     assert (res["result"], res["itemsArchived"], res["executionStartedBy"]) == (
-        "succeeded", 2, "cli")
+        "succeeded", 2, getpass.getuser())  # the shell's account
     got = archived(data)
     assert {k: [(m, f) for m, f, _d in v] for k, v in got.items()} == {
         "Mail/INBOX": [(MESSAGES[0], frozenset({"seen"}))],

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from mailkeep.core.master import Master
+from mailkeep.core.masterdb import MasterDB
 from mailkeep.functions import REGISTRY
 from tests.apiclient import (
     api_client,
@@ -77,7 +77,8 @@ def test_metadata_and_double_slashes(api: TestClient) -> None:
     by_name = {m["name"]: m for m in meta}
     assert by_name["VerifyStore"]["args"] == [
         {"name": "id", "type": "number", "nullable": False},
-        {"name": "includeIndexes", "type": "bool", "nullable": False}]
+        {"name": "includeIndexes", "type": "bool", "nullable": False},
+        {"name": "report", "type": "bool", "nullable": True}]  # an extension: optional
     assert by_name["get-status"]["path"] == "api/"
     assert api.post("/api//get-metadata", headers=basic()).status_code == 200
     decode(api.post("/api//invoke/GetServerInfo", headers=basic()))
@@ -156,11 +157,12 @@ def test_finished_processes_are_recorded(data: Path) -> None:
     with client_for(data) as api:
         finish(api, invoke(api, "VerifyStore", id="1", includeIndexes="true"))
         invoke(api, "RenameStore", id="1", name="Renamed")
-    master = Master(data / "mailkeep.db")
+    master = MasterDB(data / "mailkeep.db")
     rows = master.conn.execute("SELECT name, user, outcome FROM process_history").fetchall()
     assert ("VerifyStore", "admin", "succeeded") in rows
-    actions = [r[0] for r in master.conn.execute("SELECT action FROM audit")]
-    assert "process.succeeded" in actions and "api.RenameStore" in actions
+    audited = [(actor, action) for actor, action in master.conn.execute(
+        "SELECT actor, action FROM audit")]
+    assert ("api:admin", "VerifyStore") in audited and ("api:admin", "RenameStore") in audited
 
 
 @pytest.mark.parametrize("content_type, content", [

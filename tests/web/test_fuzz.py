@@ -22,7 +22,8 @@ from starlette.testclient import TestClient
 
 from mailkeep.functions import REGISTRY, Function
 from mailkeep.web.app import create_app
-from tests.apiclient import KEYS, LOCAL, archive_with_messages, basic, fast_users
+from tests.apiclient import KEYS, LOCAL, archive_with_messages, basic
+from tests.helpers import CHEAP
 
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
@@ -117,7 +118,7 @@ def root(tmp_path: Path) -> Path:
 def api(root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.chdir(root)  # relative paths land in the test's directory
     data = root / "data"
-    app = create_app(data, api_enabled=True, users=fast_users(data))
+    app = create_app(data, api_enabled=True, hasher=CHEAP)
     with TestClient(app, client=LOCAL, raise_server_exceptions=False) as client:
         yield client
 

@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 
 from mailkeep.web.app import create_app
 from tests.apiclient import LOCAL, fast_users, invoke
+from tests.helpers import CHEAP
 
 SECRET = "s3cret-Relay-Pass"
 SMTP = {"serverName": "smtp.example.org", "useSmtpOverSsl": False, "useStartTls": True,
@@ -38,7 +39,7 @@ def data(tmp_path: Path) -> Path:
 
 @contextmanager
 def client(data: Path, address: tuple[str, int] = LOCAL) -> Iterator[TestClient]:
-    app = create_app(data, api_enabled=True, users=fast_users(data))
+    app = create_app(data, api_enabled=True, hasher=CHEAP)
     with TestClient(app, client=address) as c:
         yield c
 
@@ -299,12 +300,13 @@ def test_configuration_file_faults(mc: TestClient, data: Path) -> None:
         "import resource, sys\n"
         "from pathlib import Path\n"
         "from mailkeep.notify.config import NotificationConfig, ConfigWriteError\n"
+        "from mailkeep.functions.errors import mcapi_error\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (100, resource.RLIM_INFINITY))\n"
         "import json\n"
         "try:\n"
         "    NotificationConfig(Path(sys.argv[1])).set(json.loads(sys.argv[2]))\n"
         "except ConfigWriteError as exc:\n"
-        "    print(exc.mcapi_code, exc.message)\n")
+        "    print(mcapi_error(exc)[1], exc.message)\n")
     import sys
     out = subprocess.run([sys.executable, "-c", script, str(data),
                           json.dumps({**SMTP, "password": SECRET})], capture_output=True,

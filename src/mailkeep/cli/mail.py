@@ -280,9 +280,9 @@ def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
         if store_ref:
             with archive_of(ctx) as archive:
                 store_id = archive.find_store(store_ref).id
-            report = call(ctx, "VerifyStore", id=store_id, report=True)
+            report = call(ctx, "VerifyStore", id=store_id, includeIndexes=True, report=True)
         else:
-            report = call(ctx, "VerifyStores", report=True)
+            report = call(ctx, "VerifyStores", includeIndexes=True, report=True)
     except MailkeepError as exc:
         report = getattr(exc, "report", None)
         if report is None:

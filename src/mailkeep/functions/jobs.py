@@ -1,6 +1,6 @@
 """Job functions: scheduled runs of catalog functions (GetJobs, CreateJob, ..., GetJobResults).
 
-The tables, the lock and the runs are jobs.scheduler's; the schedule rules jobs.schedule's.
+The rows are core.masterdb's, the lock and the runs jobs.runs', the schedule rules jobs.schedule's.
 This module declares the original's arguments, checks them and reaches the scheduler of the
 server this runs in (RunJobAsync, CancelJobAsync, and a wake-up after every change).
 """

@@ -92,14 +92,12 @@ def worth_keeping(rec: FinishedRecord) -> bool:
 
 def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | None = None,
                certificate: LiveCertificate | None = None, hasher: PasswordHasher | None = None,
-               engine: Engine | None = None, users: Users | None = None) -> ASGIApp:
+               engine: Engine | None = None) -> ASGIApp:
     """The server of a data directory. `smtp`: run the journal receiver with these settings.
     `certificate`: the TLS certificate being served, if the server serves TLS. `hasher`: the
-    password hasher (tests give a cheap one; `users` is the older way to give it). The master
+    password hasher (None: Argon2id with its defaults; tests give a cheap one). The master
     database is opened here and closed when the lifespan ends."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if hasher is None and users is not None:
-        hasher = users.hasher
     master = MasterDB.of(data_dir)
     users = Users(master, hasher=hasher)
     users.ensure_initial_admin()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mailkeep.core.masterdb.accounts import AccountRow, Accounts
 from mailkeep.core.masterdb.audit import AuditLog
+from mailkeep.core.masterdb.base import BUSY_TIMEOUT_MS
 from mailkeep.core.masterdb.history import ProcessHistory
 from mailkeep.core.masterdb.jobs import Job, JobRows, Schedule
 from mailkeep.core.masterdb.outbox import Outbox
@@ -31,7 +32,6 @@ from mailkeep.core.masterdb.stores import STATES, StoreRecord, StoreRegistry
 __all__ = ["STATES", "AccountRow", "Job", "MasterDB", "Schedule", "StoreRecord"]
 
 FILE = "mailkeep.db"
-BUSY_TIMEOUT_MS = 10_000
 
 
 class MasterDB:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mailkeep.core.masterdb import MasterDB
 
+BUSY_TIMEOUT_MS = 10_000  # how long a statement waits for another process's write
+
 
 class Repository:
     def __init__(self, db: MasterDB) -> None:

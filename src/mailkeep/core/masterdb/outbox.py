@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import time
 
-from mailkeep.core.masterdb.base import Repository
+from mailkeep.core.masterdb.base import BUSY_TIMEOUT_MS, Repository
 
 TEXT_MAX = 2000
+ADD_WAIT_MS = 2000  # what an event waits for another writer: it must not hold up its cause
 
 
 class Outbox(Repository):
     def add(self, kind: str, text: str, at: float | None = None) -> None:
-        self.conn.execute("INSERT INTO notify_events (at, kind, text) VALUES (?, ?, ?)",
-                          (time.time() if at is None else at, kind, text[:TEXT_MAX]))
+        conn = self.conn
+        conn.execute(f"PRAGMA busy_timeout={ADD_WAIT_MS}")
+        try:
+            conn.execute("INSERT INTO notify_events (at, kind, text) VALUES (?, ?, ?)",
+                         (time.time() if at is None else at, kind, text[:TEXT_MAX]))
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def pending(self) -> list[tuple[int, float, str, str]]:
         """(id, at, kind, text) of the events no mail carried yet, oldest first."""

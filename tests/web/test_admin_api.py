@@ -77,7 +77,8 @@ def test_metadata_and_double_slashes(api: TestClient) -> None:
     by_name = {m["name"]: m for m in meta}
     assert by_name["VerifyStore"]["args"] == [
         {"name": "id", "type": "number", "nullable": False},
-        {"name": "includeIndexes", "type": "bool", "nullable": False},
+        # added in a later version of the original: optional, the earlier behaviour by default
+        {"name": "includeIndexes", "type": "bool", "nullable": True, "default": False},
         {"name": "report", "type": "bool", "nullable": True}]  # an extension: optional
     assert by_name["get-status"]["path"] == "api/"
     assert api.post("/api//get-metadata", headers=basic()).status_code == 200
@@ -102,7 +103,7 @@ def test_argument_errors_change_nothing(api: TestClient) -> None:
 
 def test_every_function_rejects_missing_arguments(api: TestClient) -> None:
     for fn in REGISTRY:
-        required = [a.name for a in fn.args if not a.nullable]
+        required = [a.name for a in fn.args if not a.nullable and a.default is None]
         if not required:
             continue
         body = invoke(api, fn.name)
@@ -200,3 +201,19 @@ def test_other_paths_and_methods_keep_starlettes_answers(api: TestClient) -> Non
     assert resp.status_code == 401 and resp.headers["www-authenticate"].startswith("Basic")
     body = decode(api.post("/api/invoke/getserverinfo", headers=basic()))
     assert body["statusCode"] == "succeeded"  # names match case-insensitively, as before
+
+
+def test_an_older_client_leaves_out_arguments_added_later(api: TestClient) -> None:
+    """A script written for an older version of the original calls VerifyStore without
+    includeIndexes, CreateBackup without excludeSearchIndexes and GetProfiles without raw (the
+    arguments came later): the call runs with the behaviour of the versions before them."""
+    final, log = finish(api, invoke(api, "VerifyStore", id="1"))
+    assert final["statusCode"] == "succeeded", final
+    assert "messages verified" in log
+    final, _ = finish(api, invoke(api, "VerifyStores"))
+    assert final["statusCode"] == "succeeded", final
+    assert decode(api.post("/api/invoke/GetProfiles", headers=basic()))["result"] == []
+    meta = {m["name"]: m for m in json.loads(
+        api.get("/api/get-metadata", headers=basic()).content.decode("utf-8-sig"))}
+    assert {"name": "raw", "type": "bool", "nullable": True, "default": False} in \
+        meta["GetProfiles"]["args"]

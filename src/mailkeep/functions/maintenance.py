@@ -341,7 +341,7 @@ def _check_target(call: Call, raw: str) -> tuple[Path, bool]:
               "directory and the stores."),
           Field("excludeSearchIndexes", "bool", description="Leave the stores' catalogs (which "
                 "hold the full-text index) out; they are rebuilt from the segments on first "
-                "open of the restored copy."),
+                "open of the restored copy.", default=False),
           long_running=True, changes=False)
 def create_backup(call: Call) -> dict[str, Any]:
     target, existed = _check_target(call, str(call.arg("path")))

@@ -22,7 +22,7 @@ from mailkeep.profiles.store import Profile, Profiles, WorkerResult
 ID = Field("id", "number", description="The profile's id (GetProfiles).")
 RAW = Field("raw", "bool", description="GetProfiles: also show each profile's incremental "
             "state. CreateProfile/RunTemporaryProfile: accepted for compatibility; mailkeep "
-            "has one property format.")
+            "has one property format.", default=False)
 PROPERTIES = Field("properties", "json", description="The profile as a JSON object; see "
                  "docs/profiles.md for the fields of each type.", secret_keys=schema.SECRETS)
 

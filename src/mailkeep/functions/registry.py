@@ -76,8 +76,14 @@ class Function:
 
 
 def _arg_metadata(a: Field) -> dict[str, Any]:
-    """An argument as get-metadata lists it (the original's three keys)."""
-    return {"name": a.name, "type": a.api_type, "nullable": a.nullable}
+    """An argument as get-metadata lists it. One the original added in a later version is
+    optional (nullable) here, and says which value stands in when it is left out: the
+    behaviour of the versions before it."""
+    out: dict[str, Any] = {"name": a.name, "type": a.api_type,
+                           "nullable": a.nullable or a.default is not None}
+    if a.default is not None:
+        out["default"] = a.default
+    return out
 
 
 @dataclass

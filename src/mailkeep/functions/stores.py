@@ -225,7 +225,8 @@ def verify_stores(call: Call, recs: list[StoreRecord], what: str) -> dict[str, A
 
 
 INCLUDE_INDEXES = Field("includeIndexes", "bool", description="Also check the full-text "
-                        "index (mailkeep always does; the original's scripts pass it).")
+                        "index (mailkeep always does; accepted for compatibility).",
+                        default=False)
 REPORT = Field("report", "bool", True, "mailkeep extension: answer the report (the stores "
                "verified, their messages, records and problems) instead of null.")
 

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mailkeep.core.admin.auth import Authenticator
 from mailkeep.core.admin.users import Users
-from mailkeep.core.errors import MailkeepError
+from mailkeep.core.errors import Forbidden, MailkeepError
 from mailkeep.functions import REGISTRY
 from mailkeep.functions.call import Caller
 from mailkeep.functions.errors import api_error
@@ -74,8 +74,10 @@ def _credentials(request: Request) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
-async def authenticate(state: ApiState, request: Request) -> str | Response:
-    """The administrator making the request, or the 401/403 answer to give instead."""
+async def authenticate(state: ApiState, request: Request, admin: bool = True) -> str | Response:
+    """The administrator making the request, or the 401/403 answer to give instead. With
+    admin False, any account that logs in: the invoke path checks its rights (and audits a
+    refusal) itself."""
     if not state.enabled:
         return plain(403, "The Administration API is disabled: start the server with "
                           "--enable-api or set api.enabled.")
@@ -95,7 +97,7 @@ async def authenticate(state: ApiState, request: Request) -> str | Response:
         log.warning("failed API login for %r from %s (%s)", user, address, result.reason)
         return plain(401, "Invalid credentials." if result.reason != "locked-out" else
                      "Too many failed logins: try again later.", extra)
-    if not state.users.is_administrator(user):
+    if admin and not state.users.is_administrator(user):
         return plain(403, f"User {user} is not an administrator.")
     if state.users.has_initial_password(user) and not _client_is_loopback(request):
         return plain(403, "The admin account still has its initial password: the API answers "
@@ -120,14 +122,16 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 
-def endpoint(state: ApiState, handler: Callable[[ApiState, Request, str], Awaitable[Response]]
-             ) -> Callable[[Request], Awaitable[Response]]:
+def endpoint(state: ApiState, handler: Callable[[ApiState, Request, str], Awaitable[Response]],
+             admin: bool = True) -> Callable[[Request], Awaitable[Response]]:
     async def wrapped(request: Request) -> Response:
-        user = await authenticate(state, request)
+        user = await authenticate(state, request, admin)
         if isinstance(user, Response):
             return user
         try:
             return await handler(state, request, user)
+        except Forbidden as exc:  # as the original: not an administrator, no API
+            return plain(403, exc.message)
         except MailkeepError as exc:
             return failure(*api_error(exc))
 
@@ -222,7 +226,7 @@ INVOKE = "/api/invoke/"
 
 def routes(state: ApiState) -> list[Route]:
     return [
-        Route(INVOKE + "{function}", endpoint(state, invoke), methods=["POST"]),
+        Route(INVOKE + "{function}", endpoint(state, invoke, admin=False), methods=["POST"]),
         Route("/api/get-status", endpoint(state, get_status), methods=["POST"]),
         Route("/api/cancel-async", endpoint(state, cancel_async), methods=["POST"]),
         Route("/api/get-metadata", endpoint(state, get_metadata), methods=["GET", "POST"]),

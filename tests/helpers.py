@@ -34,7 +34,7 @@ from click.testing import CliRunner, Result
 from mailkeep.cli import main
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.functions.call import Caller, Services
-from mailkeep.functions.invoke import Invoker
+from mailkeep.functions.invoke import Invoker, Quiet  # Quiet: a call nobody watches
 from mailkeep.jobs.process import Progress
 
 T = TypeVar("T")
@@ -115,20 +115,6 @@ def unprivileged(fn: Callable[[], T]) -> T:
 # -- catalog functions, in-process ---------------------------------------------------------------
 CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # Argon2 at its cheapest
 SHELL = Caller("root", "cli")  # the shell that owns the data directory, as `mailkeep call` is
-
-
-class Quiet:
-    """What a catalog function run in this process sees of its caller's terminal: progress,
-    log and cancellation that go nowhere."""
-
-    def progress(self, percent: int | None, text: str | None = None) -> None:
-        return None
-
-    def log(self, line: str) -> None:
-        return None
-
-    def check_cancelled(self) -> None:
-        return None
 
 
 @contextmanager

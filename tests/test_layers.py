@@ -16,7 +16,7 @@ ALLOWED: dict[str, set[str]] = {
     "core.files": set(),
     "core.message": set(),
     "core.fields": {"core.errors"},
-    "core.crypto": {"core.errors"},
+    "core.crypto": {"core.errors", "core.files"},
     "core.keys": {"core.errors", "core.crypto"},
     "core.mime": {"core.errors"},
     "core.masterdb": {"core.errors"},

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from mailkeep.core.errors import InvalidArgument
 from mailkeep.core.fields import Field
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.functions import REGISTRY
@@ -135,7 +136,7 @@ def test_one_audit_record_per_call_through_every_interface(
     refused = name in MANAGING or any(a.secret or a.secret_keys for a in fn.args
                                       if a.name in form)
     if refused:
-        with pytest.raises(Exception, match="jobs do not manage jobs|secret|stored and shown in clear"):
+        with pytest.raises(InvalidArgument, match="manage jobs|secret|shown in clear"):
             call_function(data, "CreateJob", name="j", action=action, owner="admin",
                           timeZoneId="UTC")
         assert [act for _, act, _ in records(data, before)] == ["CreateJob"]

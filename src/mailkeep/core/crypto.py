@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from mailkeep.core.errors import KeyMissing
+from mailkeep.core.files import fsync_dir
 
 MASTER_KEY_ENV = "MAILKEEP_MASTER_KEY"
 NONCE_BYTES = 12
@@ -51,24 +52,32 @@ def load_master_key(data_dir: Path, create: bool) -> bytes | None:
         return None
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
-    tmp = path.with_name(f"master.key.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(base64.b64encode(key) + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    try:
-        os.link(tmp, path)  # unlike a rename, fails if another process made a key first
-    except FileExistsError:
+    if not write_key(path, key, exclusive=True):  # another process made one first
         return _decode_key(path.read_bytes(), f"master key file {path}")
-    finally:
-        tmp.unlink()
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
     return key
+
+
+def write_key(path: Path, key: bytes, exclusive: bool = False) -> bool:
+    """A key file (base64, mode 0600) written whole and made durable before it appears at
+    `path`. Exclusive: only if there is none yet (False when there was one)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(base64.b64encode(key) + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        if exclusive:
+            try:
+                os.link(tmp, path)  # unlike a rename, fails if the file exists
+            except FileExistsError:
+                return False
+        else:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True
 
 
 def key_id(master_key: bytes) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -35,17 +34,6 @@ def _read_key(path: Path) -> bytes | None:
     except (OSError, binascii.Error, ValueError):
         return None
     return key if len(key) == 32 else None
-
-
-def write_key(path: Path, key: bytes) -> None:
-    """A key file written whole and made durable (mode 0600)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(base64.b64encode(key) + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _kek(passphrase: str, kdf: dict[str, Any]) -> bytes:

@@ -23,10 +23,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mailkeep.core.crypto import MASTER_KEY_ENV, key_id, new_store_key, unwrap_key, wrap_key
+from mailkeep.core.crypto import (
+    MASTER_KEY_ENV,
+    key_id,
+    new_store_key,
+    unwrap_key,
+    wrap_key,
+    write_key,
+)
 from mailkeep.core.errors import Conflict, KeyMissing
 from mailkeep.core.files import fsync_dir, write_json_atomic
-from mailkeep.core.keys import OLD, PASSPHRASE, RETIRED, KeyRing, write_key
+from mailkeep.core.keys import OLD, PASSPHRASE, RETIRED, KeyRing
 from mailkeep.core.storage.store_base import MANIFEST, read_manifest
 
 NEW = "master.key.new"

@@ -93,6 +93,9 @@ def pinned_context(url: str, fingerprint: str) -> ssl.SSLContext:
                             f"{fingerprint}")
     context = ssl.create_default_context(cadata=pem)
     context.check_hostname = False  # the fingerprint is the identity
+    # The pinned certificate itself is the anchor, whoever issued it (a CA's certificate
+    # is not trusted through it).
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     return context
 
 

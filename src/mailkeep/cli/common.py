@@ -26,8 +26,8 @@ from mailkeep.functions.call import Caller, Services
 from mailkeep.functions.errors import exit_code
 from mailkeep.functions.invoke import Invoker
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True, emoji=False, highlight=False)  # text as it is, never ":cd:" -> emoji
+err = Console(stderr=True, soft_wrap=True, emoji=False, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INTERRUPTED = 130
 

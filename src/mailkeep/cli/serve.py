@@ -42,7 +42,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
           smtp_port: int | None) -> None:
     """Run the archive server: the Administration API over HTTPS. Flags override the
     settings (`mailkeep settings list`) for this run."""
+    import ssl
+
     import uvicorn
+    from uvicorn.config import create_ssl_context
 
     from mailkeep.core.admin.certificates import ensure_self_signed, fingerprint
     from mailkeep.web.app import LiveCertificate, create_app
@@ -69,27 +72,34 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
             tls_cert, tls_key = Path(conf.get("tls.cert")), Path(conf.get("tls.key") or "")
         smtp = _receiver_settings(conf, smtp_port)
         conf_starttls = bool(conf.get("smtp.starttls"))
-        rec, store = archive.current_store()
-        entries, _blobs, size = store.catalog.counts()
         out.print(f"mailkeep {__version__}: data directory {archive.data_dir}")
-        out.print(f"current store {rec.name!r} (id {rec.id}): {entries} messages, "
-                  f"{human(size)}; {len(archive.stores())} store(s) attached")
+        try:
+            rec, store = archive.current_store()
+        except (errors.KeyMissing, errors.StoreUnavailable) as exc:
+            # The server starts all the same: a store sealed under a passphrase is unlocked
+            # in it (UnlockStore), a missing disk comes back; its health check reports it.
+            out.print(f"[yellow]the current store cannot be opened: {exc.message}[/yellow]")
+        else:
+            entries, _blobs, size = store.catalog.counts()
+            out.print(f"current store {rec.name!r} (id {rec.id}): {entries} messages, "
+                      f"{human(size)}; {len(archive.stores())} store(s) attached")
     if (tls_cert is None) != (tls_key is None) or str(tls_key) == ".":
         raise errors.InvalidArgument("--tls-cert and --tls-key (settings tls.cert and tls.key) "
                                      "go together")
-    ssl: dict[str, str] = {}
+    tls_files: dict[str, str] = {}
     if not no_tls:
         if tls_cert is None or tls_key is None:
             tls_cert, tls_key = ensure_self_signed(data.resolve())
-        ssl = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
+        tls_files = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
         out.print(f"TLS certificate SHA-256 fingerprint: {fingerprint(tls_cert.read_bytes())}")
     scheme = "http" if no_tls else "https"
     out.print(f"Administration API {'enabled' if enable_api else 'disabled (--enable-api)'} "
               f"at {scheme}://{host}:{port}/api/")
     sys.stdout.flush()
-    if smtp is not None and conf_starttls and ssl:
-        smtp.tls_cert, smtp.tls_key = Path(ssl["ssl_certfile"]), Path(ssl["ssl_keyfile"])
-    certificate = LiveCertificate() if ssl else None
+    if smtp is not None and conf_starttls and tls_files:
+        smtp.tls_cert = Path(tls_files["ssl_certfile"])
+        smtp.tls_key = Path(tls_files["ssl_keyfile"])
+    certificate = LiveCertificate() if tls_files else None
     app = create_app(data.resolve(), api_enabled=bool(enable_api), smtp=smtp,
                      certificate=certificate)
     if smtp is not None:
@@ -101,10 +111,17 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     # A client holding a TLS connection open (keep-alive, a long poll) must not keep a
     # stopping server up: after this many seconds the rest is cut off.
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                            timeout_graceful_shutdown=GRACE_S, **ssl)  # type: ignore[arg-type]
+                            timeout_graceful_shutdown=GRACE_S, **tls_files)  # type: ignore[arg-type]
     config.load()  # the TLS context, which SetServiceCertificate changes while it runs
-    if certificate is not None:
-        certificate.context = config.ssl
+    if certificate is not None and config.ssl is not None:
+
+        def https_context(cert: Path, key: Path) -> ssl.SSLContext:
+            """A context as uvicorn makes it (its protocol, ciphers, client certificates)."""
+            return create_ssl_context(cert, key, None, config.ssl_version,
+                                      config.ssl_cert_reqs, config.ssl_ca_certs,
+                                      config.ssl_ciphers)
+
+        certificate.attach(config.ssl, https_context)
     server = uvicorn.Server(config)
     stopping.append(server)
     server.should_exit = early_stop

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,13 +30,14 @@ from mailkeep.core.errors import (
 )
 from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import STATES, MasterDB, StoreRecord
+from mailkeep.core.masterdb.stores import NAME_RULE
+from mailkeep.core.masterdb.stores import valid_name as valid_store_name
 from mailkeep.core.storage.catalog import full_name, under
 from mailkeep.core.storage.catalog_search import Hit
 from mailkeep.core.storage.query import compile_query
 from mailkeep.core.storage.store import Store, read_manifest
 
 DEFAULT_STORE = "Default"
-NAME_RE = re.compile(r"^[^/\\\x00-\x1f]{1,100}$")
 
 
 @dataclass
@@ -65,8 +69,9 @@ class Archive:
     closes it); without one the archive opens and closes its own."""
 
     def __init__(self, data_dir: Path, master: MasterDB | None = None,
-                 keys: KeyRing | None = None) -> None:
+                 keys: KeyRing | None = None, clock: Callable[[], float] = time.time) -> None:
         self.data_dir = data_dir.resolve()
+        self.clock = clock  # the time stores are rolled over by (tests set it)
         self.keys = keys or KeyRing(self.data_dir)
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.data_dir / "conf").mkdir(mode=0o700, exist_ok=True)
@@ -103,9 +108,8 @@ class Archive:
         raise NotFound(f"no store {ref_s!r} (see `mailkeep store list`)")
 
     def _check_name(self, name: str) -> None:
-        if not NAME_RE.match(name) or name.strip() != name:
-            raise InvalidArgument(f"store name {name!r} is not allowed (1-100 characters, "
-                                  "no slashes or control characters, no surrounding spaces)")
+        if not valid_store_name(name):
+            raise InvalidArgument(f"store name {name!r} is not allowed ({NAME_RULE})")
         if any(r.name == name for r in self.stores()):
             raise Conflict(f"a store named {name!r} already exists")
 
@@ -116,7 +120,7 @@ class Archive:
         self._check_name(name)
         target = (path or self.data_dir / "stores" / name).resolve()
         key = self.master_key(create=True) if encrypt and passphrase is None else None
-        store = Store.create(target, name, key, encrypt, passphrase)
+        store = Store.create(target, name, key, encrypt, passphrase, created=self.clock())
         store.close()
         state = "normal" if any(r.state == "current" for r in self.stores()) else "current"
         return self.master.stores.add(store.id, name, target, state)
@@ -129,8 +133,10 @@ class Archive:
         name = name or str(manifest["name"])
         self._check_name(name)
         # Open it once for writing before registering it: this checks the key of an
-        # encrypted store and brings the catalog up to date with the segments.
-        Store.open(target, self.keys, write=True).close()
+        # encrypted store and brings the catalog up to date with the segments. A store sealed
+        # under a passphrase nobody has given yet is attached locked: UnlockStore opens it.
+        if not self.keys.locked(manifest):
+            Store.open(target, self.keys, write=True).close()
         state = "normal" if any(r.state == "current" for r in self.stores()) else "current"
         rec = self.master.stores.add(str(manifest["id"]), name, target, state)
         if name != manifest["name"]:
@@ -249,7 +255,8 @@ class Archive:
         store.require_writable()
         config = autocreate.from_stored(Settings(self.master).get("stores.autocreate"))
         if autocreate.due(config, float(store.manifest.get("created", 0)),
-                          sum(store.disk_usage().values()) if config.mode == "size" else 0):
+                          sum(store.disk_usage().values()) if config.mode == "size" else 0,
+                          self.clock()):
             rec = self._start_next_store(config, rec)
             store = self.open_store(rec, write=True)
             store.require_writable()
@@ -258,7 +265,7 @@ class Archive:
     def _start_next_store(self, config: autocreate.AutoCreate, previous: StoreRecord
                           ) -> StoreRecord:
         """A new current store, named and placed as the configuration says."""
-        now = datetime.now()
+        now = datetime.fromtimestamp(self.clock())
         names = {r.name for r in self.stores()}
         pattern = config.name_pattern or autocreate.DEFAULT_PATTERN[config.mode]
         name = autocreate.name_for(pattern, now, len(names) + 1)
@@ -299,7 +306,13 @@ class Archive:
         q = compile_query(query)
         total, hits = 0, list[StoreHit]()
         for rec, store in self.readable_stores():
-            t, h = store.catalog.search(q, limit + offset)
+            try:
+                t, h = store.catalog.search(q, limit + offset)
+            except sqlite3.DatabaseError as exc:  # a damaged page: the others are searched
+                self.unavailable[rec.name] = CorruptData(
+                    f"the catalog of store {rec.name!r} cannot be searched ({exc}): run "
+                    f"RepairStoreDatabase id={rec.id} (or `mailkeep recover {rec.id}`)")
+                continue
             total += t
             hits.extend(StoreHit(rec.id, x) for x in h)
         hits.sort(key=lambda s: (s.hit.date, s.store_id, s.hit.number), reverse=True)

@@ -12,23 +12,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from mailkeep.core.crypto import MASTER_KEY_ENV, key_id, load_master_key, unwrap_key, wrap_key
-from mailkeep.core.errors import InvalidArgument, KeyMissing
+from mailkeep.core.errors import Conflict, InvalidArgument, KeyMissing
 
 PASSPHRASE = "passphrase"  # the key_id of a store whose key a passphrase wraps
 SCRYPT = {"n": 2**15, "r": 8, "p": 1}  # about 60 ms and 32 MB per try
 MIN_PASSPHRASE = 12
+FREE_TRIES = 5  # wrong passphrases for a store before each next try must wait
+MAX_WAIT_S = 900  # the longest wait: 1 s after the 6th wrong try, doubling, up to this
 OLD = "master.key.old"  # the key a renewal replaced, until the renewal has finished
 RETIRED = "master.key.retired-"  # keys renewals replaced, for what was wrapped under them
 
 
-def _read_key(path: Path) -> bytes | None:
+def read_key(path: Path) -> bytes | None:
+    """The key a key file holds; None if it holds none (absent, cut short, not a key)."""
     try:
         key = base64.b64decode(path.read_bytes().strip(), validate=True)
     except (OSError, binascii.Error, ValueError):
@@ -70,6 +75,29 @@ class KeyRing:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.unlocked: dict[str, bytes] = {}
+        self._failures: dict[str, tuple[int, float]] = {}  # store id -> (wrong tries, until)
+        self.clock = time.monotonic  # what the waits after wrong passphrases count on
+
+    def unlock(self, manifest: dict[str, Any], passphrase: str) -> None:
+        """Unlock a passphrase store in this process. A wrong passphrase is InvalidArgument;
+        after FREE_TRIES of them in a row, the next try must wait (Conflict says how long),
+        doubling each time: guessing costs time, not only scrypt's 60 ms."""
+        sid = str(manifest.get("id"))
+        count, until = self._failures.get(sid, (0, 0.0))
+        now = self.clock()
+        if now < until:
+            raise Conflict(f"Too many wrong passphrases for this store: try again in "
+                           f"{math.ceil(until - now)} s.")
+        try:
+            key = unlock(manifest.get("encryption") or {}, passphrase)
+        except InvalidArgument:
+            count += 1
+            wait = 0.0 if count <= FREE_TRIES else min(2.0 ** (count - FREE_TRIES - 1),
+                                                         MAX_WAIT_S)
+            self._failures[sid] = (count, now + wait)
+            raise
+        self._failures.pop(sid, None)
+        self.unlocked[sid] = key
 
     @property
     def conf(self) -> Path:
@@ -87,10 +115,15 @@ class KeyRing:
             keys.append(current)
         paths = [self.conf / OLD] + sorted(self.conf.glob(RETIRED + "*"), reverse=True)
         for path in paths:
-            key = _read_key(path)
+            key = read_key(path)
             if key is not None and key not in keys:
                 keys.append(key)
         return keys
+
+    def locked(self, manifest: dict[str, Any]) -> bool:
+        """Whether the store is sealed under a passphrase not given in this process."""
+        enc = manifest.get("encryption") or {}
+        return enc.get("key_id") == PASSPHRASE and str(manifest.get("id")) not in self.unlocked
 
     def store_key(self, manifest: dict[str, Any]) -> bytes | None:
         """The key of a store (None for a store that is not encrypted); KeyMissing saying

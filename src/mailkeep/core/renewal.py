@@ -12,8 +12,11 @@ a new master key, safe against a crash at any point.
 5. master.key.old is kept as master.key.retired-<its id>: detached stores and backups made
    before the renewal still open with it.
 
-A renewal cut off before the commit is undone by the next one (step 1 again); one cut off after
-it is finished by the next one before it starts its own.
+A renewal cut off before the commit is undone by the next one (step 1 again): its new key, the
+"next" wrappings and a master.key.old that still equals master.key go. One cut off after it
+(master.key.old differs from master.key) is finished by the next one before it starts its own.
+Until then the leftovers open nothing that was not open before. One renewal runs at a time
+(the lock locks/renewal.lock of the data directory).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mailkeep.core.admin.locks import RunLock, lock_file
 from mailkeep.core.crypto import (
     MASTER_KEY_ENV,
     key_id,
@@ -33,7 +37,7 @@ from mailkeep.core.crypto import (
 )
 from mailkeep.core.errors import Conflict, KeyMissing
 from mailkeep.core.files import fsync_dir, write_json_atomic
-from mailkeep.core.keys import OLD, PASSPHRASE, RETIRED, KeyRing
+from mailkeep.core.keys import OLD, PASSPHRASE, RETIRED, KeyRing, read_key
 from mailkeep.core.storage.store_base import MANIFEST, read_manifest
 
 NEW = "master.key.new"
@@ -52,9 +56,17 @@ def _write(path: Path, manifest: dict[str, Any]) -> None:
 
 
 def _undo_uncommitted(keys: KeyRing, stores: list[Path], log: Log) -> None:
-    """A renewal cut off before its commit: its new key and wrappings go."""
+    """A renewal cut off before its commit: its new key, wrappings and key copies go."""
+    leftovers = [*keys.conf.glob(f".{NEW}.*.tmp"), *keys.conf.glob(f".{OLD}.*.tmp")]
+    old = keys.conf / OLD  # kept just before a commit that did not happen
+    if old.exists() and read_key(old) == keys.master():
+        leftovers.append(old)
+    for path in leftovers:  # key files of a renewal cut off, none of them ever in force
+        path.unlink()
     new = keys.conf / NEW
     if not new.exists():
+        if leftovers:
+            fsync_dir(keys.conf)
         return
     for path in stores:
         manifest = _encrypted(path)
@@ -66,12 +78,13 @@ def _undo_uncommitted(keys: KeyRing, stores: list[Path], log: Log) -> None:
     log("An earlier renewal had stopped before it took effect: undone.")
 
 
-def _finish(keys: KeyRing, stores: list[Path], reseal: Callable[[], None], log: Log) -> None:
-    """Steps 4 and 5 of a committed renewal."""
+def _finish(keys: KeyRing, stores: list[Path], reseal: Callable[[], None], log: Log) -> int:
+    """Steps 4 and 5 of a committed renewal; how many store keys it wrapped anew."""
     old_path = keys.conf / OLD
     current = keys.master()
     if current is None:
         raise KeyMissing("the master key is missing: the renewal cannot be finished")
+    rewrapped = 0
     for path in stores:
         manifest = _encrypted(path)
         if manifest is None:
@@ -87,26 +100,41 @@ def _finish(keys: KeyRing, stores: list[Path], reseal: Callable[[], None], log: 
             nxt = {"key_id": key_id(current), "wrapped_key": wrap_key(current, store_key)}
         manifest["encryption"] = {**{k: v for k, v in enc.items() if k != "next"}, **nxt}
         _write(path, manifest)
+        rewrapped += 1
     reseal()
-    if old_path.exists():
-        old = keys.masters()[1] if len(keys.masters()) > 1 else None
-        retired = keys.conf / (RETIRED + (key_id(old) if old else "unknown"))
+    old = read_key(old_path)
+    if old is not None:
+        retired = keys.conf / (RETIRED + key_id(old))
         os.replace(old_path, retired)
         fsync_dir(keys.conf)
         log(f"The previous master key is kept as conf/{retired.name} (detached stores and "
             "backups made before the renewal open with it).")
+    return rewrapped
 
 
 def renew(keys: KeyRing, stores: list[Path], reseal: Callable[[], None], log: Log,
-          checkpoint: Callable[[], None] = lambda: None) -> str:
+          checkpoint: Callable[[], None] = lambda: None) -> tuple[str, int]:
     """Renew the master key of the data directory whose attached stores are at `stores`;
-    the new key's id. `checkpoint` is called between steps (a cancel stops there: before the
-    commit nothing has changed; after it the renewal finishes)."""
+    the new key's id, and how many store keys were wrapped under it. `checkpoint` is called
+    between steps (a cancel stops there: before the commit nothing opens otherwise than
+    before, and the next renewal clears what was made; after it the renewal finishes)."""
     if os.environ.get(MASTER_KEY_ENV):
         raise Conflict(f"The master key comes from {MASTER_KEY_ENV}: mailkeep cannot replace "
                        "it there. Set the new key there yourself (and keep the old one to "
                        "open what it wraps).")
-    if (keys.conf / OLD).exists():
+    lock = RunLock.acquire(lock_file(keys.data_dir, "renewal"))
+    if lock is None:
+        raise Conflict("Another renewal of the master key is running.")
+    try:
+        return _renew(keys, stores, reseal, log, checkpoint)
+    finally:
+        lock.release()
+
+
+def _renew(keys: KeyRing, stores: list[Path], reseal: Callable[[], None], log: Log,
+           checkpoint: Callable[[], None]) -> tuple[str, int]:
+    old = keys.conf / OLD
+    if old.exists() and read_key(old) != keys.master():
         log("An earlier renewal took effect but did not finish: finishing it first.")
         _finish(keys, stores, reseal, log)
     _undo_uncommitted(keys, stores, log)
@@ -134,6 +162,6 @@ def renew(keys: KeyRing, stores: list[Path], reseal: Callable[[], None], log: Lo
     os.replace(keys.conf / NEW, keys.conf / "master.key")  # the commit
     fsync_dir(keys.conf)
     log("The new master key is in force.")
-    _finish(keys, stores, reseal, log)
+    rewrapped = _finish(keys, stores, reseal, log)
     log("Every store key and sealed secret is now wrapped under the new master key only.")
-    return key_id(fresh)
+    return key_id(fresh), rewrapped

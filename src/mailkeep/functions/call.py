@@ -116,7 +116,7 @@ class Call:
         a monitoring sensor's favourite) opens no store."""
         if self._archive is None:
             self._archive = Archive(self.services.data_dir, self.services.master,
-                                    self.services.keys)
+                                    self.services.keys, self.services.now)
         return self._archive
 
     @property

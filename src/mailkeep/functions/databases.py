@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailkeep.core.errors import CorruptData, MailkeepError
+from mailkeep.core.errors import Conflict, CorruptData, MailkeepError
 from mailkeep.core.masterdb import StoreRecord
 from mailkeep.functions.call import Call
 from mailkeep.functions.registry import function
@@ -81,27 +81,32 @@ def maintain_file_system_databases(call: Call) -> list[dict[str, Any]]:
 @function("RepairStoreDatabase", "Check a store's catalog (SQLite's own check and the "
           "full-text index's) and, if it is damaged, rebuild it from the store's segments, "
           "keeping message numbers (as RecoverStore does); a catalog that cannot be opened at "
-          "all is set aside and rebuilt on the way. Answers what was found and whether it "
-          "was rebuilt.", '{"problems": [str], "rebuilt": bool, "messages": int}', ID,
-          long_running=True)
+          "all is set aside and rebuilt on the way. Refused for a disabled store. Answers what "
+          "was found and whether it was rebuilt.",
+          '{"problems": [str], "rebuilt": bool, "messages": int}', ID, long_running=True)
 def repair_store_database(call: Call) -> dict[str, Any]:
     rec = call.archive.find_store(int(call.arg("id")))
+    if rec.state == "disabled":
+        raise Conflict(f"Store {rec.name} (id {rec.id}) is disabled: enable it first "
+                       "(SetStoreRequestedState).")
     found: dict[str, Any] = {}
 
     def work(rec: StoreRecord, store: Any) -> dict[str, Any]:
-        problems = list(store.recovered_on_open) + store.catalog.check()
-        for p in problems:
+        repaired = list(store.recovered_on_open)  # what opening it already put right
+        damage = store.catalog.check()
+        for p in repaired + damage:
             call.ctx.log(f"  problem: {p}")
-        rebuilt = bool(problems)
-        if rebuilt:
+        if damage:
             call.ctx.log(f"Rebuilding the catalog of store {rec.name} from its segments...")
             messages, _records, more = store.rebuild_catalog()
             for p in more:
                 call.ctx.log(f"  {p}")
         else:
             messages = store.catalog.counts()[0]
+        rebuilt = bool(damage) or any("rebuilt" in line for line in repaired)
+        if not repaired and not damage:
             call.ctx.log(f"The catalog of store {rec.name} is sound: nothing to repair.")
-        found.update(problems=problems, rebuilt=rebuilt, messages=messages)
+        found.update(problems=repaired + damage, rebuilt=rebuilt, messages=messages)
         return found
 
     _each_store(call, [rec], work)

@@ -7,7 +7,7 @@ from typing import Any
 
 from mailkeep.core.errors import InvalidArgument
 from mailkeep.core.fields import Field
-from mailkeep.core.keys import PASSPHRASE, unlock
+from mailkeep.core.keys import PASSPHRASE
 from mailkeep.core.renewal import renew
 from mailkeep.core.storage.store import MANIFEST, read_manifest
 from mailkeep.functions.call import Call
@@ -61,7 +61,7 @@ def get_credentials(call: Call) -> list[dict[str, Any]]:
           "cut off. The replaced key stays in conf/ as master.key.retired-<id>, so detached "
           "stores and backups made before still open; copy the new conf/master.key wherever "
           "you keep the key. Refused when the key comes from MAILKEEP_MASTER_KEY.",
-          '{"keyId": str, "stores": int}', long_running=True)
+          '{"keyId": str, "stores": int (the store keys wrapped anew)}', long_running=True)
 def renew_master_key(call: Call) -> dict[str, Any]:
     paths = [r.path for r in call.archive.stores() if (r.path / MANIFEST).exists()]
     skipped = [r.name for r in call.archive.stores() if not (r.path / MANIFEST).exists()]
@@ -76,17 +76,19 @@ def renew_master_key(call: Call) -> dict[str, Any]:
         call.ctx.log(f"Secrets sealed anew: {profiles} profile(s), {connections} "
                      f"connection(s){', the notification mail' if notification else ''}.")
 
-    new_id = renew(call.services.keys, paths, reseal, call.ctx.log, call.ctx.check_cancelled)
-    call.note(keyId=new_id)
+    new_id, rewrapped = renew(call.services.keys, paths, reseal, call.ctx.log,
+                              call.ctx.check_cancelled)
+    call.note(keyId=new_id, stores=rewrapped)
     call.ctx.progress(100)
-    return {"keyId": new_id, "stores": len(paths)}
+    return {"keyId": new_id, "stores": rewrapped}
 
 
 @function("UnlockStore", "Open a store whose key is sealed under a passphrase instead of the "
           "master key (a store made with CreateStore passphrase=..., to hand to someone "
           "else): the passphrase unwraps its key, which the server keeps in memory until it "
           "stops, so the store is searched and read like the others. A wrong passphrase "
-          "changes nothing. Answers the store as GetStores shows it.",
+          "changes nothing; after five in a row, each next try waits (1 s, doubling, up to 15 "
+          "minutes). Answers the store as GetStores shows it.",
           '{"id": int, "name": str, ...} (the store, as in GetStores)', ID,
           Field("passphrase", "string", description="The store's passphrase.", secret=True))
 def unlock_store(call: Call) -> dict[str, Any]:
@@ -97,11 +99,10 @@ def unlock_store(call: Call) -> dict[str, Any]:
         raise InvalidArgument(f"Store {rec.name} (id {rec.id}) is not sealed under a "
                               "passphrase: nothing to unlock.")
     try:
-        store_key = unlock(enc, call.arg("passphrase"))
+        call.services.keys.unlock(manifest, call.arg("passphrase"))
     except InvalidArgument:
         raise InvalidArgument(f"The passphrase does not open store {rec.name} (id "
                               f"{rec.id}).") from None
-    call.services.keys.unlocked[str(manifest["id"])] = store_key
     if call.caller.via == "cli":
         call.ctx.log("Unlocked in this process only: a server unlocks it with "
                      "`mailkeep call --url ... UnlockStore`.")

@@ -92,12 +92,14 @@ def set_service_certificate(call: Call) -> dict[str, Any]:
     chosen = certificates.find(certificates.held(call.data_dir, _configured(conf)),
                                call.arg("thumbprint"))
     before = _configured(conf)
-    conf.set("tls.cert", str(chosen.cert.resolve()))
-    conf.set("tls.key", str(chosen.key.resolve()))
     call.note(before=str(before[0]) if before else None, fingerprint=chosen.fingerprint)
     switch = call.services.certificate
-    if switch is not None:
+    if switch is not None:  # first: a certificate that cannot be served is not kept either
         switch.use(chosen.cert, chosen.key)
+    with call.master.tx():
+        conf.set("tls.cert", str(chosen.cert.resolve()))
+        conf.set("tls.key", str(chosen.key.resolve()))
+    if switch is not None:
         call.ctx.log(f"Now serving {chosen.subject} ({chosen.fingerprint}).")
     else:
         call.ctx.log("No server with TLS runs in this process: the certificate is served "

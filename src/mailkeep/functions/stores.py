@@ -10,7 +10,6 @@ from mailkeep.core.admin.settings import Settings
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field
-from mailkeep.core.keys import unlock
 from mailkeep.core.masterdb import STATES, StoreRecord
 from mailkeep.core.storage.store import read_manifest
 from mailkeep.core.storage.verify import VerifyFailed, verify
@@ -101,9 +100,7 @@ def create_store(call: Call) -> dict[str, Any]:
                                     bool(call.arg("encrypt")) or passphrase is not None,
                                     passphrase)
     if passphrase is not None:  # its maker may use it at once
-        manifest = read_manifest(rec.path)
-        call.services.keys.unlocked[str(manifest["id"])] = unlock(manifest["encryption"],
-                                                                  passphrase)
+        call.services.keys.unlock(read_manifest(rec.path), passphrase)
     if call.arg("requestedState") and call.arg("requestedState") != rec.state:
         rec = call.archive.set_store_state(rec.id, call.arg("requestedState"))
     return store_info(call.archive, rec, include_size=False)
@@ -283,5 +280,5 @@ def set_store_auto_create_configuration(call: Call) -> dict[str, Any]:
     before = autocreate.from_stored(conf.get("stores.autocreate"))
     after = autocreate.parse(call.arg("config"), before)
     call.note(before=before.shown())
-    conf.put("stores.autocreate", after.shown())
+    conf.put("stores.autocreate", after.stored())
     return after.shown()

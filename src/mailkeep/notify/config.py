@@ -259,7 +259,8 @@ class NotificationConfig:
         mode = _mode(conf)
         if mode not in ("SMTP", "POP before SMTP"):
             return None
-        server = conf["serverName"] if mode == "SMTP" else conf["pop3ServerName"]
+        server = (f"{conf['serverName']}:{conf['port']}" if mode == "SMTP"
+                  else f"{conf['pop3ServerName']}:{conf['pop3Port']}")
         return {"userName": conf["userName"], "server": server, "authentication": mode,
                 "hasSecret": sealed is not None}
 

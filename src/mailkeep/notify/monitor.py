@@ -47,7 +47,10 @@ class Health:
                     # Light and read-only: the manifest and, for an encrypted store, its
                     # key. Opening the store itself could repair its catalog and so get
                     # in the way of whoever is writing it.
-                    archive.keys.store_key(read_manifest(rec.path))
+                    manifest = read_manifest(rec.path)
+                    if archive.keys.locked(manifest) and rec.state != "current":
+                        continue  # locked by design until UnlockStore; no mail waits for it
+                    archive.keys.store_key(manifest)
                 except MailkeepError as exc:
                     bad.add(rec.id)
                     if rec.id not in self.bad_stores:

@@ -20,9 +20,10 @@ import logging
 import sqlite3
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -208,18 +209,34 @@ class _Controller(Controller):
         return _LongLines(self.handler, **self.SMTP_kwargs)
 
 
+class CertificateHolder(Protocol):
+    """The server's certificate, which a running server changes (web/app.py's
+    LiveCertificate): a context attached to it serves the certificate chosen last."""
+
+    def attach(self, context: ssl.SSLContext,
+               make: Callable[[Path, Path], ssl.SSLContext]) -> None: ...
+
+
+def starttls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 class JournalReceiver:
     """Starts and stops the SMTP listener (the server's lifespan does); it files through the
     server's writer and checks AUTH with the server's authenticator."""
 
     def __init__(self, settings: ReceiverSettings, store_writer: StoreWriter,
-                 authenticator: Authenticator) -> None:
+                 authenticator: Authenticator,
+                 certificate: CertificateHolder | None = None) -> None:
         self.settings = settings
         self.writer = JournalWriter(settings, store_writer)
         tls: ssl.SSLContext | None = None
         if settings.tls_cert and settings.tls_key:
-            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            tls.load_cert_chain(settings.tls_cert, settings.tls_key)
+            tls = starttls_context(settings.tls_cert, settings.tls_key)
+            if certificate is not None:  # SetServiceCertificate reaches STARTTLS too
+                certificate.attach(tls, starttls_context)
         if settings.auth and tls is None:
             raise MailkeepError("smtp.auth needs STARTTLS (smtp.starttls and a TLS "
                                 "certificate): passwords are not taken over plain SMTP")

@@ -6,11 +6,10 @@ writer), all around one master database and one invoke path."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mailkeep.core.admin.auth import Authenticator
 from mailkeep.core.admin.settings import Settings
 from mailkeep.core.admin.users import Users
-from mailkeep.core.errors import Conflict
+from mailkeep.core.errors import Conflict, InvalidArgument
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.functions import REGISTRY
 from mailkeep.functions.actions import job_runner
@@ -58,29 +57,40 @@ class CollapseSlashes:
 
 class LiveCertificate:
     """The certificate the running server serves, changed without a restart
-    (SetServiceCertificate): the server's TLS context loads the new chain on the event loop,
-    between handshakes; connections made from then on get it."""
+    (SetServiceCertificate). Each TLS context of the server (uvicorn's for HTTPS, the journal
+    receiver's for STARTTLS) is attached with the way to make one like it; at every handshake
+    its SNI callback (OpenSSL calls it with or without a server name) hands the connection a
+    context holding only the certificate chosen last. Loading the new chain into the running
+    context instead would not do: OpenSSL keeps one chain per key type, so an RSA certificate
+    loaded beside an EC one would leave the EC one served."""
 
     def __init__(self) -> None:
-        self.context: ssl.SSLContext | None = None  # set by `mailkeep serve`
-        self.loop: asyncio.AbstractEventLoop | None = None  # set by the lifespan
+        self._makers: dict[int, Callable[[Path, Path], ssl.SSLContext]] = {}
+        self._chosen: dict[int, ssl.SSLContext] = {}  # attached context's id -> its stand-in
+
+    def attach(self, context: ssl.SSLContext,
+               make: Callable[[Path, Path], ssl.SSLContext]) -> None:
+        self._makers[id(context)] = make
+        context.sni_callback = self._pick
+
+    def _pick(self, conn: ssl.SSLObject | ssl.SSLSocket, server_name: str | None,
+              context: ssl.SSLContext) -> None:
+        chosen = self._chosen.get(id(context))
+        if chosen is not None:
+            conn.context = chosen
 
     def use(self, cert: Path, key: Path) -> None:
-        context, loop = self.context, self.loop
-        if context is None or loop is None:
+        """Serve this chain to every handshake from now on; nothing changes if it cannot be
+        loaded."""
+        if not self._makers:
             raise Conflict("The server does not serve TLS (it runs behind a proxy): the "
                            "certificate is the proxy's.")
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-        def load() -> None:
-            try:
-                context.load_cert_chain(cert, key)
-                done.set_result(None)
-            except Exception as exc:  # checked before, so only if the files changed since
-                done.set_exception(exc)
-
-        loop.call_soon_threadsafe(load)
-        done.result(timeout=30)
+        try:
+            made = {ident: make(cert, key) for ident, make in self._makers.items()}
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidArgument(f"The certificate {cert.name} cannot be served: "
+                                  f"{exc}") from None
+        self._chosen = made  # one assignment: a handshake sees the old set or the new
 
 
 def worth_keeping(rec: FinishedRecord) -> bool:
@@ -134,8 +144,8 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
             snap = await engine.status(snap.token, AUTO_USER, snap.status_version, 60000)
 
     auto = AutoRunner(data_dir, master, run_automatic)
-    receiver = (JournalReceiver(smtp, services.writer, authenticator) if smtp is not None
-                else None)
+    receiver = (JournalReceiver(smtp, services.writer, authenticator, certificate)
+                if smtp is not None else None)
 
     async def watch() -> None:
         while True:
@@ -148,8 +158,6 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if certificate is not None:
-            certificate.loop = asyncio.get_running_loop()
         await engine.start()
         await scheduler.start()
         notifier.start()

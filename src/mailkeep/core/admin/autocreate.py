@@ -9,9 +9,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from string import Formatter
 from typing import Any
 
 from mailkeep.core.errors import InvalidArgument
+from mailkeep.core.masterdb.stores import NAME_RULE, valid_name
 
 MODES = ("none", "monthly", "quarterly", "yearly", "size")
 DEFAULT_PATTERN = {"monthly": "{year}-{month}", "quarterly": "{year}-Q{quarter}",
@@ -29,9 +31,14 @@ class AutoCreate:
     encrypt: bool = False
 
     def shown(self) -> dict[str, Any]:
+        """As GetStoreAutoCreateConfiguration answers it (the pattern in force)."""
+        return {**self.stored(), "namePattern": self.name_pattern or DEFAULT_PATTERN[self.mode]}
+
+    def stored(self) -> dict[str, Any]:
+        """As the setting keeps it ("" for the mode's default pattern)."""
         return {"mode": self.mode, "sizeLimitMB": self.size_limit_mb,
-                "namePattern": self.name_pattern or DEFAULT_PATTERN[self.mode],
-                "basePath": self.base_path, "encrypt": self.encrypt}
+                "namePattern": self.name_pattern, "basePath": self.base_path,
+                "encrypt": self.encrypt}
 
 
 NONE = AutoCreate()
@@ -58,15 +65,11 @@ def parse(value: Any, before: AutoCreate = NONE) -> AutoCreate:
     if mode == "size" and size is None:
         raise InvalidArgument("mode size needs sizeLimitMB")
     pattern = value.get("namePattern", before.name_pattern) or ""
-    if not isinstance(pattern, str) or len(pattern) > 80 or "/" in pattern or \
-            any(ord(c) < 32 for c in pattern):
-        raise InvalidArgument("namePattern must be a store name of at most 80 characters "
-                              "with {year}, {month}, {quarter} or {n} in it")
-    try:
-        name_for(pattern or DEFAULT_PATTERN[mode], datetime(2026, 1, 1), 1)
-    except (KeyError, IndexError, ValueError):
-        raise InvalidArgument(f"namePattern {pattern!r} may hold only {{year}}, {{month}}, "
-                              "{quarter} and {n}") from None
+    if "namePattern" not in value and mode != before.mode and \
+            pattern == DEFAULT_PATTERN[before.mode]:
+        pattern = ""  # the old mode's default does not outlive it
+    if pattern or mode != "none":
+        check_pattern(pattern or DEFAULT_PATTERN[mode])
     base = value.get("basePath", before.base_path)
     if base is not None and (not isinstance(base, str) or not Path(base).is_absolute()):
         raise InvalidArgument("basePath must be an absolute directory path (or null: the "
@@ -84,6 +87,31 @@ def from_stored(value: Any) -> AutoCreate:
         return parse(value)
     except InvalidArgument:
         return NONE  # a stored value this release cannot read: nothing is started
+
+
+PLACEHOLDERS = ("year", "month", "quarter", "n")
+ROOM = 6  # characters a name leaves for the " (2)" that tells apart stores of one name
+
+
+def check_pattern(pattern: str) -> None:
+    """A pattern whose names are store names: only the four placeholders, as they are (no
+    attribute, index, conversion or format), and what it makes follows the store-name rule
+    with room to spare; InvalidArgument if not."""
+    wrong = InvalidArgument(f"namePattern {pattern!r} must make a store name ({NAME_RULE}) "
+                            "from text and the placeholders {year}, {month}, {quarter} and "
+                            "{n} as they are")
+    if not isinstance(pattern, str):
+        raise wrong
+    try:
+        fields = [(f, spec, conv) for _text, f, spec, conv in Formatter().parse(pattern)
+                  if f is not None]
+    except ValueError:  # an unmatched brace
+        raise wrong from None
+    if any(f not in PLACEHOLDERS or spec or conv for f, spec, conv in fields):
+        raise wrong
+    widest = name_for(pattern, datetime(2026, 12, 1), 10**6)
+    if not valid_name(widest) or len(widest) > 100 - ROOM:
+        raise wrong
 
 
 def name_for(pattern: str, now: datetime, n: int) -> str:

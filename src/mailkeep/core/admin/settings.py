@@ -121,6 +121,7 @@ class Settings:
         self.master.settings.delete(key)
 
     def all(self) -> list[dict[str, Any]]:
-        return [{"key": s.name, "value": self.get(s.name), "default": s.default,
+        """Every setting as it may be shown (a secret one only says whether it is set)."""
+        return [{"key": s.name, "value": s.shown(self.get(s.name)), "default": s.default,
                  "set": self.is_set(s.name), "type": s.kind, "description": s.description}
                 for s in sorted(DECLARED.values(), key=lambda s: s.name)]

@@ -126,7 +126,10 @@ class MasterDB:
 
     def check(self) -> list[str]:
         """SQLite's integrity check; the problems it finds (none: an empty list)."""
-        rows = [r[0] for r in self.conn.execute("PRAGMA integrity_check")]
+        try:
+            rows = [r[0] for r in self.conn.execute("PRAGMA integrity_check")]
+        except sqlite3.DatabaseError as exc:  # too damaged to be checked page by page
+            return [str(exc)]
         return [] if rows == ["ok"] else rows
 
     def compact(self) -> tuple[int, int]:

@@ -3,6 +3,7 @@ id and name, in which state. Ids are never reused (store_ids)."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,13 @@ from pathlib import Path
 from mailkeep.core.masterdb.base import Repository
 
 STATES = ("current", "normal", "writeProtected", "disabled")
+NAME_RE = re.compile(r"^[^/\\\x00-\x1f]{1,100}$")
+NAME_RULE = "1-100 characters, no slashes or control characters, no surrounding spaces"
+
+
+def valid_name(name: str) -> bool:
+    """Whether a store may be called this (it also names its directory)."""
+    return bool(NAME_RE.match(name)) and name.strip() == name
 
 
 @dataclass(frozen=True)

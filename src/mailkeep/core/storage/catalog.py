@@ -93,8 +93,8 @@ def index_columns(subject: str, sender: str, recipients: str, body: str, attachm
 
 def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
+                               isolation_level=None, check_same_thread=False)
     else:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -433,7 +433,10 @@ class Catalog(Searching):
 
     def check(self) -> list[str]:
         """SQLite's and the full-text index's own integrity checks; the problems found."""
-        rows = [r[0] for r in self.conn.execute("PRAGMA integrity_check")]
+        try:
+            rows = [r[0] for r in self.conn.execute("PRAGMA integrity_check")]
+        except sqlite3.DatabaseError as exc:  # too damaged to be checked page by page
+            rows = [str(exc)]
         problems = [] if rows == ["ok"] else [f"catalog: {r}" for r in rows]
         try:
             self.check_index()
@@ -493,7 +496,7 @@ def backup_catalog(src: Path, dst: Path) -> None:
 
 def applied_of(path: Path) -> tuple[int, int]:
     """(segment, offset) up to which the catalog file at `path` has applied the segments."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
     try:
         rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
                                  "('applied_segment', 'applied_offset')").fetchall())
@@ -506,7 +509,7 @@ def compaction_of(path: Path) -> str | None:
     """The compaction id the catalog file at `path` knows (read-only; None when it knows none
     or cannot be read)."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
         try:
             row = conn.execute("SELECT value FROM meta WHERE key = 'compaction'").fetchone()
             return row[0] if row else None

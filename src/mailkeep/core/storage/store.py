@@ -72,9 +72,9 @@ class Store(Replay):
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
     def create(cls, path: Path, name: str, master_key: bytes | None, encrypt: bool,
-               passphrase: str | None = None) -> Store:
+               passphrase: str | None = None, created: float | None = None) -> Store:
         """A new store at path; encrypted under the master key, or (with a passphrase) under a
-        key the passphrase wraps."""
+        key the passphrase wraps. `created`: when (the manifest keeps it; default now)."""
         if (path / MANIFEST).exists():
             raise Conflict(f"{path} already holds a store (to use it: `mailkeep store attach "
                            f"{path}`)")
@@ -82,7 +82,8 @@ class Store(Replay):
             raise Conflict(f"{path} exists and is not empty")
         manifest: dict[str, Any] = {
             "format": FORMAT, "id": str(uuid.uuid4()), "name": name,
-            "created": int(time.time()), "codec": "zstd", "encryption": None}
+            "created": int(time.time() if created is None else created), "codec": "zstd",
+            "encryption": None}
         store_key = None
         if passphrase is not None:
             store_key = new_store_key()

@@ -154,6 +154,8 @@ class Replay(Writing):
         path = self.path / CATALOG
         # Made new on this open, so rebuilt from the segments (see __init__).
         self._fresh_catalog = self.writable and not path.exists()
+        if self._fresh_catalog and seg.segment_numbers(self.path / "segments"):
+            self.recovered_on_open.append("catalog was missing; rebuilt from the segments")
         try:
             catalog = Catalog(path, readonly=not self.writable and path.exists())
             catalog.dictionaries()  # touches the file: a damaged one fails here

@@ -235,6 +235,11 @@ def test_a_damaged_master_database_is_not_compacted(data: Path, damage: str) -> 
 
 
 # -- MaintainFileSystemDatabases ---------------------------------------------------------------
+def words(stem: str) -> str:
+    """Sixty words found in one message only: deleting it leaves index pages to reclaim."""
+    return " ".join(f"{stem}n{k}" for k in range(60))
+
+
 def import_batches(data: Path, tmp_path: Path, count: int, prefix: str) -> None:
     """`count` imports of ten messages each: each import commits its own index segment."""
     for b in range(count):
@@ -243,7 +248,7 @@ def import_batches(data: Path, tmp_path: Path, count: int, prefix: str) -> None:
         for i in range(10):
             (folder / f"{i}.eml").write_bytes(
                 f"From: {prefix}{b}{i}@example.org\r\nSubject: {prefix} {b} {i}\r\n\r\n"
-                f"{prefix}{b}x{i} text\r\n".encode())
+                f"{prefix}{b}x{i} text {words(f'{prefix}{b}x{i}')}\r\n".encode())
         mk_ok(data, "import", str(folder))
 
 

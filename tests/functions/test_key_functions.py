@@ -383,10 +383,10 @@ def test_passphrase_store_opens_in_another_data_directory(servers: Servers, tmp_
 
 
 def test_guessing_a_passphrase_is_slowed_down(tmp_path: Path) -> None:
-    """Five wrong passphrases in a row cost nothing but scrypt's time; from the sixth each
-    next try must wait (1 s, then doubling): a try inside the wait is refused without even
-    trying the passphrase, and says how long to wait; the right one afterwards unlocks and
-    clears the count. The waits are counted on the key ring's clock, set here."""
+    """Five wrong passphrases in a row cost nothing but scrypt's time; then each next try must
+    wait (1 s, then doubling): a try inside the wait is refused without even trying the
+    passphrase, and says how long to wait; the right one afterwards unlocks and clears the
+    count. The waits are counted on the key ring's clock, set here."""
     data = tmp_path / "data"
     res = mk(data, "store", "create", "Sealed", "--passphrase",
              input=f"{PASSPHRASE}\n{PASSPHRASE}\n")
@@ -398,22 +398,22 @@ def test_guessing_a_passphrase_is_slowed_down(tmp_path: Path) -> None:
         def unlock(passphrase: str) -> Any:
             return inv.call("UnlockStore", SHELL, form={"id": "1", "passphrase": passphrase})
 
-        for _ in range(6):
+        for _ in range(5):
             with pytest.raises(InvalidArgument, match="does not open store Sealed"):
                 unlock(WRONG)
         with pytest.raises(Conflict, match=r"try again in 1 s"):
             unlock(PASSPHRASE)  # refused inside the wait, even the right one
         now[0] += 1.0
         with pytest.raises(InvalidArgument):
-            unlock(WRONG)  # the seventh wrong one: 2 s now
+            unlock(WRONG)  # the sixth wrong one: 2 s now
         now[0] += 1.5
         with pytest.raises(Conflict, match=r"try again in 1 s"):
             unlock(PASSPHRASE)
         now[0] += 0.5
         assert unlock(PASSPHRASE)["name"] == "Sealed"
-        for _ in range(5):  # the count starts again
+        for _ in range(4):  # the count starts again
             with pytest.raises(InvalidArgument):
                 unlock(WRONG)
         assert unlock(PASSPHRASE)["name"] == "Sealed"
     outcomes = [d["outcome"] for _a, action, d in audit_rows(data) if action == "UnlockStore"]
-    assert outcomes == ["failed"] * 9 + ["succeeded"] + ["failed"] * 5 + ["succeeded"]
+    assert outcomes == ["failed"] * 8 + ["succeeded"] + ["failed"] * 4 + ["succeeded"]

@@ -34,6 +34,7 @@ from tests.functions.test_server_functions import (
 from tests.helpers import mk, mk_ok
 
 DEFAULTS = {"api.enabled": False, "server.host": "0.0.0.0", "server.port": 8463,
+            "server.trusted_proxies": "",
             "tls.enabled": True, "tls.cert": None, "tls.key": None, "smtp.enabled": False,
             "smtp.host": "0.0.0.0", "smtp.port": 2525, "smtp.owner": "journal",
             "smtp.max_size": 50 << 20, "smtp.networks": "127.0.0.0/8,::1/128",

@@ -208,10 +208,13 @@ def test_set_get_partial_and_password_write_only(mc: TestClient, data: Path,
     bad = invoke(mc, "SetSmtpSettings", settings='{"port": 0, "password": "leak-me"}')
     assert "between 1 and 65535" in bad["error"]["message"]
     assert "leak-me" not in json.dumps(bad)
-    # Switching to POP before SMTP shows that shape; the password stays.
+    # Switching to POP before SMTP shows that shape. The stored password would now go to the
+    # POP3 server, which it was not given for: it must be given again.
     pop = {"authenticationType": "POP before SMTP", "pop3ServerName": "pop.example.org",
            "pop3Port": 110, "useApop": True, "pop3Interval": 300}
-    assert set_conf(mc, sid, pop).status_code == 200
+    refused = set_conf(mc, sid, pop)
+    assert refused.status_code == 400 and "give the password again" in refused.text
+    assert set_conf(mc, sid, {**pop, "password": SECRET}).status_code == 200
     shown = get_conf(mc, sid)
     assert shown["authenticationType"] == "POP before SMTP" and "smtpAuthenticationType" \
         not in shown and shown["userStartTlsForPop"] is False and shown["useApop"] is True

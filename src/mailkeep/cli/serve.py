@@ -72,6 +72,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
             tls_cert, tls_key = Path(conf.get("tls.cert")), Path(conf.get("tls.key") or "")
         smtp = _receiver_settings(conf, smtp_port)
         conf_starttls = bool(conf.get("smtp.starttls"))
+        proxies = str(conf.get("server.trusted_proxies") or "")
         out.print(f"mailkeep {__version__}: data directory {archive.data_dir}")
         try:
             rec, store = archive.current_store()
@@ -110,8 +111,12 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
         sys.stdout.flush()
     # A client holding a TLS connection open (keep-alive, a long poll) must not keep a
     # stopping server up: after this many seconds the rest is cut off.
+    # A client's address is the connection's, unless it comes through a proxy named in
+    # server.trusted_proxies: any other client could name itself in X-Forwarded-For.
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                            timeout_graceful_shutdown=GRACE_S, **tls_files)  # type: ignore[arg-type]
+                            timeout_graceful_shutdown=GRACE_S, proxy_headers=bool(proxies),
+                            forwarded_allow_ips=proxies or None,
+                            **tls_files)  # type: ignore[arg-type]
     config.load()  # the TLS context, which SetServiceCertificate changes while it runs
     if certificate is not None and config.ssl is not None:
 

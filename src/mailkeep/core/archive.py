@@ -58,9 +58,10 @@ class SearchResult:
 
 
 def parse_message_id(value: str) -> tuple[int, int]:
-    m = re.fullmatch(r"(\d+):(\d+)", value.strip())
+    m = re.fullmatch(r"(\d{1,18}):(\d{1,18})", value.strip())
     if not m:
-        raise InvalidArgument(f"message id {value!r} is not of the form <storeId>:<number>")
+        raise InvalidArgument(f"message id {value[:60]!r} is not of the form "
+                              "<storeId>:<number>")
     return int(m.group(1)), int(m.group(2))
 
 

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import getaddresses
 from pathlib import Path
@@ -77,6 +78,7 @@ class Field:
     format: Format = ""
     secret: bool = False  # never echoed in errors, logs or the audit log
     secret_keys: tuple[str, ...] = ()  # of a json object: keys shown only as "***"
+    mask: Callable[[Any], Any] | None = None  # what of a value the audit log may keep
 
     @property
     def api_type(self) -> str:
@@ -188,6 +190,8 @@ class Field:
 
     def shown(self, value: Any) -> Any:
         """The value as the audit log may keep it."""
+        if self.mask is not None and value is not None:
+            return self.mask(value)
         if self.secret:
             return "***" if value else value
         if self.secret_keys and isinstance(value, dict):
@@ -233,22 +237,27 @@ def _absolute_path(field: Field, value: str) -> str | None:
     text = value.strip()
     if not text:
         return None
+    if CONTROL_RE.search(text):
+        raise FieldError(field, "a path without control characters")
     path = Path(text).expanduser()
     if not path.is_absolute():
         raise FieldError(field, "an absolute path", value)
+    if any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in path.parts):
+        raise FieldError(field, "a path whose names are at most 255 bytes long")
     return str(path)
 
 
 def _networks(field: Field, value: str) -> str:
     items = [n.strip() for n in value.split(",") if n.strip()]
+    networks = []
     for item in items:
         try:
-            ipaddress.ip_network(item, strict=False)
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
             raise FieldError(field, "networks such as 192.0.2.0/24 or 2001:db8::/32",
                              problem=f"holds {item!r}, which is not a network such as "
                              "192.0.2.0/24 or 2001:db8::/32") from None
-    return ",".join(items)
+    return ",".join(networks)
 
 
 _FORMATS = {"line": _line, "host": _host, "address": _address, "addresses": _addresses,

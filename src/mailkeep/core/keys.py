@@ -14,6 +14,7 @@ import base64
 import binascii
 import math
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,13 @@ from typing import Any
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from mailkeep.core.crypto import MASTER_KEY_ENV, key_id, load_master_key, unwrap_key, wrap_key
-from mailkeep.core.errors import Conflict, InvalidArgument, KeyMissing
+from mailkeep.core.errors import Conflict, CorruptData, InvalidArgument, KeyMissing
 
 PASSPHRASE = "passphrase"  # the key_id of a store whose key a passphrase wraps
 SCRYPT = {"n": 2**15, "r": 8, "p": 1}  # about 60 ms and 32 MB per try
 MIN_PASSPHRASE = 12
 FREE_TRIES = 5  # wrong passphrases for a store before each next try must wait
-MAX_WAIT_S = 900  # the longest wait: 1 s after the 6th wrong try, doubling, up to this
+MAX_WAIT_S = 900  # the longest wait: 1 s after the 5th wrong try, doubling, up to this
 OLD = "master.key.old"  # the key a renewal replaced, until the renewal has finished
 RETIRED = "master.key.retired-"  # keys renewals replaced, for what was wrapped under them
 
@@ -41,10 +42,22 @@ def read_key(path: Path) -> bytes | None:
     return key if len(key) == 32 else None
 
 
+MAX_SCRYPT = {"n": 2**20, "r": 16, "p": 4}  # a manifest may ask for no more work than this
+
+
 def _kek(passphrase: str, kdf: dict[str, Any]) -> bytes:
-    salt = base64.b64decode(kdf["salt"])
-    return Scrypt(salt=salt, length=32, n=int(kdf["n"]), r=int(kdf["r"]),
-                  p=int(kdf["p"])).derive(passphrase.encode("utf-8"))
+    """The key a passphrase gives under the manifest's scrypt parameters. A store may come
+    from anyone: parameters beyond MAX_SCRYPT (minutes of work, gigabytes) are refused."""
+    try:
+        salt = base64.b64decode(kdf["salt"], validate=True)
+        n, r, p = (int(kdf[k]) for k in ("n", "r", "p"))
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise CorruptData("the store's key derivation parameters cannot be read") from None
+    if kdf.get("name") != "scrypt" or not 16 <= len(salt) <= 64 or n < 2 or n & (n - 1) or \
+            not (n <= MAX_SCRYPT["n"] and 1 <= r <= MAX_SCRYPT["r"] and 1 <= p <= MAX_SCRYPT["p"]):
+        raise CorruptData(f"the store's key derivation (scrypt n={n}, r={r}, p={p}) is not one "
+                          "mailkeep makes or accepts")
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
 
 
 def passphrase_encryption(store_key: bytes, passphrase: str) -> dict[str, Any]:
@@ -77,27 +90,29 @@ class KeyRing:
         self.unlocked: dict[str, bytes] = {}
         self._failures: dict[str, tuple[int, float]] = {}  # store id -> (wrong tries, until)
         self.clock = time.monotonic  # what the waits after wrong passphrases count on
+        self._trying: dict[str, threading.Lock] = {}
 
     def unlock(self, manifest: dict[str, Any], passphrase: str) -> None:
         """Unlock a passphrase store in this process. A wrong passphrase is InvalidArgument;
         after FREE_TRIES of them in a row, the next try must wait (Conflict says how long),
         doubling each time: guessing costs time, not only scrypt's 60 ms."""
         sid = str(manifest.get("id"))
-        count, until = self._failures.get(sid, (0, 0.0))
-        now = self.clock()
-        if now < until:
-            raise Conflict(f"Too many wrong passphrases for this store: try again in "
-                           f"{math.ceil(until - now)} s.")
-        try:
-            key = unlock(manifest.get("encryption") or {}, passphrase)
-        except InvalidArgument:
-            count += 1
-            wait = 0.0 if count <= FREE_TRIES else min(2.0 ** (count - FREE_TRIES - 1),
-                                                         MAX_WAIT_S)
-            self._failures[sid] = (count, now + wait)
-            raise
-        self._failures.pop(sid, None)
-        self.unlocked[sid] = key
+        with self._trying.setdefault(sid, threading.Lock()):  # one try at a time per store
+            count, until = self._failures.get(sid, (0, 0.0))
+            now = self.clock()
+            if now < until:
+                raise Conflict(f"Too many wrong passphrases for this store: try again in "
+                               f"{math.ceil(until - now)} s.")
+            try:
+                key = unlock(manifest.get("encryption") or {}, passphrase)
+            except InvalidArgument:
+                count += 1
+                wait = 0.0 if count < FREE_TRIES else min(2.0 ** (count - FREE_TRIES),
+                                                            MAX_WAIT_S)
+                self._failures[sid] = (count, self.clock() + wait)
+                raise
+            self._failures.pop(sid, None)
+            self.unlocked[sid] = key
 
     @property
     def conf(self) -> Path:

@@ -22,7 +22,8 @@ Until then the leftovers open nothing that was not open before. One renewal runs
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +123,20 @@ def renew(keys: KeyRing, stores: list[Path], reseal: Callable[[], None], log: Lo
         raise Conflict(f"The master key comes from {MASTER_KEY_ENV}: mailkeep cannot replace "
                        "it there. Set the new key there yourself (and keep the old one to "
                        "open what it wraps).")
-    lock = RunLock.acquire(lock_file(keys.data_dir, "renewal"))
-    if lock is None:
-        raise Conflict("Another renewal of the master key is running.")
-    try:
+    with keys_still(keys.data_dir, "Another renewal of the master key, or a backup, is "
+                    "running: renew the key once it has ended."):
         return _renew(keys, stores, reseal, log, checkpoint)
+
+
+@contextmanager
+def keys_still(data_dir: Path, busy: str) -> Iterator[None]:
+    """While this holds, the master key is not renewed (a renewal holds it too): a backup
+    copies conf/ and the stores' manifests as one. Conflict(busy) if it is held."""
+    lock = RunLock.acquire(lock_file(data_dir, "renewal"))
+    if lock is None:
+        raise Conflict(busy)
+    try:
+        yield
     finally:
         lock.release()
 

@@ -4,6 +4,7 @@ owner, through the one invoke path."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
@@ -64,6 +65,28 @@ def parse_action(action: str) -> tuple[Function, dict[str, str]]:
                                   f"{arg.name} of {fn.name}: a job's action is stored and shown "
                                   "in clear (save a profile and run it with RunProfile).")
     return fn, form
+
+
+SECRET_NAME = re.compile(r"pass|secret|token|key", re.IGNORECASE)
+
+
+def shown_action(action: str) -> str:
+    """An action as the audit log may keep it: the values of secret arguments masked. An
+    action carrying one is refused, and the refusal is audited."""
+    try:
+        words = shlex.split(action)
+    except ValueError:  # unbalanced quotes: what it holds cannot be told apart
+        return "***"
+    if not words:
+        return action
+    fn = REGISTRY.get(words[0])
+    secret = {a.name.lower() for a in fn.args if a.secret or a.secret_keys} if fn else set()
+    shown = [words[0]]
+    for word in words[1:]:
+        name, sep, _value = (word[2:] if word.startswith("--") else word).partition("=")
+        hidden = sep and (name.lower() in secret or SECRET_NAME.search(name))
+        shown.append(f"{name}=***" if hidden else word)
+    return shlex.join(shown)
 
 
 def job_runner(invoker: Invoker) -> RunAction:

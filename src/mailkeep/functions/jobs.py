@@ -13,7 +13,7 @@ from mailkeep.core.admin.zones import canonical, zone
 from mailkeep.core.errors import Conflict, InvalidArgument
 from mailkeep.core.fields import Field
 from mailkeep.core.masterdb import Job
-from mailkeep.functions.actions import job_runner, parse_action
+from mailkeep.functions.actions import job_runner, parse_action, shown_action
 from mailkeep.functions.call import Call
 from mailkeep.functions.registry import function
 from mailkeep.jobs import runs
@@ -147,7 +147,8 @@ def get_jobs(call: Call) -> list[dict[str, Any]]:
           "process is that user's) and is audited as job:<name>. " + SCHEDULE_RULES +
           f" Answers the new job. {JOB_TEXT}", JOB_SHAPE,
           Field("name", "string", description="The job's name (1-100 characters)."),
-          Field("action", "string", description="The function call, e.g. VerifyStores."),
+          Field("action", "string", description="The function call, e.g. VerifyStores.",
+                mask=shown_action),
           Field("owner", "string", description="The user the job runs as."),
           Field("timeZoneId", "string", description=f"The schedule's zone: {ZONE_TEXT}"),
           *_schedule_args())

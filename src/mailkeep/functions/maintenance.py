@@ -16,6 +16,7 @@ from typing import Any
 from mailkeep.core.errors import Conflict, InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field
 from mailkeep.core.masterdb import MasterDB, StoreRecord
+from mailkeep.core.renewal import keys_still
 from mailkeep.core.storage.backup import copy_store
 from mailkeep.core.storage.compact import compact
 from mailkeep.core.storage.merge import merge
@@ -338,7 +339,7 @@ def _check_target(call: Call, raw: str) -> tuple[Path, bool]:
           "backup API, segments up to what the catalog has applied). Restore by using the "
           "copy as the data directory.", '{"path": str, "bytes": int}',
           Field("path", "string", description="An empty or new directory outside the data "
-              "directory and the stores."),
+              "directory and the stores (an absolute path).", format="absolute-path"),
           Field("excludeSearchIndexes", "bool", description="Leave the stores' catalogs (which "
                 "hold the full-text index) out; they are rebuilt from the segments on first "
                 "open of the restored copy.", default=False),
@@ -348,8 +349,11 @@ def create_backup(call: Call) -> dict[str, Any]:
     exclude = bool(call.arg("excludeSearchIndexes"))
     data = call.archive.data_dir
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target.chmod(0o700)  # it holds the master key and the accounts: private, as the data dir
     try:
-        _backup(call, data, target, exclude)
+        with keys_still(data, "The master key is being renewed, or another backup runs: "
+                        "back up once it has ended."):
+            _backup(call, data, target, exclude)
     except BaseException:
         for child in list(target.iterdir()):  # it was empty or new: leave no half backup
             if child.is_dir() and not child.is_symlink():

@@ -202,8 +202,7 @@ def status_report(call: Call, start: datetime, end: datetime) -> str:
               "thismonth or lastmonth.", choices=TIMESPANS),
           Field("timeZoneId", "string", description="$Local, an IANA or a Windows time zone "
               "id."),
-          Field("recipients", "string", description="Mail addresses, comma separated."),
-          changes=False)
+          Field("recipients", "string", description="Mail addresses, comma separated."))
 def send_status_report(call: Call) -> dict[str, str]:
     recipients = check_value(FIELDS["toMailAddress"], str(call.arg("recipients")))
     if not recipients:

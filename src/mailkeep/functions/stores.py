@@ -26,7 +26,8 @@ DATABASE_ARGS = (
     Field("type", "string", True, "FileSystemInternal (the only type mailkeep has).",
         choices=STORE_TYPES),
     Field("databaseName", "string", True, "Not used (database-server stores)."),
-    Field("databasePath", "string", True, "Directory of the store."),
+    Field("databasePath", "string", True, "Directory of the store (an absolute path).",
+          format="absolute-path"),
     Field("contentPath", "string", True, "Not used: content lives in the store directory."),
     Field("indexPath", "string", True, "Not used: the index lives in the store directory."),
     Field("serverName", "string", True, "Not used (database-server stores)."),
@@ -138,8 +139,6 @@ def set_store_properties(call: Call) -> dict[str, Any]:
                                   "its content and index in its own directory.")
     path = call.arg("databasePath")
     if path:
-        if not Path(path).is_absolute():
-            raise InvalidArgument(f"databasePath {path!r} must be an absolute path.")
         rec = call.archive.relocate_store(rec.id, Path(path))
     return store_info(call.archive, rec, include_size=False)
 

@@ -153,6 +153,7 @@ def set_user_login_privileges(call: Call) -> None:
     before = _users(call).set_login_privileges(call.arg("userName"),
                                                call.arg("loginPrivileges"))
     call.note(before=before or ["none"])
+    _end_sessions(call, call.arg("userName"))  # a way taken away counts at once
 
 
 @function("SetUserDistinguishedName", "Set or clear a user's LDAP distinguished name.", "null",

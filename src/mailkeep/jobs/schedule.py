@@ -57,6 +57,8 @@ def parse_local(text: str, what: str = "date") -> datetime:
                 if re.match(r"\d{4}-\d\d-\d\dT[\d:]+(Z|[+-]\d)", raw) else "")
         raise InvalidArgument(f"Invalid {what} '{text}': use YYYY-MM-DD or "
                               f"YYYY-MM-DDTHH:MM:SS{hint}.")
+    if not 1900 <= int(m.group(1)) <= 9000:  # any zone's offset must stay inside datetime's
+        raise InvalidArgument(f"Invalid {what} '{text}': the year must be from 1900 to 9000.")
     try:
         day = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     except ValueError:

@@ -127,6 +127,19 @@ def _mode(conf: dict[str, Any]) -> str:
     return "connection" if conf.get("connection") else str(conf["authenticationType"])
 
 
+def _sent_to(conf: dict[str, Any]) -> set[tuple[str, bool]]:
+    """Where the stored password goes: (protocol://host:port, over TLS) of the login that
+    uses it."""
+    mode = _mode(conf)
+    if mode == "SMTP":
+        return {(f"smtp://{str(conf['serverName']).lower()}:{conf['port']}",
+                 bool(conf["useSmtpOverSsl"] or conf["useStartTls"]))}
+    if mode == "POP before SMTP":
+        return {(f"pop3://{str(conf['pop3ServerName']).lower()}:{conf['pop3Port']}",
+                 bool(conf["usePopOverSsl"] or conf["userStartTlsForPop"]))}
+    return set()
+
+
 def validate(conf: dict[str, Any], has_password: bool, connections: set[str] | None) -> None:
     """What a configuration as a whole must satisfy to be saved."""
     mode = _mode(conf)
@@ -280,11 +293,24 @@ class NotificationConfig:
         write_atomic(self.path, {**data, "password": seal(self.data_dir, password, "password")})
         return True
 
+    def _given_for(self, conf: dict[str, Any]) -> set[tuple[str, bool]]:
+        """Where the stored password was given for: the login it was set with (a file from
+        before this was kept: where the configuration sends it now)."""
+        data = read_json(self.path) or {}
+        kept = data.get("passwordFor")
+        if not isinstance(kept, list):
+            return _sent_to(conf)
+        try:
+            return {(str(d), bool(t)) for d, t in kept}
+        except (TypeError, ValueError):  # not as written: trust it for nothing
+            return set()
+
     def set(self, changes: dict[str, Any], connections: set[str] | None = None) -> list[str]:
         """Apply a partial change (absent fields stay, the password stays unless given);
         everything is checked before the file is written. Returns the fields changed."""
         conf, sealed = self._load()
         before = dict(conf)
+        given_for = self._given_for(before)
         password = changes.get(SECRET)
         unknown = [n for n in changes if n not in FIELDS and n != SECRET]
         if unknown:
@@ -301,15 +327,20 @@ class NotificationConfig:
         if password is not None:
             if not isinstance(password, str) or any(c in password for c in "\r\n\x00"):
                 raise InvalidArgument("password must be a string of one line")
-        elif sealed is not None and any(
-                conf[n] != before[n] for n in ("serverName", "pop3ServerName")
-                if before[n] is not None):
-            # Write-only is only worth something if it cannot be redirected to another host.
-            raise InvalidArgument("give the password again when serverName or pop3ServerName "
-                                  "changes (the stored one is never sent to another server)")
+        elif sealed is not None and not all(
+                any(h == host and (tls or not was_tls) for h, was_tls in given_for)
+                for host, tls in _sent_to(conf)):
+            # Write-only is only worth something if it cannot be redirected to another host,
+            # nor to the same one without TLS.
+            raise InvalidArgument("give the password again when it would go to another server "
+                                  "or port (serverName, port, pop3ServerName, pop3Port, "
+                                  "authenticationType) or without TLS where it had TLS: the "
+                                  "stored one is never sent where it was not")
         validate(conf, bool(password) or sealed is not None, connections)
         if password is not None:
             sealed = seal(self.data_dir, password, "password") if password else None
-        write_atomic(self.path, {"format": FORMAT, "configuration": conf, "password": sealed})
+            given_for = _sent_to(conf)
+        write_atomic(self.path, {"format": FORMAT, "configuration": conf, "password": sealed,
+                                 "passwordFor": sorted([d, t] for d, t in given_for)})
         changed = [n for n in FIELDS if conf[n] != before[n]]
         return changed + ([SECRET] if password is not None else [])

@@ -48,6 +48,19 @@ SMTP_AUTH = ("none", "plain", "login", "cram-md5", "xoauth2")
 POP_AUTH = ("user", "apop")
 
 
+def _exposed(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether a stored password would reach another server than before, or the same one
+    less protected (without TLS, without checking its certificate, trusting another CA)."""
+    host = (after.get("serverName") or "").lower()
+    return (host != (before.get("serverName") or "").lower()
+            or after.get("port") != before.get("port")
+            or (after.get("security", "none") == "none"
+                and before.get("security", "none") != "none")
+            or (before.get("verifyCertificate", True) and not after.get("verifyCertificate",
+                                                                         True))
+            or after.get("caFile") != before.get("caFile"))
+
+
 class Connections:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -180,10 +193,10 @@ class Connections:
                 raise InvalidArgument("password must be a string of one line")
             item["password"] = (seal(self.data_dir, password, f"password of {item['name']}")
                                 if password else None)
-        elif item.get("password") and before.get("serverName") not in (None,
-                                                                       item["serverName"]):
-            raise InvalidArgument("give the password again when serverName changes (the "
-                                  "stored one is never sent to another server)")
+        elif item.get("password") and before and _exposed(before, item):
+            raise InvalidArgument("give the password again when serverName or port changes, "
+                                  "or when security, verifyCertificate or caFile would let it "
+                                  "go where the stored one never went")
         needs_user = item["authentication"] != "none"
         if needs_user and not (item.get("userName") and item.get("password")):
             raise InvalidArgument(f"authentication {item['authentication']!r} needs userName "

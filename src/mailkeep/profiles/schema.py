@@ -32,7 +32,8 @@ def _f(name: str, kind: str, default: Any = None, required: bool = False,
     return Field(name, _KINDS[base],
                  kind.endswith("?"), doc, default=default, required=required, choices=values,
                  low=0 if base == "int" else None, high=10**9 if base == "int" else None,
-                 format="line" if base == "str" and not values else "")
+                 format="line" if base == "str" and not values else "",
+                 secret=name in SECRETS)
 
 
 def _by_name(*fields: Field) -> dict[str, Field]:

@@ -194,7 +194,18 @@ class SmtpAuth:
             log.warning("journal: AUTH as %r from %s refused: no admin or archive privilege",
                         user, address)
             return AuthResult(success=False, handled=False)
+        if self.users.has_initial_password(user) and not _loopback(address):
+            log.warning("journal: AUTH as %r from %s refused: the account still has its "
+                        "initial password (accepted from this machine only)", user, address)
+            return AuthResult(success=False, handled=False)
         return AuthResult(success=True)
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class _LongLines(SMTP):

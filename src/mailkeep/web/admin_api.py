@@ -29,7 +29,7 @@ from mailkeep.functions import REGISTRY
 from mailkeep.functions.call import Caller
 from mailkeep.functions.errors import api_error
 from mailkeep.functions.invoke import Invoker
-from mailkeep.functions.registry import ApiArgumentError
+from mailkeep.functions.registry import ApiArgumentError, UnknownFunction
 from mailkeep.jobs.engine import Engine, UnknownToken
 from mailkeep.web.envelope import envelope, failure, json_bytes, plain
 
@@ -97,7 +97,14 @@ async def authenticate(state: ApiState, request: Request, admin: bool = True) ->
         log.warning("failed API login for %r from %s (%s)", user, address, result.reason)
         return plain(401, "Invalid credentials." if result.reason != "locked-out" else
                      "Too many failed logins: try again later.", extra)
-    if admin and not state.users.is_administrator(user):
+    account = state.users.account(user)
+    if account is None:  # deleted a moment ago
+        return plain(401, "Invalid credentials.", {"WWW-Authenticate": REALM})
+    user = account.user_name  # as stored: the audit log names the account, not the typing
+    if "api" not in account.login_privileges:
+        return plain(403, f"User {user} may not log in to the Administration API (its login "
+                          "privileges lack api).")
+    if admin and not account.is_administrator:
         return plain(403, f"User {user} is not an administrator.")
     if state.users.has_initial_password(user) and not _client_is_loopback(request):
         return plain(403, "The admin account still has its initial password: the API answers "
@@ -140,9 +147,15 @@ def endpoint(state: ApiState, handler: Callable[[ApiState, Request, str], Awaita
 
 async def invoke(state: ApiState, request: Request, user: str) -> Response:
     caller = Caller(user, "api", request.client.host if request.client else "")
-    prepared = state.invoker.prepare(request.path_params["function"], caller,
-                                     form=await _form(request))
-    return envelope(await state.invoker.start(prepared))
+    invoker = state.invoker
+    try:
+        fn = invoker.admit(request.path_params["function"], caller)  # before the body is read
+    except UnknownFunction:
+        if not state.users.is_administrator(user):  # which functions exist is theirs to know
+            raise Forbidden(f"User {user} is not an administrator.") from None
+        raise
+    prepared = invoker.with_args(fn, caller, form=await _form(request))
+    return envelope(await invoker.start(prepared))
 
 
 def _number(form: dict[str, str], name: str, default: int | None) -> int | None:

@@ -38,6 +38,7 @@ from mailkeep.profiles.automatic import AutoRunner
 from mailkeep.receive.smtp import JournalReceiver, ReceiverSettings
 from mailkeep.web import mcapi
 from mailkeep.web.admin_api import ApiState, FastRoutes, routes
+from mailkeep.web.guard import RequestGuard
 
 log = logging.getLogger("mailkeep.server")
 AUTO_USER = "automatic"  # who automatic profile runs are started by
@@ -180,5 +181,5 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
             await anyio.to_thread.run_sync(services.close)
             master.close()
 
-    return CollapseSlashes(FastRoutes(state, Starlette(routes=routes(state) + mcapi.routes(state),
-                                                      lifespan=lifespan)))
+    return RequestGuard(CollapseSlashes(FastRoutes(
+        state, Starlette(routes=routes(state) + mcapi.routes(state), lifespan=lifespan))))

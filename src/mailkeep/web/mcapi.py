@@ -137,7 +137,7 @@ class McApi:
         timeout = body.get("timeout", DEFAULT_TIMEOUT_MIN)
         try:
             minutes = int(timeout) if not isinstance(timeout, bool) else -1
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # also Infinity, 1e400
             minutes = -1
         if not 1 <= minutes <= MAX_TIMEOUT_MIN:
             raise McError(1002, f"timeout must be a whole number of minutes from 1 to "
@@ -154,6 +154,10 @@ class McApi:
                               {"Retry-After": str(wait)})
             raise McError(2001, "Wrong user name or password.")
         users = self.state.users
+        account = users.account(user)
+        if account is not None and "web" not in account.login_privileges:
+            raise McError(2003, f"Account {user!r} may not log in to the management console "
+                          "(its login privileges lack web).")
         role = users.effective_role(user)
         if role is None:
             raise McError(2003, f"Account {user!r} has no management role (administrator, "

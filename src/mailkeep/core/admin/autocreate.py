@@ -71,8 +71,10 @@ def parse(value: Any, before: AutoCreate = NONE) -> AutoCreate:
     if pattern or mode != "none":
         check_pattern(pattern or DEFAULT_PATTERN[mode])
     base = value.get("basePath", before.base_path)
-    if base is not None and (not isinstance(base, str) or not Path(base).is_absolute()):
-        raise InvalidArgument("basePath must be an absolute directory path (or null: the "
+    if base is not None and (not isinstance(base, str) or not Path(base).is_absolute()
+                             or any(ord(c) < 32 or ord(c) == 127 for c in base)):
+        raise InvalidArgument("basePath must be an absolute directory path, without control "
+                              "characters (or null: the "
                               "data directory's stores/)")
     encrypt = value.get("encrypt", before.encrypt)
     if not isinstance(encrypt, bool):

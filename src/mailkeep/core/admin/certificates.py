@@ -106,6 +106,8 @@ def load(cert: Path, key: Path) -> Held:
     pem = _read(cert)
     if pem is None or b"-----BEGIN CERTIFICATE-----" not in pem:
         raise InvalidArgument(f"{cert} is not a readable PEM certificate")
+    if _read(key) is None:  # a regular file of a key's size (never a FIFO or a device)
+        raise InvalidArgument(f"{key} is not a readable private key file")
     try:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)

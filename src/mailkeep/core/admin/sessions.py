@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from mailkeep.core.admin.users import name_key
 from mailkeep.core.masterdb import MasterDB
 
 TOUCH_EVERY = 15.0
@@ -86,8 +87,12 @@ class Sessions:
         return True
 
     def end_user(self, user_name: str) -> int:
-        """End every session of an account (deleted, renamed, password changed)."""
-        return self.rows.delete_user(user_name)
+        """End every session of an account (deleted, renamed, password changed): of every
+        spelling of its name, compared as user names are."""
+        key = name_key(user_name)
+        with self.master.tx():
+            return sum(self.rows.delete_user(n) for n in self.rows.user_names()
+                       if name_key(n) == key)
 
     def active(self) -> list[Session]:
         """Live sessions, oldest first; expired ones are removed on the way."""

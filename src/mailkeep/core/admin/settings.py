@@ -23,6 +23,10 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
           description="Address the server listens on (serve --host)."),
     Field("server.port", "int", default=8463, low=1, high=65535,
           description="Port the server listens on (serve --port)."),
+    Field("server.trusted_proxies", "string", default="", format="networks",
+          description="Addresses of reverse proxies whose X-Forwarded-For and "
+          "X-Forwarded-Proto name the client (comma-separated IPs or networks); empty: none, "
+          "the connection's own address is the client's (login throttling, audit)."),
     Field("tls.enabled", "bool", default=True, description="Serve HTTPS; false for running "
           "behind a TLS-terminating proxy (serve --no-tls)."),
     Field("tls.cert", "string", default=None, format="absolute-path",

@@ -11,6 +11,7 @@ the repositories' calls join it.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -111,7 +112,10 @@ class MasterDB:
         conn.execute("COMMIT")
 
     def backup(self, target: Path) -> None:
-        """A consistent copy of the database while others use it (SQLite's backup API)."""
+        """A consistent copy of the database while others use it (SQLite's backup API),
+        readable by its owner only (it holds password hashes and the audit log)."""
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.chmod(target, 0o600)
         copy = sqlite3.connect(target)
         try:
             self.conn.backup(copy)

@@ -26,9 +26,12 @@ class SessionRows(Repository):
     def delete(self, id_hash: str) -> None:
         self.conn.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
 
+    def user_names(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT user_name FROM sessions")}
+
     def delete_user(self, user_name: str) -> int:
-        cur = self.conn.execute("DELETE FROM sessions WHERE user_name = ? COLLATE NOCASE",
-                                (user_name,))
+        """The sessions of exactly this spelling (compare names with users.name_key)."""
+        cur = self.conn.execute("DELETE FROM sessions WHERE user_name = ?", (user_name,))
         return int(cur.rowcount)
 
     def live(self, now: float) -> list[tuple[Any, ...]]:

@@ -12,12 +12,14 @@ from mailkeep.core.masterdb.base import Repository
 
 STATES = ("current", "normal", "writeProtected", "disabled")
 NAME_RE = re.compile(r"^[^/\\\x00-\x1f]{1,100}$")
-NAME_RULE = "1-100 characters, no slashes or control characters, no surrounding spaces"
+NAME_RULE = ("1-100 characters, no slashes or control characters, no surrounding spaces, "
+             "not . or ..")
 
 
 def valid_name(name: str) -> bool:
     """Whether a store may be called this (it also names its directory)."""
-    return bool(NAME_RE.match(name)) and name.strip() == name
+    return (bool(NAME_RE.match(name)) and name.strip() == name and name not in (".", "..")
+            and len(name.encode("utf-8", "surrogateescape")) <= 200)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ point of the code, to be killed there, is in tests/crashpoints.py."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import pickle
 import pwd
@@ -16,6 +17,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -260,3 +262,18 @@ def serving(data: Path, *flags: str, port: int | None = None, smtp_port: int | N
         assert proc.returncode == 0, (proc.returncode, served.output())
         if log is None and "--no-tls" not in flags:
             assert b"SHA-256 fingerprint" in served.out, served.output()
+
+
+def last_audit_id(data: Path) -> int:
+    """The id of the master database's newest audit record (0: none yet)."""
+    with closing(sqlite3.connect(data / "mailkeep.db")) as db:
+        return int(db.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
+
+
+def audit_since(data: Path, after: int = 0) -> list[tuple[str, str, dict[str, Any]]]:
+    """(actor, action, details) of the audit records written after `after`, oldest first, read
+    from the table `audit` of the master database."""
+    with closing(sqlite3.connect(data / "mailkeep.db")) as db:
+        rows = db.execute("SELECT actor, action, details FROM audit WHERE id > ? ORDER BY id",
+                          (after,)).fetchall()
+    return [(actor, action, json.loads(details)) for actor, action, details in rows]

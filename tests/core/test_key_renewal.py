@@ -18,7 +18,6 @@ import logging
 import re
 import secrets
 import shutil
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from mailkeep.notify.connections import Connections
 from mailkeep.profiles.store import Profiles
 from tests.apiclient import api_client, fast_users, finish, invoke
 from tests.crashpoints import stopped_at
-from tests.helpers import TRICKY, gunzip_years, mk, mk_ok, mk_process
+from tests.helpers import TRICKY, audit_since, gunzip_years, mk, mk_ok, mk_process
 from tests.notify.peers import PASSWORD as SMTP_PASSWORD
 from tests.notify.peers import USER as SMTP_USER
 from tests.notify.peers import Recorder, SmtpPeer, password_authenticator
@@ -127,18 +126,8 @@ def store_keys(data: Path, paths: dict[str, Path]) -> dict[str, bytes]:
     return {name: key for name, key in keys.items() if key is not None}
 
 
-def audit_rows(data: Path) -> list[tuple[str, str, dict[str, Any]]]:
-    """(actor, action, details) of every record of the master database's audit table."""
-    conn = sqlite3.connect(data / "mailkeep.db")
-    try:
-        rows = conn.execute("SELECT actor, action, details FROM audit ORDER BY id").fetchall()
-    finally:
-        conn.close()
-    return [(actor, action, json.loads(details)) for actor, action, details in rows]
-
-
 def renewals(data: Path) -> list[tuple[str, dict[str, Any]]]:
-    return [(actor, details) for actor, action, details in audit_rows(data)
+    return [(actor, details) for actor, action, details in audit_since(data)
             if action == "RenewMasterKey"]
 
 
@@ -319,7 +308,7 @@ def test_renewal_rewraps_every_store_key_and_secret(archive: Archived, tmp_path:
     assert details["outcome"] == "succeeded" and details["keyId"] == key_id(new_key)
     all_keys = [archive.first_key, new_key, *before_keys.values()]
     assert_no_key_material(all_keys, json.dumps(result), log,
-                           json.dumps(audit_rows(data)))
+                           json.dumps(audit_since(data)))
 
     # A store lost after the renewal is restored from the backup made before it: it is wrapped
     # under the old key, which conf/ kept, and opens with it (and only with it).
@@ -373,7 +362,7 @@ def test_renewal_through_the_administration_api(archive: Archived,
     [(actor, details)] = renewals(data)
     assert actor == "api:admin" and details["outcome"] == "succeeded"
     keys = [archive.first_key, new_key, *store_keys(data, archive.paths).values()]
-    assert_no_key_material(keys, answers, caplog.text, json.dumps(audit_rows(data)))
+    assert_no_key_material(keys, answers, caplog.text, json.dumps(audit_since(data)))
 
 
 def test_renewal_refused_when_the_key_comes_from_the_environment(
@@ -411,7 +400,7 @@ def test_renewal_refused_when_the_key_comes_from_the_environment(
     store_key = KeyRing(data).store_key(read_manifest(data / "stores" / "Lists"))
     assert store_key is not None
     assert_no_key_material([key, store_key], res.stdout, res.stderr,
-                           json.dumps(audit_rows(data)))
+                           json.dumps(audit_since(data)))
 
 
 # -- kill -9 during a renewal -------------------------------------------------------------------

@@ -30,17 +30,15 @@ from tests.functions.test_server_functions import (
     SHELL_ACTOR,
     assert_documented_shape,
     assert_metadata_as_original,
-    audit_since,
     cli_call,
     cli_result,
-    last_audit_id,
     metadata,
     no_audit,
     one_audit,
     run,
     succeeded,
 )
-from tests.helpers import mk_ok
+from tests.helpers import audit_since, last_audit_id, mk_ok
 
 OFF = {"mode": "none", "sizeLimitMB": None, "namePattern": "", "basePath": None,
        "encrypt": False}

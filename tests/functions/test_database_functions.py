@@ -29,15 +29,13 @@ from tests.functions.test_server_functions import (
     SHELL_ACTOR,
     assert_documented_shape,
     assert_metadata_as_original,
-    audit_since,
     cli_call,
-    last_audit_id,
     metadata,
     one_audit,
     run,
     succeeded,
 )
-from tests.helpers import mk_ok
+from tests.helpers import audit_since, last_audit_id, mk_ok
 
 MESSAGES = 40
 PAGE = 4096  # SQLite's page size for both databases (the default)

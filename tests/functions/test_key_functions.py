@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,18 @@ from mailkeep.core.archive import Archive
 from mailkeep.core.errors import Conflict, InvalidArgument
 from mailkeep.core.storage.store import read_manifest
 from tests.apiclient import api_client, finish, invoke
-from tests.helpers import SHELL, TRICKY, cli, free_port, invoker, mk, mk_ok, mk_process, serving
+from tests.helpers import (
+    SHELL,
+    TRICKY,
+    audit_since,
+    cli,
+    free_port,
+    invoker,
+    mk,
+    mk_ok,
+    mk_process,
+    serving,
+)
 
 PASSPHRASE = "correct horse battery staple 42"
 WRONG = "correct horse battery staple 43"
@@ -145,15 +155,6 @@ def unlocked_digests(data: Path, store_id: int, passphrase: str = PASSPHRASE) ->
             return sorted(sha(store.read(n)) for n in numbers)
 
 
-def audit_rows(data: Path) -> list[tuple[str, str, dict[str, Any]]]:
-    conn = sqlite3.connect(data / "mailkeep.db")
-    try:
-        rows = conn.execute("SELECT actor, action, details FROM audit ORDER BY id").fetchall()
-    finally:
-        conn.close()
-    return [(actor, action, json.loads(details)) for actor, action, details in rows]
-
-
 def assert_nowhere(secret: str, *texts: str, files: Path | None = None) -> None:
     """The secret is in none of the texts, nor in any file under `files`."""
     for text in texts:
@@ -210,7 +211,7 @@ def test_passphrase_store_through_the_administration_api(
     assert unlocked_digests(data, store_id) == sorted(digests + more)
     assert (data / "stores" / "Sealed" / "store.json").read_bytes() == manifest
 
-    audit = audit_rows(data)
+    audit = audit_since(data)
     [create] = [d for _a, action, d in audit if action == "CreateStore"]
     assert create["args"]["passphrase"] == "***"
     unlocks = [(actor, d["outcome"], d["args"]["passphrase"])
@@ -295,7 +296,7 @@ def test_passphrase_store_through_the_command_line_and_a_server(tmp_path: Path) 
         assert sealed["statisticsCount"] is None and "UnlockStore" in sealed["error"]
     assert unlocked_digests(data, 1) == digests
 
-    audit = json.dumps(audit_rows(data))
+    audit = json.dumps(audit_since(data))
     assert '"passphrase": "***"' in audit
     assert_nowhere(PASSPHRASE, *outputs, log.read_text(), audit, files=data)
 
@@ -415,5 +416,5 @@ def test_guessing_a_passphrase_is_slowed_down(tmp_path: Path) -> None:
             with pytest.raises(InvalidArgument):
                 unlock(WRONG)
         assert unlock(PASSPHRASE)["name"] == "Sealed"
-    outcomes = [d["outcome"] for _a, action, d in audit_rows(data) if action == "UnlockStore"]
+    outcomes = [d["outcome"] for _a, action, d in audit_since(data) if action == "UnlockStore"]
     assert outcomes == ["failed"] * 8 + ["succeeded"] + ["failed"] * 4 + ["succeeded"]

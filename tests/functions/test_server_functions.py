@@ -29,7 +29,16 @@ from starlette.testclient import TestClient
 
 from mailkeep.client import AdminApiError, AdminClient
 from tests.apiclient import api_client, archive_with_messages, basic, finish, invoke
-from tests.helpers import FUNCTION_SPEC, ROOT, free_port, mk, mk_ok, serving
+from tests.helpers import (
+    FUNCTION_SPEC,
+    ROOT,
+    audit_since,
+    free_port,
+    last_audit_id,
+    mk,
+    mk_ok,
+    serving,
+)
 
 SHELL_ACTOR = f"cli:{getpass.getuser()}"  # how the audit log names `mailkeep call`
 SPEC = {f["name"]: f for f in json.loads(FUNCTION_SPEC.read_text())}
@@ -58,20 +67,6 @@ def cli_result(data: Path, function_name: str, **args: str) -> Any:
     result = cli_call(data, function_name, **args)
     assert result.exit_code == 0, (function_name, result.output)
     return json.loads(result.stdout) if result.stdout.strip() else None
-
-
-def last_audit_id(data: Path) -> int:
-    with closing(sqlite3.connect(data / "mailkeep.db")) as db:
-        return int(db.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
-
-
-def audit_since(data: Path, after: int) -> list[tuple[str, str, dict[str, Any]]]:
-    """(actor, action, details) of the audit records written after `after`, oldest first, read
-    from the table `audit` of the master database."""
-    with closing(sqlite3.connect(data / "mailkeep.db")) as db:
-        rows = db.execute("SELECT actor, action, details FROM audit WHERE id > ? ORDER BY id",
-                          (after,)).fetchall()
-    return [(actor, action, json.loads(details)) for actor, action, details in rows]
 
 
 def one_audit(data: Path, after: int, action: str, actor: str) -> dict[str, Any]:

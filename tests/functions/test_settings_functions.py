@@ -19,11 +19,9 @@ from tests.functions.test_server_functions import (
     SHELL_ACTOR,
     SPEC,
     assert_documented_shape,
-    audit_since,
     cli_call,
     cli_result,
     hold,
-    last_audit_id,
     metadata,
     no_audit,
     no_key_material,
@@ -31,7 +29,7 @@ from tests.functions.test_server_functions import (
     run,
     succeeded,
 )
-from tests.helpers import mk, mk_ok
+from tests.helpers import audit_since, last_audit_id, mk, mk_ok
 
 DEFAULTS = {"api.enabled": False, "server.host": "0.0.0.0", "server.port": 8463,
             "server.trusted_proxies": "",

@@ -200,7 +200,7 @@ def test_non_admin_is_refused_and_audited_before_its_body_is_read(tmp_path: Path
     data = tmp_path / "data"
     with api_client(data) as api:
         decode(api.post("/api/invoke/CreateUser", headers=basic(), data={
-            "userName": "bob", "privileges": "none", "password": "bob-password"}))
+            "userName": "bob", "privileges": "login", "password": "bob-password"}))
         resp = api.post("/api/invoke/SetUserPrivileges",
                         headers={**basic("bob", "bob-password"),
                                  "Content-Type": "multipart/form-data"},
@@ -216,7 +216,7 @@ def test_non_admin_gets_403_for_any_function_name(tmp_path: Path) -> None:
     which functions exist is not for it to find out (get-metadata is refused to it as well)."""
     with api_client(tmp_path / "data") as api:
         decode(api.post("/api/invoke/CreateUser", headers=basic(), data={
-            "userName": "bob", "privileges": "none", "password": "bob-password"}))
+            "userName": "bob", "privileges": "login", "password": "bob-password"}))
         resp = api.post("/api/invoke/NoSuchFunction", headers=basic("bob", "bob-password"))
     assert resp.status_code == 403, resp.text
 
@@ -355,7 +355,7 @@ def test_audit_record_names_the_account_not_what_the_client_typed(tmp_path: Path
     kelvin = "\u212aim"
     with api_client(data) as api:
         decode(api.post("/api/invoke/CreateUser", headers=basic(), data={
-            "userName": "kim", "privileges": "admin", "password": "kim-password"}))
+            "userName": "kim", "privileges": "admin,login", "password": "kim-password"}))
         decode(api.post("/api/invoke/SetUserFullName", headers=basic(kelvin, "kim-password"),
                         data={"userName": "kim", "fullName": "changed by kim"}))
         decode(api.post("/api/invoke/SetUserFullName", headers=basic("ADMIN", "admin"),
@@ -371,7 +371,7 @@ def test_session_of_a_deleted_account_does_not_pass_to_its_namesake(tmp_path: Pa
     name."""
     with api_client(tmp_path / "data") as api:
         decode(api.post("/api/invoke/CreateUser", headers=basic(), data={
-            "userName": "\u00c9mile", "privileges": "none", "password": "operator-password"}))
+            "userName": "\u00c9mile", "privileges": "login", "password": "operator-password"}))
         decode(api.post("/api/invoke/SetUserRole", headers=basic(), data={
             "userName": "\u00c9mile", "role": "operator"}))
         login = api.post("/mcapi/auth/login", json={"userName": "\u00c9mile",
@@ -380,7 +380,8 @@ def test_session_of_a_deleted_account_does_not_pass_to_its_namesake(tmp_path: Pa
         decode(api.post("/api/invoke/DeleteUser", headers=basic(), data={
             "userName": "\u00e9mile"}))
         decode(api.post("/api/invoke/CreateUser", headers=basic(), data={
-            "userName": "\u00c9mile", "privileges": "admin", "password": "new-password"}))
+            "userName": "\u00c9mile", "privileges": "admin,login",
+            "password": "new-password"}))
         resp = api.post("/mcapi/connection/create", headers=session,
                         json={"name": "c1", "type": "smtp", "serverName": "smtp.example.org"})
     assert resp.status_code == 403, resp.text
@@ -521,7 +522,7 @@ def test_account_with_login_privileges_none_cannot_use_the_api(tmp_path: Path) -
     neither the Administration API (which needs api) nor the console (which needs web)."""
     with api_client(tmp_path / "data") as api:
         decode(api.post("/api/invoke/CreateUser", headers=basic(), data={
-            "userName": "carol", "privileges": "admin", "password": "carol-password",
+            "userName": "carol", "privileges": "admin,login", "password": "carol-password",
             "loginPrivileges": "none"}))
         api_answer = api.post("/api/invoke/GetServerInfo", headers=basic("carol",
                                                                          "carol-password"))

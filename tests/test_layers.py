@@ -19,13 +19,15 @@ ALLOWED: dict[str, set[str]] = {
     "core.crypto": {"core.errors", "core.files"},
     "core.keys": {"core.errors", "core.crypto"},
     "core.mime": {"core.errors"},
-    "core.masterdb": {"core.errors"},
+    "core.tls": {"core.errors"},
+    "core.masterdb": {"core.errors", "core.files"},
     "core.storage": {"core.errors", "core.files", "core.crypto", "core.keys", "core.mime"},
     "core.admin": {"core.errors", "core.fields", "core.files", "core.crypto", "core.keys",
                    "core.masterdb"},
     "core": {"core.errors", "core.files", "core.message", "core.fields", "core.crypto",
-             "core.keys", "core.mime", "core.masterdb", "core.storage", "core.admin"},
-    "sources": {"core.errors", "core.message"},
+             "core.keys", "core.mime", "core.tls", "core.masterdb", "core.storage",
+             "core.admin"},
+    "sources": {"core.errors", "core.message", "core.tls"},
     "jobs": {"core"},
     "notify": {"core"},
     "profiles": {"core", "sources", "jobs"},
@@ -36,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
             "client"},
     "client": set(),
 }
-CORE_LEAVES = {"errors", "files", "message", "fields", "crypto", "keys"}
+CORE_LEAVES = {"errors", "files", "message", "fields", "crypto", "keys", "tls"}
 
 
 def package(module: str) -> str:

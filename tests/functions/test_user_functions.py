@@ -247,9 +247,9 @@ def test_new_user_authenticates_and_non_admin_is_refused(api: Api, data: Path) -
     api.ok("SetUserPrivileges", userName="heidi", privileges="login")
     assert api.post("/api/invoke/GetUsers", ("heidi", SECRETS[1])).status_code == 403
     # A user created with a password can authenticate straight away.
-    api.ok("CreateUser", userName="ivan", privileges="admin", password=SECRETS[2])
+    api.ok("CreateUser", userName="ivan", privileges="admin,login", password=SECRETS[2])
     assert decode(api.post("/api/invoke/GetUserInfo", ("ivan", SECRETS[2]), userName="ivan")
-                  )["result"]["privileges"] == ["admin"]
+                  )["result"]["privileges"] == ["admin", "login"]
 
 
 def test_passwords_are_never_echoed(api: Api, data: Path) -> None:

@@ -256,7 +256,12 @@ def test_update_keeps_the_password_unless_given(
     assert store.get(pid).state == {"folders": {"INBOX": [7, 42]}}  # same mailbox: kept
 
     message = failed(api, "UpdateProfile", id=pid, properties={"host": "localhost"})
-    assert "password" in message and "host or login" in message
+    assert "password" in message and "host, login" in message
+    # Nor does it go to the same server less protected, or to another port.
+    for weaker in ({"verifyCertificate": False}, {"port": 1143}):
+        message = failed(api, "UpdateProfile", id=pid, properties=weaker)
+        assert "give password" in message and "first-Secr3t" not in message, weaker
+    assert store.secrets(store.get(pid)) == {"password": "first-Secr3t"}
     message = failed(api, "UpdateProfile", id=pid, properties={"login": "bob"})
     assert "password" in message
     assert ok(api, "GetProfiles", raw=False)[0]["properties"]["host"] == "127.0.0.1"

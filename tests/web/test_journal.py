@@ -154,10 +154,12 @@ def test_routing_into_user_archives(tmp_path: Path) -> None:
 
 def test_auth_required_after_starttls(tmp_path: Path) -> None:
     """smtp.auth: only a client that logs in (after STARTTLS) as a user with the archive (or
-    admin) privilege may journal; a wrong password or a user without it is refused."""
+    admin) privilege may journal; a wrong password or a user without it is refused. The MTA
+    logs in as the journal's account (smtp.owner, "journal"), whose mail goes where routing
+    says."""
     data = tmp_path / "data"
     for args in (["settings", "set", "smtp.auth", "true"],
-                 ["call", "CreateUser", "userName=mta", "privileges=archive",
+                 ["call", "CreateUser", "userName=journal", "privileges=archive,login",
                   "password=Mta-secret-81"],
                  ["call", "CreateUser", "userName=reader", "privileges=login",
                   "password=Reader-secret-81"]):
@@ -173,12 +175,13 @@ def test_auth_required_after_starttls(tmp_path: Path) -> None:
             assert refused.value.smtp_code == 530  # authentication required
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             client.starttls(context=tls)
-            for user, password in (("mta", "wrong-password"), ("reader", "Reader-secret-81")):
+            for user, password in (("journal", "wrong-password"),
+                                   ("reader", "Reader-secret-81")):
                 with pytest.raises(smtplib.SMTPAuthenticationError):
                     client.login(user, password)
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             client.starttls(context=tls)
-            client.login("mta", "Mta-secret-81")
+            client.login("journal", "Mta-secret-81")
             assert client.sendmail("mta@example.org", ["x@example.org"], raw) == {}
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -43,6 +44,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     """Run the archive server: the Administration API over HTTPS. Flags override the
     settings (`mailkeep settings list`) for this run."""
     import ssl
+
+    # Whatever the server creates (stores, exports, backups, logs) is its user's alone; the
+    # data directory is made private besides, also when it existed with a wider mode.
+    os.umask(0o077)
 
     import uvicorn
     from uvicorn.config import create_ssl_context

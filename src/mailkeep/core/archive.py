@@ -8,6 +8,7 @@ returns (the message deleted, the stores changed).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
@@ -28,6 +29,7 @@ from mailkeep.core.errors import (
     NotFound,
     StoreUnavailable,
 )
+from mailkeep.core.files import private_dir
 from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import STATES, MasterDB, StoreRecord
 from mailkeep.core.masterdb.stores import NAME_RULE
@@ -37,6 +39,7 @@ from mailkeep.core.storage.catalog_search import Hit
 from mailkeep.core.storage.query import compile_query
 from mailkeep.core.storage.store import Store, read_manifest
 
+log = logging.getLogger(__name__)
 DEFAULT_STORE = "Default"
 
 
@@ -74,8 +77,8 @@ class Archive:
         self.data_dir = data_dir.resolve()
         self.clock = clock  # the time stores are rolled over by (tests set it)
         self.keys = keys or KeyRing(self.data_dir)
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (self.data_dir / "conf").mkdir(mode=0o700, exist_ok=True)
+        private_dir(self.data_dir)
+        private_dir(self.data_dir / "conf")
         self._own_master = master is None
         self.master = master if master is not None else MasterDB.of(self.data_dir)
         self._open: dict[tuple[int, bool], Store] = {}
@@ -128,7 +131,14 @@ class Archive:
 
     def attach_store(self, path: Path, name: str | None = None) -> StoreRecord:
         target = path.resolve()
-        manifest = read_manifest(target)
+        try:
+            manifest = read_manifest(target)
+        except (NotFound, CorruptData) as exc:
+            # One answer whether the path is missing, unreadable, a file or not a store: the
+            # caller learns nothing about other files (the log keeps what it was).
+            log.warning("AttachStore %s: %s", target, exc.message)
+            raise NotFound(f"{target} is not a mailkeep store (no readable store.json in "
+                           "it).") from None
         if any(r.uuid == manifest["id"] for r in self.stores()):
             raise Conflict(f"the store at {target} is already attached")
         name = name or str(manifest["name"])

@@ -1,4 +1,6 @@
-"""Writing files so that a crash leaves the old content or the new, never half of either."""
+"""Writing files so that a crash leaves the old content or the new, never half of either; and
+keeping the server's files private to its user (the archive, password hashes, the audit log):
+directories 0700 and files 0600, also when they existed before with wider modes."""
 
 from __future__ import annotations
 
@@ -17,7 +19,40 @@ def fsync_dir(path: Path) -> None:
     finally:
         os.close(fd)
 
-def write_json_atomic(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
+def private_dir(path: Path) -> Path:
+    """Make the directory (and its missing parents) if needed, and take every permission of
+    group and others away from it if this user owns it: nothing below it is then reachable by
+    other users, whatever the modes of what is in it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private(path)
+    return path
+
+
+def private(path: Path) -> None:
+    """Take the permissions of group and others away from a file or directory this user owns
+    (the others are left alone: a store on read-only media, someone else's file)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        try:
+            os.chmod(path, st.st_mode & 0o7700)
+        except OSError:
+            pass  # read-only file system: its files cannot be changed by anyone anyway
+
+
+def create_private(path: Path) -> None:
+    """Create an empty file readable by its owner only unless it exists (SQLite's databases:
+    their -wal and -shm files take the mode of the database file); make an existing one
+    private."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        private(path)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any], mode: int = 0o600) -> None:
     """Temp file, fsync, rename, fsync of the directory: the old file or the new one after a
     crash, never half of one. A failed write leaves no temp file behind."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")

@@ -21,6 +21,7 @@ from mailkeep.core.admin.secrets import open_text, seal_text, secret_key, secret
 from mailkeep.core.errors import InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field, FieldError, Format
 from mailkeep.core.files import write_json_atomic
+from mailkeep.core.tls import check_ca_file
 from mailkeep.notify.compose import ENCODINGS, check_encodable
 
 FILE = "notification.json"
@@ -324,6 +325,8 @@ class NotificationConfig:
                                   "authenticationType, not both")
         if "authenticationType" in changes:
             conf["connection"] = None
+        if conf.get("caFile") != before.get("caFile"):
+            check_ca_file(conf.get("caFile"))
         if password is not None:
             if not isinstance(password, str) or any(c in password for c in "\r\n\x00"):
                 raise InvalidArgument("password must be a string of one line")

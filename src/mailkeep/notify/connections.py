@@ -10,6 +10,7 @@ from typing import Any
 
 from mailkeep.core.errors import Conflict, InvalidArgument, NotFound
 from mailkeep.core.fields import Field
+from mailkeep.core.tls import check_ca_file
 from mailkeep.notify.config import (
     FORMAT,
     ConfigParseError,
@@ -180,6 +181,8 @@ class Connections:
         if item["authentication"] not in allowed:
             raise InvalidArgument(f"authentication of a {kind} connection is one of "
                                   f"{', '.join(allowed)}, not {item['authentication']!r}")
+        if item.get("caFile") != (before or {}).get("caFile"):
+            check_ca_file(item.get("caFile"))
         if kind == "pop3" and item.get("popBeforeSmtp"):
             raise InvalidArgument("popBeforeSmtp applies to smtp connections only")
         if item.get("popBeforeSmtp"):

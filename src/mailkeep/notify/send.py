@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from mailkeep.core.errors import InvalidArgument
+from mailkeep.core.tls import client_context
 from mailkeep.notify.compose import compose, envelope_address
 
 TlsMode = Literal["none", "implicit", "starttls"]  # for POP3 "starttls" means STLS
@@ -97,14 +99,12 @@ class _Progress:
 # --- TLS ------------------------------------------------------------------------------------
 
 
-def _tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    if ca_file is not None:
-        ctx.load_verify_locations(cafile=ca_file)
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+def _tls_context(verify: bool, ca_file: str | None,
+                 fail: Callable[[str], SendError]) -> ssl.SSLContext:
+    try:
+        return client_context(verify, ca_file)
+    except InvalidArgument as exc:  # the same words whatever kept the caFile from being used
+        raise fail(exc.message) from None
 
 
 def _describe(exc: BaseException, timeout: float) -> str:
@@ -214,10 +214,7 @@ class _Sender:
         ctx = None
         if target.tls != "none":
             self.progress.step = "tls"
-            try:
-                ctx = _tls_context(target.verify, target.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise self.fail(f"cannot load ca_file {target.ca_file!r}: {exc}") from None
+            ctx = _tls_context(target.verify, target.ca_file, self.fail)
             self.progress.step = "connect"
         if target.tls == "implicit":
             assert ctx is not None
@@ -233,7 +230,7 @@ class _Sender:
             self.progress.step = "tls"
             if not conn.has_extn("starttls"):
                 raise self.fail("the server does not offer STARTTLS; not sending in clear")
-            ctx = _tls_context(target.verify, target.ca_file)
+            ctx = _tls_context(target.verify, target.ca_file, self.fail)
             code, text = conn.starttls(context=ctx)
             self.progress.step = "connect"
             self.hello(conn)
@@ -393,16 +390,13 @@ def pop_login(target: Pop3Target) -> str:
         if target.tls == "none" or target.tls == "starttls":
             conn = _Pop3(target, progress, sockets)
         else:
-            try:
-                ctx = _tls_context(target.verify, target.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise fail(f"cannot load ca_file {target.ca_file!r}: {exc}") from None
+            ctx = _tls_context(target.verify, target.ca_file, fail)
             conn = _Pop3Ssl(target, progress, sockets, ctx)
         if target.tls == "starttls":
             progress.append("STLS")
             if "STLS" not in conn.capa():
                 raise fail("the server does not offer STLS; not logging in in clear")
-            conn.stls(_tls_context(target.verify, target.ca_file))
+            conn.stls(_tls_context(target.verify, target.ca_file, fail))
         progress.append("APOP" if target.apop else "USER/PASS")
         if target.apop:
             if not _APOP_TIMESTAMP.search(conn.getwelcome()):

@@ -7,12 +7,12 @@ stored sealed; what is shown has `hasPassword` / `hasAccessToken` instead.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from mailkeep.core.errors import InvalidArgument
 from mailkeep.core.fields import Field, FieldError, Kind
+from mailkeep.core.tls import check_ca_file
 from mailkeep.sources.maildir import is_maildir
 
 TYPES = ("imap", "pop3", "directory", "maildir")
@@ -151,8 +151,11 @@ def _check_whole(p: dict[str, Any]) -> None:
             raise _bad("port must be between 1 and 65535")
         if p["timeout"] == 0 or p["timeout"] > 3600:
             raise _bad("timeout must be between 1 and 3600 seconds")
-        if p["caFile"] is not None and not os.path.isfile(p["caFile"]):
-            raise _bad(f"caFile {p['caFile']!r} is not a readable file")
+        if p["caFile"] is not None:
+            try:
+                check_ca_file(p["caFile"])
+            except InvalidArgument as exc:
+                raise _bad(exc.message) from None
     if "path" in p:
         path = Path(p["path"])
         if not path.is_absolute():

@@ -78,6 +78,18 @@ class WorkerResult:
         self.log: list[str] = []
 
 
+def _exposed(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether a stored secret would reach another server or account than before, or the
+    same one less protected: without TLS, without checking its certificate, trusting another
+    CA."""
+    if any(after.get(k) != before.get(k) for k in ("host", "login", "port", "type")):
+        return True
+    return ((after.get("security") == "none" and before.get("security") != "none")
+            or (bool(before.get("verifyCertificate", True))
+                and not after.get("verifyCertificate", True))
+            or after.get("caFile") != before.get("caFile"))
+
+
 class Profiles:
     def __init__(self, master: MasterDB, data_dir: Path) -> None:
         self.master = master
@@ -127,11 +139,15 @@ class Profiles:
         props, new_secrets = schema.normalize(given, prof.properties)
         secrets = self.secrets(prof)
         moved = any(props.get(k) != prof.properties.get(k) for k in ("host", "login"))
-        if moved and not new_secrets:
-            # A write-only password must not follow the profile to another server or account.
+        if _exposed(prof.properties, props) and not new_secrets and secrets:
+            # A write-only password must not follow the profile to another server or account,
+            # nor go to the same one less protected.
             raise InvalidArgument("Invalid profile properties: give password (or accessToken) "
-                                  "again when host or login changes.")
-        secrets = new_secrets if moved else {**secrets, **new_secrets}
+                                  "again when host, login, port or type changes, or when "
+                                  "security, verifyCertificate or caFile would let it reach "
+                                  "the server less protected.")
+        secrets = new_secrets if _exposed(prof.properties, props) else {**secrets,
+                                                                        **new_secrets}
         schema.needs_secret(props, secrets)
         self._check_user(props)
         if props.get("type") in ("imap", "pop3") and moved:

@@ -29,6 +29,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from mailkeep.core.admin.auth import Authenticator
+from mailkeep.core.admin.users import Users, name_key
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import MailkeepError
 from mailkeep.core.writer import Filed, Filing, StoreWriter
@@ -71,10 +72,26 @@ class JournalWriter:
         self._by_address: dict[str, str] = {}
         self._users_read = -USERS_EVERY_S
 
-    def targets(self, archive: Archive, envelope: dict[str, Any]) -> list[tuple[str, str]]:
+    def targets(self, archive: Archive, envelope: dict[str, Any],
+                user: str | None = None) -> list[tuple[str, str]]:
         """(owner, folder) to file a journaled message in: Inbox of every user one of whose
         addresses is a recipient, Sent of the user who sent it; the journal archive when the
-        envelope names no user (or routing is off). Called in the writer thread."""
+        envelope names no user (or routing is off). A client that authenticated files where
+        routing says only as an administrator or as the journal's own account (smtp.owner);
+        any other account files into its own archive only (the folders routing gives it there,
+        else its journal folder): an employee allowed to archive cannot put mail into someone
+        else's archive. Called in the writer thread."""
+        routed = self._routed(archive, envelope)
+        if user is None:
+            return routed
+        account = archive.master.accounts.find(name_key(user))
+        if account is not None and (account.is_administrator
+                                    or name_key(user) == name_key(self.settings.owner)):
+            return routed
+        owner = account.user_name if account is not None else user
+        return [t for t in routed if t[0] == owner] or [(owner, self.settings.folder)]
+
+    def _routed(self, archive: Archive, envelope: dict[str, Any]) -> list[tuple[str, str]]:
         if not self.settings.route_by_address:
             return [(self.settings.owner, self.settings.folder)]
         now = time.monotonic()
@@ -99,7 +116,9 @@ class JournalWriter:
         return targets or [(self.settings.owner, self.settings.folder)]
 
     def submit(self, raw: bytes, envelope: dict[str, Any], loop: asyncio.AbstractEventLoop,
-               done: asyncio.Future[str]) -> None:
+               done: asyncio.Future[str], user: str | None = None) -> None:
+        """File a message; `user`: the account the client authenticated as (an account
+        that is not an administrator files into its own archive only)."""
         def answer(outcome: Filed | BaseException) -> None:
             if isinstance(outcome, BaseException):
                 self.counters.refused += 1
@@ -114,7 +133,7 @@ class JournalWriter:
                 reply = f"250 2.0.0 Archived as {' '.join(outcome.numbers)}"
             loop.call_soon_threadsafe(_answer, done, reply)
 
-        self.store_writer.submit(Filing(lambda archive: self.targets(archive, envelope),
+        self.store_writer.submit(Filing(lambda archive: self.targets(archive, envelope, user),
                                         answer, raw=raw, envelope=envelope))
 
 
@@ -123,15 +142,21 @@ def _answer(done: asyncio.Future[str], reply: str) -> None:
         done.set_result(reply)
 
 
-class JournalHandler:
-    def __init__(self, writer: JournalWriter, settings: ReceiverSettings) -> None:
-        self.writer = writer
-        self.settings = settings
-        self.networks = [ipaddress.ip_network(n, strict=False) for n in settings.networks]
+NOT_ALLOWED = "554 5.7.1 This client may not journal to mailkeep"
 
-    def _allowed(self, session: Session) -> bool:
-        peer = session.peer
-        host = peer[0] if isinstance(peer, tuple) else str(peer)
+
+def peer_host(session: Session) -> str:
+    peer = session.peer
+    return peer[0] if isinstance(peer, tuple) else str(peer)
+
+
+class Networks:
+    """The client addresses smtp.networks lets in."""
+
+    def __init__(self, networks: tuple[str, ...]) -> None:
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def allow(self, host: str) -> bool:
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
@@ -140,10 +165,25 @@ class JournalHandler:
             address = address.ipv4_mapped
         return any(address in n for n in self.networks)
 
+
+class JournalHandler:
+    def __init__(self, writer: JournalWriter, settings: ReceiverSettings,
+                 users: Users | None = None) -> None:
+        self.writer = writer
+        self.settings = settings
+        self.networks = Networks(settings.networks)
+        self.users = users
+
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, options: list[str]) -> str:
-        if not self._allowed(session):
-            return "554 5.7.1 This client may not journal to mailkeep"
+        if not self.networks.allow(peer_host(session)):
+            return NOT_ALLOWED
+        user = _login(session)
+        if user is not None and self.users is not None:
+            refusal = await asyncio.to_thread(_archiving_refusal, self.users, user)
+            if refusal is not None:  # taken away since AUTH
+                log.warning("journal: MAIL from %r refused: %s", user, refusal)
+                return "530 5.7.0 This account may no longer journal to mailkeep"
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -160,45 +200,70 @@ class JournalHandler:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[str] = loop.create_future()
         self.writer.submit(raw, {"from": envelope.mail_from or "",
-                                 "to": list(envelope.rcpt_tos)}, loop, done)
+                                 "to": list(envelope.rcpt_tos)}, loop, done, _login(session))
         return await done
+
+
+def _login(session: Session) -> str | None:
+    """The account the client authenticated as (None: it did not)."""
+    login = session.login_data if session.authenticated else None
+    if isinstance(login, bytes):
+        return login.decode("utf-8", "replace")
+    return login if isinstance(login, str) else None
+
+
+def _archiving_refusal(users: Users, user: str) -> str | None:
+    """Why the account may not journal now (None: it may): it must be allowed to log in and
+    hold the privilege admin or archive."""
+    refusal = users.login_refusal(user, "smtp")
+    if refusal is not None:
+        return refusal
+    account = users.account(user)
+    if account is None or not ({"admin", "archive"} & set(account.privileges)
+                               or account.is_administrator):
+        return f"User {user} has neither the privilege admin nor archive."
+    return None
 
 
 class SmtpAuth:
     """AUTH PLAIN/LOGIN against mailkeep's accounts, throttled with the server's other logins
-    (one Authenticator): the user needs the admin or archive privilege. Passwords are never
-    logged."""
+    (one Authenticator, so failures here count towards the same lockouts and raise the same
+    notification). A client outside smtp.networks gets no answer about a password: its AUTH is
+    refused before any is checked. The account needs the privilege login, and admin or
+    archive; an account with its initial password only from this machine. Passwords are never
+    logged. Called off the event loop (the check hashes)."""
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(self, authenticator: Authenticator, networks: Networks) -> None:
         self.users = authenticator.users
         self.checker = authenticator
+        self.networks = networks
 
     def __call__(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
                  auth_data: Any) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
+        address = peer_host(session)
+        if not self.networks.allow(address):
+            log.warning("journal: AUTH from %s refused: not in smtp.networks", address)
+            return AuthResult(success=False, handled=False, message=NOT_ALLOWED)
         user = auth_data.login.decode("utf-8", "replace")
         password = auth_data.password.decode("utf-8", "replace")
-        peer = session.peer
-        address = peer[0] if isinstance(peer, tuple) else str(peer)
         result = self.checker.check(user, password, address)
         if not result.ok:
             log.warning("journal: failed AUTH %s as %r from %s (%s)", mechanism, user, address,
                         result.reason)
             return AuthResult(success=False, handled=False)
-        try:
-            account = self.users.get(user)
-        except MailkeepError:
-            return AuthResult(success=False, handled=False)
-        if "admin" not in account["privileges"] and "archive" not in account["privileges"]:
-            log.warning("journal: AUTH as %r from %s refused: no admin or archive privilege",
-                        user, address)
+        refusal = _archiving_refusal(self.users, user)
+        if refusal is not None:
+            log.warning("journal: AUTH as %r from %s refused: %s", user, address, refusal)
             return AuthResult(success=False, handled=False)
         if self.users.has_initial_password(user) and not _loopback(address):
             log.warning("journal: AUTH as %r from %s refused: the account still has its "
                         "initial password (accepted from this machine only)", user, address)
             return AuthResult(success=False, handled=False)
-        return AuthResult(success=True)
+        account = self.users.account(user)
+        name = account.user_name if account is not None else user  # as stored
+        return AuthResult(success=True, auth_data=LoginPassword(name.encode(), b""))
 
 
 def _loopback(address: str) -> bool:
@@ -208,16 +273,44 @@ def _loopback(address: str) -> bool:
         return False
 
 
-class _LongLines(SMTP):
+@dataclass(frozen=True)
+class _Pending:
+    mechanism: str
+    data: Any
+
+
+class _JournalSMTP(SMTP):
     """A journal must keep what the mail server sends, byte for byte: lines longer than RFC
-    5321's 1,000 octets (which real mail has, and MTAs pass on) are accepted."""
+    5321's 1,000 octets (which real mail has, and MTAs pass on) are accepted. AUTH's password
+    check runs in a worker thread: it hashes for tens of milliseconds, and the event loop
+    serves every other client meanwhile."""
 
     line_length_limit = 1 << 20
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        # aiosmtpd calls this synchronously from auth_PLAIN/auth_LOGIN: hand the credentials
+        # back instead, for _checked to verify off the loop.
+        return AuthResult(success=False, handled=False, auth_data=_Pending(mechanism, auth_data))
+
+    async def _checked(self, result: AuthResult) -> AuthResult:
+        pending = result.auth_data
+        if not isinstance(pending, _Pending):
+            return result  # the mechanism failed before any credentials (bad base64, '*')
+        authenticator = self._authenticator
+        assert authenticator is not None and self.session is not None and self.envelope is not None
+        return await asyncio.to_thread(authenticator, self, self.session, self.envelope,
+                                       pending.mechanism, pending.data)
+
+    async def auth_PLAIN(self, server: Any, args: list[str]) -> AuthResult:
+        return await self._checked(await super().auth_PLAIN(server, args))
+
+    async def auth_LOGIN(self, server: Any, args: list[str]) -> AuthResult:
+        return await self._checked(await super().auth_LOGIN(server, args))
 
 
 class _Controller(Controller):
     def factory(self) -> SMTP:
-        return _LongLines(self.handler, **self.SMTP_kwargs)
+        return _JournalSMTP(self.handler, **self.SMTP_kwargs)
 
 
 class CertificateHolder(Protocol):
@@ -254,9 +347,10 @@ class JournalReceiver:
         auth: dict[str, Any] = {}
         if settings.auth:
             auth = dict(auth_required=True, auth_require_tls=True,
-                        authenticator=SmtpAuth(authenticator))
+                        authenticator=SmtpAuth(authenticator, Networks(settings.networks)))
+        handler = JournalHandler(self.writer, settings, authenticator.users)
         self.controller = _Controller(
-            JournalHandler(self.writer, settings), hostname=settings.host, port=settings.port,
+            handler, hostname=settings.host, port=settings.port,
             data_size_limit=settings.max_size, tls_context=tls,
             require_starttls=settings.require_tls and tls is not None,
             ident="mailkeep journal receiver", decode_data=False, **auth)

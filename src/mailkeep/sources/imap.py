@@ -23,7 +23,9 @@ from typing import Any, Literal
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
+from mailkeep.core.errors import InvalidArgument
 from mailkeep.core.message import RawMessage, SourceProblem
+from mailkeep.core.tls import client_context
 from mailkeep.sources.maildir import decode_mutf7
 
 Item = RawMessage | SourceProblem
@@ -74,11 +76,11 @@ class FolderState:
 
 
 def tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=ca_file)
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    """The client context (core/tls.py); SourceError when the caFile cannot be used."""
+    try:
+        return client_context(verify, ca_file)
+    except InvalidArgument as exc:
+        raise SourceError("tls", exc.message) from None
 
 
 def scrub(text: str, secret: str) -> str:

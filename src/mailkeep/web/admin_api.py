@@ -47,8 +47,17 @@ class ApiState:
     enabled: bool
 
 
-def _client_is_loopback(request: Request) -> bool:
-    return _is_loopback(request.client.host if request.client else "")
+FORWARDING = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
+def local_request(request: Request) -> bool:
+    """Whether the request comes from this machine itself: its client is a loopback address
+    and it names no other client in a forwarding header. A request that a proxy on this machine
+    passes on is not local, whether or not the proxy is trusted: the exception for the initial
+    password is for someone at the server, not for whoever reaches its proxy."""
+    if not _is_loopback(request.client.host if request.client else ""):
+        return False
+    return not any(name in request.headers for name in FORWARDING)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -101,12 +110,12 @@ async def authenticate(state: ApiState, request: Request, admin: bool = True) ->
     if account is None:  # deleted a moment ago
         return plain(401, "Invalid credentials.", {"WWW-Authenticate": REALM})
     user = account.user_name  # as stored: the audit log names the account, not the typing
-    if "api" not in account.login_privileges:
-        return plain(403, f"User {user} may not log in to the Administration API (its login "
-                          "privileges lack api).")
+    refusal = state.users.login_refusal(user, "api")
+    if refusal is not None:
+        return plain(403, refusal)
     if admin and not account.is_administrator:
         return plain(403, f"User {user} is not an administrator.")
-    if state.users.has_initial_password(user) and not _client_is_loopback(request):
+    if state.users.has_initial_password(user) and not local_request(request):
         return plain(403, "The admin account still has its initial password: the API answers "
                           "only local clients until it is changed (mailkeep user password admin).")
     return user

@@ -30,7 +30,7 @@ from mailkeep.functions.call import Caller
 from mailkeep.functions.errors import MCAPI_CODES, mcapi_error
 from mailkeep.functions.registry import Function, split_json
 from mailkeep.jobs.process import RUNNING
-from mailkeep.web.admin_api import ApiState, _is_loopback
+from mailkeep.web.admin_api import ApiState, local_request
 
 log = logging.getLogger("mailkeep.mcapi")
 PREFIX = "/mcapi/"
@@ -122,11 +122,13 @@ class McApi:
         if session is None:
             raise McError(3001, "Not logged in: log in with /mcapi/auth/login and send the "
                           "sessionId in the X-Fs-SessionId header.")
-        role = self.state.users.effective_role(session.user_name)
-        if role is None:  # the account was deleted or lost its role meanwhile
+        users = self.state.users
+        refusal = users.login_refusal(session.user_name, "web")
+        if refusal is not None or users.effective_role(session.user_name) is None:
+            # deleted, or it lost its role or its right to log in since the session began
             self.sessions.close(sid)
-            raise McError(3001, "The session's account no longer exists or has no role: log "
-                          "in again.")
+            raise McError(3001, "The session's account no longer exists, has no role or may "
+                          "no longer log in: log in again.")
         return session
 
     async def login(self, request: Request) -> Response:
@@ -154,15 +156,14 @@ class McApi:
                               {"Retry-After": str(wait)})
             raise McError(2001, "Wrong user name or password.")
         users = self.state.users
-        account = users.account(user)
-        if account is not None and "web" not in account.login_privileges:
-            raise McError(2003, f"Account {user!r} may not log in to the management console "
-                          "(its login privileges lack web).")
+        refusal = users.login_refusal(user, "web")
+        if refusal is not None:
+            raise McError(2003, refusal)
         role = users.effective_role(user)
         if role is None:
             raise McError(2003, f"Account {user!r} has no management role (administrator, "
                           "developer or operator).")
-        if users.has_initial_password(user) and not _is_loopback(address):
+        if users.has_initial_password(user) and not local_request(request):
             raise McError(2003, "The account still has its initial password: log in from "
                           "this machine and change it first (mailkeep user password).")
         name = users.get(user)["userName"]  # as stored, whatever case was typed

@@ -15,6 +15,10 @@ Lockout policy:
   verifies nothing. There is no address-independent account lock: it would let anyone lock
   the administrator out. `on_lockout(user, address)` runs once per lock.
 IPv6 addresses are counted per /64, the block one subscriber usually holds.
+
+A password check costs 64 MiB of Argon2 for tens of milliseconds: at most `max_hashing`
+(default: the number of cores, at least 2) run at once, whatever the interface (HTTP, the
+console, SMTP AUTH) and however many threads ask; the others wait their turn.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import os
 import secrets
 import threading
 import time
@@ -80,6 +85,7 @@ class Authenticator:
                  lockout_seconds: float = 300, window_seconds: float | None = None,
                  address_max_failures: int | None = None,
                  on_lockout: Callable[[str, str], None] | None = None,
+                 max_hashing: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.users = users
         self.cache_seconds = cache_seconds
@@ -90,6 +96,8 @@ class Authenticator:
                                      else address_max_failures)
         self.on_lockout = on_lockout
         self.clock = clock
+        self.max_hashing = max_hashing or max(2, os.cpu_count() or 2)
+        self._hashing = threading.BoundedSemaphore(self.max_hashing)
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
@@ -133,7 +141,8 @@ class Authenticator:
                 self._succeeded(pair)
                 return AuthResult(True, "ok")
             generation = self._generation(user_name)  # read first: a change during the
-            ok = self.users.verify_password(user_name, password)  # hash then misses later
+            with self._hashing:
+                ok = self.users.verify_password(user_name, password)  # hash then misses later
             if ok and generation is not None:
                 self._remember(digest, generation)
                 self._succeeded(pair)

@@ -351,13 +351,15 @@ class Users:
 
     def set_privileges(self, user_name: str, privileges: Iterable[str] | str
                        ) -> builtins.list[str]:
-        """SetUserPrivileges. The last administrator keeps `admin`. Returns the privileges the
-        account had."""
+        """SetUserPrivileges. The last administrator keeps `admin` and `login`. Returns the
+        privileges the account had."""
         flags = _parse_flags(privileges, PRIVILEGES, "privilege")
         with self.master.tx():
             row = self._require(user_name)
             if "admin" not in flags and row.role != "administrator":
                 self._keep_an_administrator(row, "must keep the privilege 'admin'")
+            if "login" not in flags:
+                self._keep_an_administrator(row, "must keep the privilege 'login'")
             self.rows.update(row.id, privileges=flags)
         return row.privileges
 
@@ -437,6 +439,22 @@ class Users:
         if row.role is not None:
             return row.role
         return "administrator" if "admin" in row.privileges else None
+
+    def login_refusal(self, user_name: str, way: str) -> str | None:
+        """Why the account may not log in `way` ("api", "web" or "smtp") now; None: it may.
+        Every way needs the privilege `login`; the Administration API and the console also
+        the login privilege of their name (SMTP AUTH has none of its own). Read at every
+        request: a privilege taken away counts at once."""
+        row = self.rows.find(name_key(user_name))
+        if row is None:
+            return f"User {user_name} does not exist."
+        if "login" not in row.privileges:
+            return f"User {row.user_name} may not log in (it lacks the privilege login)."
+        if way in ("api", "web") and way not in row.login_privileges:
+            what = "the Administration API" if way == "api" else "the management console"
+            return (f"User {row.user_name} may not log in to {what} (its login privileges "
+                    f"lack {way}).")
+        return None
 
     def is_administrator(self, user_name: str) -> bool:
         """Privilege `admin` or role `administrator` (False for unknown accounts)."""

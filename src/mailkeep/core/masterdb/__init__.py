@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mailkeep.core.files import create_private, private, private_dir
 from mailkeep.core.masterdb.accounts import AccountRow, Accounts
 from mailkeep.core.masterdb.audit import AuditLog
 from mailkeep.core.masterdb.base import BUSY_TIMEOUT_MS
@@ -69,8 +70,12 @@ class MasterDB:
     @classmethod
     def of(cls, data_dir: Path) -> MasterDB:
         """The master database of a data directory (made with its tables on first use)."""
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return cls(data_dir / FILE)
+        private_dir(data_dir)
+        path = data_dir / FILE
+        create_private(path)  # password hashes, the audit log, jobs: the owner's alone
+        for side in (".db-wal", ".db-shm"):  # made by SQLite with the database's mode
+            private(path.with_suffix(side))
+        return cls(path)
 
     @property
     def conn(self) -> sqlite3.Connection:

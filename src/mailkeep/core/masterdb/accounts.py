@@ -69,10 +69,12 @@ class Accounts(Repository):
             conn.execute("DELETE FROM users WHERE id = ?", (account_id,))
 
     def other_administrators(self, account_id: int) -> int:
-        """Accounts other than this one with the admin privilege or the administrator role."""
+        """Accounts other than this one that may log in (privilege login) with the admin
+        privilege or the administrator role."""
         return int(self.conn.execute(
             "SELECT COUNT(*) FROM users WHERE id != ? AND (role = 'administrator' OR "
-            "EXISTS (SELECT 1 FROM json_each(users.privileges) WHERE value = 'admin'))",
+            "EXISTS (SELECT 1 FROM json_each(users.privileges) WHERE value = 'admin')) AND "
+            "EXISTS (SELECT 1 FROM json_each(users.privileges) WHERE value = 'login')",
             (account_id,)).fetchone()[0])
 
     def next_generation(self) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailkeep.core.files import create_private
 from mailkeep.core.mime.text import cjk_segment
 from mailkeep.core.storage.catalog_search import Searching
 from mailkeep.core.storage.indexer import IndexWriter
@@ -96,6 +97,7 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
                                isolation_level=None, check_same_thread=False)
     else:
+        create_private(path)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         # Durability comes from the segments: a commit lost in a power cut leaves the

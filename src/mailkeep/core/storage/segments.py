@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mailkeep.core.files import fsync_dir
+from mailkeep.core.files import create_private, fsync_dir
 
 MAGIC = b"MKR\x01"
 FILE_HEADER = b"MKSEG01\n"
@@ -91,7 +91,9 @@ class SegmentWriter:
     def _open(self, segment: int, offset: int) -> BinaryIO:
         path = self.directory / segment_name(segment)
         fresh = not path.exists()
-        fh = open(path, "r+b" if not fresh else "w+b")  # noqa: SIM115 - owned by the writer
+        if fresh:
+            create_private(path)
+        fh = open(path, "r+b")  # noqa: SIM115 - owned by the writer
         if fresh:
             fh.write(FILE_HEADER)
             fh.flush()

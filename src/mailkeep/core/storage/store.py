@@ -115,7 +115,7 @@ class Store(Replay):
 
     def _try_lock(self) -> int | None:
         try:
-            fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
             return None  # read-only media or no permission: this process can only read
         try:

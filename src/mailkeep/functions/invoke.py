@@ -73,6 +73,9 @@ class Invoker:
             self.authorize(fn, caller)
         except (Forbidden, NotFound) as exc:
             self._audit(Prepared(fn, {}, caller), {}, "refused", exc)
+            if caller.via == "job":  # nobody watches a job: its owner's lost rights are news
+                record_event(self.services.master, "process.failed",
+                             f"job {caller.job} was refused: {errors.message(exc)}")
             raise
         return fn
 
@@ -91,9 +94,9 @@ class Invoker:
         if caller.via == "job":
             if account is None:
                 raise NotFound(f"The owner {caller.user} of job {caller.job} no longer exists.")
-            if not account.is_administrator:
+            if not account.is_administrator or "login" not in account.privileges:
                 raise Forbidden(f"The owner {caller.user} of job {caller.job} is not an "
-                                "administrator (any more): the job cannot call "
+                                "administrator who may log in (any more): the job cannot call "
                                 f"{fn.name}.")
             return
         if account is None:

@@ -6,6 +6,7 @@ from mailkeep.functions import (  # noqa: F401  (registration)
     jobs,
     keys,
     maintenance,
+    mfa,
     notification,
     profiles,
     server,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mailkeep.core.admin.mfa import MultiFactor
 from mailkeep.core.errors import InvalidArgument
 from mailkeep.core.fields import Field
 from mailkeep.core.keys import PASSPHRASE
@@ -73,8 +74,10 @@ def renew_master_key(call: Call) -> dict[str, Any]:
         profiles = Profiles(call.master, call.data_dir).reseal()
         connections = Connections(call.data_dir).reseal()
         notification = NotificationConfig(call.data_dir).reseal()
+        mfa = MultiFactor(call.master, call.data_dir).reseal()
         call.ctx.log(f"Secrets sealed anew: {profiles} profile(s), {connections} "
-                     f"connection(s){', the notification mail' if notification else ''}.")
+                     f"connection(s), {mfa} MFA secret(s)"
+                     f"{', the notification mail' if notification else ''}.")
 
     new_id, rewrapped = renew(call.services.keys, paths, reseal, call.ctx.log,
                               call.ctx.check_cancelled)

@@ -248,7 +248,7 @@ class SmtpAuth:
             return AuthResult(success=False, handled=False, message=NOT_ALLOWED)
         user = auth_data.login.decode("utf-8", "replace")
         password = auth_data.password.decode("utf-8", "replace")
-        result = self.checker.check(user, password, address)
+        result = self.checker.check(user, password, address, "smtp")
         if not result.ok:
             log.warning("journal: failed AUTH %s as %r from %s (%s)", mechanism, user, address,
                         result.reason)

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mailkeep.core.admin.mfa import MultiFactor
 from mailkeep.core.admin.sessions import DEFAULT_TIMEOUT_MIN, MAX_TIMEOUT_MIN, Session, Sessions
 from mailkeep.core.errors import Cancelled, MailkeepError
 from mailkeep.core.fields import parse_bool
@@ -146,9 +147,12 @@ class McApi:
                           f"{MAX_TIMEOUT_MIN}.")
         address = request.client.host if request.client else ""
         auth = self.state.authenticator
-        result = auth.check_cached(user, password, address)
+        mfa = MultiFactor(self.state.users.master, self.state.data_dir)
+        two_step = mfa.required(user)  # then the code, not the password, settles the login
+        result = auth.check_cached(user, password, address, "web", not two_step)
         if result is None:
-            result = await anyio.to_thread.run_sync(auth.check, user, password, address)
+            result = await anyio.to_thread.run_sync(auth.check, user, password, address, "web",
+                                                    not two_step)
         if not result.ok:
             if result.reason == "locked-out":
                 wait = int(result.retry_after or 60)
@@ -166,6 +170,15 @@ class McApi:
         if users.has_initial_password(user) and not local_request(request):
             raise McError(2003, "The account still has its initial password: log in from "
                           "this machine and change it first (mailkeep user password).")
+        if two_step:
+            code = body.get("code")
+            if not isinstance(code, str) or not code.strip():
+                raise McError(2004, "This account logs in with a one-time code as well: send "
+                              "code (the authenticator app's, or one of the recovery codes).")
+            if not await anyio.to_thread.run_sync(mfa.check_code, user, code):
+                auth.failed(user, address)  # counted like a wrong password: throttled alike
+                raise McError(2001, "Wrong user name, password or code.")
+            auth.succeeded(user, address)
         name = users.get(user)["userName"]  # as stored, whatever case was typed
         sid = await anyio.to_thread.run_sync(self.sessions.open, name, role, address, minutes)
         data: dict[str, Any] = {"sessionId": sid, "serverName": socket.gethostname(),

@@ -16,6 +16,11 @@ Lockout policy:
   the administrator out. `on_lockout(user, address)` runs once per lock.
 IPv6 addresses are counted per /64, the block one subscriber usually holds.
 
+The way a login comes (`way`: "api", "smtp" or "web") decides what it may use: an app password
+(core.admin.mfa) for the API and SMTP AUTH, never for the console; an account with MFA uses the
+API and SMTP AUTH with app passwords only (its own password is refused there), and the console
+with its password and a code (checked by the console).
+
 A password check costs 64 MiB of Argon2 for tens of milliseconds: at most `max_hashing`
 (default: the number of cores, at least 2) run at once, whatever the interface (HTTP, the
 console, SMTP AUTH) and however many threads ask; the others wait their turn.
@@ -36,6 +41,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mailkeep.core.admin.mfa import APP_PREFIX, MultiFactor
 from mailkeep.core.admin.users import Users, name_key
 from mailkeep.core.errors import NotFound
 
@@ -88,6 +94,7 @@ class Authenticator:
                  max_hashing: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.users = users
+        self.mfa = MultiFactor(users.master, None)
         self.cache_seconds = cache_seconds
         self.max_failures = max_failures
         self.lockout_seconds = lockout_seconds
@@ -109,46 +116,72 @@ class Authenticator:
             weakref.WeakValueDictionary())
         self._checks = 0
 
-    def check_cached(self, user_name: str, password: str, address: str) -> AuthResult | None:
+    def check_cached(self, user_name: str, password: str, address: str,
+                     way: str = "api", settle: bool = True) -> AuthResult | None:
         """The answer when it needs no password hash (locked out, or verified recently);
         None when `check` must run (off the event loop: it may hash)."""
         pair = (name_key(user_name), address_key(address))
         locked = self._locked(pair)
         if locked is not None:
             return locked
-        digest = hmac.new(self._key, f"{user_name}\0{password}".encode("utf-8", "surrogatepass"),
-                          hashlib.sha256).digest()
+        digest = self._digest(user_name, password, way)
         if self._cached(digest, user_name):
-            self._succeeded(pair)
+            if settle:
+                self._succeeded(pair)
             return AuthResult(True, "ok")
         return None
 
-    def check(self, user_name: str, password: str, address: str) -> AuthResult:
+    def check(self, user_name: str, password: str, address: str,
+              way: str = "api", settle: bool = True) -> AuthResult:
+        """Whether the password is right, throttled. settle=False: a second step follows (a
+        one-time code), so a right password does not yet clear the failures counted for the
+        account on this address; `succeeded` does once the second step passed."""
         pair = (name_key(user_name), address_key(address))
-        digest = hmac.new(self._key, f"{user_name}\0{password}".encode("utf-8", "surrogatepass"),
-                          hashlib.sha256).digest()
+        digest = self._digest(user_name, password, way)
         locked = self._locked(pair)
         if locked is not None:
             return locked
         if self._cached(digest, user_name):
-            self._succeeded(pair)
+            if settle:
+                self._succeeded(pair)
             return AuthResult(True, "ok")
         with self._address_lock(pair[1]):
             locked = self._locked(pair)  # another thread may have locked it meanwhile
             if locked is not None:
                 return locked
             if self._cached(digest, user_name):
-                self._succeeded(pair)
+                if settle:
+                    self._succeeded(pair)
                 return AuthResult(True, "ok")
             generation = self._generation(user_name)  # read first: a change during the
-            with self._hashing:
-                ok = self.users.verify_password(user_name, password)  # hash then misses later
+            ok = self._verify(user_name, password, way)  # a change during the hash: missed
             if ok and generation is not None:
                 self._remember(digest, generation)
-                self._succeeded(pair)
+                if settle:
+                    self._succeeded(pair)
                 return AuthResult(True, "ok")
             self._failed(pair, user_name, address)
         return AuthResult(False, "bad-credentials")
+
+    def _verify(self, user_name: str, password: str, way: str) -> bool:
+        if way != "web" and password.startswith(APP_PREFIX):
+            return self.mfa.check_app_password(user_name, password)
+        with self._hashing:
+            ok = self.users.verify_password(user_name, password)
+        return ok and (way == "web" or not self.mfa.required(user_name))
+
+    def _digest(self, user_name: str, password: str, way: str) -> bytes:
+        text = f"{way}\0{user_name}\0{password}"
+        return hmac.new(self._key, text.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+
+    def succeeded(self, user_name: str, address: str) -> None:
+        """The second step of a login passed: its failures are forgiven."""
+        self._succeeded((name_key(user_name), address_key(address)))
+
+    def failed(self, user_name: str, address: str) -> None:
+        """Count a failed second step of a login (a wrong one-time code) like a wrong
+        password."""
+        self._failed((name_key(user_name), address_key(address)), user_name, address)
 
     def unlock(self, user_name: str | None = None, address: str | None = None) -> None:
         """Lift locks and forget failures: of one account (on every address), of one address,

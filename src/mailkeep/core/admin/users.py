@@ -423,6 +423,12 @@ class Users:
         loopback clients only)."""
         return any(self.is_administrator(name) for name in self.rows.with_initial_password())
 
+    def new_generation(self, user_name: str) -> None:
+        """Make logins verified before now (the authenticator's cache) be verified again: the
+        way an account logs in changed (MFA, app passwords)."""
+        row = self._require(user_name)
+        self.rows.update(row.id, password_generation=self.rows.next_generation())
+
     def password_generation(self, user_name: str) -> int:
         """A number that changes with every password (or authentication) change."""
         generation = self.rows.generation(name_key(user_name))

@@ -24,6 +24,7 @@ from mailkeep.core.masterdb.audit import AuditLog
 from mailkeep.core.masterdb.base import BUSY_TIMEOUT_MS
 from mailkeep.core.masterdb.history import ProcessHistory
 from mailkeep.core.masterdb.jobs import Job, JobRows, Schedule
+from mailkeep.core.masterdb.mfa import AppPasswordRows, MfaRows
 from mailkeep.core.masterdb.outbox import Outbox
 from mailkeep.core.masterdb.profiles import ProfileRows
 from mailkeep.core.masterdb.schema import SCHEMA, VERSION
@@ -46,6 +47,8 @@ class MasterDB:
     history: ProcessHistory
     profiles: ProfileRows
     outbox: Outbox
+    mfa: MfaRows
+    app_passwords: AppPasswordRows
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -66,6 +69,8 @@ class MasterDB:
         self.history = ProcessHistory(self)
         self.profiles = ProfileRows(self)
         self.outbox = Outbox(self)
+        self.mfa = MfaRows(self)
+        self.app_passwords = AppPasswordRows(self)
 
     @classmethod
     def of(cls, data_dir: Path) -> MasterDB:

@@ -65,7 +65,8 @@ class Accounts(Repository):
 
     def delete(self, account_id: int) -> None:
         with self.tx() as conn:
-            conn.execute("DELETE FROM user_folder_privileges WHERE user_id = ?", (account_id,))
+            for table in ("user_folder_privileges", "user_mfa", "app_passwords"):
+                conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (account_id,))
             conn.execute("DELETE FROM users WHERE id = ?", (account_id,))
 
     def other_administrators(self, account_id: int) -> int:

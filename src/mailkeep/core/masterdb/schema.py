@@ -3,7 +3,7 @@ the schema's versions, so that a later release can migrate an older database."""
 
 from __future__ import annotations
 
-VERSION = 1
+VERSION = 2  # 2: user_mfa, app_passwords
 
 SCHEMA = """
 -- The stores registry: every store ever attached keeps its id (store_ids), so that message
@@ -112,4 +112,18 @@ CREATE TABLE IF NOT EXISTS notify_events (
     sent_at REAL);
 CREATE INDEX IF NOT EXISTS notify_pending ON notify_events(sent_at) WHERE sent_at IS NULL;
 CREATE TABLE IF NOT EXISTS notify_kinds (kind TEXT PRIMARY KEY, last_mail REAL NOT NULL);
+
+-- Multi-factor login: an account's TOTP secret (sealed), confirmed once a first code matched;
+-- the last time step a code was accepted for (a code works once); recovery codes as SHA-256
+-- digests (each works once).
+CREATE TABLE IF NOT EXISTS user_mfa (
+    user_id INTEGER PRIMARY KEY, secret TEXT NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0,
+    last_step INTEGER NOT NULL DEFAULT 0, recovery TEXT NOT NULL DEFAULT '[]',
+    created_at REAL NOT NULL);
+-- App passwords: what the Administration API and SMTP AUTH take for an account with MFA
+-- (Basic auth carries no second factor). Random, shown once, kept as SHA-256 digests.
+CREATE TABLE IF NOT EXISTS app_passwords (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL, name TEXT NOT NULL,
+    digest TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, last_used REAL,
+    UNIQUE (user_id, name));
 """

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "core.masterdb": {"core.errors", "core.files"},
     "core.storage": {"core.errors", "core.files", "core.crypto", "core.keys", "core.mime"},
     "core.admin": {"core.errors", "core.fields", "core.files", "core.crypto", "core.keys",
-                   "core.masterdb"},
+                   "core.masterdb", "core.tls"},
     "core": {"core.errors", "core.files", "core.message", "core.fields", "core.crypto",
              "core.keys", "core.mime", "core.tls", "core.masterdb", "core.storage",
              "core.admin"},

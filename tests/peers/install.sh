@@ -1,12 +1,14 @@
 #!/bin/sh
 # The system packages the tests need, from Debian: the real peers they start themselves on
-# 127.0.0.1 (Dovecot for IMAP and POP3, Postfix), the browser of the web console's tests
-# (Chromium), chattr (e2fsprogs) and, for Debian's python3, the venv module (python3-venv).
+# 127.0.0.1 (Dovecot for IMAP and POP3, Postfix, OpenLDAP's slapd with ldap-utils for the
+# directory services), the browser of the web console's tests (Chromium), chattr (e2fsprogs)
+# and, for Debian's python3, the venv module (python3-venv).
 #
 # `make test` runs this before anything else. When everything is installed it returns at once
 # (it only looks for the programs). As root on a machine with apt-get it installs what is
 # missing, and no package install may start a daemon (a system Postfix on port 25, Dovecot on
-# 143). Anywhere else it stops the run, naming the command that would install what is missing.
+# 143, slapd on 389). Anywhere else it stops the run, naming the command that would install
+# what is missing.
 set -eu
 
 missing=""
@@ -17,6 +19,8 @@ need dovecot-core /usr/sbin/dovecot
 need dovecot-imapd /usr/lib/dovecot/imap
 need dovecot-pop3d /usr/lib/dovecot/pop3
 need postfix /usr/sbin/postfix
+need slapd /usr/sbin/slapd
+need ldap-utils /usr/bin/ldapadd
 need chromium /usr/bin/chromium
 need e2fsprogs /usr/bin/chattr
 # `make` creates .venv with `$PY -m venv`: Debian's python3 can do that only with python3-venv.
@@ -49,6 +53,9 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 # Postfix without a system configuration (no /etc/postfix/main.cf, nothing to start).
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+# slapd without a system directory (no database under /etc/ldap/slapd.d, no admin password
+# to ask for): the tests give each slapd a configuration of its own.
+echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
 apt-get update -qq
 # shellcheck disable=SC2086  # one word per package
 apt-get install -y -qq --no-install-recommends $missing >/dev/null

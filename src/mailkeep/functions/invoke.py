@@ -94,10 +94,11 @@ class Invoker:
         if caller.via == "job":
             if account is None:
                 raise NotFound(f"The owner {caller.user} of job {caller.job} no longer exists.")
-            if not account.is_administrator or "login" not in account.privileges:
+            refusal = Users(self.services.master).login_refusal(caller.user, "job")
+            if not account.is_administrator or refusal is not None:
                 raise Forbidden(f"The owner {caller.user} of job {caller.job} is not an "
                                 "administrator who may log in (any more): the job cannot call "
-                                f"{fn.name}.")
+                                f"{fn.name}." + (f" {refusal}" if refusal else ""))
             return
         if account is None:
             raise Forbidden(f"User {caller.user} does not exist.")
@@ -125,6 +126,8 @@ class Invoker:
             raise
         except BaseException as exc:
             error = exc
+            if isinstance(exc, Forbidden):  # the function's own check of who may (its own MFA)
+                outcome = "refused"
             raise
         finally:
             call.close()

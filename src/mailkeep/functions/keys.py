@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mailkeep.core.admin.directory import Directory
 from mailkeep.core.admin.mfa import MultiFactor
 from mailkeep.core.errors import InvalidArgument
 from mailkeep.core.fields import Field
@@ -75,6 +76,8 @@ def renew_master_key(call: Call) -> dict[str, Any]:
         connections = Connections(call.data_dir).reseal()
         notification = NotificationConfig(call.data_dir).reseal()
         mfa = MultiFactor(call.master, call.data_dir).reseal()
+        if Directory(call.master, call.data_dir).reseal():
+            call.ctx.log("The directory's bind password sealed anew.")
         call.ctx.log(f"Secrets sealed anew: {profiles} profile(s), {connections} "
                      f"connection(s), {mfa} MFA secret(s)"
                      f"{', the notification mail' if notification else ''}.")

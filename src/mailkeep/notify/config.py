@@ -114,14 +114,11 @@ EXTRA = ("verifyCertificate", "caFile")  # mailkeep's own, shown in every shape 
 
 def check_value(field: Field, value: Any) -> Any:
     """A field's value as stored (from JSON, or text as a form sends it), or InvalidArgument
-    saying what is wrong with it. A CA file must exist too."""
+    saying what is wrong with it (a CA file is checked where it is set: core.tls)."""
     try:
-        checked = field.take(value)
+        return field.take(value)
     except FieldError as exc:
         raise InvalidArgument(exc.message) from None
-    if field.format == "absolute-path" and checked is not None and not Path(checked).is_file():
-        raise InvalidArgument(f"{field.name} {checked} is not a readable file")
-    return checked
 
 
 def _mode(conf: dict[str, Any]) -> str:

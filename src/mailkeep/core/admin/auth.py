@@ -23,7 +23,9 @@ with its password and a code (checked by the console).
 
 A password check costs 64 MiB of Argon2 for tens of milliseconds: at most `max_hashing`
 (default: the number of cores, at least 2) run at once, whatever the interface (HTTP, the
-console, SMTP AUTH) and however many threads ask; the others wait their turn.
+console, SMTP AUTH) and however many threads ask; the others wait their turn. A directory
+account's password is checked by a bind as the account, each time (no cache: a password changed
+or an account disabled in the directory counts at once), at most eight at a time.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mailkeep.core.admin.directory import DIRECTORY, Directory
 from mailkeep.core.admin.mfa import APP_PREFIX, MultiFactor
 from mailkeep.core.admin.users import Users, name_key
 from mailkeep.core.errors import NotFound
@@ -105,6 +108,7 @@ class Authenticator:
         self.clock = clock
         self.max_hashing = max_hashing or max(2, os.cpu_count() or 2)
         self._hashing = threading.BoundedSemaphore(self.max_hashing)
+        self._binding = threading.BoundedSemaphore(8)  # directory binds at once
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
@@ -156,7 +160,8 @@ class Authenticator:
             generation = self._generation(user_name)  # read first: a change during the
             ok = self._verify(user_name, password, way)  # a change during the hash: missed
             if ok and generation is not None:
-                self._remember(digest, generation)
+                if not self._directory(user_name):  # the directory's word is asked each time:
+                    self._remember(digest, generation)  # a password changed there counts now
                 if settle:
                     self._succeeded(pair)
                 return AuthResult(True, "ok")
@@ -166,9 +171,19 @@ class Authenticator:
     def _verify(self, user_name: str, password: str, way: str) -> bool:
         if way != "web" and password.startswith(APP_PREFIX):
             return self.mfa.check_app_password(user_name, password)
-        with self._hashing:
-            ok = self.users.verify_password(user_name, password)
+        account = self.users.account(user_name)
+        if account is not None and account.authentication == DIRECTORY:
+            with self._binding:  # a bind as the account, over the network
+                ok = Directory(self.users.master, self.users.master.path.parent).bind(
+                    user_name, password)
+        else:
+            with self._hashing:
+                ok = self.users.verify_password(user_name, password)
         return ok and (way == "web" or not self.mfa.required(user_name))
+
+    def _directory(self, user_name: str) -> bool:
+        account = self.users.account(user_name)
+        return account is not None and account.authentication == DIRECTORY
 
     def _digest(self, user_name: str, password: str, way: str) -> bytes:
         text = f"{way}\0{user_name}\0{password}"

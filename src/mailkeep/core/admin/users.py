@@ -456,6 +456,12 @@ class Users:
             return f"User {user_name} does not exist."
         if "login" not in row.privileges:
             return f"User {row.user_name} may not log in (it lacks the privilege login)."
+        if row.authentication == "directoryServices":
+            directory = self.master.directory.get(row.id)
+            if directory is not None and (directory.disabled or directory.missing):
+                return (f"User {row.user_name} is "
+                        + ("disabled in" if directory.disabled else "no longer in")
+                        + " the directory.")
         if way in ("api", "web") and way not in row.login_privileges:
             what = "the Administration API" if way == "api" else "the management console"
             return (f"User {row.user_name} may not log in to {what} (its login privileges "

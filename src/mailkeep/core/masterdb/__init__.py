@@ -22,6 +22,7 @@ from mailkeep.core.files import create_private, private, private_dir
 from mailkeep.core.masterdb.accounts import AccountRow, Accounts
 from mailkeep.core.masterdb.audit import AuditLog
 from mailkeep.core.masterdb.base import BUSY_TIMEOUT_MS
+from mailkeep.core.masterdb.directory import DirectoryRows
 from mailkeep.core.masterdb.history import ProcessHistory
 from mailkeep.core.masterdb.jobs import Job, JobRows, Schedule
 from mailkeep.core.masterdb.mfa import AppPasswordRows, MfaRows
@@ -49,6 +50,7 @@ class MasterDB:
     outbox: Outbox
     mfa: MfaRows
     app_passwords: AppPasswordRows
+    directory: DirectoryRows
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -71,6 +73,7 @@ class MasterDB:
         self.outbox = Outbox(self)
         self.mfa = MfaRows(self)
         self.app_passwords = AppPasswordRows(self)
+        self.directory = DirectoryRows(self)
 
     @classmethod
     def of(cls, data_dir: Path) -> MasterDB:

@@ -63,9 +63,15 @@ class Accounts(Repository):
         self.conn.execute(f"UPDATE users SET {names} WHERE id = ?",
                           (*values.values(), account_id))
 
+    def name_of(self, account_id: int) -> str | None:
+        row = self.conn.execute("SELECT user_name FROM users WHERE id = ?",
+                                (account_id,)).fetchone()
+        return None if row is None else str(row[0])
+
     def delete(self, account_id: int) -> None:
         with self.tx() as conn:
-            for table in ("user_folder_privileges", "user_mfa", "app_passwords"):
+            for table in ("user_folder_privileges", "user_mfa", "app_passwords",
+                          "directory_accounts"):
                 conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (account_id,))
             conn.execute("DELETE FROM users WHERE id = ?", (account_id,))
 

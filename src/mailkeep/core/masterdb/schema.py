@@ -3,7 +3,7 @@ the schema's versions, so that a later release can migrate an older database."""
 
 from __future__ import annotations
 
-VERSION = 2  # 2: user_mfa, app_passwords
+VERSION = 3  # 2: user_mfa, app_passwords; 3: directory_accounts
 
 SCHEMA = """
 -- The stores registry: every store ever attached keeps its id (store_ids), so that message
@@ -126,4 +126,8 @@ CREATE TABLE IF NOT EXISTS app_passwords (
     id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL, name TEXT NOT NULL,
     digest TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, last_used REAL,
     UNIQUE (user_id, name));
+-- Directory accounts as the last sync found them: their entry, disabled there, or gone.
+CREATE TABLE IF NOT EXISTS directory_accounts (
+    user_id INTEGER PRIMARY KEY, dn TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
+    missing INTEGER NOT NULL DEFAULT 0, synced_at REAL NOT NULL);
 """

@@ -277,3 +277,13 @@ def audit_since(data: Path, after: int = 0) -> list[tuple[str, str, dict[str, An
         rows = db.execute("SELECT actor, action, details FROM audit WHERE id > ? ORDER BY id",
                           (after,)).fetchall()
     return [(actor, action, json.loads(details)) for actor, action, details in rows]
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """SIGTERM to a peer's process, SIGKILL if it has not gone within `grace` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

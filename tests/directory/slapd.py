@@ -27,7 +27,7 @@ from types import TracebackType
 
 import trustme
 
-from tests.helpers import free_port
+from tests.helpers import free_port, stop_process
 
 BASE_DN = "dc=example,dc=org"
 PEOPLE_DN = f"ou=people,{BASE_DN}"
@@ -400,12 +400,7 @@ class Slapd:
     def stop(self) -> None:
         """SIGTERM to our slapd (kill if it does not go within 10 s), then remove its files."""
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc)
             self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 

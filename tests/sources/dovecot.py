@@ -20,7 +20,7 @@ import trustme
 from imapclient import IMAPClient
 
 from mailkeep.core.message import RawMessage, SourceProblem
-from tests.helpers import TRICKY, free_port, public_dir
+from tests.helpers import TRICKY, free_port, public_dir, stop_process
 
 # Real messages of several kinds: 8-bit and ISO-2022-JP bodies, nested multiparts, CRLF files,
 # RFC 2047 headers, a long-header message.
@@ -184,12 +184,7 @@ class Dovecot:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc)
             if self.proc.stderr:
                 self.proc.stderr.close()
             self.proc = None

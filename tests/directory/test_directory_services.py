@@ -18,7 +18,7 @@ from mailkeep.core.errors import InvalidArgument, MailkeepError
 from tests.apiclient import api_client, basic, decode, finish
 from tests.directory.slapd import Slapd
 from tests.helpers import audit_since, call_function, mk_ok
-from tests.web.test_journal import server
+from tests.web.test_journal import archived, server
 
 
 def config(slapd: Slapd, **extra: Any) -> dict[str, Any]:
@@ -204,3 +204,18 @@ def test_sync_runs_as_a_scheduled_job(data: Path, slapd: Slapd) -> None:
     outcome = call_function(data, "RunJobAsync", id=str(job["id"]))
     assert outcome["result"] == "succeeded", outcome
     assert "zoë" in {u["userName"] for u in call_function(data, "GetUsers")}
+
+
+def test_the_journal_routes_by_the_synced_addresses(data: Path, slapd: Slapd) -> None:
+    """An alias that only the directory knows (proxyAddresses "smtp:") routes journaled mail
+    into its owner's archive once a sync brought it in."""
+    configure(data, slapd)
+    with api_client(data) as api:
+        sync(api)
+    zoe = slapd.user("zoë")
+    alias = sorted(zoe.aliases)[0]
+    raw = (b"From: x@example.net\r\nSubject: to an alias\r\n"
+           b"Message-ID: <a1@example.net>\r\n\r\nhi\r\n")
+    with server(data) as (_proc, port), smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        assert client.sendmail("x@example.net", [alias], raw) == {}
+    assert [folder for folder, _env in archived(data).values()] == ["zoë/Inbox"]

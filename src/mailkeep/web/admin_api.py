@@ -110,7 +110,7 @@ async def authenticate(state: ApiState, request: Request, admin: bool = True) ->
     if account is None:  # deleted a moment ago
         return plain(401, "Invalid credentials.", {"WWW-Authenticate": REALM})
     user = account.user_name  # as stored: the audit log names the account, not the typing
-    refusal = state.users.login_refusal(user, "api")
+    refusal = state.users.refusal_for(account, "api")
     if refusal is not None:
         return plain(403, refusal)
     if admin and not account.is_administrator:

@@ -454,6 +454,10 @@ class Users:
         row = self.rows.find(name_key(user_name))
         if row is None:
             return f"User {user_name} does not exist."
+        return self.refusal_for(row, way)
+
+    def refusal_for(self, row: AccountRow, way: str) -> str | None:
+        """login_refusal of an account row just read."""
         if "login" not in row.privileges:
             return f"User {row.user_name} may not log in (it lacks the privilege login)."
         if row.authentication == "directoryServices":

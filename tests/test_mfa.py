@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import httpx
 import pyotp
 import pytest
 from starlette.testclient import TestClient
 
 from mailkeep.core.admin.mfa import STEP_S
 from tests.apiclient import api_client, basic, decode
-from tests.helpers import audit_since, call_function, mk_ok
+from tests.helpers import audit_since, call_function, free_port, mk_ok, serving
 from tests.web.test_journal import server
 
 PASSWORD = "Olga-pass-1"
@@ -194,3 +195,61 @@ def test_smtp_auth_takes_an_app_password_not_the_account_password(data: Path) ->
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             client.starttls(context=tls)
             client.login("olga", app["password"])
+
+
+def test_a_session_alone_cannot_replace_the_authenticator(data: Path) -> None:
+    """Someone holding olga's open session (not her phone) tries to set up MFA anew: refused
+    without a code of the authenticator in force; and setting up again switches nothing off
+    until the new secret is confirmed."""
+    with api_client(data) as api:
+        secret, recovery = enrol(api, session(api, "olga", PASSWORD), "olga")
+        olga = session(api, "olga", PASSWORD, code_at(secret, 1))
+        refused = api.post("/mcapi/mfa/initialize", headers=olga, json={"userName": "olga"})
+        assert mc(refused)["code"] == 3002 and "currentCode" in mc(refused)["message"]
+        again = mc(api.post("/mcapi/mfa/initialize", headers=olga, json={
+            "userName": "olga", "currentCode": recovery[0]}))
+        assert again["status"] == "success"
+        # Pending: the authenticator in force still counts, and a code is still needed.
+        assert mc(login(api, "olga", PASSWORD))["code"] == 2004
+        session(api, "olga", PASSWORD, recovery[1])
+
+
+def test_codes_are_capped_per_account_whatever_the_address(tmp_path: Path, data: Path) -> None:
+    """Whoever has the password guesses codes from many addresses (through a trusted proxy):
+    after ten wrong codes the account's codes are locked, from every address, the right code
+    included."""
+    call_function(data, "SetSetting", key="server.trusted_proxies", value="127.0.0.1")
+    with api_client(data) as api:
+        secret, _recovery = enrol(api, session(api, "olga", PASSWORD), "olga")
+    port = free_port()
+    with serving(data, "--enable-api", "--host", "127.0.0.1", "--port", str(port), port=port):
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=False,
+                          timeout=30) as http:
+            right = code_at(secret, 1)
+            wrong = [f"{n:06d}" for n in range(200_000, 200_020) if f"{n:06d}" != right][:10]
+            for i, guess in enumerate(wrong):
+                resp = http.post("/mcapi/auth/login", headers={
+                    "X-Forwarded-For": f"2001:db8:{i}::1"}, json={
+                        "userName": "olga", "password": PASSWORD, "code": guess})
+                assert resp.json()["result"]["code"] == 2001, resp.text
+            resp = http.post("/mcapi/auth/login", headers={"X-Forwarded-For": "2001:db8:99::1"},
+                             json={"userName": "olga", "password": PASSWORD, "code": right})
+    assert resp.status_code == 429 and resp.json()["result"]["code"] == 2002
+
+
+def test_confirming_mfa_ends_the_cached_password_at_once(data: Path) -> None:
+    call_function(data, "SetUserPrivileges", userName="olga", privileges="admin,login")
+    with api_client(data) as api:
+        assert api.post("/api/invoke/GetServerInfo",
+                        headers=basic("olga", PASSWORD)).status_code == 200  # now cached
+        enrol(api, session(api, "olga", PASSWORD), "olga")
+        assert api.post("/api/invoke/GetServerInfo",
+                        headers=basic("olga", PASSWORD)).status_code == 401
+
+
+@pytest.mark.parametrize("code", ["١٢٣٤٥٦", "１２３４５６", "12345６", "\u00b9\u00b2\u00b3456"])
+def test_digits_of_other_scripts_are_a_wrong_code(data: Path, code: str) -> None:
+    with api_client(data) as api:
+        enrol(api, session(api, "olga", PASSWORD), "olga")
+        resp = login(api, "olga", PASSWORD, code)
+        assert resp.status_code == 401 and mc(resp)["code"] == 2001

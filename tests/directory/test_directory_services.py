@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import smtplib
+import socket
 import ssl
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,13 @@ import pytest
 import trustme
 from starlette.testclient import TestClient
 
+from mailkeep.core.admin.auth import Authenticator, AuthResult
+from mailkeep.core.admin.users import Users
 from mailkeep.core.errors import InvalidArgument, MailkeepError
+from mailkeep.core.masterdb import MasterDB
 from tests.apiclient import api_client, basic, decode, finish
 from tests.directory.slapd import Slapd
-from tests.helpers import audit_since, call_function, mk_ok
+from tests.helpers import CHEAP, audit_since, call_function, mk_ok
 from tests.web.test_journal import archived, server
 
 
@@ -219,3 +224,123 @@ def test_the_journal_routes_by_the_synced_addresses(data: Path, slapd: Slapd) ->
     with server(data) as (_proc, port), smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         assert client.sendmail("x@example.net", [alias], raw) == {}
     assert [folder for folder, _env in archived(data).values()] == ["zoë/Inbox"]
+
+
+def test_a_reused_login_does_not_inherit_the_account(data: Path, slapd: Slapd) -> None:
+    """jmueller, an administrator in mailkeep, leaves; a new person gets the login jmueller
+    (a new entry, even under the same DN). The sync does not hand the old account, its rights
+    and its archive to the new person: it leaves the entry out and says why."""
+    configure(data, slapd)
+    with api_client(data) as api:
+        sync(api)
+    call_function(data, "SetUserPrivileges", userName="jmueller", privileges="admin,login")
+    slapd.delete_user("jmueller")
+    slapd.add_user("jmueller", "Eve Intruder", "Eve-pass-123", "eve@example.org",
+                   groups=("archive-users",))
+    with api_client(data) as api:
+        report = sync(api)
+        assert report["skipped"] == ["jmueller"] and report["updated"] == []
+        info = call_function(data, "GetUserInfo", userName="jmueller")
+        assert info["fullName"] == "Jürgen Müller" and "eve@example.org" not in \
+            info["emailAddresses"]
+        # The directory takes Eve's password for that DN now: mailkeep does not, for this
+        # account (it is not hers), on the API as on the console.
+        assert api.post("/api/invoke/GetServerInfo",
+                        headers=basic("jmueller", "Eve-pass-123")).status_code != 200
+
+
+def test_an_entry_the_archive_cannot_take_does_not_stop_the_sync(data: Path, slapd: Slapd
+                                                                 ) -> None:
+    """A member with a 300-character name, and a login two entries claim: each is left out
+    and logged, and the rest of the sync still happens, including marking a user who left
+    the group (disableMissing)."""
+    configure(data, slapd, disableMissing=True)
+    with api_client(data) as api:
+        sync(api)
+    slapd.add_user("longname", "L" * 150 + " " + "N" * 149, "Long-pass-1", "long@example.org",
+                   groups=("archive-users",))
+    slapd.remove_member("archive-users", slapd.user("zoë").dn)
+    with api_client(data) as api:
+        report = sync(api)
+    assert report["skipped"] == ["longname"] and report["missing"] == ["zoë"]
+    assert "longname" not in {u["userName"] for u in call_function(data, "GetUsers")}
+
+
+def test_a_directory_account_named_like_the_journal_owner_gets_no_routing(
+        data: Path, slapd: Slapd) -> None:
+    """smtp.owner is "journal": a directory user given that login files into its own archive,
+    not where routing says (only a local journal account does)."""
+    configure(data, slapd)
+    slapd.add_user("journal", "Not The Journal", "Journal-pass-9", "nj@example.org",
+                   groups=("archive-users",))
+    with api_client(data) as api:
+        sync(api)
+    mk_ok(data, "settings", "set", "smtp.auth", "true")
+    raw = (b"From: boss@example.org\r\nSubject: planted\r\n"
+           b"Message-ID: <p1@example.org>\r\n\r\nx\r\n")
+    with server(data) as (_proc, port), smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.starttls(context=ssl._create_unverified_context())
+        client.login("journal", "Journal-pass-9")
+        assert client.sendmail("boss@example.org", [slapd.user("zoë").primary], raw) == {}
+    assert [folder for folder, _env in archived(data).values()] == ["journal/Inbox"]
+
+
+def test_switching_the_directory_off_does_not_free_the_bind_password(data: Path,
+                                                                    slapd: Slapd) -> None:
+    """type none and back, to point the sealed bind password at another server: each step
+    that would send it elsewhere asks for it again."""
+    configure(data, slapd)
+    for change in ({"type": "none"}, {"type": "activeDirectory"}):
+        with pytest.raises(InvalidArgument, match="give bindPassword again"):
+            call_function(data, "SetDirectoryServicesConfiguration", config=json.dumps(change))
+    call_function(data, "SetDirectoryServicesConfiguration",
+                  config=json.dumps({"type": "none", "bindPassword": ""}))
+    shown = call_function(data, "GetDirectoryServicesConfiguration")
+    assert shown["type"] == "none" and shown["hasBindPassword"] is False
+
+
+def test_a_directory_that_never_answers_stalls_no_other_login(data: Path) -> None:
+    """The directory accepts connections and never answers (an outage, a firewall dropping
+    packets). While one login from an address waits for its bind, the next from that address
+    is answered at once ("busy", not counted as a failure), and logins of local accounts go
+    on: nothing waits on the stuck bind."""
+    tarpit = socket.create_server(("127.0.0.1", 0))
+    arrived = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        conn, _ = tarpit.accept()
+        arrived.set()
+        release.wait(30)
+        conn.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        call_function(data, "SetDirectoryServicesConfiguration", config=json.dumps({
+            "type": "ldap", "server": "localhost", "port": tarpit.getsockname()[1],
+            "security": "none", "baseDn": "dc=example,dc=org", "timeout": 30}))
+        call_function(data, "CreateUser", userName="dana", privileges="login",
+                      authentication="directoryServices",
+                      distinguishedName="uid=dana,ou=people,dc=example,dc=org")
+        call_function(data, "CreateUser", userName="local", privileges="login",
+                      password="Local-pass-1")
+        master = MasterDB.of(data)
+        auth = Authenticator(Users(master, hasher=CHEAP))
+        first: list[AuthResult] = []
+        waiting = threading.Thread(
+            target=lambda: first.append(auth.check("dana", "pw-1", "203.0.113.5")))
+        waiting.start()
+        assert arrived.wait(10)  # the first bind is in flight, stuck
+        assert auth.check("dana", "pw-2", "203.0.113.5").reason == "busy"
+        assert auth.check("local", "Local-pass-1", "203.0.113.5").ok
+        assert auth.check("local", "wrong", "198.51.100.7").reason == "bad-credentials"
+        assert waiting.is_alive()  # all of that while the bind was still stuck
+        release.set()
+        waiting.join(30)
+        assert first[0].reason == "bad-credentials"
+        master.close()
+    finally:
+        release.set()
+        holder.join(30)
+        tarpit.close()

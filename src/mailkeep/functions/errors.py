@@ -42,6 +42,7 @@ MCAPI_CODES: dict[int, tuple[int, str]] = {
     2002: (429, "too many failed logins: locked for a while"),
     2003: (403, "the account may not log in to the management console"),
     2004: (401, "the account logs in with a one-time code as well: send code"),
+    2005: (503, "the directory is busy with other logins: try again in a moment"),
     3001: (403, "not logged in (no, unknown or expired session)"),
     3002: (403, "the session's role may not call this function"),
     5000: (500, "the server could not complete the request"),

@@ -39,12 +39,18 @@ def _mfa(call: Call) -> MultiFactor:
 
 @function("InitializeMFA", "Set up multi-factor login (TOTP) for an account: a new secret, "
           "shown once as text, as an otpauth:// URI and as a QR code (an SVG data URI) for the "
-          "authenticator app. It counts once ConfirmMFA got a first code; setting up again "
-          "starts over.",
+          "authenticator app. It counts once ConfirmMFA got a first code; until then an "
+          "authenticator already in force stays in force. An account setting up its own MFA "
+          "again gives currentCode (mailkeep's): a code of the authenticator in force, or a "
+          "recovery code.",
           '{"userName": str, "secret": str, "uri": str, "qrCode": str, "issuer": str}', USER,
+          Field("currentCode", "string", True, "A code of the authenticator in force (setting "
+                "up one's own MFA again).", secret=True, max_length=64),
           roles=ROLES, mcapi=McRoute("mfa/initialize", "POST"))
 def initialize_mfa(call: Call) -> dict[str, Any]:
-    return _mfa(call).initialize(_own(call))
+    user = _own(call)
+    own = call.caller.via not in SYSTEM_VIAS and name_key(user) == name_key(call.caller.user)
+    return _mfa(call).initialize(user, call.arg("currentCode"), prove=own)
 
 
 @function("ConfirmMFA", "Switch on the multi-factor login InitializeMFA set up, with a first "

@@ -77,7 +77,8 @@ class JournalWriter:
         """(owner, folder) to file a journaled message in: Inbox of every user one of whose
         addresses is a recipient, Sent of the user who sent it; the journal archive when the
         envelope names no user (or routing is off). A client that authenticated files where
-        routing says only as an administrator or as the journal's own account (smtp.owner);
+        routing says only as an administrator or as the journal's own account (smtp.owner, a local
+        account: one a directory sync made does not count);
         any other account files into its own archive only (the folders routing gives it there,
         else its journal folder): an employee allowed to archive cannot put mail into someone
         else's archive. Called in the writer thread."""
@@ -85,8 +86,9 @@ class JournalWriter:
         if user is None:
             return routed
         account = archive.master.accounts.find(name_key(user))
-        if account is not None and (account.is_administrator
-                                    or name_key(user) == name_key(self.settings.owner)):
+        if account is not None and (account.is_administrator or (
+                name_key(user) == name_key(self.settings.owner)
+                and account.authentication == "integrated")):  # not one a directory made
             return routed
         owner = account.user_name if account is not None else user
         return [t for t in routed if t[0] == owner] or [(owner, self.settings.folder)]
@@ -249,6 +251,9 @@ class SmtpAuth:
         user = auth_data.login.decode("utf-8", "replace")
         password = auth_data.password.decode("utf-8", "replace")
         result = self.checker.check(user, password, address, "smtp")
+        if result.reason == "busy":
+            return AuthResult(success=False, handled=False,
+                              message="454 4.7.0 Temporary authentication failure")
         if not result.ok:
             log.warning("journal: failed AUTH %s as %r from %s (%s)", mechanism, user, address,
                         result.reason)

@@ -99,6 +99,8 @@ async def authenticate(state: ApiState, request: Request, admin: bool = True) ->
     if result is None:  # Argon2 takes tens of milliseconds: not on the event loop
         result = await anyio.to_thread.run_sync(state.authenticator.check, user, password,
                                                 address)
+    if result.reason == "busy":
+        return plain(503, "The directory is busy: try again in a moment.", {"Retry-After": "2"})
     if not result.ok:
         extra = {"WWW-Authenticate": REALM}
         if result.retry_after:

@@ -153,6 +153,9 @@ class McApi:
         if result is None:
             result = await anyio.to_thread.run_sync(auth.check, user, password, address, "web",
                                                     not two_step)
+        if result.reason == "busy":
+            raise McError(2005, "The directory is busy: try again in a moment.",
+                          {"Retry-After": "2"})
         if not result.ok:
             if result.reason == "locked-out":
                 wait = int(result.retry_after or 60)
@@ -175,6 +178,11 @@ class McApi:
             if not isinstance(code, str) or not code.strip():
                 raise McError(2004, "This account logs in with a one-time code as well: send "
                               "code (the authenticator app's, or one of the recovery codes).")
+            codes_wait = auth.codes_locked(user)
+            if codes_wait is not None:
+                seconds = str(int(codes_wait) + 1)
+                raise McError(2002, f"Too many wrong codes for this account: try again in "
+                              f"{seconds} seconds.", {"Retry-After": seconds})
             if not await anyio.to_thread.run_sync(mfa.check_code, user, code):
                 auth.failed(user, address)  # counted like a wrong password: throttled alike
                 raise McError(2001, "Wrong user name, password or code.")

@@ -57,7 +57,7 @@ PRUNE_EVERY = 256
 @dataclass(frozen=True)
 class AuthResult:
     ok: bool
-    reason: str  # "ok" | "bad-credentials" | "locked-out"
+    reason: str  # "ok" | "bad-credentials" | "locked-out" | "busy" (the directory: try again)
     retry_after: float | None = None  # seconds, when locked out
 
 
@@ -94,7 +94,7 @@ class Authenticator:
                  lockout_seconds: float = 300, window_seconds: float | None = None,
                  address_max_failures: int | None = None,
                  on_lockout: Callable[[str, str], None] | None = None,
-                 max_hashing: int | None = None,
+                 max_hashing: int | None = None, code_failures: int = 10,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.users = users
         self.mfa = MultiFactor(users.master, None)
@@ -106,9 +106,12 @@ class Authenticator:
                                      else address_max_failures)
         self.on_lockout = on_lockout
         self.clock = clock
+        self.code_failures = code_failures
+        self._codes: dict[str, _Failures] = {}
         self.max_hashing = max_hashing or max(2, os.cpu_count() or 2)
         self._hashing = threading.BoundedSemaphore(self.max_hashing)
         self._binding = threading.BoundedSemaphore(8)  # directory binds at once
+        self._binding_from: set[str] = set()  # addresses with a bind in flight
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
@@ -149,6 +152,10 @@ class Authenticator:
             if settle:
                 self._succeeded(pair)
             return AuthResult(True, "ok")
+        if way != "web" and password.startswith(APP_PREFIX):
+            pass  # an app password: no bind, no hash, whatever the account
+        elif self._directory(user_name):
+            return self._check_directory(pair, user_name, password, address, way, settle)
         with self._address_lock(pair[1]):
             locked = self._locked(pair)  # another thread may have locked it meanwhile
             if locked is not None:
@@ -160,8 +167,7 @@ class Authenticator:
             generation = self._generation(user_name)  # read first: a change during the
             ok = self._verify(user_name, password, way)  # a change during the hash: missed
             if ok and generation is not None:
-                if not self._directory(user_name):  # the directory's word is asked each time:
-                    self._remember(digest, generation)  # a password changed there counts now
+                self._remember(digest, generation)
                 if settle:
                     self._succeeded(pair)
                 return AuthResult(True, "ok")
@@ -171,15 +177,40 @@ class Authenticator:
     def _verify(self, user_name: str, password: str, way: str) -> bool:
         if way != "web" and password.startswith(APP_PREFIX):
             return self.mfa.check_app_password(user_name, password)
-        account = self.users.account(user_name)
-        if account is not None and account.authentication == DIRECTORY:
-            with self._binding:  # a bind as the account, over the network
+        with self._hashing:
+            ok = self.users.verify_password(user_name, password)
+        return ok and (way == "web" or not self.mfa.required(user_name))
+
+    def _check_directory(self, pair: tuple[str, str], user_name: str, password: str,
+                         address: str, way: str, settle: bool) -> AuthResult:
+        """A directory account's password: a bind as the account. A slow or unreachable
+        directory must not stall the server: at most one bind per address and eight in all
+        run at once, each bounded by the directory's timeout; a login that would wait for
+        one gets "busy" at once (not counted as a failure) instead of holding a thread."""
+        with self._lock:
+            if pair[1] in self._binding_from:
+                return AuthResult(False, "busy")
+            self._binding_from.add(pair[1])
+        try:
+            if not self._binding.acquire(blocking=False):
+                return AuthResult(False, "busy")
+            try:
+                locked = self._locked(pair)
+                if locked is not None:
+                    return locked
                 ok = Directory(self.users.master, self.users.master.path.parent).bind(
                     user_name, password)
-        else:
-            with self._hashing:
-                ok = self.users.verify_password(user_name, password)
-        return ok and (way == "web" or not self.mfa.required(user_name))
+            finally:
+                self._binding.release()
+        finally:
+            with self._lock:
+                self._binding_from.discard(pair[1])
+        if ok and (way == "web" or not self.mfa.required(user_name)):
+            if settle:
+                self._succeeded(pair)
+            return AuthResult(True, "ok")  # not cached: the directory's word each time
+        self._failed(pair, user_name, address)
+        return AuthResult(False, "bad-credentials")
 
     def _directory(self, user_name: str) -> bool:
         account = self.users.account(user_name)
@@ -195,8 +226,32 @@ class Authenticator:
 
     def failed(self, user_name: str, address: str) -> None:
         """Count a failed second step of a login (a wrong one-time code) like a wrong
-        password."""
+        password, and also for the account whatever the address: whoever has the password
+        may guess codes from many addresses, so `code_failures` wrong codes within the
+        window stop code checks of the account for `lockout_seconds` (RFC 6238 5.2)."""
         self._failed((name_key(user_name), address_key(address)), user_name, address)
+        now = self.clock()
+        with self._lock:
+            failures = self._count(self._codes.setdefault(name_key(user_name), _Failures()),
+                                   now)
+            locked = len(failures.times) >= self.code_failures
+            if locked:
+                self._lock_out(failures, now)
+        if locked:
+            log.warning("one-time codes of user %r locked for %.0f s", user_name,
+                        self.lockout_seconds)
+            if self.on_lockout is not None:
+                try:
+                    self.on_lockout(user_name, "any address (one-time codes)")
+                except Exception:
+                    log.exception("lockout hook failed")
+
+    def codes_locked(self, user_name: str) -> float | None:
+        """Seconds until the account's one-time codes are checked again (None: now)."""
+        now = self.clock()
+        with self._lock:
+            until = self._until(self._codes.get(name_key(user_name)))
+        return until - now if until > now else None
 
     def unlock(self, user_name: str | None = None, address: str | None = None) -> None:
         """Lift locks and forget failures: of one account (on every address), of one address,
@@ -313,5 +368,7 @@ class Authenticator:
             del self._pairs[pair]
         for address in [k for k, f in self._addresses.items() if stale(f)]:
             del self._addresses[address]
+        for account in [k for k, f in self._codes.items() if stale(f)]:
+            del self._codes[account]
         for digest in [d for d, e in self._cache.items() if e.expires <= now]:
             del self._cache[digest]

@@ -51,6 +51,7 @@ DIRECTORY = "directoryServices"
 MAX_ENTRIES = 200_000  # what one sync reads at most
 MAX_GROUPS = 10_000  # groups followed when resolving nested membership
 MAX_VALUES = 1_000  # values of one attribute taken from one entry
+LOGIN_TIMEOUT_S = 10  # what a login's bind may take at most, whatever the timeout setting
 TYPES = ("none", "ldap", "activeDirectory")
 SECURITIES = ("ldaps", "starttls", "none")
 
@@ -111,6 +112,7 @@ class DirectoryUser:
     full_name: str | None
     addresses: list[str]
     disabled: bool
+    entry_id: str | None = None  # entryUUID or objectGUID: who the entry is, whatever its name
 
 
 @dataclass
@@ -230,9 +232,9 @@ class Directory:
         after = self._effective(conf)
         if after.get("caFile") != before.get("caFile"):
             check_ca_file(after.get("caFile"))
-        moved = any(after.get(k) != before.get(k) for k in CONNECTION_KEYS)
-        if sealed is not None and password is None and moved and before["type"] != "none":
-            raise InvalidArgument("config: give bindPassword again when server, port, "
+        moved = any(after.get(k) != before.get(k) for k in ("type", *CONNECTION_KEYS))
+        if sealed is not None and password is None and moved:
+            raise InvalidArgument("config: give bindPassword again when type, server, port, "
                                   "security, verifyCertificate, caFile or bindDn changes.")
         if after["type"] != "none":
             for name in ("server", "baseDn"):
@@ -316,7 +318,8 @@ class Directory:
     def _entries(self, conn: Connection, conf: dict[str, Any], allowed: set[str] | None,
                  log_line: Callable[[str], None]) -> Iterator[DirectoryUser]:
         login_attr, name_attr = conf["loginAttribute"], conf["fullNameAttribute"]
-        attrs = [login_attr, name_attr, conf["emailAttribute"], "userAccountControl"]
+        attrs = [login_attr, name_attr, conf["emailAttribute"], "userAccountControl",
+                 "entryUUID", "objectGUID"]
         if conf["type"] == "activeDirectory" or conf.get("proxyAddressesAttribute"):
             attrs.append(conf["proxyAddressesAttribute"])
         count = 0
@@ -346,7 +349,7 @@ class Directory:
                     dn, login.strip(), _first(got.get(name_attr.lower())),
                     addresses(_values(got.get(conf["emailAttribute"].lower())),
                               _values(got.get(str(conf["proxyAddressesAttribute"]).lower()))),
-                    disabled)
+                    disabled, _id_of(got))
         except LDAPException as exc:
             raise DirectoryError(f"search of {conf['baseDn']}: {type(exc).__name__}: {exc}"
                                  ) from None
@@ -387,69 +390,34 @@ class Directory:
     # -- sync -------------------------------------------------------------------------------------
     def sync(self, dry_run: bool = False,
              log_line: Callable[[str], None] = log.info) -> SyncReport:
+        """One pass over the directory. An entry that cannot be taken as it is (a name the
+        archive does not allow, a login two entries claim, a login that now names another
+        entry than the account's) is left out and logged; the others, and the marking of
+        accounts gone from the directory, go on."""
         conf, _sealed = self._load()
         conf = self._effective(conf)
         found = self.users(log_line)
-        users = Users(self.master)
         report = SyncReport()
         now = self.clock()
         seen_ids: set[int] = set()
-        by_login: dict[str, DirectoryUser] = {}
+        by_login: dict[str, list[DirectoryUser]] = {}
         for entry in found:
-            key = name_key(entry.login)
-            if key in by_login:
-                log_line(f"{entry.dn}: login {entry.login!r} is also {by_login[key].dn}'s: "
-                         "left out")
+            by_login.setdefault(name_key(entry.login), []).append(entry)
+        for entries in by_login.values():
+            if len(entries) > 1:
+                log_line(f"login {entries[0].login!r} is claimed by {len(entries)} entries "
+                         f"({'; '.join(e.dn for e in entries)}): left out")
+                report.skipped.append(entries[0].login)
+                continue
+            entry = entries[0]
+            try:
+                account_id = self._take(entry, conf, dry_run, report, log_line, now)
+            except MailkeepError as exc:
+                log_line(f"{entry.dn}: left out: {exc.message}")
                 report.skipped.append(entry.login)
                 continue
-            by_login[key] = entry
-        for entry in by_login.values():
-            account = users.account(entry.login)
-            if account is not None and account.authentication != DIRECTORY:
-                log_line(f"{entry.login}: a local account of that name exists: not taken over")
-                report.skipped.append(entry.login)
-                continue
-            if account is None:
-                report.created.append(entry.login)
-                log_line(f"{entry.login}: created ({entry.dn})")
-                if not dry_run:
-                    users.create(entry.login, conf["privileges"], full_name=entry.full_name,
-                                 distinguished_name=entry.dn, authentication=DIRECTORY)
-                    users.set_email_addresses(entry.login, entry.addresses)
-                    account = users.account(entry.login)
-                    assert account is not None
-                    self.master.directory.put(account.id, entry.dn, entry.disabled, now)
-                    seen_ids.add(account.id)
-                if entry.disabled:
-                    report.disabled.append(entry.login)
-                continue
-            seen_ids.add(account.id)
-            before = self.master.directory.get(account.id)
-            changed = (account.full_name != entry.full_name
-                       or account.distinguished_name != entry.dn
-                       or account.email_addresses != entry.addresses)
-            was_off = before is not None and (before.disabled or before.missing)
-            if changed:
-                report.updated.append(entry.login)
-                log_line(f"{entry.login}: updated")
-            if entry.disabled and not was_off:
-                report.disabled.append(entry.login)
-                log_line(f"{entry.login}: disabled in the directory: may not log in")
-            elif was_off and not entry.disabled:
-                report.enabled.append(entry.login)
-                log_line(f"{entry.login}: enabled again")
-            if not changed and entry.disabled == was_off:
-                report.unchanged += 1
-            if dry_run:
-                continue
-            with self.master.tx():
-                if changed:
-                    users.set_full_name(entry.login, entry.full_name)
-                    users.set_distinguished_name(entry.login, entry.dn)
-                    users.set_email_addresses(entry.login, entry.addresses)
-                self.master.directory.put(account.id, entry.dn, entry.disabled, now)
-            if entry.disabled and not was_off:
-                Sessions(self.master).end_user(account.user_name)
+            if account_id is not None:
+                seen_ids.add(account_id)
         for row in self.master.directory.all():
             if row.user_id in seen_ids or row.missing:
                 continue
@@ -464,6 +432,76 @@ class Directory:
                     self.master.directory.set_missing(row.user_id, now)
                     Sessions(self.master).end_user(name)
         return report
+
+    def _take(self, entry: DirectoryUser, conf: dict[str, Any], dry_run: bool,
+              report: SyncReport, log_line: Callable[[str], None], now: float) -> int | None:
+        """Create or update the account of one entry; its id (None: none, or a dry run)."""
+        users = Users(self.master)
+        account = users.account(entry.login)
+        if account is not None and account.authentication != DIRECTORY:
+            log_line(f"{entry.login}: a local account of that name exists: not taken over")
+            report.skipped.append(entry.login)
+            return None
+        if entry.entry_id is not None:
+            other = self.master.directory.by_entry(entry.entry_id)
+            if other is not None and (account is None or other.user_id != account.id):
+                log_line(f"{entry.dn}: its entry belongs to the account "
+                         f"{self._name_of(other.user_id)!r} (renamed in the directory?): left "
+                         "out; rename that account to follow it")
+                report.skipped.append(entry.login)
+                return None
+        if account is None:
+            report.created.append(entry.login)
+            log_line(f"{entry.login}: created ({entry.dn})")
+            if entry.disabled:
+                report.disabled.append(entry.login)
+            if dry_run:
+                return None
+            with self.master.tx():
+                users.create(entry.login, conf["privileges"], full_name=entry.full_name,
+                             distinguished_name=entry.dn, authentication=DIRECTORY)
+                users.set_email_addresses(entry.login, entry.addresses)
+                created = users.account(entry.login)
+                assert created is not None
+                self.master.directory.put(created.id, entry.dn, entry.entry_id,
+                                          entry.disabled, now)
+            return created.id
+        before = self.master.directory.get(account.id)
+        if before is not None and before.entry_id and entry.entry_id \
+                and before.entry_id != entry.entry_id:
+            # The login was given to someone else: the new person does not inherit the old
+            # one's account, rights and archive.
+            log_line(f"{entry.login}: now names another directory entry ({entry.dn}) than the "
+                     "account's: left out (delete or rename the old account to let it in)")
+            report.skipped.append(entry.login)
+            return account.id
+        changed = (account.full_name != entry.full_name
+                   or account.distinguished_name != entry.dn
+                   or account.email_addresses != entry.addresses)
+        was_off = before is not None and (before.disabled or before.missing)
+        if changed:
+            report.updated.append(entry.login)
+            log_line(f"{entry.login}: updated")
+        if entry.disabled and not was_off:
+            report.disabled.append(entry.login)
+            log_line(f"{entry.login}: disabled in the directory: may not log in")
+        elif was_off and not entry.disabled:
+            report.enabled.append(entry.login)
+            log_line(f"{entry.login}: enabled again")
+        if not changed and entry.disabled == was_off:
+            report.unchanged += 1
+        if dry_run:
+            return account.id
+        with self.master.tx():
+            if changed:
+                users.set_full_name(entry.login, entry.full_name)
+                users.set_distinguished_name(entry.login, entry.dn)
+                users.set_email_addresses(entry.login, entry.addresses)
+            self.master.directory.put(account.id, entry.dn, entry.entry_id, entry.disabled,
+                                      now)
+        if entry.disabled and not was_off:
+            Sessions(self.master).end_user(account.user_name)
+        return account.id
 
     def _name_of(self, user_id: int) -> str | None:
         return self.master.accounts.name_of(user_id)
@@ -483,14 +521,43 @@ class Directory:
         conf = self._effective(conf)
         if conf["type"] == "none":
             return False
+        conf["timeout"] = min(int(conf["timeout"]), LOGIN_TIMEOUT_S)  # a login waits no longer
         try:
             conn = self._connect(conf, dn, password, f"bind as {dn}")
         except DirectoryError as exc:
             log.info("directory login of %r refused: %s", user_name, exc.message)
             return False
-        _close(conn)
-        return True
+        try:
+            known = self.master.directory.get(account.id)
+            if known is not None and known.entry_id and _entry_id(conn, dn) != known.entry_id:
+                # The DN now names another entry (the login given to someone new): its
+                # password is not this account's.
+                log.warning("directory login of %r refused: %s is no longer the entry the "
+                            "account was made from", user_name, dn)
+                return False
+            return True
+        finally:
+            _close(conn)
 
+
+
+def _id_of(got: dict[str, Any]) -> str | None:
+    """entryUUID, or objectGUID as hex, of an entry's raw attributes (names lower-case)."""
+    guid = got.get("objectguid")
+    raw_guid = guid[0] if isinstance(guid, list) and guid else guid
+    return _first(got.get("entryuuid")) or (
+        raw_guid.hex() if isinstance(raw_guid, bytes) and raw_guid else None)
+
+
+def _entry_id(conn: Connection, dn: str) -> str | None:
+    """entryUUID (or objectGUID, as hex) of the entry at dn, as the bound user reads it."""
+    try:
+        if not conn.search(dn, "(objectClass=*)", BASE, attributes=["entryUUID", "objectGUID"]):
+            return None
+    except LDAPException:
+        return None
+    raw = conn.response[0].get("raw_attributes", {}) if conn.response else {}
+    return _id_of({k.lower(): v for k, v in raw.items()})
 
 
 def _close(conn: Connection) -> None:

@@ -31,7 +31,7 @@ import segno
 
 from mailkeep.core.admin.secrets import open_text, seal_text, secret_key, secret_keys
 from mailkeep.core.admin.users import Users
-from mailkeep.core.errors import Conflict, InvalidArgument, NotFound
+from mailkeep.core.errors import Conflict, Forbidden, InvalidArgument, NotFound
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.masterdb.accounts import AccountRow
 
@@ -87,10 +87,12 @@ class MultiFactor:
 
     # -- TOTP ---------------------------------------------------------------------------------
     def status(self, user_name: str) -> str:
-        """none, pending (initialized, not yet confirmed) or enabled."""
+        """none, pending (set up, not yet confirmed) or enabled."""
         account = self._account(user_name)
         row = self.master.mfa.get(account.id)
-        return "none" if row is None else "enabled" if row.confirmed else "pending"
+        if row is None or (row.secret is None and row.pending is None):
+            return "none"
+        return "enabled" if row.confirmed else "pending"
 
     def required(self, user_name: str) -> bool:
         """Whether a console login of this account needs a code (False for unknown ones)."""
@@ -98,16 +100,22 @@ class MultiFactor:
         row = self.master.mfa.get(account.id) if account is not None else None
         return row is not None and row.confirmed
 
-    def initialize(self, user_name: str) -> dict[str, Any]:
-        """A new secret for the account, unconfirmed until `confirm`. Setting up again starts
-        over, as the original's InitializeMFA does: until the new secret is confirmed, a
-        console login asks for no code."""
+    def initialize(self, user_name: str, current_code: str | None = None,
+                   prove: bool = False) -> dict[str, Any]:
+        """A new secret for the account, pending until `confirm`: a secret in force stays in
+        force until then, so setting up again switches nothing off. prove: the account sets
+        up its own MFA again while one is in force, so it must give a code of the one in
+        force (or a recovery code): a session alone, stolen or left open, is not enough to
+        replace the owner's authenticator."""
         account = self._account(user_name)
+        if prove and self.required(account.user_name):
+            if not current_code or not self.check_code(account.user_name, current_code):
+                raise Forbidden("Setting up multi-factor login again needs currentCode: a code "
+                                "of the authenticator in force, or a recovery code.")
         secret = pyotp.random_base32(32)  # 160 bits, as RFC 4226 recommends
         sealed = seal_text(secret_key(self._dir(), PURPOSE), secret, _aad(account.id))
         with self.master.tx():
             self.master.mfa.start(account.id, sealed, self.clock())
-            self.users.new_generation(account.user_name)  # cached logins check again
         uri = pyotp.TOTP(secret, interval=STEP_S).provisioning_uri(
             name=account.user_name, issuer_name=ISSUER)
         qr = segno.make(uri, error="m")
@@ -115,22 +123,24 @@ class MultiFactor:
                 "qrCode": qr.svg_data_uri(scale=4), "issuer": ISSUER}
 
     def confirm(self, user_name: str, code: str) -> list[str]:
-        """Switch MFA on with a first code from the app; the recovery codes (shown once)."""
+        """Put the secret set up in force with a first code from the app; the new recovery
+        codes (shown once; the old ones are void)."""
         account = self._account(user_name)
         row = self.master.mfa.get(account.id)
-        if row is None:
-            raise Conflict(f"User '{account.user_name}' has no MFA set up: call InitializeMFA "
-                           "first.")
-        if row.confirmed:
-            raise Conflict(f"MFA of user '{account.user_name}' is confirmed already.")
-        step = self._matching_step(self._secret(account, row.secret), code, row.last_step)
+        if row is None or row.pending is None:
+            raise Conflict(f"User '{account.user_name}' has no MFA set up to confirm: call "
+                           "InitializeMFA first.")
+        step = self._matching_step(self._secret(account, row.pending), code, row.last_step)
         if step is None:
             raise InvalidArgument("The code does not match: give the code the authenticator "
                                   "app shows now.")
         codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
         digests = [_digest(_normalized_code(c)) for c in codes]
-        if not self.master.mfa.confirm(account.id, step, digests):
-            raise Conflict(f"MFA of user '{account.user_name}' is confirmed already.")
+        with self.master.tx():
+            if not self.master.mfa.confirm(account.id, row.pending, step, digests):
+                raise Conflict(f"MFA of user '{account.user_name}' was set up again meanwhile: "
+                               "confirm with a code of the new secret.")
+            self.users.new_generation(account.user_name)  # its password alone: cached no more
         return codes
 
     def disable(self, user_name: str) -> bool:
@@ -145,18 +155,18 @@ class MultiFactor:
         code (once)."""
         account = self.users.account(user_name)
         row = self.master.mfa.get(account.id) if account is not None else None
-        if account is None or row is None or not row.confirmed or not isinstance(code, str) \
+        if account is None or row is None or row.secret is None or not isinstance(code, str) \
                 or len(code) > 64:
             return False
         text = _normalized_code(code)
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             step = self._matching_step(self._secret(account, row.secret), text, row.last_step)
             return step is not None and self.master.mfa.use_step(account.id, step)
         return self.master.mfa.use_recovery(account.id, _digest(text))
 
     def _matching_step(self, secret: str, code: str, after: int) -> int | None:
         text = _normalized_code(code)
-        if not (text.isdigit() and len(text) == 6):
+        if not (text.isascii() and text.isdigit() and len(text) == 6):
             return None
         totp = pyotp.TOTP(secret, interval=STEP_S)
         now = int(self.clock() // STEP_S)
@@ -169,10 +179,16 @@ class MultiFactor:
         """Seal every secret under the current master key (RenewMasterKey)."""
         key = secret_key(self._dir(), PURPOSE)
         done = 0
+        keys = secret_keys(self._dir(), PURPOSE)
+
+        def again(sealed: str | None, user_id: int) -> str | None:
+            if sealed is None:
+                return None
+            return seal_text(key, open_text(keys, sealed, _aad(user_id)), _aad(user_id))
+
         with self.master.tx():
-            for user_id, sealed in self.master.mfa.all_secrets():
-                text = open_text(secret_keys(self._dir(), PURPOSE), sealed, _aad(user_id))
-                self.master.mfa.reseal(user_id, seal_text(key, text, _aad(user_id)))
+            for user_id, secret, pending in self.master.mfa.all_sealed():
+                self.master.mfa.reseal(user_id, again(secret, user_id), again(pending, user_id))
                 done += 1
         return done
 

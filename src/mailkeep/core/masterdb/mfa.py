@@ -11,10 +11,14 @@ from mailkeep.core.masterdb.base import Repository
 @dataclass(frozen=True)
 class MfaRow:
     user_id: int
-    secret: str  # sealed
-    confirmed: bool
+    secret: str | None  # sealed: the one in force (None: MFA is not on)
+    pending: str | None  # sealed: set up, not yet confirmed
     last_step: int
     recovery: list[str]  # SHA-256 digests of the unused recovery codes
+
+    @property
+    def confirmed(self) -> bool:
+        return self.secret is not None
 
 
 @dataclass(frozen=True)
@@ -28,23 +32,24 @@ class AppPasswordRow:
 
 class MfaRows(Repository):
     def get(self, user_id: int) -> MfaRow | None:
-        row = self.conn.execute("SELECT user_id, secret, confirmed, last_step, recovery FROM "
+        row = self.conn.execute("SELECT user_id, secret, pending, last_step, recovery FROM "
                                 "user_mfa WHERE user_id = ?", (user_id,)).fetchone()
         if row is None:
             return None
-        return MfaRow(row[0], row[1], bool(row[2]), row[3], json.loads(row[4]))
+        return MfaRow(row[0], row[1], row[2], row[3], json.loads(row[4]))
 
-    def start(self, user_id: int, secret: str, now: float) -> None:
-        """A new, unconfirmed secret (replacing any other)."""
-        self.conn.execute("INSERT OR REPLACE INTO user_mfa (user_id, secret, confirmed, "
-                          "last_step, recovery, created_at) VALUES (?, ?, 0, 0, '[]', ?)",
-                          (user_id, secret, now))
+    def start(self, user_id: int, pending: str, now: float) -> None:
+        """A new secret set up (replacing one set up before); the one in force stays."""
+        self.conn.execute("INSERT INTO user_mfa (user_id, pending, created_at) VALUES (?, ?, ?) "
+                          "ON CONFLICT (user_id) DO UPDATE SET pending = excluded.pending",
+                          (user_id, pending, now))
 
-    def confirm(self, user_id: int, step: int, recovery: list[str]) -> bool:
-        """Confirmed with the code of `step`; False if another confirmation came first."""
-        cur = self.conn.execute("UPDATE user_mfa SET confirmed = 1, last_step = ?, recovery = ? "
-                                "WHERE user_id = ? AND confirmed = 0", (step, json.dumps(recovery),
-                                                                        user_id))
+    def confirm(self, user_id: int, pending: str, step: int, recovery: list[str]) -> bool:
+        """The pending secret (the one a code was checked against) in force from the code's
+        step on; False if it is no longer the pending one."""
+        cur = self.conn.execute(
+            "UPDATE user_mfa SET secret = pending, pending = NULL, last_step = ?, recovery = ? "
+            "WHERE user_id = ? AND pending = ?", (step, json.dumps(recovery), user_id, pending))
         return cur.rowcount == 1
 
     def use_step(self, user_id: int, step: int) -> bool:
@@ -70,11 +75,13 @@ class MfaRows(Repository):
         return self.conn.execute("DELETE FROM user_mfa WHERE user_id = ?",
                                  (user_id,)).rowcount == 1
 
-    def all_secrets(self) -> list[tuple[int, str]]:
-        return [(r[0], r[1]) for r in self.conn.execute("SELECT user_id, secret FROM user_mfa")]
+    def all_sealed(self) -> list[tuple[int, str | None, str | None]]:
+        return [(r[0], r[1], r[2]) for r in self.conn.execute(
+            "SELECT user_id, secret, pending FROM user_mfa")]
 
-    def reseal(self, user_id: int, secret: str) -> None:
-        self.conn.execute("UPDATE user_mfa SET secret = ? WHERE user_id = ?", (secret, user_id))
+    def reseal(self, user_id: int, secret: str | None, pending: str | None) -> None:
+        self.conn.execute("UPDATE user_mfa SET secret = ?, pending = ? WHERE user_id = ?",
+                          (secret, pending, user_id))
 
 
 class AppPasswordRows(Repository):

@@ -113,11 +113,12 @@ CREATE TABLE IF NOT EXISTS notify_events (
 CREATE INDEX IF NOT EXISTS notify_pending ON notify_events(sent_at) WHERE sent_at IS NULL;
 CREATE TABLE IF NOT EXISTS notify_kinds (kind TEXT PRIMARY KEY, last_mail REAL NOT NULL);
 
--- Multi-factor login: an account's TOTP secret (sealed), confirmed once a first code matched;
--- the last time step a code was accepted for (a code works once); recovery codes as SHA-256
--- digests (each works once).
+-- Multi-factor login: an account's TOTP secret in force (sealed; NULL: none yet), the one set
+-- up and not yet confirmed (pending: the secret in force stays so until then); the last time
+-- step a code was accepted for (a code works once); recovery codes as SHA-256 digests (each
+-- works once).
 CREATE TABLE IF NOT EXISTS user_mfa (
-    user_id INTEGER PRIMARY KEY, secret TEXT NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0,
+    user_id INTEGER PRIMARY KEY, secret TEXT, pending TEXT,
     last_step INTEGER NOT NULL DEFAULT 0, recovery TEXT NOT NULL DEFAULT '[]',
     created_at REAL NOT NULL);
 -- App passwords: what the Administration API and SMTP AUTH take for an account with MFA
@@ -126,8 +127,10 @@ CREATE TABLE IF NOT EXISTS app_passwords (
     id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL, name TEXT NOT NULL,
     digest TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, last_used REAL,
     UNIQUE (user_id, name));
--- Directory accounts as the last sync found them: their entry, disabled there, or gone.
+-- Directory accounts as the last sync found them: their entry (its DN, and its identity:
+-- entryUUID or objectGUID, which a reused login name does not have), disabled there, or gone.
 CREATE TABLE IF NOT EXISTS directory_accounts (
-    user_id INTEGER PRIMARY KEY, dn TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
-    missing INTEGER NOT NULL DEFAULT 0, synced_at REAL NOT NULL);
+    user_id INTEGER PRIMARY KEY, dn TEXT NOT NULL, entry_id TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0, missing INTEGER NOT NULL DEFAULT 0,
+    synced_at REAL NOT NULL);
 """

@@ -14,7 +14,7 @@ import click
 import httpx
 from rich.progress import Progress
 
-from mailkeep.cli.common import EXIT_INTERRUPTED, domain_errors, err, progress_bar
+from mailkeep.cli.common import EXIT_INTERRUPTED, domain_errors, err, plain, progress_bar, shown
 from mailkeep.cli.common import call as call_local
 from mailkeep.client import (
     AdminApiError,
@@ -49,9 +49,9 @@ def _print_result(result: Any) -> None:
 
 
 def _fail(code: int, message: str, details: str = "") -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {shown(message)}", highlight=False)
     if details:
-        err.print(details, highlight=False, markup=False)
+        err.print(plain(details, lines=True), highlight=False, markup=False)
     sys.exit(code)
 
 
@@ -137,7 +137,8 @@ class _Follower:
     def __call__(self, status: Status) -> None:
         self.token = status.token or self.token
         if status.log:
-            err.print(status.log.rstrip("\r\n"), highlight=False, markup=False)
+            err.print(plain(status.log.rstrip("\r\n"), lines=True), highlight=False,
+                      markup=False)
         if status.code == "running" and err.is_terminal:
             if self._bar is None:
                 self._bar = progress_bar()

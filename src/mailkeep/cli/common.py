@@ -7,6 +7,7 @@ the one error table (functions/errors.py)."""
 from __future__ import annotations
 
 import getpass
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from mailkeep.core.archive import Archive
@@ -28,10 +30,36 @@ from mailkeep.functions.invoke import Invoker
 
 out = Console(soft_wrap=True, emoji=False, highlight=False)  # text as it is, never ":cd:" -> emoji
 err = Console(stderr=True, soft_wrap=True, emoji=False, highlight=False)
+# What a terminal would act on rather than show: C0 and C1 controls (escape sequences, bells,
+# carriage returns that overwrite a line), DEL, and the bidirectional overrides that reorder
+# what is shown.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_LINE_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+                            "\u2066-\u2069]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def plain(value: object, lines: bool = False) -> str:
+    """Text from outside (archived mail, names, a server's answer) as a terminal should show
+    it: every control character visible as \\xNN or \\uNNNN (line breaks and tabs kept with
+    lines=True). For printing with markup=False."""
+    return (_LINE_CONTROLS if lines else _CONTROLS).sub(_visible, str(value))
+
+
+def shown(value: object, lines: bool = False) -> str:
+    """plain(value), its square brackets escaped too: for text inside rich markup (a table
+    cell, a line with [bold] in it), where "[/]" would be a markup error and "[link=...]" a
+    link."""
+    return escape(plain(value, lines))
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INTERRUPTED = 130
 
-__all__ = ["archive_of", "call", "domain_errors", "err", "exit_code", "human", "out"]
+__all__ = ["archive_of", "call", "domain_errors", "err", "exit_code", "human", "out", "plain",
+           "shown"]
 
 
 def human(n: float) -> str:
@@ -43,7 +71,7 @@ def human(n: float) -> str:
 
 
 def fail(exc: MailkeepError) -> None:
-    err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+    err.print(f"[red]error:[/red] {shown(exc.message)}", highlight=False)
     sys.exit(exit_code(exc))
 
 
@@ -114,7 +142,7 @@ class Terminal:
 
     def log(self, line: str) -> None:
         if self.show_log:
-            err.print(line, highlight=False, markup=False)
+            err.print(plain(line), highlight=False, markup=False)
 
     def check_cancelled(self) -> None:
         return None

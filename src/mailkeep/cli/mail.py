@@ -32,6 +32,8 @@ from mailkeep.cli.common import (
     exit_code,
     human,
     out,
+    plain,
+    shown,
 )
 from mailkeep.core.errors import MailkeepError
 from mailkeep.core.export import export as run_export
@@ -79,7 +81,8 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], folder: str, user: str,
             sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
             sys.stdout.flush()
         elif o.status in ("failed", "skipped"):
-            err.print(f"[yellow]{o.status}:[/yellow] {o.origin}: {o.reason}", highlight=False)
+            err.print(f"[yellow]{o.status}:[/yellow] {shown(o.origin)}: {shown(o.reason)}",
+                      highlight=False)
 
     def on_progress(s: ImportStats) -> None:
         if progress is not None and task is not None:
@@ -144,10 +147,10 @@ def export_(ctx: click.Context, destination: Path, folder: str | None, user: str
     with archive_of(ctx) as archive:
         stats = run_export(archive, destination, query, folder, user)
     for mid, why in stats.failed:
-        err.print(f"[red]not exported:[/red] {mid}: {why}", highlight=False)
+        err.print(f"[red]not exported:[/red] {shown(mid)}: {shown(why)}", highlight=False)
     for name, exc in stats.unavailable.items():
-        err.print(f"[yellow]warning:[/yellow] store {name!r} not exported: {exc.message}",
-                  highlight=False)
+        err.print(f"[yellow]warning:[/yellow] store {shown(repr(name))} not exported: "
+                  f"{shown(exc.message)}", highlight=False)
     out.print(f"exported {stats.messages} messages ({human(stats.bytes)}) to {destination} "
               f"in {time.monotonic() - start:.1f} s"
               + (f"; {len(stats.failed)} could not be read" if stats.failed else ""),
@@ -180,8 +183,8 @@ def search(ctx: click.Context, words: tuple[str, ...], limit: int, offset: int, 
     with archive_of(ctx) as archive:
         res = archive.search(query, limit, offset)
     for name, why in res.unavailable.items():
-        err.print(f"[yellow]warning:[/yellow] store {name!r} not searched: {why.message}",
-                  highlight=False)
+        err.print(f"[yellow]warning:[/yellow] store {shown(repr(name))} not searched: "
+                  f"{shown(why.message)}", highlight=False)
     ms = (time.perf_counter() - start) * 1000
     if as_json:
         unavailable = {n: e.message for n, e in res.unavailable.items()}
@@ -195,8 +198,8 @@ def search(ctx: click.Context, words: tuple[str, ...], limit: int, offset: int, 
     else:
         table = Table("id", "date", "from", "subject", "folder", box=None)
         for h in res.hits:
-            table.add_row(h.message_id, _when(h.hit.date), h.hit.sender[:40], h.hit.subject[:80],
-                          f"{h.hit.owner}/{h.hit.folder}")
+            table.add_row(h.message_id, _when(h.hit.date), shown(h.hit.sender[:40]),
+                          shown(h.hit.subject[:80]), shown(f"{h.hit.owner}/{h.hit.folder}"))
         out.print(table)
         noun = "message matches" if res.total == 1 else "messages match"
         out.print(f"{res.total} {noun} ({ms:.0f} ms)", highlight=False)
@@ -220,17 +223,18 @@ def folders(ctx: click.Context, user: str | None, as_json: bool) -> None:
     trees: dict[str, Tree] = {}
     nodes: dict[tuple[str, str], Tree] = {}
     for owner, path, n, b in rows:
-        root = trees.setdefault(owner, Tree(f"[bold]{owner}[/bold]"))
+        root = trees.setdefault(owner, Tree(f"[bold]{shown(owner)}[/bold]"))
         parent, prefix = root, ""
         for part in [p for p in path.split("/") if p] or [""]:
             prefix = f"{prefix}/{part}" if prefix else part
             node = nodes.get((owner, prefix))
             if node is None:
-                node = parent.add(part or "(root)")
+                node = parent.add(shown(part) if part else "(root)")
                 nodes[(owner, prefix)] = node
             parent = node
         noun = "message" if n == 1 else "messages"
-        parent.label = f"{path.rsplit('/', 1)[-1] or '(root)'}  {n} {noun}, {human(b)}"
+        leaf = path.rsplit("/", 1)[-1]
+        parent.label = f"{shown(leaf) if leaf else '(root)'}  {n} {noun}, {human(b)}"
     for t in trees.values():
         out.print(t)
 
@@ -254,17 +258,19 @@ def show(ctx: click.Context, message_id: str, raw: bool) -> None:
         head = store.read(number)
     view = describe(head)
     assert hit is not None
-    out.print(f"[bold]{message_id}[/bold]  {hit.owner}/{hit.folder}  {human(hit.size)}"
-              + (f"  flags: {', '.join(flags)}" if flags else ""), highlight=False)
+    out.print(f"[bold]{shown(message_id)}[/bold]  {shown(hit.owner)}/{shown(hit.folder)}  "
+              f"{human(hit.size)}" + (f"  flags: {shown(', '.join(flags))}" if flags else ""),
+              highlight=False)
     for name, value in view.headers:
-        out.print(f"[bold]{name}:[/bold] {value}", highlight=False)
+        out.print(f"[bold]{shown(name)}:[/bold] {shown(value)}", highlight=False)
     out.print()
-    out.print(view.text, highlight=False, markup=False)
+    out.print(plain(view.text, lines=True), highlight=False, markup=False)
     if view.attachments:
         out.print()
         out.print("[bold]Attachments:[/bold]")
         for fname, ctype, size in view.attachments:
-            out.print(f"  {fname or '(no name)'}  {ctype}  {human(size)}", highlight=False)
+            out.print(f"  {shown(fname) if fname else '(no name)'}  {shown(ctype)}  "
+                      f"{human(size)}", highlight=False)
 
 
 @click.command()
@@ -294,17 +300,20 @@ def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
     else:
         for s in stores:
             if "error" in s:
-                err.print(f"[red]store {s['name']!r} (id {s['store']}) not verified:[/red] "
-                          f"{s['error']}", highlight=False)
+                err.print(f"[red]store {shown(repr(s['name']))} (id {s['store']}) not "
+                          f"verified:[/red] {shown(s['error'])}", highlight=False)
                 continue
             for line in s["repairedOnOpen"]:
-                out.print(f"store {s['name']!r}: on open: {line}", highlight=False)
+                out.print(f"store {shown(repr(s['name']))}: on open: {shown(line)}",
+                          highlight=False)
             status = ("[green]ok[/green]" if s["ok"]
                       else f"[red]{len(s['problems'])} problems[/red]")
-            out.print(f"store {s['name']!r} (id {s['store']}): {s['messages']} messages, "
+            out.print(f"store {shown(repr(s['name']))} (id {s['store']}): {s['messages']} "
+                      "messages, "
                       f"{s['records']} records: {status}")
             for p in s["problems"]:
-                out.print(f"  {p['id'] or '-'}: {p['problem']}", highlight=False)
+                out.print(f"  {shown(p['id'] or '-')}: {shown(p['problem'])}",
+                          highlight=False)
     if failure is not None:
         sys.exit(exit_code(failure))
 
@@ -319,6 +328,7 @@ def recover(ctx: click.Context, store_ref: str) -> None:
         rec = archive.find_store(store_ref)
     res = call(ctx, "RecoverStore", id=rec.id)
     for p in res["problems"]:
-        out.print(f"  {p}", highlight=False)
-    out.print(f"store {rec.name!r}: catalog rebuilt with {res['messages']} messages from "
-              f"{res['records']} records, {len(res['problems'])} problems", highlight=False)
+        out.print(f"  {shown(p)}", highlight=False)
+    out.print(f"store {shown(repr(rec.name))}: catalog rebuilt with {res['messages']} "
+              f"messages from {res['records']} records, {len(res['problems'])} problems",
+              highlight=False)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from mailkeep.cli.common import call, domain_errors, out
+from mailkeep.cli.common import call, domain_errors, out, shown
 from mailkeep.profiles.schema import SCHEMAS, schema_doc
 
 PASSWORD_ENV = "MAILKEEP_PROFILE_PASSWORD"
@@ -63,7 +63,7 @@ def profile_list(ctx: click.Context, as_json: bool) -> None:
     for p in profiles:
         auto = p["serverSideExecution"]
         last = p["lastResult"] or {}
-        table.add_row(str(p["id"]), p["name"], p["type"], p["userName"],
+        table.add_row(str(p["id"]), shown(p["name"]), p["type"], shown(p["userName"]),
                       f"every {auto['automaticPauseBetweenExecutions']} s" if auto["automatic"]
                       else "no", (last.get("startTime") or "")[:19].replace("T", " "),
                       "running" if p["running"] else last.get("result", ""))
@@ -183,7 +183,8 @@ def profile_results(ctx: click.Context, days: int, profile_id: int | None,
     table = Table("id", "profile", "started", "result", "archived", "duplicates", "failed",
                   "deleted")
     for r in rows:
-        table.add_row(str(r["id"]), r["profileName"], r["startTime"][:19].replace("T", " "),
+        table.add_row(str(r["id"]), shown(r["profileName"]),
+                      r["startTime"][:19].replace("T", " "),
                       r["result"], str(r["itemsArchived"]), str(r["itemsDuplicate"]),
                       str(r["itemsFailed"]), str(r["itemsDeleted"]))
     out.print(table)

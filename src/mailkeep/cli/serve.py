@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mailkeep import __version__
-from mailkeep.cli.common import archive_of, domain_errors, human, out
+from mailkeep.cli.common import archive_of, domain_errors, human, out, shown
 from mailkeep.core import errors
 from mailkeep.core.admin.settings import Settings
 
@@ -84,10 +84,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
         except (errors.KeyMissing, errors.StoreUnavailable) as exc:
             # The server starts all the same: a store sealed under a passphrase is unlocked
             # in it (UnlockStore), a missing disk comes back; its health check reports it.
-            out.print(f"[yellow]the current store cannot be opened: {exc.message}[/yellow]")
+            out.print(f"[yellow]the current store cannot be opened: {shown(exc.message)}[/yellow]")
         else:
             entries, _blobs, size = store.catalog.counts()
-            out.print(f"current store {rec.name!r} (id {rec.id}): {entries} messages, "
+            out.print(f"current store {shown(repr(rec.name))} (id {rec.id}): {entries} messages, "
                       f"{human(size)}; {len(archive.stores())} store(s) attached")
     if (tls_cert is None) != (tls_key is None) or str(tls_key) == ".":
         raise errors.InvalidArgument("--tls-cert and --tls-key (settings tls.cert and tls.key) "

@@ -8,7 +8,7 @@ import json
 import click
 from rich.table import Table
 
-from mailkeep.cli.common import call, domain_errors, out
+from mailkeep.cli.common import call, domain_errors, out, shown
 
 
 @click.group()
@@ -28,7 +28,7 @@ def settings_list(ctx: click.Context, as_json: bool) -> None:
         return
     table = Table("setting", "value", "", "description")
     for r in rows:
-        table.add_row(r["key"], json.dumps(r["value"]), "" if r["set"] else "(default)",
+        table.add_row(r["key"], shown(json.dumps(r["value"])), "" if r["set"] else "(default)",
                       r["description"])
     out.print(table)
 

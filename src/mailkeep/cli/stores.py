@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from mailkeep.cli.common import call, domain_errors, human, out
+from mailkeep.cli.common import call, domain_errors, human, out, shown
 from mailkeep.core.errors import NotFound
 from mailkeep.core.masterdb import STATES
 
@@ -68,8 +68,8 @@ def store_create(ctx: click.Context, name: str, path: Path | None, encrypt: bool
                databasePath=str(path.resolve()) if path else None)
     sealed = ", encrypted under a passphrase" if passphrase else (
         ", encrypted" if encrypt else "")
-    out.print(f"created store {rec['name']!r} (id {rec['id']}, {rec['requestedState']}) at "
-              f"{rec['databasePath']}{sealed}")
+    out.print(f"created store {shown(repr(rec['name']))} (id {rec['id']}, "
+              f"{rec['requestedState']}) at {shown(rec['databasePath'])}{sealed}")
 
 
 @store.command("list")
@@ -84,10 +84,11 @@ def store_list(ctx: click.Context, as_json: bool) -> None:
         return
     table = Table("id", "name", "state", "messages", "size", "on disk", "path")
     for r in rows:
-        table.add_row(str(r["id"]), r["name"] + (" (encrypted)" if r.get("encrypted") else ""),
-                      r["state"], str(r.get("messages", r.get("error", "-"))),
+        table.add_row(str(r["id"]),
+                      shown(r["name"]) + (" (encrypted)" if r.get("encrypted") else ""),
+                      r["state"], shown(r.get("messages", r.get("error", "-"))),
                       human(r["rawBytes"]) if "rawBytes" in r else "-",
-                      human(r["diskBytes"]) if "diskBytes" in r else "-", r["path"])
+                      human(r["diskBytes"]) if "diskBytes" in r else "-", shown(r["path"]))
     out.print(table)
 
 
@@ -100,8 +101,8 @@ def store_attach(ctx: click.Context, path: Path, name: str | None) -> None:
     """Attach an existing store directory."""
     rec = call(ctx, "AttachStore", name=name or "", type="FileSystemInternal",
                databasePath=str(path.resolve()))
-    out.print(f"attached store {rec['name']!r} (id {rec['id']}, {rec['requestedState']}): "
-              f"{rec['statisticsCount'] or 0} messages")
+    out.print(f"attached store {shown(repr(rec['name']))} (id {rec['id']}, "
+              f"{rec['requestedState']}): {rec['statisticsCount'] or 0} messages")
 
 
 @store.command("detach")
@@ -112,7 +113,8 @@ def store_detach(ctx: click.Context, store_ref: str) -> None:
     """Detach a store; its directory stays as it is."""
     rec = _find(ctx, store_ref)
     call(ctx, "DetachStore", id=rec["id"])
-    out.print(f"detached store {rec['name']!r}; its files remain at {rec['databasePath']}")
+    out.print(f"detached store {shown(repr(rec['name']))}; its files remain at "
+              f"{shown(rec['databasePath'])}")
 
 
 @store.command("rename")
@@ -136,4 +138,4 @@ def store_state(ctx: click.Context, store_ref: str, state: str) -> None:
     """Set a store's state; making one current demotes the previous current store."""
     rec = _find(ctx, store_ref)
     call(ctx, "SetStoreRequestedState", id=rec["id"], requestedState=state)
-    out.print(f"store {rec['name']!r} (id {rec['id']}) is now {state}")
+    out.print(f"store {shown(repr(rec['name']))} (id {rec['id']}) is now {state}")

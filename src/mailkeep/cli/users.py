@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mailkeep.cli.common import call, data_dir, domain_errors, out
+from mailkeep.cli.common import call, data_dir, domain_errors, out, plain
 from mailkeep.core.admin.users import Users
 from mailkeep.core.masterdb import MasterDB
 
@@ -37,4 +37,5 @@ def user_list(ctx: click.Context) -> None:
     with MasterDB.of(data_dir(ctx)) as master:
         Users(master).ensure_initial_admin()
     for u in call(ctx, "GetUsers"):
-        out.print(f"{u['userName']}  {u['fullName'] or ''}".rstrip(), highlight=False)
+        out.print(plain(f"{u['userName']}  {u['fullName'] or ''}".rstrip()), highlight=False,
+                  markup=False)

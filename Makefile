@@ -18,9 +18,13 @@ run: $(BIN)/mailkeep
 peers:
 	@PY='$(PY)' sh tests/peers/install.sh
 
+# pip-audit checks the installed packages against the vulnerability database of the package
+# index: a known vulnerability fails the run; where the database cannot be reached it says
+# which packages it could not check and the run goes on.
 test: peers $(BIN)/mailkeep
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/pip-audit --progress-spinner off --skip-editable
 	$(BIN)/pytest
 
 docs: $(BIN)/mailkeep

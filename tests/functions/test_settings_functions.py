@@ -36,6 +36,7 @@ DEFAULTS = {"api.enabled": False, "server.host": "0.0.0.0", "server.port": 8463,
             "tls.enabled": True, "tls.cert": None, "tls.key": None, "smtp.enabled": False,
             "smtp.host": "0.0.0.0", "smtp.port": 2525, "smtp.owner": "journal",
             "smtp.max_size": 50 << 20, "smtp.networks": "127.0.0.0/8,::1/128",
+            "smtp.max_recipients": 1000, "smtp.auth_failures": 5,
             "smtp.route_by_address": True, "smtp.starttls": True, "smtp.require_tls": False,
             "smtp.auth": False, "notify.interval": 900, "notify.check_every": 300,
             "stores.autocreate": None}

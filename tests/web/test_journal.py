@@ -4,6 +4,7 @@ sending loses no message that got its 250."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import signal
@@ -187,3 +188,38 @@ def test_auth_required_after_starttls(tmp_path: Path) -> None:
         _out, err = proc.communicate(timeout=30)
     assert b"wrong-password" not in err and b"Reader-secret-81" not in err
     assert [f for f, _env in archived(data).values()] == ["journal/Inbox"]
+
+
+def test_recipients_per_message_are_limited_as_a_mail_server_does(tmp_path: Path) -> None:
+    """smtp.max_recipients (1000): the next RCPT gets 452 4.5.3, the message goes on with the
+    recipients taken (the sender sends the rest in another message)."""
+    data = tmp_path / "data"
+    mk_ok(data, "settings", "set", "smtp.max_recipients", "20")
+    rcpts = [f"r{i}@example.org" for i in range(25)]
+    with server(data) as (_proc, port), smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo()
+        assert client.mail("mta@example.org")[0] == 250
+        codes = [client.rcpt(r)[0] for r in rcpts]
+        assert codes == [250] * 20 + [452] * 5
+        assert client.data(message(9))[0] == 250
+    [(folder, envelope)] = archived(data).values()
+    assert envelope is not None and envelope["to"] == rcpts[:20]
+
+
+def test_a_session_is_closed_after_five_failed_auth_attempts(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for args in (["settings", "set", "smtp.auth", "true"],
+                 ["call", "CreateUser", "userName=journal", "privileges=archive,login",
+                  "password=Journal-pass-1"]):
+        mk_ok(data, *args)
+    with server(data) as (_proc, port), smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.starttls(context=ssl._create_unverified_context())
+        client.ehlo()
+        replies = []
+        for i in range(5):
+            code, _text = client.docmd("AUTH", "PLAIN " + base64.b64encode(
+                f"\0journal\0guess {i}".encode()).decode())
+            replies.append(code)
+        assert replies == [535, 535, 535, 535, 421]
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.noop()

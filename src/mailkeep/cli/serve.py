@@ -148,6 +148,8 @@ def _receiver_settings(conf: Settings, port: int | None) -> ReceiverSettings | N
     return ReceiverSettings(
         host=conf.get("smtp.host"), port=port if port is not None else conf.get("smtp.port"),
         owner=conf.get("smtp.owner"), max_size=conf.get("smtp.max_size"),
+        max_recipients=conf.get("smtp.max_recipients"),
+        auth_failures=conf.get("smtp.auth_failures"),
         networks=tuple(n for n in conf.get("smtp.networks").split(",") if n),
         require_tls=conf.get("smtp.require_tls"),
         route_by_address=conf.get("smtp.route_by_address"), auth=conf.get("smtp.auth"))

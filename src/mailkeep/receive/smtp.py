@@ -51,6 +51,8 @@ class ReceiverSettings:
     require_tls: bool = False
     route_by_address: bool = True  # into the archives of the users the envelope names
     auth: bool = False  # clients must AUTH (after STARTTLS) as a user allowed to archive
+    max_recipients: int = 1000  # RCPT TO per message (Postfix's smtpd_recipient_limit)
+    auth_failures: int = 5  # failed AUTH per session before it is closed
 
 
 @dataclass
@@ -192,6 +194,8 @@ class JournalHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            return "452 4.5.3 Too many recipients"  # RFC 5321 4.5.3.1.10: send the rest later
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -291,6 +295,7 @@ class _JournalSMTP(SMTP):
     serves every other client meanwhile."""
 
     line_length_limit = 1 << 20
+    max_auth_failures = 5
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
         # aiosmtpd calls this synchronously from auth_PLAIN/auth_LOGIN: hand the credentials
@@ -303,8 +308,18 @@ class _JournalSMTP(SMTP):
             return result  # the mechanism failed before any credentials (bad base64, '*')
         authenticator = self._authenticator
         assert authenticator is not None and self.session is not None and self.envelope is not None
-        return await asyncio.to_thread(authenticator, self, self.session, self.envelope,
-                                       pending.mechanism, pending.data)
+        checked: AuthResult = await asyncio.to_thread(
+            authenticator, self, self.session, self.envelope, pending.mechanism, pending.data)
+        if not checked.success:
+            self._auth_failures = getattr(self, "_auth_failures", 0) + 1
+            if self._auth_failures >= self.max_auth_failures:
+                # Enough guesses on one connection: a client must open another (and each
+                # still counts towards the account's and the address's lockouts).
+                await self.push("421 4.7.0 Too many failed AUTH attempts: closing")
+                assert self.transport is not None
+                self.transport.close()
+                return AuthResult(success=False, handled=True)
+        return checked
 
     async def auth_PLAIN(self, server: Any, args: list[str]) -> AuthResult:
         return await self._checked(await super().auth_PLAIN(server, args))
@@ -314,8 +329,14 @@ class _JournalSMTP(SMTP):
 
 
 class _Controller(Controller):
+    def __init__(self, handler: Any, auth_failures: int = 5, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.auth_failures = auth_failures
+
     def factory(self) -> SMTP:
-        return _JournalSMTP(self.handler, **self.SMTP_kwargs)
+        smtp = _JournalSMTP(self.handler, **self.SMTP_kwargs)
+        smtp.max_auth_failures = self.auth_failures
+        return smtp
 
 
 class CertificateHolder(Protocol):
@@ -355,7 +376,7 @@ class JournalReceiver:
                         authenticator=SmtpAuth(authenticator, Networks(settings.networks)))
         handler = JournalHandler(self.writer, settings, authenticator.users)
         self.controller = _Controller(
-            handler, hostname=settings.host, port=settings.port,
+            handler, settings.auth_failures, hostname=settings.host, port=settings.port,
             data_size_limit=settings.max_size, tls_context=tls,
             require_starttls=settings.require_tls and tls is not None,
             ident="mailkeep journal receiver", decode_data=False, **auth)

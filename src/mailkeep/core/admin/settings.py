@@ -44,6 +44,11 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
           description="The user archive journaled mail goes into."),
     Field("smtp.max_size", "int", default=50 << 20, low=1024, high=1 << 31,
           description="Largest message accepted, in bytes."),
+    Field("smtp.max_recipients", "int", default=1000, low=1, high=100_000,
+          description="Recipients one message may have (more: 452, as a mail server "
+          "answers; the sender sends the rest in another message)."),
+    Field("smtp.auth_failures", "int", default=5, low=1, high=100,
+          description="Failed AUTH attempts in one SMTP session before it is closed (421)."),
     Field("smtp.networks", "string", default="127.0.0.0/8,::1/128", format="networks",
           description="Client networks allowed to journal, comma separated (CIDR)."),
     Field("smtp.route_by_address", "bool", default=True, description="File journaled mail in "

@@ -3,8 +3,8 @@
 Usage: .venv/bin/python bench/extract_speed.py [MBOX_GZ] [COUNT]. Times extract on the first
 messages of a linux-mips mbox (mboxrd unescaping is skipped: it does not change the cost), then
 on the multipart messages of the tricky corpus (a multipart-heavy sample: top-level Content-Type
-multipart/*), then html_to_text on documents that once made it quadratic, and cjk_segment on the
-extracted fields, for the indexer.
+multipart/*), then html_to_text on documents that once made it quadratic, a Subject of ever more
+encoded-words (once quadratic too), and cjk_segment on the extracted fields, for the indexer.
 """
 
 from __future__ import annotations
@@ -96,6 +96,19 @@ def main() -> None:
         start = time.perf_counter()
         html_to_text(doc + "x" * 100_000)
         print(f"html_to_text {name} + 100,000 x: {(time.perf_counter() - start) * 1e3:.0f} ms")
+    # A Subject of n encoded-words folded over n lines, as a hostile sender journals it: the
+    # time should grow as n does (linear), not as n squared.
+    last = None
+    for words in (10_000, 20_000, 40_000, 80_000):
+        raw = ("From: a@example.org\r\nSubject: " + "\r\n ".join(["=?utf-8?q?a?="] * words)
+               + "\r\n\r\nbody\r\n").encode()
+        start = time.perf_counter()
+        extract(raw)
+        took = time.perf_counter() - start
+        ratio = f" ({took / last:.1f}x the half)" if last else ""
+        print(f"extract, Subject of {words:,} encoded-words ({len(raw) / 1e6:.2f} MB): "
+              f"{took * 1e3:.0f} ms{ratio}")
+        last = took
     fields = [extract(m) for m in messages]
     start = time.perf_counter()
     for f in fields:

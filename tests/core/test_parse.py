@@ -506,3 +506,31 @@ def test_odd_labels_found_by_fuzzing() -> None:
             assert not [w for w in result.warnings if "failed" in w], raw
     assert extract(cases[0]).attachments == "abc.txt"
     assert extract(cases[1]).body == "café"
+
+
+def test_a_header_of_many_thousands_of_encoded_words_is_decoded_whole() -> None:
+    """The hostile case of a journal: a Subject of 80,000 encoded-words folded over as many
+    lines (1.3 MB). Decoded in one pass, every word is there, adjacent words' characters join
+    (a UTF-8 character split over two words survives), and the text is found by its words.
+    (What it costs is measured by bench/extract_speed.py, not asserted here.)"""
+    words = ["=?utf-8?q?a?="] * 40_000 + ["=?utf-8?b?w6k=?="] * 40_000
+    raw = ("From: a@example.org\r\nSubject: " + "\r\n ".join(words)
+           + "\r\n\r\nbody\r\n").encode()
+    fields = extract(raw)
+    assert fields.subject == "a" * 40_000 + "é" * 40_000
+    split = extract(b"Subject: =?utf-8?b?ww==?= =?utf-8?b?qQ==?= x\r\n\r\n")  # \xc3 | \xa9
+    assert split.subject == "é x"
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("=?iso-8859-1?Q?J=FCrgen?= =?iso-8859-1?Q?_Schm=FCrgen?= <j@example.com>",
+     "Jürgen Schmürgen <j@example.com>"),  # space between words goes, before text stays
+    ("Re: TEST =?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=", "Re: TEST テスト"),
+    ("=?iso-8859-1?Q?Fr\u00f6sche_raw?=", "Frösche raw"),  # an 8-bit character left raw
+    ("=?utf-8?q?broken", "=?utf-8?q?broken"),  # not a word: kept as it is
+    ("=?x-unknown?q?abc?=", "abc"),
+])
+def test_encoded_words_as_rfc_2047_reads_them(header: str, expected: str) -> None:
+    from mailkeep.core.mime.charsets import encoded_words
+
+    assert " ".join(encoded_words(header, []).split()) == expected

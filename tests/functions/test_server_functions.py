@@ -553,7 +553,7 @@ def test_credentials_list_what_logs_in_elsewhere_never_the_secret(tmp_path: Path
                  "host": "pop.example.org", "port": 1110, "login": "alice", "apop": True,
                  "password": SECRETS["pop3"]},
                 {"name": "drop", "type": "directory", "userName": "alice",
-                 "path": str(tmp_path)}):
+                 "path": str(tmp_path / "mail")}):
             succeeded(api, "CreateProfile", properties=json.dumps(props))
         succeeded(api, "CreateConnection", name="relay", type="smtp",
                   serverName="smtp.example.org", port="587", security="starttls",

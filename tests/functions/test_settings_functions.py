@@ -31,7 +31,8 @@ from tests.functions.test_server_functions import (
 )
 from tests.helpers import audit_since, last_audit_id, mk, mk_ok
 
-DEFAULTS = {"api.enabled": False, "server.host": "0.0.0.0", "server.port": 8463,
+DEFAULTS = {"api.enabled": False, "paths.allowed": "", "server.host": "0.0.0.0",
+            "server.port": 8463,
             "server.trusted_proxies": "",
             "tls.enabled": True, "tls.cert": None, "tls.key": None, "smtp.enabled": False,
             "smtp.host": "0.0.0.0", "smtp.port": 2525, "smtp.owner": "journal",

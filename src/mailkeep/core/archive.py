@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from mailkeep.core.admin import autocreate
+from mailkeep.core.admin.places import checked_place, roots_of
 from mailkeep.core.admin.settings import Settings
 from mailkeep.core.errors import (
     Conflict,
@@ -122,15 +123,23 @@ class Archive:
         """A new store (current if it is the first); encrypted under the master key, or under
         a passphrase (then locked until UnlockStore, in every process)."""
         self._check_name(name)
-        target = (path or self.data_dir / "stores" / name).resolve()
+        target = (self._store_place(path) if path is not None
+                  else (self.data_dir / "stores" / name).resolve())
         key = self.master_key(create=True) if encrypt and passphrase is None else None
         store = Store.create(target, name, key, encrypt, passphrase, created=self.clock())
         store.close()
         state = "normal" if any(r.state == "current" for r in self.stores()) else "current"
         return self.master.stores.add(store.id, name, target, state)
 
+    def _store_place(self, path: Path) -> Path:
+        """A store directory mailkeep may use (core.admin.places): in the data directory
+        only under stores/, elsewhere within paths.allowed."""
+        return checked_place(path, self.data_dir, "Store directory",
+                             roots_of(Settings(self.master).get("paths.allowed")),
+                             stores_ok=True)
+
     def attach_store(self, path: Path, name: str | None = None) -> StoreRecord:
-        target = path.resolve()
+        target = self._store_place(path)
         try:
             manifest = read_manifest(target)
         except (NotFound, CorruptData) as exc:
@@ -167,7 +176,7 @@ class Archive:
         """Point a store at the directory its files were moved to (the same store: its
         manifest's id must match); nothing is copied or moved."""
         rec = self.find_store(ref)
-        target = path.expanduser().resolve()
+        target = self._store_place(path.expanduser())
         if target == rec.path.resolve():
             return rec
         manifest = read_manifest(target)

@@ -13,6 +13,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from mailkeep.core.admin.places import checked_place, roots_of
+from mailkeep.core.admin.settings import Settings
 from mailkeep.core.errors import Conflict, InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field
 from mailkeep.core.masterdb import MasterDB, StoreRecord
@@ -323,6 +325,8 @@ def _check_target(call: Call, raw: str) -> tuple[Path, bool]:
     data = call.archive.data_dir
     if target.is_relative_to(data) or data.is_relative_to(target):
         raise InvalidArgument(f"Backup path {target} must be outside the data directory {data}.")
+    roots = roots_of(Settings(call.master).get("paths.allowed"))
+    checked_place(target, data, "Backup path", roots)
     for rec in call.archive.stores():
         store_dir = rec.path.resolve()
         if target.is_relative_to(store_dir) or store_dir.is_relative_to(target):

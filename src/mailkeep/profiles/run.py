@@ -94,6 +94,7 @@ class Runner:
         """Run a saved profile (prof) or a temporary one (prof None); the caller holds the
         profile's lock. Raises Cancelled after recording a cancelled run, RunFailed after a
         failed one."""
+        self.profiles.check_place(props)  # again: a link may point elsewhere by now
         res = self.profiles.begin_result(prof, props, started_by)
         built = build(props, secrets, prof.state if prof else {})
         self._log(res, f"Profile {props['name']!r} ({built.describe}) into the archive of "

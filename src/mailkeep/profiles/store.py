@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from mailkeep.core.admin.locks import RunLock, held, lock_file
+from mailkeep.core.admin.places import checked_place, roots_of
 from mailkeep.core.admin.secrets import open_text, seal_text, secret_key, secret_keys
+from mailkeep.core.admin.settings import Settings
 from mailkeep.core.admin.users import Users
 from mailkeep.core.errors import Conflict, InvalidArgument, MailkeepError, NotFound
 from mailkeep.core.masterdb import MasterDB
@@ -116,11 +118,24 @@ class Profiles:
             raise InvalidArgument(f"Invalid profile properties: userName "
                                   f"{props['userName']!r} is not a mailkeep user (CreateUser).")
 
+    def check_place(self, props: dict[str, Any]) -> None:
+        """A watched directory or Maildir must lie outside the data directory (a profile that
+        deletes what it archived would take the master key with it) and within paths.allowed;
+        checked when the profile is saved and again before each run (a symbolic link changed
+        since)."""
+        if "path" in props:
+            roots = roots_of(Settings(self.master).get("paths.allowed"))
+            try:
+                checked_place(Path(props["path"]), self.data_dir, "path", roots)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"Invalid profile properties: {exc.message}") from None
+
     def check(self, given: Any) -> tuple[dict[str, Any], dict[str, str]]:
         """Checked properties and secrets of a new (or temporary) profile."""
         props, secrets = schema.normalize(given)
         schema.needs_secret(props, secrets)
         self._check_user(props)
+        self.check_place(props)
         return props, secrets
 
     def create(self, given: Any) -> Profile:
@@ -150,6 +165,7 @@ class Profiles:
                                                                         **new_secrets}
         schema.needs_secret(props, secrets)
         self._check_user(props)
+        self.check_place(props)
         if props.get("type") in ("imap", "pop3") and moved:
             state: dict[str, Any] = {}  # another mailbox: its UIDs mean nothing here
         else:

@@ -34,6 +34,9 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
           "(serve --tls-cert)."),
     Field("tls.key", "string", default=None, format="absolute-path",
           description="Private key (PEM) of tls.cert (serve --tls-key)."),
+    Field("paths.allowed", "string", default="", format="line",
+          description="Directories (absolute, comma separated) that profiles' sources, store "
+          "directories and backups must lie in; empty: anywhere outside the data directory."),
     Field("smtp.enabled", "bool", default=False,
           description="Receive journaled mail over SMTP (serve --smtp-port)."),
     Field("smtp.host", "string", default="0.0.0.0", format="line",

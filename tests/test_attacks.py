@@ -588,3 +588,32 @@ def test_a_connection_password_goes_nowhere_less_protected(tmp_path: Path) -> No
         assert SECRET not in refused.value.message
     call_function(data, "UpdateConnection", name="relay", timeOut="30")
     call_function(data, "UpdateConnection", name="relay", port="2525", password=SECRET)
+
+
+def test_a_body_sent_a_byte_at_a_time_is_cut_off(tmp_path: Path) -> None:
+    """A client sends the headers of a console login announcing a body, then one byte and
+    nothing more: after server.body_timeout the server answers 408 and closes; meanwhile
+    other clients are served."""
+    import ssl as ssl_module
+
+    data = tmp_path / "data"
+    mk_ok(data, "settings", "set", "server.body_timeout", "2")
+    port = free_port()
+    with serving(data, "--host", "127.0.0.1", "--port", str(port), port=port):
+        context = ssl_module._create_unverified_context()
+        raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+        slow = context.wrap_socket(raw, server_hostname="localhost")
+        slow.sendall(b"POST /mcapi/auth/login HTTP/1.1\r\nHost: localhost\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=False,
+                          timeout=30) as client:  # served while the slow one waits
+            assert client.post("/mcapi/auth/login", json={"userName": "x", "password": "y"}
+                               ).status_code in (401, 403)
+        answer = b""
+        while b"\r\n\r\n" not in answer:  # the server's answer, whenever it comes
+            chunk = slow.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        slow.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]

@@ -31,7 +31,8 @@ from tests.functions.test_server_functions import (
 )
 from tests.helpers import audit_since, last_audit_id, mk, mk_ok
 
-DEFAULTS = {"api.enabled": False, "paths.allowed": "", "server.host": "0.0.0.0",
+DEFAULTS = {"api.enabled": False, "paths.allowed": "", "server.body_timeout": 30,
+            "server.host": "0.0.0.0",
             "server.port": 8463,
             "server.trusted_proxies": "",
             "tls.enabled": True, "tls.cert": None, "tls.key": None, "smtp.enabled": False,

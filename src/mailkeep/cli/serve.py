@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 # -- serve -----------------------------------------------------------------------------------
 GRACE_S = 3  # seconds a stopping server waits for open connections
+MAX_CONNECTIONS = 4096  # requests served at once
+KEEP_ALIVE_S = 5  # an idle keep-alive connection closes after this
 @click.command()
 @click.option("--host", default=None, help="Address to listen on (setting server.host, "
               "default 0.0.0.0).")
@@ -78,6 +80,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
         smtp = _receiver_settings(conf, smtp_port)
         conf_starttls = bool(conf.get("smtp.starttls"))
         proxies = str(conf.get("server.trusted_proxies") or "")
+        body_seconds = float(conf.get("server.body_timeout"))
         out.print(f"mailkeep {__version__}: data directory {archive.data_dir}")
         try:
             rec, store = archive.current_store()
@@ -107,7 +110,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
         smtp.tls_key = Path(tls_files["ssl_keyfile"])
     certificate = LiveCertificate() if tls_files else None
     app = create_app(data.resolve(), api_enabled=bool(enable_api), smtp=smtp,
-                     certificate=certificate)
+                     certificate=certificate, body_seconds=body_seconds)
     if smtp is not None:
         out.print(f"SMTP journal receiver on {smtp.host}:{smtp.port} (into the archive of "
                   f"{smtp.owner!r}; clients {', '.join(smtp.networks)}"
@@ -118,7 +121,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     # stopping server up: after this many seconds the rest is cut off.
     # A client's address is the connection's, unless it comes through a proxy named in
     # server.trusted_proxies: any other client could name itself in X-Forwarded-For.
+    # At most MAX_CONNECTIONS requests at once (more get 503 at once): room for the 1,000
+    # long polls the API supports and the rest; an idle keep-alive connection closes after
+    # KEEP_ALIVE_S.
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_S,
                             timeout_graceful_shutdown=GRACE_S, proxy_headers=bool(proxies),
                             forwarded_allow_ips=proxies or None,
                             **tls_files)  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ from mailkeep.profiles.automatic import AutoRunner
 from mailkeep.receive.smtp import JournalReceiver, ReceiverSettings
 from mailkeep.web import mcapi
 from mailkeep.web.admin_api import ApiState, FastRoutes, routes
-from mailkeep.web.guard import RequestGuard
+from mailkeep.web.guard import BODY_SECONDS, RequestGuard
 
 log = logging.getLogger("mailkeep.server")
 AUTO_USER = "automatic"  # who automatic profile runs are started by
@@ -103,7 +103,7 @@ def worth_keeping(rec: FinishedRecord) -> bool:
 
 def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | None = None,
                certificate: LiveCertificate | None = None, hasher: PasswordHasher | None = None,
-               engine: Engine | None = None) -> ASGIApp:
+               engine: Engine | None = None, body_seconds: float = BODY_SECONDS) -> ASGIApp:
     """The server of a data directory. `smtp`: run the journal receiver with these settings.
     `certificate`: the TLS certificate being served, if the server serves TLS. `hasher`: the
     password hasher (None: Argon2id with its defaults; tests give a cheap one). The master
@@ -182,4 +182,5 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
             master.close()
 
     return RequestGuard(CollapseSlashes(FastRoutes(
-        state, Starlette(routes=routes(state) + mcapi.routes(state), lifespan=lifespan))))
+        state, Starlette(routes=routes(state) + mcapi.routes(state), lifespan=lifespan))),
+        body_seconds)

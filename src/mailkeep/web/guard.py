@@ -2,7 +2,9 @@
 
 - A body larger than the route's limit is refused with 413 before it is read (by its
   Content-Length, or, for a chunked one, once it has grown past the limit): no request makes
-  the server hold more than that, whoever sends it, logged in or not. The largest legitimate
+  the server hold more than that, whoever sends it, logged in or not. A body that has not
+  arrived whole within `body_seconds` (setting server.body_timeout) gets 408: a client sending
+  a byte at a time holds its connection no longer. The largest legitimate
   request (a profile's properties, the notification settings) is a few kilobytes.
 - A POST that a browser makes from another site (an `Origin` header naming another host than
   the request's `Host`) is refused with 403: a browser that has cached an administrator's Basic
@@ -14,10 +16,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY = 1 << 20  # bytes of any request body
 LOGIN_BODY = 16 << 10  # bytes of a console login (a name and a password)
+BODY_SECONDS = 30.0  # what a request body may take to arrive, whole (server.body_timeout)
 
 
 async def _plain(send: Send, status: int, text: str) -> None:
@@ -30,8 +34,9 @@ async def _plain(send: Send, status: int, text: str) -> None:
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, body_seconds: float = BODY_SECONDS) -> None:
         self.app = app
+        self.body_seconds = body_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,26 +56,35 @@ class RequestGuard:
             if size > limit:
                 await _plain(send, 413, f"The request body is larger than {limit} bytes.")
                 return
-            await self.app(scope, receive, send)
-            return
-        if headers.get(b"transfer-encoding") is None:
+            if size == 0:
+                await self.app(scope, receive, send)
+                return
+        elif headers.get(b"transfer-encoding") is None:
             await self.app(scope, receive, send)  # no body
             return
-        # Chunked: read it here, up to the limit, and hand it on whole.
+        # Read the body here, up to the limit and within the deadline, and hand it on whole:
+        # a client sending it a byte at a time holds nothing for longer than body_seconds.
         chunks: list[bytes] = []
         total = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            if total > limit:
-                await _plain(send, 413, f"The request body is larger than {limit} bytes.")
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        complete = False
+        with anyio.move_on_after(self.body_seconds):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                chunk = message.get("body", b"")
+                total += len(chunk)
+                if total > limit:
+                    await _plain(send, 413, f"The request body is larger than {limit} bytes.")
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    complete = True
+                    break
+        if not complete:
+            await _plain(send, 408, f"The request body did not arrive within "
+                                    f"{self.body_seconds:g} seconds.")
+            return
         replayed = False
 
         async def replay() -> Message:

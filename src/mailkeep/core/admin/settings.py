@@ -23,6 +23,8 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
           description="Address the server listens on (serve --host)."),
     Field("server.port", "int", default=8463, low=1, high=65535,
           description="Port the server listens on (serve --port)."),
+    Field("server.body_timeout", "int", default=30, low=1, high=3600,
+          description="Seconds a request body may take to arrive, whole (408 after)."),
     Field("server.trusted_proxies", "string", default="", format="networks",
           description="Addresses of reverse proxies whose X-Forwarded-For and "
           "X-Forwarded-Proto name the client (comma-separated IPs or networks); empty: none, "

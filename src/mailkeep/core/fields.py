@@ -10,6 +10,7 @@ There is one way to read a boolean: `parse_bool`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import math
@@ -34,6 +35,22 @@ HOST_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9
                      r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$|^\[?[0-9A-Fa-f:.]+\]?$")
 ADDRESS_RE = re.compile(r"^[^@\s<>,;\"\x00-\x1f\x7f]+@[^@\s<>,;\"\x00-\x1f\x7f]+$")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@functools.lru_cache(maxsize=1024)
+def is_loopback(host: str) -> bool:
+    """Whether a client's address (or the name localhost) is this machine; an IPv4 address
+    mapped into IPv6 counts as itself. Remembered: parsing an address costs a request as much
+    as checking its cached password."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def parse_bool(text: str) -> bool | None:

@@ -32,6 +32,7 @@ from mailkeep.core.admin.auth import Authenticator
 from mailkeep.core.admin.users import Users, name_key
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import MailkeepError
+from mailkeep.core.fields import is_loopback
 from mailkeep.core.writer import Filed, Filing, StoreWriter
 
 log = logging.getLogger("mailkeep.smtp")
@@ -266,20 +267,13 @@ class SmtpAuth:
         if refusal is not None:
             log.warning("journal: AUTH as %r from %s refused: %s", user, address, refusal)
             return AuthResult(success=False, handled=False)
-        if self.users.has_initial_password(user) and not _loopback(address):
+        if self.users.has_initial_password(user) and not is_loopback(address):
             log.warning("journal: AUTH as %r from %s refused: the account still has its "
                         "initial password (accepted from this machine only)", user, address)
             return AuthResult(success=False, handled=False)
         account = self.users.account(user)
         name = account.user_name if account is not None else user  # as stored
         return AuthResult(success=True, auth_data=LoginPassword(name.encode(), b""))
-
-
-def _loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mailkeep.core.admin.auth import Authenticator
 from mailkeep.core.admin.users import Users
 from mailkeep.core.errors import Forbidden, MailkeepError
+from mailkeep.core.fields import is_loopback
 from mailkeep.functions import REGISTRY
 from mailkeep.functions.call import Caller
 from mailkeep.functions.errors import api_error
@@ -55,20 +54,9 @@ def local_request(request: Request) -> bool:
     and it names no other client in a forwarding header. A request that a proxy on this machine
     passes on is not local, whether or not the proxy is trusted: the exception for the initial
     password is for someone at the server, not for whoever reaches its proxy."""
-    if not _is_loopback(request.client.host if request.client else ""):
+    if not is_loopback(request.client.host if request.client else ""):
         return False
     return not any(name in request.headers for name in FORWARDING)
-
-
-@functools.lru_cache(maxsize=1024)
-def _is_loopback(host: str) -> bool:
-    """Parsing the address cost a request as much as checking its password: remembered."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _credentials(request: Request) -> tuple[str, str] | None:

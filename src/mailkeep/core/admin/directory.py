@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import ssl
@@ -37,8 +36,8 @@ from mailkeep.core.admin.secrets import open_text, seal_text, secret_key, secret
 from mailkeep.core.admin.sessions import Sessions
 from mailkeep.core.admin.users import EMAIL_RE, Users, name_key
 from mailkeep.core.errors import InvalidArgument, MailkeepError
-from mailkeep.core.fields import Field, FieldError
-from mailkeep.core.files import write_json_atomic
+from mailkeep.core.fields import Field, FieldError, is_loopback
+from mailkeep.core.files import private_dir, write_json_atomic
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.tls import check_ca_file
 
@@ -240,7 +239,7 @@ class Directory:
             for name in ("server", "baseDn"):
                 if not after.get(name):
                     raise InvalidArgument(f"config: {name} is needed for a directory.")
-            if after["security"] == "none" and not _loopback(str(after["server"])):
+            if after["security"] == "none" and not is_loopback(str(after["server"])):
                 raise InvalidArgument("config: security none would send passwords in clear "
                                       "over the network: use ldaps or starttls (none only for "
                                       "a directory on this machine).")
@@ -250,7 +249,7 @@ class Directory:
                                                 AAD) if password else None)
         elif sealed is not None:
             stored["bindPassword"] = sealed
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         write_json_atomic(self.path, stored, mode=0o600)
         return self.config()
 
@@ -570,13 +569,3 @@ def _close(conn: Connection) -> None:
 def _result(conn: Connection) -> str:
     result = conn.result or {}
     return f"{result.get('description', 'error')} {result.get('message', '')}".strip()
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-

@@ -86,14 +86,6 @@ class MultiFactor:
         return open_text(secret_keys(self._dir(), PURPOSE), sealed, _aad(account.id))
 
     # -- TOTP ---------------------------------------------------------------------------------
-    def status(self, user_name: str) -> str:
-        """none, pending (set up, not yet confirmed) or enabled."""
-        account = self._account(user_name)
-        row = self.master.mfa.get(account.id)
-        if row is None or (row.secret is None and row.pending is None):
-            return "none"
-        return "enabled" if row.confirmed else "pending"
-
     def required(self, user_name: str) -> bool:
         """Whether a console login of this account needs a code (False for unknown ones)."""
         account = self.users.account(user_name)

@@ -255,6 +255,7 @@ def show(ctx: click.Context, message_id: str, raw: bool) -> None:
             return
         hit = store.catalog.entry(number)
         flags, _ = store.catalog.entry_flags(number)
+        noted = store.catalog.entry_warnings(number)
         head = store.read(number)
     view = describe(head)
     assert hit is not None
@@ -263,6 +264,8 @@ def show(ctx: click.Context, message_id: str, raw: bool) -> None:
               highlight=False)
     for name, value in view.headers:
         out.print(f"[bold]{shown(name)}:[/bold] {shown(value)}", highlight=False)
+    for note in noted:
+        out.print(f"[yellow]Indexed with a warning:[/yellow] {shown(note)}", highlight=False)
     out.print()
     out.print(plain(view.text, lines=True), highlight=False, markup=False)
     if view.attachments:

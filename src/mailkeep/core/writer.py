@@ -4,8 +4,11 @@ Whatever arrives while the writer is busy is taken together: appended, fsynced a
 once (a group commit), and only then is each filing's `done` called with its outcome. A crash
 before that call loses only filings nobody was told about; a crash after it loses nothing.
 The SMTP journal receiver and the archiving profiles both file through it, so they never fight
-over the store's write lock. After `idle_close_s` without work the writer closes the store, so
-that another process (an import from the command line) can write it meanwhile.
+over the store's write lock. A message's text is extracted before it reaches the writer, in
+worker processes and with a deadline (core/extraction.py): whatever one message costs to read,
+the writer only compresses and writes it, and the mail of other senders is not held up.
+After `idle_close_s` without work the writer closes the store, so that another process (an
+import from the command line) can write it meanwhile.
 """
 
 from __future__ import annotations
@@ -14,15 +17,20 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from mailkeep.core.admin.settings import Settings
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import MailkeepError
+from mailkeep.core.extraction import Extractor, headers_only
 from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import MasterDB
+from mailkeep.core.mime.parse import IndexFields
+from mailkeep.core.storage.packing import PARTIAL_INDEX_BYTES
 from mailkeep.core.storage.store import Store
 
 log = logging.getLogger("mailkeep.writer")
@@ -30,6 +38,7 @@ log = logging.getLogger("mailkeep.writer")
 BATCH_MAX = 500  # filings in one group commit
 BATCH_WAIT_S = 0.005  # how long the writer waits for company once it has one filing
 IDLE_CLOSE_S = 2.0
+SETTINGS_EVERY_S = 5.0  # how long the extraction deadline read from the settings is kept
 
 Targets = list[tuple[str, str]]  # (owner, folder)
 
@@ -62,6 +71,9 @@ class Filing:
     flags: frozenset[str] = frozenset()
     internal_date: float | None = None
     envelope: dict[str, Any] | None = None
+    fields: IndexFields | None = None  # the text to index, once extracted
+    order: object | None = None  # filings with the same key are filed in the order submitted
+    ready: bool = False  # extracted: the writer may take it
 
 
 class StoreWriter:
@@ -78,6 +90,9 @@ class StoreWriter:
         self._others_of: int | None = None  # ... for this current store
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._extractor: Extractor | None = None
+        self._deadline: tuple[float, float] | None = None  # (seconds, read at)
+        self._in_order: dict[object, deque[Filing]] = {}  # order key -> filings not yet queued
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -90,6 +105,10 @@ class StoreWriter:
     def stop(self) -> None:
         with self._lock:
             thread, self._thread = self._thread, None
+        extractor, self._extractor = self._extractor, None
+        if extractor is not None:  # what is being extracted is filed before the writer stops
+            extractor.wait(self._extract_timeout() + 10)
+            extractor.stop()
         if thread is not None:
             self.queue.put(None)
             thread.join(timeout=60)
@@ -103,9 +122,75 @@ class StoreWriter:
 
     # -- filing -----------------------------------------------------------------------------
     def submit(self, filing: Filing) -> None:
+        """File a message: its text is extracted first (in a worker), then the writer takes
+        it; `filing.done` says what became of it."""
         if self._thread is None:
             self.start()
-        self.queue.put(filing)
+        if filing.order is not None:
+            with self._lock:
+                self._in_order.setdefault(filing.order, deque()).append(filing)
+        head = None if filing.fields is not None else self._head(filing)
+        if head is None:
+            self._ready(filing)
+            return
+
+        def extracted(fields: IndexFields) -> None:
+            filing.fields = fields
+            self._ready(filing)
+
+        try:
+            self.extractor.extract(head, len(filing.raw) if filing.raw is not None
+                                   else filing.size, extracted)
+        except Exception as exc:  # no worker can be started: headers only, the mail goes in
+            log.warning("text extraction is not available: %s", exc)
+            extracted(headers_only(head, "its extraction failed"))
+
+    def _ready(self, filing: Filing) -> None:
+        """Extracted (or nothing to extract): to the writer, after the filings of its order
+        key submitted before it."""
+        filing.ready = True
+        if filing.order is None:
+            self.queue.put(filing)
+            return
+        with self._lock:
+            waiting = self._in_order[filing.order]
+            while waiting and waiting[0].ready:
+                self.queue.put(waiting.popleft())
+            if not waiting:
+                del self._in_order[filing.order]
+
+    @staticmethod
+    def _head(filing: Filing) -> bytes | None:
+        """The bytes to extract the text from; None: the writer reads them itself."""
+        if filing.raw is not None:
+            return filing.raw[:PARTIAL_INDEX_BYTES]
+        if filing.stream is None:
+            return None
+        try:
+            start = filing.stream.tell()
+            head = filing.stream.read(min(filing.size, PARTIAL_INDEX_BYTES))
+            filing.stream.seek(start)
+        except OSError:
+            return None  # the writer meets the error, and says so
+        return head
+
+    @property
+    def extractor(self) -> Extractor:
+        with self._lock:
+            if self._extractor is None:
+                self._extractor = Extractor(self._extract_timeout)
+            return self._extractor
+
+    def _extract_timeout(self) -> float:
+        """Setting archive.extract_timeout, read again every few seconds."""
+        now = time.monotonic()
+        if self._deadline is None or now - self._deadline[1] > SETTINGS_EVERY_S:
+            try:
+                seconds = float(Settings(self.master).get("archive.extract_timeout"))
+            except Exception:  # the master database is busy: keep what we had
+                seconds = self._deadline[0] if self._deadline else 20.0
+            self._deadline = (seconds, now)
+        return self._deadline[0]
 
     # -- the thread -------------------------------------------------------------------------
     def _open(self) -> Archive:
@@ -171,7 +256,7 @@ class StoreWriter:
             store.commit()  # what came before is not at risk if this one fails
             owner, folder = targets[0]
             filed = store.add_large_message(f.stream, f.size, owner, folder, f.flags,
-                                            f.internal_date)
+                                            f.internal_date, f.fields)
             if filed.number is not None:
                 out.numbers.append(f"{rec_id}:{filed.number}")
             out.warnings = list(filed.warnings)
@@ -188,7 +273,8 @@ class StoreWriter:
                 number = store.add_entry(cid, owner, folder, f.flags, f.internal_date,
                                          envelope=f.envelope)
             else:
-                prepared = store.packer.prepare(f.raw, cid, f.internal_date or time.time())
+                prepared = store.packer.prepare(f.raw, cid, f.internal_date or time.time(),
+                                                f.fields)
                 if prepared.info.warnings:
                     out.warnings = prepared.info.warnings.split("\n")
                 number = store.add_message(prepared, owner, folder, f.flags, f.internal_date,

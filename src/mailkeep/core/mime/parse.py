@@ -50,6 +50,7 @@ class IndexFields:
     message_id: str | None = None  # without the angle brackets
     has_attachment: bool = False
     warnings: list[str] = field(default_factory=list)
+    columns: tuple[str, str, str, str, str] | None = None  # the FTS5 columns, once segmented
 
 
 @dataclass

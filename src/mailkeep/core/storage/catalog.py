@@ -321,6 +321,12 @@ class Catalog(Searching):
 
 
 
+    def entry_warnings(self, number: int) -> list[str]:
+        """What was noted when the message of an entry was indexed (text not extracted...)."""
+        row = self.conn.execute("SELECT b.warnings FROM entries e JOIN blobs b ON"
+                                " b.id = e.blob_id WHERE e.number = ?", (number,)).fetchone()
+        return [w for w in (row[0] if row else "").split("\n") if w]
+
     def entry_blob(self, number: int) -> int | None:
         """The stored message an entry files."""
         row = self.conn.execute("SELECT blob_id FROM entries WHERE number = ?",

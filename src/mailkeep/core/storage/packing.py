@@ -27,14 +27,24 @@ class Prepared:
     info: BlobInfo
 
 
+def index_fields(head: bytes, size: int) -> IndexFields:
+    """What to index of a message of `size` bytes whose first bytes are `head`. Never raises."""
+    fields = extract(head[:PARTIAL_INDEX_BYTES])
+    if size > PARTIAL_INDEX_BYTES:
+        fields.warnings.append("message indexed from its first 16 MB only")
+    fields.columns = index_columns(fields.subject, fields.sender, fields.recipients,
+                                   fields.body, fields.attachments)
+    return fields
+
+
 def blob_info(fields: IndexFields, fallback_date: float) -> BlobInfo:
     date = fields.date if fields.date is not None else fallback_date
     return BlobInfo(
         date=int(date), subject=fields.subject, sender=fields.sender,
         recipients=fields.recipients, message_id=fields.message_id,
         has_attachment=fields.has_attachment, warnings="\n".join(fields.warnings),
-        index=index_columns(fields.subject, fields.sender, fields.recipients, fields.body,
-                            fields.attachments))
+        index=fields.columns or index_columns(fields.subject, fields.sender, fields.recipients,
+                                              fields.body, fields.attachments))
 
 
 def message_aad(content_id: bytes) -> bytes:
@@ -67,10 +77,12 @@ class Packer:
     def content_hasher(self) -> hashlib._Hash | object:
         return self.sealer.content_hasher() if self.sealer is not None else hashlib.sha256()
 
-    def prepare(self, raw: bytes, content_id: bytes, fallback_date: float) -> Prepared:
-        fields = extract(raw[:PARTIAL_INDEX_BYTES])
-        if len(raw) > PARTIAL_INDEX_BYTES:
-            fields.warnings.append("message indexed from its first 16 MB only")
+    def prepare(self, raw: bytes, content_id: bytes, fallback_date: float,
+                fields: IndexFields | None = None) -> Prepared:
+        """Compressed, sealed and index rows; `fields`: the text extracted already (else it is
+        extracted here)."""
+        if fields is None:
+            fields = index_fields(raw, len(raw))
         payload = self.codec.compress(raw)
         if self.sealer is not None:
             payload = self.sealer.seal(payload, message_aad(content_id))

@@ -9,10 +9,16 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from mailkeep.core.errors import CorruptData, NotFound
-from mailkeep.core.mime.parse import extract
+from mailkeep.core.mime.parse import IndexFields
 from mailkeep.core.storage import codec
 from mailkeep.core.storage import segments as seg
-from mailkeep.core.storage.packing import PARTIAL_INDEX_BYTES, Prepared, blob_info, message_aad
+from mailkeep.core.storage.packing import (
+    PARTIAL_INDEX_BYTES,
+    Prepared,
+    blob_info,
+    index_fields,
+    message_aad,
+)
 from mailkeep.core.storage.store_base import Added, _chunks, dictionary_aad
 from mailkeep.core.storage.store_read import Reading
 
@@ -121,8 +127,10 @@ class Writing(Reading):
 
     def add_large_message(self, stream: BinaryIO, size: int, owner: str, folder: str,
                           flags: frozenset[str] = frozenset(),
-                          internal_date: float | None = None) -> Added:
-        """File a message too large for memory: hashed, compressed and sealed as a stream."""
+                          internal_date: float | None = None,
+                          fields: IndexFields | None = None) -> Added:
+        """File a message too large for memory: hashed, compressed and sealed as a stream;
+        `fields`: its text extracted already (else it is extracted here)."""
         self.begin()
         assert self._writer is not None
         start = stream.tell()
@@ -136,11 +144,9 @@ class Writing(Reading):
         new_blob = blob_id is None
         warnings: list[str] = []
         if blob_id is None:
-            stream.seek(start)
-            head = stream.read(min(size, PARTIAL_INDEX_BYTES))
-            fields = extract(head)
-            if size > len(head):
-                fields.warnings.append("message indexed from its first 16 MB only")
+            if fields is None:
+                stream.seek(start)
+                fields = index_fields(stream.read(min(size, PARTIAL_INDEX_BYTES)), size)
             stream.seek(start)
             packer = self.packer
             second: Any = packer.content_hasher()  # the bytes stored must be the bytes hashed

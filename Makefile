@@ -29,6 +29,7 @@ test: peers $(BIN)/mailkeep
 
 docs: $(BIN)/mailkeep
 	$(BIN)/python -m mailkeep.functions.reference > docs/functions.md
+	$(BIN)/python -m mailkeep.web.openapi > docs/openapi.json
 
 bench: $(BIN)/mailkeep
 	$(BIN)/python bench/import_search.py

@@ -4,6 +4,8 @@
   checkout) must be there: without it the run stops at once, with one message saying where it
   was looked for, rather than skipping the tests that need it.
 - No MAILKEEP_* variable of the environment the tests were started in reaches a test.
+- Property-based tests (hypothesis) draw the same examples on every run, so that a run's
+  outcome depends on the code alone; `FUZZ_RANDOM=1 make test` draws new ones each time.
 - Fixtures: a data directory path, a real `mailkeep serve`, a master database with its users
   (a cheap password hasher), and a private Dovecot per test module with a user (and an IMAP
   connection as that user) per test.
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from imapclient import IMAPClient
 
 from mailkeep.core.admin.users import Users
@@ -23,6 +26,10 @@ from mailkeep.core.masterdb import MasterDB
 from tests.apiclient import CHEAP
 from tests.helpers import CORPUS, NEEDED, ROOT, free_port, mk_ok, serving
 from tests.sources.dovecot import Dovecot
+
+settings.register_profile("mailkeep", derandomize=os.environ.get("FUZZ_RANDOM") != "1",
+                          database=None)
+settings.load_profile("mailkeep")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -41,7 +41,11 @@ DEFAULTS = {"api.enabled": False, "paths.allowed": "", "server.body_timeout": 30
             "smtp.max_recipients": 1000, "smtp.auth_failures": 5,
             "smtp.route_by_address": True, "smtp.starttls": True, "smtp.require_tls": False,
             "smtp.auth": False, "notify.interval": 900, "notify.check_every": 300,
-            "stores.autocreate": None}
+            "server.max_body": 1 << 20, "server.header_timeout": 20,
+            "server.max_connections_per_client": 1024, "smtp.max_errors": 20,
+            "smtp.command_timeout": 300, "smtp.max_sessions": 100,
+            "smtp.max_sessions_per_client": 50,
+            "stores.autocreate": None, "archive.extract_timeout": 20}
 
 
 @pytest.fixture
@@ -74,7 +78,7 @@ def test_settings_round_trip(api: TestClient, data: Path) -> None:
     assert values(rows) == DEFAULTS
     assert {r["key"]: r["default"] for r in rows} == DEFAULTS
     assert not any(r["set"] for r in rows)
-    assert all(r["description"] and r["type"] in ("bool", "string", "int", "json")
+    assert all(r["description"] and r["type"] in ("bool", "string", "int", "number", "json")
                for r in rows)
 
     before = last_audit_id(data)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 GRACE_S = 3  # seconds a stopping server waits for open connections
 MAX_CONNECTIONS = 4096  # requests served at once
 KEEP_ALIVE_S = 5  # an idle keep-alive connection closes after this
+FILES = 1024  # open files besides the connections (stores, segments, logs, the master database)
 @click.command()
 @click.option("--host", default=None, help="Address to listen on (setting server.host, "
               "default 0.0.0.0).")
@@ -56,6 +57,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
 
     from mailkeep.core.admin.certificates import ensure_self_signed, fingerprint
     from mailkeep.web.app import LiveCertificate, create_app
+    from mailkeep.web.connections import ConnectionLimits, protocol_class
 
     data: Path = ctx.obj["data"]
     stopping: list[uvicorn.Server] = []
@@ -81,6 +83,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
         conf_starttls = bool(conf.get("smtp.starttls"))
         proxies = str(conf.get("server.trusted_proxies") or "")
         body_seconds = float(conf.get("server.body_timeout"))
+        limits = ConnectionLimits(header_seconds=float(conf.get("server.header_timeout")),
+                                  per_client=int(conf.get("server.max_connections_per_client")),
+                                  exempt=tuple(proxies.split(",")) if proxies else ())
         out.print(f"mailkeep {__version__}: data directory {archive.data_dir}")
         try:
             rec, store = archive.current_store()
@@ -123,8 +128,12 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     # server.trusted_proxies: any other client could name itself in X-Forwarded-For.
     # At most MAX_CONNECTIONS requests at once (more get 503 at once): room for the 1,000
     # long polls the API supports and the rest; an idle keep-alive connection closes after
-    # KEEP_ALIVE_S.
+    # KEEP_ALIVE_S. Each connection has a deadline for every request head, and each client
+    # address a number of connections (web/connections.py). No WebSocket: the server has no
+    # such route, and an upgraded connection would leave the protocol that counts it.
+    _descriptors(MAX_CONNECTIONS + (smtp.max_sessions if smtp is not None else 0) + FILES)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            http=protocol_class(limits), ws="none",
                             limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_S,
                             timeout_graceful_shutdown=GRACE_S, proxy_headers=bool(proxies),
                             forwarded_allow_ips=proxies or None,
@@ -146,6 +155,17 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     out.print("stopped")
 
 
+def _descriptors(wanted: int) -> None:
+    """Room for `wanted` open files: the soft limit (often 1,024) is raised towards the hard
+    one, or the connections the server promises would fail to be accepted."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def _receiver_settings(conf: Settings, port: int | None) -> ReceiverSettings | None:
     """The SMTP receiver's settings, or None when it is not to run."""
     if port is None and not conf.get("smtp.enabled"):
@@ -156,7 +176,10 @@ def _receiver_settings(conf: Settings, port: int | None) -> ReceiverSettings | N
         host=conf.get("smtp.host"), port=port if port is not None else conf.get("smtp.port"),
         owner=conf.get("smtp.owner"), max_size=conf.get("smtp.max_size"),
         max_recipients=conf.get("smtp.max_recipients"),
-        auth_failures=conf.get("smtp.auth_failures"),
+        auth_failures=conf.get("smtp.auth_failures"), max_errors=conf.get("smtp.max_errors"),
+        command_timeout=float(conf.get("smtp.command_timeout")),
+        max_sessions=conf.get("smtp.max_sessions"),
+        max_sessions_per_client=conf.get("smtp.max_sessions_per_client"),
         networks=tuple(n for n in conf.get("smtp.networks").split(",") if n),
         require_tls=conf.get("smtp.require_tls"),
         route_by_address=conf.get("smtp.route_by_address"), auth=conf.get("smtp.auth"))

@@ -89,8 +89,8 @@ class Field:
     default: Any = None
     required: bool = False  # must be given (schemas with defaults leave this False)
     choices: tuple[str, ...] = ()  # a closed set, matched without regard to case
-    low: int | None = None
-    high: int | None = None
+    low: float | None = None
+    high: float | None = None
     max_length: int | None = None
     format: Format = ""
     secret: bool = False  # never echoed in errors, logs or the audit log
@@ -256,7 +256,10 @@ def _absolute_path(field: Field, value: str) -> str | None:
         return None
     if CONTROL_RE.search(text):
         raise FieldError(field, "a path without control characters")
-    path = Path(text).expanduser()
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # ~name of a user this machine does not have
+        raise FieldError(field, "an absolute path", value) from None
     if not path.is_absolute():
         raise FieldError(field, "an absolute path", value)
     if any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in path.parts):

@@ -38,6 +38,8 @@ MCAPI_CODES: dict[int, tuple[int, str]] = {
     1004: (404, "the named object does not exist"),
     1005: (405, "the function is called with another HTTP method"),
     1006: (409, "the change conflicts with the current state"),
+    1007: (413, "the request body is larger than the server takes"),
+    1008: (408, "the request body did not arrive in time"),
     2001: (401, "wrong user name or password"),
     2002: (429, "too many failed logins: locked for a while"),
     2003: (403, "the account may not log in to the management console"),

@@ -19,7 +19,10 @@ from mailkeep.profiles.automatic import parse_windows
 from mailkeep.profiles.run import Runner
 from mailkeep.profiles.store import Profile, Profiles, WorkerResult
 
-ID = Field("id", "number", description="The profile's id (GetProfiles).")
+# Ids are SQLite integers: a number beyond them names nothing, and SQLite cannot look it up.
+MIN_ID, MAX_ID = -(2**63), 2**63 - 1
+ID = Field("id", "number", description="The profile's id (GetProfiles).", low=MIN_ID,
+           high=MAX_ID)
 RAW = Field("raw", "bool", description="GetProfiles: also show each profile's incremental "
             "state. CreateProfile/RunTemporaryProfile: accepted for compatibility; mailkeep "
             "has one property format.", default=False)
@@ -197,7 +200,8 @@ def _when(text: str, tz: tzinfo, name: str) -> float:
           "Times are shown in that zone. A run still going on has result running and "
           "completeTime null.", f"[{RESULT_SHAPE}]",
           Field("fromIncluding", "string"), Field("toExcluding", "string"),
-          Field("timeZoneID", "string"), Field("profileID", "number", nullable=True),
+          Field("timeZoneID", "string"),
+          Field("profileID", "number", nullable=True, low=MIN_ID, high=MAX_ID),
           Field("userName", "string", nullable=True), changes=False)
 def get_worker_results(call: Call) -> list[dict[str, Any]]:
     tz = zone(call.arg("timeZoneID"))
@@ -212,7 +216,8 @@ def get_worker_results(call: Call) -> list[dict[str, Any]]:
 @function("GetWorkerResultReport", "One run in full: the worker result, every failure with "
           "its reason (up to 1,000), the warnings and the run's log.",
           RESULT_SHAPE[:-1] + ', "failures": [{"origin": str, "reason": str}], "warnings": '
-          '[str], "log": str}', Field("id", "number", description="The worker result's id."),
+          '[str], "log": str}',
+          Field("id", "number", description="The worker result's id.", low=MIN_ID, high=MAX_ID),
           changes=False)
 def get_worker_result_report(call: Call) -> dict[str, Any]:
     row = _profiles(call).result(int(call.arg("id")))

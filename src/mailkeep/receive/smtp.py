@@ -9,7 +9,9 @@ before that answer leaves the sender without one, so it retries; a crash after i
 nothing. When the store cannot take mail (another process is writing it, the disk is full),
 the sender gets a 451 and retries later.
 
-The envelope (MAIL FROM, RCPT TO) is kept with each message, in its entry record.
+The envelope (MAIL FROM, RCPT TO) is kept with each message, in its entry record. Every
+session lives within the limits of receive/limits.py (sessions, a timeout per command, errors,
+line lengths).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from mailkeep.core.archive import Archive
 from mailkeep.core.errors import MailkeepError
 from mailkeep.core.fields import is_loopback
 from mailkeep.core.writer import Filed, Filing, StoreWriter
+from mailkeep.receive.limits import COMMAND_SECONDS, MAX_ERRORS, LimitedSMTP, Sessions
 
 log = logging.getLogger("mailkeep.smtp")
 USERS_EVERY_S = 30.0  # how often the users' addresses are read again for routing
@@ -54,6 +57,10 @@ class ReceiverSettings:
     auth: bool = False  # clients must AUTH (after STARTTLS) as a user allowed to archive
     max_recipients: int = 1000  # RCPT TO per message (Postfix's smtpd_recipient_limit)
     auth_failures: int = 5  # failed AUTH per session before it is closed
+    max_errors: int = MAX_ERRORS  # refused commands per session (receive/limits.py)
+    command_timeout: float = COMMAND_SECONDS  # seconds to send the next command
+    max_sessions: int = 100  # sessions at once, in all
+    max_sessions_per_client: int = 50  # sessions at once from one client address
 
 
 @dataclass
@@ -282,13 +289,12 @@ class _Pending:
     data: Any
 
 
-class _JournalSMTP(SMTP):
-    """A journal must keep what the mail server sends, byte for byte: lines longer than RFC
-    5321's 1,000 octets (which real mail has, and MTAs pass on) are accepted. AUTH's password
-    check runs in a worker thread: it hashes for tens of milliseconds, and the event loop
-    serves every other client meanwhile."""
+class _JournalSMTP(LimitedSMTP):
+    """A journal must keep what the mail server sends, byte for byte: a message's lines longer
+    than RFC 5321's 1,000 octets (which real mail has, and MTAs pass on) are accepted (up to
+    receive/limits.py's DATA_LINE). AUTH's password check runs in a worker thread: it hashes
+    for tens of milliseconds, and the event loop serves every other client meanwhile."""
 
-    line_length_limit = 1 << 20
     max_auth_failures = 5
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
@@ -323,13 +329,16 @@ class _JournalSMTP(SMTP):
 
 
 class _Controller(Controller):
-    def __init__(self, handler: Any, auth_failures: int = 5, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
-        self.auth_failures = auth_failures
+    def __init__(self, handler: Any, settings: ReceiverSettings, **kwargs: Any) -> None:
+        super().__init__(handler, timeout=settings.command_timeout, **kwargs)
+        self.settings = settings
+        self.sessions = Sessions(settings.max_sessions, settings.max_sessions_per_client)
 
     def factory(self) -> SMTP:
         smtp = _JournalSMTP(self.handler, **self.SMTP_kwargs)
-        smtp.max_auth_failures = self.auth_failures
+        smtp.max_auth_failures = self.settings.auth_failures
+        smtp.max_errors = self.settings.max_errors
+        smtp.sessions = self.sessions
         return smtp
 
 
@@ -370,7 +379,7 @@ class JournalReceiver:
                         authenticator=SmtpAuth(authenticator, Networks(settings.networks)))
         handler = JournalHandler(self.writer, settings, authenticator.users)
         self.controller = _Controller(
-            handler, settings.auth_failures, hostname=settings.host, port=settings.port,
+            handler, settings, hostname=settings.host, port=settings.port,
             data_size_limit=settings.max_size, tls_context=tls,
             require_starttls=settings.require_tls and tls is not None,
             ident="mailkeep journal receiver", decode_data=False, **auth)

@@ -183,4 +183,4 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
 
     return RequestGuard(CollapseSlashes(FastRoutes(
         state, Starlette(routes=routes(state) + mcapi.routes(state), lifespan=lifespan))),
-        body_seconds)
+        body_seconds, int(conf.get("server.max_body")))

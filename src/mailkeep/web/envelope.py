@@ -52,6 +52,14 @@ def failure(message: str, details: str = "") -> Response:
                              error=(message, details), log_output=None))
 
 
+def refused(status: int, message: str, details: str) -> Response:
+    """A request refused before it reached the API (its body too large, or too slow): the
+    HTTP status says so, and the body is the failed envelope the API's clients parse."""
+    response = failure(message, details)
+    response.status_code = status
+    return response
+
+
 def plain(status: int, message: str, extra: dict[str, str] | None = None) -> Response:
     """401/403/404 answers: the status is what clients look at; the text says why."""
     return Response(message + "\r\n", status, {**_headers(), **(extra or {})},

@@ -31,6 +31,7 @@ from mailkeep.functions.call import Caller
 from mailkeep.functions.errors import MCAPI_CODES, mcapi_error
 from mailkeep.functions.registry import Function, split_json
 from mailkeep.jobs.process import RUNNING
+from mailkeep.web import openapi
 from mailkeep.web.admin_api import ApiState, local_request
 
 log = logging.getLogger("mailkeep.mcapi")
@@ -202,6 +203,18 @@ class McApi:
         self.sessions.close(sid)
         return success({})
 
+    def description(self, request: Request) -> Response:
+        """The OpenAPI description, for an administrator's session: like get-metadata, it
+        names every function, which is not for other roles to find out. Served here too so
+        that it is there while the Administration API is off."""
+        if request.method != "GET":
+            raise McError(1005, "/mcapi/openapi.json is called with GET.")
+        session = self.session(request)
+        if self.state.users.effective_role(session.user_name) != "administrator":
+            raise McError(3002, "The API description is for administrators.")
+        return Response(openapi.document_bytes(), 200, HEADERS,
+                        media_type="application/json; charset=utf-8")
+
     async def call(self, request: Request, path: str) -> Response:
         fn = self.routes.get(path)
         if fn is None or fn.mcapi is None:
@@ -248,6 +261,8 @@ class McApi:
                 if request.method != "POST":
                     raise McError(1005, "/mcapi/auth/logout is called with POST.")
                 return await self.logout(request)
+            if path == "openapi.json":
+                return self.description(request)
             return await self.call(request, path)
         except McError as exc:
             return error(exc.code, exc.message, exc.headers)

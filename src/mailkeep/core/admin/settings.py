@@ -25,6 +25,17 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
           description="Port the server listens on (serve --port)."),
     Field("server.body_timeout", "int", default=30, low=1, high=3600,
           description="Seconds a request body may take to arrive, whole (408 after)."),
+    Field("server.max_body", "int", default=1 << 20, low=16 << 10, high=1 << 30,
+          description="Largest request body, in bytes (413 beyond, before it is read); a "
+          "console login's is 16 KiB whatever this says."),
+    Field("server.header_timeout", "int", default=20, low=1, high=3600,
+          description="Seconds a client has, from connecting or from the previous answer on "
+          "its connection, to send a request's whole head (request line and headers); then "
+          "the connection is closed (408 if the head had begun)."),
+    Field("server.max_connections_per_client", "int", default=1024, low=1, high=65535,
+          description="Connections one client address may hold open at once (more: 503 and "
+          "closed at once): room for the 1,000 long polls the API supports. The addresses of "
+          "server.trusted_proxies are exempt: a proxy's connections are many clients'."),
     Field("server.trusted_proxies", "string", default="", format="networks",
           description="Addresses of reverse proxies whose X-Forwarded-For and "
           "X-Forwarded-Proto name the client (comma-separated IPs or networks); empty: none, "
@@ -54,6 +65,19 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
           "answers; the sender sends the rest in another message)."),
     Field("smtp.auth_failures", "int", default=5, low=1, high=100,
           description="Failed AUTH attempts in one SMTP session before it is closed (421)."),
+    Field("smtp.max_errors", "int", default=20, low=1, high=1000,
+          description="Commands refused (5xx) in one SMTP session since its last message "
+          "archived; the next one refused closes it (421), as Postfix's "
+          "smtpd_hard_error_limit."),
+    Field("smtp.command_timeout", "int", default=300, low=1, high=3600,
+          description="Seconds an SMTP client has to send its next command (and between two "
+          "parts of a message) before the session is closed (421), as RFC 5321 4.5.3.2.7 "
+          "and Postfix's smtpd_timeout."),
+    Field("smtp.max_sessions", "int", default=100, low=1, high=10_000,
+          description="SMTP sessions open at once, from all clients (more: 421 and closed)."),
+    Field("smtp.max_sessions_per_client", "int", default=50, low=1, high=10_000,
+          description="SMTP sessions one client address may hold open at once (more: 421 and "
+          "closed), as Postfix's smtpd_client_connection_count_limit."),
     Field("smtp.networks", "string", default="127.0.0.0/8,::1/128", format="networks",
           description="Client networks allowed to journal, comma separated (CIDR)."),
     Field("smtp.route_by_address", "bool", default=True, description="File journaled mail in "
@@ -75,6 +99,10 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
     Field("stores.autocreate", "json", default=None, description="Start a new current store "
           "automatically (SetStoreAutoCreateConfiguration): a JSON object with mode (none, "
           "monthly, quarterly, yearly, size), sizeLimitMB, namePattern, basePath, encrypt."),
+    Field("archive.extract_timeout", "number", default=20, low=0.01, high=3600,
+          description="Seconds the text of one message may take to be extracted for the "
+          "index; a message that takes longer is archived all the same, found by its headers, "
+          "with a warning."),
 )}
 # Settings whose value has a shape of its own: checked (and normalized) by their domain.
 SHAPES: dict[str, Callable[[Any], Any]] = {

@@ -1,0 +1,204 @@
+"""The limits every SMTP session of the journal receiver (receive/smtp.py) lives within, with
+the values and replies a mail server uses:
+
+- sessions open at once, from one client address and in all (Postfix's
+  smtpd_client_connection_count_limit, 50, and process limit, 100): one more is answered
+  `421 4.7.0` and closed before its greeting;
+- a timeout per command (RFC 5321 4.5.3.2.7 and Postfix's smtpd_timeout: 300 s): a client
+  that has not sent its next command in time gets `421 4.4.2` and is disconnected; while a
+  message arrives, the time counts from its last bytes, not from DATA;
+- refused commands (5xx replies: the 4xx this receiver sends say that it cannot take
+  something now, which a sound client meets too) since the last message archived: the one
+  after the limit (Postfix's smtpd_hard_error_limit, 20) gets `421 4.7.0` instead of its
+  refusal, and the session is closed;
+- line lengths: a command line at most 512 octets (RFC 5321 4.5.3.1.4), AUTH's 12,288 (RFC
+  4954); a longer one is read away in pieces and refused (500, AUTH's `500 5.5.6`) without
+  being held whole. Only a message's lines may be long (a journal keeps them as they came).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import collections
+from base64 import b64decode, b64encode
+from collections import Counter
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import MISSING, SMTP
+
+COMMAND_LINE = 512  # octets of a command line (RFC 5321 4.5.3.1.4)
+AUTH_LINE = 12288  # octets of an AUTH command or response line (RFC 4954)
+DATA_LINE = 1 << 20  # octets of a line of a message: far beyond RFC 5321's 1,000
+MAX_ERRORS = 20  # Postfix's smtpd_hard_error_limit
+COMMAND_SECONDS = 300.0  # RFC 5321 4.5.3.2.7, Postfix's smtpd_timeout
+TOO_MANY = "421 4.7.0 Too many connections"
+TOO_MANY_FROM = "421 4.7.0 Too many connections from your address"
+TOO_MANY_ERRORS = "421 4.7.0 Too many errors: closing"
+TIMED_OUT = "421 4.4.2 Timeout exceeded: closing"
+AUTH_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
+
+
+class Sessions:
+    """The open sessions, by client address and in all (the receiver's event loop only)."""
+
+    def __init__(self, total: int = 100, per_client: int = 50) -> None:
+        self.total = total
+        self.per_client = per_client
+        self.open: Counter[str] = Counter()
+        self.count = 0
+
+    def admit(self, host: str) -> str | None:
+        """Count a new session from `host`; the reply refusing it when it is one too many."""
+        if self.count >= self.total:
+            return TOO_MANY
+        if self.open[host] >= self.per_client:
+            return TOO_MANY_FROM
+        self.open[host] += 1
+        self.count += 1
+        return None
+
+    def release(self, host: str) -> None:
+        self.count -= 1
+        self.open[host] -= 1
+        if self.open[host] <= 0:
+            del self.open[host]
+
+
+def _peer_host(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
+
+def _say(transport: asyncio.BaseTransport | None, reply: str) -> None:
+    """A reply written straight to the connection (none of aiosmtpd's session state needed)."""
+    if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+        transport.write(reply.encode() + b"\r\n")
+
+
+class LimitedSMTP(SMTP):
+    """aiosmtpd's SMTP session within the limits above; `sessions`, `max_errors` and the
+    `timeout` argument are set per receiver."""
+
+    line_length_limit = AUTH_LINE  # what the reader holds of one line; DATA raises it
+    max_errors = MAX_ERRORS
+    sessions: Sessions | None = None
+
+    def __init__(self, handler: Any, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        # aiosmtpd's table is one dict shared by every session; this one is the session's own.
+        self.command_size_limits = collections.defaultdict(lambda: COMMAND_LINE,
+                                                           {"AUTH": AUTH_LINE})
+        self._counted: str | None = None  # the address this session is counted under
+        self._refused = False
+        self._errors = 0
+        self._last_reply = ""
+        self._in_data = False
+        self._data_at = 0.0
+
+    # -- sessions at once
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None and self.sessions is not None:  # not STARTTLS's new one
+            host = _peer_host(transport)
+            refusal = self.sessions.admit(host)
+            if refusal is not None:
+                self._refused = True
+                _say(transport, refusal)
+                transport.close()
+                return
+            self._counted = host
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return  # no session was made
+        try:
+            super().connection_lost(error)
+        finally:
+            if self._counted is not None and self.sessions is not None:
+                self.sessions.release(self._counted)
+                self._counted = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_data:
+            self._data_at = self.loop.time()
+        super().data_received(data)
+
+    # -- a timeout per command
+    def _timeout_cb(self) -> None:
+        if self._in_data:  # a message arriving: the time counts from its last bytes
+            idle = self.loop.time() - self._data_at
+            if idle < self._timeout_duration:
+                self._reset_timeout(self._timeout_duration - idle)
+                return
+        _say(self.transport, TIMED_OUT)
+        if self.transport is not None:  # connection_lost does the rest, as for aiosmtpd's
+            self.transport.close()
+
+    # -- errors per session
+    async def push(self, status: AnyStr) -> None:
+        reply = status if isinstance(status, str) else status.decode("utf-8", "replace")
+        if reply.startswith("5"):
+            self._errors += 1
+            if self._errors > self.max_errors and self.transport is not None:
+                await super().push(TOO_MANY_ERRORS)
+                self.transport.close()
+                return
+        self._last_reply = reply
+        await super().push(status)
+
+    # -- line lengths: only a message's may be long
+    async def smtp_DATA(self, arg: str) -> None:
+        self._lines(DATA_LINE)
+        self._in_data, self._data_at = True, self.loop.time()
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._in_data = False
+            self._lines(AUTH_LINE)
+        if self._last_reply.startswith("250"):
+            self._errors = 0  # mail delivered: errors count anew, as Postfix's do
+
+    def _lines(self, octets: int) -> None:
+        self.line_length_limit = octets  # DATA's check of a line it has read whole
+        self._reader._limit = octets  # type: ignore[attr-defined]  # what readuntil holds
+
+    async def challenge_auth(self, challenge: str | bytes, encode_to_b64: bool = True,
+                             log_client_response: bool = False) -> Any:
+        """aiosmtpd's, with the client's answer read within AUTH_LINE (aiosmtpd's readline
+        took a line as long as a message's). Answers are never logged."""
+        raw = challenge.encode() if isinstance(challenge, str) else challenge
+        await self.push(b"334 " + (b64encode(raw) if encode_to_b64 else raw))
+        line = await self._line()
+        if line is None:
+            await self.push(AUTH_TOO_LONG)
+            return MISSING
+        blob = line.strip()
+        if blob == b"*":
+            await self.push("501 5.7.0 Auth aborted")
+            return MISSING
+        try:
+            return b64decode(blob, validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 Can't decode base64")
+            return MISSING
+
+    async def _line(self) -> bytes | None:
+        """The client's next line; None when it was longer than the reader holds: then all
+        of it has been read, in pieces, and dropped (as aiosmtpd drops a long command)."""
+        try:
+            return await self._reader.readuntil()
+        except asyncio.IncompleteReadError as exc:  # the client went away
+            return exc.partial
+        except asyncio.LimitOverrunError as exc:
+            await self._reader.read(exc.consumed)
+        while True:
+            try:
+                await self._reader.readuntil()
+                return None
+            except asyncio.IncompleteReadError:
+                return None
+            except asyncio.LimitOverrunError as exc:
+                await self._reader.read(exc.consumed)

@@ -1,0 +1,162 @@
+"""The SMTP journal receiver's limits against a real `mailkeep serve`, over real sockets: errors
+per session (smtp.max_errors), a timeout per command (smtp.command_timeout), command and AUTH
+line lengths, and sessions per client address and in all (smtp.max_sessions_per_client,
+smtp.max_sessions), each refused with the reply a mail server gives. Sessions come from
+127.0.0.2 and beyond, apart from the readiness check's 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import smtplib
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from tests.helpers import free_port, mk_ok, serving
+
+PASSWORD = "Journal-pass-1"
+
+
+@contextmanager
+def receiver(data: Path, **settings: str) -> Iterator[int]:
+    """`mailkeep serve` with its SMTP receiver and these settings; the receiver's port."""
+    for key, value in settings.items():
+        mk_ok(data, "settings", "set", key.replace("__", "."), value)
+    smtp_port = free_port()
+    with serving(data, "--host", "127.0.0.1", "--port", str(free_port()),
+                 "--smtp-port", str(smtp_port), smtp_port=smtp_port):
+        yield smtp_port
+
+
+class Session:
+    """A raw SMTP session: one line sent, one reply read."""
+
+    def __init__(self, port: int, source: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60,
+                                             source_address=(source, 0))
+        self.lines = self.sock.makefile("rb")
+
+    def reply(self) -> bytes:
+        """One reply (the last line of a multi-line one); b"" once the server has closed."""
+        while (line := self.lines.readline())[3:4] == b"-":
+            pass
+        return line.rstrip(b"\r\n")
+
+    def send(self, line: bytes) -> bytes:
+        self.sock.sendall(line + b"\r\n")
+        return self.reply()
+
+    def close(self) -> None:
+        self.lines.close()
+        self.sock.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def test_errors_lines_and_sessions(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for args in (["settings", "set", "smtp.auth", "true"],
+                 ["call", "CreateUser", "userName=journal", "privileges=archive,login",
+                  f"password={PASSWORD}"]):
+        mk_ok(data, *args)
+    with receiver(data, smtp__max_sessions="3", smtp__max_sessions_per_client="2") as port:
+        errors_close_a_session(port)
+        a_message_archived_counts_errors_anew(port)
+        command_lines_are_bounded(port)
+        auth_lines_are_bounded(port)
+        sessions_per_client_and_in_all(port)
+
+
+def errors_close_a_session(port: int) -> None:
+    """smtp.max_errors (20, Postfix's smtpd_hard_error_limit): 20 refused commands are
+    answered as ever, the 21st gets 421 4.7.0 and the session is closed."""
+    with Session(port, "127.0.0.2") as smtp:
+        assert smtp.reply().startswith(b"220 ")
+        assert smtp.send(b"EHLO client.example.org").startswith(b"250 ")
+        replies = [smtp.send(b"RCPT TO:<someone@example.org>")[:1] for _ in range(20)]
+        assert replies == [b"5"] * 20  # refused: no AUTH, no MAIL
+        assert smtp.send(b"RCPT TO:<someone@example.org>").startswith(b"421 4.7.0 ")
+        assert smtp.reply() == b""  # closed
+
+
+def a_message_archived_counts_errors_anew(port: int) -> None:
+    """The count is of errors since the last message archived, as Postfix's."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=60,
+                      source_address=("127.0.0.2", 0)) as client:
+        client.starttls(context=ssl._create_unverified_context())
+        client.ehlo()
+        client.login("journal", PASSWORD)
+        for _ in range(15):
+            assert client.docmd("RCPT", "TO:<someone@example.org>")[0] == 503  # no MAIL
+        refused = client.sendmail("mta@example.org", ["someone@example.org"],
+                                  b"Subject: archived\r\n\r\nbody\r\n")
+        assert refused == {}
+        for _ in range(15):
+            assert client.docmd("RCPT", "TO:<someone@example.org>")[0] == 503
+        assert client.noop()[0] == 250
+
+
+def command_lines_are_bounded(port: int) -> None:
+    """A command line of 1 MiB, or one over RFC 5321's 512 octets, gets 500 (RFC 5321
+    4.5.3.1.10) and the session goes on."""
+    with Session(port, "127.0.0.2") as smtp:
+        assert smtp.reply().startswith(b"220 ")
+        assert smtp.send(b"EHLO client.example.org").startswith(b"250 ")
+        assert smtp.send(b"NOOP " + b"x" * (1 << 20)).startswith(b"500 ")
+        assert smtp.send(b"NOOP " + b"x" * 600).startswith(b"500 ")
+        assert smtp.send(b"NOOP " + b"x" * 400).startswith(b"250 ")
+        assert smtp.send(b"QUIT").startswith(b"221 ")
+        assert smtp.reply() == b""
+
+
+def auth_lines_are_bounded(port: int) -> None:
+    """AUTH's lines may be longer (RFC 4954), but a 1 MiB answer to its challenge gets
+    500 5.5.6 and is never taken as credentials; the session goes on."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=60,
+                      source_address=("127.0.0.2", 0)) as client:
+        client.starttls(context=ssl._create_unverified_context())
+        client.ehlo()
+        assert client.docmd("AUTH", "LOGIN")[0] == 334
+        client.send(base64.b64encode(b"u" * (1 << 20)) + b"\r\n")
+        code, text = client.getreply()
+        assert (code, text[:6]) == (500, b"5.5.6 "), (code, text)
+        assert client.noop()[0] == 250
+        client.login("journal", PASSWORD)  # a PLAIN initial response, within the limit
+
+
+def sessions_per_client_and_in_all(port: int) -> None:
+    """smtp.max_sessions_per_client (here 2) and smtp.max_sessions (here 3): one more session
+    gets 421 4.7.0 instead of a greeting and is closed; one that ends makes room."""
+    with ExitStack() as stack:
+        first, _second = (stack.enter_context(Session(port, "127.0.0.2")) for _ in range(2))
+        for smtp in (first, _second):
+            assert smtp.reply().startswith(b"220 ")
+        with Session(port, "127.0.0.2") as third:
+            assert third.reply() == b"421 4.7.0 Too many connections from your address"
+            assert third.reply() == b""
+        other = stack.enter_context(Session(port, "127.0.0.3"))
+        assert other.reply().startswith(b"220 ")  # three open: the most in all
+        with Session(port, "127.0.0.4") as fourth:
+            assert fourth.reply() == b"421 4.7.0 Too many connections"
+            assert fourth.reply() == b""
+        assert first.send(b"QUIT").startswith(b"221 ")
+        assert first.reply() == b""  # closed by the server: its place is free
+        with Session(port, "127.0.0.2") as again:
+            assert again.reply().startswith(b"220 ")
+
+
+def test_an_idle_session_is_closed_after_the_command_timeout(tmp_path: Path) -> None:
+    """smtp.command_timeout (here 1 s): a client that sends no command gets 421 4.4.2 and is
+    disconnected. The test waits for the close; it measures no time."""
+    data = tmp_path / "data"
+    with receiver(data, smtp__command_timeout="1") as port, Session(port, "127.0.0.2") as smtp:
+        assert smtp.reply().startswith(b"220 ")
+        assert smtp.send(b"EHLO client.example.org").startswith(b"250 ")
+        assert smtp.reply().startswith(b"421 4.4.2 ")
+        assert smtp.reply() == b""

@@ -208,6 +208,8 @@ def _smtp_answers(port: int) -> bool:
         with smtplib.SMTP("127.0.0.1", port, timeout=5) as probe:
             probe.noop()
         return True
+    except smtplib.SMTPConnectError:  # it answers, refusing this address (smtp.networks)
+        return True
     except (OSError, smtplib.SMTPException):
         return False
 

@@ -42,7 +42,8 @@ DEFAULTS = {"api.enabled": False, "paths.allowed": "", "server.body_timeout": 30
             "smtp.route_by_address": True, "smtp.starttls": True, "smtp.require_tls": False,
             "smtp.auth": False, "notify.interval": 900, "notify.check_every": 300,
             "server.max_body": 1 << 20, "server.header_timeout": 20,
-            "server.max_connections_per_client": 1024, "smtp.max_errors": 20,
+            "server.max_connections_per_client": 1024, "server.max_connections": 4096,
+            "smtp.max_errors": 20,
             "smtp.command_timeout": 300, "smtp.max_sessions": 100,
             "smtp.max_sessions_per_client": 50,
             "stores.autocreate": None, "archive.extract_timeout": 20}

@@ -269,3 +269,53 @@ def _room_for(files: int) -> None:
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
+
+
+# -- idle connections give way; a head has a size ------------------------------------------------
+def test_idle_connections_give_way_to_new_ones(tmp_path: Path) -> None:
+    """server.max_connections (here 16) from several addresses, all idle: a new client is
+    served all the same, and the connection that waited longest for a request is the one
+    closed to make room. When every connection is in a request (a long poll), the new one is
+    refused with 503."""
+    data = tmp_path / "data"
+    with plain_server(data, server__max_connections="16") as port, ExitStack() as stack:
+        idle = [stack.enter_context(connect(port, f"127.0.0.{2 + i % 4}")) for i in range(16)]
+        for sock in idle:  # each taken by an answer: counted, and waiting for its next request
+            served(sock)
+        with connect(port, "127.0.0.9") as newcomer:
+            served(newcomer)
+        assert rest(idle[0]) == b""  # the longest-waiting one was closed for it
+        served(idle[1])  # the others are still served
+    with plain_server(data, server__max_connections="16") as port, ExitStack() as stack:
+        polls = [stack.enter_context(connect(port)) for _ in range(16)]
+        for sock in polls:
+            served(sock)
+            sock.sendall(WAITING)  # in a request: its body has not come yet
+        with connect(port, "127.0.0.9") as newcomer:
+            refused = rest(newcomer)
+        assert refused.startswith(b"HTTP/1.1 503 ") and b"too many connections" in refused
+
+
+WAITING = (b"POST /api/get-status HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n"
+             b"Content-Type: application/x-www-form-urlencoded\r\n\r\n")
+
+
+def test_a_request_head_has_a_size_limit(tmp_path: Path) -> None:
+    """A head over 64 KiB (one huge header, sent as fast as it goes) is answered 431 and the
+    connection closed, well before the header deadline; the server serves the next client."""
+    data = tmp_path / "data"
+    with plain_server(data) as port:
+        with connect(port) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
+            try:
+                for _ in range(64):
+                    sock.sendall(b"a" * 4096)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # closed by the server while we were still sending: as it should
+            try:
+                got = rest(sock)
+            except ConnectionResetError:  # closed with what we sent still unread: a reset
+                got = b""
+        assert got == b"" or got.startswith(b"HTTP/1.1 431 "), got[:80]
+        with connect(port) as other:
+            served(other)

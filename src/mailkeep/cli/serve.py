@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 # -- serve -----------------------------------------------------------------------------------
 GRACE_S = 3  # seconds a stopping server waits for open connections
-MAX_CONNECTIONS = 4096  # requests served at once
 KEEP_ALIVE_S = 5  # an idle keep-alive connection closes after this
 FILES = 1024  # open files besides the connections (stores, segments, logs, the master database)
 @click.command()
@@ -83,7 +82,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
         conf_starttls = bool(conf.get("smtp.starttls"))
         proxies = str(conf.get("server.trusted_proxies") or "")
         body_seconds = float(conf.get("server.body_timeout"))
-        limits = ConnectionLimits(header_seconds=float(conf.get("server.header_timeout")),
+        limits = ConnectionLimits(total=int(conf.get("server.max_connections")),
+                                  header_seconds=float(conf.get("server.header_timeout")),
                                   per_client=int(conf.get("server.max_connections_per_client")),
                                   exempt=tuple(proxies.split(",")) if proxies else ())
         out.print(f"mailkeep {__version__}: data directory {archive.data_dir}")
@@ -126,15 +126,16 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     # stopping server up: after this many seconds the rest is cut off.
     # A client's address is the connection's, unless it comes through a proxy named in
     # server.trusted_proxies: any other client could name itself in X-Forwarded-For.
-    # At most MAX_CONNECTIONS requests at once (more get 503 at once): room for the 1,000
-    # long polls the API supports and the rest; an idle keep-alive connection closes after
-    # KEEP_ALIVE_S. Each connection has a deadline for every request head, and each client
-    # address a number of connections (web/connections.py). No WebSocket: the server has no
-    # such route, and an upgraded connection would leave the protocol that counts it.
-    _descriptors(MAX_CONNECTIONS + (smtp.max_sessions if smtp is not None else 0) + FILES)
+    # At most server.max_connections connections at once, idle ones giving way to new ones: room for
+    # the 1,000 long polls the API supports and the rest; an idle keep-alive connection closes
+    # after KEEP_ALIVE_S. Each connection has a deadline and a size limit for every request
+    # head, and each client address a number of connections (web/connections.py). No
+    # WebSocket: the server has no such route, and an upgraded connection would leave the
+    # protocol that counts it.
+    _descriptors(limits.total + (smtp.max_sessions if smtp is not None else 0) + FILES)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             http=protocol_class(limits), ws="none",
-                            limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_S,
+                            timeout_keep_alive=KEEP_ALIVE_S,
                             timeout_graceful_shutdown=GRACE_S, proxy_headers=bool(proxies),
                             forwarded_allow_ips=proxies or None,
                             **tls_files)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ import binascii
 import collections
 from base64 import b64decode, b64encode
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import MISSING, SMTP
@@ -32,6 +33,7 @@ AUTH_LINE = 12288  # octets of an AUTH command or response line (RFC 4954)
 DATA_LINE = 1 << 20  # octets of a line of a message: far beyond RFC 5321's 1,000
 MAX_ERRORS = 20  # Postfix's smtpd_hard_error_limit
 COMMAND_SECONDS = 300.0  # RFC 5321 4.5.3.2.7, Postfix's smtpd_timeout
+NOT_ALLOWED = "554 5.7.1 This client may not journal to mailkeep"
 TOO_MANY = "421 4.7.0 Too many connections"
 TOO_MANY_FROM = "421 4.7.0 Too many connections from your address"
 TOO_MANY_ERRORS = "421 4.7.0 Too many errors: closing"
@@ -42,14 +44,20 @@ AUTH_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
 class Sessions:
     """The open sessions, by client address and in all (the receiver's event loop only)."""
 
-    def __init__(self, total: int = 100, per_client: int = 50) -> None:
+    def __init__(self, total: int = 100, per_client: int = 50,
+                 allow: Callable[[str], bool] | None = None) -> None:
         self.total = total
         self.per_client = per_client
+        self.allow = allow  # the addresses that may journal at all (smtp.networks)
         self.open: Counter[str] = Counter()
         self.count = 0
 
     def admit(self, host: str) -> str | None:
-        """Count a new session from `host`; the reply refusing it when it is one too many."""
+        """Count a new session from `host`; the reply refusing it when it is one too many,
+        or when the address may not journal at all: a client outside smtp.networks is
+        refused at its greeting (RFC 5321 3.1: 554), and holds no session anyone needs."""
+        if self.allow is not None and not self.allow(host):
+            return NOT_ALLOWED
         if self.count >= self.total:
             return TOO_MANY
         if self.open[host] >= self.per_client:

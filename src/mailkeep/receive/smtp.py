@@ -332,7 +332,8 @@ class _Controller(Controller):
     def __init__(self, handler: Any, settings: ReceiverSettings, **kwargs: Any) -> None:
         super().__init__(handler, timeout=settings.command_timeout, **kwargs)
         self.settings = settings
-        self.sessions = Sessions(settings.max_sessions, settings.max_sessions_per_client)
+        self.sessions = Sessions(settings.max_sessions, settings.max_sessions_per_client,
+                                 Networks(settings.networks).allow)
 
     def factory(self) -> SMTP:
         smtp = _JournalSMTP(self.handler, **self.SMTP_kwargs)

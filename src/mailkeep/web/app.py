@@ -171,6 +171,9 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
         finally:
             watcher.cancel()
             automatic.cancel()
+            # A check or a run still in its thread finishes before the master database it
+            # uses is closed (closing a connection under a thread's query can crash the process).
+            await asyncio.gather(watcher, automatic, return_exceptions=True)
             await auto.stop()
             if receiver is not None:
                 await anyio.to_thread.run_sync(receiver.stop)

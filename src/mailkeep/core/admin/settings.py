@@ -32,6 +32,10 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
           description="Seconds a client has, from connecting or from the previous answer on "
           "its connection, to send a request's whole head (request line and headers); then "
           "the connection is closed (408 if the head had begun)."),
+    Field("server.max_connections", "int", default=4096, low=16, high=65536,
+          description="Connections open at once, from all clients. When that many are open, a "
+          "new one takes the place of the one that has waited longest for its next request "
+          "(idle, or sending a head slowly); only when all are in a request is it refused."),
     Field("server.max_connections_per_client", "int", default=1024, low=1, high=65535,
           description="Connections one client address may hold open at once (more: 503 and "
           "closed at once): room for the 1,000 long polls the API supports. The addresses of "

@@ -180,7 +180,7 @@ def _payload(text: str, charset: str) -> bytes:
         return text.encode("ascii")
     try:
         return text.encode(charset)
-    except (LookupError, UnicodeError):
+    except (LookupError, UnicodeError, ValueError):  # ValueError: a NUL in the label
         return text.encode("utf-8", "replace")
 
 

@@ -23,6 +23,7 @@ from email.utils import parsedate_tz
 from io import BytesIO
 
 from mailkeep.core.mime import charsets
+from mailkeep.core.mime.params import ParamsMessage
 from mailkeep.core.mime.text import html_to_text
 
 _PARTIAL_BYTES = 4 << 20  # above this, only the first _PARTIAL_BYTES are parsed
@@ -83,9 +84,14 @@ class _RawHeaders(Compat32):
     def header_fetch_parse(self, name: str, value: str) -> str:
         return value
 
+    def fold_binary(self, name: str, value: str) -> bytes:
+        # Written back as read (only _flatten writes): compat32 folds through email.header,
+        # whose time grows with the square of a header's length.
+        return f"{name}: {value}{self.linesep}".encode("utf-8", "surrogateescape")
+
 
 _POLICY = _RawHeaders()
-_PARSER = BytesParser(policy=_POLICY)
+_PARSER = BytesParser(ParamsMessage, policy=_POLICY)
 _HEADER_NAME = re.compile(rb"[!-9;-~]+[ \t]*:")
 _BLANK_LINE = re.compile(rb"\n\r?\n")  # where a header block ends
 
@@ -98,7 +104,7 @@ def _prepare(raw: bytes, warnings: list[str]) -> bytes:
     if raw.find(b"\n", 0, _CR_SCAN_BYTES) < 0 and raw.find(b"\r", 0, _CR_SCAN_BYTES) >= 0:
         raw = raw.replace(b"\r", b"\n")  # so the text reads as it would with other line ends
     lines = max(raw.count(b"\n"), raw.count(b"\r"))
-    boundaries = raw.count(b"oundary") + raw.count(b"OUNDARY")  # at least the nesting depth
+    boundaries = raw.lower().count(b"boundary")  # at least the nesting depth; in any case
     budget = min(_MAX_LINES, _MAX_LINE_CHECKS // max(1, boundaries))
     if lines > budget:
         warnings.append(f"message over {budget} lines: body indexed partially")
@@ -136,7 +142,7 @@ def _parse(data: bytes, warnings: list[str], mend: bool = True) -> Message:
         msg = _PARSER.parsebytes(data, headersonly=True)
         msg.set_payload("")
     except Exception:
-        msg = Message(_POLICY)
+        msg = ParamsMessage(_POLICY)
     return msg
 
 
@@ -169,9 +175,10 @@ def _mend(data: bytes, msg: Message) -> bytes | None:
             mended = indented
     if top_unended:
         mended = _mend_top_names(mended)
-    for boundary in boundaries - {""}:
-        delimiter = b"--" + re.escape(_raw(boundary))
-        ending = re.compile(rb"^(" + delimiter + rb"(?:--)?)[ \t]+\S[^\r\n]*", re.M)
+    if boundaries - {""}:  # one pass for all (a pass each cost boundaries times the bytes)
+        names = sorted((_raw(b) for b in boundaries - {""}), key=len, reverse=True)
+        alternatives = b"|".join(re.escape(name) for name in names)
+        ending = re.compile(rb"^(--(?:" + alternatives + rb")(?:--)?)[ \t]+\S[^\r\n]*", re.M)
         mended = ending.sub(rb"\1", mended)
     return None if mended == data else mended
 
@@ -361,7 +368,8 @@ class _Walker:
             size = sum(len(_flatten(m)) for m in part.get_payload() if isinstance(m, Message))
         elif self.sizes:
             size = len(_payload(part, self.warnings))
-        self.attachments.append((name, ctype, size))
+        # the type as email.parser read it: 8-bit bytes in it are surrogate escapes
+        self.attachments.append((name, charsets.header_text(_raw(ctype), None, []), size))
         # Text explicitly inline (patches sent from Thunderbird) is read in the mail itself.
         return disposition != "inline" or not ctype.startswith("text/")
 
@@ -525,7 +533,7 @@ def describe(raw: bytes) -> MessageView:
         headers, walker, charset = _walk(raw, _VIEW_TEXT_CHARS, sizes=True)
         warnings = walker.warnings
         shown = [
-            (label, _header(value, charset, warnings))
+            (label, _header(value, charset, warnings).replace("\x00", " "))
             for label, key in _VIEW_HEADERS
             for value in headers.get(key, [])
         ]

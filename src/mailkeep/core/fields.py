@@ -37,6 +37,27 @@ ADDRESS_RE = re.compile(r"^[^@\s<>,;\"\x00-\x1f\x7f]+@[^@\s<>,;\"\x00-\x1f\x7f]+
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A client's address as an address (None: not one); an IPv4 address mapped into IPv6
+    counts as itself."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def within(host: str, networks: list[Network]) -> bool:
+    """Whether a client's address is in one of `networks`."""
+    address = client_address(host)
+    return address is not None and any(address in n for n in networks)
+
+
 @functools.lru_cache(maxsize=1024)
 def is_loopback(host: str) -> bool:
     """Whether a client's address (or the name localhost) is this machine; an IPv4 address
@@ -44,13 +65,8 @@ def is_loopback(host: str) -> bool:
     as checking its cached password."""
     if host.lower() == "localhost":
         return True
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
+    address = client_address(host)
+    return address is not None and address.is_loopback
 
 
 def parse_bool(text: str) -> bool | None:

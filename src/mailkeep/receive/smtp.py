@@ -34,7 +34,7 @@ from mailkeep.core.admin.auth import Authenticator
 from mailkeep.core.admin.users import Users, name_key
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import MailkeepError
-from mailkeep.core.fields import is_loopback
+from mailkeep.core.fields import is_loopback, within
 from mailkeep.core.writer import Filed, Filing, StoreWriter
 from mailkeep.receive.limits import COMMAND_SECONDS, MAX_ERRORS, LimitedSMTP, Sessions
 
@@ -169,13 +169,7 @@ class Networks:
         self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
 
     def allow(self, host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in n for n in self.networks)
+        return within(host, self.networks)
 
 
 class JournalHandler:

@@ -37,6 +37,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from mailkeep.core.fields import within
+
 HEADER_SECONDS = 20.0  # Apache's mod_reqtimeout default (header=20)
 PER_CLIENT = 1024  # a quarter of the server's 4,096: the 1,000 long polls and some room
 TOTAL = 4096  # connections from all clients
@@ -77,7 +79,7 @@ class ConnectionLimits:
         """Count a new connection from `host`; the answer that refuses it (and it is not
         counted) when it is one too many. Room in all is made by closing the connection that
         has waited longest for a request head."""
-        exempt = bool(self._exempt) and _within(host, self._exempt)
+        exempt = bool(self._exempt) and within(host, self._exempt)
         if not exempt and self.open[host] >= self.per_client:
             return TOO_MANY
         if self.count >= self.total:
@@ -96,16 +98,6 @@ class ConnectionLimits:
             self.open[host] -= 1
             if self.open[host] <= 0:
                 del self.open[host]
-
-
-def _within(host: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in n for n in networks)
 
 
 class GuardedProtocol(HttpToolsProtocol):

@@ -10,6 +10,7 @@ import json
 import resource
 import select
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -319,3 +320,61 @@ def test_a_request_head_has_a_size_limit(tmp_path: Path) -> None:
         assert got == b"" or got.startswith(b"HTTP/1.1 431 "), got[:80]
         with connect(port) as other:
             served(other)
+
+
+# -- TLS handshakes are connections like any other --------------------------------------------
+@contextmanager
+def tls_server(data: Path, **settings: str) -> Iterator[int]:
+    """`mailkeep serve` over HTTPS (its own certificate) on 127.0.0.1 with these settings."""
+    for key, value in settings.items():
+        mk_ok(data, "settings", "set", key.replace("__", "."), value)
+    port = free_port()
+    with serving(data, "--enable-api", "--host", "127.0.0.1", "--port", str(port), port=port):
+        yield port
+
+
+def tls_served(port: int, source: str = "127.0.0.1") -> None:
+    """A TLS client is served: its handshake is answered and so is a request."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with connect(port, source) as raw, context.wrap_socket(raw) as sock:
+        served(sock)  # type: ignore[arg-type]
+
+
+def closed(sock: socket.socket) -> bool:
+    """The server closed the connection (a blocking read to its end; it fails after 30 s,
+    half the 60 s an event loop gives a handshake of its own, ten times the deadline here)."""
+    sock.settimeout(30)
+    try:
+        return rest(sock) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_tls_handshakes_are_counted_timed_and_give_way(tmp_path: Path) -> None:
+    """Over HTTPS a connection counts from the moment it is accepted, not once its handshake is
+    over: clients that connect and never finish a handshake cannot use up the server's
+    connections (and its open files) unseen.
+    - server.max_connections_per_client (here 3): a fourth silent connection from the address
+      is closed at once;
+    - server.max_connections (here 16), all of them silent handshakes from several addresses:
+      a real TLS client is served all the same, the longest-waiting handshake closed for it;
+    - server.header_timeout (here 2 s) bounds a handshake: a silent connection, and one that
+      stops half way through its ClientHello, are closed."""
+    data = tmp_path / "data"
+    with tls_server(data, server__max_connections_per_client="3", server__max_connections="16",
+                    server__header_timeout="2") as port, ExitStack() as stack:
+        tls_served(port)
+        silent = [stack.enter_context(connect(port, "127.0.0.2")) for _ in range(3)]
+        with connect(port, "127.0.0.2") as fourth:
+            assert closed(fourth)
+        more = [stack.enter_context(connect(port, f"127.0.0.{3 + i % 5}")) for i in range(13)]
+        tls_served(port, "127.0.0.9")  # all 16 taken by silent handshakes: the oldest gives way
+        assert closed(silent[0])
+        with connect(port, "127.0.0.10") as partial:
+            partial.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello begun
+            assert closed(partial)  # cut off at the handshake deadline
+        for sock in more:
+            assert closed(sock)  # the same for the silent ones
+        tls_served(port, "127.0.0.2")

@@ -133,22 +133,22 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     # WebSocket: the server has no such route, and an upgraded connection would leave the
     # protocol that counts it.
     _descriptors(limits.total + (smtp.max_sessions if smtp is not None else 0) + FILES)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                            http=protocol_class(limits), ws="none",
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", ws="none",
                             timeout_keep_alive=KEEP_ALIVE_S,
                             timeout_graceful_shutdown=GRACE_S, proxy_headers=bool(proxies),
-                            forwarded_allow_ips=proxies or None,
-                            **tls_files)  # type: ignore[arg-type]
-    config.load()  # the TLS context, which SetServiceCertificate changes while it runs
-    if certificate is not None and config.ssl is not None:
+                            forwarded_allow_ips=proxies or None)
 
-        def https_context(cert: Path, key: Path) -> ssl.SSLContext:
-            """A context as uvicorn makes it (its protocol, ciphers, client certificates)."""
-            return create_ssl_context(cert, key, None, config.ssl_version,
-                                      config.ssl_cert_reqs, config.ssl_ca_certs,
-                                      config.ssl_ciphers)
+    def https_context(cert: Path, key: Path) -> ssl.SSLContext:
+        """A context as uvicorn makes it (its protocol, ciphers, client certificates)."""
+        return create_ssl_context(cert, key, None, config.ssl_version, config.ssl_cert_reqs,
+                                  config.ssl_ca_certs, config.ssl_ciphers)
 
-        certificate.attach(config.ssl, https_context)
+    # The connections' protocol does the TLS handshake itself (web/connections.TlsGate), so
+    # that a connection is counted and timed from its first moment: uvicorn gets no context.
+    context = https_context(tls_cert, tls_key) if tls_cert and tls_key and tls_files else None
+    if certificate is not None and context is not None:
+        certificate.attach(context, https_context)  # SetServiceCertificate changes it live
+    config.http = protocol_class(limits, context)  # type: ignore[assignment]
     server = uvicorn.Server(config)
     stopping.append(server)
     server.should_exit = early_stop

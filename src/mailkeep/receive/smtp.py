@@ -39,6 +39,15 @@ from mailkeep.core.writer import Filed, Filing, StoreWriter
 from mailkeep.receive.limits import COMMAND_SECONDS, MAX_ERRORS, LimitedSMTP, Sessions
 
 log = logging.getLogger("mailkeep.smtp")
+
+
+def _not_login_data(record: logging.LogRecord) -> bool:
+    """aiosmtpd sets its deprecated Session.login_data itself after every successful AUTH,
+    and warns about it each time; mailkeep reads Session.auth_data."""
+    return not str(record.msg).startswith("Session.login_data is deprecated")
+
+
+logging.getLogger("mail.log").addFilter(_not_login_data)
 USERS_EVERY_S = 30.0  # how often the users' addresses are read again for routing
 
 
@@ -213,8 +222,9 @@ class JournalHandler:
 
 
 def _login(session: Session) -> str | None:
-    """The account the client authenticated as (None: it did not)."""
-    login = session.login_data if session.authenticated else None
+    """The account the client authenticated as (None: it did not): SmtpAuth's answer."""
+    data = session.auth_data if session.authenticated else None
+    login = data.login if isinstance(data, LoginPassword) else None
     if isinstance(login, bytes):
         return login.decode("utf-8", "replace")
     return login if isinstance(login, str) else None

@@ -2,9 +2,12 @@
 bounded time and size for each request's head, and a bounded number of connections per client
 and in all.
 
-Over HTTPS the event loop hands a connection to the protocol once its TLS handshake is over:
-until then it is neither counted nor timed here (the loop's own handshake timeout, 60 s, bounds
-it).
+Over HTTPS a connection is counted from the moment it is accepted, before its TLS handshake
+(TlsGate, which does the handshake itself instead of the event loop): a handshake has
+`header_seconds` to finish, and connections that never finish theirs give way to new ones as
+idle ones do. Left to the event loop, a connection would be seen only once its handshake was
+over, and clients opening connections and sending nothing would use up the server's open
+files for the loop's 60 s each, unseen by the limits below.
 
 uvicorn's own keep-alive timer starts only after a response and restarts with every byte, so a
 client sending nothing, or a head a byte at a time, would hold its connection for ever. Here a
@@ -31,9 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
+from asyncio import sslproto
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -59,6 +65,10 @@ TOO_LARGE = _answer("431 Request Header Fields Too Large",
                     f"The request head is larger than {MAX_HEAD} bytes.")
 
 
+class Waiting(Protocol):
+    def evict(self) -> None: ...
+
+
 @dataclass
 class ConnectionLimits:
     """The limits, and the open connections by client address (one event loop: no lock)."""
@@ -69,7 +79,7 @@ class ConnectionLimits:
     total: int = TOTAL
     open: Counter[str] = field(default_factory=Counter)
     # every open connection, in the order it began waiting for a head; None while in a request
-    waiting: dict[GuardedProtocol, None] = field(default_factory=dict)
+    waiting: dict[Waiting, None] = field(default_factory=dict)
     count: int = 0
 
     def __post_init__(self) -> None:
@@ -109,6 +119,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._counted: str | None = None  # the address this connection is counted under
+        self._gate: TlsGate | None = None  # over HTTPS: counted already, by its gate
         self._made = False  # uvicorn's protocol has its transport
         self._closed = False
         self._head_timer: asyncio.TimerHandle | None = None
@@ -118,13 +129,16 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = transport.get_extra_info("peername")
         host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        refusal = self.limits.admit(host)
-        if refusal is not None:
-            transport.write(refusal)
-            transport.close()
-            self._closed = True
-            return
-        self._counted = host
+        if self._gate is not None:
+            self._counted = self._gate.hand_over()
+        else:
+            refusal = self.limits.admit(host)
+            if refusal is not None:
+                transport.write(refusal)
+                transport.close()
+                self._closed = True
+                return
+            self._counted = host
         super().connection_made(transport)
         self._made = True
         self._await_head()
@@ -132,7 +146,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def evict(self) -> None:
         """Make room for a new connection: this one has waited longest for a request."""
         self._closed = True
-        self.transport.close()
+        self.transport.abort()  # now: a TLS goodbye would keep the socket open meanwhile
         self._gone()
 
     def data_received(self, data: bytes) -> None:
@@ -197,6 +211,115 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.close()  # an idle one without a word, as keep-alive closes it
 
 
-def protocol_class(limits: ConnectionLimits) -> type[GuardedProtocol]:
-    """The protocol class to give uvicorn (`http=`) for a server with these limits."""
-    return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits})
+class TlsGate(asyncio.BufferedProtocol):
+    """An accepted HTTPS connection until its TLS handshake is over: counted under its
+    client's address at once, evicted like an idle connection when room is needed, and closed
+    if the handshake takes longer than `header_seconds`. The handshake and then the encrypted
+    stream are the standard library's SSLProtocol, fed from here; once the handshake is over
+    the HTTP protocol takes the count over."""
+
+    def __init__(self, app: GuardedProtocol, context: ssl.SSLContext,
+                 limits: ConnectionLimits) -> None:
+        self.app = app
+        self.context = context
+        self.limits = limits
+        self.transport: asyncio.Transport | None = None
+        self.tls: sslproto.SSLProtocol | None = None
+        self._counted: str | None = None
+        app._gate = self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's: no subclass
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if self.limits.admit(host) is not None:
+            transport.abort()  # no handshake is spent on a connection that is one too many
+            return
+        self._counted = host
+        self.limits.waiting[self] = None
+        loop = asyncio.get_running_loop()
+        self.tls = _tls_protocol(loop)(
+            loop, self.app, self.context, None,  # type: ignore[arg-type]
+            server_side=True,
+            ssl_handshake_timeout=self.limits.header_seconds)  # type: ignore[arg-type]
+        self.tls.connection_made(transport)
+
+    def hand_over(self) -> str | None:
+        """The handshake is over: the HTTP protocol counts the connection from now on."""
+        self.limits.waiting.pop(self, None)
+        counted, self._counted = self._counted, None
+        return counted
+
+    def evict(self) -> None:
+        self.limits.waiting.pop(self, None)
+        if self.transport is not None:
+            self.transport.abort()
+        self._release()
+
+    def _release(self) -> None:
+        self.limits.waiting.pop(self, None)
+        if self._counted is not None:
+            self.limits.release(self._counted)
+            self._counted = None
+
+    def get_buffer(self, sizehint: int) -> Any:
+        if self.tls is None:
+            return bytearray(max(sizehint, 1) if sizehint > 0 else 65536)
+        return self.tls.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.tls is not None:
+            self.tls.buffer_updated(nbytes)
+
+    def eof_received(self) -> bool | None:
+        if self.tls is not None:
+            self.tls.eof_received()
+        return None
+
+    def pause_writing(self) -> None:
+        if self.tls is not None:
+            self.tls.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.tls is not None:
+            self.tls.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._release()  # a handshake that never finished (otherwise counted by the app)
+        if self.tls is not None:
+            self.tls.connection_lost(exc)
+
+
+class _SmallBuffers(sslproto.SSLProtocol):
+    """The standard library's SSLProtocol reads into a buffer of its own of 256 KiB per
+    connection, filled in at once: 250 MB for the 1,000 long polls. A TLS record holds 16 KiB
+    at most."""
+
+    max_size = 16 << 10
+
+
+def _tls_protocol(loop: asyncio.AbstractEventLoop) -> type[sslproto.SSLProtocol]:
+    """The event loop's own TLS protocol: uvloop's (compiled, the one its create_server would
+    use) when the loop is uvloop's, else the standard library's."""
+    try:
+        import uvloop
+        import uvloop.loop
+    except ImportError:
+        return _SmallBuffers
+    if isinstance(loop, uvloop.Loop):
+        return uvloop.loop.SSLProtocol  # type: ignore[attr-defined,no-any-return]
+    return _SmallBuffers
+
+
+def protocol_class(limits: ConnectionLimits,
+                   context: ssl.SSLContext | None = None) -> Callable[..., asyncio.BaseProtocol]:
+    """The protocol factory to give uvicorn (`http=`) for a server with these limits; with
+    `context`, the server speaks HTTPS (uvicorn itself is given no TLS context)."""
+    guarded = type("GuardedProtocol", (GuardedProtocol,), {"limits": limits})
+    if context is None:
+        return guarded
+
+    def gated(*args: Any, **kwargs: Any) -> asyncio.BaseProtocol:
+        return TlsGate(guarded(*args, **kwargs), context, limits)
+
+    return gated

@@ -7,26 +7,33 @@ smtp.max_sessions), each refused with the reply a mail server gives. Sessions co
 from __future__ import annotations
 
 import base64
+import hashlib
 import smtplib
 import socket
 import ssl
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import free_port, mk_ok, serving
+from tests.web.test_journal import archived
 
 PASSWORD = "Journal-pass-1"
 
 
 @contextmanager
-def receiver(data: Path, **settings: str) -> Iterator[int]:
-    """`mailkeep serve` with its SMTP receiver and these settings; the receiver's port."""
+def receiver(data: Path, log: Path | None = None, **settings: str) -> Iterator[int]:
+    """`mailkeep serve` with its SMTP receiver and these settings (its output to `log`, when
+    given); the receiver's port."""
     for key, value in settings.items():
         mk_ok(data, "settings", "set", key.replace("__", "."), value)
     smtp_port = free_port()
     with serving(data, "--host", "127.0.0.1", "--port", str(free_port()),
-                 "--smtp-port", str(smtp_port), smtp_port=smtp_port):
+                 "--smtp-port", str(smtp_port), smtp_port=smtp_port, log=log):
         yield smtp_port
 
 
@@ -160,3 +167,57 @@ def test_an_idle_session_is_closed_after_the_command_timeout(tmp_path: Path) -> 
         assert smtp.send(b"EHLO client.example.org").startswith(b"250 ")
         assert smtp.reply().startswith(b"421 4.4.2 ")
         assert smtp.reply() == b""
+
+
+def large(tag: str) -> bytes:
+    """A message of 2 MiB (lines of 76 octets, one starting with a dot)."""
+    line = b"x" * 74 + b"\r\n"
+    return (f"From: a@example.org\r\nTo: b@example.org\r\nSubject: large {tag}\r\n"
+            f"Message-ID: <{tag}@example.org>\r\n\r\n..dot\r\n").encode() + line * 27600
+
+
+def test_large_messages_wait_for_room(tmp_path: Path) -> None:
+    """smtp.large_messages (here 1): while one message over 1 MiB is being received and
+    archived, a second one stops being read once past 1 MiB (the server logs that it waits),
+    and is taken, whole, once the first is archived. Both get 250 and are archived byte for
+    byte. The test waits for the log line, not for a time."""
+    data = tmp_path / "data"
+    log = tmp_path / "serve.log"
+    a_msg, b_msg = large("first"), large("second")
+    with receiver(data, log, smtp__large_messages="1") as port, \
+            Session(port, "127.0.0.2") as a, Session(port, "127.0.0.3") as b:
+        for smtp in (a, b):
+            assert smtp.reply().startswith(b"220 ")
+            assert smtp.send(b"EHLO client.example.org").startswith(b"250 ")
+            assert smtp.send(b"MAIL FROM:<mta@example.org>").startswith(b"250 ")
+            assert smtp.send(b"RCPT TO:<b@example.org>").startswith(b"250 ")
+            assert smtp.send(b"DATA").startswith(b"354 ")
+        a.sock.sendall(a_msg)  # all but its end
+        done = threading.Thread(target=b.sock.sendall, args=(b_msg + b".\r\n",))
+        done.start()  # the server may stop reading it: sent from a thread
+        waits = until(lambda: b"waits for room" in log.read_bytes())
+        assert waits, log.read_text()
+        line = next(x for x in log.read_text().splitlines() if "waits for room" in x)
+        if "127.0.0.3" in line:  # the second waits while the first is in progress
+            b.sock.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                b.sock.recv(1)  # no reply while it waits
+            b.sock.setblocking(True)
+        a.sock.sendall(b".\r\n")
+        assert a.reply().startswith(b"250 ")
+        done.join()
+        assert b.reply().startswith(b"250 ")
+    kept = {hashlib.sha256(msg.replace(b"\r\n..dot", b"\r\n.dot")).hexdigest()
+            for msg in (a_msg, b_msg)}
+    assert kept <= set(archived(data)), "not archived byte for byte"
+
+
+def until(condition: Callable[[], bool]) -> bool:
+    """Wait for `condition` (a log line the server writes when the event happens), checking
+    every 50 ms, for at most 60 s."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

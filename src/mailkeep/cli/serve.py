@@ -181,6 +181,7 @@ def _receiver_settings(conf: Settings, port: int | None) -> ReceiverSettings | N
         command_timeout=float(conf.get("smtp.command_timeout")),
         max_sessions=conf.get("smtp.max_sessions"),
         max_sessions_per_client=conf.get("smtp.max_sessions_per_client"),
+        large_messages=conf.get("smtp.large_messages"),
         networks=tuple(n for n in conf.get("smtp.networks").split(",") if n),
         require_tls=conf.get("smtp.require_tls"),
         route_by_address=conf.get("smtp.route_by_address"), auth=conf.get("smtp.auth"))

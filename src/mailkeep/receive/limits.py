@@ -11,6 +11,13 @@ the values and replies a mail server uses:
   something now, which a sound client meets too) since the last message archived: the one
   after the limit (Postfix's smtpd_hard_error_limit, 20) gets `421 4.7.0` instead of its
   refusal, and the session is closed;
+- messages over 1 MiB (SMALL_MESSAGE) received and archived at once (smtp.large_messages, 4):
+  a session whose message grows past 1 MiB while that many are in progress stops reading it
+  until one of them is archived (its sender waits, as TCP makes it); the command timeout does
+  not run meanwhile. So the memory messages take while they arrive and are archived is about
+  100 sessions x 1 MiB plus 4 x smtp.max_size (each a few times over: lines, the joined
+  message, the copy handed to extraction), however many senders send large mail at once. A
+  message past smtp.max_size is read on and dropped (552 at its end), and gives its place up;
 - line lengths: a command line at most 512 octets (RFC 5321 4.5.3.1.4), AUTH's 12,288 (RFC
   4954); a longer one is read away in pieces and refused (500, AUTH's `500 5.5.6`) without
   being held whole. Only a message's lines may be long (a journal keeps them as they came).
@@ -21,12 +28,15 @@ from __future__ import annotations
 import asyncio
 import binascii
 import collections
+import logging
 from base64 import b64decode, b64encode
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import MISSING, SMTP
+
+log = logging.getLogger("mailkeep.smtp")
 
 COMMAND_LINE = 512  # octets of a command line (RFC 5321 4.5.3.1.4)
 AUTH_LINE = 12288  # octets of an AUTH command or response line (RFC 4954)
@@ -39,18 +49,40 @@ TOO_MANY_FROM = "421 4.7.0 Too many connections from your address"
 TOO_MANY_ERRORS = "421 4.7.0 Too many errors: closing"
 TIMED_OUT = "421 4.4.2 Timeout exceeded: closing"
 AUTH_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
+SMALL_MESSAGE = 1 << 20  # octets of a message that never waits for room (smtp.large_messages)
+LARGE_MESSAGES = 4  # messages over SMALL_MESSAGE received and archived at once
 
 
 class Sessions:
     """The open sessions, by client address and in all (the receiver's event loop only)."""
 
     def __init__(self, total: int = 100, per_client: int = 50,
-                 allow: Callable[[str], bool] | None = None) -> None:
+                 allow: Callable[[str], bool] | None = None,
+                 large: int = LARGE_MESSAGES) -> None:
         self.total = total
         self.per_client = per_client
         self.allow = allow  # the addresses that may journal at all (smtp.networks)
         self.open: Counter[str] = Counter()
         self.count = 0
+        self.large = large
+        self.room = asyncio.Semaphore(large)  # one per large message in progress
+        self.waiting = 0  # sessions whose large message waits for room
+
+    async def wait_for_room(self, host: str) -> None:
+        """A place for a large message; the first to wait while others are in progress is
+        logged (once per wave: a sender cannot fill the log)."""
+        if self.room.locked():
+            if self.waiting == 0:
+                log.warning("journal: a message over %d MiB from %s waits for room: %d are "
+                            "being received and archived (smtp.large_messages)",
+                            SMALL_MESSAGE >> 20, host, self.large)
+            self.waiting += 1
+            try:
+                await self.room.acquire()
+            finally:
+                self.waiting -= 1
+        else:
+            await self.room.acquire()
 
     def admit(self, host: str) -> str | None:
         """Count a new session from `host`; the reply refusing it when it is one too many,
@@ -103,6 +135,9 @@ class LimitedSMTP(SMTP):
         self._last_reply = ""
         self._in_data = False
         self._data_at = 0.0
+        self._data_bytes = 0  # of the message arriving
+        self._large = False  # it holds one of the places for large messages
+        self._waiting_room = False
 
     # -- sessions at once
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -136,6 +171,9 @@ class LimitedSMTP(SMTP):
 
     # -- a timeout per command
     def _timeout_cb(self) -> None:
+        if self._waiting_room:  # the receiver keeps it waiting: no fault of the client's
+            self._reset_timeout()
+            return
         if self._in_data:  # a message arriving: the time counts from its last bytes
             idle = self.loop.time() - self._data_at
             if idle < self._timeout_duration:
@@ -161,13 +199,39 @@ class LimitedSMTP(SMTP):
     async def smtp_DATA(self, arg: str) -> None:
         self._lines(DATA_LINE)
         self._in_data, self._data_at = True, self.loop.time()
+        self._data_bytes = 0
+        reader = self._reader
+        self._reader = _Metered(reader, self)  # type: ignore[assignment]
         try:
-            await super().smtp_DATA(arg)
+            await super().smtp_DATA(arg)  # reads the message, then awaits its archiving
         finally:
+            self._reader = reader
             self._in_data = False
+            self._give_room()
             self._lines(AUTH_LINE)
         if self._last_reply.startswith("250"):
             self._errors = 0  # mail delivered: errors count anew, as Postfix's do
+
+    async def _room(self) -> None:
+        """Before more of a message is read: past SMALL_MESSAGE it needs a place among the
+        large messages; past smtp.max_size (it is being dropped) it gives its place up."""
+        limit = self.data_size_limit
+        if limit and self._data_bytes > limit:
+            self._give_room()
+        elif (self._data_bytes > SMALL_MESSAGE and not self._large
+              and self.sessions is not None):
+            self._waiting_room = True
+            try:
+                await self.sessions.wait_for_room(self._counted or "?")
+            finally:
+                self._waiting_room = False
+            self._large = True
+            self._data_at = self.loop.time()
+
+    def _give_room(self) -> None:
+        if self._large and self.sessions is not None:
+            self._large = False
+            self.sessions.room.release()
 
     def _lines(self, octets: int) -> None:
         self.line_length_limit = octets  # DATA's check of a line it has read whole
@@ -210,3 +274,27 @@ class LimitedSMTP(SMTP):
                 return None
             except asyncio.LimitOverrunError as exc:
                 await self._reader.read(exc.consumed)
+
+
+class _Metered:
+    """The reader DATA reads a message with: it counts the message's bytes, and past
+    SMALL_MESSAGE waits for a place among the large messages before it reads on."""
+
+    def __init__(self, reader: asyncio.StreamReader, session: LimitedSMTP) -> None:
+        self._reader = reader
+        self._session = session
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        await self._session._room()
+        line = await self._reader.readuntil(separator)
+        self._session._data_bytes += len(line)
+        return line
+
+    async def read(self, n: int = -1) -> bytes:
+        await self._session._room()
+        chunk = await self._reader.read(n)
+        self._session._data_bytes += len(chunk)
+        return chunk
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)

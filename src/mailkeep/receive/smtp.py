@@ -36,7 +36,13 @@ from mailkeep.core.archive import Archive
 from mailkeep.core.errors import MailkeepError
 from mailkeep.core.fields import is_loopback, within
 from mailkeep.core.writer import Filed, Filing, StoreWriter
-from mailkeep.receive.limits import COMMAND_SECONDS, MAX_ERRORS, LimitedSMTP, Sessions
+from mailkeep.receive.limits import (
+    COMMAND_SECONDS,
+    LARGE_MESSAGES,
+    MAX_ERRORS,
+    LimitedSMTP,
+    Sessions,
+)
 
 log = logging.getLogger("mailkeep.smtp")
 
@@ -70,6 +76,7 @@ class ReceiverSettings:
     command_timeout: float = COMMAND_SECONDS  # seconds to send the next command
     max_sessions: int = 100  # sessions at once, in all
     max_sessions_per_client: int = 50  # sessions at once from one client address
+    large_messages: int = LARGE_MESSAGES  # messages over 1 MiB received and archived at once
 
 
 @dataclass
@@ -337,7 +344,7 @@ class _Controller(Controller):
         super().__init__(handler, timeout=settings.command_timeout, **kwargs)
         self.settings = settings
         self.sessions = Sessions(settings.max_sessions, settings.max_sessions_per_client,
-                                 Networks(settings.networks).allow)
+                                 Networks(settings.networks).allow, settings.large_messages)
 
     def factory(self) -> SMTP:
         smtp = _JournalSMTP(self.handler, **self.SMTP_kwargs)

@@ -82,6 +82,11 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
     Field("smtp.max_sessions_per_client", "int", default=50, low=1, high=10_000,
           description="SMTP sessions one client address may hold open at once (more: 421 and "
           "closed), as Postfix's smtpd_client_connection_count_limit."),
+    Field("smtp.large_messages", "int", default=4, low=1, high=1000,
+          description="Messages over 1 MiB received and archived at once: a session whose "
+          "message grows past 1 MiB while that many are in progress stops reading it until "
+          "one is archived (its sender waits). Bounds the memory large mail takes, whoever "
+          "sends it."),
     Field("smtp.networks", "string", default="127.0.0.0/8,::1/128", format="networks",
           description="Client networks allowed to journal, comma separated (CIDR)."),
     Field("smtp.route_by_address", "bool", default=True, description="File journaled mail in "

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mailkeep.core.archive import Archive
-from tests.helpers import free_port, mk, mk_ok, serving
+from tests.helpers import free_port, mk, mk_ok, mk_process, serving
 
 
 @contextmanager
@@ -228,3 +228,39 @@ def test_a_session_is_closed_after_five_failed_auth_attempts(tmp_path: Path) -> 
         assert replies == [535, 535, 535, 535, 421]
         with pytest.raises(smtplib.SMTPServerDisconnected):
             client.noop()
+
+
+def test_verify_while_the_server_journals(tmp_path: Path) -> None:
+    """`mailkeep verify` while the server's writer holds the store (mail keeps coming): the
+    store is verified as it stands (nothing in progress is taken for damage) and found sound;
+    every message sent meanwhile is archived."""
+    data = tmp_path / "data"
+    sent: list[bytes] = []
+    stop = threading.Event()
+    with server(data) as (_proc, port):
+
+        def journal() -> None:
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+                i = 1000
+                while not stop.is_set() or len(sent) < 20:
+                    raw = message(i)
+                    assert client.sendmail("mta@example.org", ["x@example.org"], raw) == {}
+                    sent.append(raw)
+                    i += 1
+
+        sender = threading.Thread(target=journal)
+        sender.start()
+        try:
+            while len(sent) < 20:  # the writer has the store open
+                sender.join(0.05)
+                assert sender.is_alive() or len(sent) >= 20
+            results = [mk_process(data, "verify") for _ in range(3)]
+        finally:
+            stop.set()
+            sender.join()
+    for res in results:
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert ": ok" in res.stdout and "problem" not in res.stdout
+        # mail never stopped coming, so the writer held the store all along
+        assert "being written: verified as it stands now" in res.stdout
+    assert {hashlib.sha256(raw).hexdigest() for raw in sent} <= set(archived(data))

@@ -314,6 +314,9 @@ def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
             out.print(f"store {shown(repr(s['name']))} (id {s['store']}): {s['messages']} "
                       "messages, "
                       f"{s['records']} records: {status}")
+            if s.get("whileWritten"):
+                out.print("  the store is being written: verified as it stands now (messages "
+                          "archived from now on are verified next time)")
             for p in s["problems"]:
                 out.print(f"  {shown(p['id'] or '-')}: {shown(p['problem'])}",
                           highlight=False)

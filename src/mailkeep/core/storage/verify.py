@@ -1,7 +1,11 @@
 """Verifying a store against its segments, and rebuilding its catalog from them.
 
 verify re-reads every record (checksum, decode, content hash), checks that every catalog row
-points at a valid record and that the full-text index covers every message. recover rebuilds
+points at a valid record and that the full-text index covers every message. A store that
+another writer holds (a running server's) is verified as it stood at one moment: the catalog
+is read in one read transaction, and the segments only up to the point that catalog had
+applied; what the writer adds meanwhile is not looked at (nor taken for damage). Only FTS5's
+own integrity check, a write statement, is left out then. recover rebuilds
 catalog and index from the segments alone, keeping message numbers.
 """
 
@@ -61,23 +65,30 @@ def _noop(percent: float, line: str | None) -> None:
     pass
 
 
-def _scan_all(store: Store, report: Report, check: Callable[[], None]
+def _scan_all(store: Store, report: Report, check: Callable[[], None],
+              upto: tuple[int, int] | None = None
               ) -> tuple[dict[tuple[int, int], bytes], dict[tuple[int, int], int],
                          list[seg.Damage], set[int], set[int], int]:
     """Valid message records by location -> content id, entry records by location -> number,
-    damaged stretches, tombstoned numbers, and the number of records read."""
+    damaged stretches, tombstoned numbers, and the number of records read. `upto`: (segment,
+    offset) where to stop (records from there on are another writer's, not yet committed)."""
     good_msgs: dict[tuple[int, int], bytes] = {}
     entries: dict[tuple[int, int], int] = {}
     damage: list[seg.Damage] = []
     tombstones: set[int] = set()
     dict_ids: set[int] = set()
     numbers = store.segments()
+    if upto is not None:
+        numbers = [n for n in numbers if n <= upto[0]]
     total = sum(store.segment_path(n).stat().st_size for n in numbers) or 1
     done = 0
     count = 0
     for n in numbers:
         for item in seg.scan(store.segment_path(n), n):
             check()
+            if upto is not None and n == upto[0] and (
+                    item.start if isinstance(item, seg.Damage) else item.offset) >= upto[1]:
+                break  # the writer's, after the moment verified
             if isinstance(item, seg.Damage):
                 damage.append(item)
                 report(100.0 * (done + item.end) / total,
@@ -106,9 +117,30 @@ def _scan_all(store: Store, report: Report, check: Callable[[], None]
 
 def verify(store: Store, report: Report = _noop,
            check_cancelled: Callable[[], None] = lambda: None) -> VerifyResult:
+    if store.writable:
+        return _verify(store, report, check_cancelled, None)
+    # Another writer holds the store: everything as it stood when this read transaction
+    # began (WAL: the writer goes on committing meanwhile).
+    conn = store.catalog.conn
+    mark = store.compaction_mark()
+    conn.execute("BEGIN")
+    try:
+        upto = store.catalog.applied()  # the first read fixes the moment
+        store._refresh_packer()  # dictionaries learnt since the store was opened
+        result = _verify(store, report, check_cancelled, upto)
+    finally:
+        conn.execute("ROLLBACK")
+    if store.compaction_mark() != mark:
+        raise MailkeepError(f"store {store.name!r} was compacted while it was verified: "
+                            "verify it again")
+    return result
+
+
+def _verify(store: Store, report: Report, check_cancelled: Callable[[], None],
+            upto: tuple[int, int] | None) -> VerifyResult:
     result = VerifyResult()
     good_msgs, entries, damage, tombstones, dict_ids, result.records = _scan_all(
-        store, report, check_cancelled)
+        store, report, check_cancelled, upto)
     cat = store.catalog
     problems = result.problems
     damaged_blobs: set[int] = set()
@@ -147,7 +179,7 @@ def verify(store: Store, report: Report = _noop,
         problems.append(Problem("", f"full-text index is damaged: {exc}"))
     applied = store.catalog.applied()
     numbers = store.segments()
-    if numbers:
+    if numbers and upto is None:  # (when another writer holds it, its tail is its business)
         last = numbers[-1]
         size = store.segment_path(last).stat().st_size
         if (last, size) > (applied[0], max(applied[1], len(seg.FILE_HEADER))):

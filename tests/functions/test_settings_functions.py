@@ -44,7 +44,7 @@ DEFAULTS = {"api.enabled": False, "paths.allowed": "", "server.body_timeout": 30
             "server.max_body": 1 << 20, "server.header_timeout": 20,
             "server.max_connections_per_client": 1024, "server.max_connections": 4096,
             "smtp.max_errors": 20,
-            "smtp.command_timeout": 300, "smtp.max_sessions": 100,
+            "smtp.command_timeout": 300, "smtp.data_timeout": 3600, "smtp.max_sessions": 100,
             "smtp.max_sessions_per_client": 50, "smtp.large_messages": 4,
             "stores.autocreate": None, "archive.extract_timeout": 20}
 

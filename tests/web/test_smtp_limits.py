@@ -221,3 +221,32 @@ def until(condition: Callable[[], bool]) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_a_message_trickled_in_is_cut_off_at_the_data_timeout(tmp_path: Path) -> None:
+    """smtp.data_timeout (here 2 s): a client sending its message a line at a time, each well
+    inside the command timeout, gets 421 4.4.2 once the message has taken longer than that in
+    all, and is disconnected; nothing of it is archived. The lines are paced by waiting for
+    the server's answer (a 421) for a moment each time; no time is measured."""
+    data = tmp_path / "data"
+    with receiver(data, smtp__data_timeout="2") as port, Session(port, "127.0.0.2") as smtp:
+        assert smtp.reply().startswith(b"220 ")
+        assert smtp.send(b"EHLO client.example.org").startswith(b"250 ")
+        assert smtp.send(b"MAIL FROM:<mta@example.org>").startswith(b"250 ")
+        assert smtp.send(b"RCPT TO:<b@example.org>").startswith(b"250 ")
+        assert smtp.send(b"DATA").startswith(b"354 ")
+        smtp.sock.sendall(b"Subject: slow\r\n\r\n")
+        smtp.sock.settimeout(0.5)  # the pace of the lines
+        answer = b""
+        try:
+            for _ in range(600):  # five minutes at most: far past the 2 s
+                smtp.sock.sendall(b"a line of the message\r\n")
+                try:
+                    answer = smtp.sock.recv(200)
+                    break
+                except TimeoutError:
+                    continue
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert answer.startswith(b"421 4.4.2 "), answer
+    assert not archived(data)

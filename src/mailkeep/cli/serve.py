@@ -179,6 +179,7 @@ def _receiver_settings(conf: Settings, port: int | None) -> ReceiverSettings | N
         max_recipients=conf.get("smtp.max_recipients"),
         auth_failures=conf.get("smtp.auth_failures"), max_errors=conf.get("smtp.max_errors"),
         command_timeout=float(conf.get("smtp.command_timeout")),
+        data_timeout=float(conf.get("smtp.data_timeout")),
         max_sessions=conf.get("smtp.max_sessions"),
         max_sessions_per_client=conf.get("smtp.max_sessions_per_client"),
         large_messages=conf.get("smtp.large_messages"),

@@ -6,7 +6,9 @@ the values and replies a mail server uses:
   `421 4.7.0` and closed before its greeting;
 - a timeout per command (RFC 5321 4.5.3.2.7 and Postfix's smtpd_timeout: 300 s): a client
   that has not sent its next command in time gets `421 4.4.2` and is disconnected; while a
-  message arrives, the time counts from its last bytes, not from DATA;
+  message arrives, the time counts from its last bytes, not from DATA; and the whole message
+  has `data_seconds` (smtp.data_timeout, 3,600 s: 50 MiB at 120 kbit/s), so a client sending
+  a byte just inside every command timeout cannot hold its session for ever;
 - refused commands (5xx replies: the 4xx this receiver sends say that it cannot take
   something now, which a sound client meets too) since the last message archived: the one
   after the limit (Postfix's smtpd_hard_error_limit, 20) gets `421 4.7.0` instead of its
@@ -43,6 +45,7 @@ AUTH_LINE = 12288  # octets of an AUTH command or response line (RFC 4954)
 DATA_LINE = 1 << 20  # octets of a line of a message: far beyond RFC 5321's 1,000
 MAX_ERRORS = 20  # Postfix's smtpd_hard_error_limit
 COMMAND_SECONDS = 300.0  # RFC 5321 4.5.3.2.7, Postfix's smtpd_timeout
+DATA_SECONDS = 3600.0  # for a whole message, from DATA to its final dot
 NOT_ALLOWED = "554 5.7.1 This client may not journal to mailkeep"
 TOO_MANY = "421 4.7.0 Too many connections"
 TOO_MANY_FROM = "421 4.7.0 Too many connections from your address"
@@ -122,6 +125,7 @@ class LimitedSMTP(SMTP):
 
     line_length_limit = AUTH_LINE  # what the reader holds of one line; DATA raises it
     max_errors = MAX_ERRORS
+    data_seconds = DATA_SECONDS
     sessions: Sessions | None = None
 
     def __init__(self, handler: Any, **kwargs: Any) -> None:
@@ -135,6 +139,7 @@ class LimitedSMTP(SMTP):
         self._last_reply = ""
         self._in_data = False
         self._data_at = 0.0
+        self._data_began = 0.0
         self._data_bytes = 0  # of the message arriving
         self._large = False  # it holds one of the places for large messages
         self._waiting_room = False
@@ -175,9 +180,11 @@ class LimitedSMTP(SMTP):
             self._reset_timeout()
             return
         if self._in_data:  # a message arriving: the time counts from its last bytes
-            idle = self.loop.time() - self._data_at
-            if idle < self._timeout_duration:
-                self._reset_timeout(self._timeout_duration - idle)
+            now = self.loop.time()
+            idle = now - self._data_at
+            left = self.data_seconds - (now - self._data_began)  # and the whole of it has a limit
+            if idle < self._timeout_duration and left > 0:
+                self._reset_timeout(min(self._timeout_duration - idle, left))
                 return
         _say(self.transport, TIMED_OUT)
         if self.transport is not None:  # connection_lost does the rest, as for aiosmtpd's
@@ -199,7 +206,9 @@ class LimitedSMTP(SMTP):
     async def smtp_DATA(self, arg: str) -> None:
         self._lines(DATA_LINE)
         self._in_data, self._data_at = True, self.loop.time()
+        self._data_began = self._data_at
         self._data_bytes = 0
+        self._reset_timeout(min(self._timeout_duration, self.data_seconds))
         reader = self._reader
         self._reader = _Metered(reader, self)  # type: ignore[assignment]
         try:
@@ -221,12 +230,16 @@ class LimitedSMTP(SMTP):
         elif (self._data_bytes > SMALL_MESSAGE and not self._large
               and self.sessions is not None):
             self._waiting_room = True
+            began = self.loop.time()
             try:
                 await self.sessions.wait_for_room(self._counted or "?")
             finally:
                 self._waiting_room = False
             self._large = True
             self._data_at = self.loop.time()
+            self._data_began += self._data_at - began  # the wait is not the client's time
+            left = self.data_seconds - (self._data_at - self._data_began)
+            self._reset_timeout(max(0.001, min(self._timeout_duration, left)))
 
     def _give_room(self) -> None:
         if self._large and self.sessions is not None:

@@ -38,6 +38,7 @@ from mailkeep.core.fields import is_loopback, within
 from mailkeep.core.writer import Filed, Filing, StoreWriter
 from mailkeep.receive.limits import (
     COMMAND_SECONDS,
+    DATA_SECONDS,
     LARGE_MESSAGES,
     MAX_ERRORS,
     LimitedSMTP,
@@ -74,6 +75,7 @@ class ReceiverSettings:
     auth_failures: int = 5  # failed AUTH per session before it is closed
     max_errors: int = MAX_ERRORS  # refused commands per session (receive/limits.py)
     command_timeout: float = COMMAND_SECONDS  # seconds to send the next command
+    data_timeout: float = DATA_SECONDS  # seconds for a whole message, DATA to its dot
     max_sessions: int = 100  # sessions at once, in all
     max_sessions_per_client: int = 50  # sessions at once from one client address
     large_messages: int = LARGE_MESSAGES  # messages over 1 MiB received and archived at once
@@ -350,6 +352,7 @@ class _Controller(Controller):
         smtp = _JournalSMTP(self.handler, **self.SMTP_kwargs)
         smtp.max_auth_failures = self.settings.auth_failures
         smtp.max_errors = self.settings.max_errors
+        smtp.data_seconds = self.settings.data_timeout
         smtp.sessions = self.sessions
         return smtp
 

@@ -77,6 +77,10 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
           description="Seconds an SMTP client has to send its next command (and between two "
           "parts of a message) before the session is closed (421), as RFC 5321 4.5.3.2.7 "
           "and Postfix's smtpd_timeout."),
+    Field("smtp.data_timeout", "int", default=3600, low=1, high=86400,
+          description="Seconds a whole message may take to arrive, from DATA to its final "
+          "dot (3,600: 50 MiB at 120 kbit/s); then 421 and the session is closed, so a client "
+          "sending a byte just inside every smtp.command_timeout cannot hold it for ever."),
     Field("smtp.max_sessions", "int", default=100, low=1, high=10_000,
           description="SMTP sessions open at once, from all clients (more: 421 and closed)."),
     Field("smtp.max_sessions_per_client", "int", default=50, low=1, high=10_000,

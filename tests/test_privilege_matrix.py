@@ -28,9 +28,10 @@ The interfaces and their rules:
    an unknown argument: admission comes before the arguments are read, so an allowed call is
    answered "Unknown API argument" and runs nothing.
 2. Console API (`/mcapi/<route>`, the functions with an mcapi route): the user without login
-   and the archive-only user (no console role) cannot log in (403, code 2003); for the others
-   a function is allowed iff the account's role (its role, or administrator for the privilege
-   admin) is among the function's roles, and a refusal is code 3002 (HTTP 403), audited
+   cannot log in (403, code 2003); an account without a management role (the archive-only
+   user) logs in with the role "user" (it reads its own archive); a function is allowed iff
+   the account's role (its role, administrator for the privilege admin, else user) is among
+   the function's roles, and a refusal is code 3002 (HTTP 403), audited
    "refused". POST calls carry a body that is not JSON (code 1001 once admitted), GET calls an
    unknown query parameter (code 1002 once admitted): an allowed call runs nothing either.
 3. Command line (`mailkeep call <F>`, in-process): the shell that owns the data directory;
@@ -112,8 +113,8 @@ class Kind:
         return "admin" in self.privileges or self.role == "administrator"
 
     @property
-    def console_role(self) -> str | None:
-        return self.role or ("administrator" if "admin" in self.privileges else None)
+    def console_role(self) -> str:
+        return self.role or ("administrator" if "admin" in self.privileges else "user")
 
 
 KINDS = (
@@ -270,7 +271,7 @@ def test_administration_api(data: Path, server: TestClient) -> None:
 
 # -- 2. the console API ---------------------------------------------------------------------------
 def console_expected(fn: Function, kind: Kind) -> str:
-    if not kind.may_log_in or kind.console_role is None:
+    if not kind.may_log_in:
         return NO_CONSOLE_LOGIN
     return ALLOWED if kind.console_role in fn.roles else CONSOLE_REFUSED
 

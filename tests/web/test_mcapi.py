@@ -119,8 +119,16 @@ def test_login_session_and_logout(mc: TestClient, data: Path) -> None:
 
 def test_login_failures(mc: TestClient, data: Path) -> None:
     err(mc.post("/mcapi/auth/login", json={"userName": "admin", "password": "nope"}), 401, 2001)
-    err(mc.post("/mcapi/auth/login", json={"userName": "plain", "password": "plain-pass"}),
-        403, 2003)
+    # An account without a management role logs in as a user of its own archive: it may
+    # search it, and nothing of the administration.
+    plain = body(mc.post("/mcapi/auth/login", json={"userName": "plain", "password": "plain-pass",
+                                                    "getRole": True}))
+    assert plain["data"]["role"] == "user"
+    found = body(mc.post("/mcapi/archive/search", json={"query": ""},
+                         headers=h(plain["data"]["sessionId"])))
+    assert found["status"] == "success" and found["data"]["total"] == 0
+    err(mc.get("/mcapi/mail/configuration/get", headers=h(plain["data"]["sessionId"])),
+        403, 3002)
     err(mc.post("/mcapi/auth/login", json={"userName": "admin"}), 400, 1002)
     err(mc.post("/mcapi/auth/login", json={"userName": "admin", "password": "admin",
                                            "timeout": 0}), 400, 1002)
@@ -178,9 +186,12 @@ def test_role_matrix(mc: TestClient) -> None:
     assert invoke(mc, "SetUserPassword", userName="DEV", password="new-dev-pass")[
         "statusCode"] == "succeeded"
     err(mc.get("/mcapi/mail/configuration/get", headers=h(sids["developer"])), 403, 3001)
-    # A role taken away ends what the session may do at its next request.
+    # A role taken away ends what the session may do at its next request: it is a user of
+    # its own archive from then on.
     assert invoke(mc, "SetUserRole", userName="op", role="")["statusCode"] == "succeeded"
-    err(mc.get("/mcapi/mail/configuration/get", headers=h(sids["operator"])), 403, 3001)
+    message = err(mc.get("/mcapi/mail/configuration/get", headers=h(sids["operator"])), 403,
+                  3002)
+    assert "Role user may not call" in message
 
 
 def test_set_get_partial_and_password_write_only(mc: TestClient, data: Path,

@@ -107,6 +107,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
         tls_files = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
         out.print(f"TLS certificate SHA-256 fingerprint: {fingerprint(tls_cert.read_bytes())}")
     scheme = "http" if no_tls else "https"
+    shown_host = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1", "::1") else host
+    out.print(f"Web console at {scheme}://{shown_host}:{port}/ : log in with a mailkeep account "
+              "that has the privilege login (admin's initial password works from this machine "
+              "only until `mailkeep user password admin` changes it)", highlight=False)
     out.print(f"Administration API {'enabled' if enable_api else 'disabled (--enable-api)'} "
               f"at {scheme}://{host}:{port}/api/")
     sys.stdout.flush()

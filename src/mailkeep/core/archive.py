@@ -37,7 +37,7 @@ from mailkeep.core.masterdb.stores import NAME_RULE
 from mailkeep.core.masterdb.stores import valid_name as valid_store_name
 from mailkeep.core.storage.catalog import full_name, under
 from mailkeep.core.storage.catalog_search import Hit
-from mailkeep.core.storage.query import compile_query
+from mailkeep.core.storage.query import Query, compile_query
 from mailkeep.core.storage.store import Store, read_manifest
 
 log = logging.getLogger(__name__)
@@ -321,9 +321,12 @@ class Archive:
 
     # -- reading --------------------------------------------------------------------------
     def search(self, query: str, limit: int = 20, offset: int = 0) -> SearchResult:
+        return self.search_compiled(compile_query(query), limit, offset)
+
+    def search_compiled(self, q: Query, limit: int = 20, offset: int = 0) -> SearchResult:
+        """search() of a compiled query (to which a caller's scope may have been added)."""
         if limit < 0 or offset < 0:
             raise InvalidArgument("limit and offset must not be negative")
-        q = compile_query(query)
         total, hits = 0, list[StoreHit]()
         for rec, store in self.readable_stores():
             try:

@@ -10,6 +10,7 @@ from mailkeep.functions import (  # noqa: F401  (registration)
     mfa,
     notification,
     profiles,
+    reading,
     server,
     settings,
     status,

@@ -103,9 +103,11 @@ class Invoker:
         if account is None:
             raise Forbidden(f"User {caller.user} does not exist.")
         if caller.via == "mcapi":
-            role = account.role or ("administrator" if "admin" in account.privileges else None)
+            # an account without a management role is a user: it reads its own archive
+            role = account.role or ("administrator" if "admin" in account.privileges
+                                    else "user")
             if role not in fn.roles:
-                raise Forbidden(f"Role {role or 'none'} may not call {fn.name} (it needs "
+                raise Forbidden(f"Role {role} may not call {fn.name} (it needs "
                                 f"{' or '.join(fn.roles)}).")
             return
         if not account.is_administrator:

@@ -36,7 +36,7 @@ from mailkeep.notify.mailer import Mailer
 from mailkeep.notify.mailer import configured as mailer_configured
 from mailkeep.profiles.automatic import AutoRunner
 from mailkeep.receive.smtp import JournalReceiver, ReceiverSettings
-from mailkeep.web import mcapi
+from mailkeep.web import console, mcapi
 from mailkeep.web.admin_api import ApiState, FastRoutes, routes
 from mailkeep.web.guard import BODY_SECONDS, RequestGuard
 
@@ -185,5 +185,7 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
             master.close()
 
     return RequestGuard(CollapseSlashes(FastRoutes(
-        state, Starlette(routes=routes(state) + mcapi.routes(state), lifespan=lifespan))),
+        state, Starlette(routes=routes(state) + mcapi.routes(state)
+                         + console.routes(data_dir, master, services.keys),
+                         lifespan=lifespan))),
         body_seconds, int(conf.get("server.max_body")))

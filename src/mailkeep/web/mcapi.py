@@ -126,11 +126,11 @@ class McApi:
                           "sessionId in the X-Fs-SessionId header.")
         users = self.state.users
         refusal = users.login_refusal(session.user_name, "web")
-        if refusal is not None or users.effective_role(session.user_name) is None:
-            # deleted, or it lost its role or its right to log in since the session began
+        if refusal is not None:
+            # deleted, or it lost its right to log in since the session began
             self.sessions.close(sid)
-            raise McError(3001, "The session's account no longer exists, has no role or may "
-                          "no longer log in: log in again.")
+            raise McError(3001, "The session's account no longer exists or may no longer "
+                          "log in: log in again.")
         return session
 
     async def login(self, request: Request) -> Response:
@@ -167,10 +167,9 @@ class McApi:
         refusal = users.login_refusal(user, "web")
         if refusal is not None:
             raise McError(2003, refusal)
-        role = users.effective_role(user)
-        if role is None:
-            raise McError(2003, f"Account {user!r} has no management role (administrator, "
-                          "developer or operator).")
+        # Without a management role the account is a user of the console: it reads its own
+        # archive (functions declared for the role "user"), nothing else.
+        role = users.effective_role(user) or "user"
         if users.has_initial_password(user) and not local_request(request):
             raise McError(2003, "The account still has its initial password: log in from "
                           "this machine and change it first (mailkeep user password).")

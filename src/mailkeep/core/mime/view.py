@@ -1,0 +1,172 @@
+"""A message as the console shows it: decoded headers, its text, its HTML body made harmless,
+and its parts (attachments, inline images) to list and to download.
+
+Archived HTML is written by whoever sent the mail. `safe_html` keeps layout and drops the
+rest with nh3 (the Rust sanitizer ammonia): no script, style sheet, form, frame, SVG or MathML;
+links only to http, https and mailto, opened in a new window without a referrer; `cid:`
+images replaced by the message's own inline images as `data:` URIs (a bounded total); remote
+images removed unless the reader asked for them; a style attribute that could load anything
+(`url(`, `@import`, `expression(`, escapes) dropped whole. The page shows the result in a
+sandboxed frame under its own Content-Security-Policy (web/console.py), so each layer holds
+on its own. The archived bytes are never changed: this runs at every view.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+
+import nh3
+
+from mailkeep.core.mime import charsets, parse
+
+IMAGE_TYPES = frozenset(["image/png", "image/jpeg", "image/gif", "image/webp"])
+INLINE_BYTES = 5 << 20  # of cid: images put into one message's HTML as data: URIs
+HTML_CHARS = 4 << 20  # of HTML sanitized per view
+
+TAGS = frozenset("""a abbr address b bdi bdo big blockquote br caption center cite code col
+colgroup dd del dfn div dl dt em font h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p pre q rp
+rt ruby s samp small span strike strong sub sup table tbody td tfoot th thead time tr tt u ul
+var wbr""".split())
+_COMMON = {"align", "bgcolor", "border", "class", "color", "dir", "height", "lang", "style",
+           "title", "valign", "width"}
+ATTRIBUTES = {
+    "*": _COMMON,
+    "a": {"href", "name"},
+    "img": {"src", "alt"},
+    "font": {"face", "size"},
+    "table": {"cellpadding", "cellspacing", "summary"},
+    "td": {"colspan", "rowspan", "nowrap"},
+    "th": {"colspan", "rowspan", "nowrap", "scope"},
+    "col": {"span"},
+    "colgroup": {"span"},
+    "ol": {"start", "type"},
+    "li": {"value"},
+    "time": {"datetime"},
+}
+_RISKY_STYLE = re.compile(r"url\s*\(|@import|expression\s*\(|\\|behavior|-moz-binding|image-set",
+                          re.IGNORECASE)
+_CID_SRC = re.compile(r'src="cid:([^"]*)"')
+
+
+@dataclass
+class Part:
+    index: int  # its place among the message's leaf parts, for part_bytes()
+    name: str  # decoded file name, "" if it has none
+    content_type: str
+    size: int  # decoded bytes
+    content_id: str = ""  # without angle brackets
+    attachment: bool = True  # listed as an attachment (else an inline image only)
+
+
+@dataclass
+class ConsoleView:
+    headers: list[tuple[str, str]]
+    text: str
+    html: str | None  # the first HTML body part, decoded (not yet sanitized)
+    parts: list[Part]
+    warnings: list[str] = field(default_factory=list)
+
+
+class _ViewWalker(parse._Walker):
+    """The walker of `mailkeep show`, also keeping the HTML source and every leaf part."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.html: str | None = None
+        self.leaves: list[tuple[Part, Message]] = []
+
+    def leaf(self, part: Message, ctype: str) -> None:
+        params = self.params(part)
+        disposition, name = parse._disposition(part, params, self.warnings)
+        cid = (part.get("content-id") or "").strip().strip("<>").strip()
+        listed = disposition == "attachment" or bool(name)
+        if listed or (cid and ctype in IMAGE_TYPES):
+            data = parse._payload(part, self.warnings)
+            self.leaves.append((Part(len(self.leaves), name, ctype, len(data), cid,
+                                     listed), part))
+        if ctype == "text/html" and not listed and self.html is None:
+            data = parse._payload(part, self.warnings)[: HTML_CHARS]
+            charset = parse._param_text(params.get("charset"), self.warnings) or None
+            self.html = charsets.decode(data, charset, self.warnings)
+        super().leaf(part, ctype)
+
+
+def _walked(raw: bytes) -> tuple[list[tuple[str, str]], _ViewWalker]:
+    warnings: list[str] = []
+    data = parse._prepare(raw, warnings)
+    walker = _ViewWalker(parse._VIEW_TEXT_CHARS, True, warnings)
+    msg = parse._parse(data, warnings)
+    walker.walk(msg, 0)
+    found: dict[str, list[str]] = {}
+    for name, value in msg.items():
+        found.setdefault(name.lower(), []).append(value)
+    charset = parse._param_text(walker.params(msg).get("charset"), warnings) or None
+    headers = [(label, parse._header(value, charset, warnings).replace("\x00", " "))
+               for label, key in parse._VIEW_HEADERS for value in found.get(key, [])]
+    return headers, walker
+
+
+def view(raw: bytes) -> ConsoleView:
+    """What the console shows of a message. Never raises."""
+    try:
+        headers, walker = _walked(raw)
+    except Exception as exc:
+        return ConsoleView([], "", None, [], [f"parsing failed: {type(exc).__name__}"])
+    wanted = {"meta", "plain" if any(k == "plain" for k, _ in walker.texts) else "html"}
+    text = "\n\n".join(t for kind, t in walker.texts if kind in wanted)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", " ")
+    return ConsoleView(headers, text, walker.html, [p for p, _ in walker.leaves],
+                       parse._finish(walker.warnings))
+
+
+def part_bytes(raw: bytes, index: int) -> tuple[Part, bytes] | None:
+    """One leaf part (as view() numbered it) and its decoded bytes; None if there is none."""
+    try:
+        _headers, walker = _walked(raw)
+    except Exception:
+        return None
+    if not 0 <= index < len(walker.leaves):
+        return None
+    part, message = walker.leaves[index]
+    return part, parse._payload(message, [])
+
+
+def safe_html(raw: bytes, html: str, remote_images: bool) -> str:
+    """The HTML body of `raw` with nothing that can run or reach out (see above)."""
+    inline: dict[str, str] = {}
+    budget = INLINE_BYTES
+    try:
+        _headers, walker = _walked(raw)
+        for part, message in walker.leaves:
+            if part.content_id and part.content_type in IMAGE_TYPES and part.size <= budget:
+                data = parse._payload(message, [])
+                budget -= len(data)
+                inline[part.content_id.lower()] = (
+                    f"data:{part.content_type};base64,{base64.b64encode(data).decode()}")
+    except Exception:
+        inline = {}
+
+    def attribute(tag: str, name: str, value: str) -> str | None:
+        if name == "style" and _RISKY_STYLE.search(value):
+            return None
+        if tag == "img" and name == "src":
+            scheme = value.strip().partition(":")[0].lower()
+            if scheme == "cid" or (remote_images and scheme == "https"):
+                return value
+            return None
+        return value
+
+    cleaned = nh3.clean(
+        html[:HTML_CHARS], tags=set(TAGS), attributes={k: set(v) for k, v in ATTRIBUTES.items()},
+        url_schemes={"http", "https", "mailto", "cid"}, link_rel="noopener noreferrer",
+        strip_comments=True, attribute_filter=attribute,
+        set_tag_attribute_values={"a": {"target": "_blank"}})
+
+    def embed(m: re.Match[str]) -> str:
+        found = inline.get(m.group(1).strip().lower())
+        return f'src="{found}"' if found else 'alt=""'
+
+    return _CID_SRC.sub(embed, cleaned)

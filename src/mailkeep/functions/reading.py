@@ -1,0 +1,238 @@
+"""Reading one's archive: search, folders, one message with its parts (mailkeep extensions; the
+web console calls them through /mcapi/archive/..., scripts through the Administration API).
+
+Who reads what: every account that may log in reads its own archive (the folders under its
+user name) and the folders granted to it with the privilege `read` (SetUserPrivilegesOnFolder:
+a grant on "bob" covers bob's whole archive, one on "bob/Invoices" that folder and those under
+it). That holds for administrators too (whether they may read other archives is the archive
+access setting, to come with compliance). The command line of the machine (the owner of the
+data directory) reads everything. The scope is added to the query the catalog runs, so a
+search can never name a folder outside it, whatever the query says.
+
+A message's body and its parts are fetched through short-lived signed links (web/console.py):
+GetArchiveMessage names them, the console loads the body into a sandboxed frame from one,
+downloads come from the others. A link is good for LINK_SECONDS, for the account it was made
+for, and the access is checked again when it is used.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mailkeep.core.archive import Archive, parse_message_id
+from mailkeep.core.errors import Forbidden, InvalidArgument, NotFound
+from mailkeep.core.fields import Field
+from mailkeep.core.masterdb import MasterDB
+from mailkeep.core.mime.view import view
+from mailkeep.core.storage.catalog import full_name
+from mailkeep.core.storage.query import compile_query
+from mailkeep.functions.call import Call
+from mailkeep.functions.invoke import SYSTEM_VIAS
+from mailkeep.functions.registry import McRoute, function
+
+EVERYONE = ("administrator", "developer", "operator", "user")  # console roles; user: no role
+LINK_SECONDS = 300
+PAGE_MAX = 200
+_KEY = secrets.token_bytes(32)  # signs this process's links; a restart ends them
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The folders a caller may read: None is everything (the machine's command line)."""
+
+    grants: tuple[tuple[str, str], ...] | None  # (owner, path or "" for the whole archive)
+
+    def allows(self, owner: str, folder: str) -> bool:
+        if self.grants is None:
+            return True
+        folder = folder.strip("/")
+        return any(owner.lower() == o.lower()
+                   and (not p or folder.lower() == p.lower()
+                        or folder.lower().startswith(p.lower() + "/"))
+                   for o, p in self.grants)
+
+    def sql(self) -> tuple[str, list[object]] | None:
+        """The condition on entries e that keeps the search inside the scope."""
+        if self.grants is None:
+            return None
+        if not self.grants:
+            return "0", []
+        conds: list[str] = []
+        params: list[object] = []
+        for owner, path in self.grants:
+            if path:
+                like = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                conds.append("(owner = ? COLLATE NOCASE AND (path = ? COLLATE NOCASE OR "
+                             "path LIKE ? ESCAPE '\\'))")
+                params.extend([owner, path, like + "/%"])
+            else:
+                conds.append("owner = ? COLLATE NOCASE")
+                params.append(owner)
+        return (f"e.folder_id IN (SELECT id FROM folders WHERE {' OR '.join(conds)})", params)
+
+
+def scope_of(master: MasterDB, user: str, via: str) -> Scope:
+    if via in SYSTEM_VIAS:
+        return Scope(None)
+    from mailkeep.core.admin.users import Users
+
+    users = Users(master)
+    account = users.account(user)
+    if account is None:
+        return Scope(())
+    grants = [(account.user_name, "")]
+    for folder, flags in users.rows.folder_privileges(account.id):
+        if "read" in flags:
+            owner, _, path = folder.strip("/").partition("/")
+            grants.append((owner, path))
+    return Scope(tuple(grants))
+
+
+def _scope(call: Call) -> Scope:
+    return scope_of(call.master, call.user, call.caller.via)
+
+
+def _date(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _open(call: Call, message_id: str) -> tuple[Any, Any, int, Any]:
+    """(store record, store, number, catalog entry) of a message the caller may read; the
+    same NotFound whether it does not exist or is outside the caller's scope."""
+    try:
+        _rec, store, number = call.archive.message(message_id)
+    except (NotFound, InvalidArgument):
+        raise NotFound(f"Message {message_id[:40]} does not exist.") from None
+    hit = store.catalog.entry(number)
+    if hit is None or not _scope(call).allows(hit.owner, hit.folder):
+        raise NotFound(f"Message {message_id[:40]} does not exist.")
+    return _rec, store, number, hit
+
+
+SEARCH_SHAPE = ('{"total": int, "offset": int, "messages": [{"id": str, "date": str, "from": '
+                'str, "to": str, "subject": str, "folder": str, "size": int, '
+                '"hasAttachment": bool}], "unavailable": {str: str}}')
+
+
+@function("SearchArchive", "mailkeep extension: search the archives the caller may read "
+          "(its own, and folders granted to it), newest first, with the command line's "
+          "syntax: words, \"phrases\", from: to: subject: body: attachment: folder: user: "
+          "has:attachment after: before: on:, OR, -word.", SEARCH_SHAPE,
+          Field("query", "string", required=False, default="", description="The search; "
+                "empty: every message."),
+          Field("offset", "int", required=False, default=0, low=0, high=10_000_000,
+                description="Results to skip."),
+          Field("limit", "int", required=False, default=50, low=1, high=PAGE_MAX,
+                description="Results to return."),
+          changes=False, roles=EVERYONE, mcapi=McRoute("archive/search", "POST"))
+def search_archive(call: Call) -> dict[str, Any]:
+    query = compile_query(call.arg("query") or "")
+    restriction = _scope(call).sql()
+    if restriction is not None:
+        query.where.append(restriction[0])
+        query.params.extend(restriction[1])
+    res = call.archive.search_compiled(query, call.arg("limit"), call.arg("offset"))
+    return {"total": res.total, "offset": call.arg("offset"),
+            "messages": [{"id": h.message_id, "date": _date(h.hit.date),
+                          "from": h.hit.sender, "to": h.hit.recipients,
+                          "subject": h.hit.subject,
+                          "folder": full_name(h.hit.owner, h.hit.folder), "size": h.hit.size,
+                          "hasAttachment": h.hit.has_attachment} for h in res.hits],
+            "unavailable": {name: getattr(why, "message", str(why))
+                            for name, why in res.unavailable.items()}}
+
+
+@function("GetArchiveFolders", "mailkeep extension: the folders of the archives the caller "
+          "may read, with their message counts.",
+          '[{"folder": str, "messageCount": int, "size": int}]',
+          changes=False, roles=EVERYONE, mcapi=McRoute("archive/folders", "POST"))
+def get_archive_folders(call: Call) -> list[dict[str, Any]]:
+    scope = _scope(call)
+    out = []
+    for owner, path, messages, size in call.archive.folders():
+        if scope.allows(owner, path):
+            out.append({"folder": full_name(owner, path.strip("/")), "messageCount": messages,
+                        "size": size})
+    return out
+
+
+MESSAGE_SHAPE = ('{"id": str, "folder": str, "date": str, "size": int, "flags": [str], '
+                 '"headers": [[str, str]], "text": str, "hasHtml": bool, "bodyUrl": str|null, '
+                 '"sourceUrl": str, "remoteImages": bool, "parts": [{"index": int, "name": str, '
+                 '"contentType": str, "size": int, "attachment": bool, "url": str}], '
+                 '"warnings": [str]}')
+
+
+@function("GetArchiveMessage", "mailkeep extension: one message the caller may read: its "
+          "headers, text, and links (good for five minutes, for the caller) to its HTML body "
+          "made safe, its parts and its original bytes.", MESSAGE_SHAPE,
+          Field("id", "string", description="<storeId>:<number>, as SearchArchive gives it."),
+          Field("remoteImages", "bool", required=False, default=False,
+                description="Let the HTML body load images from https addresses."),
+          changes=False, roles=EVERYONE, mcapi=McRoute("archive/message", "POST"))
+def get_archive_message(call: Call) -> dict[str, Any]:
+    message_id = call.arg("id").strip()
+    _rec, store, number, hit = _open(call, message_id)
+    flags, _ = store.catalog.entry_flags(number)
+    shown = view(store.read(number))
+    remote = bool(call.arg("remoteImages"))
+    return {"id": message_id, "folder": full_name(hit.owner, hit.folder), "date": _date(hit.date),
+            "size": hit.size, "flags": list(flags),
+            "headers": [[n, v] for n, v in shown.headers], "text": shown.text,
+            "hasHtml": shown.html is not None,
+            "bodyUrl": link(call.user, call.caller.via, message_id, "body", remote=remote)
+            if shown.html is not None else None,
+            "sourceUrl": link(call.user, call.caller.via, message_id, "source"),
+            "remoteImages": remote,
+            "parts": [{"index": p.index, "name": p.name, "contentType": p.content_type,
+                       "size": p.size, "attachment": p.attachment,
+                       "url": link(call.user, call.caller.via, message_id, "part", p.index)}
+                      for p in shown.parts],
+            "warnings": shown.warnings + store.catalog.entry_warnings(number)}
+
+
+# -- links -----------------------------------------------------------------------------------
+def link(user: str, via: str, message_id: str, kind: str, index: int = 0,
+         remote: bool = False) -> str:
+    """A path under /console/ that serves one thing of one message to `user` for a while."""
+    claims = {"u": user, "v": via, "m": message_id, "k": kind, "i": index, "r": remote,
+              "e": int(time.time()) + LINK_SECONDS}
+    body = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode())
+    sig = base64.urlsafe_b64encode(hmac.new(_KEY, body, hashlib.sha256).digest()[:18])
+    return f"/console/{kind}/{body.decode().rstrip('=')}.{sig.decode()}"
+
+
+def read_link(token: str, kind: str) -> dict[str, Any]:
+    """The claims of a link made here, still valid, for `kind`; Forbidden otherwise."""
+    body, _, sig = token.partition(".")
+    want = base64.urlsafe_b64encode(hmac.new(_KEY, body.encode() + b"=" * (-len(body) % 4),
+                                             hashlib.sha256).digest()[:18]).decode()
+    if not sig or not hmac.compare_digest(sig, want):
+        raise Forbidden("This link is not valid: open the message again.")
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    if claims.get("k") != kind or int(claims.get("e", 0)) < time.time():
+        raise Forbidden("This link has expired: open the message again.")
+    return claims
+
+
+def linked_message(archive: Archive, master: MasterDB, claims: dict[str, Any]
+                   ) -> tuple[bytes, Any]:
+    """The raw bytes and catalog entry a link names, if its account may still read them."""
+    parse_message_id(claims["m"])
+    try:
+        _rec, store, number = archive.message(claims["m"])
+    except (NotFound, InvalidArgument):
+        raise NotFound("The message does not exist (any more).") from None
+    hit = store.catalog.entry(number)
+    if hit is None or not scope_of(master, claims["u"], claims["v"]).allows(hit.owner,
+                                                                           hit.folder):
+        raise NotFound("The message does not exist (any more).")
+    return store.read(number), hit

@@ -1,0 +1,297 @@
+// The mailkeep console: log in, search and read one's archive. Plain ES module, no framework.
+// Everything that comes from mail goes into the page with textContent, never as HTML; a
+// message's HTML body is loaded from the server, already made safe, into a sandboxed frame.
+// The session id lives in this tab only (sessionStorage) and travels as X-Fs-SessionId.
+
+const TEXT = {
+  en: {
+    title: "mailkeep", user: "User name", password: "Password", login: "Log in",
+    logout: "Log out", search: "Search", searchButton: "Search", folders: "Folders",
+    all: "All messages", results: "Results", date: "Date", from: "From", subject: "Subject",
+    size: "Size", none: "No messages match.", of: "of", previous: "Previous page",
+    next: "Next page", choose: "Choose a message to read it.", body: "Message body",
+    attachments: "Attachments", original: "Download original (.eml)",
+    source: "Show source", hideSource: "Hide source", remote: "Show remote images",
+    back: "Back to the results", expired: "Your session has ended: log in again.",
+    noSubject: "(no subject)", warnings: "Warnings", language: "日本語",
+    failed: "The request failed", download: "Download", inline: "inline image",
+  },
+  ja: {
+    title: "mailkeep", user: "ユーザー名", password: "パスワード", login: "ログイン",
+    logout: "ログアウト", search: "検索", searchButton: "検索", folders: "フォルダー",
+    all: "すべてのメッセージ", results: "検索結果", date: "日付", from: "差出人",
+    subject: "件名", size: "サイズ", none: "該当するメッセージはありません。", of: "/",
+    previous: "前のページ", next: "次のページ", choose: "メッセージを選ぶと表示されます。",
+    body: "Message body", attachments: "添付ファイル", original: "元のメッセージをダウンロード (.eml)",
+    source: "ソースを表示", hideSource: "ソースを隠す", remote: "外部の画像を表示",
+    back: "検索結果に戻る", expired: "セッションが終了しました。もう一度ログインしてください。",
+    noSubject: "(件名なし)", warnings: "警告", language: "English",
+    failed: "要求に失敗しました", download: "ダウンロード", inline: "インライン画像",
+  },
+};
+
+const state = {
+  sid: sessionStorage.getItem("mk.sid"),
+  user: sessionStorage.getItem("mk.user") || "",
+  lang: localStorage.getItem("mk.lang") ||
+    ((navigator.language || "en").toLowerCase().startsWith("ja") ? "ja" : "en"),
+  query: "", folder: "", offset: 0, limit: 50, results: [], total: 0, selected: -1,
+};
+const t = (key) => TEXT[state.lang][key] ?? TEXT.en[key];
+const app = document.getElementById("app");
+
+// -- DOM helpers: text only -------------------------------------------------------------------
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+// Control characters of mail made visible, so that nothing hides in a subject or a name.
+const visible = (s) => String(s ?? "").replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g,
+  (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+const human = (n) => n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(0)} KB`
+  : `${(n / 1048576).toFixed(1)} MB`;
+const shortDate = (iso) => iso ? iso.slice(0, 10) : "";
+
+// -- the console API ---------------------------------------------------------------------------
+class Expired extends Error {}
+
+async function api(path, body) {
+  const resp = await fetch(`/mcapi/${path}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...(state.sid ? { "X-Fs-SessionId": state.sid } : {}) },
+    body: JSON.stringify(body ?? {}),
+  });
+  let result;
+  try { result = (await resp.json()).result; } catch { throw new Error(`${t("failed")} (${resp.status})`); }
+  if (result.status === "success") return result.data;
+  if (result.code === 3001 && path !== "auth/login") throw new Expired(result.message);
+  throw new Error(result.message || `${t("failed")} (${resp.status})`);
+}
+
+async function guarded(work) {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof Expired) {
+      forget();
+      renderLogin(t("expired"));
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+function forget() {
+  state.sid = null;
+  sessionStorage.removeItem("mk.sid");
+}
+
+// -- login -------------------------------------------------------------------------------------
+function renderLogin(message = "") {
+  const status = el("p", { role: "alert", class: "error" }, message);
+  const name = el("input", { id: "user", type: "text", name: "user", autocomplete: "username",
+    required: true, value: state.user });
+  const password = el("input", { id: "password", type: "password", name: "password",
+    autocomplete: "current-password", required: true });
+  const form = el("form", { class: "login", "aria-labelledby": "login-title", onsubmit: async (ev) => {
+    ev.preventDefault();
+    status.textContent = "";
+    try {
+      const data = await api("auth/login", { userName: name.value, password: password.value, getRole: true });
+      state.sid = data.sessionId;
+      state.user = name.value;
+      sessionStorage.setItem("mk.sid", state.sid);
+      sessionStorage.setItem("mk.user", state.user);
+      await renderArchive();
+    } catch (err) {
+      status.textContent = err.message;
+      password.select();
+    }
+  } },
+  el("h1", { id: "login-title" }, "mailkeep"),
+  el("label", { for: "user" }, t("user")), name,
+  el("label", { for: "password" }, t("password")), password,
+  el("button", { type: "submit", class: "primary" }, t("login")),
+  status);
+  app.replaceChildren(form);
+  (state.user ? password : name).focus();
+}
+
+// -- the archive screen --------------------------------------------------------------------------
+let layout, folderList, resultsBox, reader, searchBox;
+
+async function renderArchive() {
+  searchBox = el("input", { type: "search", role: "searchbox", "aria-label": t("search"),
+    placeholder: "from:alice subject:invoice after:2024-01-01", value: state.query });
+  const form = el("form", { class: "search", role: "search", onsubmit: (ev) => {
+    ev.preventDefault();
+    state.query = searchBox.value;
+    state.offset = 0;
+    runSearch();
+  } }, searchBox, el("button", { type: "submit", class: "primary" }, t("searchButton")));
+  folderList = el("nav", { class: "folders", "aria-label": t("folders") });
+  resultsBox = el("section", { class: "results", "aria-label": t("results") });
+  reader = el("section", { class: "reader", "aria-label": t("body") }, el("p", { class: "muted" }, t("choose")));
+  layout = el("div", { class: "layout" }, folderList, resultsBox, reader);
+  const bar = el("header", { class: "bar" }, el("h1", {}, "mailkeep"),
+    el("span", { class: "who" }, visible(state.user)),
+    el("button", { type: "button", onclick: () => {
+      state.lang = state.lang === "ja" ? "en" : "ja";
+      localStorage.setItem("mk.lang", state.lang);
+      document.documentElement.lang = state.lang;
+      renderArchive();
+    } }, t("language")),
+    el("button", { type: "button", onclick: async () => {
+      try { await api("auth/logout"); } catch { /* ended already */ }
+      forget();
+      renderLogin();
+    } }, t("logout")));
+  app.replaceChildren(bar, form, layout);
+  document.documentElement.lang = state.lang;
+  searchBox.focus();
+  await Promise.all([loadFolders(), runSearch()]);
+}
+
+async function loadFolders() {
+  const folders = await guarded(() => api("archive/folders"));
+  if (!folders) return;
+  const item = (label, value, count) => el("li", {}, el("button", {
+    type: "button", "aria-pressed": String(state.folder === value), onclick: () => {
+      state.folder = value;
+      state.offset = 0;
+      for (const b of folderList.querySelectorAll("button")) b.setAttribute("aria-pressed", "false");
+      folderList.querySelector(`[data-folder="${CSS.escape(value)}"]`)?.setAttribute("aria-pressed", "true");
+      runSearch();
+    }, "data-folder": value }, el("span", {}, visible(label)),
+    count === null ? null : el("span", { class: "count" }, String(count))));
+  folderList.replaceChildren(el("h2", {}, t("folders")),
+    el("ul", {}, item(t("all"), "", null), folders.map((f) => item(f.folder, f.folder, f.messageCount))));
+}
+
+function fullQuery() {
+  const parts = [];
+  if (state.folder) {
+    const [owner, ...path] = state.folder.split("/");
+    parts.push(`user:"${owner}"`);
+    if (path.length) parts.push(`folder:"${path.join("/")}"`);
+  }
+  if (state.query.trim()) parts.push(state.query.trim());
+  return parts.join(" ");
+}
+
+async function runSearch() {
+  let data;
+  try {
+    data = await guarded(() => api("archive/search", { query: fullQuery(), offset: state.offset, limit: state.limit }));
+  } catch (err) {
+    resultsBox.replaceChildren(el("p", { role: "alert", class: "error" }, err.message));
+    return;
+  }
+  if (!data) return;
+  state.results = data.messages;
+  state.total = data.total;
+  state.selected = -1;
+  const first = data.total ? state.offset + 1 : 0;
+  const last = state.offset + data.messages.length;
+  const summary = el("div", { class: "summary", role: "status" },
+    el("span", {}, data.total ? `${first}–${last} ${t("of")} ${data.total}` : t("none")),
+    el("span", { class: "pager" },
+      el("button", { type: "button", disabled: state.offset === 0, onclick: () => {
+        state.offset = Math.max(0, state.offset - state.limit); runSearch();
+      } }, t("previous")),
+      el("button", { type: "button", disabled: last >= data.total, onclick: () => {
+        state.offset += state.limit; runSearch();
+      } }, t("next"))));
+  const rows = data.messages.map((m, i) => el("tr", { "aria-selected": "false", tabindex: "-1",
+    "data-id": m.id, onclick: () => select(i) },
+    el("td", { class: "date" }, shortDate(m.date)),
+    el("td", { class: "from" }, visible(m.from)),
+    el("td", { class: "subject" }, visible(m.subject) || t("noSubject"),
+      m.hasAttachment ? el("span", { "aria-label": t("attachments") }, " 📎") : null),
+    el("td", { class: "size" }, human(m.size))));
+  const table = el("table", { class: "list", role: "grid", "aria-label": t("results"),
+    onkeydown: (ev) => {
+      if (ev.key === "ArrowDown" && state.selected < state.results.length - 1) { select(state.selected + 1); ev.preventDefault(); }
+      if (ev.key === "ArrowUp" && state.selected > 0) { select(state.selected - 1); ev.preventDefault(); }
+    } },
+    el("thead", {}, el("tr", {}, el("th", { class: "date" }, t("date")), el("th", { class: "from" }, t("from")),
+      el("th", {}, t("subject")), el("th", { class: "size" }, t("size")))),
+    el("tbody", {}, rows));
+  const warnings = Object.entries(data.unavailable || {}).map(([name, why]) =>
+    el("p", { class: "warning" }, `${visible(name)}: ${visible(why)}`));
+  resultsBox.replaceChildren(summary, warnings, table);
+}
+
+async function select(i) {
+  state.selected = i;
+  const rows = resultsBox.querySelectorAll("tbody tr");
+  rows.forEach((row, k) => row.setAttribute("aria-selected", String(k === i)));
+  rows[i]?.focus();
+  await openMessage(state.results[i].id, false);
+}
+
+async function openMessage(id, remoteImages) {
+  let m;
+  try {
+    m = await guarded(() => api("archive/message", { id, remoteImages }));
+  } catch (err) {
+    reader.replaceChildren(el("p", { role: "alert", class: "error" }, err.message));
+    return;
+  }
+  if (!m) return;
+  layout.classList.add("reading");
+  reader.dataset.id = m.id;
+  const subject = (m.headers.find(([n]) => n === "Subject") || [])[1];
+  const headers = el("dl", { class: "headers" }, m.headers.filter(([n]) => n !== "Subject")
+    .map(([n, v]) => [el("dt", {}, n), el("dd", {}, visible(v))]));
+  const body = m.bodyUrl
+    ? el("iframe", { class: "body", title: t("body"), src: m.bodyUrl, sandbox: "allow-popups allow-popups-to-escape-sandbox",
+      referrerpolicy: "no-referrer", loading: "lazy" })
+    : el("pre", { class: "text", role: "document", "aria-label": t("body") }, visible(m.text));
+  const parts = m.parts.filter((p) => p.attachment);
+  const sourceBox = el("div");
+  let sourceShown = false;
+  const sourceButton = el("button", { type: "button", onclick: async () => {
+    sourceShown = !sourceShown;
+    sourceButton.textContent = sourceShown ? t("hideSource") : t("source");
+    if (!sourceShown) { sourceBox.replaceChildren(); return; }
+    const resp = await fetch(m.sourceUrl);
+    const bytes = new Uint8Array(await resp.arrayBuffer());
+    let text;
+    try { text = new TextDecoder("utf-8", { fatal: true }).decode(bytes); }
+    catch { text = new TextDecoder("latin1").decode(bytes); }
+    sourceBox.replaceChildren(el("pre", { class: "source", "aria-label": t("source") }, visible(text)));
+  } }, t("source"));
+  reader.replaceChildren(...[
+    el("button", { type: "button", class: "back", onclick: () => layout.classList.remove("reading") }, t("back")),
+    el("h2", {}, visible(subject) || t("noSubject")),
+    headers,
+    el("div", { class: "actions" },
+      el("a", { href: m.sourceUrl, download: "" }, t("original")),
+      sourceButton,
+      m.hasHtml && !m.remoteImages ? el("button", { type: "button", onclick: () => openMessage(id, true) }, t("remote")) : null),
+    m.warnings.length ? el("p", { class: "warning" }, `${t("warnings")}: ${m.warnings.map(visible).join("; ")}`) : null,
+    body,
+    parts.length ? el("section", { "aria-label": t("attachments") }, el("h3", {}, t("attachments")),
+      el("ul", { class: "parts" }, parts.map((p) => el("li", {},
+        el("a", { href: p.url, download: "" }, visible(p.name) || p.contentType),
+        ` ${p.contentType}, ${human(p.size)}`)))) : null,
+    sourceBox].filter(Boolean));
+}
+
+// -- start ---------------------------------------------------------------------------------------
+document.documentElement.lang = state.lang;
+if (state.sid) {
+  renderArchive().catch((err) => renderLogin(err.message));
+} else {
+  renderLogin();
+}

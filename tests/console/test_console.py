@@ -1,0 +1,226 @@
+"""The web console in a real browser (Chromium, through Playwright), against a real
+`mailkeep serve` over HTTPS: logging in, searching, reading, downloading; a user sees their own
+archive only, whatever the page is made to ask; and hostile mail, shown in the console, runs no
+script and makes no request to any other host."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.console.browser import browser, console_server, log_in, remote_world, user
+from tests.helpers import mk_ok
+
+PDF = b"%PDF-1.4\n% invoice 4711\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
+
+
+def eml(subject: str, sender: str, body: str, html: str | None = None,
+        attachment: tuple[str, str, bytes] | None = None,
+        date: str = "Mon, 02 Mar 2026 10:00:00 +0000") -> bytes:
+    """A message with a text part, an HTML alternative and an attachment (those given)."""
+    tag = hashlib.sha256(f"{subject}{sender}{body}".encode()).hexdigest()[:16]
+    head = (f"From: {sender}\r\nTo: alice@example.org\r\nSubject: {subject}\r\n"
+            f"Date: {date}\r\nMessage-ID: <{tag}@example.org>\r\nMIME-Version: 1.0\r\n")
+    if html is None and attachment is None:
+        return (head + "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body + "\r\n").encode()
+    parts = [f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"]
+    if html is not None:
+        parts.append(f"Content-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n")
+    inner = "--alt\r\n" + "--alt\r\n".join(parts) + "--alt--\r\n"
+    if attachment is None:
+        return (head + "Content-Type: multipart/alternative; boundary=alt\r\n\r\n" + inner).encode()
+    name, ctype, data = attachment
+    b64 = base64.encodebytes(data).decode().replace("\n", "\r\n")
+    return (head + "Content-Type: multipart/mixed; boundary=mix\r\n\r\n--mix\r\n"
+            "Content-Type: multipart/alternative; boundary=alt\r\n\r\n" + inner +
+            f"--mix\r\nContent-Type: {ctype}; name=\"{name}\"\r\nContent-Disposition: attachment; "
+            f"filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}--mix--\r\n"
+            ).encode()
+
+
+def archive_mail(data: Path, tmp: Path, owner: str, messages: list[bytes]) -> None:
+    folder = tmp / f"mail-{owner}"
+    folder.mkdir()
+    for i, raw in enumerate(messages):
+        (folder / f"{i}.eml").write_bytes(raw)
+    mk_ok(data, "import", "--user", owner, "--folder", "Inbox", str(folder))
+
+
+@pytest.fixture
+def page() -> Iterator[Page]:
+    with browser() as chromium:
+        context = chromium.new_context(ignore_https_errors=True, accept_downloads=True)
+        yield context.new_page()
+        context.close()
+
+
+def test_search_read_and_download(tmp_path: Path, page: Page) -> None:
+    """alice logs in, sees her three messages newest first with the total, searches with the
+    command line's syntax (Enter), opens a message (its HTML body in the frame "Message body"),
+    downloads its PDF attachment and the original .eml, byte for byte; ↓ moves to the next
+    result. bob's message is nowhere in her console."""
+    data = tmp_path / "data"
+    user(data, "alice", "Alice-pass-1")
+    user(data, "bob", "Bob-pass-1")
+    invoice = eml("Quarterly invoice 4711", "Billing <billing@vendor.example>", "See the PDF.",
+                  html="<p>Hello <b>Alice</b>, your invoice is attached.</p>",
+                  attachment=("invoice-4711.pdf", "application/pdf", PDF),
+                  date="Tue, 03 Mar 2026 09:00:00 +0000")
+    archive_mail(data, tmp_path, "alice", [
+        invoice,
+        eml("Lunch on Friday", "Carol <carol@example.org>", "Pizza?",
+            date="Mon, 02 Mar 2026 12:00:00 +0000"),
+        eml("Release notes", "Dev <dev@example.org>", "Version 2 is out.",
+            date="Sun, 01 Mar 2026 08:00:00 +0000")])
+    archive_mail(data, tmp_path, "bob", [eml("Bob private salary", "HR <hr@example.org>",
+                                             "Confidential.")])
+    with console_server(data) as base:
+        log_in(page, base, "alice", "Alice-pass-1")
+        rows = page.locator("table tbody tr")
+        expect(rows).to_have_count(3)
+        expect(page.get_by_role("status")).to_contain_text("1–3 of 3")
+        expect(rows.nth(0)).to_contain_text("Quarterly invoice 4711")  # newest first
+        expect(page.get_by_text("Bob private salary")).to_have_count(0)
+        search = page.get_by_role("searchbox", name="Search")
+        search.fill("subject:invoice")
+        search.press("Enter")
+        expect(rows).to_have_count(1)
+        rows.nth(0).click()
+        frame = page.frame_locator('iframe[title="Message body"]')
+        expect(frame.locator("body")).to_contain_text("your invoice is attached")
+        with page.expect_download() as got:
+            page.get_by_role("link", name="invoice-4711.pdf").click()
+        assert Path(got.value.path()).read_bytes() == PDF
+        with page.expect_download() as got:
+            page.get_by_role("link", name="Download original (.eml)").click()
+        assert Path(got.value.path()).read_bytes() == invoice
+        search.fill("")
+        search.press("Enter")
+        expect(rows).to_have_count(3)
+        rows.nth(0).click()
+        page.keyboard.press("ArrowDown")
+        expect(rows.nth(1)).to_have_attribute("aria-selected", "true")
+        expect(page.locator("section.reader h2")).to_have_text("Lunch on Friday")
+        search.fill("salary")
+        search.press("Enter")
+        expect(page.get_by_role("status")).to_contain_text("No messages match")
+
+
+def test_the_server_keeps_a_user_to_their_own_archive(tmp_path: Path, page: Page) -> None:
+    """The page is not what keeps bob's mail from alice: asked directly with her session, the
+    server finds nothing of bob's (a search naming his archive, his message by id), until a
+    folder of his is granted to her (SetUserPrivilegesOnFolder)."""
+    data = tmp_path / "data"
+    user(data, "alice", "Alice-pass-1")
+    user(data, "bob", "Bob-pass-1")
+    archive_mail(data, tmp_path, "alice", [eml("Alice note", "a@example.org", "mine")])
+    archive_mail(data, tmp_path, "bob", [eml("Bob private salary", "hr@example.org", "secret")])
+    found = json.loads(mk_ok(data, "search", "--json", "salary").stdout)
+    bob_id = found["messages"][0]["id"]
+    with console_server(data) as base:
+        log_in(page, base, "alice", "Alice-pass-1")
+
+        def ask(path: str, body: dict[str, object]) -> dict[str, object]:
+            result: dict[str, object] = page.evaluate(
+                """async ([path, body]) => {
+                    const r = await fetch('/mcapi/' + path, {method: 'POST',
+                      headers: {'Content-Type': 'application/json',
+                                'X-Fs-SessionId': sessionStorage.getItem('mk.sid')},
+                      body: JSON.stringify(body)});
+                    return (await r.json()).result; }""", [path, body])
+            return result
+
+        assert ask("archive/search", {"query": "user:bob"})["data"]["total"] == 0  # type: ignore[index]
+        assert ask("archive/search", {"query": "salary"})["data"]["total"] == 0  # type: ignore[index]
+        refused = ask("archive/message", {"id": bob_id})
+        assert refused["status"] == "error" and "does not exist" in str(refused["message"])
+        mk_ok(data, "call", "SetUserPrivilegesOnFolder", "userName=alice", "folder=bob/Inbox",
+              "privileges=read")
+        assert ask("archive/search", {"query": "salary"})["data"]["total"] == 1  # type: ignore[index]
+        assert ask("archive/message", {"id": bob_id})["status"] == "success"
+
+
+def hostile(remote: str) -> list[tuple[str, bytes]]:
+    """Mail that tries to run script in the console or reach another host (`remote`)."""
+    pwn = "top.document.title='pwned';parent.postMessage('pwned','*')"
+    html = {
+        "script": f"<script>{pwn};fetch('{remote}/script')</script><p>script</p>",
+        "event handler": f"<img src=x onerror=\"{pwn}\"><p onmouseover=\"{pwn}\">handler</p>",
+        "svg onload": f"<svg onload=\"{pwn}\"><feImage href=\"{remote}/feimage\"/></svg>svg",
+        "css url and import": (f"<style>@import url({remote}/import.css); body{{background:"
+                               f"url({remote}/bg.png)}}</style><p style=\"background:url("
+                               f"{remote}/style.png)\">css</p>"),
+        "meta refresh": f"<meta http-equiv=\"refresh\" content=\"0;url={remote}/refresh\">meta",
+        "base href": f"<base href=\"{remote}/base/\"><img src=\"pic.png\"><a href=\"x\">base</a>",
+        "javascript link": f"<a href=\"javascript:{pwn}\" id=js>javascript link</a>",
+        "form": f"<form action=\"{remote}/form\" method=post><input name=q value=1>"
+                "<button>send</button></form>",
+        "remote image": f"<img src=\"{remote}/track.png\"><p>remote</p>",
+        "frames and objects": (f"<iframe src=\"{remote}/frame\"></iframe><object data=\""
+                               f"{remote}/object\"></object><link rel=stylesheet href=\""
+                               f"{remote}/link.css\"><video src=\"{remote}/v.mp4\"></video>"),
+    }
+    out = [(name, eml(f"hostile {name}", "x@attacker.example", "see html", html=body))
+           for name, body in html.items()]
+    out.append(("html subject and file name", eml(
+        "<img src=x onerror=alert(1)><b>bold</b>", "<script>alert(1)</script> <x@a.example>",
+        "text <script>alert(1)</script>",
+        attachment=("<b>page</b>.html", "text/html",
+                    f"<script>{pwn}</script><img src={remote}/att.png>".encode()))))
+    out.append(("svg attachment", eml("hostile svg attachment", "x@attacker.example", "svg",
+                                      attachment=("pic.svg", "image/svg+xml",
+                                                  f"<svg xmlns='http://www.w3.org/2000/svg' "
+                                                  f"onload=\"{pwn}\"><image href='{remote}/"
+                                                  "svgimg'/></svg>".encode()))))
+    return out
+
+
+def test_hostile_mail_runs_nothing_and_reaches_nobody(tmp_path: Path, page: Page) -> None:
+    """Each hostile message opened in the console, its links and attachments clicked: no script
+    of it runs (the page's title stays, no dialog opens, no message is posted to the page), and
+    neither the browser nor the server sends any request to the other host; the subject and
+    file names that are HTML are shown as text."""
+    data = tmp_path / "data"
+    user(data, "alice", "Alice-pass-1")
+    with remote_world() as world:
+        mails = hostile(world.origin)
+        archive_mail(data, tmp_path, "alice", [raw for _name, raw in mails])
+        with console_server(data) as base:
+            dialogs: list[str] = []
+            elsewhere: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.on("request", lambda r: elsewhere.append(r.url)
+                    if not r.url.startswith(base) and not r.url.startswith("data:") else None)
+            log_in(page, base, "alice", "Alice-pass-1")
+            page.evaluate("window.addEventListener('message', e => "
+                          "document.body.dataset.posted = String(e.data))")
+            rows = page.locator("table tbody tr")
+            expect(rows).to_have_count(len(mails))
+            for i in range(len(mails)):
+                rows.nth(i).click()
+                reader = page.locator("section.reader")
+                expect(reader).to_have_attribute("data-id", rows.nth(i).get_attribute("data-id")
+                                                 or "?")
+                frame = page.locator('iframe[title="Message body"]')
+                if frame.count():
+                    body = page.frame_locator('iframe[title="Message body"]').locator("body")
+                    body.wait_for(state="attached")
+                    for link in body.locator("a").all():
+                        link.click(modifiers=[], force=True, no_wait_after=True)
+                    for button in body.locator("button").all():
+                        button.click(force=True, no_wait_after=True)
+                for link in reader.locator("ul.parts a").all():
+                    with page.expect_download():
+                        link.click()
+                assert page.title() == "mailkeep", mails[i][0]
+            expect(page.get_by_text("<img src=x onerror=alert(1)><b>bold</b>")).to_have_count(1)
+            assert page.evaluate("document.body.dataset.posted") is None
+            assert dialogs == []
+            assert elsewhere == [], elsewhere
+    assert world.seen == [], world.seen

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -224,3 +225,73 @@ def test_hostile_mail_runs_nothing_and_reaches_nobody(tmp_path: Path, page: Page
             assert dialogs == []
             assert elsewhere == [], elsewhere
     assert world.seen == [], world.seen
+
+
+def test_export_a_selection_and_all_results(tmp_path: Path, page: Page) -> None:
+    """Two results ticked and exported as mbox, imported into another archive: the same bytes;
+    all results of a search exported as a zip: one .eml per message, byte for byte. The buttons
+    name their scope. The filter bar writes the search's tokens."""
+    data = tmp_path / "data"
+    user(data, "alice", "Alice-pass-1")
+    mails = [eml(f"Report {i}", f"Sender {i} <s{i}@example.org>", f"From the start\nbody {i}",
+                 date=f"Mon, 0{i + 1} Mar 2026 10:00:00 +0000") for i in range(4)]
+    archive_mail(data, tmp_path, "alice", mails)
+    with console_server(data) as base:
+        log_in(page, base, "alice", "Alice-pass-1")
+        rows = page.locator("table tbody tr")
+        expect(rows).to_have_count(4)
+        page.get_by_role("checkbox", name="Select Report 3").check()
+        page.get_by_role("checkbox", name="Select Report 1").check()
+        with page.expect_download() as got:
+            page.get_by_role("button", name="Export 2 selected").click()
+        mbox = tmp_path / "selected.mbox"
+        got.value.save_as(mbox)
+        page.get_by_label("Export format").select_option("zip")
+        page.get_by_text("Filters", exact=True).click()
+        page.get_by_label("From").fill("Sender 2")
+        page.get_by_role("button", name="Apply filters").click()
+        expect(page.get_by_role("searchbox", name="Search")).to_have_value('from:"Sender 2"')
+        expect(rows).to_have_count(1)
+        page.get_by_role("searchbox", name="Search").fill("")
+        page.get_by_role("searchbox", name="Search").press("Enter")
+        expect(rows).to_have_count(4)
+        with page.expect_download() as got:
+            page.get_by_role("button", name="Export all 4 results").click()
+        archive_zip = tmp_path / "all.zip"
+        got.value.save_as(archive_zip)
+    other = tmp_path / "other"
+    mk_ok(other, "import", str(mbox))
+    exported = json.loads(mk_ok(other, "search", "--json", "").stdout)["messages"]
+    assert sorted(m["subject"] for m in exported) == ["Report 1", "Report 3"]
+    for m in exported:
+        raw = mk_ok(other, "show", "--raw", m["id"]).stdout_bytes
+        assert raw in (mails[1], mails[3])
+    with zipfile.ZipFile(archive_zip) as zipped:
+        assert sorted(zipped.read(n) for n in zipped.namelist()) == sorted(mails)
+
+
+def test_first_login_asks_for_a_new_password(tmp_path: Path, page: Page) -> None:
+    """admin with the initial password (from this machine): the console asks for a new one
+    before anything else, refuses two that differ, then logs in with the new one; the old one
+    no longer works, through the console API as through the page."""
+    data = tmp_path / "data"
+    mk_ok(data, "settings", "list")  # the data directory, with its initial admin
+    with console_server(data) as base:
+        page.goto(base + "/")
+        page.get_by_label("User name").fill("admin")
+        page.get_by_label("Password").fill("admin")
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_label("New password", exact=True).fill("Better-pass-42")
+        page.get_by_label("Repeat the new password").fill("Better-pass-43")
+        page.get_by_role("button", name="Change password").click()
+        expect(page.get_by_role("alert")).to_have_text("The two new passwords differ.")
+        page.get_by_label("Repeat the new password").fill("Better-pass-42")
+        page.get_by_role("button", name="Change password").click()
+        page.get_by_role("searchbox", name="Search").wait_for()
+        page.get_by_role("button", name="Log out").click()
+        page.get_by_label("Password").fill("admin")
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("alert")).to_contain_text("Wrong user name or password")
+        page.get_by_label("Password").fill("Better-pass-42")
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("searchbox", name="Search").wait_for()

@@ -49,6 +49,21 @@ def _escape_mboxrd(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield FROM_LINE.sub(rb">\1", carry)
 
 
+def mbox_pieces(store: Store, number: int) -> Iterator[bytes]:
+    """One message as an mboxrd entry, in pieces (its From line, the escaped message, the
+    blank line after it): a large message is never held whole."""
+    hit = store.catalog.entry(number)
+    _flags, idate = store.catalog.entry_flags(number)
+    when = idate if idate is not None else (hit.date if hit else time.time())
+    stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(when))
+    yield f"From MAILER-DAEMON {stamp}\n".encode()
+    last = b""
+    for piece in _escape_mboxrd(store.read_chunks(number)):
+        yield piece
+        last = piece[-1:] or last
+    yield b"\n" if last == b"\n" else b"\n\n"
+
+
 def _write_mbox_message(out: BinaryIO, store: Store, number: int) -> int:
     hit = store.catalog.entry(number)
     _flags, idate = store.catalog.entry_flags(number)

@@ -134,11 +134,7 @@ SEARCH_SHAPE = ('{"total": int, "offset": int, "messages": [{"id": str, "date": 
                 description="Results to return."),
           changes=False, roles=EVERYONE, mcapi=McRoute("archive/search", "POST"))
 def search_archive(call: Call) -> dict[str, Any]:
-    query = compile_query(call.arg("query") or "")
-    restriction = _scope(call).sql()
-    if restriction is not None:
-        query.where.append(restriction[0])
-        query.params.extend(restriction[1])
+    query = scoped_query(call.arg("query") or "", _scope(call))
     res = call.archive.search_compiled(query, call.arg("limit"), call.arg("offset"))
     return {"total": res.total, "offset": call.arg("offset"),
             "messages": [{"id": h.message_id, "date": _date(h.hit.date),
@@ -199,12 +195,61 @@ def get_archive_message(call: Call) -> dict[str, Any]:
             "warnings": shown.warnings + store.catalog.entry_warnings(number)}
 
 
+EXPORT_IDS = 500  # messages an export may name one by one (a search names any number)
+
+
+@function("ExportArchive", "mailkeep extension: a link (good for five minutes, for the caller) "
+          "that downloads messages the caller may read, byte for byte: those named by ids, or "
+          "all results of a search, as one mbox file or a zip of .eml files, streamed.",
+          '{"url": str, "count": int, "fileName": str}',
+          Field("query", "string", required=False, default="", description="The search "
+                "whose results to export (SearchArchive's syntax), when ids is empty."),
+          Field("ids", "string", required=False, default="", description="Comma-separated "
+                f"message ids (at most {EXPORT_IDS}); empty: the results of query."),
+          Field("format", "string", required=False, default="mbox", choices=("mbox", "zip"),
+                description="mbox (mboxrd) or zip (one .eml per message)."),
+          changes=False, roles=EVERYONE, mcapi=McRoute("archive/export", "POST"))
+def export_archive(call: Call) -> dict[str, Any]:
+    ids = [i.strip() for i in (call.arg("ids") or "").split(",") if i.strip()]
+    if len(ids) > EXPORT_IDS:
+        raise InvalidArgument(f"At most {EXPORT_IDS} ids may be named; export a search for "
+                              "more.")
+    for message_id in ids:
+        _open(call, message_id)  # each must exist and be the caller's to read
+    query = "" if ids else (call.arg("query") or "")
+    if ids:
+        count = len(ids)
+    else:
+        compiled = scoped_query(query, _scope(call))
+        count = call.archive.search_compiled(compiled, 0, 0).total
+    fmt = call.arg("format")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    name = f"mailkeep-{stamp}.{'mbox' if fmt == 'mbox' else 'zip'}"
+    url = _sign({"u": call.user, "v": call.caller.via, "k": "export", "q": query, "ids": ids,
+                 "f": fmt, "n": name, "e": int(time.time()) + LINK_SECONDS})
+    return {"url": url, "count": count, "fileName": name}
+
+
+def scoped_query(query: str, scope: Scope) -> Any:
+    """The compiled search, kept inside the scope."""
+    compiled = compile_query(query)
+    restriction = scope.sql()
+    if restriction is not None:
+        compiled.where.append(restriction[0])
+        compiled.params.extend(restriction[1])
+    return compiled
+
+
 # -- links -----------------------------------------------------------------------------------
 def link(user: str, via: str, message_id: str, kind: str, index: int = 0,
          remote: bool = False) -> str:
     """A path under /console/ that serves one thing of one message to `user` for a while."""
-    claims = {"u": user, "v": via, "m": message_id, "k": kind, "i": index, "r": remote,
-              "e": int(time.time()) + LINK_SECONDS}
+    return _sign({"u": user, "v": via, "m": message_id, "k": kind, "i": index, "r": remote,
+                  "e": int(time.time()) + LINK_SECONDS})
+
+
+def _sign(claims: dict[str, Any]) -> str:
+    kind = claims["k"]
     body = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode())
     sig = base64.urlsafe_b64encode(hmac.new(_KEY, body, hashlib.sha256).digest()[:18])
     return f"/console/{kind}/{body.decode().rstrip('=')}.{sig.decode()}"
@@ -236,3 +281,36 @@ def linked_message(archive: Archive, master: MasterDB, claims: dict[str, Any]
                                                                            hit.folder):
         raise NotFound("The message does not exist (any more).")
     return store.read(number), hit
+
+
+MIN_NEW_PASSWORD = 8
+
+
+@function("ChangeMyPassword", "mailkeep extension: the caller changes its own password, giving "
+          "the current one (the console's first login with the initial password asks for this). "
+          "The new one has at least 8 characters and differs from the current one; every "
+          "console session of the account ends (the console logs in again with the new one).",
+          "null",
+          Field("currentPassword", "string", description="The password now.", secret=True),
+          Field("newPassword", "string", description="The new password.", secret=True),
+          roles=EVERYONE, mcapi=McRoute("account/password", "POST"))
+def change_my_password(call: Call) -> None:
+    from mailkeep.core.admin.sessions import Sessions
+    from mailkeep.core.admin.users import Users
+
+    users = Users(call.master, hasher=call.services.hasher)
+    account = users.account(call.user)
+    if account is None or call.caller.via in SYSTEM_VIAS:
+        raise InvalidArgument("Only an account changes its own password this way (the "
+                              "machine's command line uses `mailkeep user password`).")
+    if account.authentication != "integrated":
+        raise InvalidArgument("This account's password is its directory's: change it there.")
+    current, new = call.arg("currentPassword"), call.arg("newPassword")
+    if not users.verify_password(account.user_name, current):
+        raise InvalidArgument("The current password is not right.")
+    if len(new) < MIN_NEW_PASSWORD:
+        raise InvalidArgument(f"The new password needs at least {MIN_NEW_PASSWORD} characters.")
+    if new == current:
+        raise InvalidArgument("The new password must differ from the current one.")
+    users.set_password(account.user_name, new)
+    Sessions(call.master).end_user(account.user_name)

@@ -15,22 +15,34 @@ X-Fs-SessionId: no cookie, so another site has nothing to ride on.
 
 from __future__ import annotations
 
+import io
 import re
+import time
+import zipfile
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import anyio.to_thread
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from mailkeep.core.archive import Archive
-from mailkeep.core.errors import Forbidden, MailkeepError, NotFound
+from mailkeep.core.errors import Forbidden, InvalidArgument, MailkeepError, NotFound
+from mailkeep.core.export import mbox_pieces
 from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.mime.view import part_bytes, safe_html, view
-from mailkeep.functions.reading import linked_message, read_link
+from mailkeep.functions.reading import (
+    Scope,
+    linked_message,
+    read_link,
+    scope_of,
+    scoped_query,
+)
 
 STATIC = resources.files("mailkeep.web") / "static"
 _NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}\.(js|css|svg|png|ico|html)")
@@ -94,13 +106,15 @@ class Console:
         token = request.path_params["token"]
         try:
             claims = read_link(token, kind)
+            if kind == "export":
+                return self._export(claims)
             return await anyio.to_thread.run_sync(self._serve, kind, claims)
         except (Forbidden, NotFound) as exc:
             return _plain(403 if isinstance(exc, Forbidden) else 404, exc.message)
         except (MailkeepError, ValueError):
             return _plain(404, "Not found.")
 
-    def _serve(self, kind: str, claims: dict[str, object]) -> Response:
+    def _serve(self, kind: str, claims: dict[str, Any]) -> Response:
         with Archive(self.data_dir, self.master, self.keys) as archive:
             raw, hit = linked_message(archive, self.master, claims)
         if kind == "source":
@@ -119,6 +133,99 @@ class Console:
         return Response(doc.encode(), 200, {**COMMON, "Cache-Control": "no-store",
                                             "Content-Security-Policy": _body_policy(remote)},
                         media_type="text/html; charset=utf-8")
+
+
+    def _export(self, claims: dict[str, Any]) -> Response:
+        """The messages of an export link, streamed (one message's pieces at a time: a large
+        export takes no more memory than a small one)."""
+        fmt = str(claims["f"])
+        pieces = self._export_pieces(claims, fmt)
+        disposition = f"attachment; filename=\"{claims['n']}\""
+        return StreamingResponse(pieces, 200, {
+            **COMMON, "Cache-Control": "no-store", "Content-Disposition": disposition,
+            "Content-Security-Policy": "default-src 'none'; sandbox"},
+            media_type="application/mbox" if fmt == "mbox" else "application/zip")
+
+    def _export_pieces(self, claims: dict[str, Any], fmt: str) -> Iterator[bytes]:
+        scope = scope_of(self.master, str(claims["u"]), str(claims["v"]))
+        sink = _Sink()
+        archive = Archive(self.data_dir, self.master, self.keys)
+        try:
+            zipped = zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) if fmt == "zip" else None
+            for store_id, store, number in _chosen(archive, scope, claims):
+                if zipped is None:
+                    yield from mbox_pieces(store, number)
+                    continue
+                hit = store.catalog.entry(number)
+                when = time.gmtime(hit.date if hit is not None else time.time())
+                stamp = (max(1980, when.tm_year), when.tm_mon, when.tm_mday, when.tm_hour,
+                         when.tm_min, when.tm_sec)
+                info = zipfile.ZipInfo(f"{store_id}-{number}.eml", date_time=stamp)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with zipped.open(info, "w", force_zip64=True) as entry:
+                    for chunk in store.read_chunks(number):
+                        entry.write(chunk)
+                        if sink.size() >= 1 << 20:
+                            yield sink.take()
+                yield sink.take()
+            if zipped is not None:
+                zipped.close()
+                yield sink.take()
+        finally:
+            archive.close()
+
+
+class _Sink(io.RawIOBase):
+    """Where a zip is written as it is streamed: taken away piece by piece (zipfile writes a
+    stream it cannot seek with data descriptors)."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._parts.append(chunk)
+        self._size += len(chunk)
+        self._pos += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def size(self) -> int:
+        return self._size
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        self._size = 0
+        return data
+
+
+def _chosen(archive: Archive, scope: Scope, claims: dict[str, Any]
+            ) -> Iterator[tuple[int, Any, int]]:
+    """(store id, store, number) of every message an export link names that its account may
+    still read: its ids in their order, or its search's results."""
+    ids = list(claims.get("ids") or [])
+    if ids:
+        for message_id in ids:
+            try:
+                rec, store, number = archive.message(str(message_id))
+            except (NotFound, InvalidArgument):
+                continue
+            hit = store.catalog.entry(number)
+            if hit is not None and scope.allows(hit.owner, hit.folder):
+                yield rec.id, store, number
+        return
+    query = scoped_query(str(claims.get("q") or ""), scope)
+    for rec, store in archive.readable_stores():
+        for number in store.catalog.iter_numbers(query):
+            yield rec.id, store, number
 
 
 def routes(data_dir: Path, master: MasterDB, keys: KeyRing) -> list[Route]:

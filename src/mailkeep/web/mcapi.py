@@ -193,6 +193,8 @@ class McApi:
                                 "serverId": self.server_id}
         if _truthy(body.get("getRole")):
             data["role"] = role
+        if users.has_initial_password(name):  # the console asks for a new one at once
+            data["mustChangePassword"] = True
         return success(data)
 
     async def logout(self, request: Request) -> Response:

@@ -15,6 +15,13 @@ const TEXT = {
     back: "Back to the results", expired: "Your session has ended: log in again.",
     noSubject: "(no subject)", warnings: "Warnings", language: "日本語",
     failed: "The request failed", download: "Download", inline: "inline image",
+    filters: "Filters", to: "To", after: "After", before: "Before", hasAttachment: "Has attachment",
+    apply: "Apply filters", pageSize: "Page size", format: "Export format",
+    exportSelected: (n) => `Export ${n} selected`, exportAll: (n) => `Export all ${n} results`,
+    select: (s) => `Select ${s}`,
+    newPassword: "New password", repeatPassword: "Repeat the new password",
+    changePassword: "Change password", mustChange: "This account still has its initial password: choose a new one (at least 8 characters).",
+    mismatch: "The two new passwords differ.",
   },
   ja: {
     title: "mailkeep", user: "ユーザー名", password: "パスワード", login: "ログイン",
@@ -27,6 +34,13 @@ const TEXT = {
     back: "検索結果に戻る", expired: "セッションが終了しました。もう一度ログインしてください。",
     noSubject: "(件名なし)", warnings: "警告", language: "English",
     failed: "要求に失敗しました", download: "ダウンロード", inline: "インライン画像",
+    filters: "絞り込み", to: "宛先", after: "開始日", before: "終了日", hasAttachment: "添付ファイルあり",
+    apply: "絞り込む", pageSize: "表示件数", format: "エクスポート形式",
+    exportSelected: (n) => `選択した ${n} 件をエクスポート`, exportAll: (n) => `検索結果 ${n} 件をすべてエクスポート`,
+    select: (s) => `${s} を選択`,
+    newPassword: "新しいパスワード", repeatPassword: "新しいパスワード (確認)",
+    changePassword: "パスワードを変更", mustChange: "初期パスワードのままです。新しいパスワード (8 文字以上) を設定してください。",
+    mismatch: "新しいパスワードが一致しません。",
   },
 };
 
@@ -35,7 +49,8 @@ const state = {
   user: sessionStorage.getItem("mk.user") || "",
   lang: localStorage.getItem("mk.lang") ||
     ((navigator.language || "en").toLowerCase().startsWith("ja") ? "ja" : "en"),
-  query: "", folder: "", offset: 0, limit: 50, results: [], total: 0, selected: -1,
+  query: "", folder: "", offset: 0, limit: Number(localStorage.getItem("mk.limit")) || 50,
+  results: [], total: 0, selected: -1, chosen: new Set(), format: "mbox",
 };
 const t = (key) => TEXT[state.lang][key] ?? TEXT.en[key];
 const app = document.getElementById("app");
@@ -82,12 +97,49 @@ async function guarded(work) {
     return await work();
   } catch (err) {
     if (err instanceof Expired) {
+      if (searchBox?.isConnected) state.query = searchBox.value;  // kept for after the login
       forget();
       renderLogin(t("expired"));
       return undefined;
     }
     throw err;
   }
+}
+
+function remember(sid, user) {
+  state.sid = sid;
+  state.user = user;
+  sessionStorage.setItem("mk.sid", sid);
+  sessionStorage.setItem("mk.user", user);
+}
+
+// The first login with the initial password: a new one first.
+function renderNewPassword(current) {
+  const status = el("p", { role: "alert", class: "error" });
+  const first = el("input", { id: "new-password", type: "password", autocomplete: "new-password", required: true, minlength: 8 });
+  const again = el("input", { id: "new-password-2", type: "password", autocomplete: "new-password", required: true, minlength: 8 });
+  const form = el("form", { class: "login", "aria-labelledby": "new-title", onsubmit: async (ev) => {
+    ev.preventDefault();
+    status.textContent = "";
+    if (first.value !== again.value) { status.textContent = t("mismatch"); return; }
+    try {
+      await api("account/password", { currentPassword: current, newPassword: first.value });
+      forget();  // the change ended the session: log in again with the new password
+      const data = await api("auth/login", { userName: state.user, password: first.value });
+      remember(data.sessionId, state.user);
+      await renderArchive();
+    } catch (err) {
+      status.textContent = err.message;
+    }
+  } },
+  el("h1", { id: "new-title" }, t("changePassword")),
+  el("p", {}, t("mustChange")),
+  el("label", { for: "new-password" }, t("newPassword")), first,
+  el("label", { for: "new-password-2" }, t("repeatPassword")), again,
+  el("button", { type: "submit", class: "primary" }, t("changePassword")),
+  status);
+  app.replaceChildren(form);
+  first.focus();
 }
 
 function forget() {
@@ -107,11 +159,9 @@ function renderLogin(message = "") {
     status.textContent = "";
     try {
       const data = await api("auth/login", { userName: name.value, password: password.value, getRole: true });
-      state.sid = data.sessionId;
-      state.user = name.value;
-      sessionStorage.setItem("mk.sid", state.sid);
-      sessionStorage.setItem("mk.user", state.user);
-      await renderArchive();
+      remember(data.sessionId, name.value);
+      if (data.mustChangePassword) renderNewPassword(password.value);
+      else await renderArchive();
     } catch (err) {
       status.textContent = err.message;
       password.select();
@@ -137,7 +187,7 @@ async function renderArchive() {
     state.query = searchBox.value;
     state.offset = 0;
     runSearch();
-  } }, searchBox, el("button", { type: "submit", class: "primary" }, t("searchButton")));
+  } }, searchBox, el("button", { type: "submit", class: "primary" }, t("searchButton")), filterBar());
   folderList = el("nav", { class: "folders", "aria-label": t("folders") });
   resultsBox = el("section", { class: "results", "aria-label": t("results") });
   reader = el("section", { class: "reader", "aria-label": t("body") }, el("p", { class: "muted" }, t("choose")));
@@ -159,6 +209,56 @@ async function renderArchive() {
   document.documentElement.lang = state.lang;
   searchBox.focus();
   await Promise.all([loadFolders(), runSearch()]);
+}
+
+// The filter bar writes the same tokens one would type (from:"..." after:...), then searches.
+function filterBar() {
+  const field = (id, label, type = "text") => [el("label", { for: id }, label),
+    el("input", { id, type, name: id })];
+  const box = el("details", { class: "filters" }, el("summary", {}, t("filters")),
+    el("div", { class: "grid" },
+      field("f-from", t("from")), field("f-to", t("to")), field("f-subject", t("subject")),
+      field("f-after", t("after"), "date"), field("f-before", t("before"), "date"),
+      el("label", { class: "check" }, el("input", { id: "f-att", type: "checkbox" }), t("hasAttachment")),
+      el("button", { type: "button", onclick: () => {
+        const q = (s) => `"${s.replaceAll('"', "")}"`;
+        const tokens = [];
+        for (const [id, name] of [["f-from", "from"], ["f-to", "to"], ["f-subject", "subject"]]) {
+          const v = box.querySelector(`#${id}`).value.trim();
+          if (v) tokens.push(`${name}:${q(v)}`);
+        }
+        for (const [id, name] of [["f-after", "after"], ["f-before", "before"]]) {
+          const v = box.querySelector(`#${id}`).value;
+          if (v) tokens.push(`${name}:${v}`);
+        }
+        if (box.querySelector("#f-att").checked) tokens.push("has:attachment");
+        searchBox.value = [searchBox.value.trim(), ...tokens].filter(Boolean).join(" ");
+        state.query = searchBox.value;
+        state.offset = 0;
+        runSearch();
+      } }, t("apply"))));
+  return box;
+}
+
+async function exportMessages(all) {
+  const body = all ? { query: fullQuery(), format: state.format }
+    : { ids: [...state.chosen].join(","), format: state.format };
+  let made;
+  try {
+    made = await guarded(() => api("archive/export", body));
+  } catch (err) {
+    alertIn(resultsBox, err.message);
+    return;
+  }
+  if (!made) return;
+  const a = el("a", { href: made.url, download: made.fileName, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function alertIn(box, message) {
+  box.prepend(el("p", { role: "alert", class: "error" }, message));
 }
 
 async function loadFolders() {
@@ -202,6 +302,22 @@ async function runSearch() {
   state.selected = -1;
   const first = data.total ? state.offset + 1 : 0;
   const last = state.offset + data.messages.length;
+  const exportBox = el("div", { class: "exports" },
+    el("label", { for: "format" }, t("format")),
+    el("select", { id: "format", onchange: (ev) => { state.format = ev.target.value; } },
+      el("option", { value: "mbox", selected: state.format === "mbox" }, "mbox"),
+      el("option", { value: "zip", selected: state.format === "zip" }, "zip (.eml)")),
+    el("button", { type: "button", id: "export-selected", disabled: state.chosen.size === 0,
+      onclick: () => exportMessages(false) }, t("exportSelected")(state.chosen.size)),
+    el("button", { type: "button", disabled: data.total === 0, onclick: () => exportMessages(true) },
+      t("exportAll")(data.total)),
+    el("label", { for: "page-size" }, t("pageSize")),
+    el("select", { id: "page-size", onchange: (ev) => {
+      state.limit = Number(ev.target.value);
+      localStorage.setItem("mk.limit", String(state.limit));
+      state.offset = 0;
+      runSearch();
+    } }, [25, 50, 100, 200].map((n) => el("option", { value: n, selected: n === state.limit }, String(n)))));
   const summary = el("div", { class: "summary", role: "status" },
     el("span", {}, data.total ? `${first}–${last} ${t("of")} ${data.total}` : t("none")),
     el("span", { class: "pager" },
@@ -212,7 +328,14 @@ async function runSearch() {
         state.offset += state.limit; runSearch();
       } }, t("next"))));
   const rows = data.messages.map((m, i) => el("tr", { "aria-selected": "false", tabindex: "-1",
-    "data-id": m.id, onclick: () => select(i) },
+    "data-id": m.id, onclick: (ev) => { if (!ev.target.closest("input")) select(i); } },
+    el("td", { class: "pick" }, el("input", { type: "checkbox", checked: state.chosen.has(m.id),
+      "aria-label": t("select")(visible(m.subject) || t("noSubject")), onchange: (ev) => {
+        if (ev.target.checked) state.chosen.add(m.id); else state.chosen.delete(m.id);
+        const button = resultsBox.querySelector("#export-selected");
+        button.textContent = t("exportSelected")(state.chosen.size);
+        button.disabled = state.chosen.size === 0;
+      } })),
     el("td", { class: "date" }, shortDate(m.date)),
     el("td", { class: "from" }, visible(m.from)),
     el("td", { class: "subject" }, visible(m.subject) || t("noSubject"),
@@ -223,12 +346,13 @@ async function runSearch() {
       if (ev.key === "ArrowDown" && state.selected < state.results.length - 1) { select(state.selected + 1); ev.preventDefault(); }
       if (ev.key === "ArrowUp" && state.selected > 0) { select(state.selected - 1); ev.preventDefault(); }
     } },
-    el("thead", {}, el("tr", {}, el("th", { class: "date" }, t("date")), el("th", { class: "from" }, t("from")),
+    el("thead", {}, el("tr", {}, el("th", { class: "pick" }, el("span", { class: "sr-only" }, t("select")(""))),
+      el("th", { class: "date" }, t("date")), el("th", { class: "from" }, t("from")),
       el("th", {}, t("subject")), el("th", { class: "size" }, t("size")))),
     el("tbody", {}, rows));
   const warnings = Object.entries(data.unavailable || {}).map(([name, why]) =>
     el("p", { class: "warning" }, `${visible(name)}: ${visible(why)}`));
-  resultsBox.replaceChildren(summary, warnings, table);
+  resultsBox.replaceChildren(summary, exportBox, warnings, table);
 }
 
 async function select(i) {

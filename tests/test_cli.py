@@ -327,3 +327,20 @@ def test_user_password_changes_the_initial_admin(tmp_path: Path) -> None:
     assert not users.has_initial_password("admin")
     res = mk(data, "user", "list")
     assert "admin" in res.output
+
+
+def test_import_never_takes_the_data_directory(tmp_path: Path) -> None:
+    """`mailkeep import .` where the data directory is under `.` (the default ./mailkeep-data),
+    or a path inside the data directory, is refused before anything is read: the master
+    database (password hashes) and the keys must never become messages of the archive."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "note.eml").write_bytes(b"Subject: note\r\n\r\nbody\r\n")
+    data = work / "mailkeep-data"
+    assert mk(data, "import", str(work / "note.eml")).exit_code == 0
+    for source in (work, data, data / "conf", data / "mailkeep.db"):
+        res = mk(data, "import", str(source))
+        assert res.exit_code == 2, (source, res.output)
+        assert "data directory" in res.output
+    found = json.loads(mk(data, "search", "--json", "").stdout)
+    assert [m["subject"] for m in found["messages"]] == ["note"]

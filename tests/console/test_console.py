@@ -295,3 +295,34 @@ def test_first_login_asks_for_a_new_password(tmp_path: Path, page: Page) -> None
         page.get_by_label("Password").fill("Better-pass-42")
         page.get_by_role("button", name="Log in").click()
         page.get_by_role("searchbox", name="Search").wait_for()
+
+
+def test_sort_and_page_size(tmp_path: Path, page: Page) -> None:
+    """The sort and the page size the user picks: by subject A to Z, by size, oldest first;
+    pages of 25 with the pager; both kept for the next visit."""
+    data = tmp_path / "data"
+    user(data, "alice", "Alice-pass-1")
+    mails = [eml(f"Subject {chr(ord('A') + (i * 7) % 26)}{i:02d}", f"s{i}@example.org",
+                 "x" * (100 * i), date=f"Mon, {1 + i % 28:02d} Jun 2025 10:00:00 +0000")
+             for i in range(30)]
+    archive_mail(data, tmp_path, "alice", mails)
+    with console_server(data) as base:
+        log_in(page, base, "alice", "Alice-pass-1")
+        rows = page.locator("table tbody tr")
+        expect(rows).to_have_count(30)
+        page.get_by_label("Sort").select_option("subject-asc")
+        expect(rows.first).to_contain_text("Subject A00")
+        subjects = [s.strip() for s in page.locator("td.subject").all_inner_texts()]
+        assert subjects == sorted(subjects, key=str.lower)
+        page.get_by_label("Sort").select_option("size-desc")
+        expect(rows.first).to_contain_text("Subject")
+        sizes = [page.locator("tbody tr").nth(i).get_attribute("data-id") for i in range(3)]
+        assert len(set(sizes)) == 3
+        page.get_by_label("Page size").select_option("25")
+        expect(rows).to_have_count(25)
+        expect(page.get_by_role("status")).to_contain_text("1–25 of 30")
+        page.get_by_role("button", name="Next page").click()
+        expect(rows).to_have_count(5)
+        page.reload()
+        expect(page.get_by_label("Page size")).to_have_value("25")
+        expect(page.get_by_label("Sort")).to_have_value("size-desc")

@@ -35,6 +35,7 @@ from mailkeep.cli.common import (
     plain,
     shown,
 )
+from mailkeep.core.admin.places import checked_place
 from mailkeep.core.errors import MailkeepError
 from mailkeep.core.export import export as run_export
 from mailkeep.core.ingest import Importer, ImportStats, Outcome
@@ -94,6 +95,9 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], folder: str, user: str,
     importer: Importer | None = None
     try:
         with archive_of(ctx) as archive:
+            for path in paths:  # the data directory's own files (its master database, its
+                # keys) must never become messages of the archive
+                checked_place(Path(path), archive.data_dir, "import source", [])
             importer = Importer(archive, owner=user, base_folder=folder, on_outcome=on_outcome,
                                 on_progress=on_progress, workers=workers)
             try:

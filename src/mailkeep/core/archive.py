@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from mailkeep.core.admin import autocreate
 from mailkeep.core.admin.places import checked_place, roots_of
@@ -323,14 +324,16 @@ class Archive:
     def search(self, query: str, limit: int = 20, offset: int = 0) -> SearchResult:
         return self.search_compiled(compile_query(query), limit, offset)
 
-    def search_compiled(self, q: Query, limit: int = 20, offset: int = 0) -> SearchResult:
-        """search() of a compiled query (to which a caller's scope may have been added)."""
+    def search_compiled(self, q: Query, limit: int = 20, offset: int = 0, sort: str = "date",
+                        ascending: bool = False) -> SearchResult:
+        """search() of a compiled query (to which a caller's scope may have been added),
+        ordered by date (newest first) or by sender, subject or size, then newest first."""
         if limit < 0 or offset < 0:
             raise InvalidArgument("limit and offset must not be negative")
         total, hits = 0, list[StoreHit]()
         for rec, store in self.readable_stores():
             try:
-                t, h = store.catalog.search(q, limit + offset)
+                t, h = store.catalog.search(q, limit + offset, 0, sort, ascending)
             except sqlite3.DatabaseError as exc:  # a damaged page: the others are searched
                 self.unavailable[rec.name] = CorruptData(
                     f"the catalog of store {rec.name!r} cannot be searched ({exc}): run "
@@ -338,7 +341,14 @@ class Archive:
                 continue
             total += t
             hits.extend(StoreHit(rec.id, x) for x in h)
-        hits.sort(key=lambda s: (s.hit.date, s.store_id, s.hit.number), reverse=True)
+        if sort == "date":
+            hits.sort(key=lambda s: (s.hit.date, s.store_id, s.hit.number), reverse=not ascending)
+        else:  # the stores' pages merged: by the key, then newest first
+            def key(s: StoreHit) -> Any:
+                return {"from": s.hit.sender.lower(), "subject": s.hit.subject.lower(),
+                        "size": s.hit.size}[sort]
+            hits.sort(key=lambda s: (s.hit.date, s.store_id, s.hit.number), reverse=True)
+            hits.sort(key=key, reverse=not ascending)
         return SearchResult(total, hits[offset: offset + limit], dict(self.unavailable))
 
     def iter_messages(self, query: str = "") -> list[tuple[StoreRecord, Store, list[int]]]:

@@ -132,10 +132,16 @@ SEARCH_SHAPE = ('{"total": int, "offset": int, "messages": [{"id": str, "date": 
                 description="Results to skip."),
           Field("limit", "int", required=False, default=50, low=1, high=PAGE_MAX,
                 description="Results to return."),
+          Field("sort", "string", required=False, default="date",
+                choices=("date", "from", "subject", "size"), description="What orders the "
+                "results (then the date, newest first)."),
+          Field("ascending", "bool", required=False, default=False,
+                description="Oldest, A to Z, smallest first (default: the other way)."),
           changes=False, roles=EVERYONE, mcapi=McRoute("archive/search", "POST"))
 def search_archive(call: Call) -> dict[str, Any]:
     query = scoped_query(call.arg("query") or "", _scope(call))
-    res = call.archive.search_compiled(query, call.arg("limit"), call.arg("offset"))
+    res = call.archive.search_compiled(query, call.arg("limit"), call.arg("offset"),
+                                       call.arg("sort"), bool(call.arg("ascending")))
     return {"total": res.total, "offset": call.arg("offset"),
             "messages": [{"id": h.message_id, "date": _date(h.hit.date),
                           "from": h.hit.sender, "to": h.hit.recipients,

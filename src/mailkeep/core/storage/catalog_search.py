@@ -30,6 +30,9 @@ HIT_COLUMNS = ("e.number, e.key >> 20, b.subject, b.sender, b.recipients, f.owne
                "b.raw_size, b.has_attachment")
 HIT_JOINS = "JOIN blobs b ON b.id = e.blob_id JOIN folders f ON f.id = e.folder_id"
 HIT_FROM = f"entries e {HIT_JOINS}"
+# what a search may be ordered by besides the date (a column of blobs b)
+SORTS = {"from": "b.sender COLLATE NOCASE", "subject": "b.subject COLLATE NOCASE",
+         "size": "b.raw_size"}
 
 
 class Searching:
@@ -52,7 +55,8 @@ class Searching:
             return [], None
         return [f for f in row[0].split(",") if f], row[1]
 
-    def _plan(self, q: Query, index_only: bool = False) -> tuple[str, list[Any], str]:
+    def _plan(self, q: Query, index_only: bool = False, join: str = ""
+              ) -> tuple[str, list[Any], str]:
         """FROM ... WHERE ... over entries e (and fts) for a compiled query, and the column
         that orders it newest first. With only words and dates (index_only) the index counts
         and orders on its own."""
@@ -79,16 +83,30 @@ class Searching:
         for term in q.exclude:
             conds.append("e.key NOT IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
             params.append(term)
+        src += f" {join}" if join else ""
         return src + (" WHERE " + " AND ".join(conds) if conds else ""), params, col
 
-    def search(self, q: Query, limit: int, offset: int = 0) -> tuple[int, list[Hit]]:
-        """Total matching entries and one page of them, newest first."""
-        src, params, col = self._plan(q, index_only=q.match is not None and not q.where
-                                      and not q.exclude)
+    def search(self, q: Query, limit: int, offset: int = 0, sort: str = "date",
+               ascending: bool = False) -> tuple[int, list[Hit]]:
+        """Total matching entries and one page of them, newest first (or by SORTS[sort],
+        then newest first)."""
+        way = "ASC" if ascending else "DESC"
+        if sort == "date":
+            src, params, col = self._plan(q, index_only=q.match is not None and not q.where
+                                          and not q.exclude)
+            total = self.conn.execute(f"SELECT count(*) FROM {src}", params).fetchone()[0]
+            rows = self.conn.execute(
+                f"SELECT {HIT_COLUMNS} FROM (SELECT {col} AS k FROM {src} ORDER BY {col} {way}"
+                f" LIMIT ? OFFSET ?) m JOIN entries e ON e.key = m.k {HIT_JOINS}"
+                f" ORDER BY e.key {way}", (*params, limit, offset)).fetchall()
+            return int(total), [_hit(r) for r in rows]
+        expr = SORTS[sort]
+        src, params, col = self._plan(q, join="JOIN blobs b ON b.id = e.blob_id")
         total = self.conn.execute(f"SELECT count(*) FROM {src}", params).fetchone()[0]
         rows = self.conn.execute(
-            f"SELECT {HIT_COLUMNS} FROM (SELECT {col} AS k FROM {src} ORDER BY {col} DESC"
-            f" LIMIT ? OFFSET ?) m JOIN entries e ON e.key = m.k {HIT_JOINS} ORDER BY e.key DESC",
+            f"SELECT {HIT_COLUMNS} FROM (SELECT e.key AS k FROM {src}"
+            f" ORDER BY {expr} {way}, e.key DESC LIMIT ? OFFSET ?) m JOIN entries e"
+            f" ON e.key = m.k {HIT_JOINS} ORDER BY {expr} {way}, e.key DESC",
             (*params, limit, offset)).fetchall()
         return int(total), [_hit(r) for r in rows]
 

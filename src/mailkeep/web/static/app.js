@@ -22,6 +22,9 @@ const TEXT = {
     newPassword: "New password", repeatPassword: "Repeat the new password",
     changePassword: "Change password", mustChange: "This account still has its initial password: choose a new one (at least 8 characters).",
     mismatch: "The two new passwords differ.",
+    sort: "Sort", sorts: { "date-desc": "Newest first", "date-asc": "Oldest first",
+      "from-asc": "From, A to Z", "subject-asc": "Subject, A to Z", "size-desc": "Largest first",
+      "size-asc": "Smallest first" },
   },
   ja: {
     title: "mailkeep", user: "ユーザー名", password: "パスワード", login: "ログイン",
@@ -41,6 +44,8 @@ const TEXT = {
     newPassword: "新しいパスワード", repeatPassword: "新しいパスワード (確認)",
     changePassword: "パスワードを変更", mustChange: "初期パスワードのままです。新しいパスワード (8 文字以上) を設定してください。",
     mismatch: "新しいパスワードが一致しません。",
+    sort: "並べ替え", sorts: { "date-desc": "新しい順", "date-asc": "古い順", "from-asc": "差出人順",
+      "subject-asc": "件名順", "size-desc": "大きい順", "size-asc": "小さい順" },
   },
 };
 
@@ -51,6 +56,7 @@ const state = {
     ((navigator.language || "en").toLowerCase().startsWith("ja") ? "ja" : "en"),
   query: "", folder: "", offset: 0, limit: Number(localStorage.getItem("mk.limit")) || 50,
   results: [], total: 0, selected: -1, chosen: new Set(), format: "mbox",
+  sort: localStorage.getItem("mk.sort") || "date-desc",
 };
 const t = (key) => TEXT[state.lang][key] ?? TEXT.en[key];
 const app = document.getElementById("app");
@@ -291,7 +297,9 @@ function fullQuery() {
 async function runSearch() {
   let data;
   try {
-    data = await guarded(() => api("archive/search", { query: fullQuery(), offset: state.offset, limit: state.limit }));
+    const [sort, way] = state.sort.split("-");
+    data = await guarded(() => api("archive/search", { query: fullQuery(), offset: state.offset,
+      limit: state.limit, sort, ascending: way === "asc" }));
   } catch (err) {
     resultsBox.replaceChildren(el("p", { role: "alert", class: "error" }, err.message));
     return;
@@ -311,6 +319,14 @@ async function runSearch() {
       onclick: () => exportMessages(false) }, t("exportSelected")(state.chosen.size)),
     el("button", { type: "button", disabled: data.total === 0, onclick: () => exportMessages(true) },
       t("exportAll")(data.total)),
+    el("label", { for: "sort" }, t("sort")),
+    el("select", { id: "sort", onchange: (ev) => {
+      state.sort = ev.target.value;
+      localStorage.setItem("mk.sort", state.sort);
+      state.offset = 0;
+      runSearch();
+    } }, Object.entries(t("sorts")).map(([value, label]) =>
+      el("option", { value, selected: value === state.sort }, label))),
     el("label", { for: "page-size" }, t("pageSize")),
     el("select", { id: "page-size", onchange: (ev) => {
       state.limit = Number(ev.target.value);
@@ -352,7 +368,7 @@ async function runSearch() {
     el("tbody", {}, rows));
   const warnings = Object.entries(data.unavailable || {}).map(([name, why]) =>
     el("p", { class: "warning" }, `${visible(name)}: ${visible(why)}`));
-  resultsBox.replaceChildren(summary, exportBox, warnings, table);
+  resultsBox.replaceChildren(summary, exportBox, ...warnings, table);
 }
 
 async function select(i) {

@@ -19,30 +19,34 @@ from tests.console.browser import browser, console_server, log_in, remote_world,
 from tests.helpers import mk_ok
 
 PDF = b"%PDF-1.4\n% invoice 4711\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
+PNG = base64.b64decode(  # one pixel
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 
 
 def eml(subject: str, sender: str, body: str, html: str | None = None,
-        attachment: tuple[str, str, bytes] | None = None,
+        attachment: tuple[str, str, bytes] | list[tuple[str, str, bytes]] | None = None,
         date: str = "Mon, 02 Mar 2026 10:00:00 +0000") -> bytes:
-    """A message with a text part, an HTML alternative and an attachment (those given)."""
+    """A message with a text part, an HTML alternative and attachments (those given)."""
     tag = hashlib.sha256(f"{subject}{sender}{body}".encode()).hexdigest()[:16]
     head = (f"From: {sender}\r\nTo: alice@example.org\r\nSubject: {subject}\r\n"
             f"Date: {date}\r\nMessage-ID: <{tag}@example.org>\r\nMIME-Version: 1.0\r\n")
-    if html is None and attachment is None:
+    attachments = [attachment] if isinstance(attachment, tuple) else attachment or []
+    if html is None and not attachments:
         return (head + "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body + "\r\n").encode()
     parts = [f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"]
     if html is not None:
         parts.append(f"Content-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n")
     inner = "--alt\r\n" + "--alt\r\n".join(parts) + "--alt--\r\n"
-    if attachment is None:
+    if not attachments:
         return (head + "Content-Type: multipart/alternative; boundary=alt\r\n\r\n" + inner).encode()
-    name, ctype, data = attachment
-    b64 = base64.encodebytes(data).decode().replace("\n", "\r\n")
-    return (head + "Content-Type: multipart/mixed; boundary=mix\r\n\r\n--mix\r\n"
-            "Content-Type: multipart/alternative; boundary=alt\r\n\r\n" + inner +
-            f"--mix\r\nContent-Type: {ctype}; name=\"{name}\"\r\nContent-Disposition: attachment; "
-            f"filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}--mix--\r\n"
-            ).encode()
+    out = (head + "Content-Type: multipart/mixed; boundary=mix\r\n\r\n--mix\r\n"
+           "Content-Type: multipart/alternative; boundary=alt\r\n\r\n" + inner)
+    for name, ctype, data in attachments:
+        b64 = base64.encodebytes(data).decode().replace("\n", "\r\n")
+        out += (f"--mix\r\nContent-Type: {ctype}; name=\"{name}\"\r\nContent-Disposition: "
+                f"attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                f"{b64}")
+    return (out + "--mix--\r\n").encode()
 
 
 def archive_mail(data: Path, tmp: Path, owner: str, messages: list[bytes]) -> None:
@@ -71,7 +75,8 @@ def test_search_read_and_download(tmp_path: Path, page: Page) -> None:
     user(data, "bob", "Bob-pass-1")
     invoice = eml("Quarterly invoice 4711", "Billing <billing@vendor.example>", "See the PDF.",
                   html="<p>Hello <b>Alice</b>, your invoice is attached.</p>",
-                  attachment=("invoice-4711.pdf", "application/pdf", PDF),
+                  attachment=[("invoice-4711.pdf", "application/pdf", PDF),
+                              ("scan.png", "image/png", PNG)],
                   date="Tue, 03 Mar 2026 09:00:00 +0000")
     archive_mail(data, tmp_path, "alice", [
         invoice,
@@ -101,6 +106,9 @@ def test_search_read_and_download(tmp_path: Path, page: Page) -> None:
         with page.expect_download() as got:
             page.get_by_role("link", name="Download original (.eml)").click()
         assert Path(got.value.path()).read_bytes() == invoice
+        page.get_by_role("button", name="Preview").click()  # the PNG, as an image
+        expect(page.locator(".preview img")).to_have_attribute("alt", "scan.png")
+        assert page.locator(".preview img").evaluate("i => i.complete && i.naturalWidth") == 1
         search.fill("")
         search.press("Enter")
         expect(rows).to_have_count(3)

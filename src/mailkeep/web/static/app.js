@@ -22,7 +22,7 @@ const TEXT = {
     newPassword: "New password", repeatPassword: "Repeat the new password",
     changePassword: "Change password", mustChange: "This account still has its initial password: choose a new one (at least 8 characters).",
     mismatch: "The two new passwords differ.",
-    sort: "Sort", sorts: { "date-desc": "Newest first", "date-asc": "Oldest first",
+    preview: "Preview", sort: "Sort", sorts: { "date-desc": "Newest first", "date-asc": "Oldest first",
       "from-asc": "From, A to Z", "subject-asc": "Subject, A to Z", "size-desc": "Largest first",
       "size-asc": "Smallest first" },
   },
@@ -44,7 +44,7 @@ const TEXT = {
     newPassword: "新しいパスワード", repeatPassword: "新しいパスワード (確認)",
     changePassword: "パスワードを変更", mustChange: "初期パスワードのままです。新しいパスワード (8 文字以上) を設定してください。",
     mismatch: "新しいパスワードが一致しません。",
-    sort: "並べ替え", sorts: { "date-desc": "新しい順", "date-asc": "古い順", "from-asc": "差出人順",
+    preview: "プレビュー", sort: "並べ替え", sorts: { "date-desc": "新しい順", "date-asc": "古い順", "from-asc": "差出人順",
       "subject-asc": "件名順", "size-desc": "大きい順", "size-asc": "小さい順" },
   },
 };
@@ -263,6 +263,31 @@ async function exportMessages(all) {
   a.remove();
 }
 
+// Previews: images of the four raster types (never SVG) as blobs of that type, text as text.
+const PREVIEW_IMAGES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+const PREVIEW_BYTES = 10 * 1048576;
+const previewable = (p) => p.size <= PREVIEW_BYTES &&
+  (PREVIEW_IMAGES.includes(p.contentType) || p.contentType === "text/plain");
+
+async function preview(part, button) {
+  const item = button.closest("li");
+  item.querySelector(".preview")?.remove();
+  const resp = await fetch(part.url);
+  if (!resp.ok) { alertIn(item, `${t("failed")} (${resp.status})`); return; }
+  const bytes = await resp.arrayBuffer();
+  let shown;
+  if (PREVIEW_IMAGES.includes(part.contentType)) {
+    const url = URL.createObjectURL(new Blob([bytes], { type: part.contentType }));
+    shown = el("img", { src: url, alt: visible(part.name) || part.contentType });
+    shown.addEventListener("load", () => URL.revokeObjectURL(url), { once: true });
+  } else {
+    const text = new TextDecoder("utf-8").decode(bytes.slice(0, 200000));
+    shown = el("pre", { class: "text" }, visible(text));
+  }
+  item.append(el("div", { class: "preview" }, shown));
+  button.remove();
+}
+
 function alertIn(box, message) {
   box.prepend(el("p", { role: "alert", class: "error" }, message));
 }
@@ -424,7 +449,9 @@ async function openMessage(id, remoteImages) {
     parts.length ? el("section", { "aria-label": t("attachments") }, el("h3", {}, t("attachments")),
       el("ul", { class: "parts" }, parts.map((p) => el("li", {},
         el("a", { href: p.url, download: "" }, visible(p.name) || p.contentType),
-        ` ${p.contentType}, ${human(p.size)}`)))) : null,
+        ` ${p.contentType}, ${human(p.size)}`,
+        previewable(p) ? el("button", { type: "button", class: "small", onclick: (ev) => preview(p, ev.target) },
+          t("preview")) : null)))) : null,
     sourceBox].filter(Boolean));
 }
 

@@ -6,8 +6,10 @@ script and makes no request to any other host."""
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -334,3 +336,50 @@ def test_sort_and_page_size(tmp_path: Path, page: Page) -> None:
         page.reload()
         expect(page.get_by_label("Page size")).to_have_value("25")
         expect(page.get_by_label("Sort")).to_have_value("size-desc")
+
+
+def test_import_by_upload(tmp_path: Path, page: Page) -> None:
+    """alice (privilege archive) chooses an .eml, an mbox.gz and a zip of .eml files: each is
+    imported into the folder she named, byte for byte, and shows up; sent again, they are
+    already archived. bob, without the privilege archive, is refused by the server."""
+    data = tmp_path / "data"
+    user(data, "alice", "Alice-pass-1")
+    mk_ok(data, "call", "SetUserPrivileges", "userName=alice", "privileges=login,archive")
+    user(data, "bob", "Bob-pass-1")
+    one = eml("Uploaded single", "u@example.org", "single")
+    boxed = [eml(f"Boxed {i}", "m@example.org", f"From here\nboxed {i}") for i in range(3)]
+    zipped = [eml(f"Zipped {i}", "z@example.org", f"zipped {i}") for i in range(2)]
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "single.eml").write_bytes(one)
+    with gzip.open(files / "box.mbox.gz", "wb") as out:
+        for raw in boxed:
+            out.write(b"From MAILER-DAEMON Mon Jan  1 00:00:00 2024\n"
+                      + re.sub(rb"(?m)^(>*From )", rb">\1", raw) + b"\n")
+    with zipfile.ZipFile(files / "some.zip", "w") as z:
+        for i, raw in enumerate(zipped):
+            z.writestr(f"dir/../m{i}.eml", raw)
+    with console_server(data) as base:
+        log_in(page, base, "alice", "Alice-pass-1")
+        page.get_by_label("Into folder").fill("Old/2019")
+        page.get_by_label("Files of mail").set_input_files(
+            [str(files / n) for n in ("single.eml", "box.mbox.gz", "some.zip")])
+        status = page.locator(".upload-status")
+        expect(status).to_contain_text("single.eml: 1 archived", timeout=30_000)
+        expect(status).to_contain_text("box.mbox.gz: 3 archived", timeout=30_000)
+        expect(status).to_contain_text("some.zip: 2 archived", timeout=30_000)
+        expect(page.locator("table tbody tr")).to_have_count(6)
+        page.get_by_label("Files of mail").set_input_files(str(files / "single.eml"))
+        expect(status).to_contain_text("single.eml: 0 archived, 1 already archived",
+                                       timeout=30_000)
+        page.get_by_role("button", name="Log out").click()
+        log_in(page, base, "bob", "Bob-pass-1")
+        page.get_by_label("Files of mail").set_input_files(str(files / "single.eml"))
+        expect(page.locator(".upload-status .error")).to_contain_text("privilege archive")
+    found = json.loads(mk_ok(data, "search", "--json", "--limit", "50", "").stdout)["messages"]
+    assert sorted((m["folder"], m["subject"]) for m in found) == sorted(
+        ("Old/2019", s) for s in ["Uploaded single", "Zipped 0", "Zipped 1", "Boxed 0",
+                                  "Boxed 1", "Boxed 2"])
+    stored = {mk_ok(data, "show", "--raw", m["id"]).stdout_bytes for m in found}
+    assert stored == {one, *boxed, *zipped}
+    assert not any((data / "uploads").iterdir())  # nothing left behind

@@ -41,7 +41,7 @@ DEFAULTS = {"api.enabled": False, "paths.allowed": "", "server.body_timeout": 30
             "smtp.max_recipients": 1000, "smtp.auth_failures": 5,
             "smtp.route_by_address": True, "smtp.starttls": True, "smtp.require_tls": False,
             "smtp.auth": False, "notify.interval": 900, "notify.check_every": 300,
-            "server.max_body": 1 << 20, "server.header_timeout": 20,
+            "server.max_body": 1 << 20, "console.max_upload": 1 << 30, "server.header_timeout": 20,
             "server.max_connections_per_client": 1024, "server.max_connections": 4096,
             "smtp.max_errors": 20,
             "smtp.command_timeout": 300, "smtp.data_timeout": 3600, "smtp.max_sessions": 100,

@@ -15,6 +15,7 @@ from mailkeep.functions import (  # noqa: F401  (registration)
     settings,
     status,
     stores,
+    uploads,
     users,
 )
 from mailkeep.functions.registry import REGISTRY, Function, function, parse_args

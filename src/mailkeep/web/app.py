@@ -186,6 +186,6 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
 
     return RequestGuard(CollapseSlashes(FastRoutes(
         state, Starlette(routes=routes(state) + mcapi.routes(state)
-                         + console.routes(data_dir, master, services.keys),
+                         + console.routes(data_dir, master, services.keys, state),
                          lifespan=lifespan))),
         body_seconds, int(conf.get("server.max_body")))

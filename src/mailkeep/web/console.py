@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 import anyio.to_thread
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -36,6 +36,7 @@ from mailkeep.core.export import mbox_pieces
 from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.mime.view import part_bytes, safe_html, view
+from mailkeep.functions.call import Caller
 from mailkeep.functions.reading import (
     Scope,
     linked_message,
@@ -43,6 +44,10 @@ from mailkeep.functions.reading import (
     scope_of,
     scoped_query,
 )
+from mailkeep.functions.uploads import drop_upload, new_upload
+from mailkeep.jobs.process import RUNNING
+from mailkeep.web import mcapi
+from mailkeep.web.admin_api import ApiState
 
 STATIC = resources.files("mailkeep.web") / "static"
 _NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}\.(js|css|svg|png|ico|html)")
@@ -83,11 +88,70 @@ def _download(data: bytes, name: str) -> Response:
                     media_type="application/octet-stream")
 
 
+UPLOAD_IDLE_SECONDS = 60.0  # an upload that sends nothing for this long is dropped
+
+
 class Console:
-    def __init__(self, data_dir: Path, master: MasterDB, keys: KeyRing) -> None:
+    def __init__(self, data_dir: Path, master: MasterDB, keys: KeyRing,
+                 state: ApiState | None = None) -> None:
         self.data_dir = data_dir
         self.master = master
         self.keys = keys
+        self.state = state
+
+    async def upload(self, request: Request) -> Response:
+        """The bytes of a StartUpload link, written to disk as they come; then ImportUpload
+        runs as the uploader, and its outcome is the answer (the console API's envelope)."""
+        try:
+            claims = read_link(request.path_params["token"], "upload")
+        except Forbidden as exc:
+            return mcapi.error(3001, exc.message)
+        except ValueError:
+            return mcapi.error(3001, "This link is not valid.")
+        if self.state is None:
+            return mcapi.error(5000, "Uploads need the server.")
+        declared = request.headers.get("content-length", "")
+        if not declared.isdigit() or int(declared) != int(claims["s"]):
+            return mcapi.error(1002, f"Send the file with a Content-Length of {claims['s']} "
+                               "bytes, the size given to StartUpload.")
+        upload_id, target = await anyio.to_thread.run_sync(
+            new_upload, self.data_dir, str(claims["u"]), str(claims["n"]), str(claims["f"]))
+        size = int(claims["s"])
+        written = 0
+        try:
+            with target.open("xb") as out:
+                chunks = request.stream().__aiter__()
+                while True:
+                    with anyio.fail_after(UPLOAD_IDLE_SECONDS):
+                        try:
+                            chunk = await chunks.__anext__()
+                        except StopAsyncIteration:
+                            break
+                    written += len(chunk)
+                    if written > size:
+                        raise ValueError("more bytes than announced")
+                    await anyio.to_thread.run_sync(out.write, chunk)
+            if written != size:
+                raise ValueError("fewer bytes than announced")
+        except (TimeoutError, ValueError, OSError, ClientDisconnect) as exc:
+            await anyio.to_thread.run_sync(drop_upload, self.data_dir, upload_id)
+            return mcapi.error(1002, f"The upload did not arrive whole ({exc}).")
+        caller = Caller(str(claims["u"]), str(claims["v"]),
+                        request.client.host if request.client else "")
+        invoker = self.state.invoker
+        try:
+            fn = invoker.admit("ImportUpload", caller)
+            prepared = invoker.with_args(fn, caller, native={"uploadId": upload_id})
+            snap = await invoker.start(prepared)
+            while snap.status_code == RUNNING and snap.token is not None:
+                snap = await self.state.engine.status(snap.token, caller.user,
+                                                      snap.status_version, 60_000)
+        except MailkeepError as exc:
+            await anyio.to_thread.run_sync(drop_upload, self.data_dir, upload_id)
+            return mcapi.failed(exc)
+        if snap.status_code != "succeeded":
+            return mcapi.failed(snap.exception or MailkeepError("The import did not finish."))
+        return mcapi.success(snap.result)
 
     async def page(self, request: Request) -> Response:
         name = request.path_params.get("name", "index.html")
@@ -228,8 +292,10 @@ def _chosen(archive: Archive, scope: Scope, claims: dict[str, Any]
             yield rec.id, store, number
 
 
-def routes(data_dir: Path, master: MasterDB, keys: KeyRing) -> list[Route]:
-    console = Console(data_dir, master, keys)
+def routes(data_dir: Path, master: MasterDB, keys: KeyRing,
+           state: ApiState | None = None) -> list[Route]:
+    console = Console(data_dir, master, keys, state)
     return [Route("/", console.page, methods=["GET", "HEAD"]),
+            Route("/console/upload/{token:str}", console.upload, methods=["PUT"]),
             Route("/console/static/{name}", console.page, methods=["GET", "HEAD"]),
             Route("/console/{kind:str}/{token:str}", console.linked, methods=["GET"])]

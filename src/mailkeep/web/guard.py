@@ -70,6 +70,11 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"].startswith("/console/upload/"):
+            # an upload of mail: its own size limit (console.max_upload) and its own pace,
+            # checked as it is written to disk (web/console.py), never held here
+            await self.app(scope, receive, send)
+            return
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         if scope["method"] not in ("GET", "HEAD", "OPTIONS") and _cross_site(headers):
             await _plain(send, 403, "A form posted from another site is refused.")

@@ -25,6 +25,9 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
           description="Port the server listens on (serve --port)."),
     Field("server.body_timeout", "int", default=30, low=1, high=3600,
           description="Seconds a request body may take to arrive, whole (408 after)."),
+    Field("console.max_upload", "int", default=1 << 30, low=1 << 20, high=1 << 40,
+          description="Largest file of mail, in bytes, the console (StartUpload) takes to "
+          "import; written to disk as it arrives, never held in memory."),
     Field("server.max_body", "int", default=1 << 20, low=16 << 10, high=1 << 30,
           description="Largest request body, in bytes (413 beyond, before it is read); a "
           "console login's is 16 KiB whatever this says."),

@@ -22,6 +22,10 @@ const TEXT = {
     newPassword: "New password", repeatPassword: "Repeat the new password",
     changePassword: "Change password", mustChange: "This account still has its initial password: choose a new one (at least 8 characters).",
     mismatch: "The two new passwords differ.",
+    importTitle: "Import mail", importFiles: "Files of mail (.eml, .mbox, .mbox.gz, .zip)",
+    intoFolder: "Into folder", importing: (n) => `Importing ${n}…`,
+    imported: (name, r) => `${name}: ${r.archived} archived, ${r.duplicates} already archived, ${r.failed} failed`,
+    drop: "Drop files here or choose them",
     preview: "Preview", sort: "Sort", sorts: { "date-desc": "Newest first", "date-asc": "Oldest first",
       "from-asc": "From, A to Z", "subject-asc": "Subject, A to Z", "size-desc": "Largest first",
       "size-asc": "Smallest first" },
@@ -44,6 +48,10 @@ const TEXT = {
     newPassword: "新しいパスワード", repeatPassword: "新しいパスワード (確認)",
     changePassword: "パスワードを変更", mustChange: "初期パスワードのままです。新しいパスワード (8 文字以上) を設定してください。",
     mismatch: "新しいパスワードが一致しません。",
+    importTitle: "メールの取り込み", importFiles: "メールのファイル (.eml, .mbox, .mbox.gz, .zip)",
+    intoFolder: "取り込み先フォルダー", importing: (n) => `${n} を取り込んでいます…`,
+    imported: (name, r) => `${name}: ${r.archived} 件取り込み, ${r.duplicates} 件は取り込み済み, ${r.failed} 件失敗`,
+    drop: "ここにファイルをドロップするか選択してください",
     preview: "プレビュー", sort: "並べ替え", sorts: { "date-desc": "新しい順", "date-asc": "古い順", "from-asc": "差出人順",
       "subject-asc": "件名順", "size-desc": "大きい順", "size-asc": "小さい順" },
   },
@@ -304,8 +312,51 @@ async function loadFolders() {
       runSearch();
     }, "data-folder": value }, el("span", {}, visible(label)),
     count === null ? null : el("span", { class: "count" }, String(count))));
+  if (!uploadBox?.isConnected) uploadBox = importBox();  // kept, with what it says, across reloads
   folderList.replaceChildren(el("h2", {}, t("folders")),
-    el("ul", {}, item(t("all"), "", null), folders.map((f) => item(f.folder, f.folder, f.messageCount))));
+    el("ul", {}, item(t("all"), "", null), folders.map((f) => item(f.folder, f.folder, f.messageCount))),
+    uploadBox);
+}
+let uploadBox = null;
+
+// Import by upload: each file is announced (StartUpload), then sent as it is (PUT), streamed
+// by the browser; the answer is the import's outcome.
+function importBox() {
+  const status = el("div", { role: "status", class: "upload-status" });
+  const folder = el("input", { id: "upload-folder", type: "text", value: "Uploads" });
+  const files = el("input", { id: "upload-files", type: "file", multiple: true,
+    accept: ".eml,.mbox,.gz,.zip,.mbx,message/rfc822,application/mbox,application/zip",
+    onchange: () => send([...files.files]) });
+  async function send(list) {
+    for (const file of list) {
+      const line = el("p", {}, t("importing")(visible(file.name)));
+      status.append(line);
+      try {
+        const link = await guarded(() => api("archive/upload", { fileName: file.name, size: file.size, folder: folder.value }));
+        if (!link) return;
+        const resp = await fetch(link.url, { method: "PUT", body: file });
+        const result = (await resp.json()).result;
+        if (result.status !== "success") throw new Error(result.message);
+        line.textContent = t("imported")(visible(file.name), result.data);
+      } catch (err) {
+        line.textContent = `${visible(file.name)}: ${err.message}`;
+        line.className = "error";
+      }
+    }
+    files.value = "";
+    loadFolders();
+    runSearch();
+  }
+  const zone = el("section", { class: "drop", "aria-label": t("importTitle"),
+    ondragover: (ev) => { ev.preventDefault(); zone.classList.add("over"); },
+    ondragleave: () => zone.classList.remove("over"),
+    ondrop: (ev) => { ev.preventDefault(); zone.classList.remove("over"); send([...ev.dataTransfer.files]); } },
+    el("h2", {}, t("importTitle")),
+    el("label", { for: "upload-folder" }, t("intoFolder")), folder,
+    el("label", { for: "upload-files" }, t("importFiles")), files,
+    el("p", { class: "muted" }, t("drop")),
+    status);
+  return zone;
 }
 
 function fullQuery() {

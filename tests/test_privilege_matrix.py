@@ -34,6 +34,8 @@ The interfaces and their rules:
    the function's roles, and a refusal is code 3002 (HTTP 403), audited
    "refused". POST calls carry a body that is not JSON (code 1001 once admitted), GET calls an
    unknown query parameter (code 1002 once admitted): an allowed call runs nothing either.
+   The same rule holds for every function of the catalog through /mcapi/function/invoke (the
+   console's administration pages), whose calls carry an unknown argument (code 1002).
 3. Command line (`mailkeep call <F>`, in-process): the shell that owns the data directory;
    every function is admitted (exit code 8 would be a refusal). The call carries an unknown
    argument (exit code 2 once admitted), so nothing runs.
@@ -318,6 +320,35 @@ def test_console_api(data: Path, server: TestClient) -> None:
             got = (session if isinstance(session, str)
                    else console_got(data, server, fn, kind, session))
             cases.append(Case(fn.name, "mcapi", kind.label, console_expected(fn, kind), got))
+    check(cases)
+
+
+def generic_got(data: Path, server: TestClient, fn: Function, kind: Kind,
+                session: dict[str, str]) -> str:
+    """The console's administration pages call any function through /mcapi/function/invoke:
+    the same rule as the function's own route, for every function of the catalog."""
+    before = last_audit_id(data)
+    resp = server.post("/mcapi/function/invoke", headers=session,
+                       json={"name": fn.name, "args": {PROBE: 1}})
+    audited = records(data, before, fn)
+    code = (answer(resp).get("result") or {}).get("code")
+    if resp.status_code == 403 and code == 3002 and audited == [(f"mcapi:{kind.user}",
+                                                                 "refused")]:
+        return CONSOLE_REFUSED
+    if resp.status_code == 400 and code == 1002 and not audited:
+        return ALLOWED
+    return f"HTTP {resp.status_code} code {code} {short(resp.text, 60)!r}, audit {audited}"
+
+
+def test_console_api_any_function(data: Path, server: TestClient) -> None:
+    cases = []
+    for kind in KINDS:
+        session = console_login(server, kind)
+        for fn in FUNCTIONS:
+            got = (session if isinstance(session, str)
+                   else generic_got(data, server, fn, kind, session))
+            cases.append(Case(fn.name, "mcapi invoke", kind.label, console_expected(fn, kind),
+                              got))
     check(cases)
 
 

@@ -383,3 +383,49 @@ def test_import_by_upload(tmp_path: Path, page: Page) -> None:
     stored = {mk_ok(data, "show", "--raw", m["id"]).stdout_bytes for m in found}
     assert stored == {one, *boxed, *zipped}
     assert not any((data / "uploads").iterdir())  # nothing left behind
+
+
+def test_administration_runs_functions_with_live_progress(tmp_path: Path, page: Page) -> None:
+    """An administrator opens the administration: the dashboard lists the stores; CreateStore
+    run from its form makes a store (seen on the dashboard after), and VerifyStores, a process,
+    shows its progress and ends with its report. An operator's console lists only what its
+    role may call, and the server refuses the rest whatever the page sends."""
+    data = tmp_path / "data"
+    mk_ok(data, "call", "CreateUser", "userName=boss", "privileges=admin,login",
+          "password=Boss-pass-1")
+    mk_ok(data, "call", "CreateUser", "userName=oper", "privileges=login",
+          "password=Oper-pass-1")
+    mk_ok(data, "call", "SetUserRole", "userName=oper", "role=operator")
+    archive_mail(data, tmp_path, "boss", [eml(f"m{i}", "a@example.org", "x") for i in range(20)])
+    with console_server(data) as base:
+        log_in(page, base, "boss", "Boss-pass-1")
+        page.get_by_role("button", name="Administration").click()
+        stores = page.get_by_role("region", name="Stores")
+        expect(stores).to_contain_text("Default")
+        page.get_by_role("button", name="Functions").click()
+        page.get_by_label("Function", exact=True).select_option("CreateStore")
+        page.get_by_label("name", exact=True).fill("Second")
+        page.get_by_role("button", name="Run").click()
+        expect(page.get_by_role("status")).to_have_text("succeeded")
+        page.get_by_label("Function", exact=True).select_option("VerifyStores")
+        page.get_by_label("report", exact=True).check()
+        page.get_by_role("button", name="Run").click()
+        expect(page.get_by_role("status")).to_have_text("succeeded", timeout=30_000)
+        expect(page.get_by_label("Result")).to_contain_text('"messages": 20')
+        page.get_by_role("button", name="Dashboard").click()
+        expect(stores).to_contain_text("Second")
+        page.get_by_role("button", name="Archive").click()
+        page.get_by_role("button", name="Log out").click()
+        log_in(page, base, "oper", "Oper-pass-1")
+        page.get_by_role("button", name="Administration").click()
+        page.get_by_role("button", name="Functions").click()
+        offered = page.get_by_label("Function", exact=True).locator("option").all_inner_texts()
+        assert "CreateStore" not in offered and "GetSmtpSettings" in offered
+        refused = page.evaluate("""async () => {
+            const r = await fetch('/mcapi/function/invoke', {method: 'POST', headers: {
+              'Content-Type': 'application/json',
+              'X-Fs-SessionId': sessionStorage.getItem('mk.sid')},
+              body: JSON.stringify({name: 'CreateStore', args: {name: 'Third'}})});
+            return (await r.json()).result; }""")
+        assert refused["status"] == "error" and refused["code"] == 3002
+    assert "Third" not in mk_ok(data, "store", "list").stdout

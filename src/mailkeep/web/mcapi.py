@@ -30,6 +30,7 @@ from mailkeep.functions import REGISTRY
 from mailkeep.functions.call import Caller
 from mailkeep.functions.errors import MCAPI_CODES, mcapi_error
 from mailkeep.functions.registry import Function, split_json
+from mailkeep.jobs.engine import UnknownToken
 from mailkeep.jobs.process import RUNNING
 from mailkeep.web import openapi
 from mailkeep.web.admin_api import ApiState, local_request
@@ -251,6 +252,72 @@ class McApi:
             data = result if result is not None else {}
         return success(data)
 
+    # -- any catalog function, for the console's administration pages -----------------------
+    def functions(self, request: Request) -> Response:
+        """The functions the session's role may call, with their arguments as forms need
+        them (the roles of now: a function it may not call is not listed)."""
+        session = self.session(request)
+        account = self.state.users.account(session.user_name)
+        role = (account.role or ("administrator" if account is not None
+                                 and "admin" in account.privileges else "user")
+                if account is not None else "user")
+        out = []
+        for fn in REGISTRY:
+            if role not in fn.roles:
+                continue
+            out.append({"name": fn.name, "description": fn.description, "result": fn.result,
+                        "longRunning": fn.long_running, "changes": fn.changes,
+                        "args": [{"name": a.name, "type": a.kind, "required": a.required,
+                                  "default": None if a.secret else a.default,
+                                  "choices": list(a.choices), "description": a.description,
+                                  "secret": a.secret, "nullable": a.nullable}
+                                 for a in fn.args]})
+        return success({"role": role, "functions": out})
+
+    async def invoke(self, request: Request) -> Response:
+        """Start a catalog function by name (the role of now decides), answering at once for
+        one that runs as a process: its token, then function/status with the version known."""
+        session = self.session(request)
+        caller = Caller(session.user_name, "mcapi",
+                        request.client.host if request.client else "")
+        body = await _body(request)
+        name, args = body.get("name"), body.get("args", {})
+        if not isinstance(name, str) or not isinstance(args, dict):
+            raise McError(1002, "Send name (a function of function/list) and args (an "
+                          "object).")
+        invoker = self.state.invoker
+        fn = invoker.admit(name, caller)
+        form, native = split_json(fn, args)
+        snap = await invoker.start(invoker.with_args(fn, caller, form, native))
+        return success(_snapshot(snap))
+
+    async def status(self, request: Request) -> Response:
+        session = self.session(request)
+        body = await _body(request)
+        token = body.get("token")
+        if not isinstance(token, str) or not token:
+            raise McError(1002, "Send the token function/invoke gave.")
+        try:
+            known = int(body.get("lastKnownStatusVersion", -1))
+            wait = min(int(body.get("millisecondsTimeout", 0)), 60_000)
+        except (TypeError, ValueError, OverflowError):
+            raise McError(1002, "lastKnownStatusVersion and millisecondsTimeout are "
+                          "numbers.") from None
+        try:
+            snap = await self.state.engine.status(token, session.user_name, known, wait)
+        except UnknownToken:
+            raise McError(1003, "Unknown or expired token.") from None
+        return success(_snapshot(snap))
+
+    async def cancel(self, request: Request) -> Response:
+        session = self.session(request)
+        token = (await _body(request)).get("token")
+        try:
+            snap = self.state.engine.cancel(str(token or ""), session.user_name)
+        except UnknownToken:
+            raise McError(1003, "Unknown or expired token.") from None
+        return success(_snapshot(snap))
+
     async def dispatch(self, request: Request) -> Response:
         path = request.url.path[len(PREFIX) - 1:].strip("/")
         try:
@@ -264,11 +331,30 @@ class McApi:
                 return await self.logout(request)
             if path == "openapi.json":
                 return self.description(request)
+            generic = {"function/invoke": self.invoke, "function/status": self.status,
+                       "function/cancel": self.cancel}
+            if path in generic or path == "function/list":
+                if request.method != "POST":
+                    raise McError(1005, f"/mcapi/{path} is called with POST.")
+                if path == "function/list":
+                    return self.functions(request)
+                return await generic[path](request)
             return await self.call(request, path)
         except McError as exc:
             return error(exc.code, exc.message, exc.headers)
         except MailkeepError as exc:
             return failed(exc)
+
+
+def _snapshot(snap: Any) -> dict[str, Any]:
+    """A process's state as the console shows it (the Administration API's envelope, in the
+    console's)."""
+    return {"token": snap.token, "statusVersion": snap.status_version,
+            "statusCode": snap.status_code, "percentProgress": snap.percent_progress,
+            "statusText": snap.status_text, "result": snap.result,
+            "error": None if snap.error is None else {"message": snap.error[0],
+                                                      "details": snap.error[1]},
+            "logOutput": snap.log_output}
 
 
 def _truthy(value: Any) -> bool:

@@ -22,6 +22,7 @@ const TEXT = {
     newPassword: "New password", repeatPassword: "Repeat the new password",
     changePassword: "Change password", mustChange: "This account still has its initial password: choose a new one (at least 8 characters).",
     mismatch: "The two new passwords differ.",
+    admin: "Administration",
     importTitle: "Import mail", importFiles: "Files of mail (.eml, .mbox, .mbox.gz, .zip)",
     intoFolder: "Into folder", importing: (n) => `Importing ${n}…`,
     imported: (name, r) => `${name}: ${r.archived} archived, ${r.duplicates} already archived, ${r.failed} failed`,
@@ -48,6 +49,7 @@ const TEXT = {
     newPassword: "新しいパスワード", repeatPassword: "新しいパスワード (確認)",
     changePassword: "パスワードを変更", mustChange: "初期パスワードのままです。新しいパスワード (8 文字以上) を設定してください。",
     mismatch: "新しいパスワードが一致しません。",
+    admin: "管理",
     importTitle: "メールの取り込み", importFiles: "メールのファイル (.eml, .mbox, .mbox.gz, .zip)",
     intoFolder: "取り込み先フォルダー", importing: (n) => `${n} を取り込んでいます…`,
     imported: (name, r) => `${name}: ${r.archived} 件取り込み, ${r.duplicates} 件は取り込み済み, ${r.failed} 件失敗`,
@@ -60,6 +62,7 @@ const TEXT = {
 const state = {
   sid: sessionStorage.getItem("mk.sid"),
   user: sessionStorage.getItem("mk.user") || "",
+  role: sessionStorage.getItem("mk.role") || "user",
   lang: localStorage.getItem("mk.lang") ||
     ((navigator.language || "en").toLowerCase().startsWith("ja") ? "ja" : "en"),
   query: "", folder: "", offset: 0, limit: Number(localStorage.getItem("mk.limit")) || 50,
@@ -87,7 +90,7 @@ function el(tag, attrs = {}, ...children) {
 const visible = (s) => String(s ?? "").replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g,
   (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 const human = (n) => n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(0)} KB`
-  : `${(n / 1048576).toFixed(1)} MB`;
+  : n < 1073741824 ? `${(n / 1048576).toFixed(1)} MB` : `${(n / 1073741824).toFixed(1)} GB`;
 const shortDate = (iso) => iso ? iso.slice(0, 10) : "";
 
 // -- the console API ---------------------------------------------------------------------------
@@ -174,6 +177,8 @@ function renderLogin(message = "") {
     try {
       const data = await api("auth/login", { userName: name.value, password: password.value, getRole: true });
       remember(data.sessionId, name.value);
+      state.role = data.role || "user";
+      sessionStorage.setItem("mk.role", state.role);
       if (data.mustChangePassword) renderNewPassword(password.value);
       else await renderArchive();
     } catch (err) {
@@ -208,6 +213,7 @@ async function renderArchive() {
   layout = el("div", { class: "layout" }, folderList, resultsBox, reader);
   const bar = el("header", { class: "bar" }, el("h1", {}, "mailkeep"),
     el("span", { class: "who" }, visible(state.user)),
+    state.role !== "user" ? el("button", { type: "button", onclick: openAdmin }, t("admin")) : null,
     el("button", { type: "button", onclick: () => {
       state.lang = state.lang === "ja" ? "en" : "ja";
       localStorage.setItem("mk.lang", state.lang);
@@ -322,7 +328,7 @@ let uploadBox = null;
 // Import by upload: each file is announced (StartUpload), then sent as it is (PUT), streamed
 // by the browser; the answer is the import's outcome.
 function importBox() {
-  const status = el("div", { role: "status", class: "upload-status" });
+  const status = el("div", { role: "log", class: "upload-status" });
   const folder = el("input", { id: "upload-folder", type: "text", value: "Uploads" });
   const files = el("input", { id: "upload-files", type: "file", multiple: true,
     accept: ".eml,.mbox,.gz,.zip,.mbx,message/rfc822,application/mbox,application/zip",
@@ -504,6 +510,11 @@ async function openMessage(id, remoteImages) {
         previewable(p) ? el("button", { type: "button", class: "small", onclick: (ev) => preview(p, ev.target) },
           t("preview")) : null)))) : null,
     sourceBox].filter(Boolean));
+}
+
+async function openAdmin() {
+  const { renderAdmin } = await import("./admin.js");
+  await renderAdmin({ el, api, guarded, visible, human, lang: state.lang, app, back: renderArchive });
 }
 
 // -- start ---------------------------------------------------------------------------------------

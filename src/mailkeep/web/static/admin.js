@@ -1,0 +1,168 @@
+// The administration pages: a dashboard (service status, stores, processes) and every catalog
+// function the session's role may call, each with a form made from its declaration, run with
+// live progress (long-polled status) and a cancel button. Loaded only when asked for.
+// Results are shown as text (JSON), never as HTML.
+
+const WORDS = {
+  en: {
+    admin: "Administration", dashboard: "Dashboard", functions: "Functions", archive: "Archive",
+    status: "Service status", stores: "Stores", processes: "Running processes", none: "None.",
+    version: "Version", uptime: "Up for", disk: "Free disk space", warnings: "Warnings",
+    fn: "Function", run: "Run", cancel: "Cancel", result: "Result", log: "Log",
+    filter: "Find a function", notAllowed: "Your role may not call this function.",
+    running: "Running", state: "State", name: "Name", id: "Id", messages: "Messages", size: "Size",
+    path: "Path", refresh: "Refresh", seconds: "s",
+  },
+  ja: {
+    admin: "管理", dashboard: "ダッシュボード", functions: "機能", archive: "アーカイブ",
+    status: "サービスの状態", stores: "ストア", processes: "実行中の処理", none: "ありません。",
+    version: "バージョン", uptime: "稼働時間", disk: "ディスクの空き", warnings: "警告",
+    fn: "機能", run: "実行", cancel: "取り消し", result: "結果", log: "ログ",
+    filter: "機能を探す", notAllowed: "このロールでは呼び出せません。",
+    running: "実行中", state: "状態", name: "名前", id: "ID", messages: "メッセージ", size: "サイズ",
+    path: "パス", refresh: "再読み込み", seconds: "秒",
+  },
+};
+
+const lines = (text) => String(text).replace(/\r\n?/g, "\n");
+
+export async function renderAdmin(ui) {
+  const { el, api, guarded, visible, human, lang, app, back } = ui;
+  const w = (key) => WORDS[lang][key] ?? WORDS.en[key];
+  const main = el("main", { class: "admin" });
+  const tabs = el("nav", { class: "tabs", "aria-label": w("admin") });
+  const bar = el("header", { class: "bar" }, el("h1", {}, `mailkeep · ${w("admin")}`),
+    el("button", { type: "button", class: "who", onclick: back }, w("archive")));
+  app.replaceChildren(bar, tabs, main);
+  const listing = await guarded(() => api("function/list"));
+  if (!listing) return;
+  const byName = new Map(listing.functions.map((f) => [f.name, f]));
+
+  const show = (which) => {
+    for (const b of tabs.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.tab === which));
+    if (which === "dashboard") dashboard(); else functionsPage();
+  };
+  tabs.replaceChildren(
+    el("button", { type: "button", "data-tab": "dashboard", onclick: () => show("dashboard") }, w("dashboard")),
+    el("button", { type: "button", "data-tab": "functions", onclick: () => show("functions") }, w("functions")));
+  show("dashboard");
+
+  async function call(name, args = {}) {
+    if (!byName.has(name)) return undefined;
+    let snap = await guarded(() => api("function/invoke", { name, args }));
+    while (snap && snap.statusCode === "running") {
+      snap = await guarded(() => api("function/status", { token: snap.token, lastKnownStatusVersion: snap.statusVersion, millisecondsTimeout: 30000 }));
+    }
+    if (snap && snap.statusCode !== "succeeded") throw new Error(snap.error?.message || snap.statusCode);
+    return snap?.result;
+  }
+
+  async function dashboard() {
+    main.replaceChildren(el("p", { class: "muted" }, "…"));
+    const sections = [];
+    try {
+      const info = await call("GetServiceStatus");
+      if (info) {
+        sections.push(el("section", { class: "card", "aria-label": w("status") }, el("h2", {}, w("status")),
+          el("dl", { class: "headers" },
+            el("dt", {}, w("version")), el("dd", {}, visible(info.version)),
+            el("dt", {}, w("uptime")), el("dd", {}, `${info.uptimeSeconds} ${w("seconds")}`),
+            el("dt", {}, w("disk")), el("dd", {}, `${human(info.diskSpace.freeBytes)} / ${human(info.diskSpace.totalBytes)}`)),
+          info.warnings.length ? el("ul", { class: "warning" }, info.warnings.map((x) => el("li", {}, visible(typeof x === "string" ? x : JSON.stringify(x))))) : null));
+      }
+      const stores = await call("GetStores", { includeSize: true });
+      if (stores) {
+        sections.push(el("section", { class: "card", "aria-label": w("stores") }, el("h2", {}, w("stores")),
+          el("table", { class: "list" },
+            el("thead", {}, el("tr", {}, [w("id"), w("name"), w("state"), w("messages"), w("size"), w("path")].map((h) => el("th", {}, h)))),
+            el("tbody", {}, stores.map((s) => el("tr", {},
+              el("td", {}, String(s.id)), el("td", {}, visible(s.name)), el("td", {}, visible(s.requestedState)),
+              el("td", {}, s.statisticsCount ?? "–"), el("td", {}, s.statisticsSize == null ? "–" : human(s.statisticsSize)),
+              el("td", { class: "path" }, visible(s.databasePath))))))));
+      }
+      const running = info?.jobs ?? [];
+      sections.push(el("section", { class: "card", "aria-label": w("processes") }, el("h2", {}, w("processes")),
+        running.length ? el("ul", {}, running.map((j) => el("li", {}, visible(JSON.stringify(j))))) : el("p", { class: "muted" }, w("none"))));
+    } catch (err) {
+      sections.push(el("p", { role: "alert", class: "error" }, err.message));
+    }
+    main.replaceChildren(el("button", { type: "button", onclick: dashboard }, w("refresh")), ...sections);
+  }
+
+  function functionsPage() {
+    const picker = el("input", { type: "search", id: "fn-filter", list: "fn-names", "aria-label": w("filter"), placeholder: w("filter") });
+    const names = el("datalist", { id: "fn-names" }, listing.functions.map((f) => el("option", { value: f.name })));
+    const select = el("select", { id: "fn-select", "aria-label": w("fn") }, listing.functions.map((f) => el("option", { value: f.name }, f.name)));
+    const panel = el("div", { class: "fn-panel" });
+    picker.addEventListener("change", () => { if (byName.has(picker.value)) { select.value = picker.value; form(); } });
+    select.addEventListener("change", form);
+    main.replaceChildren(el("div", { class: "fn-pick" }, picker, names, select), panel);
+    form();
+
+    function form() {
+      const fn = byName.get(select.value);
+      const inputs = new Map();
+      const fields = fn.args.map((a) => {
+        const id = `arg-${a.name}`;
+        let input;
+        if (a.choices.length) {
+          input = el("select", { id }, (a.required ? [] : [el("option", { value: "" }, "")]).concat(
+            a.choices.map((c) => el("option", { value: c, selected: c === a.default }, c))));
+        } else if (a.type === "bool") {
+          input = el("input", { id, type: "checkbox", checked: a.default === true });
+        } else if (a.type === "json") {
+          input = el("textarea", { id, rows: 4 });
+        } else {
+          input = el("input", { id, type: a.secret ? "password" : a.type === "int" || a.type === "number" ? "number" : "text",
+            autocomplete: a.secret ? "new-password" : "off", value: a.default ?? "" });
+        }
+        inputs.set(a.name, [a, input]);
+        return el("div", { class: "arg" }, el("label", { for: id }, a.name + (a.required ? " *" : "")), input,
+          a.description ? el("p", { class: "muted" }, a.description) : null);
+      });
+      const progress = el("progress", { max: 100, hidden: true });
+      const statusText = el("p", { role: "status" });
+      const out = el("pre", { class: "source", "aria-label": w("result") });
+      const logBox = el("pre", { class: "source", "aria-label": w("log"), hidden: true });
+      const cancel = el("button", { type: "button", hidden: true }, w("cancel"));
+      let token = null;
+      cancel.addEventListener("click", () => token && api("function/cancel", { token }));
+      const run = el("button", { type: "submit", class: "primary" }, w("run"));
+      const formEl = el("form", { class: "fn-form", onsubmit: async (ev) => {
+        ev.preventDefault();
+        const args = {};
+        for (const [name, [a, input]] of inputs) {
+          if (a.type === "bool") { if (input.checked || a.required) args[name] = input.checked; continue; }
+          if (input.value === "") continue;
+          if (a.type === "json") {
+            try { args[name] = JSON.parse(input.value); } catch { args[name] = input.value; }
+          } else args[name] = input.value;
+        }
+        out.textContent = ""; logBox.textContent = ""; logBox.hidden = true;
+        run.disabled = true;
+        try {
+          let snap = await guarded(() => api("function/invoke", { name: fn.name, args }));
+          token = snap?.token;
+          while (snap && snap.statusCode === "running") {
+            progress.hidden = false; cancel.hidden = false;
+            if (snap.percentProgress != null) progress.value = snap.percentProgress; else progress.removeAttribute("value");
+            statusText.textContent = `${w("running")} ${snap.statusText ? visible(snap.statusText) : ""}`;
+            if (snap.logOutput) { logBox.hidden = false; logBox.textContent += visible(lines(snap.logOutput)); }
+            snap = await guarded(() => api("function/status", { token: snap.token, lastKnownStatusVersion: snap.statusVersion, millisecondsTimeout: 30000 }));
+          }
+          if (!snap) return;
+          if (snap.logOutput) { logBox.hidden = false; logBox.textContent += visible(lines(snap.logOutput)); }
+          statusText.textContent = snap.statusCode;
+          out.textContent = snap.error ? visible(`${snap.error.message}${snap.error.details ? "\n" + snap.error.details : ""}`)
+            : visible(JSON.stringify(snap.result, null, 2));
+        } catch (err) {
+          statusText.textContent = err.message;
+        } finally {
+          run.disabled = false; progress.hidden = true; cancel.hidden = true; token = null;
+        }
+      } }, fields, el("div", { class: "actions" }, run, cancel), progress, statusText);
+      panel.replaceChildren(el("h2", {}, fn.name), el("p", {}, fn.description), formEl, logBox,
+        el("h3", {}, w("result")), out);
+    }
+  }
+}

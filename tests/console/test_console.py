@@ -429,3 +429,29 @@ def test_administration_runs_functions_with_live_progress(tmp_path: Path, page: 
             return (await r.json()).result; }""")
         assert refused["status"] == "error" and refused["code"] == 3002
     assert "Third" not in mk_ok(data, "store", "list").stdout
+
+
+def test_audit_log_page_and_csv(tmp_path: Path, page: Page) -> None:
+    """The audit log in the console: what was done (a store created, a full name set), newest
+    first, filtered by event; the CSV download holds the filtered records, one a line."""
+    data = tmp_path / "data"
+    mk_ok(data, "call", "CreateUser", "userName=boss", "privileges=admin,login",
+          "password=Boss-pass-1")
+    mk_ok(data, "store", "create", "Audited")
+    mk_ok(data, "call", "SetUserFullName", "userName=boss", "fullName=-2+3 Boss")
+    with console_server(data) as base:
+        log_in(page, base, "boss", "Boss-pass-1")
+        page.get_by_role("button", name="Administration").click()
+        page.get_by_role("button", name="Audit log").click()
+        table = page.get_by_role("table", name="Audit log")
+        expect(table.locator("tbody tr").first).to_contain_text("session.login")  # newest first
+        expect(table).to_contain_text("SetUserFullName")
+        expect(table).to_contain_text("CreateStore")
+        page.get_by_label("Event").fill("CreateStore")
+        page.get_by_role("button", name="Show").click()
+        expect(table.locator("tbody tr")).to_have_count(1)
+        with page.expect_download() as got:
+            page.get_by_role("button", name="Download as CSV").click()
+        lines = Path(got.value.path()).read_bytes().decode().strip().split("\r\n")
+        assert lines[0] == '"id","at","actor","action","details"'
+        assert len(lines) == 2 and '"CreateStore"' in lines[1] and "Audited" in lines[1]

@@ -1,6 +1,7 @@
 """The function catalog. Importing this package registers the built-in functions."""
 
 from mailkeep.functions import (  # noqa: F401  (registration)
+    audit,
     databases,
     directory,
     folders,

@@ -33,3 +33,30 @@ class AuditLog(Repository):
 
     def last_id(self) -> int:
         return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
+
+    def find(self, start: int | None = None, end: int | None = None, actor: str = "",
+             action: str = "", limit: int = 100, offset: int = 0
+             ) -> tuple[int, list[AuditRecord]]:
+        """(how many match, one page of them, newest first): records in [start, end) (epoch
+        seconds), whose actor contains `actor` and whose action starts with `action` (both
+        without regard to case)."""
+        conds, params = [], []  # type: list[str], list[Any]
+        if start is not None:
+            conds.append("at >= ?")
+            params.append(start)
+        if end is not None:
+            conds.append("at < ?")
+            params.append(end)
+        if actor:
+            conds.append("instr(lower(actor), ?) > 0")
+            params.append(actor.lower())
+        if action:
+            conds.append("substr(lower(action), 1, ?) = ?")
+            params.extend([len(action), action.lower()])
+        where = (" WHERE " + " AND ".join(conds)) if conds else ""
+        total = int(self.conn.execute(f"SELECT count(*) FROM audit{where}", params)
+                    .fetchone()[0])
+        rows = self.conn.execute(f"SELECT id, at, actor, action, details FROM audit{where}"
+                                 " ORDER BY id DESC LIMIT ? OFFSET ?",
+                                 (*params, limit, offset)).fetchall()
+        return total, [AuditRecord(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]

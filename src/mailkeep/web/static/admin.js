@@ -12,6 +12,9 @@ const WORDS = {
     filter: "Find a function", notAllowed: "Your role may not call this function.",
     running: "Running", state: "State", name: "Name", id: "Id", messages: "Messages", size: "Size",
     path: "Path", refresh: "Refresh", seconds: "s",
+    audit: "Audit log", actor: "User or actor", action: "Event", from: "From", to: "To",
+    show: "Show", csv: "Download as CSV", when: "When", details: "Details",
+    older: "Older", newer: "Newer", records: (a, b, n) => `${a}–${b} of ${n}`,
   },
   ja: {
     admin: "管理", dashboard: "ダッシュボード", functions: "機能", archive: "アーカイブ",
@@ -21,6 +24,9 @@ const WORDS = {
     filter: "機能を探す", notAllowed: "このロールでは呼び出せません。",
     running: "実行中", state: "状態", name: "名前", id: "ID", messages: "メッセージ", size: "サイズ",
     path: "パス", refresh: "再読み込み", seconds: "秒",
+    audit: "監査ログ", actor: "ユーザー", action: "イベント", from: "開始日", to: "終了日",
+    show: "表示", csv: "CSV でダウンロード", when: "日時", details: "詳細",
+    older: "古い記録", newer: "新しい記録", records: (a, b, n) => `${a}–${b} / ${n}`,
   },
 };
 
@@ -40,11 +46,12 @@ export async function renderAdmin(ui) {
 
   const show = (which) => {
     for (const b of tabs.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.tab === which));
-    if (which === "dashboard") dashboard(); else functionsPage();
+    if (which === "dashboard") dashboard(); else if (which === "audit") auditPage(); else functionsPage();
   };
   tabs.replaceChildren(
     el("button", { type: "button", "data-tab": "dashboard", onclick: () => show("dashboard") }, w("dashboard")),
-    el("button", { type: "button", "data-tab": "functions", onclick: () => show("functions") }, w("functions")));
+    el("button", { type: "button", "data-tab": "functions", onclick: () => show("functions") }, w("functions")),
+    byName.has("GetAuditLog") ? el("button", { type: "button", "data-tab": "audit", onclick: () => show("audit") }, w("audit")) : null);
   show("dashboard");
 
   async function call(name, args = {}) {
@@ -87,6 +94,67 @@ export async function renderAdmin(ui) {
       sections.push(el("p", { role: "alert", class: "error" }, err.message));
     }
     main.replaceChildren(el("button", { type: "button", onclick: dashboard }, w("refresh")), ...sections);
+  }
+
+  function auditPage() {
+    const field = (id, label, type = "text") => el("div", { class: "arg" }, el("label", { for: id }, label),
+      el("input", { id, type }));
+    const filters = el("form", { class: "audit-filters" }, field("a-actor", w("actor")), field("a-action", w("action")),
+      field("a-from", w("from"), "date"), field("a-to", w("to"), "date"),
+      el("div", { class: "actions" }, el("button", { type: "submit", class: "primary" }, w("show")),
+        el("button", { type: "button", onclick: () => csv() }, w("csv"))));
+    const box = el("div");
+    let offset = 0;
+    const args = () => {
+      const v = (id) => filters.querySelector(`#${id}`).value.trim();
+      const a = { actor: v("a-actor"), action: v("a-action") };
+      if (v("a-from")) a.fromIncluding = v("a-from");
+      if (v("a-to")) a.toExcluding = v("a-to");
+      return a;
+    };
+    filters.addEventListener("submit", (ev) => { ev.preventDefault(); offset = 0; load(); });
+    main.replaceChildren(filters, box);
+    load();
+
+    async function load() {
+      let page;
+      try { page = await call("GetAuditLog", { ...args(), offset, limit: 100 }); }
+      catch (err) { box.replaceChildren(el("p", { role: "alert", class: "error" }, err.message)); return; }
+      if (!page) return;
+      const last = offset + page.records.length;
+      box.replaceChildren(
+        el("div", { class: "summary", role: "status" }, el("span", {}, w("records")(page.total ? offset + 1 : 0, last, page.total)),
+          el("span", { class: "pager" },
+            el("button", { type: "button", disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - 100); load(); } }, w("newer")),
+            el("button", { type: "button", disabled: last >= page.total, onclick: () => { offset += 100; load(); } }, w("older")))),
+        el("table", { class: "list audit", "aria-label": w("audit") },
+          el("thead", {}, el("tr", {}, [w("when"), w("actor"), w("action"), w("details")].map((h) => el("th", {}, h)))),
+          el("tbody", {}, page.records.map((r) => el("tr", {},
+            el("td", {}, r.at.replace("T", " ").replace("Z", "")), el("td", {}, visible(r.actor)),
+            el("td", {}, visible(r.action)), el("td", { class: "details" }, visible(JSON.stringify(r.details))))))));
+    }
+
+    // Every matching record (1,000 a page), as CSV; a cell that a spreadsheet would take for
+    // a formula (=, +, -, @) is prefixed with ' (the actors and details come from outside).
+    async function csv() {
+      const rows = [["id", "at", "actor", "action", "details"]];
+      for (let at = 0; ; at += 1000) {
+        const page = await call("GetAuditLog", { ...args(), offset: at, limit: 1000 });
+        if (!page) return;
+        for (const r of page.records) rows.push([r.id, r.at, r.actor, r.action, JSON.stringify(r.details)]);
+        if (at + 1000 >= page.total || at >= 1000000) break;
+      }
+      const cell = (v) => {
+        let text = String(v);
+        if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+        return `"${text.replaceAll('"', '""')}"`;
+      };
+      const blob = new Blob([rows.map((r) => r.map(cell).join(",")).join("\r\n") + "\r\n"], { type: "text/csv" });
+      const a = el("a", { href: URL.createObjectURL(blob), download: "mailkeep-audit.csv", hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+    }
   }
 
   function functionsPage() {

@@ -335,6 +335,11 @@ class Archive:
             try:
                 t, h = store.catalog.search(q, limit + offset, 0, sort, ascending)
             except sqlite3.DatabaseError as exc:  # a damaged page: the others are searched
+                text = str(exc).lower()
+                if any(w in text for w in ("too large", "too many", "stack overflow",
+                                           "too complex", "too big")):
+                    raise InvalidArgument(f"The search is too complex to run ({exc}): use "
+                                          "fewer words and filters.") from None
                 self.unavailable[rec.name] = CorruptData(
                     f"the catalog of store {rec.name!r} cannot be searched ({exc}): run "
                     f"RepairStoreDatabase id={rec.id} (or `mailkeep recover {rec.id}`)")

@@ -53,6 +53,7 @@ class Caller:
     via: str
     address: str = ""
     job: str | None = None  # the job's name, when via is "job"
+    session: str = ""  # mcapi: the digest of the console session calling (links end with it)
 
     @property
     def actor(self) -> str:

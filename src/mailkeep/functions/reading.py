@@ -34,7 +34,7 @@ from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.mime.view import view
 from mailkeep.core.storage.catalog import full_name
 from mailkeep.core.storage.query import compile_query
-from mailkeep.functions.call import Call
+from mailkeep.functions.call import Call, Caller
 from mailkeep.functions.invoke import SYSTEM_VIAS
 from mailkeep.functions.registry import McRoute, function
 
@@ -190,13 +190,13 @@ def get_archive_message(call: Call) -> dict[str, Any]:
             "size": hit.size, "flags": list(flags),
             "headers": [[n, v] for n, v in shown.headers], "text": shown.text,
             "hasHtml": shown.html is not None,
-            "bodyUrl": link(call.user, call.caller.via, message_id, "body", remote=remote)
+            "bodyUrl": link(call.caller, message_id, "body", remote=remote)
             if shown.html is not None else None,
-            "sourceUrl": link(call.user, call.caller.via, message_id, "source"),
+            "sourceUrl": link(call.caller, message_id, "source"),
             "remoteImages": remote,
             "parts": [{"index": p.index, "name": p.name, "contentType": p.content_type,
                        "size": p.size, "attachment": p.attachment,
-                       "url": link(call.user, call.caller.via, message_id, "part", p.index)}
+                       "url": link(call.caller, message_id, "part", p.index)}
                       for p in shown.parts],
             "warnings": shown.warnings + store.catalog.entry_warnings(number)}
 
@@ -231,8 +231,9 @@ def export_archive(call: Call) -> dict[str, Any]:
     fmt = call.arg("format")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     name = f"mailkeep-{stamp}.{'mbox' if fmt == 'mbox' else 'zip'}"
-    url = _sign({"u": call.user, "v": call.caller.via, "k": "export", "q": query, "ids": ids,
-                 "f": fmt, "n": name, "e": int(time.time()) + LINK_SECONDS})
+    url = _sign({"u": call.user, "v": call.caller.via, "s": call.caller.session, "k": "export",
+                 "q": query, "ids": ids, "f": fmt, "n": name, "j": secrets.token_hex(8),
+                 "e": int(time.time()) + LINK_SECONDS})
     return {"url": url, "count": count, "fileName": name}
 
 
@@ -247,11 +248,12 @@ def scoped_query(query: str, scope: Scope) -> Any:
 
 
 # -- links -----------------------------------------------------------------------------------
-def link(user: str, via: str, message_id: str, kind: str, index: int = 0,
+def link(caller: Caller, message_id: str, kind: str, index: int = 0,
          remote: bool = False) -> str:
-    """A path under /console/ that serves one thing of one message to `user` for a while."""
-    return _sign({"u": user, "v": via, "m": message_id, "k": kind, "i": index, "r": remote,
-                  "e": int(time.time()) + LINK_SECONDS})
+    """A path under /console/ that serves one thing of one message to the caller for a
+    while (and no longer than the console session it was made in)."""
+    return _sign({"u": caller.user, "v": caller.via, "s": caller.session, "m": message_id,
+                  "k": kind, "i": index, "r": remote, "e": int(time.time()) + LINK_SECONDS})
 
 
 def _sign(claims: dict[str, Any]) -> str:
@@ -264,19 +266,41 @@ def _sign(claims: dict[str, Any]) -> str:
 def read_link(token: str, kind: str) -> dict[str, Any]:
     """The claims of a link made here, still valid, for `kind`; Forbidden otherwise."""
     body, _, sig = token.partition(".")
-    want = base64.urlsafe_b64encode(hmac.new(_KEY, body.encode() + b"=" * (-len(body) % 4),
-                                             hashlib.sha256).digest()[:18]).decode()
-    if not sig or not hmac.compare_digest(sig, want):
-        raise Forbidden("This link is not valid: open the message again.")
-    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    try:
+        raw = body.encode("ascii") + b"=" * (-len(body) % 4)
+        want = base64.urlsafe_b64encode(hmac.new(_KEY, raw, hashlib.sha256).digest()[:18])
+        if not sig or not hmac.compare_digest(sig.encode("ascii"), want):
+            raise ValueError
+        claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(raw))
+    except (ValueError, UnicodeError, TypeError):
+        raise Forbidden("This link is not valid: open the message again.") from None
     if claims.get("k") != kind or int(claims.get("e", 0)) < time.time():
         raise Forbidden("This link has expired: open the message again.")
     return claims
 
 
+def still_allowed(master: MasterDB, claims: dict[str, Any]) -> None:
+    """A link works only while its account may log in, and, made in a console session, while
+    that session is open (a logout, a new password or a login privilege taken away ends it)."""
+    from mailkeep.core.admin.sessions import Sessions
+    from mailkeep.core.admin.users import Users
+
+    via = str(claims.get("v", ""))
+    if via in SYSTEM_VIAS:
+        return
+    refusal = Users(master).login_refusal(str(claims.get("u", "")), "web" if via == "mcapi"
+                                          else "api")
+    if refusal is not None:
+        raise Forbidden("This link's account may no longer log in.")
+    session = str(claims.get("s") or "")
+    if via == "mcapi" and not (session and Sessions(master).alive(session)):
+        raise Forbidden("The session this link was made in has ended: log in again.")
+
+
 def linked_message(archive: Archive, master: MasterDB, claims: dict[str, Any]
                    ) -> tuple[bytes, Any]:
     """The raw bytes and catalog entry a link names, if its account may still read them."""
+    still_allowed(master, claims)
     parse_message_id(claims["m"])
     try:
         _rec, store, number = archive.message(claims["m"])
@@ -290,6 +314,8 @@ def linked_message(archive: Archive, master: MasterDB, claims: dict[str, Any]
 
 
 MIN_NEW_PASSWORD = 8
+WRONG_CURRENT_MAX = 5  # wrong current passwords before the account's sessions end
+_WRONG_CURRENT: dict[str, int] = {}
 
 
 @function("ChangeMyPassword", "mailkeep extension: the caller changes its own password, giving "
@@ -312,8 +338,20 @@ def change_my_password(call: Call) -> None:
     if account.authentication != "integrated":
         raise InvalidArgument("This account's password is its directory's: change it there.")
     current, new = call.arg("currentPassword"), call.arg("newPassword")
+    key = account.user_name.lower()
     if not users.verify_password(account.user_name, current):
+        # Whoever holds a session must not guess the password through it: after a few wrong
+        # ones the account's console sessions end (and logins are throttled as ever).
+        _WRONG_CURRENT[key] = _WRONG_CURRENT.get(key, 0) + 1
+        if _WRONG_CURRENT[key] >= WRONG_CURRENT_MAX:
+            _WRONG_CURRENT.pop(key, None)
+            Sessions(call.master).end_user(account.user_name)
+            call.master.audit.write(call.caller.actor, "session.ended",
+                                    reason="wrong current passwords")
+            raise InvalidArgument("The current password is not right: the sessions of this "
+                                  "account have ended after too many wrong ones.")
         raise InvalidArgument("The current password is not right.")
+    _WRONG_CURRENT.pop(key, None)
     if len(new) < MIN_NEW_PASSWORD:
         raise InvalidArgument(f"The new password needs at least {MIN_NEW_PASSWORD} characters.")
     if new == current:

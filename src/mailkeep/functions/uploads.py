@@ -85,8 +85,9 @@ def start_upload(call: Call) -> dict[str, Any]:
         raise InvalidArgument(f"The file is larger than the {limit} bytes an upload may be "
                               "(setting console.max_upload).")
     name = Path(str(call.arg("fileName")).replace("\\", "/")).name[:200] or "upload"
-    claims = {"u": call.user, "v": call.caller.via, "k": "upload", "n": name,
-              "s": call.arg("size"), "f": _folder(call.arg("folder")),
+    claims = {"u": call.user, "v": call.caller.via, "s": call.caller.session, "k": "upload",
+              "n": name,
+              "z": call.arg("size"), "f": _folder(call.arg("folder")),
               "e": int(time.time()) + LINK_SECONDS}
     return {"url": _sign(claims), "maxSize": limit}
 

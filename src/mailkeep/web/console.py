@@ -43,6 +43,7 @@ from mailkeep.functions.reading import (
     read_link,
     scope_of,
     scoped_query,
+    still_allowed,
 )
 from mailkeep.functions.uploads import drop_upload, new_upload
 from mailkeep.jobs.process import RUNNING
@@ -89,6 +90,9 @@ def _download(data: bytes, name: str) -> Response:
 
 
 UPLOAD_IDLE_SECONDS = 60.0  # an upload that sends nothing for this long is dropped
+RENDERS = 4  # message bodies, parts and sources prepared at once (threads of their own)
+EXPORTS = 4  # exports streaming at once, in all
+EXPORTS_PER_USER = 2
 
 
 class Console:
@@ -98,25 +102,29 @@ class Console:
         self.master = master
         self.keys = keys
         self.state = state
+        # Reading and sanitizing a message takes a thread: these never take the threads the
+        # rest of the server answers with, however many views are asked for at once.
+        self.renders = anyio.CapacityLimiter(RENDERS)
+        self.exporting: dict[str, int] = {}  # user -> exports streaming
+        self.used: dict[str, float] = {}  # export links used (one use each) -> when they expire
 
     async def upload(self, request: Request) -> Response:
         """The bytes of a StartUpload link, written to disk as they come; then ImportUpload
         runs as the uploader, and its outcome is the answer (the console API's envelope)."""
         try:
             claims = read_link(request.path_params["token"], "upload")
+            await anyio.to_thread.run_sync(still_allowed, self.master, claims)
         except Forbidden as exc:
             return mcapi.error(3001, exc.message)
-        except ValueError:
-            return mcapi.error(3001, "This link is not valid.")
         if self.state is None:
             return mcapi.error(5000, "Uploads need the server.")
         declared = request.headers.get("content-length", "")
-        if not declared.isdigit() or int(declared) != int(claims["s"]):
-            return mcapi.error(1002, f"Send the file with a Content-Length of {claims['s']} "
+        if not declared.isdigit() or int(declared) != int(claims["z"]):
+            return mcapi.error(1002, f"Send the file with a Content-Length of {claims['z']} "
                                "bytes, the size given to StartUpload.")
         upload_id, target = await anyio.to_thread.run_sync(
             new_upload, self.data_dir, str(claims["u"]), str(claims["n"]), str(claims["f"]))
-        size = int(claims["s"])
+        size = int(claims["z"])
         written = 0
         try:
             with target.open("xb") as out:
@@ -168,14 +176,18 @@ class Console:
     async def linked(self, request: Request) -> Response:
         kind = request.path_params["kind"]
         token = request.path_params["token"]
+        if kind not in ("body", "source", "part", "export"):
+            return _plain(404, "Not found.")
         try:
             claims = read_link(token, kind)
             if kind == "export":
+                await anyio.to_thread.run_sync(still_allowed, self.master, claims)
                 return self._export(claims)
-            return await anyio.to_thread.run_sync(self._serve, kind, claims)
+            return await anyio.to_thread.run_sync(self._serve, kind, claims,
+                                                  limiter=self.renders)
         except (Forbidden, NotFound) as exc:
             return _plain(403 if isinstance(exc, Forbidden) else 404, exc.message)
-        except (MailkeepError, ValueError):
+        except (MailkeepError, ValueError, TypeError, KeyError):
             return _plain(404, "Not found.")
 
     def _serve(self, kind: str, claims: dict[str, Any]) -> Response:
@@ -203,12 +215,33 @@ class Console:
         """The messages of an export link, streamed (one message's pieces at a time: a large
         export takes no more memory than a small one)."""
         fmt = str(claims["f"])
-        pieces = self._export_pieces(claims, fmt)
+        now = time.time()
+        self.used = {j: e for j, e in self.used.items() if e > now}
+        nonce = str(claims.get("j", ""))
+        if not nonce or nonce in self.used:
+            return _plain(403, "This export link has been used: export again.")
+        user = str(claims["u"]).lower()
+        if (sum(self.exporting.values()) >= EXPORTS
+                or self.exporting.get(user, 0) >= EXPORTS_PER_USER):
+            response = _plain(429, "Too many exports are running: try again when one ends.")
+            response.headers["Retry-After"] = "10"
+            return response
+        self.used[nonce] = float(claims["e"])
+        self.exporting[user] = self.exporting.get(user, 0) + 1
+        pieces = self._counted(self._export_pieces(claims, fmt), user)
         disposition = f"attachment; filename=\"{claims['n']}\""
         return StreamingResponse(pieces, 200, {
             **COMMON, "Cache-Control": "no-store", "Content-Disposition": disposition,
             "Content-Security-Policy": "default-src 'none'; sandbox"},
             media_type="application/mbox" if fmt == "mbox" else "application/zip")
+
+    def _counted(self, pieces: Iterator[bytes], user: str) -> Iterator[bytes]:
+        try:
+            yield from pieces
+        finally:
+            self.exporting[user] -= 1
+            if self.exporting[user] <= 0:
+                del self.exporting[user]
 
     def _export_pieces(self, claims: dict[str, Any], fmt: str) -> Iterator[bytes]:
         scope = scope_of(self.master, str(claims["u"]), str(claims["v"]))

@@ -23,7 +23,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailkeep.core.admin.mfa import MultiFactor
-from mailkeep.core.admin.sessions import DEFAULT_TIMEOUT_MIN, MAX_TIMEOUT_MIN, Session, Sessions
+from mailkeep.core.admin.sessions import (
+    DEFAULT_TIMEOUT_MIN,
+    MAX_TIMEOUT_MIN,
+    Session,
+    Sessions,
+    digest,
+)
 from mailkeep.core.errors import Cancelled, MailkeepError
 from mailkeep.core.fields import parse_bool
 from mailkeep.functions import REGISTRY
@@ -38,7 +44,8 @@ from mailkeep.web.admin_api import ApiState, local_request
 log = logging.getLogger("mailkeep.mcapi")
 PREFIX = "/mcapi/"
 
-HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache", "X-Content-Type-Options": "nosniff",
+           "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"}
 
 
 class McError(Exception):
@@ -117,6 +124,11 @@ class McApi:
         self.server_id = _server_id(state.data_dir)
         self.routes: dict[str, Function] = {
             fn.mcapi.path: fn for fn in REGISTRY if fn.mcapi is not None}
+
+    @staticmethod
+    def _digest(request: Request) -> str:
+        return digest(request.headers.get("x-fs-sessionid")
+                      or request.headers.get("x-as-sessionid") or "")
 
     def session(self, request: Request) -> Session:
         sid = (request.headers.get("x-fs-sessionid") or request.headers.get("x-as-sessionid")
@@ -225,7 +237,7 @@ class McApi:
             raise McError(1005, f"/mcapi/{path} is called with {fn.mcapi.method}.")
         session = self.session(request)
         caller = Caller(session.user_name, "mcapi", request.client.host if request.client
-                        else "")
+                        else "", session=self._digest(request))
         invoker = self.state.invoker
         invoker.admit(fn, caller)  # the role of now, before the body is read
         body = await _body(request)
@@ -279,7 +291,8 @@ class McApi:
         one that runs as a process: its token, then function/status with the version known."""
         session = self.session(request)
         caller = Caller(session.user_name, "mcapi",
-                        request.client.host if request.client else "")
+                        request.client.host if request.client else "",
+                        session=self._digest(request))
         body = await _body(request)
         name, args = body.get("name"), body.get("args", {})
         if not isinstance(name, str) or not isinstance(args, dict):

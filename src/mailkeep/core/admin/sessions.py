@@ -36,6 +36,11 @@ class Session:
         return self.last_seen + self.timeout_s
 
 
+def digest(session_id: str) -> str:
+    """What a session is known by: the SHA-256 of its id (the id itself is never kept)."""
+    return _digest(session_id)
+
+
 def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.strip().upper().encode("ascii", "replace")).hexdigest()
 
@@ -75,6 +80,11 @@ class Sessions:
             self.rows.touch(key, now)
             session = replace(session, last_seen=now)
         return session
+
+    def alive(self, key: str) -> bool:
+        """Whether the session of this digest is still open (links made in it end with it)."""
+        row = self.rows.get(key)
+        return row is not None and self.clock() <= Session(*row).expires_at
 
     def close(self, session_id: str) -> bool:
         key = _digest(session_id)

@@ -46,9 +46,28 @@ ATTRIBUTES = {
     "li": {"value"},
     "time": {"datetime"},
 }
-_RISKY_STYLE = re.compile(r"url\s*\(|@import|expression\s*\(|\\|behavior|-moz-binding|image-set",
-                          re.IGNORECASE)
-_CID_SRC = re.compile(r'src="cid:([^"]*)"')
+_RISKY_STYLE = re.compile(r"url\s*\(|@import|expression\s*\(|\\|behavior|-moz-binding|image-set"
+                          r"|image\s*\(|src\s*\(", re.IGNORECASE)
+_CID_SRC = re.compile(r'<img src="cid:([^"]*)"')
+MAX_DEPTH = 400  # elements nested in each other: sanitizing costs the square of the depth
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)")
+# elements that hold no others, or that the next of their kind closes: they add no depth
+_FLAT = frozenset("""area base br col embed hr img input link meta param source track wbr p li
+td th tr dd dt option thead tbody tfoot colgroup""".split())
+
+
+def nesting(html: str) -> int:
+    """How deep elements nest, about (one pass over the tags; unclosed ones count)."""
+    depth = deepest = 0
+    for m in _TAG.finditer(html):
+        if m.group(2).lower() in _FLAT:
+            continue
+        if m.group(1):
+            depth = max(0, depth - 1)
+        else:
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest
 
 
 @dataclass
@@ -135,7 +154,16 @@ def part_bytes(raw: bytes, index: int) -> tuple[Part, bytes] | None:
 
 
 def safe_html(raw: bytes, html: str, remote_images: bool) -> str:
-    """The HTML body of `raw` with nothing that can run or reach out (see above)."""
+    """The HTML body of `raw` with nothing that can run or reach out (see above). A body
+    nested deeper than MAX_DEPTH is shown as its text (its sanitizing would take minutes)."""
+    html = html[:HTML_CHARS]
+    if nesting(html) > MAX_DEPTH:
+        from html import escape
+
+        from mailkeep.core.mime.text import html_to_text
+
+        return (f"<p><em>This HTML body nests more than {MAX_DEPTH} elements deep: it is "
+                f"shown as text.</em></p><pre>{escape(html_to_text(html))}</pre>")
     inline: dict[str, str] = {}
     budget = INLINE_BYTES
     try:
@@ -160,13 +188,19 @@ def safe_html(raw: bytes, html: str, remote_images: bool) -> str:
         return value
 
     cleaned = nh3.clean(
-        html[:HTML_CHARS], tags=set(TAGS), attributes={k: set(v) for k, v in ATTRIBUTES.items()},
+        html, tags=set(TAGS), attributes={k: set(v) for k, v in ATTRIBUTES.items()},
         url_schemes={"http", "https", "mailto", "cid"}, link_rel="noopener noreferrer",
         strip_comments=True, attribute_filter=attribute,
         set_tag_attribute_values={"a": {"target": "_blank"}})
 
+    room = INLINE_BYTES  # in the output: an image named a thousand times counts a thousand
+
     def embed(m: re.Match[str]) -> str:
+        nonlocal room
         found = inline.get(m.group(1).strip().lower())
-        return f'src="{found}"' if found else 'alt=""'
+        if found is None or len(found) > room:
+            return '<img alt=""'
+        room -= len(found)
+        return f'<img src="{found}"'
 
     return _CID_SRC.sub(embed, cleaned)

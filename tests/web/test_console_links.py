@@ -1,0 +1,110 @@
+"""What an attack on the console found, each shut: the links a message view or an export
+gives end with the session they were made in and with the account's right to log in, an export
+link works once, a link with a mangled signature is refused (not a 500), guessing the current
+password through a stolen session ends the account's sessions, and costly HTML (nesting, one
+image named many times) stays cheap to show. In-process (the browser's side is in
+tests/console)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from mailkeep.core.mime.view import INLINE_BYTES, MAX_DEPTH, safe_html
+from tests.apiclient import api_client
+from tests.helpers import mk_ok
+
+RAW = (b"From: a@example.org\r\nSubject: linked\r\nMessage-ID: <l1@example.org>\r\n"
+       b"Content-Type: text/html\r\n\r\n<p>hello</p>\r\n")
+
+
+def login(api: TestClient, password: str = "Alice-pass-1") -> dict[str, str]:
+    result = api.post("/mcapi/auth/login", json={"userName": "alice",
+                                                  "password": password}).json()["result"]
+    assert result["status"] == "success", result
+    return {"X-Fs-SessionId": result["data"]["sessionId"]}
+
+
+def call(api: TestClient, sid: dict[str, str], route: str, **body: Any) -> dict[str, Any]:
+    result: dict[str, Any] = api.post(f"/mcapi/{route}", headers=sid, json=body).json()["result"]
+    return result
+
+
+def alice(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    mk_ok(data, "call", "CreateUser", "userName=alice", "privileges=login",
+          "password=Alice-pass-1")
+    mail = tmp_path / "m.eml"
+    mail.write_bytes(RAW)
+    mk_ok(data, "import", "--user", "alice", str(mail))
+    return data
+
+
+def test_links_end_with_their_session_and_account(tmp_path: Path) -> None:
+    data = alice(tmp_path)
+    with api_client(data) as api:
+        sid = login(api)
+        assert api.post("/mcapi/archive/search", headers=sid, json={}).headers[
+            "x-content-type-options"] == "nosniff"
+        msg = call(api, sid, "archive/message", id="1:1")["data"]
+        assert api.get(msg["sourceUrl"]).content == RAW
+        assert "hello" in api.get(msg["bodyUrl"]).text
+        api.post("/mcapi/auth/logout", headers=sid)
+        for url in (msg["sourceUrl"], msg["bodyUrl"]):
+            resp = api.get(url)
+            assert resp.status_code == 403 and "session" in resp.text
+        sid = login(api)
+        msg = call(api, sid, "archive/message", id="1:1")["data"]
+        mk_ok(data, "call", "SetUserPrivileges", "userName=alice", "privileges=none")
+        assert api.get(msg["sourceUrl"]).status_code == 403  # may no longer log in
+        mk_ok(data, "call", "SetUserPrivileges", "userName=alice", "privileges=login")
+        sid = login(api)
+        made = call(api, sid, "archive/export", format="mbox")["data"]
+        assert made["count"] == 1
+        first = api.get(made["url"])
+        assert first.status_code == 200 and RAW.split(b"\r\n\r\n")[0] in first.content
+        again = api.get(made["url"])
+        assert again.status_code == 403 and "used" in again.text
+        # a signature of other characters: refused, not a server error
+        body = made["url"].rsplit("/", 1)[1].partition(".")[0]
+        assert api.get(f"/console/export/{body}.%C3%A9").status_code == 403
+
+
+def test_guessing_the_current_password_ends_the_sessions(tmp_path: Path) -> None:
+    data = alice(tmp_path)
+    with api_client(data) as api:
+        sid = login(api)
+        for _ in range(4):
+            wrong = call(api, sid, "account/password", currentPassword="guess",
+                         newPassword="Whatever-pass-9")
+            assert wrong["status"] == "error" and "not right" in wrong["message"]
+        last = call(api, sid, "account/password", currentPassword="guess",
+                    newPassword="Whatever-pass-9")
+        assert "sessions of this account have ended" in last["message"]
+        assert call(api, sid, "archive/search")["code"] == 3001  # logged out
+        login(api)  # the password itself is unchanged
+
+
+def test_a_search_too_complex_is_an_argument_error_not_damage(tmp_path: Path) -> None:
+    data = alice(tmp_path)
+    with api_client(data) as api:
+        sid = login(api)
+        answer = call(api, sid, "archive/search", query="-a* " * 2000)
+        assert answer["status"] == "error" and "too complex" in answer["message"]
+        assert "Repair" not in answer["message"]
+
+
+def test_costly_html_stays_cheap() -> None:
+    deep = safe_html(b"", "<div>" * 300_000 + "deep text", False)
+    assert f"more than {MAX_DEPTH} elements deep" in deep and "deep text" in deep
+    assert len(deep) < 1000
+    image = base64.encodebytes(b"\x89PNG" + b"x" * 999_996)
+    raw = (b"Content-Type: multipart/related; boundary=b\r\n\r\n--b\r\nContent-Type: "
+           b"image/png\r\nContent-ID: <a>\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + image + b"\r\n--b--\r\n")
+    shown = safe_html(raw, '<img src="cid:a">' * 300, False)
+    assert len(shown) <= INLINE_BYTES + 300 * 20  # one image named 300 times: not 300 copies
+    assert shown.count("data:image/png") == 3

@@ -13,12 +13,13 @@ import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.console.browser import browser, console_server, log_in, remote_world, user
-from tests.helpers import mk_ok
+from tests.helpers import free_port, mk_ok
 
 PDF = b"%PDF-1.4\n% invoice 4711\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 PNG = base64.b64decode(  # one pixel
@@ -455,3 +456,48 @@ def test_audit_log_page_and_csv(tmp_path: Path, page: Page) -> None:
         lines = Path(got.value.path()).read_bytes().decode().strip().split("\r\n")
         assert lines[0] == '"id","at","actor","action","details"'
         assert len(lines) == 2 and '"CreateStore"' in lines[1] and "Audited" in lines[1]
+
+
+def test_notification_mail_saved_and_tested(tmp_path: Path, page: Page) -> None:
+    """An administrator sets the notification mail in the console and sends the test mail: a
+    real SMTP server (aiosmtpd) receives it. With a port where nothing listens, the page says
+    the test failed and the log names the step (connecting)."""
+    from aiosmtpd.controller import Controller
+
+    received: list[bytes] = []
+
+    class Keep:
+        async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+            received.append(envelope.original_content)
+            return "250 OK"
+
+    smtp_port, closed_port = free_port(), free_port()
+    controller = Controller(Keep(), hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    data = tmp_path / "data"
+    mk_ok(data, "call", "CreateUser", "userName=boss", "privileges=admin,login",
+          "password=Boss-pass-1")
+    try:
+        with console_server(data) as base:
+            log_in(page, base, "boss", "Boss-pass-1")
+            page.get_by_role("button", name="Administration").click()
+            page.get_by_role("button", name="Notification mail").click()
+            page.get_by_label("serverName").fill("127.0.0.1")
+            page.get_by_label("port", exact=True).fill(str(smtp_port))
+            page.get_by_label("fromMailAddress").fill("mailkeep@example.org")
+            page.get_by_label("toMailAddress").fill("admin@example.org")
+            page.get_by_role("button", name="Save").click()
+            status = page.get_by_role("status")
+            expect(status).to_have_text("Saved.")
+            page.get_by_role("button", name="Send test mail").click()
+            expect(status).to_contain_text("succeeded", timeout=30_000)
+            assert len(received) == 1 and b"admin@example.org" in received[0]
+            page.get_by_label("port", exact=True).fill(str(closed_port))
+            page.get_by_role("button", name="Save").click()
+            expect(status).to_have_text("Saved.")
+            page.get_by_role("button", name="Send test mail").click()
+            expect(status).to_contain_text("failed", timeout=30_000)
+            expect(page.get_by_label("Log")).to_contain_text("connect")
+    finally:
+        controller.stop()
+    assert len(received) == 1

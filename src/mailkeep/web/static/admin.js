@@ -15,6 +15,8 @@ const WORDS = {
     audit: "Audit log", actor: "User or actor", action: "Event", from: "From", to: "To",
     show: "Show", csv: "Download as CSV", when: "When", details: "Details",
     older: "Older", newer: "Newer", records: (a, b, n) => `${a}–${b} of ${n}`,
+    mail: "Notification mail", save: "Save", saved: "Saved.", testMail: "Send test mail",
+    password: "password", keep: "(unchanged if left empty)",
   },
   ja: {
     admin: "管理", dashboard: "ダッシュボード", functions: "機能", archive: "アーカイブ",
@@ -27,6 +29,8 @@ const WORDS = {
     audit: "監査ログ", actor: "ユーザー", action: "イベント", from: "開始日", to: "終了日",
     show: "表示", csv: "CSV でダウンロード", when: "日時", details: "詳細",
     older: "古い記録", newer: "新しい記録", records: (a, b, n) => `${a}–${b} / ${n}`,
+    mail: "通知メール", save: "保存", saved: "保存しました。", testMail: "テストメールを送信",
+    password: "password", keep: "(空欄なら変更しません)",
   },
 };
 
@@ -46,11 +50,13 @@ export async function renderAdmin(ui) {
 
   const show = (which) => {
     for (const b of tabs.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.tab === which));
-    if (which === "dashboard") dashboard(); else if (which === "audit") auditPage(); else functionsPage();
+    if (which === "dashboard") dashboard(); else if (which === "audit") auditPage();
+    else if (which === "mail") mailPage(); else functionsPage();
   };
   tabs.replaceChildren(
     el("button", { type: "button", "data-tab": "dashboard", onclick: () => show("dashboard") }, w("dashboard")),
     el("button", { type: "button", "data-tab": "functions", onclick: () => show("functions") }, w("functions")),
+    byName.has("GetSmtpSettings") ? el("button", { type: "button", "data-tab": "mail", onclick: () => show("mail") }, w("mail")) : null,
     byName.has("GetAuditLog") ? el("button", { type: "button", "data-tab": "audit", onclick: () => show("audit") }, w("audit")) : null);
   show("dashboard");
 
@@ -94,6 +100,63 @@ export async function renderAdmin(ui) {
       sections.push(el("p", { role: "alert", class: "error" }, err.message));
     }
     main.replaceChildren(el("button", { type: "button", onclick: dashboard }, w("refresh")), ...sections);
+  }
+
+  // The error-notification mail: its settings as GetSmtpSettings shows them (the password
+  // write-only), saved with SetSmtpSettings; the test mail's log says which step failed.
+  async function mailPage() {
+    let conf;
+    try { conf = await call("GetSmtpSettings"); } catch (err) { main.replaceChildren(el("p", { role: "alert", class: "error" }, err.message)); return; }
+    if (!conf) return;
+    const CHOICES = { authenticationType: ["None", "SMTP", "POP before SMTP"], encoding: ["utf-8", "iso-2022-jp", "iso-8859-1", "us-ascii"],
+      smtpAuthenticationType: ["plain", "login", "cram-md5", "xoauth2"] };
+    const inputs = new Map();
+    const fields = Object.entries(conf).map(([name, value]) => {
+      const id = `mail-${name}`;
+      let input;
+      if (CHOICES[name]) input = el("select", { id }, CHOICES[name].map((c) => el("option", { value: c, selected: c === value }, c)));
+      else if (typeof value === "boolean") input = el("input", { id, type: "checkbox", checked: value });
+      else input = el("input", { id, type: typeof value === "number" ? "number" : "text", value: value ?? "" });
+      inputs.set(name, input);
+      return el("div", { class: "arg" }, el("label", { for: id }, name), input);
+    });
+    const password = el("input", { id: "mail-password", type: "password", autocomplete: "new-password" });
+    const status = el("p", { role: "status" });
+    const logBox = el("pre", { class: "source", "aria-label": w("log") });
+    const form = el("form", { class: "fn-form", onsubmit: async (ev) => {
+      ev.preventDefault();
+      const settings = {};
+      for (const [name, input] of inputs) {
+        const old = conf[name];
+        const value = input.type === "checkbox" ? input.checked : input.type === "number" ? Number(input.value) : input.value || null;
+        if (value !== old) settings[name] = value;
+      }
+      if (password.value) settings.password = password.value;
+      try {
+        await call("SetSmtpSettings", { settings });
+        password.value = "";
+        conf = { ...conf, ...settings };
+        delete conf.password;
+        status.textContent = w("saved");
+      } catch (err) { status.textContent = err.message; }
+    } }, fields,
+      el("div", { class: "arg" }, el("label", { for: "mail-password" }, `${w("password")} ${w("keep")}`), password),
+      el("div", { class: "actions" }, el("button", { type: "submit", class: "primary" }, w("save")),
+        el("button", { type: "button", onclick: async () => {
+          status.textContent = w("running");
+          logBox.textContent = "";
+          let snap = await guarded(() => api("function/invoke", { name: "TestSmtpSettings", args: {} }));
+          while (snap) {
+            if (snap.logOutput) logBox.textContent += visible(lines(snap.logOutput));
+            if (snap.statusCode !== "running") break;
+            snap = await guarded(() => api("function/status", { token: snap.token, lastKnownStatusVersion: snap.statusVersion, millisecondsTimeout: 30000 }));
+          }
+          if (!snap) return;
+          status.textContent = snap.statusCode === "succeeded" ? `${snap.statusCode}: ${visible(snap.result?.summary ?? "")}`
+            : `${snap.statusCode}: ${visible(snap.error?.message ?? "")}`;
+        } }, w("testMail"))),
+      status);
+    main.replaceChildren(el("h2", {}, w("mail")), form, logBox);
   }
 
   function auditPage() {

@@ -501,3 +501,27 @@ def test_notification_mail_saved_and_tested(tmp_path: Path, page: Page) -> None:
     finally:
         controller.stop()
     assert len(received) == 1
+
+
+def test_the_folder_tree(tmp_path: Path, page: Page) -> None:
+    """Folders as a tree (a level without mail of its own too), collapsed below the archive and
+    opened with their toggle; choosing one shows its mail and its subfolders'."""
+    data = tmp_path / "data"
+    user(data, "alice", "Alice-pass-1")
+    for folder, count in (("Inbox", 2), ("Old/2019", 3), ("Old/2020", 1)):
+        source = tmp_path / folder.replace("/", "-")
+        source.mkdir()
+        for i in range(count):
+            (source / f"{i}.eml").write_bytes(eml(f"{folder} {i}", "a@example.org", folder))
+        mk_ok(data, "import", "--user", "alice", "--folder", folder, str(source))
+    with console_server(data) as base:
+        log_in(page, base, "alice", "Alice-pass-1")
+        tree = page.get_by_role("navigation", name="Folders")
+        expect(tree.get_by_role("button", name="Old 0 / 4")).to_be_visible()
+        expect(tree.get_by_role("button", name="2019 3")).to_be_hidden()
+        tree.get_by_role("button", name="Show or hide the folders in alice/Old").click()
+        tree.get_by_role("button", name="2019 3").click()
+        rows = page.locator("table tbody tr")
+        expect(rows).to_have_count(3)
+        tree.get_by_role("button", name="Old 0 / 4").click()
+        expect(rows).to_have_count(4)

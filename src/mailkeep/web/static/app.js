@@ -22,7 +22,7 @@ const TEXT = {
     newPassword: "New password", repeatPassword: "Repeat the new password",
     changePassword: "Change password", mustChange: "This account still has its initial password: choose a new one (at least 8 characters).",
     mismatch: "The two new passwords differ.",
-    admin: "Administration",
+    admin: "Administration", expand: "Show or hide the folders in",
     importTitle: "Import mail", importFiles: "Files of mail (.eml, .mbox, .mbox.gz, .zip)",
     intoFolder: "Into folder", importing: (n) => `Importing ${n}…`,
     imported: (name, r) => `${name}: ${r.archived} archived, ${r.duplicates} already archived, ${r.failed} failed`,
@@ -49,7 +49,7 @@ const TEXT = {
     newPassword: "新しいパスワード", repeatPassword: "新しいパスワード (確認)",
     changePassword: "パスワードを変更", mustChange: "初期パスワードのままです。新しいパスワード (8 文字以上) を設定してください。",
     mismatch: "新しいパスワードが一致しません。",
-    admin: "管理",
+    admin: "管理", expand: "下位フォルダーの表示切り替え:",
     importTitle: "メールの取り込み", importFiles: "メールのファイル (.eml, .mbox, .mbox.gz, .zip)",
     intoFolder: "取り込み先フォルダー", importing: (n) => `${n} を取り込んでいます…`,
     imported: (name, r) => `${name}: ${r.archived} 件取り込み, ${r.duplicates} 件は取り込み済み, ${r.failed} 件失敗`,
@@ -309,21 +309,67 @@ function alertIn(box, message) {
 async function loadFolders() {
   const folders = await guarded(() => api("archive/folders"));
   if (!folders) return;
-  const item = (label, value, count) => el("li", {}, el("button", {
-    type: "button", "aria-pressed": String(state.folder === value), onclick: () => {
-      state.folder = value;
-      state.offset = 0;
-      for (const b of folderList.querySelectorAll("button")) b.setAttribute("aria-pressed", "false");
-      folderList.querySelector(`[data-folder="${CSS.escape(value)}"]`)?.setAttribute("aria-pressed", "true");
-      runSearch();
-    }, "data-folder": value }, el("span", {}, visible(label)),
-    count === null ? null : el("span", { class: "count" }, String(count))));
+  // The tree: "alice/Old/2019" under "alice/Old" under "alice" (levels without mail of their
+  // own too); a folder's count is its own mail and, after a slash, all below it.
+  const root = new Map();
+  for (const f of folders) {
+    let level = root, path = "";
+    f.folder.split("/").forEach((name, i, parts) => {
+      path = path ? `${path}/${name}` : name;
+      if (!level.has(name)) level.set(name, { name, path, own: 0, total: 0, children: new Map() });
+      const node = level.get(name);
+      node.total += f.messageCount;
+      if (i === parts.length - 1) node.own += f.messageCount;
+      level = node.children;
+    });
+  }
+  const choose = (value) => {
+    state.folder = value;
+    state.offset = 0;
+    for (const b of folderList.querySelectorAll("button[data-folder]")) {
+      b.setAttribute("aria-pressed", String(b.dataset.folder === value));
+    }
+    runSearch();
+  };
+  const pick = (label, value, count) => el("button", { type: "button", class: "pick-folder",
+    "aria-pressed": String(state.folder === value), "data-folder": value, onclick: () => choose(value) },
+    el("span", {}, visible(label)), count === null ? null : el("span", { class: "count" }, count));
+  const branch = (nodes, depth) => el("ul", {}, [...nodes.values()].map((n) => {
+    const kids = n.children.size ? branch(n.children, depth + 1) : null;
+    const open = depth === 0 || state.folder === n.path || state.folder.startsWith(`${n.path}/`);
+    if (kids && !open) kids.hidden = true;
+    const toggle = kids ? el("button", { type: "button", class: "twisty", "aria-expanded": String(open),
+      "aria-label": `${t("expand")} ${visible(n.path)}`, onclick: (ev) => {
+        const was = ev.currentTarget.getAttribute("aria-expanded") === "true";
+        ev.currentTarget.setAttribute("aria-expanded", String(!was));
+        kids.hidden = was;
+      } }, "›") : el("span", { class: "twisty" });
+    const count = n.children.size ? `${n.own} / ${n.total}` : String(n.own);
+    return el("li", {}, el("div", { class: "row" }, toggle, pick(n.name, n.path, count)), kids);
+  }));
   if (!uploadBox?.isConnected) uploadBox = importBox();  // kept, with what it says, across reloads
   folderList.replaceChildren(el("h2", {}, t("folders")),
-    el("ul", {}, item(t("all"), "", null), folders.map((f) => item(f.folder, f.folder, f.messageCount))),
-    uploadBox);
+    el("ul", {}, el("li", {}, el("div", { class: "row" }, el("span", { class: "twisty" }), pick(t("all"), "", null)))),
+    branch(root, 0), uploadBox);
 }
 let uploadBox = null;
+
+// fetch() says nothing of an upload's progress: XMLHttpRequest does (percent of the bytes
+// sent; the import itself then runs on the server and its outcome is the answer).
+function put(url, file, progress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("PUT", url);
+    xhr.upload.addEventListener("progress", (ev) => {
+      if (ev.lengthComputable) progress(Math.round(100 * ev.loaded / ev.total));
+    });
+    xhr.addEventListener("load", () => {
+      try { resolve(JSON.parse(xhr.responseText).result); } catch { reject(new Error(`${t("failed")} (${xhr.status})`)); }
+    });
+    xhr.addEventListener("error", () => reject(new Error(t("failed"))));
+    xhr.send(file);
+  });
+}
 
 // Import by upload: each file is announced (StartUpload), then sent as it is (PUT), streamed
 // by the browser; the answer is the import's outcome.
@@ -335,13 +381,13 @@ function importBox() {
     onchange: () => send([...files.files]) });
   async function send(list) {
     for (const file of list) {
-      const line = el("p", {}, t("importing")(visible(file.name)));
+      const bar = el("progress", { max: 100, value: 0, "aria-label": visible(file.name) });
+      const line = el("p", {}, t("importing")(visible(file.name)), bar);
       status.append(line);
       try {
         const link = await guarded(() => api("archive/upload", { fileName: file.name, size: file.size, folder: folder.value }));
         if (!link) return;
-        const resp = await fetch(link.url, { method: "PUT", body: file });
-        const result = (await resp.json()).result;
+        const result = await put(link.url, file, (sent) => { bar.value = sent; });
         if (result.status !== "success") throw new Error(result.message);
         line.textContent = t("imported")(visible(file.name), result.data);
       } catch (err) {

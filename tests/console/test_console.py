@@ -525,3 +525,39 @@ def test_the_folder_tree(tmp_path: Path, page: Page) -> None:
         expect(rows).to_have_count(3)
         tree.get_by_role("button", name="Old 0 / 4").click()
         expect(rows).to_have_count(4)
+
+
+def test_the_dashboard_follows_a_running_process(tmp_path: Path, page: Page) -> None:
+    """A profile run against an IMAP server that accepts and never answers runs until its 5 s
+    timeout: the dashboard lists it while it runs (function, user, progress) and, following it
+    on its own, shows it gone once it has ended."""
+    import socket
+
+    data = tmp_path / "data"
+    mk_ok(data, "call", "CreateUser", "userName=boss", "privileges=admin,login",
+          "password=Boss-pass-1")
+    mk_ok(data, "call", "CreateUser", "userName=carol", "privileges=none")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel takes the connection; nobody ever answers
+        properties = {"name": "stalled", "type": "imap", "userName": "carol",
+                      "host": "127.0.0.1", "port": silent.getsockname()[1], "security": "none",
+                      "login": "carol", "password": "x", "timeout": 5}
+        made = json.loads(mk_ok(data, "call", "CreateProfile",
+                                "properties=" + json.dumps(properties)).stdout)
+        with console_server(data) as base:
+            log_in(page, base, "boss", "Boss-pass-1")
+            page.get_by_role("button", name="Administration").click()
+            started = page.evaluate("""async (id) => {
+                const r = await fetch('/mcapi/function/invoke', {method: 'POST', headers: {
+                  'Content-Type': 'application/json',
+                  'X-Fs-SessionId': sessionStorage.getItem('mk.sid')},
+                  body: JSON.stringify({name: 'RunProfile', args: {id}})});
+                return (await r.json()).result.data.statusCode; }""", made["id"])
+            assert started == "running"
+            page.get_by_role("button", name="Refresh").click()
+            processes = page.get_by_role("region", name="Running processes")
+            expect(processes).to_contain_text("RunProfile")
+            expect(processes).to_contain_text("boss")
+            expect(processes.get_by_role("progressbar", name="RunProfile")).to_have_count(1)
+            expect(processes).to_contain_text("None.", timeout=30_000)  # followed to its end

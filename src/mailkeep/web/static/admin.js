@@ -11,7 +11,7 @@ const WORDS = {
     fn: "Function", run: "Run", cancel: "Cancel", result: "Result", log: "Log",
     filter: "Find a function", notAllowed: "Your role may not call this function.",
     running: "Running", state: "State", name: "Name", id: "Id", messages: "Messages", size: "Size",
-    path: "Path", refresh: "Refresh", seconds: "s",
+    path: "Path", refresh: "Refresh", seconds: "s", user: "User", since: "Started", progress: "Progress",
     audit: "Audit log", actor: "User or actor", action: "Event", from: "From", to: "To",
     show: "Show", csv: "Download as CSV", when: "When", details: "Details",
     older: "Older", newer: "Newer", records: (a, b, n) => `${a}–${b} of ${n}`,
@@ -25,7 +25,7 @@ const WORDS = {
     fn: "機能", run: "実行", cancel: "取り消し", result: "結果", log: "ログ",
     filter: "機能を探す", notAllowed: "このロールでは呼び出せません。",
     running: "実行中", state: "状態", name: "名前", id: "ID", messages: "メッセージ", size: "サイズ",
-    path: "パス", refresh: "再読み込み", seconds: "秒",
+    path: "パス", refresh: "再読み込み", seconds: "秒", user: "ユーザー", since: "開始", progress: "進行状況",
     audit: "監査ログ", actor: "ユーザー", action: "イベント", from: "開始日", to: "終了日",
     show: "表示", csv: "CSV でダウンロード", when: "日時", details: "詳細",
     older: "古い記録", newer: "新しい記録", records: (a, b, n) => `${a}–${b} / ${n}`,
@@ -70,9 +70,12 @@ export async function renderAdmin(ui) {
     return snap?.result;
   }
 
+  let follow = null;
+
   async function dashboard() {
-    main.replaceChildren(el("p", { class: "muted" }, "…"));
+    if (!main.children.length) main.replaceChildren(el("p", { class: "muted" }, "…"));
     const sections = [];
+    let running = [];
     try {
       const info = await call("GetServiceStatus");
       if (info) {
@@ -93,13 +96,28 @@ export async function renderAdmin(ui) {
               el("td", {}, s.statisticsCount ?? "–"), el("td", {}, s.statisticsSize == null ? "–" : human(s.statisticsSize)),
               el("td", { class: "path" }, visible(s.databasePath))))))));
       }
-      const running = info?.jobs ?? [];
+      running = info?.jobs ?? [];
       sections.push(el("section", { class: "card", "aria-label": w("processes") }, el("h2", {}, w("processes")),
-        running.length ? el("ul", {}, running.map((j) => el("li", {}, visible(JSON.stringify(j))))) : el("p", { class: "muted" }, w("none"))));
+        running.length ? el("table", { class: "list" },
+          el("thead", {}, el("tr", {}, [w("fn"), w("user"), w("since"), w("progress")].map((h) => el("th", {}, h)))),
+          el("tbody", {}, running.map((j) => el("tr", {},
+            el("td", {}, visible(j.function)), el("td", {}, visible(j.user)),
+            el("td", {}, `${visible(j.startedAt)} (${j.runningSeconds} ${w("seconds")})`),
+            el("td", {}, j.percentProgress == null ? el("progress", { "aria-label": visible(j.function) })
+              : el("progress", { max: 100, value: j.percentProgress, "aria-label": visible(j.function) }),
+              j.percentProgress == null ? "" : ` ${j.percentProgress}%`))))) : el("p", { class: "muted" }, w("none"))));
     } catch (err) {
       sections.push(el("p", { role: "alert", class: "error" }, err.message));
     }
     main.replaceChildren(el("button", { type: "button", onclick: dashboard }, w("refresh")), ...sections);
+    // While something runs, the dashboard follows it (every 2 s, as long as it is shown).
+    clearTimeout(follow);
+    if (running.length) {
+      const shown = main;
+      follow = setTimeout(() => {
+        if (shown.isConnected && tabs.querySelector('[data-tab="dashboard"]')?.getAttribute("aria-pressed") === "true") dashboard();
+      }, 2000);
+    }
   }
 
   // The error-notification mail: its settings as GetSmtpSettings shows them (the password

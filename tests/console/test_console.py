@@ -415,6 +415,13 @@ def test_administration_runs_functions_with_live_progress(tmp_path: Path, page: 
         expect(page.get_by_label("Result")).to_contain_text('"messages": 20')
         page.get_by_role("button", name="Dashboard").click()
         expect(stores).to_contain_text("Second")
+        # a store's own buttons: create one, verify one, its outcome beside it
+        page.get_by_label("New store").fill("Third")
+        page.get_by_role("button", name="Create").click()
+        expect(stores).to_contain_text("Third")
+        stores.get_by_role("button", name="Verify Default").click()
+        expect(stores.get_by_role("status")).to_contain_text("Done: 20 messages, no problems",
+                                                            timeout=30_000)
         page.get_by_role("button", name="Archive").click()
         page.get_by_role("button", name="Log out").click()
         log_in(page, base, "oper", "Oper-pass-1")
@@ -426,10 +433,10 @@ def test_administration_runs_functions_with_live_progress(tmp_path: Path, page: 
             const r = await fetch('/mcapi/function/invoke', {method: 'POST', headers: {
               'Content-Type': 'application/json',
               'X-Fs-SessionId': sessionStorage.getItem('mk.sid')},
-              body: JSON.stringify({name: 'CreateStore', args: {name: 'Third'}})});
+              body: JSON.stringify({name: 'CreateStore', args: {name: 'Fourth'}})});
             return (await r.json()).result; }""")
         assert refused["status"] == "error" and refused["code"] == 3002
-    assert "Third" not in mk_ok(data, "store", "list").stdout
+    assert "Fourth" not in mk_ok(data, "store", "list").stdout
 
 
 def test_audit_log_page_and_csv(tmp_path: Path, page: Page) -> None:

@@ -12,6 +12,8 @@ const WORDS = {
     filter: "Find a function", notAllowed: "Your role may not call this function.",
     running: "Running", state: "State", name: "Name", id: "Id", messages: "Messages", size: "Size",
     path: "Path", refresh: "Refresh", seconds: "s", user: "User", since: "Started", progress: "Progress",
+    actions: "Actions", VerifyStore: "Verify", CompactStore: "Compact", RebuildStoreIndex: "Rebuild index",
+    newStore: "New store", create: "Create", done: "Done", clean: "no problems", problems: "problems",
     audit: "Audit log", actor: "User or actor", action: "Event", from: "From", to: "To",
     show: "Show", csv: "Download as CSV", when: "When", details: "Details",
     older: "Older", newer: "Newer", records: (a, b, n) => `${a}–${b} of ${n}`,
@@ -26,6 +28,8 @@ const WORDS = {
     filter: "機能を探す", notAllowed: "このロールでは呼び出せません。",
     running: "実行中", state: "状態", name: "名前", id: "ID", messages: "メッセージ", size: "サイズ",
     path: "パス", refresh: "再読み込み", seconds: "秒", user: "ユーザー", since: "開始", progress: "進行状況",
+    actions: "操作", VerifyStore: "検証", CompactStore: "圧縮", RebuildStoreIndex: "索引の再構築",
+    newStore: "新しいストア", create: "作成", done: "完了", clean: "問題なし", problems: "件の問題",
     audit: "監査ログ", actor: "ユーザー", action: "イベント", from: "開始日", to: "終了日",
     show: "表示", csv: "CSV でダウンロード", when: "日時", details: "詳細",
     older: "古い記録", newer: "新しい記録", records: (a, b, n) => `${a}–${b} / ${n}`,
@@ -88,13 +92,24 @@ export async function renderAdmin(ui) {
       }
       const stores = await call("GetStores", { includeSize: true });
       if (stores) {
+        const newName = el("input", { id: "new-store", type: "text" });
+        const created = el("p", { role: "alert", class: "error" });
         sections.push(el("section", { class: "card", "aria-label": w("stores") }, el("h2", {}, w("stores")),
           el("table", { class: "list" },
-            el("thead", {}, el("tr", {}, [w("id"), w("name"), w("state"), w("messages"), w("size"), w("path")].map((h) => el("th", {}, h)))),
+            el("thead", {}, el("tr", {}, [w("id"), w("name"), w("state"), w("messages"), w("size"), w("path"), w("actions")].map((h) => el("th", {}, h)))),
             el("tbody", {}, stores.map((s) => el("tr", {},
               el("td", {}, String(s.id)), el("td", {}, visible(s.name)), el("td", {}, visible(s.requestedState)),
               el("td", {}, s.statisticsCount ?? "–"), el("td", {}, s.statisticsSize == null ? "–" : human(s.statisticsSize)),
-              el("td", { class: "path" }, visible(s.databasePath))))))));
+              el("td", { class: "path" }, visible(s.databasePath)),
+              el("td", { class: "store-actions" }, ["VerifyStore", "CompactStore", "RebuildStoreIndex"].filter((f) => byName.has(f))
+                .map((f) => el("button", { type: "button", class: "small", "aria-label": `${w(f)} ${visible(s.name)}`,
+                  onclick: (ev) => storeAction(f, s, ev.target.closest("td")) }, w(f)))))))),
+          byName.has("CreateStore") ? el("form", { class: "inline", onsubmit: async (ev) => {
+            ev.preventDefault();
+            try { await call("CreateStore", { name: newName.value }); dashboard(); }
+            catch (err) { created.textContent = err.message; }
+          } }, el("label", { for: "new-store" }, w("newStore")), newName,
+            el("button", { type: "submit" }, w("create")), created) : null));
       }
       running = info?.jobs ?? [];
       sections.push(el("section", { class: "card", "aria-label": w("processes") }, el("h2", {}, w("processes")),
@@ -175,6 +190,30 @@ export async function renderAdmin(ui) {
         } }, w("testMail"))),
       status);
     main.replaceChildren(el("h2", {}, w("mail")), form, logBox);
+  }
+
+  // A store's verify, compaction or index rebuild, run here with its progress and a cancel
+  // button; its outcome stays beside the buttons.
+  async function storeAction(name, store, cell) {
+    cell.querySelector(".outcome")?.remove();
+    const bar = el("progress", { max: 100, "aria-label": `${w(name)} ${visible(store.name)}` });
+    const stop = el("button", { type: "button", class: "small" }, w("cancel"));
+    const said = el("span", { class: "outcome", role: "status" });
+    const box = el("div", { class: "outcome" }, bar, stop, said);
+    cell.append(box);
+    const args = name === "VerifyStore" ? { id: store.id, report: true } : { id: store.id };
+    let snap = await guarded(() => api("function/invoke", { name, args }));
+    stop.addEventListener("click", () => snap?.token && api("function/cancel", { token: snap.token }));
+    while (snap && snap.statusCode === "running") {
+      if (snap.percentProgress != null) bar.value = snap.percentProgress;
+      snap = await guarded(() => api("function/status", { token: snap.token, lastKnownStatusVersion: snap.statusVersion, millisecondsTimeout: 30000 }));
+    }
+    bar.remove(); stop.remove();
+    if (!snap) return;
+    if (snap.statusCode !== "succeeded") { said.textContent = `${snap.statusCode}: ${visible(snap.error?.message ?? "")}`; return; }
+    const report = snap.result?.stores?.[0];
+    said.textContent = report ? `${w("done")}: ${report.messages} ${w("messages").toLowerCase()}, ${report.ok ? w("clean") : `${report.problems.length} ${w("problems")}`}`
+      : w("done");
   }
 
   function auditPage() {

@@ -568,3 +568,40 @@ def test_the_dashboard_follows_a_running_process(tmp_path: Path, page: Page) -> 
             expect(processes).to_contain_text("boss")
             expect(processes.get_by_role("progressbar", name="RunProfile")).to_have_count(1)
             expect(processes).to_contain_text("None.", timeout=30_000)  # followed to its end
+
+
+def test_remote_images_only_when_asked(tmp_path: Path, page: Page) -> None:
+    """A message with an https image: no request for it until "Show remote images"; "Always
+    show remote images from this sender" keeps that choice for the sender's next message (in
+    this browser), not for another sender's. Requests are watched where they would leave."""
+    data = tmp_path / "data"
+    user(data, "alice", "Alice-pass-1")
+    img = '<p>pic</p><img src="https://images.example.net/{}.png">'
+    archive_mail(data, tmp_path, "alice", [
+        eml("News 1", "News <news@shop.example>", "t", html=img.format("one"),
+            date="Mon, 02 Mar 2026 10:00:00 +0000"),
+        eml("News 2", "News <news@shop.example>", "t", html=img.format("two"),
+            date="Tue, 03 Mar 2026 10:00:00 +0000"),
+        eml("Other", "Other <x@other.example>", "t", html=img.format("other"),
+            date="Wed, 04 Mar 2026 10:00:00 +0000")])
+    asked: list[str] = []
+    page.route("https://images.example.net/**", lambda route: (asked.append(route.request.url),
+                                                                 route.abort()))
+    with console_server(data) as base:
+        log_in(page, base, "alice", "Alice-pass-1")
+        rows = page.locator("table tbody tr")
+        expect(rows).to_have_count(3)
+        rows.nth(2).click()  # News 1
+        expect(page.locator("section.reader h2")).to_have_text("News 1")
+        page.frame_locator('iframe[title="Message body"]').get_by_text("pic").wait_for()
+        assert asked == []
+        with page.expect_event("requestfailed", lambda r: "one.png" in r.url):
+            page.get_by_role("button", name="Always show remote images from this sender").click()
+        with page.expect_event("requestfailed", lambda r: "two.png" in r.url):
+            rows.nth(1).click()  # News 2: the same sender, shown with its images at once
+        rows.nth(0).click()  # Other: not trusted
+        expect(page.locator("section.reader h2")).to_have_text("Other")
+        page.frame_locator('iframe[title="Message body"]').get_by_text("pic").wait_for()
+        assert not any("other.png" in u for u in asked), asked
+        page.get_by_role("button", name="Full view").click()
+        expect(page.get_by_role("navigation", name="Folders")).to_be_hidden()

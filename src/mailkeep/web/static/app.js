@@ -23,6 +23,7 @@ const TEXT = {
     changePassword: "Change password", mustChange: "This account still has its initial password: choose a new one (at least 8 characters).",
     mismatch: "The two new passwords differ.",
     admin: "Administration", expand: "Show or hide the folders in",
+    alwaysRemote: "Always show remote images from this sender", fullView: "Full view",
     importTitle: "Import mail", importFiles: "Files of mail (.eml, .mbox, .mbox.gz, .zip)",
     intoFolder: "Into folder", importing: (n) => `Importing ${n}…`,
     imported: (name, r) => `${name}: ${r.archived} archived, ${r.duplicates} already archived, ${r.failed} failed`,
@@ -50,6 +51,7 @@ const TEXT = {
     changePassword: "パスワードを変更", mustChange: "初期パスワードのままです。新しいパスワード (8 文字以上) を設定してください。",
     mismatch: "新しいパスワードが一致しません。",
     admin: "管理", expand: "下位フォルダーの表示切り替え:",
+    alwaysRemote: "この差出人の外部画像を常に表示", fullView: "全体表示",
     importTitle: "メールの取り込み", importFiles: "メールのファイル (.eml, .mbox, .mbox.gz, .zip)",
     intoFolder: "取り込み先フォルダー", importing: (n) => `${n} を取り込んでいます…`,
     imported: (name, r) => `${name}: ${r.archived} 件取り込み, ${r.duplicates} 件は取り込み済み, ${r.failed} 件失敗`,
@@ -504,8 +506,13 @@ async function select(i) {
   const rows = resultsBox.querySelectorAll("tbody tr");
   rows.forEach((row, k) => row.setAttribute("aria-selected", String(k === i)));
   rows[i]?.focus();
-  await openMessage(state.results[i].id, false);
+  const sender = senderOf(state.results[i].from);
+  await openMessage(state.results[i].id, trusted().includes(sender));
 }
+
+// Senders whose remote images this browser always shows (the reader's own choice, kept here).
+const trusted = () => JSON.parse(localStorage.getItem("mk.remote") || "[]");
+const senderOf = (from) => ((/<([^<>]+)>/.exec(from || "") || [])[1] || from || "").trim().toLowerCase();
 
 async function openMessage(id, remoteImages) {
   let m;
@@ -519,6 +526,7 @@ async function openMessage(id, remoteImages) {
   layout.classList.add("reading");
   reader.dataset.id = m.id;
   const subject = (m.headers.find(([n]) => n === "Subject") || [])[1];
+  const sender = senderOf((m.headers.find(([n]) => n === "From") || [])[1]);
   const headers = el("dl", { class: "headers" }, m.headers.filter(([n]) => n !== "Subject")
     .map(([n, v]) => [el("dt", {}, n), el("dd", {}, visible(v))]));
   const body = m.bodyUrl
@@ -546,7 +554,15 @@ async function openMessage(id, remoteImages) {
     el("div", { class: "actions" },
       el("a", { href: m.sourceUrl, download: "" }, t("original")),
       sourceButton,
-      m.hasHtml && !m.remoteImages ? el("button", { type: "button", onclick: () => openMessage(id, true) }, t("remote")) : null),
+      m.hasHtml && !m.remoteImages ? el("button", { type: "button", onclick: () => openMessage(id, true) }, t("remote")) : null,
+      m.hasHtml && sender && !trusted().includes(sender) ? el("button", { type: "button", onclick: () => {
+        localStorage.setItem("mk.remote", JSON.stringify([...trusted(), sender].slice(-500)));
+        openMessage(id, true);
+      } }, t("alwaysRemote")) : null,
+      el("button", { type: "button", class: "full-toggle", "aria-pressed": String(layout.classList.contains("full")), onclick: (ev) => {
+        const on = layout.classList.toggle("full");
+        ev.currentTarget.setAttribute("aria-pressed", String(on));
+      } }, t("fullView"))),
     m.warnings.length ? el("p", { class: "warning" }, `${t("warnings")}: ${m.warnings.map(visible).join("; ")}`) : null,
     body,
     parts.length ? el("section", { "aria-label": t("attachments") }, el("h3", {}, t("attachments")),

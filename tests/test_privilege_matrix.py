@@ -302,7 +302,12 @@ def console_got(data: Path, server: TestClient, fn: Function, kind: Kind,
         resp = server.request(fn.mcapi.method, path, content=b"{not json",
                               headers={**session, "Content-Type": "application/json"})
         admitted = 1001  # the body that is not JSON
-    audited = records(data, before, fn)
+    return console_verdict(resp, records(data, before, fn), kind, admitted)
+
+
+def console_verdict(resp: Any, audited: list[tuple[str, str]], kind: Kind, admitted: int) -> str:
+    """A console API answer named: refused (3002, one audit record "refused"), allowed (the
+    code of the probe that stops an admitted call, no audit record), or what it was."""
     code = (answer(resp).get("result") or {}).get("code")
     if resp.status_code == 403 and code == 3002 and audited == [(f"mcapi:{kind.user}",
                                                                  "refused")]:
@@ -330,14 +335,7 @@ def generic_got(data: Path, server: TestClient, fn: Function, kind: Kind,
     before = last_audit_id(data)
     resp = server.post("/mcapi/function/invoke", headers=session,
                        json={"name": fn.name, "args": {PROBE: 1}})
-    audited = records(data, before, fn)
-    code = (answer(resp).get("result") or {}).get("code")
-    if resp.status_code == 403 and code == 3002 and audited == [(f"mcapi:{kind.user}",
-                                                                 "refused")]:
-        return CONSOLE_REFUSED
-    if resp.status_code == 400 and code == 1002 and not audited:
-        return ALLOWED
-    return f"HTTP {resp.status_code} code {code} {short(resp.text, 60)!r}, audit {audited}"
+    return console_verdict(resp, records(data, before, fn), kind, 1002)
 
 
 def test_console_api_any_function(data: Path, server: TestClient) -> None:

@@ -428,7 +428,10 @@ def test_administration_runs_functions_with_live_progress(tmp_path: Path, page: 
         page.get_by_role("button", name="Administration").click()
         page.get_by_role("button", name="Functions").click()
         offered = page.get_by_label("Function", exact=True).locator("option").all_inner_texts()
-        assert "CreateStore" not in offered and "GetSmtpSettings" in offered
+        assert "CreateStore (not for your role)" in offered and "GetSmtpSettings" in offered
+        page.get_by_label("Function", exact=True).select_option("CreateStore")
+        expect(page.get_by_text("Your role may not call this function.")).to_be_visible()
+        expect(page.get_by_role("button", name="Run")).to_be_disabled()
         refused = page.evaluate("""async () => {
             const r = await fetch('/mcapi/function/invoke', {method: 'POST', headers: {
               'Content-Type': 'application/json',

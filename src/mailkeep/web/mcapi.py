@@ -266,8 +266,9 @@ class McApi:
 
     # -- any catalog function, for the console's administration pages -----------------------
     def functions(self, request: Request) -> Response:
-        """The functions the session's role may call, with their arguments as forms need
-        them (the roles of now: a function it may not call is not listed)."""
+        """The functions with their arguments as forms need them, each saying whether the
+        session's role may call it now (`allowed`): the management roles see the others as
+        unavailable; a user of the console sees only its own."""
         session = self.session(request)
         account = self.state.users.account(session.user_name)
         role = (account.role or ("administrator" if account is not None
@@ -275,9 +276,11 @@ class McApi:
                 if account is not None else "user")
         out = []
         for fn in REGISTRY:
-            if role not in fn.roles:
+            allowed = role in fn.roles
+            if not allowed and role == "user":
                 continue
-            out.append({"name": fn.name, "description": fn.description, "result": fn.result,
+            out.append({"name": fn.name, "allowed": allowed, "roles": list(fn.roles),
+                        "description": fn.description, "result": fn.result,
                         "longRunning": fn.long_running, "changes": fn.changes,
                         "args": [{"name": a.name, "type": a.kind, "required": a.required,
                                   "default": None if a.secret else a.default,

@@ -9,7 +9,7 @@ const WORDS = {
     status: "Service status", stores: "Stores", processes: "Running processes", none: "None.",
     version: "Version", uptime: "Up for", disk: "Free disk space", warnings: "Warnings",
     fn: "Function", run: "Run", cancel: "Cancel", result: "Result", log: "Log",
-    filter: "Find a function", notAllowed: "Your role may not call this function.",
+    filter: "Find a function", notAllowed: "Your role may not call this function.", unavailable: "not for your role",
     running: "Running", state: "State", name: "Name", id: "Id", messages: "Messages", size: "Size",
     path: "Path", refresh: "Refresh", seconds: "s", user: "User", since: "Started", progress: "Progress",
     actions: "Actions", VerifyStore: "Verify", CompactStore: "Compact", RebuildStoreIndex: "Rebuild index",
@@ -25,7 +25,7 @@ const WORDS = {
     status: "サービスの状態", stores: "ストア", processes: "実行中の処理", none: "ありません。",
     version: "バージョン", uptime: "稼働時間", disk: "ディスクの空き", warnings: "警告",
     fn: "機能", run: "実行", cancel: "取り消し", result: "結果", log: "ログ",
-    filter: "機能を探す", notAllowed: "このロールでは呼び出せません。",
+    filter: "機能を探す", notAllowed: "このロールでは呼び出せません。", unavailable: "このロールでは不可",
     running: "実行中", state: "状態", name: "名前", id: "ID", messages: "メッセージ", size: "サイズ",
     path: "パス", refresh: "再読み込み", seconds: "秒", user: "ユーザー", since: "開始", progress: "進行状況",
     actions: "操作", VerifyStore: "検証", CompactStore: "圧縮", RebuildStoreIndex: "索引の再構築",
@@ -50,7 +50,8 @@ export async function renderAdmin(ui) {
   app.replaceChildren(bar, tabs, main);
   const listing = await guarded(() => api("function/list"));
   if (!listing) return;
-  const byName = new Map(listing.functions.map((f) => [f.name, f]));
+  const every = new Map(listing.functions.map((f) => [f.name, f]));
+  const byName = new Map(listing.functions.filter((f) => f.allowed).map((f) => [f.name, f]));
 
   const show = (which) => {
     for (const b of tabs.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.tab === which));
@@ -101,8 +102,9 @@ export async function renderAdmin(ui) {
               el("td", {}, String(s.id)), el("td", {}, visible(s.name)), el("td", {}, visible(s.requestedState)),
               el("td", {}, s.statisticsCount ?? "–"), el("td", {}, s.statisticsSize == null ? "–" : human(s.statisticsSize)),
               el("td", { class: "path" }, visible(s.databasePath)),
-              el("td", { class: "store-actions" }, ["VerifyStore", "CompactStore", "RebuildStoreIndex"].filter((f) => byName.has(f))
+              el("td", { class: "store-actions" }, ["VerifyStore", "CompactStore", "RebuildStoreIndex"].filter((f) => every.has(f))
                 .map((f) => el("button", { type: "button", class: "small", "aria-label": `${w(f)} ${visible(s.name)}`,
+                  disabled: !byName.has(f), title: byName.has(f) ? null : w("notAllowed"),
                   onclick: (ev) => storeAction(f, s, ev.target.closest("td")) }, w(f)))))))),
           byName.has("CreateStore") ? el("form", { class: "inline", onsubmit: async (ev) => {
             ev.preventDefault();
@@ -280,15 +282,16 @@ export async function renderAdmin(ui) {
   function functionsPage() {
     const picker = el("input", { type: "search", id: "fn-filter", list: "fn-names", "aria-label": w("filter"), placeholder: w("filter") });
     const names = el("datalist", { id: "fn-names" }, listing.functions.map((f) => el("option", { value: f.name })));
-    const select = el("select", { id: "fn-select", "aria-label": w("fn") }, listing.functions.map((f) => el("option", { value: f.name }, f.name)));
+    const select = el("select", { id: "fn-select", "aria-label": w("fn") }, listing.functions.map((f) =>
+      el("option", { value: f.name }, f.allowed ? f.name : `${f.name} (${w("unavailable")})`)));
     const panel = el("div", { class: "fn-panel" });
-    picker.addEventListener("change", () => { if (byName.has(picker.value)) { select.value = picker.value; form(); } });
+    picker.addEventListener("change", () => { if (every.has(picker.value)) { select.value = picker.value; form(); } });
     select.addEventListener("change", form);
     main.replaceChildren(el("div", { class: "fn-pick" }, picker, names, select), panel);
     form();
 
     function form() {
-      const fn = byName.get(select.value);
+      const fn = every.get(select.value);
       const inputs = new Map();
       const fields = fn.args.map((a) => {
         const id = `arg-${a.name}`;
@@ -315,7 +318,7 @@ export async function renderAdmin(ui) {
       const cancel = el("button", { type: "button", hidden: true }, w("cancel"));
       let token = null;
       cancel.addEventListener("click", () => token && api("function/cancel", { token }));
-      const run = el("button", { type: "submit", class: "primary" }, w("run"));
+      const run = el("button", { type: "submit", class: "primary", disabled: !fn.allowed }, w("run"));
       const formEl = el("form", { class: "fn-form", onsubmit: async (ev) => {
         ev.preventDefault();
         const args = {};
@@ -349,7 +352,9 @@ export async function renderAdmin(ui) {
           run.disabled = false; progress.hidden = true; cancel.hidden = true; token = null;
         }
       } }, fields, el("div", { class: "actions" }, run, cancel), progress, statusText);
-      panel.replaceChildren(el("h2", {}, fn.name), el("p", {}, fn.description), formEl, logBox,
+      panel.replaceChildren(el("h2", {}, fn.name), el("p", {}, fn.description),
+        fn.allowed ? null : el("p", { class: "warning" }, `${w("notAllowed")} (${fn.roles.join(", ")})`),
+        formEl, logBox,
         el("h3", {}, w("result")), out);
     }
   }

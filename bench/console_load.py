@@ -139,8 +139,8 @@ def browser_figures(sync_playwright: object, base: str,
         context = chromium.new_context(ignore_https_errors=True)
         page = context.new_page()
         files: list[tuple[str, int]] = []
-        page.on("response", lambda r: files.append((r.url.rsplit("/", 1)[-1] or "/",
-                                                    len(r.body()))) if r.ok else None)
+        page.on("requestfinished", lambda r: files.append(
+            (r.url.rsplit("/", 1)[-1] or "/", r.sizes()["responseBodySize"])))
         page.goto(base + "/")
         page.wait_for_load_state("networkidle")
         weight = {"requests": len(files), "bytes": sum(b for _n, b in files), "files": list(files)}

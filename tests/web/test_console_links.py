@@ -108,3 +108,17 @@ def test_costly_html_stays_cheap() -> None:
     shown = safe_html(raw, '<img src="cid:a">' * 300, False)
     assert len(shown) <= INLINE_BYTES + 300 * 20  # one image named 300 times: not 300 copies
     assert shown.count("data:image/png") == 3
+
+
+def test_static_files_are_sent_compressed_to_those_that_take_it(tmp_path: Path) -> None:
+    from importlib import resources
+
+    original = (resources.files("mailkeep.web") / "static" / "app.js").read_bytes()
+    with api_client(tmp_path / "data") as api:
+        packed = api.get("/console/static/app.js", headers={"Accept-Encoding": "gzip"})
+        assert packed.headers["content-encoding"] == "gzip"
+        assert packed.content == original  # (the client unpacks it)
+        assert int(packed.headers["content-length"]) < len(original) / 2
+        plain = api.get("/console/static/app.js", headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers and plain.content == original
+        assert "script-src 'self'" in plain.headers["content-security-policy"]

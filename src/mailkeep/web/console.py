@@ -15,6 +15,7 @@ X-Fs-SessionId: no cookie, so another site has nothing to ride on.
 
 from __future__ import annotations
 
+import gzip
 import io
 import re
 import time
@@ -107,6 +108,7 @@ class Console:
         self.renders = anyio.CapacityLimiter(RENDERS)
         self.exporting: dict[str, int] = {}  # user -> exports streaming
         self.used: dict[str, float] = {}  # export links used (one use each) -> when they expire
+        self._packed: dict[str, tuple[bytes, bytes]] = {}  # static file -> (bytes, gzipped)
 
     async def upload(self, request: Request) -> Response:
         """The bytes of a StartUpload link, written to disk as they come; then ImportUpload
@@ -170,7 +172,13 @@ class Console:
             return _plain(404, "Not found.")
         data = item.read_bytes()
         headers = {**COMMON, "Content-Security-Policy": PAGE_POLICY,
-                   "Cache-Control": "no-cache"}
+                   "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+        if "gzip" in request.headers.get("accept-encoding", "") and len(data) > 1024:
+            packed = self._packed.get(name)
+            if packed is None or packed[0] != data:
+                packed = self._packed[name] = (data, gzip.compress(data, 9, mtime=0))
+            data = packed[1]
+            headers["Content-Encoding"] = "gzip"
         return Response(data, 200, headers, media_type=_TYPES[name.rsplit(".", 1)[1]])
 
     async def linked(self, request: Request) -> Response:

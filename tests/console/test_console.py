@@ -608,3 +608,38 @@ def test_remote_images_only_when_asked(tmp_path: Path, page: Page) -> None:
         assert not any("other.png" in u for u in asked), asked
         page.get_by_role("button", name="Full view").click()
         expect(page.get_by_role("navigation", name="Folders")).to_be_hidden()
+
+
+def test_users_page(tmp_path: Path, page: Page) -> None:
+    """An administrator makes an account (privileges ticked), gives it a role and a new
+    password, and deletes another, from the users page; the accounts are as the page said."""
+    data = tmp_path / "data"
+    mk_ok(data, "call", "CreateUser", "userName=boss", "privileges=admin,login",
+          "password=Boss-pass-1")
+    mk_ok(data, "call", "CreateUser", "userName=leaving", "privileges=login",
+          "password=Leaving-pass-1")
+    with console_server(data) as base:
+        log_in(page, base, "boss", "Boss-pass-1")
+        page.get_by_role("button", name="Administration").click()
+        page.get_by_role("button", name="Users").click()
+        users = page.get_by_role("region", name="Users")
+        expect(users).to_contain_text("leaving")
+        page.get_by_label("New user").fill("dana")
+        page.get_by_label("password", exact=True).fill("Dana-pass-1")
+        users.get_by_role("checkbox", name="archive").check()
+        page.get_by_role("button", name="Create").click()
+        expect(users).to_contain_text("dana")
+        page.get_by_label("Role dana").select_option("operator")
+        users.get_by_role("row", name="dana").get_by_role("button", name="Apply").click()
+        expect(page.get_by_role("status")).to_have_text("Saved.")
+        page.get_by_label("New password for dana").fill("Dana-pass-2")
+        users.get_by_role("row", name="dana").get_by_role("button", name="Set").click()
+        expect(page.get_by_role("status")).to_have_text("Saved.")
+        page.once("dialog", lambda d: d.accept())
+        page.get_by_role("button", name="Delete leaving").click()
+        expect(users).not_to_contain_text("leaving")
+    info = json.loads(mk_ok(data, "call", "GetUserInfo", "userName=dana").stdout)
+    assert info["role"] == "operator" and set(info["privileges"]) == {"login", "archive"}
+    assert "leaving" not in mk_ok(data, "user", "list").stdout
+    with console_server(data) as base:
+        log_in(page, base, "dana", "Dana-pass-2")

@@ -14,6 +14,9 @@ const WORDS = {
     path: "Path", refresh: "Refresh", seconds: "s", user: "User", since: "Started", progress: "Progress",
     actions: "Actions", VerifyStore: "Verify", CompactStore: "Compact", RebuildStoreIndex: "Rebuild index",
     newStore: "New store", create: "Create", done: "Done", clean: "no problems", problems: "problems",
+    users: "Users", fullName: "Full name", privileges: "Privileges", role: "Role", apply: "Apply",
+    setPassword: "Set", newPassword: "New password for", delete: "Delete", deleted: "Deleted.",
+    newUser: "New user",
     audit: "Audit log", actor: "User or actor", action: "Event", from: "From", to: "To",
     show: "Show", csv: "Download as CSV", when: "When", details: "Details",
     older: "Older", newer: "Newer", records: (a, b, n) => `${a}–${b} of ${n}`,
@@ -30,11 +33,14 @@ const WORDS = {
     path: "パス", refresh: "再読み込み", seconds: "秒", user: "ユーザー", since: "開始", progress: "進行状況",
     actions: "操作", VerifyStore: "検証", CompactStore: "圧縮", RebuildStoreIndex: "索引の再構築",
     newStore: "新しいストア", create: "作成", done: "完了", clean: "問題なし", problems: "件の問題",
+    users: "ユーザー", fullName: "氏名", privileges: "権限", role: "ロール", apply: "適用",
+    setPassword: "設定", newPassword: "新しいパスワード:", delete: "削除", deleted: "削除しました。",
+    newUser: "新しいユーザー",
     audit: "監査ログ", actor: "ユーザー", action: "イベント", from: "開始日", to: "終了日",
     show: "表示", csv: "CSV でダウンロード", when: "日時", details: "詳細",
     older: "古い記録", newer: "新しい記録", records: (a, b, n) => `${a}–${b} / ${n}`,
     mail: "通知メール", save: "保存", saved: "保存しました。", testMail: "テストメールを送信",
-    password: "password", keep: "(空欄なら変更しません)",
+    password: "パスワード", keep: "(空欄なら変更しません)",
   },
 };
 
@@ -56,11 +62,12 @@ export async function renderAdmin(ui) {
   const show = (which) => {
     for (const b of tabs.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.tab === which));
     if (which === "dashboard") dashboard(); else if (which === "audit") auditPage();
-    else if (which === "mail") mailPage(); else functionsPage();
+    else if (which === "mail") mailPage(); else if (which === "users") usersPage(); else functionsPage();
   };
   tabs.replaceChildren(
     el("button", { type: "button", "data-tab": "dashboard", onclick: () => show("dashboard") }, w("dashboard")),
     el("button", { type: "button", "data-tab": "functions", onclick: () => show("functions") }, w("functions")),
+    byName.has("GetUsers") ? el("button", { type: "button", "data-tab": "users", onclick: () => show("users") }, w("users")) : null,
     byName.has("GetSmtpSettings") ? el("button", { type: "button", "data-tab": "mail", onclick: () => show("mail") }, w("mail")) : null,
     byName.has("GetAuditLog") ? el("button", { type: "button", "data-tab": "audit", onclick: () => show("audit") }, w("audit")) : null);
   show("dashboard");
@@ -218,6 +225,60 @@ export async function renderAdmin(ui) {
       : w("done");
   }
 
+  // Accounts: who they are, their privileges and role; a new password, a role, deletion; a
+  // new account. (Everything else about them: the function forms.)
+  async function usersPage() {
+    const box = el("div");
+    const say = el("p", { role: "status" });
+    main.replaceChildren(say, box);
+    let names;
+    try { names = await call("GetUsers"); } catch (err) { say.textContent = err.message; return; }
+    if (!names) return;
+    const infos = await Promise.all(names.slice(0, 200).map((u) => call("GetUserInfo", { userName: u.userName }).catch(() => null)));
+    const roles = ["", "administrator", "developer", "operator"];
+    const rows = infos.filter(Boolean).map((u) => {
+      const password = el("input", { type: "password", autocomplete: "new-password", "aria-label": `${w("newPassword")} ${visible(u.userName)}` });
+      const role = el("select", { "aria-label": `${w("role")} ${visible(u.userName)}` },
+        roles.map((r) => el("option", { value: r, selected: (u.role || "") === r }, r || "—")));
+      const act = async (fn, args, done) => {
+        try { await call(fn, { userName: u.userName, ...args }); say.textContent = done; }
+        catch (err) { say.textContent = err.message; }
+      };
+      return el("tr", {},
+        el("td", {}, visible(u.userName)), el("td", {}, visible(u.fullName || "")),
+        el("td", {}, visible(u.privileges.join(", "))),
+        el("td", {}, role, el("button", { type: "button", class: "small", onclick: () => act("SetUserRole", { role: role.value }, w("saved")) }, w("apply"))),
+        el("td", {}, password, el("button", { type: "button", class: "small", onclick: async () => {
+          if (!password.value) return;
+          await act("SetUserPassword", { password: password.value }, w("saved"));
+          password.value = "";
+        } }, w("setPassword"))),
+        el("td", {}, el("button", { type: "button", class: "small", "aria-label": `${w("delete")} ${visible(u.userName)}`, onclick: async () => {
+          if (!window.confirm(`${w("delete")} ${u.userName}?`)) return;
+          await act("DeleteUser", {}, w("deleted"));
+          usersPage();
+        } }, w("delete"))));
+    });
+    const name = el("input", { id: "new-user", type: "text", autocomplete: "off" });
+    const secret = el("input", { id: "new-user-password", type: "password", autocomplete: "new-password" });
+    const privileges = ["login", "archive", "admin"].map((p) => el("label", {}, el("input", { type: "checkbox", value: p, checked: p === "login" }), p));
+    const create = el("form", { class: "inline", onsubmit: async (ev) => {
+      ev.preventDefault();
+      const picked = privileges.map((l) => l.querySelector("input")).filter((c) => c.checked).map((c) => c.value);
+      try {
+        await call("CreateUser", { userName: name.value, password: secret.value, privileges: picked.join(",") || "none" });
+        say.textContent = w("saved");
+        usersPage();
+      } catch (err) { say.textContent = err.message; }
+    } }, el("label", { for: "new-user" }, w("newUser")), name,
+      el("label", { for: "new-user-password" }, w("password")), secret, privileges,
+      el("button", { type: "submit" }, w("create")));
+    box.replaceChildren(el("section", { class: "card", "aria-label": w("users") }, el("h2", {}, w("users")),
+      el("table", { class: "list" },
+        el("thead", {}, el("tr", {}, [w("user"), w("fullName"), w("privileges"), w("role"), w("password"), ""].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows)), create));
+  }
+
   function auditPage() {
     const field = (id, label, type = "text") => el("div", { class: "arg" }, el("label", { for: id }, label),
       el("input", { id, type }));
@@ -296,7 +357,10 @@ export async function renderAdmin(ui) {
       const fields = fn.args.map((a) => {
         const id = `arg-${a.name}`;
         let input;
-        if (a.choices.length) {
+        if (a.type === "list" && a.choices.length) {
+          input = el("fieldset", { id, class: "choices" }, el("legend", { class: "sr-only" }, a.name),
+            a.choices.map((c) => el("label", {}, el("input", { type: "checkbox", value: c }), c)));
+        } else if (a.choices.length) {
           input = el("select", { id }, (a.required ? [] : [el("option", { value: "" }, "")]).concat(
             a.choices.map((c) => el("option", { value: c, selected: c === a.default }, c))));
         } else if (a.type === "bool") {
@@ -324,6 +388,11 @@ export async function renderAdmin(ui) {
         const args = {};
         for (const [name, [a, input]] of inputs) {
           if (a.type === "bool") { if (input.checked || a.required) args[name] = input.checked; continue; }
+          if (input.tagName === "FIELDSET") {
+            const picked = [...input.querySelectorAll("input:checked")].map((c) => c.value);
+            if (picked.length) args[name] = picked.join(",");
+            continue;
+          }
           if (input.value === "") continue;
           if (a.type === "json") {
             try { args[name] = JSON.parse(input.value); } catch { args[name] = input.value; }

@@ -643,3 +643,30 @@ def test_users_page(tmp_path: Path, page: Page) -> None:
     assert "leaving" not in mk_ok(data, "user", "list").stdout
     with console_server(data) as base:
         log_in(page, base, "dana", "Dana-pass-2")
+
+
+def test_settings_page(tmp_path: Path, page: Page) -> None:
+    """An administrator changes a setting and returns another to its default from the settings
+    page; a value out of range is refused with the reason and changes nothing."""
+    data = tmp_path / "data"
+    mk_ok(data, "call", "CreateUser", "userName=boss", "privileges=admin,login",
+          "password=Boss-pass-1")
+    mk_ok(data, "settings", "set", "smtp.max_errors", "30")
+    with console_server(data) as base:
+        log_in(page, base, "boss", "Boss-pass-1")
+        page.get_by_role("button", name="Administration").click()
+        page.get_by_role("button", name="Settings").click()
+        page.get_by_label("smtp.max_recipients", exact=True).fill("500")
+        page.get_by_role("button", name="Save smtp.max_recipients").click()
+        status = page.get_by_role("status")
+        expect(status).to_contain_text("smtp.max_recipients: Saved.")
+        page.get_by_label("server.max_body", exact=True).fill("5")
+        page.get_by_role("button", name="Save server.max_body").click()
+        expect(status).to_contain_text("server.max_body:")
+        expect(status).not_to_contain_text("Saved")
+        page.get_by_role("button", name="Reset smtp.max_errors").click()
+        expect(status).to_contain_text("smtp.max_errors: Saved.")
+        expect(page.get_by_label("smtp.max_errors", exact=True)).to_have_value("20")
+    values = {c["key"]: c["value"] for c in json.loads(mk_ok(data, "call", "GetSettings").stdout)}
+    assert (values["smtp.max_recipients"], values["server.max_body"],
+            values["smtp.max_errors"]) == (500, 1 << 20, 20)

@@ -16,7 +16,8 @@ const WORDS = {
     newStore: "New store", create: "Create", done: "Done", clean: "no problems", problems: "problems",
     users: "Users", fullName: "Full name", privileges: "Privileges", role: "Role", apply: "Apply",
     setPassword: "Set", newPassword: "New password for", delete: "Delete", deleted: "Deleted.",
-    newUser: "New user",
+    newUser: "New user", settings: "Settings", reset: "Reset", default: "default",
+    nextStart: "(the server uses it from its next start)",
     audit: "Audit log", actor: "User or actor", action: "Event", from: "From", to: "To",
     show: "Show", csv: "Download as CSV", when: "When", details: "Details",
     older: "Older", newer: "Newer", records: (a, b, n) => `${a}–${b} of ${n}`,
@@ -35,7 +36,8 @@ const WORDS = {
     newStore: "新しいストア", create: "作成", done: "完了", clean: "問題なし", problems: "件の問題",
     users: "ユーザー", fullName: "氏名", privileges: "権限", role: "ロール", apply: "適用",
     setPassword: "設定", newPassword: "新しいパスワード:", delete: "削除", deleted: "削除しました。",
-    newUser: "新しいユーザー",
+    newUser: "新しいユーザー", settings: "設定", reset: "既定に戻す", default: "既定値",
+    nextStart: "(次回のサーバー起動から有効)",
     audit: "監査ログ", actor: "ユーザー", action: "イベント", from: "開始日", to: "終了日",
     show: "表示", csv: "CSV でダウンロード", when: "日時", details: "詳細",
     older: "古い記録", newer: "新しい記録", records: (a, b, n) => `${a}–${b} / ${n}`,
@@ -62,11 +64,13 @@ export async function renderAdmin(ui) {
   const show = (which) => {
     for (const b of tabs.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.tab === which));
     if (which === "dashboard") dashboard(); else if (which === "audit") auditPage();
-    else if (which === "mail") mailPage(); else if (which === "users") usersPage(); else functionsPage();
+    else if (which === "mail") mailPage(); else if (which === "users") usersPage();
+    else if (which === "settings") settingsPage(); else functionsPage();
   };
   tabs.replaceChildren(
     el("button", { type: "button", "data-tab": "dashboard", onclick: () => show("dashboard") }, w("dashboard")),
     el("button", { type: "button", "data-tab": "functions", onclick: () => show("functions") }, w("functions")),
+    byName.has("GetSettings") ? el("button", { type: "button", "data-tab": "settings", onclick: () => show("settings") }, w("settings")) : null,
     byName.has("GetUsers") ? el("button", { type: "button", "data-tab": "users", onclick: () => show("users") }, w("users")) : null,
     byName.has("GetSmtpSettings") ? el("button", { type: "button", "data-tab": "mail", onclick: () => show("mail") }, w("mail")) : null,
     byName.has("GetAuditLog") ? el("button", { type: "button", "data-tab": "audit", onclick: () => show("audit") }, w("audit")) : null);
@@ -277,6 +281,39 @@ export async function renderAdmin(ui) {
       el("table", { class: "list" },
         el("thead", {}, el("tr", {}, [w("user"), w("fullName"), w("privileges"), w("role"), w("password"), ""].map((h) => el("th", {}, h)))),
         el("tbody", {}, rows)), create));
+  }
+
+  // The server's settings: each with what it does, its default, and whether it is set; saved
+  // (SetSetting) or returned to its default (ResetSetting) one at a time. They take effect
+  // when the server next starts.
+  async function settingsPage() {
+    const say = el("p", { role: "status" });
+    let all;
+    try { all = await call("GetSettings"); } catch (err) { main.replaceChildren(el("p", { role: "alert", class: "error" }, err.message)); return; }
+    if (!all) return;
+    const rows = all.map((c) => {
+      const id = `set-${c.key.replace(/[^a-z0-9]/gi, "-")}`;
+      const input = c.type === "bool"
+        ? el("select", { id }, ["true", "false"].map((v) => el("option", { value: v, selected: String(c.value) === v }, v)))
+        : el("input", { id, type: "text", value: c.value ?? "" });
+      const save = async (fn, args) => {
+        try {
+          const got = await call(fn, { key: c.key, ...args });
+          if (got && "value" in got) input.value = got.value ?? "";
+          say.textContent = `${c.key}: ${w("saved")} ${w("nextStart")}`;
+        } catch (err) { say.textContent = `${c.key}: ${err.message}`; }
+      };
+      return el("tr", {},
+        el("td", {}, el("label", { for: id }, c.key), el("p", { class: "muted" }, c.description)),
+        el("td", {}, input, el("p", { class: "muted" }, `${w("default")}: ${c.default ?? "—"}`)),
+        el("td", { class: "store-actions" },
+          el("button", { type: "button", class: "small", "aria-label": `${w("save")} ${c.key}`, disabled: !byName.has("SetSetting"),
+            onclick: () => save("SetSetting", { value: input.value }) }, w("save")),
+          el("button", { type: "button", class: "small", "aria-label": `${w("reset")} ${c.key}`, disabled: !byName.has("ResetSetting"),
+            onclick: () => save("ResetSetting", {}) }, w("reset"))));
+    });
+    main.replaceChildren(say, el("section", { class: "card", "aria-label": w("settings") }, el("h2", {}, w("settings")),
+      el("table", { class: "list settings" }, el("tbody", {}, rows))));
   }
 
   function auditPage() {

@@ -21,6 +21,16 @@ def login(api: TestClient, user: str, password: str) -> dict[str, str]:
     return {"X-Fs-SessionId": body["result"]["data"]["sessionId"]}
 
 
+def outcome(api: TestClient, sid: dict[str, str], answer: dict[str, Any]) -> dict[str, Any]:
+    """The import process an upload's PUT started, followed to its end."""
+    snap: dict[str, Any] = answer["data"]
+    while snap["statusCode"] == "running":
+        snap = api.post("/mcapi/function/status", headers=sid, json={
+            "token": snap["token"], "lastKnownStatusVersion": snap["statusVersion"],
+            "millisecondsTimeout": 30000}).json()["result"]["data"]
+    return snap
+
+
 def start(api: TestClient, sid: dict[str, str], name: str, size: int) -> dict[str, Any]:
     result: dict[str, Any] = api.post("/mcapi/archive/upload", headers=sid, json={
         "fileName": name, "size": size, "folder": "In"}).json()["result"]
@@ -55,13 +65,13 @@ def test_upload_refusals_leave_nothing(tmp_path: Path) -> None:
         with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr("zeros.eml", b"\0" * (40 << 20))
         link = start(api, alice, "bomb.zip", len(bomb.getvalue()))["data"]["url"]
-        answer = api.put(link, content=bomb.getvalue()).json()["result"]
-        assert answer["status"] == "error" and "zip bomb" in answer["message"], answer
+        done = outcome(api, alice, api.put(link, content=bomb.getvalue()).json()["result"])
+        assert done["statusCode"] == "failed" and "zip bomb" in done["error"]["message"], done
         # a good one goes in
         link = start(api, alice, "a.eml", len(RAW))["data"]["url"]
-        answer = api.put(link, content=RAW).json()["result"]
-        assert answer["data"]["archived"] == 1, answer
+        done = outcome(api, alice, api.put(link, content=RAW).json()["result"])
+        assert done["result"]["archived"] == 1, done
         # the link is good for five minutes: the same bytes sent again are a duplicate
-        answer = api.put(link, content=RAW).json()["result"]
-        assert answer["data"]["duplicates"] == 1, answer
+        done = outcome(api, alice, api.put(link, content=RAW).json()["result"])
+        assert done["result"]["duplicates"] == 1, done
     assert not any((data / "uploads").iterdir())

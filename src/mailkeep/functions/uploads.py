@@ -70,7 +70,8 @@ def _folder(value: str) -> str:
 @function("StartUpload", "mailkeep extension: a link (good for five minutes, for the caller) "
           "to which the caller sends, with PUT, one file of mail (.eml, .mbox, .mbox.gz or a "
           "zip of them) of the size given, to be imported into a folder of its own archive; "
-          "the answer to the PUT is the import's outcome.",
+          "the answer to the PUT is the import process (its token, followed with "
+          "/mcapi/function/status).",
           '{"url": str, "maxSize": int}',
           Field("fileName", "string", description="The file's name (its kind is read from it "
                 "and from its first bytes)."),

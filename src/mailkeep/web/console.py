@@ -47,7 +47,6 @@ from mailkeep.functions.reading import (
     still_allowed,
 )
 from mailkeep.functions.uploads import drop_upload, new_upload
-from mailkeep.jobs.process import RUNNING
 from mailkeep.web import mcapi
 from mailkeep.web.admin_api import ApiState
 
@@ -112,7 +111,8 @@ class Console:
 
     async def upload(self, request: Request) -> Response:
         """The bytes of a StartUpload link, written to disk as they come; then ImportUpload
-        runs as the uploader, and its outcome is the answer (the console API's envelope)."""
+        runs as the uploader, as a process: the answer is its state (the console API's
+        envelope, as function/invoke answers)."""
         try:
             claims = read_link(request.path_params["token"], "upload")
             await anyio.to_thread.run_sync(still_allowed, self.master, claims)
@@ -153,15 +153,12 @@ class Console:
             fn = invoker.admit("ImportUpload", caller)
             prepared = invoker.with_args(fn, caller, native={"uploadId": upload_id})
             snap = await invoker.start(prepared)
-            while snap.status_code == RUNNING and snap.token is not None:
-                snap = await self.state.engine.status(snap.token, caller.user,
-                                                      snap.status_version, 60_000)
         except MailkeepError as exc:
             await anyio.to_thread.run_sync(drop_upload, self.data_dir, upload_id)
             return mcapi.failed(exc)
-        if snap.status_code != "succeeded":
-            return mcapi.failed(snap.exception or MailkeepError("The import did not finish."))
-        return mcapi.success(snap.result)
+        # The import is a process: its state now (with its token while it runs, followed with
+        # /mcapi/function/status, its progress in percent of the upload read).
+        return mcapi.success(mcapi.snapshot(snap))
 
     async def page(self, request: Request) -> Response:
         name = request.path_params.get("name", "index.html")

@@ -305,7 +305,7 @@ class McApi:
         fn = invoker.admit(name, caller)
         form, native = split_json(fn, args)
         snap = await invoker.start(invoker.with_args(fn, caller, form, native))
-        return success(_snapshot(snap))
+        return success(snapshot(snap))
 
     async def status(self, request: Request) -> Response:
         session = self.session(request)
@@ -323,7 +323,7 @@ class McApi:
             snap = await self.state.engine.status(token, session.user_name, known, wait)
         except UnknownToken:
             raise McError(1003, "Unknown or expired token.") from None
-        return success(_snapshot(snap))
+        return success(snapshot(snap))
 
     async def cancel(self, request: Request) -> Response:
         session = self.session(request)
@@ -332,7 +332,7 @@ class McApi:
             snap = self.state.engine.cancel(str(token or ""), session.user_name)
         except UnknownToken:
             raise McError(1003, "Unknown or expired token.") from None
-        return success(_snapshot(snap))
+        return success(snapshot(snap))
 
     async def dispatch(self, request: Request) -> Response:
         path = request.url.path[len(PREFIX) - 1:].strip("/")
@@ -362,7 +362,7 @@ class McApi:
             return failed(exc)
 
 
-def _snapshot(snap: Any) -> dict[str, Any]:
+def snapshot(snap: Any) -> dict[str, Any]:
     """A process's state as the console shows it (the Administration API's envelope, in the
     console's)."""
     return {"token": snap.token, "statusVersion": snap.status_version,

@@ -389,9 +389,17 @@ function importBox() {
       try {
         const link = await guarded(() => api("archive/upload", { fileName: file.name, size: file.size, folder: folder.value }));
         if (!link) return;
-        const result = await put(link.url, file, (sent) => { bar.value = sent; });
+        const result = await put(link.url, file, (sent) => { bar.value = sent / 2; });
         if (result.status !== "success") throw new Error(result.message);
-        line.textContent = t("imported")(visible(file.name), result.data);
+        // the import runs as a process on the server: followed to its end (the second half)
+        let snap = result.data;
+        while (snap && snap.statusCode === "running") {
+          if (snap.percentProgress != null) bar.value = 50 + snap.percentProgress / 2;
+          snap = await guarded(() => api("function/status", { token: snap.token, lastKnownStatusVersion: snap.statusVersion, millisecondsTimeout: 30000 }));
+        }
+        if (!snap) return;
+        if (snap.statusCode !== "succeeded") throw new Error(snap.error?.message || snap.statusCode);
+        line.textContent = t("imported")(visible(file.name), snap.result);
       } catch (err) {
         line.textContent = `${visible(file.name)}: ${err.message}`;
         line.className = "error";

@@ -440,7 +440,8 @@ def clients(opts: argparse.Namespace, shared: load.Shared, mail: list[bytes],
         *(load.Journal(shared, i, mail, opts.smtp_rate / opts.smtp_clients)
           for i in range(opts.smtp_clients)),
         load.Mailbox(shared, connect, mail, opts.imap_rate),
-        load.ProfileRuns(shared, profiles[0], 1.0),
+        load.Admin(shared, "api: RunProfile, IMAP (invoke to end)",  # followed to its end
+                   lambda c: load.succeeded(load.invoke(c, "RunProfile", id=profiles[0])), 1.0),
         load.StalledRuns(shared, profiles[1]),
         *(load.Poller(shared, i) for i in range(opts.pollers)),
         load.Admin(shared, f"api: GetMessages {SEARCH_FOLDER}", folder_listing, 1.0),

@@ -369,29 +369,6 @@ def succeeded(body: dict[str, Any]) -> Any:
     return body["result"]
 
 
-class ProfileRuns(Client):
-    """RunProfile of the IMAP profile through the API, followed to its end, again and again."""
-
-    def __init__(self, shared: Shared, profile_id: int, pause: float) -> None:
-        super().__init__(shared, "profile")
-        self.profile_id, self.pause = profile_id, pause
-
-    def run(self) -> None:
-        sh = self.shared
-        with self.t.http(auth=self.t.admin) as client:
-            while sh.wait_up():
-                gen, start, hostile = sh.generation, time.monotonic(), sh.hostile.is_set()
-                try:
-                    succeeded(invoke(client, "RunProfile", id=self.profile_id))
-                except (httpx.HTTPError, ValueError, KeyError) as exc:
-                    sh.record("api: RunProfile, IMAP (invoke to end)", start, hostile,
-                              sh.failure(gen, error_name(exc)))
-                    sh.sleep(0.2)
-                    continue
-                sh.record("api: RunProfile, IMAP (invoke to end)", start, hostile, "ok")
-                sh.sleep(self.pause)
-
-
 class StalledRuns(Client):
     """Keeps one long-running process for the long polls to wait on: RunProfile of a profile
     whose IMAP server accepts the connection and never answers (it fails after the profile's

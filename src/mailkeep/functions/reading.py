@@ -231,7 +231,7 @@ def export_archive(call: Call) -> dict[str, Any]:
     fmt = call.arg("format")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     name = f"mailkeep-{stamp}.{'mbox' if fmt == 'mbox' else 'zip'}"
-    url = _sign({"u": call.user, "v": call.caller.via, "s": call.caller.session, "k": "export",
+    url = sign({"u": call.user, "v": call.caller.via, "s": call.caller.session, "k": "export",
                  "q": query, "ids": ids, "f": fmt, "n": name, "j": secrets.token_hex(8),
                  "e": int(time.time()) + LINK_SECONDS})
     return {"url": url, "count": count, "fileName": name}
@@ -252,11 +252,13 @@ def link(caller: Caller, message_id: str, kind: str, index: int = 0,
          remote: bool = False) -> str:
     """A path under /console/ that serves one thing of one message to the caller for a
     while (and no longer than the console session it was made in)."""
-    return _sign({"u": caller.user, "v": caller.via, "s": caller.session, "m": message_id,
+    return sign({"u": caller.user, "v": caller.via, "s": caller.session, "m": message_id,
                   "k": kind, "i": index, "r": remote, "e": int(time.time()) + LINK_SECONDS})
 
 
-def _sign(claims: dict[str, Any]) -> str:
+def sign(claims: dict[str, Any]) -> str:
+    """The path under /console/ of a link with these claims, signed with this process's key
+    (read_link checks it)."""
     kind = claims["k"]
     body = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode())
     sig = base64.urlsafe_b64encode(hmac.new(_KEY, body, hashlib.sha256).digest()[:18])

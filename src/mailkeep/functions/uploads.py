@@ -29,7 +29,7 @@ from mailkeep.core.files import private_dir
 from mailkeep.core.message import SourceProblem
 from mailkeep.core.writer import Filed, Filing
 from mailkeep.functions.call import Call
-from mailkeep.functions.reading import EVERYONE, LINK_SECONDS, _sign
+from mailkeep.functions.reading import EVERYONE, LINK_SECONDS, sign
 from mailkeep.functions.registry import McRoute, function
 from mailkeep.sources.detect import read_paths
 
@@ -90,7 +90,7 @@ def start_upload(call: Call) -> dict[str, Any]:
               "n": name,
               "z": call.arg("size"), "f": _folder(call.arg("folder")),
               "e": int(time.time()) + LINK_SECONDS}
-    return {"url": _sign(claims), "maxSize": limit}
+    return {"url": sign(claims), "maxSize": limit}
 
 
 def new_upload(data_dir: Path, user: str, name: str, folder: str) -> tuple[str, Path]:

@@ -270,10 +270,7 @@ class McApi:
         session's role may call it now (`allowed`): the management roles see the others as
         unavailable; a user of the console sees only its own."""
         session = self.session(request)
-        account = self.state.users.account(session.user_name)
-        role = (account.role or ("administrator" if account is not None
-                                 and "admin" in account.privileges else "user")
-                if account is not None else "user")
+        role = self.state.users.effective_role(session.user_name) or "user"
         out = []
         for fn in REGISTRY:
             allowed = role in fn.roles

@@ -427,6 +427,7 @@ def test_administration_runs_functions_with_live_progress(tmp_path: Path, page: 
         log_in(page, base, "oper", "Oper-pass-1")
         page.get_by_role("button", name="Administration").click()
         page.get_by_role("button", name="Functions").click()
+        expect(page.get_by_label("Function", exact=True).locator("option").first).to_be_attached()
         offered = page.get_by_label("Function", exact=True).locator("option").all_inner_texts()
         assert "CreateStore (not for your role)" in offered and "GetSmtpSettings" in offered
         page.get_by_label("Function", exact=True).select_option("CreateStore")

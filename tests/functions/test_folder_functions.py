@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from starlette.testclient import TestClient
 
 from mailkeep.core.archive import Archive
 from mailkeep.core.ingest import Importer
+from mailkeep.core.masterdb import MasterDB
 from mailkeep.sources.detect import read_paths
 from mailkeep.web.app import create_app
 from tests.apiclient import LOCAL, basic, invoke
@@ -163,8 +165,9 @@ def test_messages_errors(api: TestClient) -> None:
 def test_service_status(api: TestClient, data: Path) -> None:
     status = ok(api, "GetServiceStatus")
     assert set(status) == {"version", "machineName", "uptimeSeconds", "stores", "diskSpace",
-                           "jobs", "warnings"}
+                           "jobs", "unsentNotifications", "warnings"}
     assert status["jobs"] == []  # this call itself is not listed
+    assert status["unsentNotifications"] == {"count": 0, "oldest": None}
     assert isinstance(status["uptimeSeconds"], int) and status["uptimeSeconds"] >= 0
     assert status["stores"] == [{"id": 1, "name": "Default", "state": "current", "ok": True,
                                  "error": None}]
@@ -186,6 +189,25 @@ def test_service_status_warns(api: TestClient, data: Path) -> None:
     assert by[1]["state"] == "disabled" and by[1]["ok"] is True and by[1]["error"] is None
     assert by[2]["ok"] is False and "not found" in by[2]["error"]
     assert any("Second" in w and "unavailable" in w for w in status["warnings"])
+
+
+def test_service_status_counts_unsent_notifications(api: TestClient, data: Path) -> None:
+    """Events the notification mail has not carried (it is not configured here) are counted;
+    once one has waited more than an hour the status warns."""
+    master = MasterDB.of(data.resolve())
+    try:
+        master.outbox.add("disk.low", "fresh")
+        status = ok(api, "GetServiceStatus")
+        assert status["unsentNotifications"]["count"] == 1
+        assert not any("notification" in w for w in status["warnings"])
+        master.outbox.add("profile.failed", "old", at=time.time() - 7200)
+    finally:
+        master.close()
+    status = ok(api, "GetServiceStatus")
+    old = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() - 7200))
+    assert status["unsentNotifications"]["count"] == 2
+    assert status["unsentNotifications"]["oldest"].startswith(old)
+    assert any("2 notification(s) not mailed" in w for w in status["warnings"])
 
 
 def test_time_zones_and_sessions(api: TestClient) -> None:

@@ -66,7 +66,8 @@ def test_service_status_lists_a_running_process_until_it_ends(
         data: Path, master_locked: sqlite3.Connection) -> None:
     with api_client(data) as api:
         idle = invoke(api, "GetServiceStatus")["result"]
-        assert idle["jobs"] == [] and list(idle)[-2:] == ["jobs", "warnings"]
+        assert idle["jobs"] == [] and list(idle)[-3:] == ["jobs", "unsentNotifications",
+                                                        "warnings"]
 
         master_locked.execute("BEGIN IMMEDIATE")
         started = time.time()

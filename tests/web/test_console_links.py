@@ -8,11 +8,14 @@ tests/console)."""
 from __future__ import annotations
 
 import base64
+import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
+from mailkeep.core.mime import view as view_module
 from mailkeep.core.mime.view import INLINE_BYTES, MAX_DEPTH, safe_html
 from tests.apiclient import api_client
 from tests.helpers import mk_ok
@@ -122,3 +125,47 @@ def test_static_files_are_sent_compressed_to_those_that_take_it(tmp_path: Path) 
         plain = api.get("/console/static/app.js", headers={"Accept-Encoding": "identity"})
         assert "content-encoding" not in plain.headers and plain.content == original
         assert "script-src 'self'" in plain.headers["content-security-policy"]
+
+
+def big_message(*attachments: tuple[str, bytes]) -> bytes:
+    out = (b"From: a@example.org\r\nSubject: large\r\nMessage-ID: <big@example.org>\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\nSee the attachments.\r\n")
+    for name, data in attachments:
+        out += (f"--b\r\nContent-Type: application/octet-stream; name={name}\r\n"
+                f"Content-Disposition: attachment; filename={name}\r\n"
+                "Content-Transfer-Encoding: base64\r\n\r\n").encode()
+        out += base64.encodebytes(data).replace(b"\n", b"\r\n")
+    return out + b"--b--\r\n"
+
+
+def test_a_large_attachment_downloads_whole(tmp_path: Path) -> None:
+    """A message of 14 MB (more than indexing parses): both its attachments are listed with
+    their sizes, and each downloads byte for byte, the one past the first 4 MiB included."""
+    first, second = random.randbytes(10 << 20), random.randbytes(100_000)
+    data = alice(tmp_path)
+    mail = tmp_path / "big.eml"
+    mail.write_bytes(big_message(("first.bin", first), ("second.bin", second)))
+    mk_ok(data, "import", "--user", "alice", str(mail))
+    with api_client(data) as api:
+        sid = login(api)
+        msg = call(api, sid, "archive/message", id="1:2")["data"]
+        parts = {p["name"]: p for p in msg["parts"]}
+        assert parts["first.bin"]["size"] == len(first)
+        assert parts["second.bin"]["size"] == len(second)
+        assert api.get(parts["first.bin"]["url"]).content == first
+        assert api.get(parts["second.bin"]["url"]).content == second
+
+
+def test_a_part_cut_by_the_view_limit_is_not_offered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the bytes a view parses, the part that may have been cut is not listed (nor
+    served): the warning says the original has it. (The limit is lowered for the test.)"""
+    monkeypatch.setattr(view_module, "VIEW_BYTES", 2 << 20)
+    whole, cut = random.randbytes(1 << 20), random.randbytes(3 << 20)
+    raw = big_message(("whole.bin", whole), ("cut.bin", cut))
+    shown = view_module.view(raw)
+    assert [p.name for p in shown.parts] == ["whole.bin"]
+    assert any("the original has them" in w for w in shown.warnings)
+    found = view_module.part_bytes(raw, 0)
+    assert found is not None and found[1] == whole
+    assert view_module.part_bytes(raw, 1) is None

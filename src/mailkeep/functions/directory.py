@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailkeep.core.admin.directory import FIELDS, Directory
+from mailkeep.core.admin.users import ROLES
 from mailkeep.core.fields import Field
 from mailkeep.functions.call import Call
 from mailkeep.functions.registry import function
@@ -23,7 +24,7 @@ SHOWN = ('{"type": "none"|"ldap"|"activeDirectory", "server": str|null, "port": 
 @function("GetDirectoryServicesConfiguration", "Where accounts come from besides the local "
           "ones: the LDAP or Active Directory server, how mailkeep binds and searches it, and "
           "what a sync does. The bind password is never shown (hasBindPassword).", SHOWN,
-          changes=False)
+          changes=False, roles=ROLES)
 def get_directory_services_configuration(call: Call) -> dict[str, Any]:
     return Directory(call.master, call.data_dir).config()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mailkeep.core.admin.users import ROLES
 from mailkeep.core.admin.zones import canonical, zone
 from mailkeep.core.errors import Conflict, InvalidArgument
 from mailkeep.core.fields import Field
@@ -133,7 +134,7 @@ def _shown(call: Call, job: Job, last: dict[int, dict[str, Any]] | None = None
     }
 
 
-@function("GetJobs", f"All jobs, by id. {JOB_TEXT}", f"[{JOB_SHAPE}]", changes=False)
+@function("GetJobs", f"All jobs, by id. {JOB_TEXT}", f"[{JOB_SHAPE}]", changes=False, roles=ROLES)
 def get_jobs(call: Call) -> list[dict[str, Any]]:
     last = call.master.jobs.last_results()
     return [_shown(call, job, last) for job in call.master.jobs.all()]
@@ -280,7 +281,7 @@ def delete_job(call: Call) -> None:
           Field("toExcluding", "string", description="End of the period (excluded)."),
           Field("timeZoneId", "string", description=f"The zone of the times: {ZONE_TEXT}"),
           Field("jobId", "number", True, "Only this job's runs; empty: all jobs."),
-          changes=False)
+          changes=False, roles=ROLES)
 def get_job_results(call: Call) -> list[dict[str, Any]]:
     tz_id = canonical(call.arg("timeZoneId"))
     tz = zone(tz_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 from mailkeep.core.admin.places import checked_place, roots_of
 from mailkeep.core.admin.settings import Settings
+from mailkeep.core.admin.users import ROLES
 from mailkeep.core.errors import Conflict, InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field
 from mailkeep.core.masterdb import MasterDB, StoreRecord
@@ -121,7 +122,8 @@ def _unselect(call: Call, store_id: int) -> None:
           "store, kept in its catalog.",
           '[{"storeId": int, "name": "fulltext", "needsRebuild": bool, '
           '"selectedForRebuild": bool}]',
-          Field("id", "number", True, "The store's id; all stores when empty."), changes=False)
+          Field("id", "number", True, "The store's id; all stores when empty."), changes=False,
+          roles=ROLES)
 def get_store_indexes(call: Call) -> list[dict[str, Any]]:
     recs = [_store(call)] if call.arg("id") is not None else call.archive.stores()
     selected = _selected(call)

@@ -8,6 +8,7 @@ import socket
 from datetime import datetime, tzinfo
 from typing import Any
 
+from mailkeep.core.admin.users import ROLES
 from mailkeep.core.admin.zones import zone
 from mailkeep.core.errors import InvalidArgument
 from mailkeep.core.fields import Field
@@ -85,10 +86,20 @@ def result_item(row: dict[str, Any], tz: tzinfo | None = None) -> dict[str, Any]
 @function("GetProfiles", "The archiving profiles, by id, with their properties (passwords "
           "and tokens never: hasPassword/hasAccessToken say whether one is set), automatic "
           "execution settings, whether a run is going on and the last run's result.",
-          f"[{PROFILE_SHAPE}]", RAW, changes=False)
+          f"[{PROFILE_SHAPE}]", RAW, changes=False, roles=ROLES)
 def get_profiles(call: Call) -> list[dict[str, Any]]:
     profiles = _profiles(call)
     return [_show(profiles, p, bool(call.arg("raw"))) for p in profiles.all()]
+
+
+@function("GetProfileSchema", "mailkeep extension: the properties a profile of each source "
+          "type takes (as CreateProfile checks them): per type, per property its type (str, "
+          "int, bool, list; |null if it may be null), default, whether it is required, the "
+          "values it may take, and what it means. password and accessToken are write-only.",
+          '{"imap"|"pop3"|"directory"|"maildir": {"<property>": {"type": str, "default": any, '
+          '"required": bool, "values"?: [str], "doc": str}}}', changes=False, roles=ROLES)
+def get_profile_schema(call: Call) -> dict[str, Any]:
+    return schema.schema_doc()
 
 
 @function("CreateProfile", "Create an archiving profile from its properties (a JSON object: "
@@ -202,7 +213,7 @@ def _when(text: str, tz: tzinfo, name: str) -> float:
           Field("fromIncluding", "string"), Field("toExcluding", "string"),
           Field("timeZoneID", "string"),
           Field("profileID", "number", nullable=True, low=MIN_ID, high=MAX_ID),
-          Field("userName", "string", nullable=True), changes=False)
+          Field("userName", "string", nullable=True), changes=False, roles=ROLES)
 def get_worker_results(call: Call) -> list[dict[str, Any]]:
     tz = zone(call.arg("timeZoneID"))
     start = _when(call.arg("fromIncluding"), tz, "fromIncluding")
@@ -218,7 +229,7 @@ def get_worker_results(call: Call) -> list[dict[str, Any]]:
           RESULT_SHAPE[:-1] + ', "failures": [{"origin": str, "reason": str}], "warnings": '
           '[str], "log": str}',
           Field("id", "number", description="The worker result's id.", low=MIN_ID, high=MAX_ID),
-          changes=False)
+          changes=False, roles=ROLES)
 def get_worker_result_report(call: Call) -> dict[str, Any]:
     row = _profiles(call).result(int(call.arg("id")))
     return {**result_item(row), "failures": [{"origin": o, "reason": r}

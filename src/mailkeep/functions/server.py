@@ -10,7 +10,7 @@ from typing import Any
 from mailkeep import __version__
 from mailkeep.core.admin import certificates
 from mailkeep.core.admin.settings import Settings
-from mailkeep.core.admin.users import Users
+from mailkeep.core.admin.users import ROLES, Users
 from mailkeep.core.fields import Field
 from mailkeep.functions.call import Call
 from mailkeep.functions.registry import function
@@ -19,7 +19,7 @@ UNLIMITED = 2**31 - 1  # what "no limit" reads as to a check that compares numbe
 
 
 @function("GetServerInfo", "Version and machine name of the server.",
-          '{"version": str, "machineName": str}', changes=False)
+          '{"version": str, "machineName": str}', changes=False, roles=ROLES)
 def get_server_info(call: Call) -> dict[str, Any]:
     return {"version": __version__, "machineName": socket.gethostname()}
 
@@ -33,7 +33,7 @@ LICENSE_SHAPE = ('{"productName": str, "version": str, "licenseType": str, "lice
           "nothing is limited. namedUsers counts the accounts; maxNamedUsers is 2147483647, so "
           "that a check comparing the two (as checks written for the original do) never "
           "warns; unlimited says so plainly; there is no expiry.", LICENSE_SHAPE,
-          changes=False)
+          changes=False, roles=ROLES)
 def get_license_information(call: Call) -> dict[str, Any]:
     return {"productName": "mailkeep", "version": __version__,
             "licenseType": "Open source (Apache-2.0)", "licensee": None,
@@ -60,7 +60,7 @@ CONFIG_SHAPE = ('{"machineName": str, "dataDirectory": str, "host": str, "port":
           "Administration API answers, TLS with the certificate it serves (null: the "
           "self-signed one made on first start, until then) and the certificates it holds "
           "(SetServiceCertificate chooses among them), and the SMTP journal receiver. "
-          "Never a private key.", CONFIG_SHAPE, changes=False)
+          "Never a private key.", CONFIG_SHAPE, changes=False, roles=ROLES)
 def get_service_configuration(call: Call) -> dict[str, Any]:
     conf = Settings(call.master)
     data = call.data_dir

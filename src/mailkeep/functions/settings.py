@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailkeep.core.admin.settings import DECLARED, Settings
+from mailkeep.core.admin.users import ROLES
 from mailkeep.core.fields import Field
 from mailkeep.functions.call import Call
 from mailkeep.functions.registry import function
@@ -19,7 +20,7 @@ SETTING_SHAPE = ('{"key": str, "value": any, "default": any, "set": bool, "type"
 
 @function("GetSettings", "mailkeep extension: every server setting with its value, its "
           "default, whether it is set (else the default applies), its type and what it does.",
-          f"[{SETTING_SHAPE}]", changes=False)
+          f"[{SETTING_SHAPE}]", changes=False, roles=ROLES)
 def get_settings(call: Call) -> list[dict[str, Any]]:
     return Settings(call.master).all()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from mailkeep import __version__
 from mailkeep.core.admin.sessions import Sessions
+from mailkeep.core.admin.users import ROLES
 from mailkeep.core.errors import MailkeepError
 from mailkeep.functions.call import Call
 from mailkeep.functions.registry import function
@@ -23,7 +24,9 @@ STATUS_SHAPE = ('{"version": str, "machineName": str, "uptimeSeconds": int, "sto
                 'int, "name": str, "state": str, "ok": bool, "error": str|null}], "diskSpace": '
                 '{"path": str, "totalBytes": int, "freeBytes": int}, "jobs": [{"function": str, '
                 '"user": str, "startedAt": str, "runningSeconds": int, "percentProgress": '
-                'int|null}], "warnings": [str]}')
+                'int|null}], "unsentNotifications": {"count": int, "oldest": str|null}, '
+                '"warnings": [str]}')
+UNSENT_WARN_S = 3600  # warn about a notification waiting longer than this
 
 
 @function("GetServiceStatus", "Everything a monitoring sensor checks, in one call: version, "
@@ -35,7 +38,9 @@ STATUS_SHAPE = ('{"version": str, "machineName": str, "uptimeSeconds": int, "sto
           "this call itself is not listed, and the list is empty when called in-process from "
           "the CLI), and warnings: an empty list means all is well (warned: no current store, "
           "a store that cannot be opened, less than 10% of the disk free, a process running "
-          "for more than 24 hours).", STATUS_SHAPE, changes=False)
+          "for more than 24 hours, a notification mail unsent for more than an hour). "
+          "unsentNotifications: the events waiting in the notification outbox (oldest: when "
+          "the first of them happened, UTC).", STATUS_SHAPE, changes=False, roles=ROLES)
 def get_service_status(call: Call) -> dict[str, Any]:
     archive = call.archive
     warnings: list[str] = []
@@ -59,11 +64,18 @@ def get_service_status(call: Call) -> dict[str, Any]:
         warnings.append(f"Less than {LOW_DISK:.0%} of the disk of {archive.data_dir} is free "
                         f"({free} of {total} bytes).")
     jobs = _jobs(call, warnings)
+    pending = call.master.outbox.pending()
+    oldest = min((at for _, at, _, _ in pending), default=None)
+    if oldest is not None and time.time() - oldest > UNSENT_WARN_S:
+        warnings.append(f"{len(pending)} notification(s) not mailed, the first since "
+                        f"{_utc(oldest)} (see the notification mail settings and the log).")
     return {"version": __version__, "machineName": socket.gethostname(),
             "uptimeSeconds": int(time.monotonic() - call.services.started), "stores": stores,
             "diskSpace": {"path": str(archive.data_dir), "totalBytes": total,
                           "freeBytes": free},
-            "jobs": jobs, "warnings": warnings}
+            "jobs": jobs, "unsentNotifications": {
+                "count": len(pending), "oldest": None if oldest is None else _utc(oldest)},
+            "warnings": warnings}
 
 
 def _utc(epoch: float) -> str:
@@ -95,7 +107,7 @@ def _offset(zone: zoneinfo.ZoneInfo | None, now: datetime) -> str:
 @function("GetTimeZones", "The time zones mailkeep knows: $Local (the server's own) first, "
           "then the IANA ids (e.g. Europe/Berlin) sorted. displayName is the id with its "
           "current offset from UTC, e.g. \"(UTC+01:00) Europe/Berlin\".",
-          '[{"id": str, "displayName": str}]', changes=False)
+          '[{"id": str, "displayName": str}]', changes=False, roles=ROLES)
 def get_time_zones(call: Call) -> list[dict[str, str]]:
     now = datetime.now(UTC)
     local = now.astimezone()

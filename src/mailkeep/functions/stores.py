@@ -7,6 +7,7 @@ from typing import Any
 
 from mailkeep.core.admin import autocreate
 from mailkeep.core.admin.settings import Settings
+from mailkeep.core.admin.users import ROLES
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field
@@ -79,7 +80,7 @@ def store_info(archive: Archive, rec: StoreRecord, include_size: bool) -> dict[s
 @function("GetStores", "All attached stores with their state, and their message counts and "
           "sizes when includeSize is true.", STORE_SHAPE,
           Field("includeSize", "bool", True, "Also count messages and bytes (slower)."),
-          changes=False)
+          changes=False, roles=ROLES)
 def get_stores(call: Call) -> list[dict[str, Any]]:
     include = bool(call.arg("includeSize"))
     return [store_info(call.archive, rec, include) for rec in call.archive.stores()]
@@ -268,7 +269,7 @@ AUTOCREATE_SHAPE = ('{"mode": "none"|"monthly"|"quarterly"|"yearly"|"size", "siz
           "holds sizeLimitMB megabytes on disk). New stores are named by namePattern "
           "({year}, {month}, {quarter}, {n}: the number of stores), made in basePath (null: "
           "the data directory's stores/), encrypted if encrypt; the previous current store "
-          "becomes normal.", AUTOCREATE_SHAPE, changes=False)
+          "becomes normal.", AUTOCREATE_SHAPE, changes=False, roles=ROLES)
 def get_store_auto_create_configuration(call: Call) -> dict[str, Any]:
     return autocreate.from_stored(Settings(call.master).get("stores.autocreate")).shown()
 

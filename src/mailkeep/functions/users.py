@@ -14,6 +14,7 @@ from mailkeep.core.admin.users import (
     FOLDER_PRIVILEGES,
     LOGIN_PRIVILEGES,
     PRIVILEGES,
+    ROLES,
     Users,
 )
 from mailkeep.core.fields import Field
@@ -52,14 +53,14 @@ def _users(call: Call) -> Users:
     return Users(call.master, hasher=call.services.hasher)
 
 
-@function("GetUsers", "All users, sorted by user name.", USERS_SHAPE, changes=False)
+@function("GetUsers", "All users, sorted by user name.", USERS_SHAPE, changes=False, roles=ROLES)
 def get_users(call: Call) -> list[dict[str, Any]]:
     return _users(call).list()
 
 
 @function("GetUserInfo", "One user's settings: names, authentication, email addresses, POP3 "
           "user names, privileges and folder privileges (plus mailkeep's loginPrivileges and "
-          "role).", USER_INFO_SHAPE, USER, changes=False)
+          "role).", USER_INFO_SHAPE, USER, changes=False, roles=ROLES)
 def get_user_info(call: Call) -> dict[str, Any]:
     return _users(call).get(call.arg("userName"))
 

@@ -208,7 +208,7 @@ class Console:
             return _download(data, part.name or f"part-{part.index}")
         shown = view(raw)
         remote = bool(claims.get("r"))
-        html = safe_html(raw, shown.html or "", remote)
+        html = safe_html(raw, shown.html or "", remote, shown)
         doc = (f"<!doctype html><html><head><meta charset=\"utf-8\"><style>{BODY_STYLE}</style>"
                f"</head><body>{html}</body></html>")
         return Response(doc.encode(), 200, {**COMMON, "Cache-Control": "no-store",

@@ -96,18 +96,21 @@ _HEADER_NAME = re.compile(rb"[!-9;-~]+[ \t]*:")
 _BLANK_LINE = re.compile(rb"\n\r?\n")  # where a header block ends
 
 
-def _prepare(raw: bytes, warnings: list[str]) -> bytes:
-    """The bytes to parse: cut to what email.parser gets through in bounded time; CR to LF."""
-    if len(raw) > _PARTIAL_BYTES:
-        warnings.append(f"message over {_PARTIAL_BYTES >> 20} MiB: body indexed partially")
-        raw = raw[:_PARTIAL_BYTES]
+def _prepare(raw: bytes, warnings: list[str], limit: int = _PARTIAL_BYTES,
+             max_lines: int = _MAX_LINES, max_checks: int = _MAX_LINE_CHECKS,
+             cut: str = "body indexed partially") -> bytes:
+    """The bytes to parse: cut to what email.parser gets through in bounded time; CR to LF.
+    (The defaults are indexing's; the console's view of one message allows more.)"""
+    if len(raw) > limit:
+        warnings.append(f"message over {limit >> 20} MiB: {cut}")
+        raw = raw[:limit]
     if raw.find(b"\n", 0, _CR_SCAN_BYTES) < 0 and raw.find(b"\r", 0, _CR_SCAN_BYTES) >= 0:
         raw = raw.replace(b"\r", b"\n")  # so the text reads as it would with other line ends
     lines = max(raw.count(b"\n"), raw.count(b"\r"))
     boundaries = raw.lower().count(b"boundary")  # at least the nesting depth; in any case
-    budget = min(_MAX_LINES, _MAX_LINE_CHECKS // max(1, boundaries))
+    budget = min(max_lines, max_checks // max(1, boundaries))
     if lines > budget:
-        warnings.append(f"message over {budget} lines: body indexed partially")
+        warnings.append(f"message over {budget} lines: {cut}")
         while lines > budget:  # cut in proportion until it fits; the lines may not be even
             raw = raw[: len(raw) * budget // lines]
             lines = max(raw.count(b"\n"), raw.count(b"\r"))

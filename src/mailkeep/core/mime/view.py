@@ -9,12 +9,17 @@ images removed unless the reader asked for them; a style attribute that could lo
 (`url(`, `@import`, `expression(`, escapes) dropped whole. The page shows the result in a
 sandboxed frame under its own Content-Security-Policy (web/console.py), so each layer holds
 on its own. The archived bytes are never changed: this runs at every view.
+
+A message is parsed whole up to VIEW_BYTES (indexing stops at 4 MiB), so that a large
+attachment downloads complete; one such large message is parsed at a time, whoever asks. Past
+VIEW_BYTES the parts that may have been cut are not listed (the original has them).
 """
 
 from __future__ import annotations
 
 import base64
 import re
+import threading
 from dataclasses import dataclass, field
 from email.message import Message
 
@@ -25,6 +30,10 @@ from mailkeep.core.mime import charsets, parse
 IMAGE_TYPES = frozenset(["image/png", "image/jpeg", "image/gif", "image/webp"])
 INLINE_BYTES = 5 << 20  # of cid: images put into one message's HTML as data: URIs
 HTML_CHARS = 4 << 20  # of HTML sanitized per view
+VIEW_BYTES = 64 << 20  # of a message parsed to show it and its parts
+VIEW_LINES = 1_500_000  # lines of it, and lines times enclosing boundaries (see parse.py)
+VIEW_LINE_CHECKS = 30_000_000
+_LARGE = threading.BoundedSemaphore(1)  # messages over parse._PARTIAL_BYTES parsed at once
 
 TAGS = frozenset("""a abbr address b bdi bdo big blockquote br caption center cite code col
 colgroup dd del dfn div dl dt em font h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p pre q rp
@@ -87,6 +96,7 @@ class ConsoleView:
     html: str | None  # the first HTML body part, decoded (not yet sanitized)
     parts: list[Part]
     warnings: list[str] = field(default_factory=list)
+    leaves: list[tuple[Part, Message]] = field(default_factory=list, repr=False)
 
 
 class _ViewWalker(parse._Walker):
@@ -114,11 +124,21 @@ class _ViewWalker(parse._Walker):
 
 
 def _walked(raw: bytes) -> tuple[list[tuple[str, str]], _ViewWalker]:
+    if len(raw) <= parse._PARTIAL_BYTES:
+        return _walk_view(raw)
+    with _LARGE:
+        return _walk_view(raw)
+
+
+def _walk_view(raw: bytes) -> tuple[list[tuple[str, str]], _ViewWalker]:
     warnings: list[str] = []
-    data = parse._prepare(raw, warnings)
+    data = parse._prepare(raw, warnings, VIEW_BYTES, VIEW_LINES, VIEW_LINE_CHECKS,
+                          "the parts after that are not shown (the original has them)")
     walker = _ViewWalker(parse._VIEW_TEXT_CHARS, True, warnings)
     msg = parse._parse(data, warnings)
     walker.walk(msg, 0)
+    if len(data) < len(raw) and walker.leaves:
+        walker.leaves.pop()  # it may have been cut: not offered as if it were whole
     found: dict[str, list[str]] = {}
     for name, value in msg.items():
         found.setdefault(name.lower(), []).append(value)
@@ -138,7 +158,7 @@ def view(raw: bytes) -> ConsoleView:
     text = "\n\n".join(t for kind, t in walker.texts if kind in wanted)
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", " ")
     return ConsoleView(headers, text, walker.html, [p for p, _ in walker.leaves],
-                       parse._finish(walker.warnings))
+                       parse._finish(walker.warnings), walker.leaves)
 
 
 def part_bytes(raw: bytes, index: int) -> tuple[Part, bytes] | None:
@@ -153,9 +173,11 @@ def part_bytes(raw: bytes, index: int) -> tuple[Part, bytes] | None:
     return part, parse._payload(message, [])
 
 
-def safe_html(raw: bytes, html: str, remote_images: bool) -> str:
+def safe_html(raw: bytes, html: str, remote_images: bool, shown: ConsoleView | None = None
+              ) -> str:
     """The HTML body of `raw` with nothing that can run or reach out (see above). A body
-    nested deeper than MAX_DEPTH is shown as its text (its sanitizing would take minutes)."""
+    nested deeper than MAX_DEPTH is shown as its text (its sanitizing would take minutes).
+    `shown`: view(raw), whose parts are then not parsed again."""
     html = html[:HTML_CHARS]
     if nesting(html) > MAX_DEPTH:
         from html import escape
@@ -167,8 +189,8 @@ def safe_html(raw: bytes, html: str, remote_images: bool) -> str:
     inline: dict[str, str] = {}
     budget = INLINE_BYTES
     try:
-        _headers, walker = _walked(raw)
-        for part, message in walker.leaves:
+        leaves = shown.leaves if shown is not None else _walked(raw)[1].leaves
+        for part, message in leaves:
             if part.content_id and part.content_type in IMAGE_TYPES and part.size <= budget:
                 data = parse._payload(message, [])
                 budget -= len(data)

@@ -23,6 +23,13 @@ const WORDS = {
     older: "Older", newer: "Newer", records: (a, b, n) => `${a}–${b} of ${n}`,
     mail: "Notification mail", save: "Save", saved: "Saved.", testMail: "Send test mail",
     password: "password", keep: "(unchanged if left empty)",
+    profiles: "Profiles", jobs: "Jobs", RecoverStore: "Recover", detach: "Detach", attach: "Attach a store",
+    storePath: "Directory", storeState: "State of", confirmDetach: (n) => `Detach store ${n}? Its directory stays as it is.`,
+    unsent: "Notifications not yet mailed", recent: "Recent results (24 hours)", profileRuns: "Archiving profiles",
+    jobRuns: "Jobs", edit: "Edit", close: "Close", details: "Details", emails: "Email addresses",
+    commaList: "several separated by commas", folderRights: "Folder rights", folder: "Folder",
+    grant: "Grant", remove: "Remove", userOf: (n) => `User ${n}`, read: "Read", write: "Write",
+    attachButton: "Attach", counted: (a, d, f) => `${a} archived, ${d} already archived, ${f} failed`,
   },
   ja: {
     admin: "管理", dashboard: "ダッシュボード", functions: "機能", archive: "アーカイブ",
@@ -43,10 +50,21 @@ const WORDS = {
     older: "古い記録", newer: "新しい記録", records: (a, b, n) => `${a}–${b} / ${n}`,
     mail: "通知メール", save: "保存", saved: "保存しました。", testMail: "テストメールを送信",
     password: "パスワード", keep: "(空欄なら変更しません)",
+    profiles: "プロファイル", jobs: "ジョブ", RecoverStore: "復旧", detach: "切り離し", attach: "ストアの接続",
+    storePath: "ディレクトリ", storeState: "状態:", confirmDetach: (n) => `ストア ${n} を切り離しますか? ディレクトリはそのまま残ります。`,
+    unsent: "未送信の通知", recent: "最近の結果 (24 時間)", profileRuns: "アーカイブ プロファイル",
+    jobRuns: "ジョブ", edit: "編集", close: "閉じる", details: "詳細", emails: "メールアドレス",
+    commaList: "複数はカンマ区切り", folderRights: "フォルダーの権限", folder: "フォルダー",
+    grant: "付与", remove: "削除", userOf: (n) => `ユーザー ${n}`, read: "読み取り", write: "書き込み",
+    attachButton: "接続", counted: (a, d, f) => `${a} 件取り込み, ${d} 件は取り込み済み, ${f} 件失敗`,
   },
 };
 
 const lines = (text) => String(text).replace(/\r\n?/g, "\n");
+
+const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "$Local";
+const stamp = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}T${String(d.getHours()).padStart(2, "0")}:00:00`;
+const STATES = ["current", "normal", "writeProtected", "disabled"];
 
 export async function renderAdmin(ui) {
   const { el, api, guarded, visible, human, lang, app, back } = ui;
@@ -65,15 +83,20 @@ export async function renderAdmin(ui) {
     for (const b of tabs.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.tab === which));
     if (which === "dashboard") dashboard(); else if (which === "audit") auditPage();
     else if (which === "mail") mailPage(); else if (which === "users") usersPage();
-    else if (which === "settings") settingsPage(); else functionsPage();
+    else if (which === "settings") settingsPage(); else if (which === "profiles") work.profilesPage();
+    else if (which === "jobs") work.jobsPage(); else functionsPage();
   };
   tabs.replaceChildren(
     el("button", { type: "button", "data-tab": "dashboard", onclick: () => show("dashboard") }, w("dashboard")),
     el("button", { type: "button", "data-tab": "functions", onclick: () => show("functions") }, w("functions")),
     byName.has("GetSettings") ? el("button", { type: "button", "data-tab": "settings", onclick: () => show("settings") }, w("settings")) : null,
     byName.has("GetUsers") ? el("button", { type: "button", "data-tab": "users", onclick: () => show("users") }, w("users")) : null,
+    byName.has("GetProfiles") ? el("button", { type: "button", "data-tab": "profiles", onclick: () => show("profiles") }, w("profiles")) : null,
+    byName.has("GetJobs") ? el("button", { type: "button", "data-tab": "jobs", onclick: () => show("jobs") }, w("jobs")) : null,
     byName.has("GetSmtpSettings") ? el("button", { type: "button", "data-tab": "mail", onclick: () => show("mail") }, w("mail")) : null,
     byName.has("GetAuditLog") ? el("button", { type: "button", "data-tab": "audit", onclick: () => show("audit") }, w("audit")) : null);
+  const { workPages } = await import("./admin-work.js");
+  const work = workPages({ el, visible, lang, call, follow, byName, every, main, user: ui.user });
   show("dashboard");
 
   async function call(name, args = {}) {
@@ -86,7 +109,7 @@ export async function renderAdmin(ui) {
     return snap?.result;
   }
 
-  let follow = null;
+  let followTimer = null;
 
   async function dashboard() {
     if (!main.children.length) main.replaceChildren(el("p", { class: "muted" }, "…"));
@@ -99,33 +122,86 @@ export async function renderAdmin(ui) {
           el("dl", { class: "headers" },
             el("dt", {}, w("version")), el("dd", {}, visible(info.version)),
             el("dt", {}, w("uptime")), el("dd", {}, `${info.uptimeSeconds} ${w("seconds")}`),
-            el("dt", {}, w("disk")), el("dd", {}, `${human(info.diskSpace.freeBytes)} / ${human(info.diskSpace.totalBytes)}`)),
+            el("dt", {}, w("disk")), el("dd", {}, `${human(info.diskSpace.freeBytes)} / ${human(info.diskSpace.totalBytes)}`),
+            el("dt", {}, w("unsent")), el("dd", {}, String(info.unsentNotifications?.count ?? 0))),
           info.warnings.length ? el("ul", { class: "warning" }, info.warnings.map((x) => el("li", {}, visible(typeof x === "string" ? x : JSON.stringify(x))))) : null));
       }
       const stores = await call("GetStores", { includeSize: true });
       if (stores) {
         const newName = el("input", { id: "new-store", type: "text" });
         const created = el("p", { role: "alert", class: "error" });
+        const attachName = el("input", { id: "attach-name", type: "text" });
+        const attachPath = el("input", { id: "attach-path", type: "text", placeholder: "/srv/mailkeep/stores/2019" });
         sections.push(el("section", { class: "card", "aria-label": w("stores") }, el("h2", {}, w("stores")),
           el("table", { class: "list" },
             el("thead", {}, el("tr", {}, [w("id"), w("name"), w("state"), w("messages"), w("size"), w("path"), w("actions")].map((h) => el("th", {}, h)))),
             el("tbody", {}, stores.map((s) => el("tr", {},
-              el("td", {}, String(s.id)), el("td", {}, visible(s.name)), el("td", {}, visible(s.requestedState)),
+              el("td", {}, String(s.id)), el("td", {}, visible(s.name)),
+              el("td", {}, el("select", { "aria-label": `${w("storeState")} ${visible(s.name)}`, "data-store": s.id, disabled: !byName.has("SetStoreRequestedState"),
+                onchange: async (ev) => {
+                  // in place: a store's running verify or recovery keeps its progress
+                  try {
+                    await call("SetStoreRequestedState", { id: s.id, requestedState: ev.target.value });
+                    for (const now of await call("GetStores") ?? []) {
+                      const pick = main.querySelector(`select[data-store="${now.id}"]`);
+                      if (pick) pick.value = now.requestedState;
+                    }
+                  } catch (err) { created.textContent = err.message; ev.target.value = s.requestedState; }
+                } }, STATES.map((x) => el("option", { value: x, selected: x === s.requestedState }, x)))),
               el("td", {}, s.statisticsCount ?? "–"), el("td", {}, s.statisticsSize == null ? "–" : human(s.statisticsSize)),
               el("td", { class: "path" }, visible(s.databasePath)),
-              el("td", { class: "store-actions" }, ["VerifyStore", "CompactStore", "RebuildStoreIndex"].filter((f) => every.has(f))
+              el("td", { class: "store-actions" }, ["VerifyStore", "CompactStore", "RebuildStoreIndex", "RecoverStore"].filter((f) => every.has(f))
                 .map((f) => el("button", { type: "button", class: "small", "aria-label": `${w(f)} ${visible(s.name)}`,
                   disabled: !byName.has(f), title: byName.has(f) ? null : w("notAllowed"),
-                  onclick: (ev) => storeAction(f, s, ev.target.closest("td")) }, w(f)))))))),
+                  onclick: (ev) => storeAction(f, s, ev.target.closest("td")) }, w(f))),
+                every.has("DetachStore") ? el("button", { type: "button", class: "small", "aria-label": `${w("detach")} ${visible(s.name)}`,
+                  disabled: !byName.has("DetachStore"), title: byName.has("DetachStore") ? null : w("notAllowed"), onclick: async () => {
+                    if (!window.confirm(w("confirmDetach")(s.name))) return;
+                    try { await call("DetachStore", { id: s.id }); dashboard(); } catch (err) { created.textContent = err.message; }
+                  } }, w("detach")) : null))))),
           byName.has("CreateStore") ? el("form", { class: "inline", onsubmit: async (ev) => {
             ev.preventDefault();
             try { await call("CreateStore", { name: newName.value }); dashboard(); }
             catch (err) { created.textContent = err.message; }
           } }, el("label", { for: "new-store" }, w("newStore")), newName,
-            el("button", { type: "submit" }, w("create")), created) : null));
+            el("button", { type: "submit" }, w("create"))) : null,
+          byName.has("AttachStore") ? el("form", { class: "inline", onsubmit: async (ev) => {
+            ev.preventDefault();
+            try { await call("AttachStore", { name: attachName.value, type: "FileSystemInternal", databasePath: attachPath.value, requestedState: "normal" }); dashboard(); }
+            catch (err) { created.textContent = err.message; }
+          } }, el("span", {}, w("attach")), el("label", { for: "attach-name" }, w("name")), attachName,
+            el("label", { for: "attach-path" }, w("storePath")), attachPath,
+            el("button", { type: "submit" }, w("attachButton"))) : null, created));
       }
       running = info?.jobs ?? [];
-      sections.push(el("section", { class: "card", "aria-label": w("processes") }, el("h2", {}, w("processes")),
+      sections.push(processesCard(running));
+      sections.push(await recentResults());
+    } catch (err) {
+      sections.push(el("p", { role: "alert", class: "error" }, err.message));
+    }
+    main.replaceChildren(el("button", { type: "button", onclick: dashboard }, w("refresh")), ...sections);
+    if (running.length) followProcesses();
+  }
+
+  // While something runs, the dashboard follows it every 2 s, as long as it is shown: the
+  // processes and the recent results only (a store's own progress and outcome stay put).
+  function followProcesses() {
+    clearTimeout(followTimer);
+    const shown = main.firstChild;
+    followTimer = setTimeout(async () => {
+      if (!shown.isConnected || tabs.querySelector('[data-tab="dashboard"]')?.getAttribute("aria-pressed") !== "true") return;
+      let info;
+      try { info = await call("GetServiceStatus"); } catch { return; }
+      if (!info || !shown.isConnected) return;
+      const swap = async (label, fresh) => main.querySelector(`section[aria-label="${label}"]`)?.replaceWith(await fresh);
+      await swap(w("processes"), processesCard(info.jobs));
+      await swap(w("recent"), recentResults());
+      if (info.jobs.length) followProcesses();
+    }, 2000);
+  }
+
+  function processesCard(running) {
+    return el("section", { class: "card", "aria-label": w("processes") }, el("h2", {}, w("processes")),
         running.length ? el("table", { class: "list" },
           el("thead", {}, el("tr", {}, [w("fn"), w("user"), w("since"), w("progress")].map((h) => el("th", {}, h)))),
           el("tbody", {}, running.map((j) => el("tr", {},
@@ -133,19 +209,25 @@ export async function renderAdmin(ui) {
             el("td", {}, `${visible(j.startedAt)} (${j.runningSeconds} ${w("seconds")})`),
             el("td", {}, j.percentProgress == null ? el("progress", { "aria-label": visible(j.function) })
               : el("progress", { max: 100, value: j.percentProgress, "aria-label": visible(j.function) }),
-              j.percentProgress == null ? "" : ` ${j.percentProgress}%`))))) : el("p", { class: "muted" }, w("none"))));
-    } catch (err) {
-      sections.push(el("p", { role: "alert", class: "error" }, err.message));
-    }
-    main.replaceChildren(el("button", { type: "button", onclick: dashboard }, w("refresh")), ...sections);
-    // While something runs, the dashboard follows it (every 2 s, as long as it is shown).
-    clearTimeout(follow);
-    if (running.length) {
-      const shown = main;
-      follow = setTimeout(() => {
-        if (shown.isConnected && tabs.querySelector('[data-tab="dashboard"]')?.getAttribute("aria-pressed") === "true") dashboard();
-      }, 2000);
-    }
+              j.percentProgress == null ? "" : ` ${j.percentProgress}%`))))) : el("p", { class: "muted" }, w("none")));
+  }
+
+  // What the archiving profiles and the jobs did in the last 24 hours, newest first.
+  async function recentResults() {
+    const now = new Date();
+    const span = { fromIncluding: stamp(new Date(now.getTime() - 86400000)), toExcluding: stamp(new Date(now.getTime() + 3600000)) };
+    const [runs, jobs] = await Promise.all([call("GetWorkerResults", { ...span, timeZoneID: ZONE }), call("GetJobResults", { ...span, timeZoneId: ZONE })]);
+    const at = (iso) => String(iso ?? "").replace("T", " ").slice(0, 16);
+    const rows = [
+      ...(runs ?? []).map((r) => [r.startTime, w("profileRuns"), r.profileName, r.result,
+        r.error ?? w("counted")(r.itemsArchived, r.itemsDuplicate, r.itemsFailed)]),
+      ...(jobs ?? []).map((r) => [r.startTime, w("jobRuns"), r.jobName, r.result, r.error ?? ""]),
+    ].sort((a, b) => String(b[0]).localeCompare(String(a[0]))).slice(0, 20);
+    return el("section", { class: "card", "aria-label": w("recent") }, el("h2", {}, w("recent")),
+      rows.length ? el("table", { class: "list" },
+        el("tbody", {}, rows.map(([when, kind, name, result, more]) => el("tr", {},
+          el("td", {}, at(when)), el("td", {}, kind), el("td", {}, visible(name)), el("td", {}, result), el("td", {}, visible(more))))))
+        : el("p", { class: "muted" }, w("none")));
   }
 
   // The error-notification mail: its settings as GetSmtpSettings shows them (the password
@@ -205,36 +287,45 @@ export async function renderAdmin(ui) {
     main.replaceChildren(el("h2", {}, w("mail")), form, logBox);
   }
 
-  // A store's verify, compaction or index rebuild, run here with its progress and a cancel
-  // button; its outcome stays beside the buttons.
-  async function storeAction(name, store, cell) {
+  // A long-running call followed in `cell`: a progress bar, a cancel button and its outcome
+  // (which stays); answers the last snapshot and the outcome's element.
+  async function follow(name, args, cell, label) {
     cell.querySelector(".outcome")?.remove();
-    const bar = el("progress", { max: 100, "aria-label": `${w(name)} ${visible(store.name)}` });
+    const bar = el("progress", { max: 100, "aria-label": label });
     const stop = el("button", { type: "button", class: "small" }, w("cancel"));
     const said = el("span", { class: "outcome", role: "status" });
-    const box = el("div", { class: "outcome" }, bar, stop, said);
-    cell.append(box);
-    const args = name === "VerifyStore" ? { id: store.id, report: true } : { id: store.id };
-    let snap = await guarded(() => api("function/invoke", { name, args }));
+    cell.append(el("div", { class: "outcome" }, bar, stop, said));
+    let snap = await guarded(() => api("function/invoke", { name, args })).catch((err) => ({ statusCode: "failed", error: { message: err.message } }));
     stop.addEventListener("click", () => snap?.token && api("function/cancel", { token: snap.token }));
+    if (snap?.statusCode === "running") followProcesses();
     while (snap && snap.statusCode === "running") {
       if (snap.percentProgress != null) bar.value = snap.percentProgress;
+      if (snap.statusText) said.textContent = visible(snap.statusText);
       snap = await guarded(() => api("function/status", { token: snap.token, lastKnownStatusVersion: snap.statusVersion, millisecondsTimeout: 30000 }));
     }
     bar.remove(); stop.remove();
-    if (!snap) return;
-    if (snap.statusCode !== "succeeded") { said.textContent = `${snap.statusCode}: ${visible(snap.error?.message ?? "")}`; return; }
-    const report = snap.result?.stores?.[0];
-    said.textContent = report ? `${w("done")}: ${report.messages} ${w("messages").toLowerCase()}, ${report.ok ? w("clean") : `${report.problems.length} ${w("problems")}`}`
-      : w("done");
+    if (snap) said.textContent = snap.statusCode === "succeeded" ? w("done") : `${snap.statusCode}: ${visible(snap.error?.message ?? "")}`;
+    return { snap, said };
+  }
+
+  // A store's verify, compaction, index rebuild or recovery, run here with its progress and a
+  // cancel button; its outcome stays beside the buttons.
+  async function storeAction(name, store, cell) {
+    const args = name === "VerifyStore" ? { id: store.id, report: true } : { id: store.id };
+    const { snap, said } = await follow(name, args, cell, `${w(name)} ${visible(store.name)}`);
+    if (snap?.statusCode !== "succeeded") return;
+    const report = name === "RecoverStore" ? snap.result : snap.result?.stores?.[0];
+    if (report) said.textContent = `${w("done")}: ${report.messages} ${w("messages").toLowerCase()}, ${report.ok ?? !report.problems.length ? w("clean") : `${report.problems.length} ${w("problems")}`}`;
   }
 
   // Accounts: who they are, their privileges and role; a new password, a role, deletion; a
-  // new account. (Everything else about them: the function forms.)
+  // new account; and, one at a time, the details: full name, email addresses, privileges and
+  // the rights on other archives' folders.
   async function usersPage() {
     const box = el("div");
+    const detail = el("div");
     const say = el("p", { role: "status" });
-    main.replaceChildren(say, box);
+    main.replaceChildren(say, box, detail);
     let names;
     try { names = await call("GetUsers"); } catch (err) { say.textContent = err.message; return; }
     if (!names) return;
@@ -257,7 +348,9 @@ export async function renderAdmin(ui) {
           await act("SetUserPassword", { password: password.value }, w("saved"));
           password.value = "";
         } }, w("setPassword"))),
-        el("td", {}, el("button", { type: "button", class: "small", "aria-label": `${w("delete")} ${visible(u.userName)}`, onclick: async () => {
+        el("td", {}, el("button", { type: "button", class: "small", "aria-label": `${w("edit")} ${visible(u.userName)}`,
+          onclick: () => userDetail(u, detail, say) }, w("edit")),
+        el("button", { type: "button", class: "small", "aria-label": `${w("delete")} ${visible(u.userName)}`, disabled: !byName.has("DeleteUser"), onclick: async () => {
           if (!window.confirm(`${w("delete")} ${u.userName}?`)) return;
           await act("DeleteUser", {}, w("deleted"));
           usersPage();
@@ -281,6 +374,60 @@ export async function renderAdmin(ui) {
       el("table", { class: "list" },
         el("thead", {}, el("tr", {}, [w("user"), w("fullName"), w("privileges"), w("role"), w("password"), ""].map((h) => el("th", {}, h)))),
         el("tbody", {}, rows)), create));
+  }
+
+  async function userDetail(u, box, say) {
+    const refresh = async () => {
+      try { u = await call("GetUserInfo", { userName: u.userName }); } catch (err) { say.textContent = err.message; return; }
+      userDetail(u, box, say);
+    };
+    const act = async (fn, args) => {
+      try { await call(fn, { userName: u.userName, ...args }); say.textContent = `${visible(u.userName)}: ${w("saved")}`; await refresh(); }
+      catch (err) { say.textContent = err.message; }
+    };
+    const ALL = every.get("SetUserPrivileges")?.args.find((a) => a.name === "privileges")?.choices.filter((c) => c !== "none")
+      ?? ["admin", "login", "changePassword", "archive", "export", "delete"];
+    const fullName = el("input", { id: "ud-fullname", type: "text", value: u.fullName ?? "" });
+    const emails = el("input", { id: "ud-emails", type: "text", value: u.emailAddresses.join(", "), "aria-describedby": "ud-emails-hint" });
+    const privileges = el("fieldset", { class: "choices" }, el("legend", {}, w("privileges")),
+      ALL.map((p) => el("label", {}, el("input", { type: "checkbox", value: p, checked: u.privileges.includes(p) }), p)));
+    const rightBoxes = (held, label) => ["read", "write", "delete"].map((p) => el("label", {},
+      el("input", { type: "checkbox", value: p, checked: held.includes(p), "aria-label": `${p} ${label}`.trim() }), w(p)));
+    const picked = (node) => [...node.querySelectorAll("input:checked")].map((c) => c.value).join(",") || "none";
+    const newFolder = el("input", { id: "ud-folder", type: "text", placeholder: `${u.userName}/Inbox` });
+    const newRights = el("span", { class: "choices" }, rightBoxes(["read"], w("folder")));
+    const may = (fn) => byName.has(fn);
+    const title = w("userOf")(visible(u.userName));
+    box.replaceChildren(el("section", { class: "card user-detail", "aria-label": title }, el("h2", {}, title),
+      el("form", { class: "fn-form", onsubmit: async (ev) => {
+        ev.preventDefault();
+        const addresses = emails.value.split(",").map((s) => s.trim()).filter(Boolean).join(",");
+        const chosen = picked(privileges);
+        const old = u;
+        if (fullName.value !== (old.fullName ?? "")) await act("SetUserFullName", { fullName: fullName.value });
+        if (addresses !== old.emailAddresses.join(",")) await act("SetUserEmailAddresses", { emailAddresses: addresses });
+        if (chosen !== (old.privileges.join(",") || "none")) await act("SetUserPrivileges", { privileges: chosen });
+      } },
+        el("div", { class: "arg" }, el("label", { for: "ud-fullname" }, w("fullName")), fullName),
+        el("div", { class: "arg" }, el("label", { for: "ud-emails" }, w("emails")), emails, el("p", { class: "muted", id: "ud-emails-hint" }, w("commaList"))),
+        privileges,
+        el("div", { class: "actions" }, el("button", { type: "submit", class: "primary", disabled: !may("SetUserPrivileges") }, w("save")),
+          el("button", { type: "button", onclick: () => box.replaceChildren() }, w("close")))),
+      el("h3", {}, w("folderRights")),
+      el("table", { class: "list", "aria-label": w("folderRights") },
+        el("thead", {}, el("tr", {}, [w("folder"), w("privileges"), ""].map((h) => el("th", {}, h)))),
+        el("tbody", {}, u.privilegesOnFolders.map((f) => {
+          const held = el("span", { class: "choices" }, rightBoxes(f.privileges, visible(f.folder)));
+          return el("tr", {}, el("td", { class: "path" }, visible(f.folder)), el("td", {}, held),
+            el("td", {}, el("button", { type: "button", class: "small", disabled: !may("SetUserPrivilegesOnFolder"), "aria-label": `${w("apply")} ${visible(f.folder)}`,
+              onclick: () => act("SetUserPrivilegesOnFolder", { folder: f.folder, privileges: picked(held) }) }, w("apply")),
+            el("button", { type: "button", class: "small", disabled: !may("SetUserPrivilegesOnFolder"), "aria-label": `${w("remove")} ${visible(f.folder)}`,
+              onclick: () => act("SetUserPrivilegesOnFolder", { folder: f.folder, privileges: "none" }) }, w("remove"))));
+        }))),
+      el("form", { class: "inline", onsubmit: (ev) => { ev.preventDefault(); act("SetUserPrivilegesOnFolder", { folder: newFolder.value, privileges: picked(newRights) }); } },
+        el("label", { for: "ud-folder" }, w("folder")), newFolder, newRights,
+        el("button", { type: "submit", disabled: !may("SetUserPrivilegesOnFolder") }, w("grant")))));
+    fullName.focus();
   }
 
   // The server's settings: each with what it does, its default, and whether it is set; saved
@@ -409,7 +556,7 @@ export async function renderAdmin(ui) {
             autocomplete: a.secret ? "new-password" : "off", value: a.default ?? "" });
         }
         inputs.set(a.name, [a, input]);
-        return el("div", { class: "arg" }, el("label", { for: id }, a.name + (a.required ? " *" : "")), input,
+        return el("div", { class: "arg" }, el("label", { for: id, class: a.required ? "required" : null }, a.name), input,
           a.description ? el("p", { class: "muted" }, a.description) : null);
       });
       const progress = el("progress", { max: 100, hidden: true });

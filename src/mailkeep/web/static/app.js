@@ -584,7 +584,7 @@ async function openMessage(id, remoteImages) {
 
 async function openAdmin() {
   const { renderAdmin } = await import("./admin.js");
-  await renderAdmin({ el, api, guarded, visible, human, lang: state.lang, app, back: renderArchive });
+  await renderAdmin({ el, api, guarded, visible, human, lang: state.lang, app, back: renderArchive, user: state.user });
 }
 
 // -- start ---------------------------------------------------------------------------------------

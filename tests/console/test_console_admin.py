@@ -1,0 +1,251 @@
+"""The console's administration pages for archiving profiles, jobs, a user's details and the
+stores, in a real browser against a real `mailkeep serve`: what the page does is what the
+server then holds, and a role that may only look sees everything and can change nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.console.browser import browser, console_server, log_in, user
+from tests.console.test_console import archive_mail, eml
+from tests.helpers import mk_ok
+
+
+@pytest.fixture
+def page() -> Iterator[Page]:
+    with browser() as chromium:
+        context = chromium.new_context(ignore_https_errors=True)
+        yield context.new_page()
+        context.close()
+
+
+def boss(data: Path) -> None:
+    mk_ok(data, "call", "CreateUser", "userName=boss", "privileges=admin,login",
+          "password=Boss-pass-1")
+
+
+def called(data: Path, name: str, *args: str) -> Any:
+    return json.loads(mk_ok(data, "call", name, *args).stdout)
+
+
+def open_admin(page: Page, base: str, tab: str, name: str = "boss",
+               password: str = "Boss-pass-1") -> None:
+    log_in(page, base, name, password)
+    page.get_by_role("button", name="Administration").click()
+    page.get_by_role("region", name="Service status").wait_for()  # the dashboard comes first
+    if tab != "Dashboard":
+        page.get_by_role("button", name=tab, exact=True).click()
+
+
+def test_profile_made_from_its_schema_runs_with_its_report(tmp_path: Path, page: Page) -> None:
+    """An administrator makes a directory profile with the form of its type (the fields come
+    from the server's schema), runs it and sees what it archived, opens its report, changes a
+    property; an IMAP profile's password is written and never shown again; a property the
+    server refuses is refused with the reason and makes no profile."""
+    data = tmp_path / "data"
+    boss(data)
+    user(data, "alice", "Alice-pass-1")
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    for i in range(3):  # written a while ago: a file being written now is left for later
+        (drop / f"{i}.eml").write_bytes(eml(f"Dropped {i}", "a@example.org", "x"))
+        os.utime(drop / f"{i}.eml", (time.time() - 600, time.time() - 600))
+    (drop / "notes.txt").write_text("not mail")
+    with console_server(data) as base:
+        open_admin(page, base, "Profiles")
+        page.get_by_role("button", name="New profile").click()
+        form = page.get_by_role("region", name="New profile")
+        form.get_by_label("Type").select_option("directory")
+        expect(form.get_by_label("host")).to_have_count(0)  # not a field of this type
+        form.get_by_label("name", exact=True).fill("Drop folder")
+        form.get_by_label("userName", exact=True).fill("alice")
+        form.get_by_label("path", exact=True).fill(str(tmp_path / "missing"))
+        form.get_by_role("button", name="Create").click()
+        expect(form.get_by_role("status")).to_contain_text("Invalid profile properties")
+        assert called(data, "GetProfiles") == []
+        form.get_by_label("path", exact=True).fill(str(drop))
+        expect(form.get_by_label("recursive")).to_be_checked()  # the schema's default
+        form.get_by_role("button", name="Create").click()
+        profiles = page.get_by_role("region", name="Archiving profiles")
+        expect(profiles).to_contain_text("Drop folder")
+        profiles.get_by_role("button", name="Run Drop folder").click()
+        expect(profiles.get_by_role("status")).to_have_text(
+            "succeeded: 3 archived, 0 already archived, 0 failed", timeout=30_000)
+        expect(profiles.get_by_role("row", name="Drop folder")).to_contain_text("succeeded (")
+        recent = page.get_by_role("region", name="Recent runs (7 days)")
+        expect(recent).to_contain_text("Drop folder")
+        recent.get_by_role("button", name="Report").first.click()
+        expect(page.get_by_label("Report", exact=True)).to_contain_text("Drop folder: succeeded")
+        profiles.get_by_role("button", name="Edit Drop folder").click()
+        edit = page.get_by_role("region", name="Edit profile Drop folder")
+        expect(edit.get_by_label("Type")).to_be_disabled()
+        edit.get_by_label("pattern").fill("*.txt")
+        edit.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status").first).to_have_text("Saved.")
+
+        page.get_by_role("button", name="New profile").click()
+        form = page.get_by_role("region", name="New profile")
+        form.get_by_label("Type").select_option("imap")
+        form.get_by_label("name", exact=True).fill("Mailbox")
+        form.get_by_label("userName", exact=True).fill("alice")
+        form.get_by_label("host").fill("imap.example.org")
+        form.get_by_label("login", exact=True).fill("alice")
+        expect(form.get_by_label("password", exact=True)).to_have_attribute("type", "password")
+        form.get_by_label("password", exact=True).fill("Imap-secret-9")
+        form.get_by_label("folders", exact=True).fill("INBOX, Sent")
+        form.get_by_role("button", name="Create").click()
+        expect(profiles.get_by_role("row", name="Mailbox")).to_contain_text(
+            "alice@imap.example.org")
+        profiles.get_by_role("button", name="Edit Mailbox").click()
+        edit = page.get_by_role("region", name="Edit profile Mailbox")
+        expect(edit.get_by_label("password", exact=True)).to_have_value("")
+        assert "Imap-secret-9" not in page.content()
+    shown = {p["name"]: p for p in called(data, "GetProfiles")}
+    assert shown["Drop folder"]["properties"]["pattern"] == "*.txt"
+    assert shown["Drop folder"]["properties"]["path"] == str(drop)
+    assert shown["Mailbox"]["properties"]["folders"] == ["INBOX", "Sent"]
+    assert shown["Mailbox"]["properties"]["hasPassword"] is True
+    found = called(data, "SearchArchive", "query=user:alice Dropped")
+    assert found["total"] == 3
+
+
+def test_job_schedule_editor(tmp_path: Path, page: Page) -> None:
+    """An administrator makes a weekly job with the schedule editor (only the fields a weekly
+    schedule takes are shown), changes it to the last day of each month, runs it now and sees
+    its result, and disables it; the server holds each of these as the page showed."""
+    data = tmp_path / "data"
+    boss(data)
+    with console_server(data) as base:
+        open_admin(page, base, "Jobs")
+        page.get_by_role("button", name="New job").click()
+        form = page.get_by_role("region", name="New job")
+        form.get_by_label("Name", exact=True).fill("Verify twice a week")
+        form.get_by_label("Action").fill("VerifyStores")
+        form.get_by_label("Time zone").select_option("Europe/Berlin")
+        form.get_by_label("Repeat").select_option("weekly")
+        expect(form.get_by_label("Date")).to_be_hidden()
+        expect(form.get_by_label("Every (minutes)")).to_be_hidden()
+        form.get_by_label("Time", exact=True).fill("03:15")
+        form.get_by_role("checkbox", name="Monday").uncheck()
+        form.get_by_role("checkbox", name="Tuesday").check()
+        form.get_by_role("checkbox", name="Friday").check()
+        form.get_by_role("button", name="Create").click()
+        jobs = page.get_by_role("region", name="Jobs")
+        row = jobs.get_by_role("row", name="Verify twice a week")
+        expect(row).to_contain_text("Weekly Tuesday, Friday 03:15 (Europe/Berlin)")
+        [job] = called(data, "GetJobs")
+        assert job["schedule"]["type"] == "weekly"
+        assert job["schedule"]["dayOfWeek"] == "Tuesday,Friday"
+        assert job["schedule"]["time"] == "03:15:00" and job["timeZoneId"] == "Europe/Berlin"
+        assert job["nextRun"] is not None
+
+        jobs.get_by_role("button", name="Edit Verify twice a week").click()
+        form = page.get_by_role("region", name="Schedule of Verify twice a week")
+        expect(form.get_by_label("Action")).to_be_disabled()
+        form.get_by_label("Repeat").select_option("monthly")
+        form.get_by_label("Day of the month").select_option("Last")
+        form.get_by_role("button", name="Save").click()
+        expect(row).to_contain_text("Monthly Last day 03:15")
+        jobs.get_by_role("button", name="Run now Verify twice a week").click()
+        expect(page.get_by_role("region", name="Recent runs (7 days)")).to_contain_text(
+            "succeeded", timeout=30_000)
+        page.get_by_role("checkbox", name="Enabled Verify twice a week").uncheck()
+        expect(page.get_by_role("checkbox", name="Enabled Verify twice a week")).not_to_be_checked()
+    [job] = called(data, "GetJobs")
+    assert job["schedule"]["type"] == "monthly" and job["schedule"]["dayOfMonth"] == "Last"
+    assert job["enabled"] is False and job["nextRun"] is None
+    assert job["lastRun"]["result"] == "succeeded"
+
+
+def test_folder_rights_given_and_taken_in_the_page(tmp_path: Path, page: Page) -> None:
+    """An administrator gives bob read access to alice's Inbox in bob's details (and his email
+    address); bob then finds alice's message; once the right is removed he no longer can, the
+    server deciding, not the page."""
+    data = tmp_path / "data"
+    boss(data)
+    user(data, "alice", "Alice-pass-1")
+    user(data, "bob", "Bob-pass-1")
+    archive_mail(data, tmp_path, "alice", [eml("Shared plan", "c@example.org", "plan")])
+    with console_server(data) as base:
+        open_admin(page, base, "Users")
+        page.get_by_role("button", name="Edit bob").click()
+        details = page.get_by_role("region", name="User bob")
+        details.get_by_label("Email addresses").fill("bob@example.org, b.smith@example.org")
+        details.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status").first).to_have_text("bob: Saved.")
+        details.get_by_label("Folder", exact=True).fill("alice/Inbox")
+        details.get_by_role("button", name="Grant").click()
+        expect(details.get_by_role("table", name="Folder rights")).to_contain_text("alice/Inbox")
+        info = called(data, "GetUserInfo", "userName=bob")
+        assert info["emailAddresses"] == ["bob@example.org", "b.smith@example.org"]
+        assert info["privilegesOnFolders"] == [{"folder": "alice/Inbox", "privileges": ["read"]}]
+
+        bob = page.context.browser.new_context(ignore_https_errors=True).new_page()
+        log_in(bob, base, "bob", "Bob-pass-1")
+        expect(bob.get_by_role("row").filter(has_text="Shared plan")).to_have_count(1)
+
+        details.get_by_role("button", name="Remove alice/Inbox").click()
+        expect(details.get_by_role("table", name="Folder rights")).not_to_contain_text("alice")
+        bob.get_by_role("searchbox", name="Search").fill("plan")
+        bob.get_by_role("searchbox", name="Search").press("Enter")
+        expect(bob.get_by_text("No messages match.")).to_be_visible()
+        bob.context.close()
+    assert called(data, "GetUserInfo", "userName=bob")["privilegesOnFolders"] == []
+
+
+def test_stores_detached_attached_and_recovered(tmp_path: Path, page: Page) -> None:
+    """On the dashboard an administrator makes a store, detaches it (asked first), attaches its
+    directory again, makes it write-protected, and recovers the default store from its
+    segments with live progress; an operator sees the same dashboard with every change
+    unavailable."""
+    data = tmp_path / "data"
+    boss(data)
+    mk_ok(data, "call", "CreateUser", "userName=oper", "privileges=login",
+          "password=Oper-pass-1")
+    mk_ok(data, "call", "SetUserRole", "userName=oper", "role=operator")
+    archive_mail(data, tmp_path, "boss", [eml(f"m{i}", "a@example.org", "x") for i in range(5)])
+    with console_server(data) as base:
+        open_admin(page, base, "Dashboard")
+        stores = page.get_by_role("region", name="Stores")
+        page.get_by_label("New store").fill("Old mail")
+        page.get_by_role("button", name="Create").click()
+        expect(stores).to_contain_text("Old mail")
+        path = next(s["databasePath"] for s in called(data, "GetStores")
+                    if s["name"] == "Old mail")
+        asked: list[str] = []
+        page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
+        stores.get_by_role("button", name="Detach Old mail").click()
+        expect(stores).not_to_contain_text("Old mail")
+        assert asked and "Old mail" in asked[0]
+        page.get_by_label("Name", exact=True).fill("Old mail again")
+        page.get_by_label("Directory").fill(path)
+        page.get_by_role("button", name="Attach", exact=True).click()
+        expect(stores).to_contain_text("Old mail again")
+        page.get_by_label("State of Old mail again").select_option("writeProtected")
+        expect(page.get_by_label("State of Old mail again")).to_have_value("writeProtected")
+        stores.get_by_role("button", name="Recover Default").click()
+        expect(stores.get_by_role("status")).to_contain_text("Done: 5 messages, no problems",
+                                                            timeout=30_000)
+        by_name = {s["name"]: s for s in called(data, "GetStores")}
+        assert by_name["Old mail again"]["requestedState"] == "writeProtected"
+        assert "Old mail" not in by_name
+
+        page.get_by_role("button", name="Archive").click()
+        page.get_by_role("button", name="Log out").click()
+        open_admin(page, base, "Dashboard", "oper", "Oper-pass-1")
+        expect(stores).to_contain_text("Old mail again")
+        expect(page.get_by_role("region", name="Service status")).to_contain_text("Version")
+        expect(stores.get_by_role("button", name="Recover Default")).to_be_disabled()
+        expect(page.get_by_label("State of Default")).to_be_disabled()
+        expect(page.get_by_label("New store")).to_have_count(0)
+        page.get_by_role("button", name="Jobs", exact=True).click()
+        expect(page.get_by_role("region", name="Jobs")).to_be_visible()
+        expect(page.get_by_role("button", name="New job")).to_have_count(0)

@@ -626,7 +626,7 @@ def test_users_page(tmp_path: Path, page: Page) -> None:
         users = page.get_by_role("region", name="Users")
         expect(users).to_contain_text("leaving")
         page.get_by_label("New user").fill("dana")
-        page.get_by_label("password", exact=True).fill("Dana-pass-1")
+        page.get_by_label("Password", exact=True).fill("Dana-pass-1")
         users.get_by_role("checkbox", name="archive").check()
         page.get_by_role("button", name="Create").click()
         expect(users).to_contain_text("dana")

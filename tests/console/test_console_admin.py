@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,7 +84,9 @@ def test_profile_made_from_its_schema_runs_with_its_report(tmp_path: Path, page:
         recent = page.get_by_role("region", name="Recent runs (7 days)")
         expect(recent).to_contain_text("Drop folder")
         recent.get_by_role("button", name="Report").first.click()
-        expect(page.get_by_label("Report", exact=True)).to_contain_text("Drop folder: succeeded")
+        report = page.get_by_role("region", name=re.compile(r"^Report: Drop folder"))
+        expect(report).to_contain_text("Drop folder: succeeded")
+        expect(report.get_by_role("heading")).to_be_focused()
         profiles.get_by_role("button", name="Edit Drop folder").click()
         edit = page.get_by_role("region", name="Edit profile Drop folder")
         expect(edit.get_by_label("Type")).to_be_disabled()
@@ -157,8 +160,12 @@ def test_job_schedule_editor(tmp_path: Path, page: Page) -> None:
         jobs.get_by_role("button", name="Run now Verify twice a week").click()
         expect(page.get_by_role("region", name="Recent runs (7 days)")).to_contain_text(
             "succeeded", timeout=30_000)
-        page.get_by_role("checkbox", name="Enabled Verify twice a week").uncheck()
-        expect(page.get_by_role("checkbox", name="Enabled Verify twice a week")).not_to_be_checked()
+        enabled = page.get_by_role("checkbox", name="Enabled Verify twice a week")
+        enabled.focus()
+        page.keyboard.press("Space")  # by keyboard: the page is redrawn, the focus stays
+        expect(page.get_by_role("status").first).to_have_text("Saved.")
+        expect(enabled).not_to_be_checked()
+        expect(enabled).to_be_focused()
     [job] = called(data, "GetJobs")
     assert job["schedule"]["type"] == "monthly" and job["schedule"]["dayOfMonth"] == "Last"
     assert job["enabled"] is False and job["nextRun"] is None
@@ -249,3 +256,54 @@ def test_stores_detached_attached_and_recovered(tmp_path: Path, page: Page) -> N
         page.get_by_role("button", name="Jobs", exact=True).click()
         expect(page.get_by_role("region", name="Jobs")).to_be_visible()
         expect(page.get_by_role("button", name="New job")).to_have_count(0)
+        page.get_by_role("button", name="Users", exact=True).click()
+        expect(page.get_by_role("region", name="Users")).to_contain_text("boss")
+        expect(page.get_by_label("Role boss")).to_be_disabled()
+        expect(page.get_by_role("button", name="Apply the role to boss")).to_be_disabled()
+        expect(page.get_by_label("New user")).to_have_count(0)
+        page.get_by_role("button", name="Notification mail", exact=True).click()
+        expect(page.get_by_role("button", name="Save")).to_be_disabled()
+        expect(page.get_by_role("button", name="Send test mail")).to_be_disabled()
+
+
+def test_notification_mail_in_each_shape(tmp_path: Path, page: Page) -> None:
+    """The notification mail's page shows the fields of the way it is sent: an SMTP server
+    with SMTP authentication (user and password), then a named connection made on the same
+    page; the server holds each, and the passwords are never shown again."""
+    data = tmp_path / "data"
+    boss(data)
+    with console_server(data) as base:
+        open_admin(page, base, "Notification mail")
+        page.get_by_label("Send").select_option("SMTP")
+        expect(page.get_by_label("pop3ServerName")).to_have_count(0)
+        page.get_by_label("serverName").fill("smtp.example.org")
+        page.get_by_label("port", exact=True).fill("587")
+        page.get_by_label("useStartTls").check()
+        page.get_by_label("userName", exact=True).fill("notifier")
+        page.get_by_label("password (unchanged if left empty)").fill("Smtp-secret-7")
+        page.get_by_label("fromMailAddress").fill("mailkeep@example.org")
+        page.get_by_label("toMailAddress").fill("admin@example.org")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status").first).to_have_text("Saved.")
+        conf = called(data, "GetSmtpSettings")
+        assert conf["authenticationType"] == "SMTP" and conf["userName"] == "notifier"
+        assert conf["serverName"] == "smtp.example.org" and conf["port"] == 587
+
+        made = page.get_by_role("form", name="New connection")
+        made.get_by_label("Name", exact=True).fill("relay")
+        made.get_by_label("Server").fill("relay.example.org")
+        made.get_by_label("Port").fill("2525")
+        made.get_by_label("Authentication").select_option("login")
+        made.get_by_label("User name").fill("relay-user")
+        made.get_by_label("Password").fill("Relay-secret-8")
+        made.get_by_role("button", name="Create").click()
+        connections = page.get_by_role("region", name="Named connections")
+        expect(connections).to_contain_text("relay.example.org")
+        page.get_by_label("Send").select_option("connection")
+        expect(page.get_by_label("serverName")).to_have_count(0)
+        page.get_by_label("connection", exact=True).select_option("relay")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status").first).to_have_text("Saved.")
+        assert "Smtp-secret-7" not in page.content() and "Relay-secret-8" not in page.content()
+    conf = called(data, "GetSmtpSettings")
+    assert conf["connection"] == "relay" and "serverName" not in conf

@@ -400,3 +400,18 @@ def test_failed_changes_are_audited_and_change_nothing(tmp_path: Path) -> None:
     assert SECRET not in json.dumps(rows)
     assert [u["userName"] for u in users.list()] == ["admin"]
     master.close()
+
+
+def test_the_last_console_administrator_keeps_the_role(users: Users) -> None:
+    """A role overrides the admin privilege in the console: the one account that administers
+    there cannot make itself an operator (it would still have the privilege, for the API, but
+    no one could administer in the console), until another account administers there."""
+    users.ensure_initial_admin()
+    users.set_role("admin", None)  # an administrator through the privilege alone
+    assert users.effective_role("admin") == "administrator"
+    with pytest.raises(Conflict, match="last administrator of the console"):
+        users.set_role("admin", "operator")
+    assert users.effective_role("admin") == "administrator"
+    users.create("second", ["login", "admin"])
+    users.set_role("admin", "operator")
+    assert users.effective_role("admin") == "operator"

@@ -371,6 +371,14 @@ class Users:
             row = self._require(user_name)
             if chosen != "administrator" and "admin" not in row.privileges:
                 self._keep_an_administrator(row, "must keep the role 'administrator'")
+            # a role overrides the admin privilege in the console: the last account that
+            # administers there keeps doing so
+            console_admin = row.role == "administrator" or (row.role is None
+                                                            and "admin" in row.privileges)
+            if (chosen not in (None, "administrator") and console_admin
+                    and not self.rows.other_console_administrators(row.id)):
+                raise Conflict(f"User '{row.user_name}' is the last administrator of the "
+                               f"console and cannot take the role '{chosen}'.")
             self.rows.update(row.id, role=chosen)
         return row.role
 

@@ -84,6 +84,15 @@ class Accounts(Repository):
             "EXISTS (SELECT 1 FROM json_each(users.privileges) WHERE value = 'login')",
             (account_id,)).fetchone()[0])
 
+    def other_console_administrators(self, account_id: int) -> int:
+        """Accounts other than this one that may log in and hold the console role
+        administrator: that role, or no role and the admin privilege."""
+        return int(self.conn.execute(
+            "SELECT COUNT(*) FROM users WHERE id != ? AND (role = 'administrator' OR (role IS "
+            "NULL AND EXISTS (SELECT 1 FROM json_each(users.privileges) WHERE value = "
+            "'admin'))) AND EXISTS (SELECT 1 FROM json_each(users.privileges) WHERE value = "
+            "'login')", (account_id,)).fetchone()[0])
+
     def next_generation(self) -> int:
         """A password generation never handed out before."""
         value: int = self.conn.execute(

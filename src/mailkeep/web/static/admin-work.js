@@ -17,7 +17,7 @@ const WORDS = {
     zone: "Time zone", kind: "Repeat", manual: "Only when started by hand", once: "Once",
     interval: "Every few minutes", daily: "Daily", weekly: "Weekly", monthly: "Monthly",
     date: "Date", time: "Time", minutes: "Every (minutes)", days: "On these days", dayOfMonth: "Day of the month",
-    last: "Last day", trigger: "Started by", error: "Error", notAllowed: "Your role may not change these.",
+    last: "Last day", trigger: "Started by", error: "Error", details: "Details", notAllowed: "Your role may not change these.",
     actionHint: "A function call as `mailkeep call` takes it, e.g. VerifyStores or RunProfile id=3",
     dayNames: ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"],
     started_: "Started.",
@@ -35,7 +35,7 @@ const WORDS = {
     zone: "タイムゾーン", kind: "繰り返し", manual: "手動で開始したときのみ", once: "1 回",
     interval: "数分ごと", daily: "毎日", weekly: "毎週", monthly: "毎月",
     date: "日付", time: "時刻", minutes: "間隔 (分)", days: "曜日", dayOfMonth: "日",
-    last: "月末", trigger: "開始のきっかけ", error: "エラー", notAllowed: "このロールでは変更できません。",
+    last: "月末", trigger: "開始のきっかけ", error: "エラー", details: "詳細", notAllowed: "このロールでは変更できません。",
     actionHint: "`mailkeep call` と同じ形の機能呼び出し (例: VerifyStores, RunProfile id=3)",
     dayNames: ["日曜日", "月曜日", "火曜日", "水曜日", "木曜日", "金曜日", "土曜日"],
     started_: "開始しました。",
@@ -54,14 +54,14 @@ const lastWeek = () => {
 const when = (iso) => (iso ? String(iso).replace("T", " ").replace(/(\d\d:\d\d):\d\d.*$/, "$1") : "–");
 
 export function workPages(ctx) {
-  const { el, visible, lang, call, follow, byName, main } = ctx;
+  const { el, visible, lines, lang, call, follow, byName, main, redraw } = ctx;
   const w = (key) => WORDS[lang][key] ?? WORDS.en[key];
   const fail = (err) => el("p", { role: "alert", class: "error" }, err.message);
   const counts = (r) => `${r.itemsArchived} ${w("archived")}, ${r.itemsDuplicate} ${w("duplicates")}, ${r.itemsFailed} ${w("failed")}`;
 
   // -- profiles ----------------------------------------------------------------------------------
-  async function profilesPage() {
-    const say = el("p", { role: "status" });
+  async function profilesPage(note = "") {
+    const say = el("p", { role: "status" }, note);
     const editor = el("div");
     const recent = el("div");
     main.replaceChildren(say);
@@ -91,8 +91,8 @@ export function workPages(ctx) {
           onclick: () => profileForm(p) }, w("edit")),
         el("button", { type: "button", class: "small", "aria-label": `${w("delete")} ${visible(p.name)}`, disabled: !may("DeleteProfile"),
           onclick: async () => {
-            if (!window.confirm(w("confirmDelete")(p.name))) return;
-            try { await call("DeleteProfile", { id: p.id }); profilesPage(); } catch (err) { say.textContent = err.message; }
+            if (!window.confirm(w("confirmDelete")(visible(p.name)))) return;
+            try { await call("DeleteProfile", { id: p.id }); redraw(() => profilesPage(w("deleted"))); } catch (err) { say.textContent = err.message; }
           } }, w("delete")));
       return el("tr", {}, el("td", {}, visible(p.name)), el("td", {}, p.type), el("td", {}, visible(p.userName)),
         el("td", { class: "path" }, visible(where(p))),
@@ -103,7 +103,7 @@ export function workPages(ctx) {
         profiles.length ? el("table", { class: "list" },
           el("thead", {}, el("tr", {}, [w("name"), w("type"), w("archive"), w("source"), w("lastRun"), w("actions")].map((h) => el("th", {}, h)))),
           el("tbody", {}, rows)) : el("p", { class: "muted" }, w("none")),
-        may("CreateProfile") ? el("button", { type: "button", onclick: () => profileForm(null) }, w("newProfile")) : null),
+        may("CreateProfile") ? el("button", { type: "button", class: "new-item", onclick: () => profileForm(null) }, w("newProfile")) : null),
       editor, recent);
     showRecent();
 
@@ -111,10 +111,12 @@ export function workPages(ctx) {
       let runs;
       try { runs = await call("GetWorkerResults", { ...lastWeek(), timeZoneID: ZONE }); } catch (err) { recent.replaceChildren(fail(err)); return; }
       if (!runs) return;
-      const report = el("pre", { class: "source", "aria-label": w("report"), hidden: true });
+      const reportText = el("pre", { class: "source" });
+      const reportTitle = el("h3", { id: "run-report-title", tabindex: "-1" }, w("report"));
+      const report = el("section", { "aria-labelledby": "run-report-title", hidden: true }, reportTitle, reportText);
       recent.replaceChildren(el("section", { class: "card", "aria-label": w("results") }, el("h2", {}, w("results")),
         runs.length ? el("table", { class: "list" },
-          el("thead", {}, el("tr", {}, [w("started"), w("name"), w("archive"), w("result"), "", ""].map((h) => el("th", {}, h)))),
+          el("thead", {}, el("tr", {}, [w("started"), w("name"), w("archive"), w("result"), w("details"), w("actions")].map((h) => el("th", {}, h)))),
           el("tbody", {}, runs.slice(-50).reverse().map((r) => el("tr", {},
             el("td", {}, when(r.startTime)), el("td", {}, visible(r.profileName)), el("td", {}, visible(r.userName)),
             el("td", {}, r.result), el("td", {}, r.error ? visible(r.error) : counts(r)),
@@ -122,11 +124,12 @@ export function workPages(ctx) {
               try {
                 const full = await call("GetWorkerResultReport", { id: r.id });
                 report.hidden = false;
-                report.textContent = visible([`${full.profileName}: ${full.result} — ${counts(full)}`,
+                reportTitle.textContent = `${w("report")}: ${visible(full.profileName)} ${when(full.startTime)}`;
+                reportText.textContent = visible(lines([`${full.profileName}: ${full.result} — ${counts(full)}`,
                   ...(full.error ? [full.error] : []), ...full.warnings,
-                  ...full.failures.map((f) => `${f.origin}: ${f.reason}`), "", full.log].join("\n"));
-                report.scrollIntoView({ block: "nearest" });
-              } catch (err) { report.hidden = false; report.textContent = err.message; }
+                  ...full.failures.map((f) => `${f.origin}: ${f.reason}`), "", full.log].join("\n")));
+                reportTitle.focus();
+              } catch (err) { report.hidden = false; reportText.textContent = err.message; }
             } }, w("report"))))))) : el("p", { class: "muted" }, w("none")), report));
     }
 
@@ -190,12 +193,14 @@ export function workPages(ctx) {
             if (existing) await call("UpdateProfile", { id: existing.id, properties: read() });
             else await call("CreateProfile", { properties: read() });
             editor.replaceChildren();
-            await profilesPage();
-            main.querySelector('[role="status"]').textContent = w("saved");
+            await profilesPage(w("saved"));
           } catch (err) { status.textContent = err.message; }
         } }, el("div", { class: "arg" }, el("label", { for: "pf-type" }, w("type")), typeSelect), fieldsBox,
           el("div", { class: "actions" }, el("button", { type: "submit", class: "primary" }, existing ? w("save") : w("create")),
-            el("button", { type: "button", onclick: () => editor.replaceChildren() }, w("cancelEdit"))), status)));
+            el("button", { type: "button", onclick: () => {
+              editor.replaceChildren();
+              main.querySelector(existing ? `[aria-label="${CSS.escape(`${w("edit")} ${visible(existing.name)}`)}"]` : ".new-item")?.focus();
+            } }, w("cancelEdit"))), status)));
       editor.querySelector("input, select:not([disabled])")?.focus();
     }
   }
@@ -214,8 +219,8 @@ export function workPages(ctx) {
     }
   };
 
-  async function jobsPage() {
-    const say = el("p", { role: "status" });
+  async function jobsPage(note = "") {
+    const say = el("p", { role: "status" }, note);
     const editor = el("div");
     const recent = el("div");
     main.replaceChildren(say);
@@ -226,7 +231,7 @@ export function workPages(ctx) {
     const rows = jobs.map((j) => {
       const toggle = el("input", { type: "checkbox", checked: j.enabled, disabled: !may("SetJobEnabled"),
         "aria-label": `${w("enabled")} ${visible(j.name)}`, onchange: async () => {
-          try { await call("SetJobEnabled", { id: j.id, enabled: toggle.checked }); jobsPage(); }
+          try { await call("SetJobEnabled", { id: j.id, enabled: toggle.checked }); redraw(() => jobsPage(w("saved"))); }
           catch (err) { say.textContent = err.message; toggle.checked = !toggle.checked; }
         } });
       return el("tr", {}, el("td", {}, visible(j.name)), el("td", { class: "code" }, visible(j.action)), el("td", {}, visible(j.owner)),
@@ -236,18 +241,20 @@ export function workPages(ctx) {
         el("td", { class: "store-actions" },
           j.running
             ? el("button", { type: "button", class: "small", "aria-label": `${w("stop")} ${visible(j.name)}`, disabled: !may("CancelJobAsync"),
-              onclick: async () => { try { await call("CancelJobAsync", { id: j.id }); } catch (err) { say.textContent = err.message; } jobsPage(); } }, w("stop"))
+              onclick: async () => {
+                try { await call("CancelJobAsync", { id: j.id }); redraw(() => jobsPage()); } catch (err) { say.textContent = err.message; }
+              } }, w("stop"))
             : el("button", { type: "button", class: "small", "aria-label": `${w("runNow")} ${visible(j.name)}`, disabled: !may("RunJobAsync"),
               onclick: async () => {
-                try { await call("RunJobAsync", { id: j.id }); say.textContent = `${visible(j.name)}: ${w("started_")}`; } catch (err) { say.textContent = err.message; }
-                jobsPage();
+                try { await call("RunJobAsync", { id: j.id }); redraw(() => jobsPage(`${visible(j.name)}: ${w("started_")}`)); }
+                catch (err) { say.textContent = err.message; }
               } }, w("runNow")),
           el("button", { type: "button", class: "small", "aria-label": `${w("edit")} ${visible(j.name)}`, disabled: !may("SetJobSchedule"),
             onclick: () => jobForm(j) }, w("edit")),
           el("button", { type: "button", class: "small", "aria-label": `${w("delete")} ${visible(j.name)}`, disabled: !may("DeleteJob"),
             onclick: async () => {
-              if (!window.confirm(w("confirmDelete")(j.name))) return;
-              try { await call("DeleteJob", { id: j.id }); jobsPage(); } catch (err) { say.textContent = err.message; }
+              if (!window.confirm(w("confirmDelete")(visible(j.name)))) return;
+              try { await call("DeleteJob", { id: j.id }); redraw(() => jobsPage(w("deleted"))); } catch (err) { say.textContent = err.message; }
             } }, w("delete"))));
     });
     main.replaceChildren(say,
@@ -256,12 +263,13 @@ export function workPages(ctx) {
           el("thead", {}, el("tr", {}, [w("name"), w("action"), w("owner"), w("schedule"), w("nextRun"), w("lastRun"), w("enabled"), w("actions")]
             .map((h) => el("th", {}, h)))),
           el("tbody", {}, rows)) : el("p", { class: "muted" }, w("none")),
-        may("CreateJob") ? el("button", { type: "button", onclick: () => jobForm(null) }, w("newJob")) : null),
+        may("CreateJob") ? el("button", { type: "button", class: "new-item", onclick: () => jobForm(null) }, w("newJob")) : null),
       editor, recent);
-    // While a job runs, the page follows it (every 2 s, as long as it is shown).
+    // While a job runs, the page follows it (every 2 s, as long as it is shown and no form is
+    // open), keeping what it said and where the focus was.
     if (jobs.some((j) => j.running)) {
       const shown = main.firstChild;
-      setTimeout(() => { if (shown.isConnected && !editor.childElementCount) jobsPage(); }, 2000);
+      setTimeout(() => { if (shown.isConnected && !editor.childElementCount) redraw(() => jobsPage(say.textContent)); }, 2000);
     }
     showRecent();
 
@@ -334,14 +342,16 @@ export function workPages(ctx) {
               await call("CreateJob", { name: name.value, action: action.value, owner: owner.value, ...schedule() });
             }
             editor.replaceChildren();
-            await jobsPage();
-            main.querySelector('[role="status"]').textContent = w("saved");
+            await jobsPage(w("saved"));
           } catch (err) { status.textContent = err.message; }
         } }, field("job-name", w("name"), name), field("job-action", w("action"), action, w("actionHint")), fnNames,
           field("job-owner", w("owner"), owner), field("job-zone", w("zone"), zone), field("job-kind", w("kind"), kind),
           Object.values(parts),
           el("div", { class: "actions" }, el("button", { type: "submit", class: "primary" }, existing ? w("save") : w("create")),
-            el("button", { type: "button", onclick: () => editor.replaceChildren() }, w("cancelEdit"))), status)));
+            el("button", { type: "button", onclick: () => {
+              editor.replaceChildren();
+              main.querySelector(existing ? `[aria-label="${CSS.escape(`${w("edit")} ${visible(existing.name)}`)}"]` : ".new-item")?.focus();
+            } }, w("cancelEdit"))), status)));
       name.focus();
     }
   }

@@ -29,6 +29,13 @@ const WORDS = {
     jobRuns: "Jobs", edit: "Edit", close: "Close", details: "Details", emails: "Email addresses",
     commaList: "several separated by commas", folderRights: "Folder rights", folder: "Folder",
     grant: "Grant", remove: "Remove", userOf: (n) => `User ${n}`, read: "Read", write: "Write",
+    sendVia: "Send", shape_connection: "Through a named connection", shape_None: "SMTP server, no authentication",
+    shape_SMTP: "SMTP server, SMTP authentication", "shape_POP before SMTP": "SMTP server, POP before SMTP",
+    connections: "Named connections", newConnection: "New connection", type: "Type", server: "Server", port: "Port",
+    security: "Security", authentication: "Authentication", userName: "User name",
+    applyRole: (n) => `Apply the role to ${n}`, setPasswordOf: (n) => `Set the password of ${n}`,
+    ownRole: "Change your own role? If it is not administrator, you will no longer administer in the console.",
+    byPrivilege: "— (admin privilege)", passwordLabel: "Password", setting: "Setting", value: "Value", kindOf: "Kind",
     attachButton: "Attach", counted: (a, d, f) => `${a} archived, ${d} already archived, ${f} failed`,
   },
   ja: {
@@ -56,6 +63,13 @@ const WORDS = {
     jobRuns: "ジョブ", edit: "編集", close: "閉じる", details: "詳細", emails: "メールアドレス",
     commaList: "複数はカンマ区切り", folderRights: "フォルダーの権限", folder: "フォルダー",
     grant: "付与", remove: "削除", userOf: (n) => `ユーザー ${n}`, read: "読み取り", write: "書き込み",
+    sendVia: "送信方法", shape_connection: "名前付き接続を使う", shape_None: "SMTP サーバー (認証なし)",
+    shape_SMTP: "SMTP サーバー (SMTP 認証)", "shape_POP before SMTP": "SMTP サーバー (POP before SMTP)",
+    connections: "名前付き接続", newConnection: "新しい接続", type: "種類", server: "サーバー", port: "ポート",
+    security: "セキュリティ", authentication: "認証", userName: "ユーザー名",
+    applyRole: (n) => `${n} にロールを適用`, setPasswordOf: (n) => `${n} のパスワードを設定`,
+    ownRole: "自分のロールを変更しますか? administrator 以外にすると、コンソールで管理できなくなります。",
+    byPrivilege: "— (admin 権限)", passwordLabel: "パスワード", setting: "設定項目", value: "値", kindOf: "種類",
     attachButton: "接続", counted: (a, d, f) => `${a} 件取り込み, ${d} 件は取り込み済み, ${f} 件失敗`,
   },
 };
@@ -95,12 +109,22 @@ export async function renderAdmin(ui) {
     byName.has("GetJobs") ? el("button", { type: "button", "data-tab": "jobs", onclick: () => show("jobs") }, w("jobs")) : null,
     byName.has("GetSmtpSettings") ? el("button", { type: "button", "data-tab": "mail", onclick: () => show("mail") }, w("mail")) : null,
     byName.has("GetAuditLog") ? el("button", { type: "button", "data-tab": "audit", onclick: () => show("audit") }, w("audit")) : null);
+  // Run a page's render again, then give the focus back to the control that had it (found by
+  // its accessible name or id), so that a keyboard user stays where they were.
+  async function redraw(draw) {
+    const had = document.activeElement;
+    const name = had?.getAttribute?.("aria-label");
+    const id = had?.id;
+    await draw();
+    const again = (name && main.querySelector(`[aria-label="${CSS.escape(name)}"]`)) || (id && document.getElementById(id));
+    if (again && again !== document.body) again.focus();
+  }
   const { workPages } = await import("./admin-work.js");
-  const work = workPages({ el, visible, lang, call, follow, byName, every, main, user: ui.user });
+  const work = workPages({ el, visible, lines, lang, call, follow, byName, every, main, user: ui.user, redraw });
   show("dashboard");
 
   async function call(name, args = {}) {
-    if (!byName.has(name)) return undefined;
+    if (!byName.has(name)) throw new Error(`${name}: ${w("notAllowed")}`);
     let snap = await guarded(() => api("function/invoke", { name, args }));
     while (snap && snap.statusCode === "running") {
       snap = await guarded(() => api("function/status", { token: snap.token, lastKnownStatusVersion: snap.statusVersion, millisecondsTimeout: 30000 }));
@@ -156,22 +180,23 @@ export async function renderAdmin(ui) {
                   onclick: (ev) => storeAction(f, s, ev.target.closest("td")) }, w(f))),
                 every.has("DetachStore") ? el("button", { type: "button", class: "small", "aria-label": `${w("detach")} ${visible(s.name)}`,
                   disabled: !byName.has("DetachStore"), title: byName.has("DetachStore") ? null : w("notAllowed"), onclick: async () => {
-                    if (!window.confirm(w("confirmDetach")(s.name))) return;
-                    try { await call("DetachStore", { id: s.id }); dashboard(); } catch (err) { created.textContent = err.message; }
+                    if (!window.confirm(w("confirmDetach")(visible(s.name)))) return;
+                    try { await call("DetachStore", { id: s.id }); redraw(dashboard); } catch (err) { created.textContent = err.message; }
                   } }, w("detach")) : null))))),
           byName.has("CreateStore") ? el("form", { class: "inline", onsubmit: async (ev) => {
             ev.preventDefault();
-            try { await call("CreateStore", { name: newName.value }); dashboard(); }
+            try { await call("CreateStore", { name: newName.value }); redraw(dashboard); }
             catch (err) { created.textContent = err.message; }
           } }, el("label", { for: "new-store" }, w("newStore")), newName,
             el("button", { type: "submit" }, w("create"))) : null,
           byName.has("AttachStore") ? el("form", { class: "inline", onsubmit: async (ev) => {
             ev.preventDefault();
-            try { await call("AttachStore", { name: attachName.value, type: "FileSystemInternal", databasePath: attachPath.value, requestedState: "normal" }); dashboard(); }
+            try { await call("AttachStore", { name: attachName.value, type: "FileSystemInternal", databasePath: attachPath.value, requestedState: "normal" }); redraw(dashboard); }
             catch (err) { created.textContent = err.message; }
-          } }, el("span", {}, w("attach")), el("label", { for: "attach-name" }, w("name")), attachName,
+          } }, el("fieldset", { class: "inline" }, el("legend", {}, w("attach")),
+            el("label", { for: "attach-name" }, w("name")), attachName,
             el("label", { for: "attach-path" }, w("storePath")), attachPath,
-            el("button", { type: "submit" }, w("attachButton"))) : null, created));
+            el("button", { type: "submit" }, w("attachButton")))) : null, created));
       }
       running = info?.jobs ?? [];
       sections.push(processesCard(running));
@@ -179,7 +204,7 @@ export async function renderAdmin(ui) {
     } catch (err) {
       sections.push(el("p", { role: "alert", class: "error" }, err.message));
     }
-    main.replaceChildren(el("button", { type: "button", onclick: dashboard }, w("refresh")), ...sections);
+    main.replaceChildren(el("button", { type: "button", onclick: () => redraw(dashboard) }, w("refresh")), ...sections);
     if (running.length) followProcesses();
   }
 
@@ -225,66 +250,131 @@ export async function renderAdmin(ui) {
     ].sort((a, b) => String(b[0]).localeCompare(String(a[0]))).slice(0, 20);
     return el("section", { class: "card", "aria-label": w("recent") }, el("h2", {}, w("recent")),
       rows.length ? el("table", { class: "list" },
+        el("thead", {}, el("tr", {}, [w("when"), w("kindOf"), w("name"), w("result"), w("details")].map((h) => el("th", {}, h)))),
         el("tbody", {}, rows.map(([when, kind, name, result, more]) => el("tr", {},
           el("td", {}, at(when)), el("td", {}, kind), el("td", {}, visible(name)), el("td", {}, result), el("td", {}, visible(more))))))
         : el("p", { class: "muted" }, w("none")));
   }
 
-  // The error-notification mail: its settings as GetSmtpSettings shows them (the password
-  // write-only), saved with SetSmtpSettings; the test mail's log says which step failed.
+  // The error-notification mail in its three shapes (through a named connection; an SMTP
+  // server with no authentication, SMTP AUTH, or POP before SMTP): the fields of the shape
+  // chosen, saved with SetSmtpSettings (only what changed; the password write-only); the test
+  // mail's log says which step failed. Below, the named connections.
   async function mailPage() {
-    let conf;
-    try { conf = await call("GetSmtpSettings"); } catch (err) { main.replaceChildren(el("p", { role: "alert", class: "error" }, err.message)); return; }
+    let conf, connections;
+    try {
+      [conf, connections] = await Promise.all([call("GetSmtpSettings"), call("GetConnections").then((c) => c?.connections ?? [])]);
+    } catch (err) { main.replaceChildren(el("p", { role: "alert", class: "error" }, err.message)); return; }
     if (!conf) return;
-    const CHOICES = { authenticationType: ["None", "SMTP", "POP before SMTP"], encoding: ["utf-8", "iso-2022-jp", "iso-8859-1", "us-ascii"],
-      smtpAuthenticationType: ["plain", "login", "cram-md5", "xoauth2"] };
+    const COMMON = ["fromMailAddress", "toMailAddress", "mailSubject", "encoding"];
+    const SERVER = ["serverName", "port", "useSmtpOverSsl", "useStartTls", "timeOut"];
+    const SHAPES = {
+      connection: ["connection", ...COMMON],
+      None: [...SERVER, ...COMMON],
+      SMTP: [...SERVER, "userName", "smtpAuthenticationType", "password", ...COMMON],
+      "POP before SMTP": [...SERVER, "pop3ServerName", "pop3Port", "usePopOverSsl", "userStartTlsForPop", "useApop", "pop3Interval", "userName", "password", ...COMMON],
+    };
+    const BOOLS = new Set(["useSmtpOverSsl", "useStartTls", "usePopOverSsl", "userStartTlsForPop", "useApop"]);
+    const NUMBERS = new Set(["port", "timeOut", "pop3Port", "pop3Interval"]);
+    const CHOICES = { encoding: ["utf-8", "iso-2022-jp", "iso-8859-1", "us-ascii"], smtpAuthenticationType: ["plain", "login", "cram-md5", "xoauth2"],
+      connection: connections.filter((c) => c.type === "smtp").map((c) => c.name) };
+    const shapeOf = (c) => ("connection" in c ? "connection" : c.authenticationType || "None");
+    const shape = el("select", { id: "mail-shape" }, Object.keys(SHAPES).map((s) => el("option", { value: s, selected: s === shapeOf(conf) }, w(`shape_${s}`))));
     const inputs = new Map();
-    const fields = Object.entries(conf).map(([name, value]) => {
+    const all = [...new Set(Object.values(SHAPES).flat())];
+    const rows = new Map(all.map((name) => {
       const id = `mail-${name}`;
+      const value = conf[name];
       let input;
-      if (CHOICES[name]) input = el("select", { id }, CHOICES[name].map((c) => el("option", { value: c, selected: c === value }, c)));
-      else if (typeof value === "boolean") input = el("input", { id, type: "checkbox", checked: value });
-      else input = el("input", { id, type: typeof value === "number" ? "number" : "text", value: value ?? "" });
+      if (CHOICES[name]) input = el("select", { id }, (value == null ? [el("option", { value: "" }, "")] : []).concat(CHOICES[name].map((c) => el("option", { value: c, selected: c === value }, c))));
+      else if (BOOLS.has(name)) input = el("input", { id, type: "checkbox", checked: Boolean(value) });
+      else if (name === "password") input = el("input", { id, type: "password", autocomplete: "new-password" });
+      else input = el("input", { id, type: NUMBERS.has(name) ? "number" : "text", value: value ?? "" });
       inputs.set(name, input);
-      return el("div", { class: "arg" }, el("label", { for: id }, name), input);
-    });
-    const password = el("input", { id: "mail-password", type: "password", autocomplete: "new-password" });
+      const label = name === "password" ? `${w("password")} ${w("keep")}` : name;
+      return [name, el("div", { class: "arg" }, el("label", { for: id }, label), input)];
+    }));
+    // only the fields of the shape chosen are in the page (their values kept while hidden)
+    const fields = el("div");
+    const arrange = () => fields.replaceChildren(...SHAPES[shape.value].map((n) => rows.get(n)));
+    shape.addEventListener("change", arrange);
+    arrange();
     const status = el("p", { role: "status" });
     const logBox = el("pre", { class: "source", "aria-label": w("log") });
+    const mayChange = byName.has("SetSmtpSettings");
     const form = el("form", { class: "fn-form", onsubmit: async (ev) => {
       ev.preventDefault();
       const settings = {};
-      for (const [name, input] of inputs) {
-        const old = conf[name];
-        const value = input.type === "checkbox" ? input.checked : input.type === "number" ? Number(input.value) : input.value || null;
-        if (value !== old) settings[name] = value;
+      for (const name of SHAPES[shape.value]) {
+        const input = inputs.get(name);
+        if (name === "password") { if (input.value) settings.password = input.value; continue; }
+        const value = BOOLS.has(name) ? input.checked : NUMBERS.has(name) ? (input.value === "" ? null : Number(input.value)) : input.value || null;
+        if (value === null && conf[name] == null) continue;
+        if (value !== conf[name]) settings[name] = value;
       }
-      if (password.value) settings.password = password.value;
+      if (shape.value !== "connection" && shape.value !== shapeOf(conf)) settings.authenticationType = shape.value;
+      if (shape.value === "connection" && !settings.connection && shapeOf(conf) !== "connection") settings.connection = inputs.get("connection").value;
       try {
         await call("SetSmtpSettings", { settings });
-        password.value = "";
-        conf = { ...conf, ...settings };
-        delete conf.password;
+        inputs.get("password").value = "";
+        conf = await call("GetSmtpSettings");
         status.textContent = w("saved");
       } catch (err) { status.textContent = err.message; }
-    } }, fields,
-      el("div", { class: "arg" }, el("label", { for: "mail-password" }, `${w("password")} ${w("keep")}`), password),
-      el("div", { class: "actions" }, el("button", { type: "submit", class: "primary" }, w("save")),
-        el("button", { type: "button", onclick: async () => {
+    } }, el("div", { class: "arg" }, el("label", { for: "mail-shape" }, w("sendVia")), shape), fields,
+      el("div", { class: "actions" }, el("button", { type: "submit", class: "primary", disabled: !mayChange }, w("save")),
+        el("button", { type: "button", disabled: !byName.has("TestSmtpSettings"), onclick: async () => {
           status.textContent = w("running");
           logBox.textContent = "";
-          let snap = await guarded(() => api("function/invoke", { name: "TestSmtpSettings", args: {} }));
-          while (snap) {
-            if (snap.logOutput) logBox.textContent += visible(lines(snap.logOutput));
-            if (snap.statusCode !== "running") break;
-            snap = await guarded(() => api("function/status", { token: snap.token, lastKnownStatusVersion: snap.statusVersion, millisecondsTimeout: 30000 }));
-          }
+          let snap;
+          try {
+            snap = await guarded(() => api("function/invoke", { name: "TestSmtpSettings", args: {} }));
+            while (snap) {
+              if (snap.logOutput) logBox.textContent += visible(lines(snap.logOutput));
+              if (snap.statusCode !== "running") break;
+              snap = await guarded(() => api("function/status", { token: snap.token, lastKnownStatusVersion: snap.statusVersion, millisecondsTimeout: 30000 }));
+            }
+          } catch (err) { status.textContent = err.message; return; }
           if (!snap) return;
           status.textContent = snap.statusCode === "succeeded" ? `${snap.statusCode}: ${visible(snap.result?.summary ?? "")}`
             : `${snap.statusCode}: ${visible(snap.error?.message ?? "")}`;
         } }, w("testMail"))),
       status);
-    main.replaceChildren(el("h2", {}, w("mail")), form, logBox);
+    main.replaceChildren(el("h2", {}, w("mail")), form, logBox, connectionsCard(connections, status));
+  }
+
+  // The named SMTP and POP3 connections (GetConnections; passwords never shown); a new one,
+  // or one deleted. `say`: the page's status.
+  function connectionsCard(connections, say) {
+    const f = (id, label, input) => el("div", { class: "arg" }, el("label", { for: id }, label), input);
+    const name = el("input", { id: "conn-name", type: "text" });
+    const type = el("select", { id: "conn-type" }, ["smtp", "pop3"].map((x) => el("option", { value: x }, x)));
+    const server = el("input", { id: "conn-server", type: "text" });
+    const port = el("input", { id: "conn-port", type: "number" });
+    const security = el("select", { id: "conn-security" }, ["starttls", "implicit", "none"].map((x) => el("option", { value: x }, x)));
+    const auth = el("select", { id: "conn-auth" }, ["none", "plain", "login", "cram-md5", "xoauth2", "user", "apop"].map((x) => el("option", { value: x }, x)));
+    const userName = el("input", { id: "conn-user", type: "text", autocomplete: "off" });
+    const password = el("input", { id: "conn-password", type: "password", autocomplete: "new-password" });
+    return el("section", { class: "card", "aria-label": w("connections") }, el("h2", {}, w("connections")),
+      connections.length ? el("table", { class: "list" },
+        el("thead", {}, el("tr", {}, [w("name"), w("type"), w("server"), w("port"), w("security"), w("authentication"), w("userName"), w("actions")].map((h) => el("th", {}, h)))),
+        el("tbody", {}, connections.map((c) => el("tr", {},
+          [c.name, c.type, c.serverName, String(c.port), c.security, c.authentication, c.userName ?? ""].map((v) => el("td", {}, visible(v))),
+          el("td", {}, el("button", { type: "button", class: "small", disabled: !byName.has("DeleteConnection"), "aria-label": `${w("delete")} ${visible(c.name)}`,
+            onclick: async () => {
+              if (!window.confirm(`${w("delete")} ${visible(c.name)}?`)) return;
+              try { await call("DeleteConnection", { name: c.name }); redraw(mailPage); } catch (err) { say.textContent = err.message; }
+            } }, w("delete"))))))) : el("p", { class: "muted" }, w("none")),
+      byName.has("CreateConnection") ? el("form", { class: "fn-form", "aria-label": w("newConnection"), onsubmit: async (ev) => {
+        ev.preventDefault();
+        const args = { name: name.value, type: type.value, serverName: server.value, security: security.value, authentication: auth.value };
+        if (port.value) args.port = Number(port.value);
+        if (userName.value) args.userName = userName.value;
+        if (password.value) args.password = password.value;
+        try { await call("CreateConnection", args); redraw(mailPage); } catch (err) { say.textContent = err.message; }
+      } }, el("h3", {}, w("newConnection")), f("conn-name", w("name"), name), f("conn-type", w("type"), type), f("conn-server", w("server"), server),
+        f("conn-port", w("port"), port), f("conn-security", w("security"), security), f("conn-auth", w("authentication"), auth),
+        f("conn-user", w("userName"), userName), f("conn-password", w("passwordLabel"), password),
+        el("div", { class: "actions" }, el("button", { type: "submit" }, w("create")))) : null);
   }
 
   // A long-running call followed in `cell`: a progress bar, a cancel button and its outcome
@@ -321,10 +411,10 @@ export async function renderAdmin(ui) {
   // Accounts: who they are, their privileges and role; a new password, a role, deletion; a
   // new account; and, one at a time, the details: full name, email addresses, privileges and
   // the rights on other archives' folders.
-  async function usersPage() {
+  async function usersPage(note = "") {
     const box = el("div");
     const detail = el("div");
-    const say = el("p", { role: "status" });
+    const say = el("p", { role: "status" }, note);
     main.replaceChildren(say, box, detail);
     let names;
     try { names = await call("GetUsers"); } catch (err) { say.textContent = err.message; return; }
@@ -333,8 +423,10 @@ export async function renderAdmin(ui) {
     const roles = ["", "administrator", "developer", "operator"];
     const rows = infos.filter(Boolean).map((u) => {
       const password = el("input", { type: "password", autocomplete: "new-password", "aria-label": `${w("newPassword")} ${visible(u.userName)}` });
-      const role = el("select", { "aria-label": `${w("role")} ${visible(u.userName)}` },
-        roles.map((r) => el("option", { value: r, selected: (u.role || "") === r }, r || "—")));
+      const may = (fn) => byName.has(fn);
+      const role = el("select", { "aria-label": `${w("role")} ${visible(u.userName)}`, disabled: !may("SetUserRole") },
+        roles.map((r) => el("option", { value: r, selected: (u.role || "") === r },
+          r || (u.privileges.includes("admin") ? w("byPrivilege") : "—"))));
       const act = async (fn, args, done) => {
         try { await call(fn, { userName: u.userName, ...args }); say.textContent = done; }
         catch (err) { say.textContent = err.message; }
@@ -342,8 +434,12 @@ export async function renderAdmin(ui) {
       return el("tr", {},
         el("td", {}, visible(u.userName)), el("td", {}, visible(u.fullName || "")),
         el("td", {}, visible(u.privileges.join(", "))),
-        el("td", {}, role, el("button", { type: "button", class: "small", onclick: () => act("SetUserRole", { role: role.value }, w("saved")) }, w("apply"))),
-        el("td", {}, password, el("button", { type: "button", class: "small", onclick: async () => {
+        el("td", {}, role, el("button", { type: "button", class: "small", disabled: !may("SetUserRole"), "aria-label": w("applyRole")(visible(u.userName)),
+          onclick: () => {
+            if (u.userName.toLowerCase() === String(ui.user).toLowerCase() && !window.confirm(w("ownRole"))) return;
+            act("SetUserRole", { role: role.value }, w("saved"));
+          } }, w("apply"))),
+        el("td", {}, password, el("button", { type: "button", class: "small", disabled: !may("SetUserPassword"), "aria-label": w("setPasswordOf")(visible(u.userName)), onclick: async () => {
           if (!password.value) return;
           await act("SetUserPassword", { password: password.value }, w("saved"));
           password.value = "";
@@ -351,35 +447,35 @@ export async function renderAdmin(ui) {
         el("td", {}, el("button", { type: "button", class: "small", "aria-label": `${w("edit")} ${visible(u.userName)}`,
           onclick: () => userDetail(u, detail, say) }, w("edit")),
         el("button", { type: "button", class: "small", "aria-label": `${w("delete")} ${visible(u.userName)}`, disabled: !byName.has("DeleteUser"), onclick: async () => {
-          if (!window.confirm(`${w("delete")} ${u.userName}?`)) return;
-          await act("DeleteUser", {}, w("deleted"));
-          usersPage();
+          if (!window.confirm(`${w("delete")} ${visible(u.userName)}?`)) return;
+          try { await call("DeleteUser", { userName: u.userName }); redraw(() => usersPage(w("deleted"))); }
+          catch (err) { say.textContent = err.message; }
         } }, w("delete"))));
     });
     const name = el("input", { id: "new-user", type: "text", autocomplete: "off" });
     const secret = el("input", { id: "new-user-password", type: "password", autocomplete: "new-password" });
     const privileges = ["login", "archive", "admin"].map((p) => el("label", {}, el("input", { type: "checkbox", value: p, checked: p === "login" }), p));
+    const privilegeGroup = el("fieldset", { class: "choices inline" }, el("legend", {}, w("privileges")), privileges);
     const create = el("form", { class: "inline", onsubmit: async (ev) => {
       ev.preventDefault();
       const picked = privileges.map((l) => l.querySelector("input")).filter((c) => c.checked).map((c) => c.value);
       try {
         await call("CreateUser", { userName: name.value, password: secret.value, privileges: picked.join(",") || "none" });
-        say.textContent = w("saved");
-        usersPage();
+        redraw(() => usersPage(w("saved")));
       } catch (err) { say.textContent = err.message; }
     } }, el("label", { for: "new-user" }, w("newUser")), name,
-      el("label", { for: "new-user-password" }, w("password")), secret, privileges,
+      el("label", { for: "new-user-password" }, w("passwordLabel")), secret, privilegeGroup,
       el("button", { type: "submit" }, w("create")));
     box.replaceChildren(el("section", { class: "card", "aria-label": w("users") }, el("h2", {}, w("users")),
       el("table", { class: "list" },
-        el("thead", {}, el("tr", {}, [w("user"), w("fullName"), w("privileges"), w("role"), w("password"), ""].map((h) => el("th", {}, h)))),
-        el("tbody", {}, rows)), create));
+        el("thead", {}, el("tr", {}, [w("user"), w("fullName"), w("privileges"), w("role"), w("passwordLabel"), w("actions")].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows)), byName.has("CreateUser") ? create : null));
   }
 
-  async function userDetail(u, box, say) {
+  async function userDetail(u, box, say, opened = true) {
     const refresh = async () => {
       try { u = await call("GetUserInfo", { userName: u.userName }); } catch (err) { say.textContent = err.message; return; }
-      userDetail(u, box, say);
+      await redraw(() => userDetail(u, box, say, false));
     };
     const act = async (fn, args) => {
       try { await call(fn, { userName: u.userName, ...args }); say.textContent = `${visible(u.userName)}: ${w("saved")}`; await refresh(); }
@@ -392,7 +488,7 @@ export async function renderAdmin(ui) {
     const privileges = el("fieldset", { class: "choices" }, el("legend", {}, w("privileges")),
       ALL.map((p) => el("label", {}, el("input", { type: "checkbox", value: p, checked: u.privileges.includes(p) }), p)));
     const rightBoxes = (held, label) => ["read", "write", "delete"].map((p) => el("label", {},
-      el("input", { type: "checkbox", value: p, checked: held.includes(p), "aria-label": `${p} ${label}`.trim() }), w(p)));
+      el("input", { type: "checkbox", value: p, checked: held.includes(p), "aria-label": `${w(p)} ${label}`.trim() }), w(p)));
     const picked = (node) => [...node.querySelectorAll("input:checked")].map((c) => c.value).join(",") || "none";
     const newFolder = el("input", { id: "ud-folder", type: "text", placeholder: `${u.userName}/Inbox` });
     const newRights = el("span", { class: "choices" }, rightBoxes(["read"], w("folder")));
@@ -412,7 +508,10 @@ export async function renderAdmin(ui) {
         el("div", { class: "arg" }, el("label", { for: "ud-emails" }, w("emails")), emails, el("p", { class: "muted", id: "ud-emails-hint" }, w("commaList"))),
         privileges,
         el("div", { class: "actions" }, el("button", { type: "submit", class: "primary", disabled: !may("SetUserPrivileges") }, w("save")),
-          el("button", { type: "button", onclick: () => box.replaceChildren() }, w("close")))),
+          el("button", { type: "button", onclick: () => {
+            box.replaceChildren();
+            main.querySelector(`[aria-label="${CSS.escape(`${w("edit")} ${visible(u.userName)}`)}"]`)?.focus();
+          } }, w("close")))),
       el("h3", {}, w("folderRights")),
       el("table", { class: "list", "aria-label": w("folderRights") },
         el("thead", {}, el("tr", {}, [w("folder"), w("privileges"), ""].map((h) => el("th", {}, h)))),
@@ -427,7 +526,7 @@ export async function renderAdmin(ui) {
       el("form", { class: "inline", onsubmit: (ev) => { ev.preventDefault(); act("SetUserPrivilegesOnFolder", { folder: newFolder.value, privileges: picked(newRights) }); } },
         el("label", { for: "ud-folder" }, w("folder")), newFolder, newRights,
         el("button", { type: "submit", disabled: !may("SetUserPrivilegesOnFolder") }, w("grant")))));
-    fullName.focus();
+    if (opened) fullName.focus();
   }
 
   // The server's settings: each with what it does, its default, and whether it is set; saved
@@ -460,7 +559,9 @@ export async function renderAdmin(ui) {
             onclick: () => save("ResetSetting", {}) }, w("reset"))));
     });
     main.replaceChildren(say, el("section", { class: "card", "aria-label": w("settings") }, el("h2", {}, w("settings")),
-      el("table", { class: "list settings" }, el("tbody", {}, rows))));
+      el("table", { class: "list settings" },
+        el("thead", {}, el("tr", {}, [w("setting"), w("value"), w("actions")].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows))));
   }
 
   function auditPage() {
@@ -480,7 +581,7 @@ export async function renderAdmin(ui) {
       return a;
     };
     filters.addEventListener("submit", (ev) => { ev.preventDefault(); offset = 0; load(); });
-    main.replaceChildren(filters, box);
+    main.replaceChildren(el("h2", {}, w("audit")), filters, box);
     load();
 
     async function load() {
@@ -559,7 +660,7 @@ export async function renderAdmin(ui) {
         return el("div", { class: "arg" }, el("label", { for: id, class: a.required ? "required" : null }, a.name), input,
           a.description ? el("p", { class: "muted" }, a.description) : null);
       });
-      const progress = el("progress", { max: 100, hidden: true });
+      const progress = el("progress", { max: 100, hidden: true, "aria-label": `${w("progress")} ${fn.name}` });
       const statusText = el("p", { role: "status" });
       const out = el("pre", { class: "source", "aria-label": w("result") });
       const logBox = el("pre", { class: "source", "aria-label": w("log"), hidden: true });

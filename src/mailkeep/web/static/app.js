@@ -89,7 +89,7 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 // Control characters of mail made visible, so that nothing hides in a subject or a name.
-const visible = (s) => String(s ?? "").replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g,
+const visible = (s) => String(s ?? "").replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g,
   (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 const human = (n) => n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(0)} KB`
   : n < 1073741824 ? `${(n / 1048576).toFixed(1)} MB` : `${(n / 1073741824).toFixed(1)} GB`;
@@ -221,7 +221,7 @@ async function renderArchive() {
       localStorage.setItem("mk.lang", state.lang);
       document.documentElement.lang = state.lang;
       renderArchive();
-    } }, t("language")),
+    }, lang: state.lang === "ja" ? "en" : "ja" }, t("language")),
     el("button", { type: "button", onclick: async () => {
       try { await api("auth/logout"); } catch { /* ended already */ }
       forget();

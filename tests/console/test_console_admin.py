@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 
 from tests.console.browser import browser, console_server, log_in, user
 from tests.console.test_console import archive_mail, eml
-from tests.helpers import mk_ok
+from tests.helpers import mk, mk_ok
 
 
 @pytest.fixture
@@ -307,3 +307,29 @@ def test_notification_mail_in_each_shape(tmp_path: Path, page: Page) -> None:
         assert "Smtp-secret-7" not in page.content() and "Relay-secret-8" not in page.content()
     conf = called(data, "GetSmtpSettings")
     assert conf["connection"] == "relay" and "serverName" not in conf
+
+
+def test_legal_hold_placed_and_lifted_in_the_page(tmp_path: Path, page: Page) -> None:
+    """An administrator places the archive under legal hold with a reason (refused without
+    one); a message then cannot be deleted, the page saying who set the hold, when and why;
+    lifted with a reason, deletion works again."""
+    data = tmp_path / "data"
+    boss(data)
+    archive_mail(data, tmp_path, "boss", [eml("Evidence", "a@example.org", "x")])
+    with console_server(data) as base:
+        open_admin(page, base, "Compliance")
+        hold = page.get_by_role("region", name="Legal hold")
+        expect(hold).to_contain_text("There is no legal hold.")
+        hold.get_by_role("button", name="Place the archive under legal hold").click()
+        expect(page.get_by_label("Reason")).to_be_focused()  # required: the browser asks
+        page.get_by_label("Reason").fill("Litigation 2026-17")
+        hold.get_by_role("button", name="Place the archive under legal hold").click()
+        expect(hold).to_contain_text("The archive is under legal hold")
+        expect(hold).to_contain_text("Litigation 2026-17")
+        expect(hold).to_contain_text("mcapi:boss")
+        refused = mk(data, "call", "DeleteMessage", "id=1:1", "reason=tidy")
+        assert refused.exit_code != 0 and "Litigation 2026-17" in refused.output
+        page.get_by_label("Reason").fill("Case closed")
+        hold.get_by_role("button", name="Lift the legal hold").click()
+        expect(hold).to_contain_text("There is no legal hold.")
+    mk_ok(data, "call", "DeleteMessage", "id=1:1", "reason=tidy")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mailkeep.core.admin import autocreate
+from mailkeep.core.admin.compliance import Compliance
 from mailkeep.core.admin.places import checked_place, roots_of
 from mailkeep.core.admin.settings import Settings
 from mailkeep.core.errors import (
@@ -166,6 +167,7 @@ class Archive:
 
     def detach_store(self, ref: str | int) -> StoreRecord:
         rec = self.find_store(ref)
+        Compliance(self.master).require_no_hold(f"detaching store {rec.name!r}")
         if rec.state == "current" and len(self.stores()) > 1:
             raise Conflict(f"store {rec.name!r} is the current store: make another store "
                            "current before detaching it")
@@ -397,6 +399,7 @@ class Archive:
             raise InvalidArgument("a reason is required to delete a message (it is kept in "
                                   "the audit log)")
         store_id, number = parse_message_id(message_id)
+        Compliance(self.master).require_no_hold(f"deleting message {message_id}")
         rec = self.find_store(store_id)
         store = self.modifiable_store(rec)
         hit = store.catalog.entry(number)

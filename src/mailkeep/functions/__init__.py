@@ -2,6 +2,7 @@
 
 from mailkeep.functions import (  # noqa: F401  (registration)
     audit,
+    compliance,
     databases,
     directory,
     folders,

@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from mailkeep.core.admin.compliance import Compliance
 from mailkeep.core.admin.places import checked_place, roots_of
 from mailkeep.core.admin.settings import Settings
 from mailkeep.core.admin.users import ROLES
@@ -254,6 +255,8 @@ def compact_store(call: Call) -> dict[str, int]:
     rec = _store(call)
     if rec.state == "disabled":
         raise Conflict(f"Store {rec.name} (id {rec.id}) is disabled.")
+    Compliance(call.master).require_no_hold(f"compacting store {rec.name!r} (it drops the bytes "
+                                            "of deleted messages)")
     store = call.archive.open_store(rec, write=True, check_state=False)
     store.require_writable()
     call.ctx.log(f"Compacting store {rec.name} (id {rec.id})...")
@@ -292,6 +295,8 @@ def merge_store(call: Call) -> dict[str, int]:
     if source_rec.state == "current":
         raise Conflict(f"Store {source_rec.name} (id {source_rec.id}) is the current store: "
                        "make another store current before merging it away.")
+    Compliance(call.master).require_no_hold(f"merging store {source_rec.name!r} away (it "
+                                            "ends detached)")
     target = call.archive.modifiable_store(target_rec)
     source = call.archive.open_store(source_rec, write=True, check_state=False)
     source.require_writable()  # nothing else writes it while it is copied

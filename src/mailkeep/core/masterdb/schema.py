@@ -3,7 +3,7 @@ the schema's versions, so that a later release can migrate an older database."""
 
 from __future__ import annotations
 
-VERSION = 3  # 2: user_mfa, app_passwords; 3: directory_accounts
+VERSION = 4  # 2: user_mfa, app_passwords; 3: directory_accounts; 4: compliance
 
 SCHEMA = """
 -- The stores registry: every store ever attached keeps its id (store_ids), so that message
@@ -20,6 +20,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS one_current_store ON stores(state) WHERE state
 
 -- Stores whose full-text index is selected for RebuildSelectedStoreIndexes.
 CREATE TABLE IF NOT EXISTS store_index_rebuild (store_id INTEGER PRIMARY KEY);
+
+-- The compliance configuration (core/admin/compliance.py): one JSON object.
+CREATE TABLE IF NOT EXISTS compliance (
+    id INTEGER PRIMARY KEY CHECK (id = 1), config TEXT NOT NULL);
 
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,

@@ -1,0 +1,110 @@
+"""The compliance configuration and legal hold: while the hold is on, no deletion path works,
+whichever interface asks (the Administration API, the command line in-process, a job), each
+refusal names the hold and its reason and changes nothing; the configuration keeps the keys it
+does not know; turning the hold on or off needs a reason and is audited."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from mailkeep.core.archive import Archive
+from tests.apiclient import api_client, archive_with_messages, finish, invoke
+from tests.helpers import mk, mk_ok
+
+HOLD = {"legalHold": {"enabled": True, "reason": "Litigation 2026-17"}}
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    data = archive_with_messages(tmp_path / "data", tmp_path / "mail", 5)
+    mk_ok(data, "call", "CreateStore", "name=Second")
+    mk_ok(data, "call", "SetStoreRequestedState", "id=2", "requestedState=current")
+    return data
+
+
+def result(api: TestClient, name: str, **args: Any) -> dict[str, Any]:
+    body, _log = finish(api, invoke(api, name, **args))
+    return body
+
+
+def messages(data: Path) -> int:
+    with Archive(data) as archive:
+        return sum(len(archive.open_store(rec).catalog.entry_keys())
+                   for rec in archive.stores())
+
+
+def segment_bytes(data: Path) -> int:
+    return sum(p.stat().st_size for p in (data / "stores").rglob("segments/*") if p.is_file())
+
+
+def test_legal_hold_blocks_every_deletion_path(data: Path) -> None:
+    mk_ok(data, "call", "DeleteMessage", "id=1:5", "reason=before the hold")
+    mk_ok(data, "call", "SetComplianceConfiguration", f"config={json.dumps(HOLD)}")
+    assert messages(data) == 4
+    held = segment_bytes(data)
+    assert held > 0
+    with api_client(data) as api:
+        for name, args in (("DeleteMessage", {"id": "1:1", "reason": "clean-up"}),
+                           ("CompactStore", {"id": "1"}),
+                           ("MergeStore", {"id": "2", "sourceId": "1"}),
+                           ("DetachStore", {"id": "1"})):
+            body = result(api, name, **args)
+            assert body["statusCode"] == "failed", (name, body)
+            message = body["error"]["message"]
+            assert "legal hold" in message and "Litigation 2026-17" in message, message
+    # the command line in-process, and a job, meet the same refusal
+    refused = mk(data, "call", "DeleteMessage", "id=1:2", "reason=clean-up")
+    assert refused.exit_code != 0 and "Litigation 2026-17" in refused.output
+    mk_ok(data, "call", "CreateJob", "name=purge", "action=DeleteMessage id=1:3 reason=old",
+          "owner=admin", "timeZoneId=UTC")
+    mk_ok(data, "call", "RunJobAsync", "id=1")
+    [run] = json.loads(mk_ok(data, "call", "GetJobResults", "fromIncluding=2000-01-01",
+                             "toExcluding=2100-01-01", "timeZoneId=UTC").stdout)
+    assert run["result"] == "failed" and "legal hold" in run["error"]
+    # nothing changed: the messages, the deleted one's bytes (no compaction), the stores
+    assert messages(data) == 4
+    assert segment_bytes(data) == held
+    with Archive(data) as archive:
+        assert [r.id for r in archive.stores()] == [1, 2]
+
+    lift = {"legalHold": {"enabled": False, "reason": "Case closed"}}
+    mk_ok(data, "call", "SetComplianceConfiguration", f"config={json.dumps(lift)}")
+    mk_ok(data, "call", "DeleteMessage", "id=1:2", "reason=clean-up")
+    assert messages(data) == 3
+
+
+def test_the_configuration_round_trip_and_its_audit(data: Path) -> None:
+    with api_client(data) as api:
+        conf = result(api, "GetComplianceConfiguration")["result"]
+        assert conf == {"legalHold": {"enabled": False, "reason": None, "setBy": None,
+                                      "setAt": None}}
+        # a client writes back what it read with one key changed, and keys of its own
+        conf["legalHold"] = {"enabled": True, "setBy": "forged", "setAt": "1999-01-01"}
+        conf["archiveAccessOther"] = {"x": [1, 2]}
+        body = result(api, "SetComplianceConfiguration", config=json.dumps(conf))
+        assert body["statusCode"] == "failed"
+        assert "reason is required to turn the legal hold on" in body["error"]["message"]
+        assert result(api, "GetComplianceConfiguration")["result"]["legalHold"]["enabled"] \
+            is False  # checked whole: nothing saved
+        conf["legalHold"]["reason"] = "Audit by the regulator"
+        saved = result(api, "SetComplianceConfiguration", config=json.dumps(conf))["result"]
+        hold = saved["legalHold"]
+        assert hold["enabled"] is True and hold["reason"] == "Audit by the regulator"
+        assert hold["setBy"] == "api:admin" and hold["setAt"] != "1999-01-01"
+        again = result(api, "GetComplianceConfiguration")["result"]
+        assert again["archiveAccessOther"] == {"x": [1, 2]} and again["legalHold"] == hold
+        # written back unchanged: the hold stays as it was set
+        result(api, "SetComplianceConfiguration", config=json.dumps(again))
+        assert result(api, "GetComplianceConfiguration")["result"]["legalHold"] == hold
+        for bad in ('[1]', '{"legalHold": {"enabled": "yes"}}',
+                    '{"legalHold": {"enabled": false, "reason": "a\\nb"}}'):
+            assert result(api, "SetComplianceConfiguration", config=bad)["statusCode"] \
+                == "failed", bad
+        log = result(api, "GetAuditLog", action="ComplianceChangeSettings")["result"]
+    changes = [r["details"] for r in log["records"]]
+    assert changes[-1]["legalHold"] is True and changes[-1]["reason"] == "Audit by the regulator"

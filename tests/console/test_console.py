@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import json
 import re
+import sqlite3
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -467,6 +468,20 @@ def test_audit_log_page_and_csv(tmp_path: Path, page: Page) -> None:
         lines = Path(got.value.path()).read_bytes().decode().strip().split("\r\n")
         assert lines[0] == '"id","at","actor","action","details"'
         assert len(lines) == 2 and '"CreateStore"' in lines[1] and "Audited" in lines[1]
+        page.get_by_role("button", name="Verify the hash chain").click()
+        expect(page.get_by_role("status").filter(has_text="hash chain")).to_contain_text(
+            "The audit log's hash chain is intact")
+    conn = sqlite3.connect(data / "mailkeep.db")  # an insider edits a record
+    with conn:
+        conn.execute("UPDATE audit SET actor = 'cli:nobody' WHERE action = 'CreateStore'")
+    conn.close()
+    with console_server(data) as base:
+        log_in(page, base, "boss", "Boss-pass-1")
+        page.get_by_role("button", name="Administration").click()
+        page.get_by_role("button", name="Audit log").click()
+        page.get_by_role("button", name="Verify the hash chain").click()
+        expect(page.get_by_role("status").filter(has_text="hash chain")).to_contain_text(
+            "broken")
 
 
 def test_notification_mail_saved_and_tested(tmp_path: Path, page: Page) -> None:

@@ -287,7 +287,8 @@ def show(ctx: click.Context, message_id: str, raw: bool) -> None:
 @domain_errors
 def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
     """Re-read every record and check catalog and index against the segments
-    (VerifyStore, or VerifyStores for every store that is not disabled)."""
+    (VerifyStore, or VerifyStores for every store that is not disabled); without STORE, the
+    audit log's hash chain too (VerifyAuditLog)."""
     failure: MailkeepError | None = None
     try:
         if store_ref:
@@ -324,8 +325,20 @@ def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
             for p in s["problems"]:
                 out.print(f"  {shown(p['id'] or '-')}: {shown(p['problem'])}",
                           highlight=False)
+    chain_broken = False
+    if not store_ref and not as_json:  # the whole archive: its audit log's chain too
+        chain = call(ctx, "VerifyAuditLog")
+        for problem in chain["problems"]:
+            out.print(f"  audit log: {plain(problem)}", markup=False, highlight=False)
+        status = "ok" if chain["ok"] else f"{len(chain['problems'])} problems"
+        out.print(f"audit log: {chain['records']} records, hash chain {status} (head "
+                  f"{chain['lastId']}:{chain['head']}; `mailkeep audit verify --expect` checks "
+                  "against a head noted earlier)", markup=False, highlight=False)
+        chain_broken = not chain["ok"]
     if failure is not None:
         sys.exit(exit_code(failure))
+    if chain_broken:
+        sys.exit(1)
 
 
 @click.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,3 +51,29 @@ def get_audit_log(call: Call) -> dict[str, Any]:
     return {"total": total, "records": [
         {"id": r.id, "at": datetime.fromtimestamp(r.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
          "actor": r.actor, "action": r.action, "details": r.details} for r in records]}
+
+
+@function("VerifyAuditLog", "mailkeep extension: walk the audit log's hash chain (each record "
+          "holds SHA-256 over the previous record's link and itself). A changed record, or one "
+          "removed from the middle, breaks the chain there and is named in problems. Removing "
+          "the newest records or rewriting the whole chain is seen against a head noted "
+          "earlier: give expectId and expectHash (lastId and head of an earlier answer). "
+          "unchained: records written before the chain existed (not checked).",
+          '{"ok": bool, "records": int, "unchained": int, "lastId": int, "head": str, '
+          '"problems": [str]}',
+          Field("expectId", "number", nullable=True, low=1, high=1 << 62,
+                description="The lastId of an earlier answer."),
+          Field("expectHash", "string", nullable=True,
+                description="The head of that answer (64 hex digits)."),
+          changes=False, roles=ROLES)
+def verify_audit_log(call: Call) -> dict[str, Any]:
+    rid, head = call.arg("expectId"), call.arg("expectHash")
+    if (rid is None) != (head is None):
+        raise InvalidArgument("Give expectId and expectHash together, or neither.")
+    if head is not None and not re.fullmatch(r"[0-9a-f]{64}", head.strip().lower()):
+        raise InvalidArgument("expectHash is 64 hexadecimal digits (a head of VerifyAuditLog).")
+    report = call.master.audit.verify(
+        None if rid is None else (int(rid), str(head).strip().lower()))
+    return {"ok": not report.problems, "records": report.records,
+            "unchained": report.unchained, "lastId": report.last_id, "head": report.head,
+            "problems": report.problems}

@@ -39,8 +39,8 @@ class Compliance:
         self.master = master
 
     def get(self) -> dict[str, Any]:
-        row = self.master.conn.execute("SELECT config FROM compliance WHERE id = 1").fetchone()
-        stored: dict[str, Any] = json.loads(row[0]) if row else {}
+        text = self.master.compliance.get()
+        stored: dict[str, Any] = json.loads(text) if text else {}
         out = copy.deepcopy(DEFAULT)
         for key, value in stored.items():
             if isinstance(out.get(key), dict) and isinstance(value, dict):
@@ -54,7 +54,7 @@ class Compliance:
         value). Checked whole before anything is saved; audited. Returns the new one."""
         if not isinstance(given, dict):
             raise InvalidArgument("The compliance configuration is a JSON object.")
-        with self.master.tx() as conn:
+        with self.master.tx():
             old = self.get()
             new = copy.deepcopy(old)
             for key, value in given.items():
@@ -65,7 +65,7 @@ class Compliance:
             text = json.dumps(new, sort_keys=True)
             if len(text) > 1_000_000:
                 raise InvalidArgument("The compliance configuration is larger than 1 MB.")
-            conn.execute("INSERT OR REPLACE INTO compliance VALUES (1, ?)", (text,))
+            self.master.compliance.put(text)
             changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             self.master.audit.write(actor, "ComplianceChangeSettings", changed=changed,
                                     legalHold=new["legalHold"]["enabled"],

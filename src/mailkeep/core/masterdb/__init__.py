@@ -22,6 +22,7 @@ from mailkeep.core.files import create_private, private, private_dir
 from mailkeep.core.masterdb.accounts import AccountRow, Accounts
 from mailkeep.core.masterdb.audit import AuditLog
 from mailkeep.core.masterdb.base import BUSY_TIMEOUT_MS
+from mailkeep.core.masterdb.compliance import ComplianceRows
 from mailkeep.core.masterdb.directory import DirectoryRows
 from mailkeep.core.masterdb.history import ProcessHistory
 from mailkeep.core.masterdb.jobs import Job, JobRows, Schedule
@@ -41,6 +42,7 @@ FILE = "mailkeep.db"
 class MasterDB:
     stores: StoreRegistry
     audit: AuditLog
+    compliance: ComplianceRows
     accounts: Accounts
     sessions: SessionRows
     settings: SettingRows
@@ -61,9 +63,12 @@ class MasterDB:
         conn = self.conn
         if conn.execute("PRAGMA user_version").fetchone()[0] < VERSION:
             conn.executescript(SCHEMA)
+            if "chain" not in [r[1] for r in conn.execute("PRAGMA table_info(audit)")]:
+                conn.execute("ALTER TABLE audit ADD COLUMN chain TEXT")  # version 5
             conn.execute(f"PRAGMA user_version = {VERSION}")
         self.stores = StoreRegistry(self)
         self.audit = AuditLog(self)
+        self.compliance = ComplianceRows(self)
         self.accounts = Accounts(self)
         self.sessions = SessionRows(self)
         self.settings = SettingRows(self)

@@ -3,7 +3,7 @@ the schema's versions, so that a later release can migrate an older database."""
 
 from __future__ import annotations
 
-VERSION = 4  # 2: user_mfa, app_passwords; 3: directory_accounts; 4: compliance
+VERSION = 5  # 2: user_mfa, app_passwords; 3: directory_accounts; 4: compliance; 5: audit.chain
 
 SCHEMA = """
 -- The stores registry: every store ever attached keeps its id (store_ids), so that message
@@ -25,9 +25,11 @@ CREATE TABLE IF NOT EXISTS store_index_rebuild (store_id INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS compliance (
     id INTEGER PRIMARY KEY CHECK (id = 1), config TEXT NOT NULL);
 
+-- chain: SHA-256 of the previous record's chain and this record (core/masterdb/audit.py);
+-- NULL for records written before the chain existed.
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-    details TEXT NOT NULL);
+    details TEXT NOT NULL, chain TEXT);
 
 -- Accounts.
 CREATE TABLE IF NOT EXISTS users (

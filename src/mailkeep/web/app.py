@@ -42,6 +42,7 @@ from mailkeep.web.guard import BODY_SECONDS, RequestGuard
 
 log = logging.getLogger("mailkeep.server")
 AUTO_USER = "automatic"  # who automatic profile runs are started by
+AUDIT_VIA = {"web": "mcapi"}  # how the audit log names the ways of logging in
 
 
 class CollapseSlashes:
@@ -127,8 +128,14 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
     def locked_out(user: str, address: str) -> None:
         record_event(master, "auth.lockout", f"account {user!r} locked out for {address} "
                      "after repeated failed logins")
+        master.audit.write("system", "login.lockout", user=user[:200], address=address)
 
-    authenticator = Authenticator(users, on_lockout=locked_out)
+    def login_failed(user: str, address: str, way: str) -> None:
+        # bounded: a check that a lock refuses is not a failure (core/admin/auth.py)
+        master.audit.write(f"{AUDIT_VIA.get(way, way)}:{user[:200]}", "login.failed",
+                           user=user[:200], address=address, via=AUDIT_VIA.get(way, way))
+
+    authenticator = Authenticator(users, on_lockout=locked_out, on_failure=login_failed)
     state = ApiState(data_dir, engine, users, authenticator, invoker, api_enabled)
     conf = Settings(master)
     notifier = Notifier(master, send=Mailer(data_dir).notify,

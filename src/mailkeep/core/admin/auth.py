@@ -13,7 +13,9 @@ Lockout policy:
   for every account;
 - a lock lasts `lockout_seconds` and is not extended by attempts during it; a locked-out check
   verifies nothing. There is no address-independent account lock: it would let anyone lock
-  the administrator out. `on_lockout(user, address)` runs once per lock.
+  the administrator out. `on_lockout(user, address)` runs once per lock, `on_failure(user,
+  address, way)` once per failed check (a locked-out check is not one: it verified nothing),
+  so what it records is bounded by the locks.
 IPv6 addresses are counted per /64, the block one subscriber usually holds.
 
 The way a login comes (`way`: "api", "smtp" or "web") decides what it may use: an app password
@@ -94,6 +96,7 @@ class Authenticator:
                  lockout_seconds: float = 300, window_seconds: float | None = None,
                  address_max_failures: int | None = None,
                  on_lockout: Callable[[str, str], None] | None = None,
+                 on_failure: Callable[[str, str, str], None] | None = None,
                  max_hashing: int | None = None, code_failures: int = 10,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.users = users
@@ -105,6 +108,7 @@ class Authenticator:
         self.address_max_failures = (4 * max_failures if address_max_failures is None
                                      else address_max_failures)
         self.on_lockout = on_lockout
+        self.on_failure = on_failure
         self.clock = clock
         self.code_failures = code_failures
         self._codes: dict[str, _Failures] = {}
@@ -171,7 +175,7 @@ class Authenticator:
                 if settle:
                     self._succeeded(pair)
                 return AuthResult(True, "ok")
-            self._failed(pair, user_name, address)
+            self._failed(pair, user_name, address, way)
         return AuthResult(False, "bad-credentials")
 
     def _verify(self, user_name: str, password: str, way: str) -> bool:
@@ -209,7 +213,7 @@ class Authenticator:
             if settle:
                 self._succeeded(pair)
             return AuthResult(True, "ok")  # not cached: the directory's word each time
-        self._failed(pair, user_name, address)
+        self._failed(pair, user_name, address, way)
         return AuthResult(False, "bad-credentials")
 
     def _directory(self, user_name: str) -> bool:
@@ -229,7 +233,7 @@ class Authenticator:
         password, and also for the account whatever the address: whoever has the password
         may guess codes from many addresses, so `code_failures` wrong codes within the
         window stop code checks of the account for `lockout_seconds` (RFC 6238 5.2)."""
-        self._failed((name_key(user_name), address_key(address)), user_name, address)
+        self._failed((name_key(user_name), address_key(address)), user_name, address, "web")
         now = self.clock()
         with self._lock:
             failures = self._count(self._codes.setdefault(name_key(user_name), _Failures()),
@@ -328,7 +332,7 @@ class Authenticator:
         with self._lock:
             self._pairs.pop(pair, None)
 
-    def _failed(self, pair: tuple[str, str], user_name: str, address: str) -> None:
+    def _failed(self, pair: tuple[str, str], user_name: str, address: str, way: str) -> None:
         now = self.clock()
         with self._lock:
             by_pair = self._count(self._pairs.setdefault(pair, _Failures()), now)
@@ -340,6 +344,11 @@ class Authenticator:
                     self._lock_out(failures, now)
                     locked = True
         log.info("login failed for user %r from %s", user_name, address)
+        if self.on_failure is not None:
+            try:
+                self.on_failure(user_name, address, way)
+            except Exception:
+                log.exception("failure hook failed")
         if locked:
             log.warning("login locked out for user %r from %s for %.0f s", user_name, address,
                         self.lockout_seconds)

@@ -151,3 +151,40 @@ def test_list_exports_csv_and_json_lines(data: Path) -> None:
                   ).stdout.splitlines()
     assert [json.loads(x)["details"]["args"]["name"] for x in lines] == [
         f"S{i}" for i in range(6)]
+
+
+def test_what_an_attack_slipped_past_is_found(data: Path) -> None:
+    """Records with ids mailkeep never writes (0, negative), every link removed (a database
+    that had the chain from its start has no unchained records), and values mailkeep never
+    writes (not UTF-8, a blob): each a problem of its record, and the listing still works."""
+    sql(data, "INSERT INTO audit VALUES (0, 1800000000, 'mcapi:alice', 'DeleteMessage', "
+        "'{}', NULL)")
+    assert "record 0: mailkeep never writes such an id" in broken(data)
+    sql(data, "DELETE FROM audit WHERE id = 0")
+    sql(data, "UPDATE audit SET chain = NULL")
+    assert "record 1 (CreateStore by cli:root) is not linked" in broken(data)
+    assert mk(data, "verify", "--json").exit_code == 1
+
+
+def test_bad_values_name_their_record(data: Path) -> None:
+    sql(data, "UPDATE audit SET actor = CAST(x'ff41' AS TEXT) WHERE id = 2")
+    sql(data, "UPDATE audit SET details = x'00ff' WHERE id = 3")
+    out = broken(data)
+    assert "record 2 holds values mailkeep never writes" in out
+    assert "record 3 holds values mailkeep never writes" in out
+    listed = mk_ok(data, "audit", "list", "--format", "jsonl").stdout.splitlines()
+    assert len(listed) == 6 and "unreadable" in listed[2]
+
+
+def test_exports_show_control_characters_as_text(data: Path) -> None:
+    master = MasterDB.of(data.resolve())
+    try:
+        master.audit.write("api:\x1b[2J\x1b]0;pwned\x07=1+1", "login.failed", c1="\x9b31m")
+    finally:
+        master.close()
+    text = mk_ok(data, "audit", "list", "--format", "csv").stdout
+    assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
+    assert "\\x1b[2J" in text
+    lines = mk_ok(data, "audit", "list", "--format", "jsonl").stdout
+    assert all(ord(c) < 128 for c in lines) and "\x1b" not in lines
+    assert json.loads(lines.splitlines()[-1])["actor"].startswith("api:\x1b[2J")

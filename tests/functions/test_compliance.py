@@ -108,3 +108,65 @@ def test_the_configuration_round_trip_and_its_audit(data: Path) -> None:
         log = result(api, "GetAuditLog", action="ComplianceChangeSettings")["result"]
     changes = [r["details"] for r in log["records"]]
     assert changes[-1]["legalHold"] is True and changes[-1]["reason"] == "Audit by the regulator"
+
+
+def test_the_configuration_refuses_what_would_jam_or_hide(data: Path) -> None:
+    """What an attack tried: NaN and infinite numbers (not JSON, and a browser could not read
+    the answer back), nesting deep enough to break a later write (the hold could then be
+    neither placed nor lifted), and a reason with control or direction characters."""
+    deep = "[" * 40 + "]" * 40
+    for bad, said in (('{"x": NaN}', "NaN"), ('{"x": 1e400}', "infinite"),
+                      (f'{{"notes": {deep}}}', "nests more than 32"),
+                      ('{"legalHold": {"enabled": true, "reason": "a\\u202eb"}}',
+                       "control or direction"),
+                      ('{"legalHold": {"enabled": true, "reason": "a\\u0085b"}}',
+                       "control or direction")):
+        refused = mk(data, "call", "SetComplianceConfiguration", f"config={bad}")
+        assert refused.exit_code != 0 and said in refused.output, (bad, refused.output)
+    mk_ok(data, "call", "SetComplianceConfiguration", f"config={json.dumps(HOLD)}")
+    lift = {"legalHold": {"enabled": False, "reason": "Done"}}
+    mk_ok(data, "call", "SetComplianceConfiguration", f"config={json.dumps(lift)}")
+
+
+def test_a_compaction_that_meets_a_new_hold_changes_nothing(data: Path) -> None:
+    """A hold placed while a compaction runs stops it at its last moment, before the new
+    segments replace the old (the hook the function gives compact(); the hold is placed from
+    inside it, as a second administrator would meanwhile)."""
+    from mailkeep.core.admin.compliance import Compliance
+    from mailkeep.core.errors import Conflict
+    from mailkeep.core.storage.compact import compact
+
+    mk_ok(data, "call", "DeleteMessage", "id=1:5", "reason=before the hold")
+    before = segment_bytes(data)
+    with Archive(data) as archive:
+        store = archive.open_store(archive.find_store(1), write=True, check_state=False)
+
+        def hold_placed_meanwhile() -> None:
+            Compliance(archive.master).set(HOLD, "mcapi:other-admin")
+            Compliance(archive.master).require_no_hold("compacting store 'Default'")
+
+        with pytest.raises(Conflict, match="legal hold"):
+            compact(store, before_swap=hold_placed_meanwhile)
+    assert segment_bytes(data) == before
+    assert messages(data) == 4
+
+
+def test_no_side_door_deletes_a_store(data: Path, tmp_path: Path) -> None:
+    """Two ways an attack removed a whole store under hold, both shut: a directory profile
+    watching (and deleting) a store that lives outside the data directory, and a store
+    created next to a store whose directory looks like a creation a crash cut off."""
+    outside = tmp_path / "ext" / "Ext"
+    mk_ok(data, "call", "CreateUser", "userName=alice", "privileges=login")
+    mk_ok(data, "call", "CreateStore", "name=Ext", f"databasePath={outside}")
+    for path in (outside, outside.parent, outside / "segments"):
+        refused = mk(data, "call", "CreateProfile", "properties=" + json.dumps(
+            {"name": "sweep", "type": "directory", "userName": "alice", "path": str(path),
+             "pattern": "*", "deleteAfterArchive": True}))
+        assert refused.exit_code != 0 and "store 'Ext'" in refused.output, refused.output
+    looks_stale = data / "stores" / ".Evil.creating-x"
+    mk_ok(data, "call", "CreateStore", "name=Evil", f"databasePath={looks_stale}")
+    mk_ok(data, "call", "SetComplianceConfiguration", f"config={json.dumps(HOLD)}")
+    mk_ok(data, "call", "CreateStore", "name=Trap", f"databasePath={data / 'stores' / 'Evil'}")
+    assert (looks_stale / "store.json").exists()
+    with Archive(data) as archive:
+        archive.open_store(archive.find_store("Evil"))  # still there, still opens

@@ -54,15 +54,15 @@ def audit_list(ctx: click.Context, start: str | None, end: str | None, actor: st
         if offset >= page["total"] or not page["records"]:
             break
     records.reverse()  # oldest first
-    if fmt == "jsonl":
+    if fmt == "jsonl":  # ASCII: no byte of a record can act on a terminal
         for r in records:
-            sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(r) + "\n")
         return
     writer = csv.writer(sys.stdout, lineterminator="\r\n")
     writer.writerow(["id", "at", "actor", "action", "details"])
     for r in records:
-        cells = [r["id"], r["at"], r["actor"], r["action"],
-                 json.dumps(r["details"], ensure_ascii=False)]
+        cells = [r["id"], r["at"], plain(r["actor"]), plain(r["action"]),
+                 plain(json.dumps(r["details"], ensure_ascii=False))]  # controls made visible
         writer.writerow([f"'{c}" if isinstance(c, str) and c.startswith(FORMULA) else c
                          for c in cells])
 

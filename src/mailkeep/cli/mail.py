@@ -326,14 +326,17 @@ def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
                 out.print(f"  {shown(p['id'] or '-')}: {shown(p['problem'])}",
                           highlight=False)
     chain_broken = False
-    if not store_ref and not as_json:  # the whole archive: its audit log's chain too
-        chain = call(ctx, "VerifyAuditLog")
+    if not store_ref:  # the whole archive: its audit log's chain too (--json: problems on
+        chain = call(ctx, "VerifyAuditLog")  # stderr, the exit code says it)
         for problem in chain["problems"]:
-            out.print(f"  audit log: {plain(problem)}", markup=False, highlight=False)
+            (err if as_json else out).print(f"  audit log: {plain(problem)}", markup=False,
+                                            highlight=False)
+    if not store_ref and not as_json:
         status = "ok" if chain["ok"] else f"{len(chain['problems'])} problems"
         out.print(f"audit log: {chain['records']} records, hash chain {status} (head "
                   f"{chain['lastId']}:{chain['head']}; `mailkeep audit verify --expect` checks "
                   "against a head noted earlier)", markup=False, highlight=False)
+    if not store_ref:
         chain_broken = not chain["ok"]
     if failure is not None:
         sys.exit(exit_code(failure))

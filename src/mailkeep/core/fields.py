@@ -76,6 +76,22 @@ def parse_bool(text: str) -> bool | None:
     return True if low in TRUE else False if low in FALSE else None
 
 
+
+class _NotFinite(ValueError):
+    """NaN, Infinity or a number too large for a float: Python's json takes them, JSON has
+    none, and a browser's JSON.parse fails on an answer that carries them back."""
+
+
+def _no_constant(name: str) -> float:
+    raise _NotFinite(name)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise _NotFinite(text)
+    return value
+
 class FieldError(InvalidArgument):
     """A value that the field does not take. `expected` says what it takes ("a number", "one
     of a, b"); `shown` is the offending value as it may be repeated (empty for secrets)."""
@@ -132,7 +148,10 @@ class Field:
             return value
         if self.kind == "json":
             try:
-                return json.loads(raw)
+                return json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+            except _NotFinite:
+                raise FieldError(self, "valid JSON", problem="holds NaN or an infinite number "
+                                 "(not JSON)") from None
             except json.JSONDecodeError as exc:
                 raise FieldError(self, "valid JSON", problem=f"is not valid JSON ({exc.msg})"
                                  ) from None

@@ -266,7 +266,9 @@ def compact_store(call: Call) -> dict[str, int]:
         if line:
             call.ctx.log(f"  {line}")
 
-    res = compact(store, report, call.ctx.check_cancelled)
+    res = compact(store, report, call.ctx.check_cancelled, lambda: Compliance(
+        call.master).require_no_hold(f"compacting store {rec.name!r} (a legal hold was placed "
+                                     "while it ran; nothing was changed)"))
     call.ctx.log(f"  {res.records_after} of {res.records_before} records kept, "
                  f"{res.messages_dropped} deleted messages' bytes dropped; segments "
                  f"{res.bytes_before} -> {res.bytes_after} bytes")

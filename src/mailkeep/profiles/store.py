@@ -126,9 +126,19 @@ class Profiles:
         if "path" in props:
             roots = roots_of(Settings(self.master).get("paths.allowed"))
             try:
-                checked_place(Path(props["path"]), self.data_dir, "path", roots)
+                watched = checked_place(Path(props["path"]), self.data_dir, "path", roots)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"Invalid profile properties: {exc.message}") from None
+            # nor hold, or lie in, a store's directory (a store may live outside the data
+            # directory): archiving a store's own files, and deleting them, loses the store
+            for rec in self.master.stores.all():
+                store = rec.path.resolve()
+                if store == watched or store.is_relative_to(watched) or \
+                        watched.is_relative_to(store):
+                    raise InvalidArgument(f"Invalid profile properties: path {props['path']} "
+                                          f"{'holds' if store.is_relative_to(watched) else 'is in'}"
+                                          f" the directory of store {rec.name!r}: choose a "
+                                          "directory outside every store.")
 
     def check(self, given: Any) -> tuple[dict[str, Any], dict[str, str]]:
         """Checked properties and secrets of a new (or temporary) profile."""

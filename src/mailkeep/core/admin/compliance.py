@@ -19,12 +19,28 @@ from __future__ import annotations
 import copy
 import json
 import time
+import unicodedata
 from typing import Any
 
 from mailkeep.core.errors import Conflict, InvalidArgument
 from mailkeep.core.masterdb import MasterDB
 
 REASON_MAX = 1000
+MAX_DEPTH = 32  # of nested objects and arrays in the configuration
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deep `value` nests, counted no further than limit + 1 (no recursion)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > limit:
+                break
+            todo.extend((v, level + 1) for v in (item.values() if isinstance(item, dict)
+                                                  else item))
+    return deepest
 DEFAULT: dict[str, Any] = {
     "legalHold": {"enabled": False, "reason": None, "setBy": None, "setAt": None},
 }
@@ -54,6 +70,9 @@ class Compliance:
         value). Checked whole before anything is saved; audited. Returns the new one."""
         if not isinstance(given, dict):
             raise InvalidArgument("The compliance configuration is a JSON object.")
+        if _depth(given) > MAX_DEPTH:
+            raise InvalidArgument(f"The compliance configuration nests more than {MAX_DEPTH} "
+                                  "levels deep.")
         with self.master.tx():
             old = self.get()
             new = copy.deepcopy(old)
@@ -87,9 +106,10 @@ class Compliance:
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidArgument(f"A reason is required to turn the legal hold "
                                   f"{'on' if enabled else 'off'} (it is kept and audited).")
-        if len(reason) > REASON_MAX or any(ord(c) < 32 and c not in "\t" for c in reason):
+        if len(reason) > REASON_MAX or any(
+                unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") for c in reason):
             raise InvalidArgument(f"The reason is one line of at most {REASON_MAX} "
-                                  "characters.")
+                                  "characters, without control or direction characters.")
         return {"enabled": enabled, "reason": reason.strip(), "setBy": actor,
                 "setAt": _utc(time.time())}
 

@@ -65,6 +65,8 @@ class MasterDB:
             conn.executescript(SCHEMA)
             if "chain" not in [r[1] for r in conn.execute("PRAGMA table_info(audit)")]:
                 conn.execute("ALTER TABLE audit ADD COLUMN chain TEXT")  # version 5
+            conn.execute("INSERT OR IGNORE INTO audit_meta VALUES ('chain_from', (SELECT "
+                         "coalesce(max(id), 0) + 1 FROM audit WHERE chain IS NULL))")
             conn.execute(f"PRAGMA user_version = {VERSION}")
         self.stores = StoreRegistry(self)
         self.audit = AuditLog(self)

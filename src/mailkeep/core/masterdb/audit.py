@@ -45,6 +45,25 @@ class ChainReport:
     problems: list[str] = field(default_factory=list)
 
 
+# Read as bytes and decoded here, so that a value written around mailkeep (not UTF-8, a blob)
+# shows, replaced, instead of failing the whole listing.
+_SHOWN = ("id, CAST(at AS INTEGER), CAST(actor AS BLOB), CAST(action AS BLOB), "
+          "CAST(details AS BLOB)")
+
+
+def _record(row: tuple[Any, ...]) -> AuditRecord:
+    def text(value: Any) -> str:
+        return bytes(value or b"").decode("utf-8", "replace")
+
+    try:
+        details = json.loads(text(row[4]))
+        if not isinstance(details, dict):
+            raise ValueError
+    except ValueError:
+        details = {"unreadable": text(row[4])[:1000]}
+    return AuditRecord(row[0], int(row[1] or 0), text(row[2]), text(row[3]), details)
+
+
 class AuditLog(Repository):
     def write(self, actor: str, action: str, **details: Any) -> None:
         text = json.dumps(details, sort_keys=True, default=str)
@@ -57,26 +76,55 @@ class AuditLog(Repository):
             conn.execute("INSERT INTO audit (id, at, actor, action, details, chain) VALUES "
                          "(?,?,?,?,?,?)", (rid, at, actor, action, text, chain))
 
+    def chain_from(self) -> int:
+        """The first record id the chain covers: records before it were written before the
+        chain existed (set once, when the database got the chain; missing: every record)."""
+        row = self.conn.execute("SELECT value FROM audit_meta WHERE key = 'chain_from'"
+                                ).fetchone()
+        try:
+            return max(1, int(row[0])) if row else 1
+        except (TypeError, ValueError):
+            return 1
+
     def verify(self, expect: tuple[int, str] | None = None) -> ChainReport:
         """Walk the chain from the first record (read in one transaction). `expect`: a
-        (record id, chain) noted earlier, which the chain must still pass through."""
+        (record id, chain) noted earlier, which the chain must still pass through. A value
+        that mailkeep never writes (not UTF-8, a blob, a number where text belongs) is a
+        problem of its record, not a failure of the walk."""
         report = ChainReport()
         prev = ""
-        started = False
         seen_expected = expect is None
         conn = self.conn
         conn.execute("BEGIN")
+        factory = conn.text_factory
+        conn.text_factory = bytes  # decoded here: a bad byte names its record
         try:
-            rows = conn.execute("SELECT id, at, actor, action, details, chain FROM audit "
-                                "ORDER BY id")
-            for rid, at, actor, action, details, chain in rows:
+            first = self.chain_from()
+            rows = conn.execute(
+                "SELECT id, at, actor, action, details, chain, typeof(at) || typeof(actor) || "
+                "typeof(action) || typeof(details) || typeof(chain) FROM audit ORDER BY id")
+            for rid, at, actor_b, action_b, details_b, chain_b, types in rows:
                 report.records += 1
-                if started and rid != report.last_id + 1:
+                if report.records > 1 and rid != report.last_id + 1:
                     report.problems.append(f"records {report.last_id + 1} to {rid - 1} are "
                                            "missing")
                 report.last_id = rid
+                if rid < 1:
+                    report.problems.append(f"record {rid}: mailkeep never writes such an id")
+                    continue
+                try:
+                    if types.decode() not in ("integertexttexttexttext",
+                                              "integertexttexttextnull"):
+                        raise ValueError
+                    actor, action, details = (actor_b.decode(), action_b.decode(),
+                                              details_b.decode())
+                    chain = None if chain_b is None else chain_b.decode()
+                except (ValueError, AttributeError):
+                    report.problems.append(f"record {rid} holds values mailkeep never writes "
+                                           "(not text, or not UTF-8)")
+                    continue
                 if chain is None:
-                    if started:
+                    if rid >= first:
                         report.problems.append(f"record {rid} ({action} by {actor}) is not "
                                                "linked into the chain")
                     else:
@@ -91,8 +139,9 @@ class AuditLog(Repository):
                     if chain != expect[1]:
                         report.problems.append(f"record {rid} is not the one noted: the log "
                                                "was rewritten from there on or before")
-                prev, started = chain, True
+                prev = chain
         finally:
+            conn.text_factory = factory
             conn.execute("ROLLBACK")
         if not seen_expected and expect is not None:
             report.problems.append(f"record {expect[0]}, noted earlier, is gone: the newest "
@@ -102,9 +151,9 @@ class AuditLog(Repository):
 
     def since(self, after_id: int = 0, limit: int = 1000) -> list[AuditRecord]:
         """Records after `after_id`, oldest first."""
-        rows = self.conn.execute("SELECT id, at, actor, action, details FROM audit WHERE id > ?"
-                                 " ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
-        return [AuditRecord(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+        rows = self.conn.execute(f"SELECT {_SHOWN} FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+                                 (after_id, limit)).fetchall()
+        return [_record(r) for r in rows]
 
     def last_id(self) -> int:
         return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
@@ -131,7 +180,7 @@ class AuditLog(Repository):
         where = (" WHERE " + " AND ".join(conds)) if conds else ""
         total = int(self.conn.execute(f"SELECT count(*) FROM audit{where}", params)
                     .fetchone()[0])
-        rows = self.conn.execute(f"SELECT id, at, actor, action, details FROM audit{where}"
+        rows = self.conn.execute(f"SELECT {_SHOWN} FROM audit{where}"
                                  " ORDER BY id DESC LIMIT ? OFFSET ?",
                                  (*params, limit, offset)).fetchall()
-        return total, [AuditRecord(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+        return total, [_record(r) for r in rows]

@@ -3,7 +3,8 @@ the schema's versions, so that a later release can migrate an older database."""
 
 from __future__ import annotations
 
-VERSION = 5  # 2: user_mfa, app_passwords; 3: directory_accounts; 4: compliance; 5: audit.chain
+VERSION = 6  # 2: user_mfa, app_passwords; 3: directory_accounts; 4: compliance;
+# 5: audit.chain; 6: audit_meta
 
 SCHEMA = """
 -- The stores registry: every store ever attached keeps its id (store_ids), so that message
@@ -30,6 +31,8 @@ CREATE TABLE IF NOT EXISTS compliance (
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
     details TEXT NOT NULL, chain TEXT);
+-- chain_from: the first audit record the chain covers (those before: from before the chain).
+CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 -- Accounts.
 CREATE TABLE IF NOT EXISTS users (

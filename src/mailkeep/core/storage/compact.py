@@ -49,7 +49,9 @@ def _noop(percent: float, line: str | None) -> None:
 
 
 def compact(store: Store, report: Report = _noop,
-            check_cancelled: Callable[[], None] = lambda: None) -> CompactResult:
+            check_cancelled: Callable[[], None] = lambda: None,
+            before_swap: Callable[[], None] = lambda: None) -> CompactResult:
+    """`before_swap` may raise to stop at the last moment (a legal hold placed meanwhile)."""
     store.require_writable()
     store.commit()
     cat = store.catalog
@@ -142,6 +144,7 @@ def compact(store: Store, report: Report = _noop,
             os.fsync(fh.fileno())
         fsync_dir(work)
         check_cancelled()  # the last moment to stop: nothing has changed yet
+        before_swap()
     except BaseException:
         writer.close()
         shutil.rmtree(work, ignore_errors=True)

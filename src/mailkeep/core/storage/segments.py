@@ -198,6 +198,9 @@ class SegmentWriter:
         os.fsync(self._fh.fileno())
 
     def close(self) -> None:
+        """Sync and close; again: nothing (a clean-up after a close must not mask why)."""
+        if self._fh.closed:
+            return
         self.sync()
         self._fh.close()
 

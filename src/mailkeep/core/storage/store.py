@@ -97,7 +97,11 @@ class Store(Replay):
         # Built aside and renamed into place, so a crash leaves either no store or a whole one.
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         for stale in path.parent.glob(f".{path.name}.creating-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # an earlier creation cut off by a crash
+            # an earlier creation cut off by a crash holds its manifest and an empty segments
+            # directory, nothing else; anything more is someone's store: left alone
+            inside = {p.name for p in stale.iterdir()} if stale.is_dir() else {"?"}
+            if inside <= {MANIFEST, "segments"} and not any((stale / "segments").glob("*")):
+                shutil.rmtree(stale, ignore_errors=True)
         tmp = path.with_name(f".{path.name}.creating-{manifest['id']}")
         tmp.mkdir(mode=0o700)
         (tmp / "segments").mkdir(mode=0o700)

@@ -54,7 +54,7 @@ const lastWeek = () => {
 const when = (iso) => (iso ? String(iso).replace("T", " ").replace(/(\d\d:\d\d):\d\d.*$/, "$1") : "–");
 
 export function workPages(ctx) {
-  const { el, visible, lines, lang, call, follow, byName, main, redraw } = ctx;
+  const { el, visible, lines, lang, call, follow, byName, main, redraw, current } = ctx;
   const w = (key) => WORDS[lang][key] ?? WORDS.en[key];
   const fail = (err) => el("p", { role: "alert", class: "error" }, err.message);
   const counts = (r) => `${r.itemsArchived} ${w("archived")}, ${r.itemsDuplicate} ${w("duplicates")}, ${r.itemsFailed} ${w("failed")}`;
@@ -64,12 +64,13 @@ export function workPages(ctx) {
     const say = el("p", { role: "status" }, note);
     const editor = el("div");
     const recent = el("div");
+    const still = current();
     main.replaceChildren(say);
     let profiles, kinds;
     try {
       [profiles, kinds] = await Promise.all([call("GetProfiles"), call("GetProfileSchema")]);
-    } catch (err) { main.replaceChildren(fail(err)); return; }
-    if (!profiles || !kinds) return;
+    } catch (err) { if (still()) main.replaceChildren(fail(err)); return; }
+    if (!profiles || !kinds || !still()) return;
     const may = (fn) => byName.has(fn);
     const where = (p) => {
       const q = p.properties;
@@ -223,10 +224,11 @@ export function workPages(ctx) {
     const say = el("p", { role: "status" }, note);
     const editor = el("div");
     const recent = el("div");
+    const still = current();
     main.replaceChildren(say);
     let jobs;
-    try { jobs = await call("GetJobs"); } catch (err) { main.replaceChildren(fail(err)); return; }
-    if (!jobs) return;
+    try { jobs = await call("GetJobs"); } catch (err) { if (still()) main.replaceChildren(fail(err)); return; }
+    if (!jobs || !still()) return;
     const may = (fn) => byName.has(fn);
     const rows = jobs.map((j) => {
       const toggle = el("input", { type: "checkbox", checked: j.enabled, disabled: !may("SetJobEnabled"),

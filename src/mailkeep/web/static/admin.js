@@ -101,7 +101,12 @@ export async function renderAdmin(ui) {
   const every = new Map(listing.functions.map((f) => [f.name, f]));
   const byName = new Map(listing.functions.filter((f) => f.allowed).map((f) => [f.name, f]));
 
+  // A page painted after an answer came paints only if it is still the page asked for (the
+  // reader may have gone to another tab meanwhile).
+  let shownAt = 0;
+  const current = () => { const at = shownAt; return () => at === shownAt; };
   const show = (which) => {
+    shownAt += 1;
     for (const b of tabs.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.tab === which));
     if (which === "dashboard") dashboard(); else if (which === "audit") auditPage();
     else if (which === "mail") mailPage(); else if (which === "users") usersPage();
@@ -129,7 +134,7 @@ export async function renderAdmin(ui) {
     if (again && again !== document.body) again.focus();
   }
   const { workPages } = await import("./admin-work.js");
-  const work = workPages({ el, visible, lines, lang, call, follow, byName, every, main, user: ui.user, redraw });
+  const work = workPages({ el, visible, lines, lang, call, follow, byName, every, main, user: ui.user, redraw, current });
   show("dashboard");
 
   async function call(name, args = {}) {
@@ -145,6 +150,7 @@ export async function renderAdmin(ui) {
   let followTimer = null;
 
   async function dashboard() {
+    const still = current();
     if (!main.children.length) main.replaceChildren(el("p", { class: "muted" }, "…"));
     const sections = [];
     let running = [];
@@ -213,6 +219,7 @@ export async function renderAdmin(ui) {
     } catch (err) {
       sections.push(el("p", { role: "alert", class: "error" }, err.message));
     }
+    if (!still()) return;
     main.replaceChildren(el("button", { type: "button", onclick: () => redraw(dashboard) }, w("refresh")), ...sections);
     if (running.length) followProcesses();
   }
@@ -270,11 +277,12 @@ export async function renderAdmin(ui) {
   // chosen, saved with SetSmtpSettings (only what changed; the password write-only); the test
   // mail's log says which step failed. Below, the named connections.
   async function mailPage() {
+    const still = current();
     let conf, connections;
     try {
       [conf, connections] = await Promise.all([call("GetSmtpSettings"), call("GetConnections").then((c) => c?.connections ?? [])]);
-    } catch (err) { main.replaceChildren(el("p", { role: "alert", class: "error" }, err.message)); return; }
-    if (!conf) return;
+    } catch (err) { if (still()) main.replaceChildren(el("p", { role: "alert", class: "error" }, err.message)); return; }
+    if (!conf || !still()) return;
     const COMMON = ["fromMailAddress", "toMailAddress", "mailSubject", "encoding"];
     const SERVER = ["serverName", "port", "useSmtpOverSsl", "useStartTls", "timeOut"];
     const SHAPES = {
@@ -543,8 +551,9 @@ export async function renderAdmin(ui) {
   async function compliancePage(note = "") {
     const say = el("p", { role: "status" }, note);
     let conf;
-    try { conf = await call("GetComplianceConfiguration"); } catch (err) { main.replaceChildren(el("p", { role: "alert", class: "error" }, err.message)); return; }
-    if (!conf) return;
+    const still = current();
+    try { conf = await call("GetComplianceConfiguration"); } catch (err) { if (still()) main.replaceChildren(el("p", { role: "alert", class: "error" }, err.message)); return; }
+    if (!conf || !still()) return;
     const hold = conf.legalHold;
     const reason = el("input", { id: "hold-reason", type: "text", required: true, maxlength: 1000 });
     const may = byName.has("SetComplianceConfiguration");
@@ -572,8 +581,9 @@ export async function renderAdmin(ui) {
   async function settingsPage() {
     const say = el("p", { role: "status" });
     let all;
-    try { all = await call("GetSettings"); } catch (err) { main.replaceChildren(el("p", { role: "alert", class: "error" }, err.message)); return; }
-    if (!all) return;
+    const still = current();
+    try { all = await call("GetSettings"); } catch (err) { if (still()) main.replaceChildren(el("p", { role: "alert", class: "error" }, err.message)); return; }
+    if (!all || !still()) return;
     const rows = all.map((c) => {
       const id = `set-${c.key.replace(/[^a-z0-9]/gi, "-")}`;
       const input = c.type === "bool"

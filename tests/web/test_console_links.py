@@ -8,6 +8,7 @@ tests/console)."""
 from __future__ import annotations
 
 import base64
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,28 @@ def test_a_part_cut_by_the_view_limit_is_not_offered(monkeypatch: pytest.MonkeyP
     found = view_module.part_bytes(raw, 0)
     assert found is not None and found[1] == whole
     assert view_module.part_bytes(raw, 1) is None
+
+
+def test_reading_someone_elses_mail_is_audited(tmp_path: Path) -> None:
+    """bob, granted read on alice's Inbox, opens her message: on the record
+    (MessageRetrieveContent, who, which, whose); alice reading her own is not. Every export is
+    on the record, and so is the command line's show."""
+    data = alice(tmp_path)
+    mk_ok(data, "call", "CreateUser", "userName=bob", "privileges=login",
+          "password=Bob-pass-1")
+    mk_ok(data, "call", "SetUserPrivilegesOnFolder", "userName=bob", "folder=alice",
+          "privileges=read")
+    with api_client(data) as api:
+        call(api, login(api), "archive/message", id="1:1")
+        bob = api.post("/mcapi/auth/login", json={"userName": "bob", "password": "Bob-pass-1"}
+                       ).json()["result"]["data"]["sessionId"]
+        assert call(api, {"X-Fs-SessionId": bob}, "archive/message", id="1:1")["status"] \
+            == "success"
+        call(api, {"X-Fs-SessionId": bob}, "archive/export", query="linked")
+    mk_ok(data, "show", "1:1")
+    log = json.loads(mk_ok(data, "call", "GetAuditLog", "action=Message").stdout)["records"]
+    seen = [(r["actor"], r["action"], r["details"].get("owner")) for r in reversed(log)]
+    assert seen[0] == ("mcapi:bob", "MessageRetrieveContent", "alice")
+    assert seen[1][:2] == ("mcapi:bob", "MessageExport")
+    assert seen[2][1] == "MessageRetrieveContent" and seen[2][0].startswith("cli:")
+    assert len(seen) == 3  # alice's own read is not among them

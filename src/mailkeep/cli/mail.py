@@ -150,6 +150,9 @@ def export_(ctx: click.Context, destination: Path, folder: str | None, user: str
     start = time.monotonic()
     with archive_of(ctx) as archive:
         stats = run_export(archive, destination, query, folder, user)
+        archive.master.audit.write(caller().actor, "MessageExport", query=query,
+                                   folder=folder, user=user, count=stats.messages,
+                                   destination=str(destination))
     for mid, why in stats.failed:
         err.print(f"[red]not exported:[/red] {shown(mid)}: {shown(why)}", highlight=False)
     for name, exc in stats.unavailable.items():
@@ -252,6 +255,9 @@ def show(ctx: click.Context, message_id: str, raw: bool) -> None:
     """Show one message (ID is <storeId>:<number>)."""
     with archive_of(ctx) as archive:
         rec, store, number = archive.message(message_id)
+        found = store.catalog.entry(number)
+        archive.master.audit.write(caller().actor, "MessageRetrieveContent", id=message_id,
+                                   owner=found.owner if found else None)
         if raw:
             for chunk in store.read_chunks(number):
                 sys.stdout.buffer.write(chunk)

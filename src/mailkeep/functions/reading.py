@@ -183,6 +183,9 @@ MESSAGE_SHAPE = ('{"id": str, "folder": str, "date": str, "size": int, "flags": 
 def get_archive_message(call: Call) -> dict[str, Any]:
     message_id = call.arg("id").strip()
     _rec, store, number, hit = _open(call, message_id)
+    if hit.owner.lower() != call.user.lower():  # someone else's mail, read: on the record
+        call.master.audit.write(call.caller.actor, "MessageRetrieveContent", id=message_id,
+                                owner=hit.owner, folder=full_name(hit.owner, hit.folder))
     flags, _ = store.catalog.entry_flags(number)
     shown = view(store.read(number))
     remote = bool(call.arg("remoteImages"))
@@ -229,6 +232,9 @@ def export_archive(call: Call) -> dict[str, Any]:
         compiled = scoped_query(query, _scope(call))
         count = call.archive.search_compiled(compiled, 0, 0).total
     fmt = call.arg("format")
+    # every export is on the record (what it takes may be other people's mail)
+    call.master.audit.write(call.caller.actor, "MessageExport", query=query, ids=ids,
+                            count=count, format=fmt)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     name = f"mailkeep-{stamp}.{'mbox' if fmt == 'mbox' else 'zip'}"
     url = sign({"u": call.user, "v": call.caller.via, "s": call.caller.session, "k": "export",

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from mailkeep.cli.common import call, domain_errors, out, plain, shown
+from mailkeep.cli.common import call, domain_errors, err, out, plain, shown
 
 PAGE = 1000
 FORMULA = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would take such a cell as a formula
@@ -87,12 +87,19 @@ def audit_verify(ctx: click.Context, expect: str | None, as_json: bool) -> None:
     report = call(ctx, "VerifyAuditLog", **args)
     if as_json:
         click.echo(json.dumps(report, indent=2))
-    else:
-        for problem in report["problems"]:
-            out.print(plain(problem), markup=False, highlight=False)
+    if not print_chain(report, as_json):
+        sys.exit(1)
+
+
+def print_chain(report: dict[str, Any], quiet: bool = False) -> bool:
+    """VerifyAuditLog's answer for people: each problem, then the summary with the head to
+    note (quiet: the problems alone, on stderr). Whether the chain is whole."""
+    for problem in report["problems"]:
+        (err if quiet else out).print(f"audit log: {plain(problem)}", markup=False,
+                                      highlight=False)
+    if not quiet:
         status = "ok" if report["ok"] else f"{len(report['problems'])} problems"
         out.print(f"audit log: {report['records']} records ({report['unchained']} from before "
-                  f"the chain), chain {status}; head {report['lastId']}:{report['head']}",
+                  f"the chain), hash chain {status}; head {report['lastId']}:{report['head']}",
                   markup=False, highlight=False)
-    if not report["ok"]:
-        sys.exit(1)
+    return bool(report["ok"])

@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.tree import Tree
 
+from mailkeep.cli.audit import print_chain
 from mailkeep.cli.common import (
     archive_of,
     call,
@@ -255,15 +256,14 @@ def show(ctx: click.Context, message_id: str, raw: bool) -> None:
     """Show one message (ID is <storeId>:<number>)."""
     with archive_of(ctx) as archive:
         rec, store, number = archive.message(message_id)
-        found = store.catalog.entry(number)
+        hit = store.catalog.entry(number)
         archive.master.audit.write(caller().actor, "MessageRetrieveContent", id=message_id,
-                                   owner=found.owner if found else None)
+                                   owner=hit.owner if hit else None)
         if raw:
             for chunk in store.read_chunks(number):
                 sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
             return
-        hit = store.catalog.entry(number)
         flags, _ = store.catalog.entry_flags(number)
         noted = store.catalog.entry_warnings(number)
         head = store.read(number)
@@ -331,22 +331,12 @@ def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
             for p in s["problems"]:
                 out.print(f"  {shown(p['id'] or '-')}: {shown(p['problem'])}",
                           highlight=False)
-    chain_broken = False
-    if not store_ref:  # the whole archive: its audit log's chain too (--json: problems on
-        chain = call(ctx, "VerifyAuditLog")  # stderr, the exit code says it)
-        for problem in chain["problems"]:
-            (err if as_json else out).print(f"  audit log: {plain(problem)}", markup=False,
-                                            highlight=False)
-    if not store_ref and not as_json:
-        status = "ok" if chain["ok"] else f"{len(chain['problems'])} problems"
-        out.print(f"audit log: {chain['records']} records, hash chain {status} (head "
-                  f"{chain['lastId']}:{chain['head']}; `mailkeep audit verify --expect` checks "
-                  "against a head noted earlier)", markup=False, highlight=False)
-    if not store_ref:
-        chain_broken = not chain["ok"]
+    # the whole archive: its audit log's chain too (with --json its problems go to stderr and
+    # the exit code says it)
+    chain_ok = store_ref is not None or print_chain(call(ctx, "VerifyAuditLog"), as_json)
     if failure is not None:
         sys.exit(exit_code(failure))
-    if chain_broken:
+    if not chain_ok:
         sys.exit(1)
 
 

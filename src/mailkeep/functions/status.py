@@ -64,17 +64,16 @@ def get_service_status(call: Call) -> dict[str, Any]:
         warnings.append(f"Less than {LOW_DISK:.0%} of the disk of {archive.data_dir} is free "
                         f"({free} of {total} bytes).")
     jobs = _jobs(call, warnings)
-    pending = call.master.outbox.pending()
-    oldest = min((at for _, at, _, _ in pending), default=None)
+    unsent, oldest = call.master.outbox.unsent()
     if oldest is not None and time.time() - oldest > UNSENT_WARN_S:
-        warnings.append(f"{len(pending)} notification(s) not mailed, the first since "
+        warnings.append(f"{unsent} notification(s) not mailed, the first since "
                         f"{_utc(oldest)} (see the notification mail settings and the log).")
     return {"version": __version__, "machineName": socket.gethostname(),
             "uptimeSeconds": int(time.monotonic() - call.services.started), "stores": stores,
             "diskSpace": {"path": str(archive.data_dir), "totalBytes": total,
                           "freeBytes": free},
             "jobs": jobs, "unsentNotifications": {
-                "count": len(pending), "oldest": None if oldest is None else _utc(oldest)},
+                "count": unsent, "oldest": None if oldest is None else _utc(oldest)},
             "warnings": warnings}
 
 

@@ -25,6 +25,12 @@ class Outbox(Repository):
         return [(r[0], r[1], r[2], r[3]) for r in self.conn.execute(
             "SELECT id, at, kind, text FROM notify_events WHERE sent_at IS NULL ORDER BY id")]
 
+    def unsent(self) -> tuple[int, float | None]:
+        """(how many events no mail carried yet, when the first of them happened)."""
+        count, oldest = self.conn.execute(
+            "SELECT count(*), min(at) FROM notify_events WHERE sent_at IS NULL").fetchone()
+        return int(count), oldest
+
     def last_mails(self) -> dict[str, float]:
         return {r[0]: r[1] for r in self.conn.execute("SELECT kind, last_mail FROM notify_kinds")}
 

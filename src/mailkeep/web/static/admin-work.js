@@ -45,13 +45,15 @@ const DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", 
 const INTERVALS = [5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720];
 
 // The browser's own zone (an IANA id the server knows), so that times read as the reader's.
-const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "$Local";
-const stamp = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}T00:00:00`;
-const lastWeek = () => {
-  const now = new Date();
-  return { fromIncluding: stamp(new Date(now.getTime() - 7 * 86400000)), toExcluding: stamp(new Date(now.getTime() + 2 * 86400000)) };
+export const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "$Local";
+const stamp = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}T${String(d.getHours()).padStart(2, "0")}:00:00`;
+// The last `hours` (to the next hour after now) as GetWorkerResults and GetJobResults take it.
+export const span = (hours) => {
+  const now = Date.now();
+  return { fromIncluding: stamp(new Date(now - hours * 3600000)), toExcluding: stamp(new Date(now + 3600000)) };
 };
-const when = (iso) => (iso ? String(iso).replace("T", " ").replace(/(\d\d:\d\d):\d\d.*$/, "$1") : "–");
+const lastWeek = () => span(7 * 24);
+export const when = (iso) => (iso ? String(iso).replace("T", " ").replace(/(\d\d:\d\d):\d\d.*$/, "$1") : "–");
 
 export function workPages(ctx) {
   const { el, visible, lines, lang, call, follow, byName, main, redraw, current } = ctx;

@@ -84,8 +84,6 @@ const WORDS = {
 
 const lines = (text) => String(text).replace(/\r\n?/g, "\n");
 
-const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "$Local";
-const stamp = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}T${String(d.getHours()).padStart(2, "0")}:00:00`;
 const STATES = ["current", "normal", "writeProtected", "disabled"];
 
 export async function renderAdmin(ui) {
@@ -133,7 +131,7 @@ export async function renderAdmin(ui) {
     const again = (name && main.querySelector(`[aria-label="${CSS.escape(name)}"]`)) || (id && document.getElementById(id));
     if (again && again !== document.body) again.focus();
   }
-  const { workPages } = await import("./admin-work.js");
+  const { workPages, ZONE, span, when } = await import("./admin-work.js");
   const work = workPages({ el, visible, lines, lang, call, follow, byName, every, main, user: ui.user, redraw, current });
   show("dashboard");
 
@@ -255,10 +253,8 @@ export async function renderAdmin(ui) {
 
   // What the archiving profiles and the jobs did in the last 24 hours, newest first.
   async function recentResults() {
-    const now = new Date();
-    const span = { fromIncluding: stamp(new Date(now.getTime() - 86400000)), toExcluding: stamp(new Date(now.getTime() + 3600000)) };
-    const [runs, jobs] = await Promise.all([call("GetWorkerResults", { ...span, timeZoneID: ZONE }), call("GetJobResults", { ...span, timeZoneId: ZONE })]);
-    const at = (iso) => String(iso ?? "").replace("T", " ").slice(0, 16);
+    const day = span(24);
+    const [runs, jobs] = await Promise.all([call("GetWorkerResults", { ...day, timeZoneID: ZONE }), call("GetJobResults", { ...day, timeZoneId: ZONE })]);
     const rows = [
       ...(runs ?? []).map((r) => [r.startTime, w("profileRuns"), r.profileName, r.result,
         r.error ?? w("counted")(r.itemsArchived, r.itemsDuplicate, r.itemsFailed)]),
@@ -267,8 +263,8 @@ export async function renderAdmin(ui) {
     return el("section", { class: "card", "aria-label": w("recent") }, el("h2", {}, w("recent")),
       rows.length ? el("table", { class: "list" },
         el("thead", {}, el("tr", {}, [w("when"), w("kindOf"), w("name"), w("result"), w("details")].map((h) => el("th", {}, h)))),
-        el("tbody", {}, rows.map(([when, kind, name, result, more]) => el("tr", {},
-          el("td", {}, at(when)), el("td", {}, kind), el("td", {}, visible(name)), el("td", {}, result), el("td", {}, visible(more))))))
+        el("tbody", {}, rows.map(([started, kind, name, result, more]) => el("tr", {},
+          el("td", {}, when(started)), el("td", {}, kind), el("td", {}, visible(name)), el("td", {}, result), el("td", {}, visible(more))))))
         : el("p", { class: "muted" }, w("none")));
   }
 
@@ -494,9 +490,13 @@ export async function renderAdmin(ui) {
       try { u = await call("GetUserInfo", { userName: u.userName }); } catch (err) { say.textContent = err.message; return; }
       await redraw(() => userDetail(u, box, say, false));
     };
-    const act = async (fn, args) => {
-      try { await call(fn, { userName: u.userName, ...args }); say.textContent = `${visible(u.userName)}: ${w("saved")}`; await refresh(); }
-      catch (err) { say.textContent = err.message; }
+    // the calls in order, then the account shown again once
+    const act = async (...calls) => {
+      try {
+        for (const [fn, args] of calls) await call(fn, { userName: u.userName, ...args });
+        say.textContent = `${visible(u.userName)}: ${w("saved")}`;
+      } catch (err) { say.textContent = err.message; }
+      await refresh();
     };
     const ALL = every.get("SetUserPrivileges")?.args.find((a) => a.name === "privileges")?.choices.filter((c) => c !== "none")
       ?? ["admin", "login", "changePassword", "archive", "export", "delete"];
@@ -516,10 +516,11 @@ export async function renderAdmin(ui) {
         ev.preventDefault();
         const addresses = emails.value.split(",").map((s) => s.trim()).filter(Boolean).join(",");
         const chosen = picked(privileges);
-        const old = u;
-        if (fullName.value !== (old.fullName ?? "")) await act("SetUserFullName", { fullName: fullName.value });
-        if (addresses !== old.emailAddresses.join(",")) await act("SetUserEmailAddresses", { emailAddresses: addresses });
-        if (chosen !== (old.privileges.join(",") || "none")) await act("SetUserPrivileges", { privileges: chosen });
+        const changes = [];
+        if (fullName.value !== (u.fullName ?? "")) changes.push(["SetUserFullName", { fullName: fullName.value }]);
+        if (addresses !== u.emailAddresses.join(",")) changes.push(["SetUserEmailAddresses", { emailAddresses: addresses }]);
+        if (chosen !== (u.privileges.join(",") || "none")) changes.push(["SetUserPrivileges", { privileges: chosen }]);
+        await act(...changes);
       } },
         el("div", { class: "arg" }, el("label", { for: "ud-fullname" }, w("fullName")), fullName),
         el("div", { class: "arg" }, el("label", { for: "ud-emails" }, w("emails")), emails, el("p", { class: "muted", id: "ud-emails-hint" }, w("commaList"))),
@@ -536,11 +537,11 @@ export async function renderAdmin(ui) {
           const held = el("span", { class: "choices" }, rightBoxes(f.privileges, visible(f.folder)));
           return el("tr", {}, el("td", { class: "path" }, visible(f.folder)), el("td", {}, held),
             el("td", {}, el("button", { type: "button", class: "small", disabled: !may("SetUserPrivilegesOnFolder"), "aria-label": `${w("apply")} ${visible(f.folder)}`,
-              onclick: () => act("SetUserPrivilegesOnFolder", { folder: f.folder, privileges: picked(held) }) }, w("apply")),
+              onclick: () => act(["SetUserPrivilegesOnFolder", { folder: f.folder, privileges: picked(held) }]) }, w("apply")),
             el("button", { type: "button", class: "small", disabled: !may("SetUserPrivilegesOnFolder"), "aria-label": `${w("remove")} ${visible(f.folder)}`,
-              onclick: () => act("SetUserPrivilegesOnFolder", { folder: f.folder, privileges: "none" }) }, w("remove"))));
+              onclick: () => act(["SetUserPrivilegesOnFolder", { folder: f.folder, privileges: "none" }]) }, w("remove"))));
         }))),
-      el("form", { class: "inline", onsubmit: (ev) => { ev.preventDefault(); act("SetUserPrivilegesOnFolder", { folder: newFolder.value, privileges: picked(newRights) }); } },
+      el("form", { class: "inline", onsubmit: (ev) => { ev.preventDefault(); act(["SetUserPrivilegesOnFolder", { folder: newFolder.value, privileges: picked(newRights) }]); } },
         el("label", { for: "ud-folder" }, w("folder")), newFolder, newRights,
         el("button", { type: "submit", disabled: !may("SetUserPrivilegesOnFolder") }, w("grant")))));
     if (opened) fullName.focus();

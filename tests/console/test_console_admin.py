@@ -321,15 +321,100 @@ def test_legal_hold_placed_and_lifted_in_the_page(tmp_path: Path, page: Page) ->
         hold = page.get_by_role("region", name="Legal hold")
         expect(hold).to_contain_text("There is no legal hold.")
         hold.get_by_role("button", name="Place the archive under legal hold").click()
-        expect(page.get_by_label("Reason")).to_be_focused()  # required: the browser asks
-        page.get_by_label("Reason").fill("Litigation 2026-17")
+        expect(hold.get_by_label("Reason")).to_be_focused()  # required: the browser asks
+        hold.get_by_label("Reason").fill("Litigation 2026-17")
         hold.get_by_role("button", name="Place the archive under legal hold").click()
         expect(hold).to_contain_text("The archive is under legal hold")
         expect(hold).to_contain_text("Litigation 2026-17")
         expect(hold).to_contain_text("mcapi:boss")
         refused = mk(data, "call", "DeleteMessage", "id=1:1", "reason=tidy")
         assert refused.exit_code != 0 and "Litigation 2026-17" in refused.output
-        page.get_by_label("Reason").fill("Case closed")
+        hold.get_by_label("Reason").fill("Case closed")
         hold.get_by_role("button", name="Lift the legal hold").click()
         expect(hold).to_contain_text("There is no legal hold.")
     mk_ok(data, "call", "DeleteMessage", "id=1:1", "reason=tidy")
+
+
+def test_retention_access_and_evidence_in_the_page(tmp_path: Path, page: Page) -> None:
+    """The compliance page as an administrator uses it: a retention policy made in the form
+    keeps a message from deletion (the lookup says until when and by which policy); archive
+    access changed with a reason and the password; four-eyes deletion asked by one
+    administrator and approved by another; the tamper evidence shows the archive's public key
+    and each store's latest signed head."""
+    data = tmp_path / "data"
+    boss(data)
+    mk_ok(data, "call", "CreateUser", "userName=second", "privileges=admin,login",
+          "password=Second-pass-1")
+    archive_mail(data, tmp_path, "boss", [eml("Invoice 17", "bank@example.org", "pay"),
+                                          eml("Chat", "friend@example.org", "hi")])
+    key = mk_ok(data, "heads", "key").output.strip()
+    with console_server(data) as base:
+        open_admin(page, base, "Compliance")
+        page.get_by_role("region", name="Retention policies").get_by_label(
+            "Four-eyes deletion", exact=False).check()
+        expect(page.get_by_role("status").first).to_have_text("Saved.")
+        assert called(data, "GetRetentionPolicies")["fourEyes"] is True
+        card = page.get_by_role("region", name="Retention policies")
+        card.get_by_role("button", name="New policy").click()
+        form = card.get_by_role("form", name="New policy")
+        form.get_by_label("Name").fill("Invoices")
+        form.get_by_label("Minimum: Value").fill("10")
+        form.get_by_label("Scope").fill("subject:invoice")
+        form.get_by_role("button", name="Save").click()
+        card = page.get_by_role("region", name="Retention policies")
+        expect(card.get_by_role("cell", name="Invoices", exact=True)).to_be_visible()
+        got = called(data, "GetRetentionPolicies")["policies"]
+        assert got == [{"name": "Invoices", "enabled": True,
+                        "minimum": {"value": 10, "unit": "years"}, "maximum": None,
+                        "referenceDate": "archived", "scope": "subject:invoice",
+                        "deleteAutomatically": False}]
+        invoice = next(m["id"] for m in called(data, "GetMessages", "folder=boss/Inbox")
+                       if m["subject"] == "Invoice 17")
+        card.get_by_label("One message's retention").fill(invoice)
+        card.get_by_role("button", name="Show").click()
+        expect(card).to_contain_text("by Invoices")
+        refused = mk(data, "call", "RequestMessageDeletion", f"id={invoice}", "reason=tidy")
+        assert refused.exit_code != 0 and "Invoices" in refused.output
+
+        access = page.get_by_role("region", name="Archive access")
+        access.get_by_label("Administrators may read other users' messages").check()
+        access.get_by_label("Reason").fill("Investigation 4")
+        access.get_by_label("Your password").fill("wrong")
+        access.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status").first).to_contain_text("password")
+        assert called(data, "GetComplianceConfiguration")["archiveAccess"][
+            "administrators"] is False
+        access = page.get_by_role("region", name="Archive access")
+        access.get_by_label("Administrators may read other users' messages").check()
+        access.get_by_label("Reason").fill("Investigation 4")
+        access.get_by_label("Your password").fill("Boss-pass-1")
+        access.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("region", name="Archive access")).to_contain_text(
+            "Investigation 4")
+        assert called(data, "GetComplianceConfiguration")["archiveAccess"][
+            "administrators"] is True
+
+        evidence = page.get_by_role("region", name="Tamper evidence")
+        expect(evidence).to_contain_text(key)
+
+        requests = page.get_by_role("region", name="Deletion requests")
+        chat = next(m["id"] for m in called(data, "GetMessages", "folder=boss/Inbox")
+                    if m["subject"] == "Chat")
+        expect(page.get_by_role("region", name="Retention policies").get_by_label(
+            "Four-eyes deletion", exact=False)).to_be_checked()
+        requests.get_by_label("Message id").fill(chat)
+        requests.get_by_label("Reason").fill("wrong list")
+        requests.get_by_role("button", name="Ask for a deletion").click()
+        requests = page.get_by_role("region", name="Deletion requests")
+        expect(requests.get_by_role("button", name=f"Approve {chat}")).to_be_disabled()
+        browser = page.context.browser
+        assert browser is not None
+        other = browser.new_context(ignore_https_errors=True)  # the second administrator's
+        second = other.new_page()
+        open_admin(second, base, "Compliance", "second", "Second-pass-1")
+        second.get_by_role("region", name="Deletion requests").get_by_role(
+            "button", name=f"Approve {chat}").click()
+        expect(second.get_by_role("region", name="Deletion requests")).to_contain_text(
+            "approved (mcapi:second)")
+        other.close()
+    assert chat not in {m["id"] for m in called(data, "GetMessages", "folder=boss/Inbox")}

@@ -82,7 +82,10 @@ def test_the_configuration_round_trip_and_its_audit(data: Path) -> None:
     with api_client(data) as api:
         conf = result(api, "GetComplianceConfiguration")["result"]
         assert conf == {"legalHold": {"enabled": False, "reason": None, "setBy": None,
-                                      "setAt": None}}
+                                      "setAt": None},
+                        "archiveAccess": {"administrators": False, "auditors": True,
+                                          "reason": None, "setBy": None, "setAt": None},
+                        "auditing": {"off": []}}
         # a client writes back what it read with one key changed, and keys of its own
         conf["legalHold"] = {"enabled": True, "setBy": "forged", "setAt": "1999-01-01"}
         conf["archiveAccessOther"] = {"x": [1, 2]}

@@ -97,7 +97,7 @@ def test_create_conflicts_and_bad_arguments_change_nothing(api: Api) -> None:
     assert api.fails("CreateUser", userName="dave", privileges="login,superuser") == (
         "Invalid value 'superuser' for API argument privileges: use one of none, admin, "
          "login, changePassword, archive, modifyArchiveProfiles, export, modifyExportProfiles, "
-         "delete.")
+         "delete, auditor.")
     assert api.fails("CreateUser", userName="dave", privileges="login",
                      loginPrivileges="web,telepathy") == (
         "Invalid value 'telepathy' for API argument loginPrivileges: "
@@ -171,7 +171,7 @@ def test_bad_values_fail_clearly_and_change_nothing(api: Api) -> None:
         ("SetUserPrivileges", {"privileges": "login,root"},
          "Invalid value 'root' for API argument privileges: use one of none, admin, login, "
          "changePassword, archive, modifyArchiveProfiles, export, modifyExportProfiles, "
-         "delete."),
+         "delete, auditor."),
         ("SetUserPrivileges", {"privileges": "none,login"},
          "The privilege 'none' cannot be combined with others."),
         ("SetUserLoginPrivileges", {"loginPrivileges": "smoke-signals"},

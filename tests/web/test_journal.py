@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mailkeep.core.archive import Archive
-from tests.helpers import free_port, mk, mk_ok, mk_process, serving
+from tests.helpers import audit_since, free_port, mk, mk_ok, mk_process, serving
 
 
 @contextmanager
@@ -193,6 +193,15 @@ def test_auth_required_after_starttls(tmp_path: Path) -> None:
     assert b"wrong-password" not in err and b"Reader-secret-81" not in err
     assert b"deprecated" not in err, err  # no warning of aiosmtpd's for each message
     assert [f for f, _env in archived(data).values()] == ["journal/Inbox"]
+    # the logins are on the record: the failed ones and the one that worked, no password
+    found = {(actor, action) for actor, action, _d in audit_since(data)
+             if action in ("login.failed", "session.login")}
+    assert found == {("smtp:journal", "login.failed"), ("smtp:journal", "session.login")}
+    refusals = [(actor, d) for actor, action, d in audit_since(data)
+                if action == "login.refused"]  # (smtplib tries each mechanism offered)
+    assert refusals and all(actor == "smtp:reader" and d["via"] == "smtp"
+                            and "archive" in d["reason"] for actor, d in refusals)
+    assert "Mta-secret-81" not in str(audit_since(data))
 
 
 def test_recipients_per_message_are_limited_as_a_mail_server_does(tmp_path: Path) -> None:

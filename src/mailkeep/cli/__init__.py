@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from mailkeep import __version__
-from mailkeep.cli import audit, call, mail, profiles, serve, settings, stores, users
+from mailkeep.cli import audit, call, heads, mail, profiles, serve, settings, stores, users
 from mailkeep.core.archive import default_data_dir
 
 
@@ -30,5 +30,6 @@ def main(ctx: click.Context, data: Path | None) -> None:
 
 for command in (serve.serve, settings.settings, stores.store, users.user, profiles.profile,
                 call.call, mail.import_, mail.export_, mail.search, mail.folders, mail.show,
-                mail.verify, mail.recover, audit.audit):
+                mail.verify, mail.recover, audit.audit, heads.heads, heads.proof,
+                heads.verify_proof):
     main.add_command(command)

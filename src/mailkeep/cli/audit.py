@@ -26,6 +26,8 @@ def audit() -> None:
 @click.option("--to", "end", metavar="YYYY-MM-DD", help="Day after the last (UTC).")
 @click.option("--actor", default="", help="Part of the actor, e.g. mcapi:alice.")
 @click.option("--action", default="", help="Start of the event, e.g. Delete.")
+@click.option("--object", "obj", default="", help="Part of the details: a message id (1:5), "
+              "a user, a store, a folder.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table",
               show_default=True, help="csv and jsonl: every matching record, oldest first.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True,
@@ -33,10 +35,10 @@ def audit() -> None:
 @click.pass_context
 @domain_errors
 def audit_list(ctx: click.Context, start: str | None, end: str | None, actor: str,
-               action: str, fmt: str, limit: int) -> None:
+               action: str, obj: str, fmt: str, limit: int) -> None:
     """The records that match, newest first as a table; all of them as CSV or JSON lines."""
     query: dict[str, Any] = {"fromIncluding": start, "toExcluding": end, "actor": actor,
-                             "action": action}
+                             "action": action, "object": obj}
     if fmt == "table":
         page = call(ctx, "GetAuditLog", **query, limit=limit)
         for r in page["records"]:

@@ -289,20 +289,33 @@ def show(ctx: click.Context, message_id: str, raw: bool) -> None:
 @click.command()
 @click.argument("store_ref", metavar="[STORE]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--heads", "heads_file", type=click.File("r", encoding="utf-8"),
+              help="Signed tree heads kept elsewhere (from `mailkeep heads export`): each must "
+              "be a root of its store's tree.")
+@click.option("--key", "key", help="The public key the heads must be signed with (default: "
+              "this data directory's).")
 @click.pass_context
 @domain_errors
-def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
-    """Re-read every record and check catalog and index against the segments
-    (VerifyStore, or VerifyStores for every store that is not disabled); without STORE, the
-    audit log's hash chain too (VerifyAuditLog)."""
+def verify(ctx: click.Context, store_ref: str | None, as_json: bool, heads_file: Any,
+           key: str | None) -> None:
+    """Re-read every record and check catalog and index against the segments, and the
+    records against each store's Merkle tree and its signed heads (VerifyStore, or
+    VerifyStores for every store that is not disabled); without STORE, the audit log's hash
+    chain too (VerifyAuditLog)."""
     failure: MailkeepError | None = None
+    extra: dict[str, Any] = {}
+    if heads_file is not None:
+        extra["heads"] = heads_file.read(64 << 20)
+    if key:
+        extra["publicKey"] = key
     try:
         if store_ref:
             with archive_of(ctx) as archive:
                 store_id = archive.find_store(store_ref).id
-            report = call(ctx, "VerifyStore", id=store_id, includeIndexes=True, report=True)
+            report = call(ctx, "VerifyStore", id=store_id, includeIndexes=True, report=True,
+                          **extra)
         else:
-            report = call(ctx, "VerifyStores", includeIndexes=True, report=True)
+            report = call(ctx, "VerifyStores", includeIndexes=True, report=True, **extra)
     except MailkeepError as exc:
         report = getattr(exc, "report", None)
         if report is None:
@@ -325,6 +338,20 @@ def verify(ctx: click.Context, store_ref: str | None, as_json: bool) -> None:
             out.print(f"store {shown(repr(s['name']))} (id {s['store']}): {s['messages']} "
                       "messages, "
                       f"{s['records']} records: {status}")
+            tree = s.get("tree")
+            if tree:
+                head = tree["latestHead"]
+                out.print(f"  tree: {tree['leaves']} leaves, {tree['records']} records match "
+                          f"them, {tree['signedHeads']} signed heads checked" + (
+                              f"; latest: {head['size']} leaves, root {head['root'][:16]}..."
+                              if head else "; none signed yet")
+                          + (f"; {tree['declaredLost']} leaves declared lost by recover"
+                             if tree.get("declaredLost") else "")
+                          + ("; heads signed by other keys too (another data directory's): "
+                             + ", ".join(tree["otherKeys"]) if tree.get("otherKeys") else "")
+                          + (f"; {tree['timestamped']} time-stamped (RFC 3161, latest "
+                             f"{tree['lastTimestamp']})" if tree.get("timestamped") else ""),
+                          highlight=False)
             if s.get("whileWritten"):
                 out.print("  the store is being written: verified as it stands now (messages "
                           "archived from now on are verified next time)")

@@ -33,10 +33,12 @@ from mailkeep.core.errors import (
     StoreUnavailable,
 )
 from mailkeep.core.files import private_dir
+from mailkeep.core.heads import SigningKey, sign_store
 from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import STATES, MasterDB, StoreRecord
 from mailkeep.core.masterdb.stores import NAME_RULE
 from mailkeep.core.masterdb.stores import valid_name as valid_store_name
+from mailkeep.core.retention import Retention, message_effect
 from mailkeep.core.storage.catalog import full_name, under
 from mailkeep.core.storage.catalog_search import Hit
 from mailkeep.core.storage.query import Query, compile_query
@@ -85,14 +87,36 @@ class Archive:
         self._own_master = master is None
         self.master = master if master is not None else MasterDB.of(self.data_dir)
         self._open: dict[tuple[int, bool], Store] = {}
+        self._signing_key: SigningKey | None = None
         self.unavailable: dict[str, MailkeepError] = {}
 
     def close(self) -> None:
+        self.sign_heads(force=True)
         for s in self._open.values():
             s.close()
         self._open.clear()
         if self._own_master:
             self.master.close()
+
+    def sign_heads(self, force: bool = False) -> None:
+        """Sign the tree heads of the stores this archive writes (core/heads.py): those that
+        grew, once `tree.head_interval` seconds passed since their last head (at once with
+        `force`). A head that cannot be signed now is signed at the next chance: logged."""
+        writing = [s for (_id, write), s in self._open.items() if write and s.writable]
+        if not writing:
+            return
+        try:
+            interval = float(Settings(self.master).get("tree.head_interval"))
+            for store in writing:
+                sign_store(self.master, self.signing_key, store, interval, force)
+        except Exception:
+            log.exception("signing a tree head")
+
+    @property
+    def signing_key(self) -> SigningKey:
+        if self._signing_key is None:
+            self._signing_key = SigningKey(self.data_dir)
+        return self._signing_key
 
     def __enter__(self) -> Archive:
         return self
@@ -393,11 +417,9 @@ class Archive:
         store.require_writable()
         return store
 
-    def delete_message(self, message_id: str, reason: str) -> Hit:
-        """Delete one message for good, with the reason in the audit log."""
-        if not reason.strip():
-            raise InvalidArgument("a reason is required to delete a message (it is kept in "
-                                  "the audit log)")
+    def check_deletable(self, message_id: str) -> tuple[Store, int, Hit]:
+        """What deleting a message needs: no legal hold, its store changeable, the message
+        there, its minimum retention over; else the error saying which."""
         store_id, number = parse_message_id(message_id)
         Compliance(self.master).require_no_hold(f"deleting message {message_id}")
         rec = self.find_store(store_id)
@@ -405,6 +427,18 @@ class Archive:
         hit = store.catalog.entry(number)
         if hit is None:
             raise NotFound(f"message {message_id} does not exist")
+        retention = Retention(self.master)
+        kept = message_effect(store, number, retention.policies())
+        if kept is not None:
+            retention.require_deletable(f"deleting message {message_id}", kept)
+        return store, number, hit
+
+    def delete_message(self, message_id: str, reason: str) -> Hit:
+        """Delete one message for good, with the reason in the audit log."""
+        if not reason.strip():
+            raise InvalidArgument("a reason is required to delete a message (it is kept in "
+                                  "the audit log)")
+        store, number, hit = self.check_deletable(message_id)
         store.delete_message(number, reason)
         return hit
 

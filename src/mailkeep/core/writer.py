@@ -292,6 +292,7 @@ class StoreWriter:
             for f in batch:
                 outcomes.append(self._file_one(archive, rec.id, store, f))
             store.commit()  # fsync of the segment, then the catalog: now it is durable
+            archive.sign_heads()
             self.batches += 1
             self.last_error = None
         except Exception as exc:

@@ -26,7 +26,9 @@ def _day(value: str | None, name: str) -> int | None:
 @function("GetAuditLog", "mailkeep extension: the audit log, newest first, one page at a time: "
           "who did what, when, with which details (secrets never recorded). Filters: a day "
           "range (UTC), part of the actor (e.g. mcapi:alice), the start of the action (e.g. "
-          "Delete, store.).",
+          "Delete, store.), part of the details (the object: a message id, a user...). "
+          "Details hold the interface (via), the remote address and user agent, the "
+          "arguments (secrets masked) and the outcome.",
           '{"total": int, "records": [{"id": int, "at": "YYYY-MM-DDTHH:MM:SSZ", "actor": str, '
           '"action": str, "details": {}}]}',
           Field("fromIncluding", "string", required=False, nullable=True, description="First day, "
@@ -38,6 +40,8 @@ def _day(value: str | None, name: str) -> int | None:
                 "actor."),
           Field("action", "string", required=False, default="", description="Start of the "
                 "action."),
+          Field("object", "string", required=False, default="", max_length=200,
+                description="Part of the details: a message id, a user, a store, a folder."),
           Field("offset", "int", required=False, default=0, low=0, high=1 << 40,
                 description="Records to skip."),
           Field("limit", "int", required=False, default=100, low=1, high=1000,
@@ -47,7 +51,8 @@ def get_audit_log(call: Call) -> dict[str, Any]:
     total, records = call.master.audit.find(
         _day(call.arg("fromIncluding"), "fromIncluding"),
         _day(call.arg("toExcluding"), "toExcluding"), call.arg("actor") or "",
-        call.arg("action") or "", call.arg("limit"), call.arg("offset"))
+        call.arg("action") or "", call.arg("limit"), call.arg("offset"),
+        call.arg("object") or "")
     return {"total": total, "records": [
         {"id": r.id, "at": datetime.fromtimestamp(r.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
          "actor": r.actor, "action": r.action, "details": r.details} for r in records]}

@@ -54,6 +54,7 @@ class Caller:
     address: str = ""
     job: str | None = None  # the job's name, when via is "job"
     session: str = ""  # mcapi: the digest of the console session calling (links end with it)
+    agent: str = ""  # the client's User-Agent (printable ASCII, shortened), for the audit log
 
     @property
     def actor(self) -> str:

@@ -5,21 +5,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailkeep.core.admin.compliance import Compliance
-from mailkeep.core.admin.users import ROLES
+from mailkeep.core.admin.compliance import SWITCHABLE, Compliance
+from mailkeep.core.admin.users import ROLES, Users
 from mailkeep.core.fields import Field
 from mailkeep.functions.call import Call
+from mailkeep.functions.invoke import SYSTEM_VIAS
 from mailkeep.functions.registry import function
 
 SHAPE = ('{"legalHold": {"enabled": bool, "reason": str|null, "setBy": str|null, "setAt": '
-         'str|null}, ...other keys as they were written}')
+         'str|null}, "archiveAccess": {"administrators": bool, "auditors": bool, "reason": '
+         'str|null, "setBy": str|null, "setAt": str|null}, "auditing": {"off": [str]}, '
+         '...other keys as they were written}')
+
+
+def _masked(config: Any) -> Any:
+    """The configuration as the audit log keeps it: without the password archiveAccess takes."""
+    if isinstance(config, dict) and isinstance(config.get("archiveAccess"), dict):
+        access = {k: v for k, v in config["archiveAccess"].items() if k != "password"}
+        return {**config, "archiveAccess": access}
+    return config
 
 
 @function("GetComplianceConfiguration", "The compliance configuration, one JSON object. "
           "legalHold: while enabled, no message can be deleted by anyone or anything "
           "(DeleteMessage, CompactStore, MergeStore and DetachStore are refused, through every "
-          "interface); reason, setBy and setAt say why, who and when (UTC). Keys mailkeep does "
-          "not know are kept as they were written.", SHAPE, changes=False, roles=ROLES)
+          "interface); reason, setBy and setAt say why, who and when (UTC). archiveAccess: "
+          "whether administrators may read other users' messages (default false) and whether "
+          "accounts with the privilege auditor may search and read every archive (default "
+          "true; each of their reads is audited). auditing.off: the events not recorded, "
+          f"among {', '.join(SWITCHABLE)}. Keys mailkeep does not know are kept as they were "
+          "written.", SHAPE, changes=False, roles=ROLES)
 def get_compliance_configuration(call: Call) -> dict[str, Any]:
     return Compliance(call.master).get()
 
@@ -27,10 +42,16 @@ def get_compliance_configuration(call: Call) -> dict[str, Any]:
 @function("SetComplianceConfiguration", "Write the compliance configuration (a JSON object, "
           "as GetComplianceConfiguration answers it: keys left out keep their values, keys "
           "mailkeep does not know are kept as given). Turning legalHold.enabled on or off needs "
-          "legalHold.reason; setBy and setAt are set by the server. The whole object is "
+          "legalHold.reason; changing archiveAccess needs archiveAccess.reason and, from an "
+          "account, archiveAccess.password (the caller's, checked and never kept); setBy and "
+          "setAt are set by the server. The whole object is "
           "checked before anything is saved; every change is audited as "
           "ComplianceChangeSettings. Answers the new configuration.", SHAPE,
           Field("config", "json", description='E.g. {"legalHold": {"enabled": true, '
-                '"reason": "Litigation 2026-17"}}.'))
+                '"reason": "Litigation 2026-17"}}.', mask=_masked))
 def set_compliance_configuration(call: Call) -> dict[str, Any]:
-    return Compliance(call.master).set(call.arg("config"), call.caller.actor)
+    confirm = None
+    if call.caller.via not in SYSTEM_VIAS:
+        users = Users(call.master, hasher=call.services.hasher)
+        confirm = lambda password: users.verify_password(call.user, password)  # noqa: E731
+    return Compliance(call.master).set(call.arg("config"), call.caller.actor, confirm)

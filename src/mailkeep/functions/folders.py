@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailkeep.core.archive import Archive
-from mailkeep.core.errors import InvalidArgument, NotFound
+from mailkeep.core.errors import Conflict, InvalidArgument, NotFound
 from mailkeep.core.fields import Field
+from mailkeep.core.retention import Retention
 from mailkeep.core.storage.catalog import full_name
 from mailkeep.functions.call import Call
 from mailkeep.functions.registry import function
@@ -197,6 +198,9 @@ def _folder_arg(call: Call, name: str) -> tuple[str, str]:
           Field("id", "string", description="The message, <storeId>:<number>."),
           Field("reason", "string", description="Why it is deleted (kept in the audit log)."))
 def delete_message(call: Call) -> None:
+    if Retention(call.master).four_eyes():
+        raise Conflict("Four-eyes deletion is on (SetRetentionPolicies fourEyes): ask with "
+                       "RequestMessageDeletion; a second administrator approves it.")
     hit = call.archive.delete_message(str(call.arg("id")), str(call.arg("reason")))
     call.note(folder=full_name(hit.owner, hit.folder), subject=hit.subject, sender=hit.sender,
               date=hit.date, size=hit.size)

@@ -185,6 +185,8 @@ class Invoker:
                                    "outcome": outcome, **notes}
         if caller.address:
             details["address"] = caller.address
+        if caller.agent:
+            details["agent"] = caller.agent
         if error is not None:
             details["error"] = errors.message(error)
         try:

@@ -4,9 +4,11 @@ web console calls them through /mcapi/archive/..., scripts through the Administr
 Who reads what: every account that may log in reads its own archive (the folders under its
 user name) and the folders granted to it with the privilege `read` (SetUserPrivilegesOnFolder:
 a grant on "bob" covers bob's whole archive, one on "bob/Invoices" that folder and those under
-it). That holds for administrators too (whether they may read other archives is the archive
-access setting, to come with compliance). The command line of the machine (the owner of the
-data directory) reads everything. The scope is added to the query the catalog runs, so a
+it). Administrators read every archive only while the compliance configuration's
+archiveAccess.administrators is on; accounts with the privilege `auditor` while
+archiveAccess.auditors is (each of their searches and reads is audited, whatever
+auditing.off says). The command line of the machine (the owner of the data directory) reads
+everything. The scope is added to the query the catalog runs, so a
 search can never name a folder outside it, whatever the query says.
 
 A message's body and its parts are fetched through short-lived signed links (web/console.py):
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mailkeep.core.admin.compliance import Compliance
 from mailkeep.core.archive import Archive, parse_message_id
 from mailkeep.core.errors import Forbidden, InvalidArgument, NotFound
 from mailkeep.core.fields import Field
@@ -49,6 +52,7 @@ class Scope:
     """The folders a caller may read: None is everything (the machine's command line)."""
 
     grants: tuple[tuple[str, str], ...] | None  # (owner, path or "" for the whole archive)
+    wide: str | None = None  # "administrator" or "auditor": every archive, by archiveAccess
 
     def allows(self, owner: str, folder: str) -> bool:
         if self.grants is None:
@@ -88,6 +92,11 @@ def scope_of(master: MasterDB, user: str, via: str) -> Scope:
     account = users.account(user)
     if account is None:
         return Scope(())
+    access = Compliance(master).get()["archiveAccess"]
+    if "auditor" in account.privileges and access.get("auditors"):
+        return Scope(None, "auditor")
+    if account.is_administrator and access.get("administrators"):
+        return Scope(None, "administrator")
     grants = [(account.user_name, "")]
     for folder, flags in users.rows.folder_privileges(account.id):
         if "read" in flags:
@@ -98,6 +107,17 @@ def scope_of(master: MasterDB, user: str, via: str) -> Scope:
 
 def _scope(call: Call) -> Scope:
     return scope_of(call.master, call.user, call.caller.via)
+
+
+def _audit_read(call: Call, scope: Scope, event: str, /, **details: Any) -> None:
+    """A read of other people's mail: recorded unless auditing.off names the event; an
+    auditor's, always."""
+    if scope.wide is not None:
+        details["access"] = scope.wide
+    if scope.wide == "auditor":
+        call.master.audit.write(call.caller.actor, event, **details)
+    else:
+        Compliance(call.master).audit(call.caller.actor, event, **details)
 
 
 def _date(epoch: float) -> str:
@@ -139,7 +159,10 @@ SEARCH_SHAPE = ('{"total": int, "offset": int, "messages": [{"id": str, "date": 
                 description="Oldest, A to Z, smallest first (default: the other way)."),
           changes=False, roles=EVERYONE, mcapi=McRoute("archive/search", "POST"))
 def search_archive(call: Call) -> dict[str, Any]:
-    query = scoped_query(call.arg("query") or "", _scope(call))
+    scope = _scope(call)
+    if scope.wide is not None:  # every archive, by archiveAccess: each search on the record
+        _audit_read(call, scope, "MessageSearch", query=call.arg("query") or "")
+    query = scoped_query(call.arg("query") or "", scope)
     res = call.archive.search_compiled(query, call.arg("limit"), call.arg("offset"),
                                        call.arg("sort"), bool(call.arg("ascending")))
     return {"total": res.total, "offset": call.arg("offset"),
@@ -184,8 +207,8 @@ def get_archive_message(call: Call) -> dict[str, Any]:
     message_id = call.arg("id").strip()
     _rec, store, number, hit = _open(call, message_id)
     if hit.owner.lower() != call.user.lower():  # someone else's mail, read: on the record
-        call.master.audit.write(call.caller.actor, "MessageRetrieveContent", id=message_id,
-                                owner=hit.owner, folder=full_name(hit.owner, hit.folder))
+        _audit_read(call, _scope(call), "MessageRetrieveContent", id=message_id,
+                    owner=hit.owner, folder=full_name(hit.owner, hit.folder))
     flags, _ = store.catalog.entry_flags(number)
     shown = view(store.read(number))
     remote = bool(call.arg("remoteImages"))
@@ -233,8 +256,8 @@ def export_archive(call: Call) -> dict[str, Any]:
         count = call.archive.search_compiled(compiled, 0, 0).total
     fmt = call.arg("format")
     # every export is on the record (what it takes may be other people's mail)
-    call.master.audit.write(call.caller.actor, "MessageExport", query=query, ids=ids,
-                            count=count, format=fmt)
+    _audit_read(call, _scope(call), "MessageExport", query=query, ids=ids, count=count,
+                format=fmt)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     name = f"mailkeep-{stamp}.{'mbox' if fmt == 'mbox' else 'zip'}"
     url = sign({"u": call.user, "v": call.caller.via, "s": call.caller.session, "k": "export",

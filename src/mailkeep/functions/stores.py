@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mailkeep.core.admin import autocreate
 from mailkeep.core.admin.settings import Settings
@@ -11,9 +14,11 @@ from mailkeep.core.admin.users import ROLES
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field
+from mailkeep.core.heads import parse_public_key
 from mailkeep.core.masterdb import STATES, StoreRecord
 from mailkeep.core.storage.store import read_manifest
 from mailkeep.core.storage.verify import VerifyFailed, verify
+from mailkeep.core.treecheck import check_store
 from mailkeep.functions.call import Call
 from mailkeep.functions.registry import function
 
@@ -187,13 +192,41 @@ def _verify_one(call: Call, rec: StoreRecord, share: tuple[float, float]) -> dic
     res = verify(store, report, call.ctx.check_cancelled)
     problems = [{"id": f"{rec.id}:{p.message}" if p.message else None, "problem": p.text}
                 for p in res.problems]
+    given = call.arg("publicKey")
+    public = parse_public_key(given) if given else call.archive.signing_key.public()
+    exported, exported_key = _exported_heads(call)
+    tree = check_store(store, call.master.heads.of_store(store.id), public, exported,
+                       "the heads given", exported_key, call.master.heads.timestamps(store.id))
+    problems += [{"id": None, "problem": f"tree: {p}"} for p in tree.problems]
     for p in problems:
         call.ctx.log(f"  problem: {p['id'] or rec.name}: {p['problem']}")
     call.ctx.log(f"  {res.messages} messages verified, {len(problems)} problems")
     return {"store": rec.id, "name": rec.name, "messages": res.messages,
-            "records": res.records, "ok": res.ok, "problems": problems,
+            "records": res.records, "ok": not problems, "problems": problems,
             "repairedOnOpen": list(store.recovered_on_open),
-            "whileWritten": not store.writable}
+            "whileWritten": not store.writable, "tree": tree.shown()}
+
+
+def _exported_heads(call: Call) -> tuple[list[dict[str, Any]], Ed25519PublicKey | None]:
+    """The heads given, and the public key their export names (its first line)."""
+    text = call.arg("heads") or ""
+    heads = []
+    key = None
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise InvalidArgument(f"heads: line {i} is not a JSON object (the heads are JSON "
+                                  "lines, as `mailkeep heads export` writes them)")
+        if "root" in value:
+            heads.append(value)
+        elif isinstance(value.get("publicKey"), str) and key is None:
+            key = parse_public_key(value["publicKey"])
+    return heads, key
 
 
 def verify_stores(call: Call, recs: list[StoreRecord], what: str) -> dict[str, Any]:
@@ -226,6 +259,11 @@ def verify_stores(call: Call, recs: list[StoreRecord], what: str) -> dict[str, A
     return report
 
 
+HEADS = Field("heads", "string", True, "mailkeep extension: signed tree heads kept elsewhere "
+              "(JSON lines, as `mailkeep heads export` writes them): each must be a root of "
+              "the store's tree, or its history was rewritten.")
+PUBLIC_KEY = Field("publicKey", "string", True, "mailkeep extension: the public key the heads "
+                   "must be signed with (\"ed25519:...\"; default: this data directory's).")
 INCLUDE_INDEXES = Field("includeIndexes", "bool", description="Also check the full-text "
                         "index (mailkeep always does; accepted for compatibility).",
                         default=False)
@@ -235,14 +273,20 @@ REPORT = Field("report", "bool", True, "mailkeep extension: answer the report (t
 
 VERIFY_SHAPE = ('{"stores": [{"store": int, "name": str, "messages": int, "records": int, '
                 '"ok": bool, "problems": [{"id": str|null, "problem": str}], '
-                '"repairedOnOpen": [str], "whileWritten": bool} | {"store": int, "name": str, '
+                '"repairedOnOpen": [str], "whileWritten": bool, "tree": {"leaves": int, '
+                '"records": int, "signedHeads": int, "latestHead": object|null, '
+                '"leavesAfterLatestHead": int, "declaredLost": int, "otherKeys": [str], '
+                '"timestamped": int, "lastTimestamp": str|null}} | {"store": int, "name": str, '
                 '"ok": false, "error": str}]}')
 
 
 @function("VerifyStore", "Re-read every record of a store, check each message against its "
-          "hash and the catalog and index against the segments. Fails, naming the damaged "
-          "messages, if anything is wrong. Answers null, or the report with report=true.",
-          f"null | {VERIFY_SHAPE}", ID, INCLUDE_INDEXES, REPORT, long_running=True,
+          "hash and the catalog and index against the segments, and the records against the "
+          "store's Merkle tree and every signed head of it (its own, this data directory's, "
+          "and those given). Fails, naming the damaged messages, if anything is wrong. "
+          "Answers null, or the report with report=true.",
+          f"null | {VERIFY_SHAPE}", ID, INCLUDE_INDEXES, REPORT, HEADS, PUBLIC_KEY,
+          long_running=True,
           changes=False)
 def verify_store(call: Call) -> dict[str, Any] | None:
     rec = _store_id(call)
@@ -252,7 +296,8 @@ def verify_store(call: Call) -> dict[str, Any] | None:
 
 @function("VerifyStores", "VerifyStore for every store that is not disabled (a store that "
           "cannot be opened is named, and the others are verified all the same).",
-          f"null | {VERIFY_SHAPE}", INCLUDE_INDEXES, REPORT, long_running=True, changes=False)
+          f"null | {VERIFY_SHAPE}", INCLUDE_INDEXES, REPORT, HEADS, PUBLIC_KEY,
+          long_running=True, changes=False)
 def verify_all_stores(call: Call) -> dict[str, Any] | None:
     recs = [r for r in call.archive.stores() if r.state != "disabled"]
     report = verify_stores(call, recs, f"{len(recs)} stores")

@@ -286,6 +286,8 @@ class SmtpAuth:
         refusal = _archiving_refusal(self.users, user)
         if refusal is not None:
             log.warning("journal: AUTH as %r from %s refused: %s", user, address, refusal)
+            self.users.master.audit.write(f"smtp:{user[:200]}", "login.refused", via="smtp",
+                                          address=address, reason=refusal)
             return AuthResult(success=False, handled=False)
         if self.users.has_initial_password(user) and not is_loopback(address):
             log.warning("journal: AUTH as %r from %s refused: the account still has its "
@@ -293,6 +295,9 @@ class SmtpAuth:
             return AuthResult(success=False, handled=False)
         account = self.users.account(user)
         name = account.user_name if account is not None else user  # as stored
+        # on the record, like a console login: one per session (failures: login.failed)
+        self.users.master.audit.write(f"smtp:{name}", "session.login", via="smtp",
+                                      address=address, mechanism=mechanism[:20])
         return AuthResult(success=True, auth_data=LoginPassword(name.encode(), b""))
 
 

@@ -31,7 +31,15 @@ from mailkeep.functions.invoke import Invoker
 from mailkeep.functions.registry import ApiArgumentError, UnknownFunction
 from mailkeep.jobs.engine import Engine, UnknownToken
 from mailkeep.web import openapi
-from mailkeep.web.envelope import CONTENT_TYPE, NO_CACHE, envelope, failure, json_bytes, plain
+from mailkeep.web.envelope import (
+    CONTENT_TYPE,
+    NO_CACHE,
+    envelope,
+    failure,
+    json_bytes,
+    plain,
+    user_agent,
+)
 
 log = logging.getLogger("mailkeep.api")
 REALM = 'Basic realm="mailkeep"'
@@ -146,7 +154,8 @@ def endpoint(state: ApiState, handler: Callable[[ApiState, Request, str], Awaita
 
 
 async def invoke(state: ApiState, request: Request, user: str) -> Response:
-    caller = Caller(user, "api", request.client.host if request.client else "")
+    caller = Caller(user, "api", request.client.host if request.client else "",
+                    agent=user_agent(request.headers))
     invoker = state.invoker
     try:
         fn = invoker.admit(request.path_params["function"], caller)  # before the body is read

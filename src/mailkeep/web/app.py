@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mailkeep.core.admin.auth import Authenticator
+from mailkeep.core.admin.compliance import Compliance
 from mailkeep.core.admin.settings import Settings
 from mailkeep.core.admin.users import Users
 from mailkeep.core.errors import Conflict, InvalidArgument
@@ -132,8 +133,9 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
 
     def login_failed(user: str, address: str, way: str) -> None:
         # bounded: a check that a lock refuses is not a failure (core/admin/auth.py)
-        master.audit.write(f"{AUDIT_VIA.get(way, way)}:{user[:200]}", "login.failed",
-                           user=user[:200], address=address, via=AUDIT_VIA.get(way, way))
+        Compliance(master).audit(f"{AUDIT_VIA.get(way, way)}:{user[:200]}", "login.failed",
+                                 user=user[:200], address=address,
+                                 via=AUDIT_VIA.get(way, way))
 
     authenticator = Authenticator(users, on_lockout=locked_out, on_failure=login_failed)
     state = ApiState(data_dir, engine, users, authenticator, invoker, api_enabled)

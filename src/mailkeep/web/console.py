@@ -49,6 +49,7 @@ from mailkeep.functions.reading import (
 from mailkeep.functions.uploads import drop_upload, new_upload
 from mailkeep.web import mcapi
 from mailkeep.web.admin_api import ApiState
+from mailkeep.web.envelope import user_agent
 
 STATIC = resources.files("mailkeep.web") / "static"
 _NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}\.(js|css|svg|png|ico|html)")
@@ -147,7 +148,8 @@ class Console:
             await anyio.to_thread.run_sync(drop_upload, self.data_dir, upload_id)
             return mcapi.error(1002, f"The upload did not arrive whole ({exc}).")
         caller = Caller(str(claims["u"]), str(claims["v"]),
-                        request.client.host if request.client else "")
+                        request.client.host if request.client else "",
+                        agent=user_agent(request.headers))
         invoker = self.state.invoker
         try:
             fn = invoker.admit("ImportUpload", caller)

@@ -64,3 +64,10 @@ def plain(status: int, message: str, extra: dict[str, str] | None = None) -> Res
     """401/403/404 answers: the status is what clients look at; the text says why."""
     return Response(message + "\r\n", status, {**_headers(), **(extra or {})},
                     media_type="text/plain; charset=utf-8")
+
+
+def user_agent(headers: Any) -> str:
+    """A request's User-Agent as the audit log keeps it: printable ASCII, at most 200
+    characters (anything else a client sends becomes '?')."""
+    raw = str(headers.get("user-agent") or "")[:200]
+    return "".join(c if " " <= c <= "~" else "?" for c in raw)

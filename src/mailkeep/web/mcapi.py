@@ -40,6 +40,7 @@ from mailkeep.jobs.engine import UnknownToken
 from mailkeep.jobs.process import RUNNING
 from mailkeep.web import openapi
 from mailkeep.web.admin_api import ApiState, local_request
+from mailkeep.web.envelope import user_agent
 
 log = logging.getLogger("mailkeep.mcapi")
 PREFIX = "/mcapi/"
@@ -237,7 +238,8 @@ class McApi:
             raise McError(1005, f"/mcapi/{path} is called with {fn.mcapi.method}.")
         session = self.session(request)
         caller = Caller(session.user_name, "mcapi", request.client.host if request.client
-                        else "", session=self._digest(request))
+                        else "", session=self._digest(request),
+                        agent=user_agent(request.headers))
         invoker = self.state.invoker
         invoker.admit(fn, caller)  # the role of now, before the body is read
         body = await _body(request)
@@ -292,7 +294,7 @@ class McApi:
         session = self.session(request)
         caller = Caller(session.user_name, "mcapi",
                         request.client.host if request.client else "",
-                        session=self._digest(request))
+                        session=self._digest(request), agent=user_agent(request.headers))
         body = await _body(request)
         name, args = body.get("name"), body.get("args", {})
         if not isinstance(name, str) or not isinstance(args, dict):

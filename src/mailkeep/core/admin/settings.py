@@ -115,6 +115,12 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
     Field("stores.autocreate", "json", default=None, description="Start a new current store "
           "automatically (SetStoreAutoCreateConfiguration): a JSON object with mode (none, "
           "monthly, quarterly, yearly, size), sizeLimitMB, namePattern, basePath, encrypt."),
+    Field("tree.head_interval", "int", default=60, low=1, high=86400, description="Seconds "
+          "between two signed heads of a store's Merkle tree while mail arrives; a head is "
+          "also signed whenever the server closes a store it wrote (idle, stopping)."),
+    Field("tree.tsa_url", "string", default="", description="An RFC 3161 time-stamping "
+          "authority (http:// or https://) that TimestampTreeHeads asks to stamp each store's "
+          "newest signed tree head; empty: none."),
     Field("archive.extract_timeout", "number", default=20, low=0.01, high=3600,
           description="Seconds the text of one message may take to be extracted for the "
           "index; a message that takes longer is archived all the same, found by its headers, "

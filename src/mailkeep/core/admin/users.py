@@ -21,7 +21,13 @@ from mailkeep.core.errors import Conflict, InvalidArgument, NotFound
 from mailkeep.core.masterdb import AccountRow, MasterDB
 
 PRIVILEGES = ("admin", "login", "changePassword", "archive", "modifyArchiveProfiles", "export",
-              "modifyExportProfiles", "delete")
+              "modifyExportProfiles", "delete", "auditor")
+# auditor (mailkeep's): may search and read every archive (while the compliance configuration's
+# archiveAccess.auditors is on), every read audited; never together with admin or a role.
+AUDITOR_ALONE = ("An auditor reads and changes nothing: the privilege 'auditor' does not go "
+                 "with 'admin', 'archive', 'delete' or a console role.")
+NOT_FOR_AUDITORS = ("admin", "archive", "delete", "modifyArchiveProfiles",
+                    "modifyExportProfiles")
 FOLDER_PRIVILEGES = ("read", "write", "delete")
 LOGIN_PRIVILEGES = ("windows", "web", "outlook", "windowsCmd", "imap", "api")
 ROLES = ("administrator", "developer", "operator")  # the management-console roles
@@ -230,6 +236,8 @@ class Users:
         dn = _optional_text(distinguished_name, "distinguished name", 1024)
         auth = _authentication(authentication)
         chosen_role = _role(role)
+        if "auditor" in flags and (chosen_role or set(flags) & set(NOT_FOR_AUDITORS)):
+            raise InvalidArgument(AUDITOR_ALONE)
         if password is not None:
             _password(password)
         if self.exists(user_name):  # before spending a hash on it
@@ -356,6 +364,8 @@ class Users:
         flags = _parse_flags(privileges, PRIVILEGES, "privilege")
         with self.master.tx():
             row = self._require(user_name)
+            if "auditor" in flags and (row.role or set(flags) & set(NOT_FOR_AUDITORS)):
+                raise InvalidArgument(AUDITOR_ALONE)
             if "admin" not in flags and row.role != "administrator":
                 self._keep_an_administrator(row, "must keep the privilege 'admin'")
             if "login" not in flags:
@@ -369,6 +379,8 @@ class Users:
         chosen = _role(role)
         with self.master.tx():
             row = self._require(user_name)
+            if chosen is not None and "auditor" in row.privileges:
+                raise InvalidArgument(AUDITOR_ALONE)
             if chosen != "administrator" and "admin" not in row.privileges:
                 self._keep_an_administrator(row, "must keep the role 'administrator'")
             # a role overrides the admin privilege in the console: the last account that

@@ -24,11 +24,13 @@ from mailkeep.core.masterdb.audit import AuditLog
 from mailkeep.core.masterdb.base import BUSY_TIMEOUT_MS
 from mailkeep.core.masterdb.compliance import ComplianceRows
 from mailkeep.core.masterdb.directory import DirectoryRows
+from mailkeep.core.masterdb.heads import TreeHeadRows
 from mailkeep.core.masterdb.history import ProcessHistory
 from mailkeep.core.masterdb.jobs import Job, JobRows, Schedule
 from mailkeep.core.masterdb.mfa import AppPasswordRows, MfaRows
 from mailkeep.core.masterdb.outbox import Outbox
 from mailkeep.core.masterdb.profiles import ProfileRows
+from mailkeep.core.masterdb.retention import DeletionRequests, RetentionRows
 from mailkeep.core.masterdb.schema import SCHEMA, VERSION
 from mailkeep.core.masterdb.sessions import SessionRows
 from mailkeep.core.masterdb.settings import SettingRows
@@ -43,6 +45,9 @@ class MasterDB:
     stores: StoreRegistry
     audit: AuditLog
     compliance: ComplianceRows
+    heads: TreeHeadRows
+    retention: RetentionRows
+    deletion_requests: DeletionRequests
     accounts: Accounts
     sessions: SessionRows
     settings: SettingRows
@@ -71,6 +76,9 @@ class MasterDB:
         self.stores = StoreRegistry(self)
         self.audit = AuditLog(self)
         self.compliance = ComplianceRows(self)
+        self.heads = TreeHeadRows(self)
+        self.retention = RetentionRows(self)
+        self.deletion_requests = DeletionRequests(self)
         self.accounts = Accounts(self)
         self.sessions = SessionRows(self)
         self.settings = SettingRows(self)

@@ -159,11 +159,12 @@ class AuditLog(Repository):
         return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
 
     def find(self, start: int | None = None, end: int | None = None, actor: str = "",
-             action: str = "", limit: int = 100, offset: int = 0
+             action: str = "", limit: int = 100, offset: int = 0, obj: str = ""
              ) -> tuple[int, list[AuditRecord]]:
         """(how many match, one page of them, newest first): records in [start, end) (epoch
-        seconds), whose actor contains `actor` and whose action starts with `action` (both
-        without regard to case)."""
+        seconds), whose actor contains `actor`, whose action starts with `action` and whose
+        details contain `obj` (a message id, a user or store name; all without regard to
+        case)."""
         conds, params = [], []  # type: list[str], list[Any]
         if start is not None:
             conds.append("at >= ?")
@@ -177,6 +178,9 @@ class AuditLog(Repository):
         if action:
             conds.append("substr(lower(action), 1, ?) = ?")
             params.extend([len(action), action.lower()])
+        if obj:
+            conds.append("instr(lower(details), ?) > 0")
+            params.append(json.dumps(obj)[1:-1].lower())  # as the details hold it
         where = (" WHERE " + " AND ".join(conds)) if conds else ""
         total = int(self.conn.execute(f"SELECT count(*) FROM audit{where}", params)
                     .fetchone()[0])

@@ -3,8 +3,8 @@ the schema's versions, so that a later release can migrate an older database."""
 
 from __future__ import annotations
 
-VERSION = 6  # 2: user_mfa, app_passwords; 3: directory_accounts; 4: compliance;
-# 5: audit.chain; 6: audit_meta
+VERSION = 7  # 2: user_mfa, app_passwords; 3: directory_accounts; 4: compliance;
+# 5: audit.chain; 6: audit_meta; 7: tree_heads, retention, deletion_requests
 
 SCHEMA = """
 -- The stores registry: every store ever attached keeps its id (store_ids), so that message
@@ -25,6 +25,25 @@ CREATE TABLE IF NOT EXISTS store_index_rebuild (store_id INTEGER PRIMARY KEY);
 -- The compliance configuration (core/admin/compliance.py): one JSON object.
 CREATE TABLE IF NOT EXISTS compliance (
     id INTEGER PRIMARY KEY CHECK (id = 1), config TEXT NOT NULL);
+
+-- The retention policies (core/admin/retention.py): one JSON object.
+CREATE TABLE IF NOT EXISTS retention (
+    id INTEGER PRIMARY KEY CHECK (id = 1), config TEXT NOT NULL);
+-- Four-eyes deletion: one administrator asks, a second one decides.
+CREATE TABLE IF NOT EXISTS deletion_requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, reason TEXT NOT NULL,
+    requested_by TEXT NOT NULL, requested_at REAL NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'failed')),
+    decided_by TEXT, decided_at REAL, note TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS deletion_requests_pending ON deletion_requests(message_id)
+    WHERE state = 'pending';
+
+-- Every signed head of every store's Merkle tree (core/heads.py): signed, the head as JSON.
+CREATE TABLE IF NOT EXISTS tree_heads (
+    id INTEGER PRIMARY KEY, store_uuid TEXT NOT NULL, size INTEGER NOT NULL,
+    root TEXT NOT NULL, at INTEGER NOT NULL, signed TEXT NOT NULL,
+    tst TEXT);  -- an RFC 3161 time-stamp response over the signed head (base64), if asked
+CREATE INDEX IF NOT EXISTS tree_heads_store ON tree_heads(store_uuid, size);
 
 -- chain: SHA-256 of the previous record's chain and this record (core/masterdb/audit.py);
 -- NULL for records written before the chain existed.

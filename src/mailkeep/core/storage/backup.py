@@ -4,6 +4,7 @@ append-only, so the copy holds exactly what its catalog knows)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from mailkeep.core.files import fsync_dir
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage.catalog import CATALOG, applied_of, backup_catalog
 from mailkeep.core.storage.store import COMPACT_DIR, MANIFEST, OLD_SEGMENTS_DIR
+from mailkeep.core.storage.tree import HASH, HEADS_FILE, LEAVES, TIMESTAMPS_FILE
 
 
 class CompactedMeanwhile(MailkeepError):
@@ -39,6 +41,41 @@ def _not_compacting(src: Path, name: str) -> None:
     if any((src / d).exists() for d in (COMPACT_DIR, OLD_SEGMENTS_DIR)):
         raise CompactedMeanwhile(f"Store {name} is being compacted: the backup was removed; "
                                  "run CreateBackup again once CompactStore has ended.")
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    """The tree's leaves as far as the copied segments go (their records name them), and the
+    signed heads over no more than those."""
+    leaves = 0
+    for n in seg.segment_numbers(dst / "segments"):
+        for item in seg.scan(dst / "segments" / seg.segment_name(n), n, with_payload=False):
+            if isinstance(item, seg.Record):
+                tl = item.header.get("tl")
+                if isinstance(tl, dict) and isinstance(tl.get("i"), int):
+                    leaves = max(leaves, tl["i"] + 1)
+    if (src / LEAVES).exists():
+        _copy_prefix(src / LEAVES, dst / LEAVES, leaves * HASH)
+    for name in (HEADS_FILE, TIMESTAMPS_FILE):
+        _copy_heads(src / name, dst / name, leaves)
+
+
+def _copy_heads(src: Path, dst: Path, leaves: int) -> None:
+    """The lines of a heads file about no more than `leaves` leaves."""
+    if src.exists():
+        kept = []
+        with open(src, "rb") as fh:
+            for line in fh:
+                try:
+                    head = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(head, dict) and isinstance(head.get("size"), int) \
+                        and head["size"] <= leaves:
+                    kept.append(line if line.endswith(b"\n") else line + b"\n")
+        with open(dst, "wb") as out:
+            out.write(b"".join(kept))
+            out.flush()
+            os.fsync(out.fileno())
 
 
 def copy_store(src: Path, dst: Path, exclude_index: bool, name: str,
@@ -73,6 +110,7 @@ def copy_store(src: Path, dst: Path, exclude_index: bool, name: str,
         if limit is not None and got < limit:
             log(f"  warning: segment {n} of store {name} is shorter ({got} bytes) than its "
                 f"catalog says ({limit}); copied as it is")
+    _copy_tree(src, dst)
     if exclude_index and catalog.exists():
         catalog.unlink()
         log(f"  store {name}: catalog and index left out (excludeSearchIndexes); they are "

@@ -327,6 +327,12 @@ class Catalog(Searching):
                                 " b.id = e.blob_id WHERE e.number = ?", (number,)).fetchone()
         return [w for w in (row[0] if row else "").split("\n") if w]
 
+    def entry_record(self, number: int) -> tuple[int, int] | None:
+        """(segment, offset) of an entry's own record."""
+        row = self.conn.execute("SELECT segment, offset FROM entries WHERE number = ?",
+                                (number,)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
     def entry_blob(self, number: int) -> int | None:
         """The stored message an entry files."""
         row = self.conn.execute("SELECT blob_id FROM entries WHERE number = ?",

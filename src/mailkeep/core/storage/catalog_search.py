@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -109,6 +109,25 @@ class Searching:
             f" ON e.key = m.k {HIT_JOINS} ORDER BY {expr} {way}, e.key DESC",
             (*params, limit, offset)).fetchall()
         return int(total), [_hit(r) for r in rows]
+
+    def matches(self, q: Query, number: int) -> bool:
+        """Whether message `number` is one the query finds."""
+        one = replace(q, where=[*q.where, "e.number = ?"], params=[*q.params, number])
+        src, params, _ = self._plan(one)
+        return self.conn.execute(f"SELECT 1 FROM {src} LIMIT 1", params).fetchone() is not None
+
+    def retention_rows(self) -> Iterator[tuple[int, int, int]]:
+        """(number, date sent, archived at) of every entry, by number."""
+        for n, sent, at in self.conn.execute(
+                "SELECT e.number, b.date, e.archived_at FROM entries e"
+                " JOIN blobs b ON b.id = e.blob_id ORDER BY e.number"):
+            yield int(n), int(sent), int(at)
+
+    def entry_dates(self, number: int) -> tuple[int, int] | None:
+        """(date sent, archived at) of one entry."""
+        row = self.conn.execute("SELECT b.date, e.archived_at FROM entries e JOIN blobs b"
+                                " ON b.id = e.blob_id WHERE e.number = ?", (number,)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
 
     def iter_numbers(self, q: Query) -> Iterator[int]:
         src, params, _ = self._plan(q)

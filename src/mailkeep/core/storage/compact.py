@@ -1,10 +1,12 @@
 """Compaction: rewrite a store's segments without what no message number refers to any more.
 
-What stays, byte for byte and in order: every dictionary record, and the one message record the
-catalog uses for each message that is still filed somewhere. Entry records are written afresh
-from the catalog (so they carry the folders as they are now, after any MoveFolder); tombstones
-and folder records are not needed any more, except one tombstone that keeps the highest message
-number ever handed out. Message numbers do not change.
+What stays, byte for byte and in order: every dictionary record, the one message record the
+catalog uses for each message that is still filed somewhere, and every tombstone (it names the
+tree leaves of what it deleted: core/storage/tree.py). Entry records are written afresh from
+the catalog (so they carry the folders as they are now, after any MoveFolder, and what they
+were filed as under `filed`, which their tree leaf commits to); folder records are kept inert
+(`{"op": "kept", "was": ...}`: applied already, kept for their leaves); one tombstone keeps
+the highest message number ever handed out. Message numbers do not change.
 
 Crash safety: the new segments are built in `segments.compact/` and fsynced, then marked
 complete with a compaction id, then swapped in for `segments/` (the old ones renamed to
@@ -33,6 +35,7 @@ from mailkeep.core.storage.store import (
 )
 
 Report = Callable[[float, str | None], None]  # (percent done, log line or None)
+FILED = ("owner", "folder", "flags", "idate", "at")  # what an entry's tree leaf commits to
 
 
 @dataclass
@@ -99,6 +102,15 @@ def compact(store: Store, report: Report = _noop,
                     if item.type == seg.DICTIONARY:
                         new = writer.copy(item, source)
                         dict_moves[int(item.header["dict"])] = (new.segment, new.offset)
+                    elif item.type == seg.TOMBSTONE and "tl" in item.header:
+                        writer.copy(item, source)  # it accounts for the leaves dropped here
+                    elif item.type == seg.FOLDER and "tl" in item.header:
+                        # applied already to the entries rewritten here: kept inert, for its
+                        # tree leaf
+                        was = item.header.get("was") if item.header.get("op") == "kept" \
+                            else {k: v for k, v in item.header.items() if k != "tl"}
+                        writer.append(seg.FOLDER, {"op": "kept", "was": was,
+                                                   "tl": item.header["tl"]})
                     elif item.type == seg.MESSAGE and where in live_blobs:
                         new = writer.copy(item, source)
                         blob_moves[live_blobs[where]] = (new.segment, new.offset, new.length)
@@ -110,6 +122,12 @@ def compact(store: Store, report: Report = _noop,
                             "idate": idate, "at": at}
                         if envelopes.get(number) is not None:
                             header["env"] = envelopes[number]
+                        if "tl" in item.header:  # its leaf stays; and what it was filed as
+                            header["tl"] = item.header["tl"]
+                            filed = {k: item.header.get("filed", item.header).get(k)
+                                     for k in FILED}
+                            if any(filed[k] != header[k] for k in FILED):
+                                header["filed"] = filed
                         new = writer.append(seg.ENTRY, header)
                         entry_moves[number] = (new.segment, new.offset)
                     else:
@@ -145,6 +163,7 @@ def compact(store: Store, report: Report = _noop,
         fsync_dir(work)
         check_cancelled()  # the last moment to stop: nothing has changed yet
         before_swap()
+        store.tree.sync()  # the leaves of the records dropped now must be on disk
     except BaseException:
         writer.close()
         shutil.rmtree(work, ignore_errors=True)

@@ -25,6 +25,7 @@ class Prepared:
     dict_id: int | None
     sealed: bool
     info: BlobInfo
+    raw_sha256: bytes = b""  # what the store's tree commits to (core/storage/tree.py)
 
 
 def index_fields(head: bytes, size: int) -> IndexFields:
@@ -86,8 +87,9 @@ class Packer:
         payload = self.codec.compress(raw)
         if self.sealer is not None:
             payload = self.sealer.seal(payload, message_aad(content_id))
+        raw_sha256 = hashlib.sha256(raw).digest() if self.sealer is not None else content_id
         return Prepared(content_id, len(raw), payload, self.codec.dict_id,
-                        self.sealer is not None, blob_info(fields, fallback_date))
+                        self.sealer is not None, blob_info(fields, fallback_date), raw_sha256)
 
     def unpack(self, header: dict[str, object], payload: bytes, content_id: bytes) -> bytes:
         if header.get("sealed"):

@@ -115,14 +115,18 @@ def _sql_filter(q: Query, name: str, value: str, negate: bool) -> None:
             q.narrow(*lo_hi)
         return
     if name == "folder":
-        # Folder names are matched without regard to case, like LIKE does for the subfolders.
+        # Folder names are matched without regard to case, like LIKE does for the subfolders;
+        # as a path in any user's archive (folder:Invoices), or as <user>/<path>, as folders
+        # are shown (folder:alice/Invoices).
         value = value.strip("/")
-        cond = "(path = ? COLLATE NOCASE OR path LIKE ? ESCAPE '\\')"
+        cond = ("(path = ? COLLATE NOCASE OR path LIKE ? ESCAPE '\\'"
+                " OR owner || '/' || path = ? COLLATE NOCASE"
+                " OR owner || '/' || path LIKE ? ESCAPE '\\')")
         like = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
         # Resolve folders first so that entries are found through their folder index.
         q.where.append(f"e.folder_id {'NOT ' if negate else ''}IN "
                        f"(SELECT id FROM folders WHERE {cond})")
-        q.params.extend([value, like])
+        q.params.extend([value, like, value, like])
         return
     # user
     q.where.append(f"e.folder_id {'NOT ' if negate else ''}IN "

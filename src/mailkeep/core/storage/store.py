@@ -9,8 +9,10 @@ store_write.py and store_replay.py.
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import os
+import secrets
 import shutil
 import time
 import uuid
@@ -34,6 +36,9 @@ from mailkeep.core.storage.store_base import (
     read_manifest,
 )
 from mailkeep.core.storage.store_replay import Replay
+from mailkeep.core.storage.tree import Tree
+
+TREE_KEY_AAD = b"tree-key"
 
 __all__ = ["COMPACTION_MARK", "COMPACT_DIR", "MANIFEST", "OLD_SEGMENTS_DIR", "SEGMENT_BYTES",
            "Added", "Store", "keep_damaged", "read_manifest"]
@@ -62,8 +67,11 @@ class Store(Replay):
         self._fds = {}
         self._index_cache = {}
         self.lost_entries = []
+        self.lost_leaves = {}
         self.undecodable = set()
+        self.tree = Tree(path, self._tree_key())
         if self.writable:
+            self.restore_tree()
             self.replay_tail()
             mark = self.compaction_mark()
             if self._fresh_catalog and mark is not None:  # rebuilt from these segments
@@ -137,11 +145,28 @@ class Store(Replay):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+            self.tree.sync()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
         self.catalog.close()
         self.close_lock()
+
+    def _tree_key(self) -> bytes:
+        """The key the tree's salts come from (core/storage/tree.py), made on the first open
+        for writing; `complete` says whether every record has a leaf (not in a store written
+        before stores had trees)."""
+        entry = self.manifest.get("tree")
+        if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+            raw = base64.b64decode(entry["key"])
+            return self._sealer.open(raw, TREE_KEY_AAD) if self._sealer is not None else raw
+        key = secrets.token_bytes(32)
+        if self.writable:
+            stored = self._sealer.seal(key, TREE_KEY_AAD) if self._sealer is not None else key
+            self.manifest["tree"] = {"v": 1, "key": base64.b64encode(stored).decode(),
+                                     "complete": not self.segments()}
+            write_json_atomic(self.path / MANIFEST, self.manifest)
+        return key  # (a reader of a store no writer has opened since: it adds no leaf)
 
     def rename(self, name: str) -> None:
         self.manifest["name"] = name

@@ -20,6 +20,7 @@ from mailkeep.core.files import fsync_dir
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage.catalog import CATALOG, Catalog
 from mailkeep.core.storage.packing import Packer
+from mailkeep.core.storage.tree import Tree
 
 FORMAT = 1
 SEGMENT_BYTES = 256 << 20
@@ -90,8 +91,10 @@ class StoreBase:
     writable: bool  # this process holds the store's lock
     catalog: Catalog
     packer: Packer
+    tree: Tree  # the Merkle tree over every record written (core/storage/tree.py)
     recovered_on_open: list[str]  # what opening it repaired
     lost_entries: list[int]  # entries whose message record was found lost
+    lost_leaves: dict[int, tuple[int | None, int | None]]  # their entry's and message's leaves
     undecodable: set[bytes]  # message records present but not decodable
     _store_key: bytes | None
     _sealer: Sealer | None

@@ -3,6 +3,7 @@ against its content id (streamed when large), and what the catalog says about a 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 from mailkeep.core.errors import CorruptData, NotFound
 from mailkeep.core.mime.parse import extract
 from mailkeep.core.storage import segments as seg
+from mailkeep.core.storage import tree as mtree
 from mailkeep.core.storage.packing import PARTIAL_INDEX_BYTES, blob_info, message_aad
 from mailkeep.core.storage.store_base import StoreBase, _region
 
@@ -150,3 +152,40 @@ class Reading(StoreBase):
             pass  # the message is damaged: verify names it; its entry still gets a row
         info = blob_info(extract(head[:PARTIAL_INDEX_BYTES]), date)
         return int(date), info.index
+
+    # -- what records commit to in the store's tree (core/storage/tree.py) -------------------
+    def raw_sha256(self, rec: seg.Record, cid: bytes) -> bytes | None:
+        """SHA-256 of a message record's raw bytes (None: undecodable, which verify names).
+        In a store that is not encrypted that is its content id: not read again."""
+        if self._sealer is None:
+            return cid
+        h = hashlib.sha256()
+        try:
+            if rec.payload is not None:
+                h.update(self.packer.unpack(rec.header, rec.payload, cid))
+            else:
+                for chunk in self._stream_record(rec, cid):
+                    h.update(chunk)
+        except Exception:  # noqa: BLE001  (zstd, GCM, a missing dictionary: damage)
+            return None
+        return h.digest()
+
+    def committed(self, rec: seg.Record, m_leaves: dict[str, int | None]) -> bytes | None:
+        """What a record's tree leaf commits to (its payload read for M in an encrypted store
+        and for D); `m_leaves`: content id (hex) -> the leaf of its message record."""
+        h = rec.header
+        if rec.type == seg.MESSAGE:
+            return self.raw_sha256(rec, bytes.fromhex(h["id"]))
+        if rec.type == seg.ENTRY:
+            tl = h.get("tl")
+            m = tl["m"] if isinstance(tl, dict) and "m" in tl else m_leaves.get(h["id"])
+            return mtree.canonical(mtree.entry_facts(h, m))
+        if rec.type == seg.FOLDER and h.get("op") == "kept":
+            return mtree.canonical(h.get("was"))
+        if rec.type in (seg.TOMBSTONE, seg.FOLDER):
+            return mtree.canonical({k: v for k, v in h.items() if k != "tl"})
+        if rec.type == seg.DICTIONARY:
+            if rec.payload is None:
+                return None
+            return hashlib.sha256(rec.payload).digest()
+        return None

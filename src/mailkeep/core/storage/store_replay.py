@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mailkeep.core.errors import CorruptData
 from mailkeep.core.files import fsync_dir
@@ -86,14 +87,72 @@ class Replay(Writing):
                         end_off = item.end
                         continue
                     self.apply_record(item)
+                    self._replayed_leaf(item)
                     end_off = item.offset + item.length
+            self.tree.flush()
             self.catalog.set_applied(last_seg, end_off)
+            self.catalog.set_meta("tree_leaves", self.tree.size)
             self.catalog.commit()
         except BaseException:
             self.catalog.rollback()
+            self.tree.drop_pending()
             raise
         self._refresh_packer()
         self._writer = seg.SegmentWriter(seg_dir, last_seg, end_off, SEGMENT_BYTES)
+
+    def _replayed_leaf(self, rec: seg.Record) -> None:
+        leaf = rec.header.get("tl")
+        if isinstance(leaf, dict) and isinstance(leaf.get("i"), int) \
+                and leaf["i"] == self.tree.size:
+            self._derive_leaf(rec, leaf["i"], {})
+
+    def _derive_leaf(self, rec: seg.Record, index: int, m_leaves: dict[str, int | None]) -> None:
+        """Add the leaf of a record whose leaf the tree's file lost."""
+        if rec.type == seg.ENTRY and rec.header.get("id") not in m_leaves:
+            blob_id = self.catalog.find_blob(bytes.fromhex(rec.header["id"]))
+            m_leaves[rec.header["id"]] = (self.message_leaf(blob_id)
+                                          if blob_id is not None else None)
+        if rec.type == seg.DICTIONARY and rec.payload is None:
+            rec = self.record_at(rec.segment, rec.offset, rec.length)
+        what = self.committed(rec, m_leaves)
+        if what is not None:
+            self.tree.add_known(index, rec.type, what)
+
+    def restore_tree(self) -> None:
+        """Derive again the leaves a crash took from the end of the tree's file (it is
+        appended to after the segments are durable, and synced only before a head is signed or
+        a compaction): from the headers of the records that carry them."""
+        try:
+            expected = int(self.catalog.get_meta("tree_leaves", "0") or 0)
+        except ValueError:
+            expected = 0
+        stored = self.tree.stored_size()
+        if stored >= expected:
+            return
+        found: dict[int, seg.Record] = {}
+        for n in self.segments():
+            for item in seg.scan(self.segment_path(n), n, with_payload=False):
+                if isinstance(item, seg.Record):
+                    leaf = item.header.get("tl")
+                    if isinstance(leaf, dict) and isinstance(leaf.get("i"), int) \
+                            and leaf["i"] >= stored:
+                        found[leaf["i"]] = item
+        m_leaves: dict[str, int | None] = {}
+        for i in sorted(found):
+            rec = found[i]
+            if rec.type == seg.MESSAGE:
+                m_leaves[rec.header["id"]] = i
+                if self._sealer is not None:  # its raw bytes are hashed: read it whole
+                    rec = self.record_at(rec.segment, rec.offset, rec.length)
+            self._derive_leaf(rec, i, m_leaves)
+        self.tree.flush()
+        if self.tree.size < expected:
+            self.recovered_on_open.append(
+                f"the tree lost leaves {self.tree.size}-{expected - 1} and no record holds "
+                "them any more (see `mailkeep verify`)")
+        else:
+            self.recovered_on_open.append(f"derived {len(found)} tree leaves a crash had "
+                                          "lost again from the records")
 
     def apply_record(self, rec: seg.Record, problems: list[str] | None = None) -> None:
         """Bring the catalog up to date with one valid record (replay and recovery)."""
@@ -130,6 +189,8 @@ class Replay(Writing):
                         if undecodable else "its message record is lost"))
                 if not undecodable:  # only what is really gone is buried
                     self.lost_entries.append(int(h["n"]))
+                    tl: dict[str, Any] = h["tl"] if isinstance(h.get("tl"), dict) else {}
+                    self.lost_leaves[int(h["n"])] = (tl.get("i"), tl.get("m"))
                 if int(h["n"]) >= cat.next_number():  # its number is never handed out again
                     cat.set_next_number(int(h["n"]) + 1)
                 return
@@ -264,7 +325,7 @@ class Replay(Writing):
         except sqlite3.Error:
             old_dicts, old_next = {}, 0
         self._index_cache.clear()
-        self.lost_entries, self.undecodable = [], set()
+        self.lost_entries, self.undecodable, self.lost_leaves = [], set(), {}
         self.catalog = Catalog(tmp)
         numbers = self.segments()
         end = (numbers[-1] if numbers else 1, len(seg.FILE_HEADER))

@@ -4,6 +4,9 @@ message, moving folders). A message is reported filed only once its batch is com
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -12,6 +15,7 @@ from mailkeep.core.errors import CorruptData, NotFound
 from mailkeep.core.mime.parse import IndexFields
 from mailkeep.core.storage import codec
 from mailkeep.core.storage import segments as seg
+from mailkeep.core.storage import tree as mtree
 from mailkeep.core.storage.packing import (
     PARTIAL_INDEX_BYTES,
     Prepared,
@@ -36,7 +40,9 @@ class Writing(Reading):
             return
         assert self._writer is not None
         self._writer.sync()
+        self.tree.flush()  # after the records are durable: a lost tail is derived again
         self.catalog.set_applied(self._writer.segment, self._writer.offset)
+        self.catalog.set_meta("tree_leaves", self.tree.size)
         self.catalog.commit()
         self._in_batch = False
 
@@ -44,6 +50,7 @@ class Writing(Reading):
         if not self._in_batch:
             return
         self.catalog.rollback()
+        self.tree.drop_pending()
         self._index_cache.clear()
         if self._writer is not None:
             n, off = self.catalog.applied()
@@ -65,8 +72,9 @@ class Writing(Reading):
         payload = data
         if self._sealer is not None:  # learnt from the mail: as secret as the mail
             payload = self._sealer.seal(data, dictionary_aad(dict_id))
-        rec = self._writer.append(seg.DICTIONARY, {"dict": dict_id,
-                                                   "sealed": self._sealer is not None}, payload)
+        rec = self._writer.append(seg.DICTIONARY, {
+            "dict": dict_id, "sealed": self._sealer is not None,
+            "tl": self.tree.add(seg.DICTIONARY, hashlib.sha256(payload).digest())}, payload)
         self.catalog.add_dictionary(dict_id, payload, rec.segment, rec.offset)
         self._refresh_packer()
 
@@ -113,17 +121,51 @@ class Writing(Reading):
         if filed:
             return Added(None, False)
         new_blob = blob_id is None
+        m_leaf = None
         if blob_id is None:
+            raw_sha256 = prepared.raw_sha256 or self._prepared_sha256(prepared)
+            leaf = self.tree.add(seg.MESSAGE, raw_sha256)
+            m_leaf = leaf["i"]
             rec = self._writer.append(seg.MESSAGE, {
                 "id": prepared.content_id.hex(), "size": prepared.raw_size, "codec": "zstd",
                 "dict": prepared.dict_id, "sealed": prepared.sealed,
-                "date": prepared.info.date}, prepared.payload)
+                "date": prepared.info.date, "tl": leaf}, prepared.payload)
             blob_id = self.catalog.add_blob(prepared.content_id, rec.segment, rec.offset,
                                             rec.length, prepared.raw_size, prepared.info)
             self._remember_index(blob_id, prepared.info.date, prepared.info.index)
         number = self._add_entry(prepared.content_id, blob_id, owner, folder, flags,
-                                 internal_date, envelope)
+                                 internal_date, envelope, m_leaf)
         return Added(number, new_blob)
+
+    def _prepared_sha256(self, prepared: Prepared) -> bytes:
+        """SHA-256 of a prepared message's raw bytes, when its preparer did not say."""
+        if self._sealer is None:
+            return prepared.content_id
+        raw = self.packer.unpack({"sealed": True, "dict": prepared.dict_id,
+                                  "size": prepared.raw_size}, prepared.payload,
+                                 prepared.content_id)
+        return hashlib.sha256(raw).digest()
+
+    def _leaf_at(self, segment: int, offset: int) -> int | None:
+        """The tree leaf of the record at (segment, offset), from its header alone (None:
+        written before the store had a tree, or unreadable: verify names that)."""
+        fd = self._fd(segment)
+        prefix = os.pread(fd, seg.PREFIX.size, offset)
+        if len(prefix) < seg.PREFIX.size:
+            return None
+        _magic, _type, header_len, _payload_len = seg.PREFIX.unpack(prefix)
+        if header_len > seg.MAX_HEADER_BYTES:
+            return None
+        try:
+            header = json.loads(os.pread(fd, header_len, offset + seg.PREFIX.size))
+            return int(header["tl"]["i"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def message_leaf(self, blob_id: int) -> int | None:
+        """The tree leaf of a stored message's record."""
+        _cid, segment, offset, _length, _date = self.catalog.blob_location(blob_id)
+        return self._leaf_at(segment, offset)
 
     def add_large_message(self, stream: BinaryIO, size: int, owner: str, folder: str,
                           flags: frozenset[str] = frozenset(),
@@ -135,8 +177,11 @@ class Writing(Reading):
         assert self._writer is not None
         start = stream.tell()
         hasher: Any = self.packer.content_hasher()
+        plain = hashlib.sha256() if self._sealer is not None else None  # for the tree
         for chunk in _chunks(stream, size):
             hasher.update(chunk)
+            if plain is not None:
+                plain.update(chunk)
         cid: bytes = hasher.digest()
         blob_id, filed = self.lookup(cid, owner, folder)
         if filed:
@@ -161,14 +206,19 @@ class Writing(Reading):
                 payload = packer.sealer.seal_stream(payload, message_aad(cid))
             info = blob_info(fields, internal_date or time.time())
             warnings = fields.warnings
+            leaf = self.tree.add(seg.MESSAGE, plain.digest() if plain is not None else cid)
+            m_leaf = leaf["i"]
             rec = self._writer.append_stream(seg.MESSAGE, {
                 "id": cid.hex(), "size": size, "codec": "zstd", "dict": packer.codec.dict_id,
-                "sealed": packer.sealer is not None, "date": info.date}, payload)
+                "sealed": packer.sealer is not None, "date": info.date, "tl": leaf}, payload)
             if second.digest() != cid:
                 raise OSError("the file changed while it was being read")
             blob_id = self.catalog.add_blob(cid, rec.segment, rec.offset, rec.length, size, info)
             self._remember_index(blob_id, info.date, info.index)
-        number = self._add_entry(cid, blob_id, owner, folder, flags, internal_date)
+        else:
+            m_leaf = None
+        number = self._add_entry(cid, blob_id, owner, folder, flags, internal_date,
+                                 m_leaf=m_leaf)
         return Added(number, new_blob, warnings)
 
     def add_entry(self, cid: bytes, owner: str, folder: str, flags: frozenset[str] = frozenset(),
@@ -185,7 +235,7 @@ class Writing(Reading):
 
     def _add_entry(self, cid: bytes, blob_id: int, owner: str, folder: str,
                    flags: frozenset[str], internal_date: float | None,
-                   envelope: dict[str, Any] | None = None) -> int:
+                   envelope: dict[str, Any] | None = None, m_leaf: int | None = None) -> int:
         assert self._writer is not None
         number = self.catalog.next_number()
         now = int(time.time())
@@ -196,6 +246,12 @@ class Writing(Reading):
             "flags": flag_list, "idate": idate, "at": now}
         if envelope is not None:
             header["env"] = envelope
+        if m_leaf is None:
+            m_leaf = self.message_leaf(blob_id)
+        # the leaf of its message record (in the leaf's data too) lets a filing be checked
+        # even when that record is lost
+        header["tl"] = {**self.tree.add(seg.ENTRY, mtree.canonical(mtree.entry_facts(
+            header, m_leaf))), "m": m_leaf}
         rec = self._writer.append(seg.ENTRY, header)
         fid = self.catalog.folder_id(owner, folder)
         date, index = self._blob_index(blob_id)
@@ -218,9 +274,10 @@ class Writing(Reading):
         self.begin()
         assert self._writer is not None
         for number in self.lost_entries:
-            self._writer.append(seg.TOMBSTONE, {"n": number, "at": int(time.time()),
-                                                "reason": "message record lost; recovered"})
+            self._tombstone(number, "message record lost; recovered",
+                            self.lost_leaves.get(number))
         self.lost_entries = []
+        self.lost_leaves = {}
         self.commit()
 
     # -- changing what is archived ---------------------------------------------------------
@@ -233,13 +290,54 @@ class Writing(Reading):
         try:
             if self.catalog.entry(number) is None:
                 raise NotFound(f"message {number} does not exist in store {self.name!r}")
-            self._writer.append(seg.TOMBSTONE, {"n": number, "at": int(time.time()),
-                                                "reason": reason})
+            self._tombstone(number, reason)
             self._drop_entry(number)
             self.commit()
         except BaseException:
             self.abort()
             raise
+
+    def delete_messages(self, items: list[tuple[int, str]]) -> list[int]:
+        """delete_message for many (number, reason) in one batch; the numbers deleted (those
+        already gone are left out)."""
+        self.begin()
+        done: list[int] = []
+        try:
+            for number, reason in items:
+                if self.catalog.entry_blob(number) is None:
+                    continue
+                self._tombstone(number, reason)
+                self._drop_entry(number)
+                done.append(number)
+            self.commit()
+        except BaseException:
+            self.abort()
+            raise
+        return done
+
+    def _tombstone(self, number: int, reason: str,
+                   leaves: tuple[int | None, int | None] | None = None) -> None:
+        """A tombstone names the tree leaves of the entry it deletes and of its message
+        (`e`, `m`): the leaves whose records a compaction may then drop (or recover set
+        aside: `leaves`, of an entry whose message record was lost)."""
+        assert self._writer is not None
+        e, m = leaves if leaves is not None else (None, None)
+        where = self.catalog.entry_record(number)
+        if where is not None:
+            e = self._leaf_at(*where)
+            blob_id = self.catalog.entry_blob(number)
+            m = self.message_leaf(blob_id) if blob_id is not None else None
+        header: dict[str, Any] = {"n": number, "at": int(time.time()), "reason": reason,
+                                  "e": e, "m": m}
+        header["tl"] = self.tree.add(seg.TOMBSTONE, mtree.canonical(header))
+        self._writer.append(seg.TOMBSTONE, header)
+
+    def declare_lost(self, ranges: list[list[int]], reason: str) -> None:
+        """Declare tree leaves whose records are lost for good (recover, after damage): an F
+        record {"op": "lost", "leaves": [[first, last], ...]} with a leaf of its own."""
+        for start in range(0, len(ranges), 20_000):  # a header stays well below its limit
+            self.folder_change({"op": "lost", "leaves": ranges[start:start + 20_000],
+                                "reason": reason})
 
     def folder_change(self, header: dict[str, Any]) -> None:
         """Record and apply a folder change: {"op": "move", owner, folder, to_owner,
@@ -247,7 +345,9 @@ class Writing(Reading):
         self.begin()
         assert self._writer is not None
         try:
-            self._writer.append(seg.FOLDER, {**header, "at": int(time.time())})
+            record = {**header, "at": int(time.time())}
+            record["tl"] = self.tree.add(seg.FOLDER, mtree.canonical(record))
+            self._writer.append(seg.FOLDER, record)
             self._apply_folder(header)
             self.commit()
         except BaseException:

@@ -21,6 +21,7 @@ from mailkeep.core.errors import CorruptData, MailkeepError
 from mailkeep.core.files import fsync_dir
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage.store import Store
+from mailkeep.core.storage.tree_records import TreeReport, check_records
 
 Report = Callable[[float, str | None], None]  # (percent done, log line or None)
 
@@ -254,4 +255,24 @@ def recover(store: Store, report: Report = _noop) -> RecoverResult:
     _quarantine_damage(store, result)
     result.messages, result.records, problems = store.rebuild_catalog(report)
     result.problems += problems
+    # What the damage took is declared lost in the tree (a record with a leaf of its own): the
+    # store verifies clean again, and its history says what was lost and when.
+    tree = TreeReport()
+    check_records(store, tree, store.tree.hashes())
+    if tree.missing:
+        ranges = _ranges(tree.missing)
+        store.declare_lost(ranges, "records lost to damage; recovered")
+        result.problems.append(f"{len(tree.missing)} records of the store's history are lost "
+                               "(declared so in its tree)")
     return result
+
+
+def _ranges(numbers: list[int]) -> list[list[int]]:
+    """Sorted numbers as [first, last] runs."""
+    out: list[list[int]] = []
+    for n in numbers:
+        if out and out[-1][1] == n - 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return out

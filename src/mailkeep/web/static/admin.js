@@ -34,9 +34,7 @@ const WORDS = {
     connections: "Named connections", newConnection: "New connection", type: "Type", server: "Server", port: "Port",
     security: "Security", authentication: "Authentication", userName: "User name",
     verifyChain: "Verify the hash chain", chainOk: "The audit log's hash chain is intact", chainBroken: "The audit log's hash chain is broken",
-    compliance: "Compliance", legalHold: "Legal hold", holdOn: "The archive is under legal hold: no message can be deleted, and no store compacted, merged or detached.",
-    holdOff: "There is no legal hold.", holdBy: "Set by", holdReason: "Reason", placeHold: "Place the archive under legal hold",
-    liftHold: "Lift the legal hold",
+    compliance: "Compliance",
     applyRole: (n) => `Apply the role to ${n}`, setPasswordOf: (n) => `Set the password of ${n}`,
     ownRole: "Change your own role? If it is not administrator, you will no longer administer in the console.",
     byPrivilege: "— (admin privilege)", passwordLabel: "Password", setting: "Setting", value: "Value", kindOf: "Kind",
@@ -72,9 +70,7 @@ const WORDS = {
     connections: "名前付き接続", newConnection: "新しい接続", type: "種類", server: "サーバー", port: "ポート",
     security: "セキュリティ", authentication: "認証", userName: "ユーザー名",
     verifyChain: "ハッシュチェーンを検証", chainOk: "監査ログのハッシュチェーンは正常です", chainBroken: "監査ログのハッシュチェーンが壊れています",
-    compliance: "コンプライアンス", legalHold: "訴訟ホールド", holdOn: "アーカイブは訴訟ホールド中です。メッセージの削除、ストアの圧縮・統合・切り離しはできません。",
-    holdOff: "訴訟ホールドはありません。", holdBy: "設定者", holdReason: "理由", placeHold: "アーカイブを訴訟ホールドにする",
-    liftHold: "訴訟ホールドを解除",
+    compliance: "コンプライアンス",
     applyRole: (n) => `${n} にロールを適用`, setPasswordOf: (n) => `${n} のパスワードを設定`,
     ownRole: "自分のロールを変更しますか? administrator 以外にすると、コンソールで管理できなくなります。",
     byPrivilege: "— (admin 権限)", passwordLabel: "パスワード", setting: "設定項目", value: "値", kindOf: "種類",
@@ -109,7 +105,7 @@ export async function renderAdmin(ui) {
     if (which === "dashboard") dashboard(); else if (which === "audit") auditPage();
     else if (which === "mail") mailPage(); else if (which === "users") usersPage();
     else if (which === "settings") settingsPage(); else if (which === "profiles") work.profilesPage();
-    else if (which === "jobs") work.jobsPage(); else if (which === "compliance") compliancePage(); else functionsPage();
+    else if (which === "jobs") work.jobsPage(); else if (which === "compliance") comp.compliancePage(); else functionsPage();
   };
   tabs.replaceChildren(
     el("button", { type: "button", "data-tab": "dashboard", onclick: () => show("dashboard") }, w("dashboard")),
@@ -133,6 +129,8 @@ export async function renderAdmin(ui) {
   }
   const { workPages, ZONE, span, when } = await import("./admin-work.js");
   const work = workPages({ el, visible, lines, lang, call, follow, byName, every, main, user: ui.user, redraw, current });
+  const { compliancePages } = await import("./admin-compliance.js");
+  const comp = compliancePages({ el, visible, lang, call, byName, main, redraw, current, when, user: ui.user });
   show("dashboard");
 
   async function call(name, args = {}) {
@@ -545,35 +543,6 @@ export async function renderAdmin(ui) {
         el("label", { for: "ud-folder" }, w("folder")), newFolder, newRights,
         el("button", { type: "submit", disabled: !may("SetUserPrivilegesOnFolder") }, w("grant")))));
     if (opened) fullName.focus();
-  }
-
-  // Compliance: the legal hold (on or off, with who, when and why); changing it needs a
-  // reason. The other keys of the configuration are kept as they are.
-  async function compliancePage(note = "") {
-    const say = el("p", { role: "status" }, note);
-    let conf;
-    const still = current();
-    try { conf = await call("GetComplianceConfiguration"); } catch (err) { if (still()) main.replaceChildren(el("p", { role: "alert", class: "error" }, err.message)); return; }
-    if (!conf || !still()) return;
-    const hold = conf.legalHold;
-    const reason = el("input", { id: "hold-reason", type: "text", required: true, maxlength: 1000 });
-    const may = byName.has("SetComplianceConfiguration");
-    main.replaceChildren(el("h2", {}, w("compliance")), say,
-      el("section", { class: "card", "aria-label": w("legalHold") }, el("h2", {}, w("legalHold")),
-        el("p", { class: hold.enabled ? "warning" : "muted" }, hold.enabled ? w("holdOn") : w("holdOff")),
-        hold.setAt ? el("dl", { class: "headers" },
-          el("dt", {}, w("holdBy")), el("dd", {}, visible(hold.setBy)),
-          el("dt", {}, w("when")), el("dd", {}, visible(hold.setAt)),
-          el("dt", {}, w("holdReason")), el("dd", {}, visible(hold.reason))) : null,
-        el("form", { class: "fn-form", onsubmit: async (ev) => {
-          ev.preventDefault();
-          try {
-            await call("SetComplianceConfiguration", { config: { legalHold: { enabled: !hold.enabled, reason: reason.value } } });
-            redraw(() => compliancePage(w("saved")));
-          } catch (err) { say.textContent = err.message; }
-        } }, el("div", { class: "arg" }, el("label", { for: "hold-reason", class: "required" }, w("holdReason")), reason),
-          el("div", { class: "actions" }, el("button", { type: "submit", class: "primary", disabled: !may },
-            hold.enabled ? w("liftHold") : w("placeHold"))))));
   }
 
   // The server's settings: each with what it does, its default, and whether it is set; saved

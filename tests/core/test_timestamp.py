@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, mk, mk_ok
+from tests.helpers import audit_since, free_port, mk, mk_ok
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"  # tests/peers/install.sh installs it
 
@@ -145,3 +145,47 @@ def test_an_authority_that_is_down_is_named_and_archiving_goes_on(archive: Path,
     failed = mk(archive, "call", "TimestampTreeHeads")
     assert failed.exit_code != 0 and "cannot be reached" in failed.output
     mk_ok(archive, "import", str(tmp_path / "mail"), "--folder", "More")
+
+
+def test_heads_go_by_mail_and_to_a_file_that_verify_then_takes(archive: Path,
+                                                               tmp_path: Path) -> None:
+    """Heads kept where the archive's administrators cannot change them: mailed to an auditor
+    through the notification mail's server (a real aiosmtpd), and written to a directory (a
+    WORM share) as a new file each time; either, given back to verify, checks the stores."""
+    import email
+    import email.policy
+
+    from tests.notify.peers import SmtpPeer
+
+    with SmtpPeer() as peer:
+        mk_ok(archive, "call", "SetSmtpSettings", "settings=" + json.dumps({
+            "serverName": "127.0.0.1", "port": peer.port, "authenticationType": "None",
+            "fromMailAddress": "archive@example.org", "toMailAddress": "ops@example.org",
+            "timeOut": 5}))
+        bad = mk(archive, "call", "SendTreeHeads", "to=a@b.example,evil@c.example")
+        assert bad.exit_code != 0 and "one mail address" in bad.output
+        sent = json.loads(mk_ok(archive, "call", "SendTreeHeads",
+                                "to=auditor@example.org").stdout)
+        assert sent["heads"] == 1
+        [got] = peer.handler.received
+    assert got.rcpt_tos == ["auditor@example.org"]
+    body = email.message_from_bytes(got.content, policy=email.policy.default).get_content()
+    lines = [line for line in body.splitlines() if line.startswith("{")]
+    exported = tmp_path / "mailed.jsonl"
+    exported.write_text("\n".join(lines) + "\n")
+    assert json.loads(lines[0])["publicKey"] == mk_ok(archive, "heads", "key").output.strip()
+    result = mk(archive, "verify", "--heads", str(exported))
+    # the store's own head, this data directory's copy, and the mailed one
+    assert result.exit_code == 0 and "3 signed heads checked" in result.output, result.output
+
+    worm = tmp_path / "worm"
+    worm.mkdir()
+    inside = mk(archive, "call", "ExportTreeHeads", f"directory={archive / 'conf'}")
+    assert inside.exit_code != 0 and "inside the data directory" in inside.output
+    written = json.loads(mk_ok(archive, "call", "ExportTreeHeads",
+                               f"directory={worm}").stdout)
+    path = Path(written["path"])
+    assert path.parent == worm and written["heads"] == 1
+    assert mk(archive, "verify", "--heads", str(path)).exit_code == 0
+    actions = [a for _actor, a, _d in audit_since(archive)]
+    assert "TreeHeadsSent" in actions and "TreeHeadsExported" in actions

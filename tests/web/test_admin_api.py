@@ -79,7 +79,9 @@ def test_metadata_and_double_slashes(api: TestClient) -> None:
         {"name": "id", "type": "number", "nullable": False},
         # added in a later version of the original: optional, the earlier behaviour by default
         {"name": "includeIndexes", "type": "bool", "nullable": True, "default": False},
-        {"name": "report", "type": "bool", "nullable": True}]  # an extension: optional
+        {"name": "report", "type": "bool", "nullable": True},  # extensions: optional
+        {"name": "heads", "type": "string", "nullable": True},
+        {"name": "publicKey", "type": "string", "nullable": True}]
     assert by_name["get-status"]["path"] == "api/"
     assert api.post("/api//get-metadata", headers=basic()).status_code == 200
     decode(api.post("/api//invoke/GetServerInfo", headers=basic()))

@@ -67,8 +67,11 @@ def mc_read(api: TestClient, who: dict[str, str], message_id: str) -> Any:
 
 def access(api: TestClient, **fields: Any) -> dict[str, Any]:
     config = {"archiveAccess": fields}
-    return call(api, "admin", "Admin-pass-12345", "SetComplianceConfiguration",
-                config=json.dumps(config))
+    body, _log = finish(api, decode(api.post(
+        "/api/invoke/SetComplianceConfiguration", data={"config": json.dumps(config)},
+        headers={**basic("admin", "Admin-pass-12345"),
+                 "User-Agent": "check_mailkeep/2.1 \x1b[31m"})))
+    return body
 
 
 def test_administrators_read_others_mail_only_once_allowed_with_password_and_reason(
@@ -98,6 +101,10 @@ def test_administrators_read_others_mail_only_once_allowed_with_password_and_rea
         assert read["statusCode"] == "succeeded" and "confidential" in read["result"]["text"]
     records = audit_since(data)
     assert "Admin-pass-12345" not in json.dumps(records)
+    calls = [d for _a, action, d in records if action == "SetComplianceConfiguration"]
+    assert calls and all(d["via"] == "api" and d["address"] == "127.0.0.1"
+                         and d["agent"] == "check_mailkeep/2.1 ?[31m" for d in calls)
+    assert all("password" not in d["args"]["config"]["archiveAccess"] for d in calls)
     change = [d for _a, action, d in records if action == "ComplianceChangeSettings"]
     assert change[-1]["archiveAccess"] == {"administrators": True, "auditors": True,
                                            "reason": "Investigation 4"}

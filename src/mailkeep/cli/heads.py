@@ -211,7 +211,8 @@ def verify_proof(path: Path, key: str, as_json: bool) -> None:
         f = checked.facts
         out.print(f"[green]valid[/green]: message {shown(str(f['message']))} "
                   f"({f['bytes']} bytes, SHA-256 {f['sha256']}) was filed in "
-                  f"{shown(str(f['owner']))}/{shown(str(f['folder']))} at {_when(f['archivedAt'])}"
+                  f"{shown(str(f['owner']) + ('/' + str(f['folder']) if f['folder'] else ''))}"
+                  f" at {_when(f['archivedAt'])}"
                   f", in store {shown(str(f['store']))}; the head of {f['headSize']} leaves "
                   f"signed {_when(f['headAt'])} by key {f['key']} includes it", highlight=False)
     elif checked.ok:

@@ -46,7 +46,8 @@ def test_delete_message(api: TestClient, data: Path) -> None:
         assert archive.search("first").total == 1
     entry = audit(data, "DeleteMessage")
     assert entry == [{"via": "api", "user": "admin", "address": "127.0.0.1",
-                      "agent": "testclient", "args": {"id": inbox["second"], "reason": "GDPR request 2024-17"},
+                      "agent": "testclient",
+                      "args": {"id": inbox["second"], "reason": "GDPR request 2024-17"},
                       "outcome": "succeeded", "folder": "alice/Inbox", "subject": "second",
                       "sender": "dave@example.org", "date": 1704187800,
                       "size": entry[0]["size"]}]

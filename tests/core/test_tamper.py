@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -334,3 +335,85 @@ def test_an_encrypted_store_proves_its_messages_too(tmp_path: Path) -> None:
     assert (proof / "message.eml").read_bytes() in {message(i) for i in range(4)}
     code, output = verify(data)
     assert code == 0, output
+
+
+def test_a_tombstone_without_a_leaf_cannot_delete_a_filed_message(archive: Path) -> None:
+    """The tombstone a compaction writes to keep the highest number has no leaf: one written
+    like it for a filed message is caught, and names nothing lawful."""
+    path = store_dir(archive) / "segments" / "000001.seg"
+    with open(path, "ab") as fh:
+        fh.write(seg.encode(seg.TOMBSTONE, {"n": 3, "at": 0, "reason":
+                                            "compacted: numbers up to here are used"}, b""))
+    recover(archive)
+    code, output = verify(archive)
+    assert code != 0 and "names message 3, which is filed" in output, output
+
+
+def test_a_catalog_changed_behind_mailkeep_is_caught_by_the_filings(archive: Path) -> None:
+    """The catalog is what users see: a message moved to another folder, or shown with other
+    bytes, in the catalog alone disagrees with its leaf-checked filing."""
+    with sqlite3.connect(store_dir(archive) / "catalog.sqlite") as db:
+        db.execute("INSERT INTO folders (owner, path) VALUES ('mallory', 'Stolen')")
+        db.execute("UPDATE entries SET folder_id = (SELECT id FROM folders WHERE owner = "
+                   "'mallory') WHERE number = 3")
+        [(b5,)] = db.execute("SELECT blob_id FROM entries WHERE number = 5")
+        [(b6,)] = db.execute("SELECT blob_id FROM entries WHERE number = 6")
+        for number, blob in ((5, -1), (6, b5), (5, b6)):  # two messages' bytes swapped
+            db.execute("UPDATE entries SET blob_id = ? WHERE number = ?", (blob, number))
+    code, output = verify(archive)
+    assert code != 0
+    assert "message 3 is in mallory/Stolen, but its filing" in output, output
+    assert "message 6 shows other bytes than it was filed with" in output
+
+
+def test_an_entry_pointed_at_other_bytes_and_reordered_records_are_caught(
+        archive: Path) -> None:
+    path = store_dir(archive) / "segments" / "000001.seg"
+    ids = [r.header["id"] for r in records(path) if r.type == seg.MESSAGE]
+
+    def swap(rec: seg.Record) -> tuple[bytes, dict[str, Any], bytes]:
+        header = dict(rec.header)
+        if rec.type == seg.ENTRY and header["n"] == 6:
+            header["id"] = ids[0]  # the filing now serves another message's bytes
+        return rec.type, header, rec.payload or b""
+
+    rewrite_segment(path, swap)
+    recover(archive)
+    code, output = verify(archive)
+    assert code != 0 and "names other bytes than the message record" in output, output
+
+
+def test_a_deletion_undone_by_moving_its_tombstone_first_is_caught(archive: Path) -> None:
+    mk_ok(archive, "call", "DeleteMessage", "id=1:3", "reason=lawful")
+    path = store_dir(archive) / "segments" / "000001.seg"
+    recs = records(path)
+    moved = [r for r in recs if r.type == seg.TOMBSTONE] + [
+        r for r in recs if r.type != seg.TOMBSTONE]
+    path.write_bytes(seg.FILE_HEADER + b"".join(
+        seg.encode(r.type, r.header, r.payload or b"") for r in moved))
+    recover(archive)
+    code, output = verify(archive)
+    assert code != 0 and "the records were reordered" in output, output
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "deep", "infinite"])
+def test_verify_proof_refuses_what_is_not_a_proof_at_once(archive: Path, tmp_path: Path,
+                                                          kind: str) -> None:
+    """Hostile proof directories: a named pipe or a device instead of a file (reading would
+    never end), JSON nested too deep for the parser, a number too large for an index."""
+    proof = tmp_path / "proof"
+    mk_ok(archive, "proof", "1:1", "--to", str(proof))
+    if kind == "fifo":
+        (proof / "message.eml").unlink()
+        os.mkfifo(proof / "message.eml")
+    elif kind == "device":
+        (proof / "proof.json").unlink()
+        (proof / "proof.json").symlink_to("/dev/zero")
+    elif kind == "deep":
+        (proof / "proof.json").write_text("[" * 200_000)
+    else:
+        doc = json.loads((proof / "proof.json").read_text())
+        doc["messageLeaf"]["leaf"]["i"] = float("inf")
+        (proof / "proof.json").write_text(json.dumps(doc))
+    result = mk(archive, "verify-proof", str(proof), "--key", key_of(archive))
+    assert result.exit_code == 1 and "not valid" in result.output, result.output

@@ -182,3 +182,51 @@ def test_four_eyes_deletion_needs_a_second_administrator(data: Path) -> None:
     assert target not in ids(data).values()
     again = mk(data, "call", "RejectMessageDeletion", f"requestId={asked['id']}")
     assert again.exit_code != 0 and "approved already" in again.output
+
+
+def test_four_eyes_cannot_be_met_by_one_person_through_a_job_or_a_new_name(data: Path) -> None:
+    policies(data, four_eyes=True)
+    mk_ok(data, "call", "CreateUser", "userName=bob", "privileges=admin,login",
+          "password=Bob-pass-12345")
+    target = ids(data)["lunch this week"]
+    asked = json.loads(mk_ok(data, "call", "RequestMessageDeletion", f"id={target}",
+                             "reason=mine").stdout)
+    job = mk(data, "call", "CreateJob", "name=bob", "owner=bob", "timeZoneId=UTC",
+             f"action=ApproveMessageDeletion requestId={asked['id']}")
+    assert job.exit_code != 0 and "in person" in job.output
+    # bob asks; renamed robert, he is still the account that must not decide
+    from tests.apiclient import api_client, basic, decode, finish
+    with api_client(data) as api:
+        body, _log = finish(api, decode(api.post(
+            "/api/invoke/RequestMessageDeletion", headers=basic("bob", "Bob-pass-12345"),
+            data={"id": ids(data)["statement"], "reason": "bob's"})))
+        assert body["statusCode"] == "succeeded", body
+        mk_ok(data, "call", "RenameUser", "oldUserName=bob", "newUserName=robert")
+        body, _log = finish(api, decode(api.post(
+            "/api/invoke/ApproveMessageDeletion", headers=basic("robert", "Bob-pass-12345"),
+            data={"requestId": str(body["result"]["id"])})))
+    assert body["statusCode"] == "failed" and "second administrator" in body["error"]["message"]
+    # one message, one id: 1:04 is not another name of 1:4
+    odd = mk(data, "call", "RequestMessageDeletion", "id=1:04", "reason=again")
+    assert odd.exit_code != 0 and "not of the form" in odd.output
+
+
+def test_a_minimum_cannot_be_escaped_by_moving_or_detaching(data: Path) -> None:
+    policies(data, INVOICES)
+    moved = mk(data, "call", "MoveFolder", "fromFolder=alice/Invoices",
+               "toFolder=alice/Old")
+    assert moved.exit_code != 0 and "Invoices 10 years" in moved.output
+    assert "invoice this month" in ids(data)
+    detached = mk(data, "call", "DetachStore", "id=1")
+    assert detached.exit_code != 0 and "minimum retention" in detached.output
+    # the inbox is not under a scoped minimum: it moves
+    mk_ok(data, "call", "MoveFolder", "fromFolder=admin/Inbox", "toFolder=admin/Old")
+
+
+def test_a_scope_does_not_search_the_text(data: Path) -> None:
+    got = mk(data, "call", "SetRetentionPolicies", "config=" + json.dumps(
+        {"policies": [{**CHAT, "scope": "body:secretword"}]}))
+    assert got.exit_code != 0 and "does not search the text" in got.output
+    got = mk(data, "call", "SetRetentionPolicies", "config=" + json.dumps(
+        {"policies": [{**CHAT, "scope": "secretword"}]}))
+    assert got.exit_code != 0 and "a word" in got.output

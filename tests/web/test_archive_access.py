@@ -104,7 +104,8 @@ def test_administrators_read_others_mail_only_once_allowed_with_password_and_rea
     calls = [d for _a, action, d in records if action == "SetComplianceConfiguration"]
     assert calls and all(d["via"] == "api" and d["address"] == "127.0.0.1"
                          and d["agent"] == "check_mailkeep/2.1 ?[31m" for d in calls)
-    assert all("password" not in d["args"]["config"]["archiveAccess"] for d in calls)
+    assert all(d["args"]["config"]["archiveAccess"].get("password") in (None, "***")
+               for d in calls)
     change = [d for _a, action, d in records if action == "ComplianceChangeSettings"]
     assert change[-1]["archiveAccess"] == {"administrators": True, "auditors": True,
                                            "reason": "Investigation 4"}
@@ -166,3 +167,28 @@ def test_only_switchable_events_can_be_switched_off(data: Path) -> None:
         assert got.exit_code != 0 and "cannot be switched off" in got.output, event
     conf = json.loads(mk_ok(data, "call", "GetComplianceConfiguration").stdout)
     assert conf["auditing"] == {"off": []}
+
+
+def test_what_only_archive_access_allows_is_always_recorded(data: Path) -> None:
+    config = {"archiveAccess": {"administrators": True, "reason": "Case 7"},
+              "auditing": {"off": ["MessageRetrieveContent", "MessageSearch", "MessageExport"]}}
+    mk_ok(data, "call", "SetComplianceConfiguration", f"config={json.dumps(config)}")
+    with api_client(data) as api:
+        assert search(api, "admin", "Admin-pass-12345") == ["1:1"]
+        read = call(api, "admin", "Admin-pass-12345", "GetArchiveMessage", id="1:1")
+        assert read["statusCode"] == "succeeded"
+    recorded = {(a, action) for a, action, d in audit_since(data)
+                if d.get("access") == "administrator"}
+    assert recorded == {("api:admin", "MessageSearch"), ("api:admin", "MessageRetrieveContent")}
+
+
+def test_a_password_anywhere_in_the_configuration_stays_out_of_the_record(data: Path) -> None:
+    config = {"archiveAccess": {"auditors": False, "reason": "x", "Password": "Leak-1"},
+              "notes": {"password": "Leak-2", "apiToken": "Leak-3"}}
+    mk_ok(data, "call", "SetComplianceConfiguration", f"config={json.dumps(config)}")
+    job = mk(data, "call", "CreateJob", "name=j", "owner=admin", "timeZoneId=UTC",
+             "action=SetComplianceConfiguration config='{\"archiveAccess\": {\"administrators\":"
+             " true, \"reason\": \"r\", \"password\": \"Leak-4\"}}'")
+    assert job.exit_code != 0 and "secret" in job.output
+    text = json.dumps(audit_since(data))
+    assert not any(f"Leak-{i}" in text for i in range(1, 5)), text

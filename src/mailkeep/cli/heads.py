@@ -115,7 +115,7 @@ def heads_timestamps(ctx: click.Context, target: Path) -> None:
     """Write each time-stamped head as head-<store>-<size>.json (its exact bytes) with its
     RFC 3161 token head-<store>-<size>.tsr, for `openssl ts -verify -data X.json -in X.tsr
     -CAfile <the authority's CA>`."""
-    if target.exists():
+    if os.path.lexists(target):
         raise InvalidArgument(f"{target} exists: the files go into a new directory")
     got = call(ctx, "GetTreeHeads", withTimestamps=True)
     stamped = [h for h in got["heads"] if "tsr" in h]
@@ -171,7 +171,7 @@ def _write_new(path: Path, text: str) -> None:
 def proof(ctx: click.Context, message_id: str, target: Path) -> None:
     """Write message ID's exact bytes, its inclusion proof and the signed tree head to a new
     directory: `mailkeep verify-proof DIR --key KEY` checks it anywhere."""
-    if target.exists():
+    if os.path.lexists(target):
         raise InvalidArgument(f"{target} exists: the proof goes into a new directory")
     doc = call(ctx, "GetMessageProof", id=message_id)
     target.mkdir(mode=0o700, parents=True)
@@ -209,7 +209,7 @@ def verify_proof(path: Path, key: str, as_json: bool) -> None:
                                "problems": checked.problems}, indent=2))
     elif checked.ok and path.is_dir():
         f = checked.facts
-        out.print(f"[green]valid[/green]: message {shown(str(f['message']))} "
+        out.print(f"[green]valid[/green]: message number {shown(str(f['number']))} "
                   f"({f['bytes']} bytes, SHA-256 {f['sha256']}) was filed in "
                   f"{shown(str(f['owner']) + ('/' + str(f['folder']) if f['folder'] else ''))}"
                   f" at {_when(f['archivedAt'])}"

@@ -38,7 +38,7 @@ from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import STATES, MasterDB, StoreRecord
 from mailkeep.core.masterdb.stores import NAME_RULE
 from mailkeep.core.masterdb.stores import valid_name as valid_store_name
-from mailkeep.core.retention import Retention, message_effect
+from mailkeep.core.retention import Retention, first_kept, message_effect
 from mailkeep.core.storage.catalog import full_name, under
 from mailkeep.core.storage.catalog_search import Hit
 from mailkeep.core.storage.query import Query, compile_query
@@ -66,7 +66,8 @@ class SearchResult:
 
 
 def parse_message_id(value: str) -> tuple[int, int]:
-    m = re.fullmatch(r"(\d{1,18}):(\d{1,18})", value.strip())
+    # ASCII digits without leading zeros: one message has one id (the audit log's, too)
+    m = re.fullmatch(r"(0|[1-9][0-9]{0,17}):(0|[1-9][0-9]{0,17})", value.strip())
     if not m:
         raise InvalidArgument(f"message id {value[:60]!r} is not of the form "
                               "<storeId>:<number>")
@@ -192,6 +193,17 @@ class Archive:
     def detach_store(self, ref: str | int) -> StoreRecord:
         rec = self.find_store(ref)
         Compliance(self.master).require_no_hold(f"detaching store {rec.name!r}")
+        policies = Retention(self.master).policies()
+        if policies:
+            try:
+                kept = first_kept(self.open_store(rec, check_state=False), policies)
+            except MailkeepError:
+                kept = None  # unreadable here: what it holds cannot be known
+            if kept is not None:
+                raise Conflict(f"store {rec.name!r} holds {kept[0]} messages still under "
+                               f"their minimum retention (e.g. {rec.id}:{kept[1]}, retention "
+                               f"policy {kept[2].name!r}): detaching would take them out of "
+                               "the archive; make it write-protected instead")
         if rec.state == "current" and len(self.stores()) > 1:
             raise Conflict(f"store {rec.name!r} is the current store: make another store "
                            "current before detaching it")
@@ -470,6 +482,20 @@ class Archive:
                 holding.append(rec)
         if not holding:
             raise NotFound(f"folder {full_name(owner, path)} does not exist")
+        # A message kept by a policy whose scope finds it where it is could leave that scope
+        # by moving: refused while any is under such a minimum (the policy is named).
+        policies = Retention(self.master).policies()
+        subtree = compile_query(f'user:"{owner}"' + (f' folder:"{owner}/{path}"' if path
+                                                        else ""))
+        for rec, store in opened:
+            if rec in holding:
+                kept = first_kept(store, policies, scoped_only=True, within=subtree)
+                if kept is not None:
+                    raise Conflict(f"{kept[0]} messages of {full_name(owner, path)} (e.g. "
+                                   f"{rec.id}:{kept[1]}) are kept by retention policy "
+                                   f"{kept[2].name!r}, whose scope could not find them after "
+                                   "the move: moving it is refused until their minimum ends "
+                                   "(or the policy changes)")
         stores = [(rec, self.modifiable_store(rec)) for rec in holding]  # all, or none
         for _rec, store in stores:
             store.folder_change({"op": "move", "owner": owner, "folder": path,

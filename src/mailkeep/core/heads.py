@@ -145,7 +145,8 @@ def check_signature(head: dict[str, Any], public: Ed25519PublicKey) -> str | Non
     try:
         body = {k: head[k] for k in ("v", "store", "size", "root", "at", "key")}
         sig = base64.b64decode(str(head["sig"]), validate=True)
-        if not isinstance(body["size"], int) or len(bytes.fromhex(str(body["root"]))) != 32:
+        if not isinstance(body["size"], int) or isinstance(body["size"], bool) \
+                or body["size"] < 0 or len(bytes.fromhex(str(body["root"]))) != 32:
             return "it is not a tree head"
     except (KeyError, TypeError, ValueError, binascii.Error):
         return "it is not a tree head"

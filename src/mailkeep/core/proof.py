@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,7 +140,7 @@ def _included(name: str, part: Any, head: dict[str, Any], out: Checked) -> dict[
         path = _hexes(part["path"])
         included = mtree.verify_inclusion(index, int(head["size"]), mtree.leaf_of(leaf), path,
                                           bytes.fromhex(head["root"]))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
         out.problems.append(f"the {name} leaf or its path is malformed")
         return None
     if not included:
@@ -148,25 +150,51 @@ def _included(name: str, part: Any, head: dict[str, Any], out: Checked) -> dict[
     return leaf  # type: ignore[no-any-return]
 
 
+def _open_regular(path: Path) -> int:
+    """A descriptor of `path` if it is a regular file (not a link, a pipe, a device)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(0, "not a regular file")
+    return fd
+
+
+def _read_doc(path: Path, what: str) -> dict[str, Any]:
+    """A proof's JSON: a regular file of at most MAX_PROOF_BYTES, an object of the format."""
+    fd = _open_regular(path)
+    try:
+        data = os.read(fd, MAX_PROOF_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_PROOF_BYTES:
+        raise ValueError("too large")
+    try:
+        doc = json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
+    if not isinstance(doc, dict) or doc.get("format") != what:
+        raise ValueError("not one")
+    return doc
+
+
 def verify_message_proof(directory: Path, public: Ed25519PublicKey) -> Checked:
     out = Checked()
     try:
-        proof_path = directory / PROOF_FILE
-        if proof_path.stat().st_size > MAX_PROOF_BYTES:
-            raise ValueError("too large")
-        doc = json.loads(proof_path.read_bytes())
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise ValueError("not a proof")
+        doc = _read_doc(directory / PROOF_FILE, FORMAT)
     except (OSError, ValueError) as exc:
-        out.problems.append(f"{directory / PROOF_FILE} is not a mailkeep proof ({exc})")
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        out.problems.append(f"{directory / PROOF_FILE} is not a mailkeep proof ({why})")
         return out
     digest = hashlib.sha256()
     size = 0
     try:
-        with open(directory / MESSAGE_FILE, "rb") as fh:
-            while chunk := fh.read(1 << 20):
+        fd = _open_regular(directory / MESSAGE_FILE)
+        try:
+            while chunk := os.read(fd, 1 << 20):
                 digest.update(chunk)
                 size += len(chunk)
+        finally:
+            os.close(fd)
     except OSError as exc:
         out.problems.append(f"the message's bytes cannot be read ({exc.strerror})")
         return out
@@ -188,7 +216,7 @@ def verify_message_proof(directory: Path, public: Ed25519PublicKey) -> Checked:
             bytes.fromhex(e_leaf["s"]), mtree.canonical(facts)) == e_leaf["c"]
         number = str(doc.get("message", "")).rpartition(":")[2]
         linked = facts.get("m") == m_leaf["i"] and str(facts.get("n")) == number
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         out.problems.append("the proof's leaves are malformed")
         return out
     if not m_ok:
@@ -199,7 +227,7 @@ def verify_message_proof(directory: Path, public: Ed25519PublicKey) -> Checked:
     if not linked:
         out.problems.append("the filing does not file this message under this number")
     out.ok = not out.problems
-    out.facts = {"message": doc.get("message"), "store": head["store"],
+    out.facts = {"number": facts.get("n"), "store": head["store"],
                  "owner": facts.get("owner"), "folder": facts.get("folder"),
                  "archivedAt": facts.get("at"), "bytes": size,
                  "sha256": digest.hexdigest(), "headSize": head["size"], "headAt": head["at"],
@@ -210,13 +238,10 @@ def verify_message_proof(directory: Path, public: Ed25519PublicKey) -> Checked:
 def verify_consistency_proof(path: Path, public: Ed25519PublicKey) -> Checked:
     out = Checked()
     try:
-        if path.stat().st_size > MAX_PROOF_BYTES:
-            raise ValueError("too large")
-        doc = json.loads(path.read_bytes())
-        if not isinstance(doc, dict) or doc.get("format") != CONSISTENCY_FORMAT:
-            raise ValueError("not a consistency proof")
+        doc = _read_doc(path, CONSISTENCY_FORMAT)
     except (OSError, ValueError) as exc:
-        out.problems.append(f"{path} is not a mailkeep consistency proof ({exc})")
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        out.problems.append(f"{path} is not a mailkeep consistency proof ({why})")
         return out
     old, new = _head(doc, "old", public, out), _head(doc, "new", public, out)
     if old is None or new is None:
@@ -228,7 +253,7 @@ def verify_consistency_proof(path: Path, public: Ed25519PublicKey) -> Checked:
         ok = mtree.verify_consistency(int(old["size"]), int(new["size"]),
                                       bytes.fromhex(old["root"]), bytes.fromhex(new["root"]),
                                       _hexes(doc.get("path")))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
         out.problems.append("the proof is malformed")
         return out
     if not ok:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from mailkeep.core.admin.compliance import Compliance
 from mailkeep.core.errors import Conflict, InvalidArgument
 from mailkeep.core.masterdb import MasterDB
-from mailkeep.core.storage.query import Query, compile_query
+from mailkeep.core.storage.query import Query, compile_query, fields_of
 
 if TYPE_CHECKING:
     from mailkeep.core.archive import Archive
@@ -49,6 +49,8 @@ NAME_MAX = 100
 MAX_YEARS = 200  # a retention longer than this is a typing mistake
 SCOPE_MAX = 1000
 DEFAULT: dict[str, Any] = {"policies": [], "fourEyes": False}
+SCOPE_FIELDS = ("folder", "user", "from", "sender", "to", "cc", "bcc", "subject", "has",
+                "after", "before", "on")
 
 
 def utc(epoch: float | None) -> str | None:
@@ -149,6 +151,12 @@ def parse_policy(value: Any, i: int) -> Policy:
     if auto and maximum is None:
         raise InvalidArgument(f"{what}: deleteAutomatically needs a maximum.")
     scope = _clean_text(value.get("scope", ""), f"{what}.scope", SCOPE_MAX, empty_ok=True)
+    # what a message is (where, from whom, when), not what it says: a scope searching the
+    # text would let whoever sets policies learn it through GetMessageRetention
+    odd = [f or "a word" for f in fields_of(scope) if f not in SCOPE_FIELDS]
+    if odd:
+        raise InvalidArgument(f"{what}.scope may use {', '.join(SCOPE_FIELDS)}; not "
+                              f"{odd[0]} (a scope does not search the text).")
     try:
         query = compile_query(scope) if scope else None
     except InvalidArgument as exc:
@@ -332,3 +340,32 @@ def process(archive: Archive, actor: str, log: Callable[[str], None],
         + (f", {stats.left} left (stores that could not be changed)" if stats.left else "")
         + ". Their bytes leave the stores at the next compaction (CompactStore).")
     return stats
+
+
+def first_kept(store: Store, policies: list[Policy], scoped_only: bool = False,
+               within: Query | None = None, now: float | None = None
+               ) -> tuple[int, int, Policy] | None:
+    """(how many, one number, its policy) of the messages of `store` (those `within` finds)
+    still under a minimum retention; None if none. `scoped_only`: count only minimums of
+    policies with a scope (what moving a message can take it out of)."""
+    now = time.time() if now is None else now
+    keeping = [p for p in policies if p.minimum is not None
+               and (p.query is not None or not scoped_only)]
+    if not keeping:
+        return None
+    inside = set(store.catalog.iter_numbers(within)) if within is not None else None
+    matches = {p.name: set(store.catalog.iter_numbers(p.query))
+               for p in keeping if p.query is not None}
+    count, first = 0, None
+    for number, sent, archived in store.catalog.retention_rows():
+        if inside is not None and number not in inside:
+            continue
+        for p in keeping:
+            if p.query is not None and number not in matches[p.name]:
+                continue
+            until = p.until(p.minimum, sent, archived)
+            if until is not None and now < until:
+                count += 1
+                first = first or (number, p)
+                break
+    return (count, first[0], first[1]) if first is not None else None

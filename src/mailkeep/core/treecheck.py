@@ -53,8 +53,12 @@ def check_heads(store: Store, report: TreeReport, hashes: list[bytes],
                 else public
             if head.get("key") not in (ours, key_id(signer)):
                 report.foreign.add(str(head.get("key"))[:16])
-                if isinstance(head.get("size"), int) and isinstance(head.get("root"), str):
+                size = head.get("size")
+                if isinstance(size, int) and not isinstance(size, bool) and size >= 0 \
+                        and isinstance(head.get("root"), str):
                     valid.append((name, head))
+                else:
+                    report.problems.append(f"a head in {name} is not a tree head")
                 continue
             wrong = check_signature(head, signer)
             if wrong is not None:
@@ -68,7 +72,7 @@ def check_heads(store: Store, report: TreeReport, hashes: list[bytes],
             report.problems.append(
                 f"a head in {name} signed at {head['at']} covers {size} leaves but the tree "
                 f"has {n}: the store was replaced by an older copy, or its tree was cut")
-        elif roots[size].hex() != head["root"]:
+        elif roots.get(size, b"").hex() != head["root"]:
             report.problems.append(
                 f"a head in {name} signed at {head['at']} does not match the tree's first "
                 f"{size} leaves: the store's history was rewritten")

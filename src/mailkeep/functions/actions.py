@@ -21,6 +21,9 @@ MANAGING = frozenset({"CreateJob", "RenameJob", "SetJobEnabled", "SetJobSchedule
                       "RunJobAsync", "CancelJobAsync", "DeleteJob"})
 
 
+FOUR_EYES = ("RequestMessageDeletion", "ApproveMessageDeletion", "RejectMessageDeletion")
+
+
 def parse_action(action: str) -> tuple[Function, dict[str, str]]:
     """The function and arguments (as text) of an action such as `RunProfile id=3`
     (shell-like quoting; `--name=value` too), checked as the API checks a call;
@@ -39,6 +42,9 @@ def parse_action(action: str) -> tuple[Function, dict[str, str]]:
                               "the functions).")
     if fn.name in MANAGING:
         raise InvalidArgument(f"A job cannot call {fn.name}: jobs do not manage jobs.")
+    if fn.name in FOUR_EYES:
+        raise InvalidArgument(f"A job cannot call {fn.name}: a deletion is asked for and "
+                              "decided by people, each in person.")
     known = {a.name.lower(): a for a in fn.args}
     form: dict[str, str] = {}
     for word in words[1:]:
@@ -59,6 +65,9 @@ def parse_action(action: str) -> tuple[Function, dict[str, str]]:
         raise InvalidArgument(f"Invalid action for {fn.name}: {exc.message}") from None
     for arg in fn.args:
         given = args.get(arg.name)
+        if arg.mask is not None and given is not None and arg.shown(given) != given:
+            raise InvalidArgument(f"The action cannot pass what {arg.name} of {fn.name} keeps "
+                                  "secret: a job's action is stored and shown in clear.")
         if arg.secret_keys and isinstance(given, dict) and any(
                 given.get(k) for k in arg.secret_keys):
             raise InvalidArgument(f"The action cannot pass {', '.join(arg.secret_keys)} in "
@@ -81,10 +90,17 @@ def shown_action(action: str) -> str:
         return action
     fn = REGISTRY.get(words[0])
     secret = {a.name.lower() for a in fn.args if a.secret or a.secret_keys} if fn else set()
+    masked = {a.name.lower(): a for a in fn.args if a.mask is not None} if fn else {}
     shown = [words[0]]
     for word in words[1:]:
-        name, sep, _value = (word[2:] if word.startswith("--") else word).partition("=")
+        name, sep, value = (word[2:] if word.startswith("--") else word).partition("=")
         hidden = sep and (name.lower() in secret or SECRET_NAME.search(name))
+        if sep and not hidden and name.lower() in masked:  # e.g. a password inside JSON
+            try:
+                given = masked[name.lower()].parse(value)
+                hidden = masked[name.lower()].shown(given) != given
+            except Exception:  # noqa: BLE001  (what cannot be read cannot be told apart)
+                hidden = True
         shown.append(f"{name}=***" if hidden else word)
     return shlex.join(shown)
 

@@ -3,6 +3,7 @@ original's configuration that mailkeep keeps without acting on them."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mailkeep.core.admin.compliance import SWITCHABLE, Compliance
@@ -18,11 +19,20 @@ SHAPE = ('{"legalHold": {"enabled": bool, "reason": str|null, "setBy": str|null,
          '...other keys as they were written}')
 
 
-def _masked(config: Any) -> Any:
-    """The configuration as the audit log keeps it: without the password archiveAccess takes."""
-    if isinstance(config, dict) and isinstance(config.get("archiveAccess"), dict):
-        access = {k: v for k, v in config["archiveAccess"].items() if k != "password"}
-        return {**config, "archiveAccess": access}
+SECRET_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)
+
+
+def _masked(config: Any, depth: int = 0) -> Any:
+    """The configuration as the audit log keeps it: the value of any key that names a
+    password, a secret, a token or a key masked, wherever it is (archiveAccess.password is
+    the one mailkeep takes; a client may put one anywhere)."""
+    if depth > 40:
+        return "***"
+    if isinstance(config, dict):
+        return {k: ("***" if SECRET_KEY.search(str(k)) and v else _masked(v, depth + 1))
+                for k, v in config.items()}
+    if isinstance(config, list):
+        return [_masked(v, depth + 1) for v in config]
     return config
 
 

@@ -110,11 +110,10 @@ def _scope(call: Call) -> Scope:
 
 
 def _audit_read(call: Call, scope: Scope, event: str, /, **details: Any) -> None:
-    """A read of other people's mail: recorded unless auditing.off names the event; an
-    auditor's, always."""
+    """A read of other people's mail: recorded unless auditing.off names the event; one that
+    only archiveAccess allows (an auditor's, an administrator's), always."""
     if scope.wide is not None:
         details["access"] = scope.wide
-    if scope.wide == "auditor":
         call.master.audit.write(call.caller.actor, event, **details)
     else:
         Compliance(call.master).audit(call.caller.actor, event, **details)

@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 from mailkeep.core.admin.compliance import Compliance
-from mailkeep.core.admin.users import ROLES
+from mailkeep.core.admin.users import ROLES, Users
+from mailkeep.core.archive import parse_message_id
 from mailkeep.core.errors import Conflict, InvalidArgument, NotFound
 from mailkeep.core.fields import Field
 from mailkeep.core.masterdb.retention import DeletionRequest
@@ -99,9 +100,17 @@ def _shown(r: DeletionRequest) -> dict[str, Any]:
             "note": r.note}
 
 
-def _who(actor: str) -> str:
-    """The account behind an actor (api:alice, mcapi:alice and cli:alice are one person)."""
-    return actor.partition(":")[2].casefold() or actor.casefold()
+def _account(call: Call) -> tuple[str, int | None]:
+    """The account calling (a job calls as its owner): its name, and its id, which stays the
+    same when the account is renamed (None for the machine's command line)."""
+    row = Users(call.master).account(call.user)
+    return (row.user_name, row.id) if row is not None else (call.user, None)
+
+
+def _same(a: tuple[str, int | None], b: tuple[str, int | None]) -> bool:
+    if a[1] is not None and b[1] is not None:
+        return a[1] == b[1]
+    return a[0].casefold() == b[0].casefold()
 
 
 @function("RequestMessageDeletion", "mailkeep extension: ask for a message to be deleted "
@@ -112,6 +121,8 @@ def _who(actor: str) -> str:
           Field("reason", "string", description="Why it should be deleted (kept, audited)."))
 def request_message_deletion(call: Call) -> dict[str, Any]:
     message_id, reason = str(call.arg("id")).strip(), str(call.arg("reason")).strip()
+    store_id, number = parse_message_id(message_id)
+    message_id = f"{store_id}:{number}"  # one id for one message
     if not reason:
         raise InvalidArgument("A reason is required (it is kept in the audit log).")
     if len(reason) > 1000:
@@ -121,7 +132,7 @@ def request_message_deletion(call: Call) -> dict[str, Any]:
         if call.master.deletion_requests.pending_for(message_id) is not None:
             raise Conflict(f"A deletion of {message_id} is already requested.")
         rid = call.master.deletion_requests.add(message_id, reason, call.caller.actor,
-                                                time.time())
+                                                time.time(), *_account(call))
         call.master.audit.write(call.caller.actor, "MessageDeletionRequested", id=message_id,
                                 request=rid, reason=reason)
     got = call.master.deletion_requests.get(rid)
@@ -136,8 +147,9 @@ def _pending(call: Call) -> DeletionRequest:
         raise NotFound(f"There is no deletion request {rid}.")
     if got.state != "pending":
         raise Conflict(f"Deletion request {rid} is {got.state} already.")
-    if _who(got.requested_by) == _who(call.caller.actor):
-        raise Conflict("A second administrator must decide: the one who asked cannot.")
+    if _same((got.requester, got.requester_id), _account(call)):
+        raise Conflict("A second administrator must decide: the one who asked cannot "
+                       "(through any interface, or a job of theirs).")
     return got
 
 

@@ -28,17 +28,21 @@ class DeletionRequest:
     decided_by: str | None
     decided_at: float | None
     note: str | None
+    requester: str  # the account that asked (requested_by is how the audit log names it)
+    requester_id: int | None  # its id (None: the machine's command line, not an account)
 
 
 COLUMNS = ("id, message_id, reason, requested_by, requested_at, state, decided_by, decided_at, "
-           "note")
+           "note, requester, requester_id")
 
 
 class DeletionRequests(Repository):
-    def add(self, message_id: str, reason: str, requested_by: str, at: float) -> int:
+    def add(self, message_id: str, reason: str, requested_by: str, at: float, requester: str,
+            requester_id: int | None) -> int:
         cur = self.conn.execute(
             "INSERT INTO deletion_requests (message_id, reason, requested_by, requested_at, "
-            "state) VALUES (?, ?, ?, ?, 'pending')", (message_id, reason, requested_by, at))
+            "state, requester, requester_id) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+            (message_id, reason, requested_by, at, requester, requester_id))
         return int(cur.lastrowid or 0)
 
     def get(self, request_id: int) -> DeletionRequest | None:

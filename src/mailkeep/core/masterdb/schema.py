@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS retention (
 CREATE TABLE IF NOT EXISTS deletion_requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, reason TEXT NOT NULL,
     requested_by TEXT NOT NULL, requested_at REAL NOT NULL,
+    requester TEXT NOT NULL, requester_id INTEGER,  -- the account (its id survives a rename)
     state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'failed')),
     decided_by TEXT, decided_at REAL, note TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS deletion_requests_pending ON deletion_requests(message_id)

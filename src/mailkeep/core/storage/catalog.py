@@ -404,6 +404,16 @@ class Catalog(Searching):
                     " e.internal_date, e.archived_at FROM entries e"
                     " JOIN folders f ON f.id = e.folder_id")}
 
+    def filed_as(self) -> dict[int, tuple[str, str, list[str], int | None, int, bytes]]:
+        """number -> (owner, folder, flags, internal date, archived at, content id) of every
+        entry, as the catalog has them (what verify compares with the tree's filings)."""
+        return {int(n): (owner, path, sorted(f for f in flags.split(",") if f), idate, int(at),
+                         bytes(cid))
+                for n, owner, path, flags, idate, at, cid in self.conn.execute(
+                    "SELECT e.number, f.owner, f.path, e.flags, e.internal_date, e.archived_at,"
+                    " b.content_id FROM entries e JOIN folders f ON f.id = e.folder_id"
+                    " JOIN blobs b ON b.id = e.blob_id")}
+
     def envelopes(self) -> dict[int, dict[str, Any]]:
         """number -> envelope of every journaled entry."""
         return {n: {"from": f, "to": json.loads(t)} for n, f, t in self.conn.execute(

@@ -46,17 +46,19 @@ def merge(source: Store, target: Store, report: Report = _noop,
                         tmp.write(chunk)
                     tmp.seek(0)
                     filed = target.add_large_message(tmp, size, owner, folder, flag_set,
-                                                     internal)
+                                                     internal, archived_at=at)
                 new = filed.number
             else:
                 raw = source.read(number)
                 cid = target.packer.content_id(raw)
                 blob_id, _filed = target.lookup(cid, owner, folder)
                 if blob_id is not None:
-                    new = target.add_entry(cid, owner, folder, flag_set, internal)
+                    new = target.add_entry(cid, owner, folder, flag_set, internal,
+                                           archived_at=at)
                 else:
                     prepared = target.packer.prepare(raw, cid, fallback)
-                    new = target.add_message(prepared, owner, folder, flag_set, internal).number
+                    new = target.add_message(prepared, owner, folder, flag_set, internal,
+                                             archived_at=at).number
             if new is None:
                 result.duplicates += 1
             else:

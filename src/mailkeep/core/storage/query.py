@@ -145,6 +145,12 @@ def _tokens(query: str) -> list[tuple[bool, str | None, str]]:
     return out
 
 
+def fields_of(query: str) -> list[str | None]:
+    """The field each term of a search names (None: a bare word or phrase; "OR" left out)."""
+    return [name for negate, name, value in _tokens(query)
+            if not (name is None and value == "OR" and not negate)]
+
+
 def compile_query(query: str) -> Query:
     """Parse a search; bad filter values raise InvalidArgument, stray syntax is taken as words."""
     p = _Parsed()

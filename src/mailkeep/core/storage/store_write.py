@@ -112,7 +112,8 @@ class Writing(Reading):
 
     def add_message(self, prepared: Prepared, owner: str, folder: str,
                     flags: frozenset[str] = frozenset(), internal_date: float | None = None,
-                    envelope: dict[str, Any] | None = None) -> Added:
+                    envelope: dict[str, Any] | None = None,
+                    archived_at: int | None = None) -> Added:
         """File a prepared message (within a batch); a message already in the folder is a
         duplicate and changes nothing."""
         self.begin()
@@ -134,7 +135,7 @@ class Writing(Reading):
                                             rec.length, prepared.raw_size, prepared.info)
             self._remember_index(blob_id, prepared.info.date, prepared.info.index)
         number = self._add_entry(prepared.content_id, blob_id, owner, folder, flags,
-                                 internal_date, envelope, m_leaf)
+                                 internal_date, envelope, m_leaf, archived_at)
         return Added(number, new_blob)
 
     def _prepared_sha256(self, prepared: Prepared) -> bytes:
@@ -170,7 +171,8 @@ class Writing(Reading):
     def add_large_message(self, stream: BinaryIO, size: int, owner: str, folder: str,
                           flags: frozenset[str] = frozenset(),
                           internal_date: float | None = None,
-                          fields: IndexFields | None = None) -> Added:
+                          fields: IndexFields | None = None,
+                          archived_at: int | None = None) -> Added:
         """File a message too large for memory: hashed, compressed and sealed as a stream;
         `fields`: its text extracted already (else it is extracted here)."""
         self.begin()
@@ -218,12 +220,13 @@ class Writing(Reading):
         else:
             m_leaf = None
         number = self._add_entry(cid, blob_id, owner, folder, flags, internal_date,
-                                 m_leaf=m_leaf)
+                                 m_leaf=m_leaf, archived_at=archived_at)
         return Added(number, new_blob, warnings)
 
     def add_entry(self, cid: bytes, owner: str, folder: str, flags: frozenset[str] = frozenset(),
                   internal_date: float | None = None,
-                  envelope: dict[str, Any] | None = None) -> int | None:
+                  envelope: dict[str, Any] | None = None,
+                  archived_at: int | None = None) -> int | None:
         """File a message whose bytes the store already holds; None if already in the folder."""
         self.begin()
         blob_id, filed = self.lookup(cid, owner, folder)
@@ -231,14 +234,17 @@ class Writing(Reading):
             raise NotFound("the store does not hold that message")
         if filed:
             return None
-        return self._add_entry(cid, blob_id, owner, folder, flags, internal_date, envelope)
+        return self._add_entry(cid, blob_id, owner, folder, flags, internal_date, envelope,
+                               archived_at=archived_at)
 
     def _add_entry(self, cid: bytes, blob_id: int, owner: str, folder: str,
                    flags: frozenset[str], internal_date: float | None,
-                   envelope: dict[str, Any] | None = None, m_leaf: int | None = None) -> int:
+                   envelope: dict[str, Any] | None = None, m_leaf: int | None = None,
+                   archived_at: int | None = None) -> int:
+        """`archived_at`: when it was first archived (a merge keeps it); default now."""
         assert self._writer is not None
         number = self.catalog.next_number()
-        now = int(time.time())
+        now = int(time.time()) if archived_at is None else int(archived_at)
         idate = int(internal_date) if internal_date is not None else None
         flag_list = sorted(flags)
         header: dict[str, Any] = {

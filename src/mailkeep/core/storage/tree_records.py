@@ -10,6 +10,7 @@ from typing import Any
 
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage import tree as mtree
+from mailkeep.core.storage.catalog import full_name, rebase, under
 from mailkeep.core.storage.store import Store
 
 COMPACTED_REASON = "compacted: numbers up to here are used"
@@ -42,15 +43,44 @@ def _spans(numbers: list[int]) -> str:
     return shown + (f" and {len(numbers) - SHOWN} more" if len(numbers) > SHOWN else "")
 
 
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _moves(header: dict[str, Any]) -> dict[str, Any] | None:
+    """The folder move an F record (or a kept one) made, if it is one."""
+    h = header.get("was") if header.get("op") == "kept" else header
+    if isinstance(h, dict) and h.get("op") == "move" and all(
+            isinstance(h.get(k), str) for k in ("owner", "folder", "to_owner", "to_folder")):
+        return h
+    return None
+
+
+@dataclass
+class _Filing:
+    owner: str
+    folder: str
+    flags: list[str]
+    idate: int | None
+    at: int
+    cid: str
+
+
 def check_records(store: Store, report: TreeReport, hashes: list[bytes]) -> None:
+    """Every record against its leaf; every leaf accounted for; the records in leaf order;
+    and the catalog's messages where their leaf-checked filings and the folder moves since
+    put them (so that neither a record's unchecked fields nor the catalog can move, swap or
+    bring back a message unnoticed)."""
     n = len(hashes)
-    entry = store.manifest.get("tree")
-    covered = isinstance(entry, dict) and bool(entry.get("complete"))  # all records have leaves
     seen: set[int] = set()
     lawful: set[int] = set()
     m_leaves: dict[str, int | None] = {}
-    live_numbers: set[int] = set()
-    tombstoned: set[int] = set()
+    m_ids: dict[int, str] = {}  # leaf of a message record -> its content id
+    filings: dict[int, _Filing] = {}  # number -> where its checked filing puts it now
+    highest_entry = 0
+    last_leaf = -1
+    leafed = False  # a record with a leaf was met: every later one must have one too
+    compacted_marks: list[tuple[str, int]] = []
     mismatched: list[str] = []
     for number in store.segments():
         for item in seg.scan(store.segment_path(number), number):
@@ -59,29 +89,21 @@ def check_records(store: Store, report: TreeReport, hashes: list[bytes]) -> None
             h = item.header
             leaf = h.get("tl")
             where = f"segment {number} offset {item.offset}"
-            if item.type == seg.ENTRY:
-                live_numbers.add(int(h.get("n", -1)))
-            if item.type == seg.TOMBSTONE:
-                tombstoned.add(int(h.get("n", -1)))
-                for k in ("e", "m"):
-                    if isinstance(h.get(k), int):
-                        lawful.add(h[k])
-            lost = h.get("was") if h.get("op") == "kept" else h
-            if item.type == seg.FOLDER and isinstance(lost, dict) and lost.get("op") == "lost":
-                for pair in lost.get("leaves") or []:
-                    if isinstance(pair, list) and len(pair) == 2 and pair[1] - pair[0] < n:
-                        span = range(int(pair[0]), int(pair[1]) + 1)
-                        lawful.update(span)
-                        report.declared_lost += len(span)
-            if not isinstance(leaf, dict) or not isinstance(leaf.get("i"), int):
+            kind = item.type.decode()
+            if item.type == seg.ENTRY and _int(h.get("n")) is not None:
+                highest_entry = max(highest_entry, h["n"])
+            i = _int(leaf.get("i")) if isinstance(leaf, dict) else None
+            if i is None or i < 0:
                 if item.type == seg.MESSAGE:
-                    m_leaves[h.get("id", "")] = None
-                if covered and not (item.type == seg.TOMBSTONE and h.get("at") == 0
-                                    and h.get("reason") == COMPACTED_REASON):
-                    report.problems.append(f"{where}: a {item.type.decode()} record without a "
-                                           "tree leaf: written behind the tree's back")
+                    m_leaves[str(h.get("id", ""))] = None
+                if item.type == seg.TOMBSTONE and h.get("at") == 0 \
+                        and h.get("reason") == COMPACTED_REASON and _int(h.get("n")) is not None:
+                    compacted_marks.append((where, h["n"]))  # compaction's; checked below
+                elif leafed:
+                    report.problems.append(f"{where}: a {kind} record without a tree leaf: "
+                                           "written behind the tree's back")
                 continue
-            i = leaf["i"]
+            leafed = True
             if i >= n:
                 if store.writable:
                     report.problems.append(f"{where}: its tree leaf {i} is past the tree's "
@@ -92,11 +114,43 @@ def check_records(store: Store, report: TreeReport, hashes: list[bytes]) -> None
                 report.problems.append(f"{where}: tree leaf {i} is claimed by two records")
                 continue
             seen.add(i)
+            if i < last_leaf:
+                report.problems.append(f"{where}: its tree leaf {i} comes after leaf "
+                                       f"{last_leaf}: the records were reordered")
+            last_leaf = max(last_leaf, i)
             if item.type == seg.MESSAGE:
-                m_leaves[h.get("id", "")] = i
+                m_leaves[str(h.get("id", ""))] = i
             what = store.committed(item, m_leaves)
             if what is None or mtree.leaf_of(store.tree.leaf(i, item.type, what)) != hashes[i]:
-                mismatched.append(f"{where} ({item.type.decode()}, leaf {i})")
+                mismatched.append(f"{where} ({kind}, leaf {i})")
+                continue
+            # the record is what was written: what it says can be relied on from here
+            if item.type == seg.MESSAGE:
+                m_ids[i] = str(h.get("id"))
+            elif item.type == seg.ENTRY:
+                assert isinstance(leaf, dict)
+                m = _int(leaf.get("m")) if "m" in leaf else m_leaves.get(str(h.get("id")))
+                if m is not None and m in m_ids and m_ids[m] != h.get("id"):
+                    report.problems.append(f"{where}: message {h['n']} names other bytes than "
+                                           f"the message record its filing committed to")
+                f = h.get("filed") or h
+                filings[int(h["n"])] = _Filing(str(f["owner"]), str(f["folder"]),
+                                               sorted(f.get("flags") or []), f.get("idate"),
+                                               int(f["at"]), str(h.get("id")))
+            elif item.type == seg.TOMBSTONE:
+                filings.pop(_int(h.get("n")) or -1, None)
+                for k in ("e", "m"):
+                    if _int(h.get(k)) is not None:
+                        lawful.add(h[k])
+            elif item.type == seg.FOLDER:
+                _apply_move(filings, _moves(h))
+                lost = h.get("was") if h.get("op") == "kept" else h
+                if isinstance(lost, dict) and lost.get("op") == "lost":
+                    _declared(lost, n, lawful, report)
+    for where, number_ in compacted_marks:
+        if number_ < highest_entry or number_ in filings:
+            report.problems.append(f"{where}: a tombstone without a tree leaf names message "
+                                   f"{number_}, which is filed: written behind the tree's back")
     for text in mismatched:
         report.problems.append(f"{text}: the record does not match its tree leaf: it was "
                                "changed after it was written")
@@ -106,5 +160,52 @@ def check_records(store: Store, report: TreeReport, hashes: list[bytes]) -> None
         report.problems.append(f"{len(missing)} tree leaves have no record in the segments "
                                f"and no deletion accounts for them (leaves {_spans(missing)}):"
                                " records were removed")
+    if leafed:
+        _compare_catalog(store, report, filings)
 
 
+def _declared(h: dict[str, Any], n: int, lawful: set[int], report: TreeReport) -> None:
+    for pair in h.get("leaves") or []:
+        if isinstance(pair, list) and len(pair) == 2 and all(
+                _int(x) is not None and 0 <= x < n for x in pair) and pair[0] <= pair[1]:
+            span = range(pair[0], pair[1] + 1)
+            lawful.update(span)
+            report.declared_lost += len(span)
+
+
+def _apply_move(filings: dict[int, _Filing], move: dict[str, Any] | None) -> None:
+    """What the catalog does with a folder move (Catalog.move_folder), to the filings."""
+    if move is None:
+        return
+    owner, top, to_owner, to_top = (move["owner"], move["folder"], move["to_owner"],
+                                    move["to_folder"])
+    there = {(f.owner, f.folder, f.cid) for f in filings.values()}
+    for f in filings.values():
+        if f.owner == owner and under(f.folder, top):
+            new = rebase(f.folder, top, to_top)
+            if (to_owner, new, f.cid) in there:
+                continue  # the same message is there already: it stays (a merge)
+            f.owner, f.folder = to_owner, new
+
+
+def _compare_catalog(store: Store, report: TreeReport, filings: dict[int, _Filing]) -> None:
+    catalog = store.catalog.filed_as()
+    wrong: list[str] = []
+    for number, (owner, folder, flags, idate, at, cid) in sorted(catalog.items()):
+        f = filings.get(number)
+        if f is None:
+            if store.writable:  # (else: filed after the segments were read)
+                wrong.append(f"message {number} is in the catalog but no checked record "
+                             "files it")
+            continue
+        if (owner, folder) != (f.owner, f.folder):
+            wrong.append(f"message {number} is in {full_name(owner, folder)}, but its filing "
+                         f"and the folder moves since put it in {full_name(f.owner, f.folder)}")
+        elif cid.hex() != f.cid:
+            wrong.append(f"message {number} shows other bytes than it was filed with")
+        elif flags != f.flags or idate != f.idate or at != f.at:
+            wrong.append(f"message {number}'s flags or dates are not those it was filed with")
+    for text in wrong[:50]:
+        report.problems.append(f"{text} (the catalog or a record was changed)")
+    if len(wrong) > 50:
+        report.problems.append(f"and {len(wrong) - 50} more messages like these")

@@ -190,11 +190,13 @@ class Archive:
             self._rename_manifest(rec, name)
         return rec
 
-    def detach_store(self, ref: str | int) -> StoreRecord:
+    def detach_store(self, ref: str | int, merged: bool = False) -> StoreRecord:
+        """`merged`: every message of the store was filed in another one (MergeStore): none
+        leaves the archive, so retention minimums do not hold it back."""
         rec = self.find_store(ref)
         Compliance(self.master).require_no_hold(f"detaching store {rec.name!r}")
         policies = Retention(self.master).policies()
-        if policies:
+        if policies and not merged:
             try:
                 kept = first_kept(self.open_store(rec, check_state=False), policies)
             except MailkeepError:

@@ -313,7 +313,7 @@ def merge_store(call: Call) -> dict[str, int]:
     res = merge(source, target, report, call.ctx.check_cancelled)
     call.ctx.log(f"  {res.merged} messages merged, {res.duplicates} duplicates of "
                  f"{res.messages}")
-    call.archive.detach_store(source_rec.id)
+    call.archive.detach_store(source_rec.id, merged=True)
     call.ctx.log(f"Store {source_rec.name} (id {source_rec.id}) detached; its files are "
                  f"still at {source_rec.path}.")
     call.ctx.progress(100)

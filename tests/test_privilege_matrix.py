@@ -41,8 +41,9 @@ The interfaces and their rules:
    argument (exit code 2 once admitted), so nothing runs.
 4. A job (CreateJob, run with RunJobAsync, as the CLI runs it: here and now) owned by each
    kind, whose action calls the function. CreateJob accepts any existing account as owner and
-   refuses two kinds of action, whoever the owner: the functions that manage jobs (MANAGING),
-   and those that cannot be called without a secret argument, which an action may not carry
+   refuses three kinds of action, whoever the owner: the functions that manage jobs
+   (MANAGING), four-eyes deletion (FOUR_EYES: asked and decided by people in person), and those
+   that cannot be called without a secret argument, which an action may not carry
    (SetSmtpSettings, SetUserPassword, UnlockStore, ...). Every other function is run as a job
    for every kind of owner: only an owner who is an administrator and has the privilege login
    runs it; for any other the run's result is "failed", its error says the owner "is not an
@@ -74,7 +75,7 @@ from starlette.testclient import TestClient
 from mailkeep.core.errors import InvalidArgument
 from mailkeep.core.fields import Field
 from mailkeep.functions import REGISTRY
-from mailkeep.functions.actions import MANAGING
+from mailkeep.functions.actions import FOUR_EYES, MANAGING
 from mailkeep.functions.invoke import Invoker
 from mailkeep.functions.registry import Function
 from mailkeep.web.app import create_app
@@ -470,7 +471,7 @@ def action_of(fn: Function) -> str:
 
 
 def job_expected(fn: Function, kind: Kind) -> str:
-    if fn.name in MANAGING or needs_a_secret(fn):
+    if fn.name in MANAGING or fn.name in FOUR_EYES or needs_a_secret(fn):
         return NOT_AN_ACTION
     return ALLOWED if kind.administrator and kind.may_log_in else JOB_REFUSED
 
@@ -484,6 +485,7 @@ def job_got(inv: Invoker, data: Path, fn: Function, kind: Kind) -> str:
             "name": job_name, "action": action, "owner": kind.user, "timeZoneId": "UTC"})
     except InvalidArgument as exc:
         why = ("jobs do not manage jobs" if fn.name in MANAGING else
+               "in person" if fn.name in FOUR_EYES else
                "it is secret" if needs_a_secret(fn) else "?")
         if why in exc.message and not [actor for actor, _ in records(data, before, fn)
                                        if actor.startswith("job:")]:

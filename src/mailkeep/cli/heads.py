@@ -17,6 +17,7 @@ import click
 
 from mailkeep.cli.common import archive_of, call, caller, domain_errors, err, out, shown
 from mailkeep.core.errors import InvalidArgument
+from mailkeep.core.files import write_new
 from mailkeep.core.heads import parse_public_key
 from mailkeep.core.proof import (
     MESSAGE_FILE,
@@ -97,12 +98,7 @@ def heads_export(ctx: click.Context, target: Path | None, since: int) -> None:
     if target is None:
         sys.stdout.write(text)
         return
-    try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    except FileExistsError:
-        raise InvalidArgument(f"{target} exists: choose a new file") from None
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(text)
+    _write_new(target, text)
     out.print(f"{len(got['heads'])} heads written to {shown(str(target))}", highlight=False)
 
 
@@ -154,12 +150,8 @@ def heads_consistency(ctx: click.Context, store_ref: str, old: int, new: int | N
 
 
 def _write_new(path: Path, text: str) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    except FileExistsError:
-        raise InvalidArgument(f"{path} exists: choose a new name") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    if not write_new(path, text.encode()):
+        raise InvalidArgument(f"{path} exists: choose a new name")
 
 
 @click.command("proof")

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from mailkeep.core.errors import InvalidArgument
-from mailkeep.core.files import private_dir
+from mailkeep.core.files import append_synced, private_dir
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.storage.tree import HEADS_FILE, _fold, canonical, node_hash
 
@@ -159,26 +159,36 @@ def check_signature(head: dict[str, Any], public: Ed25519PublicKey) -> str | Non
     return None
 
 
-def read_heads_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The heads of a JSON-lines file (a store's tree.heads, or an export); the lines that
-    are not heads are named."""
+def parse_heads(lines: Iterable[bytes | str], name: str
+                ) -> tuple[list[dict[str, Any]], list[str], str | None]:
+    """The heads of JSON lines (a store's tree.heads, or an export), the lines that are not
+    heads (named), and the public key an export names on its first line."""
     heads: list[dict[str, Any]] = []
     bad: list[str] = []
+    public: str | None = None
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except (ValueError, RecursionError):
+            value = None
+        if isinstance(value, dict) and "root" in value and "size" in value:
+            heads.append(value)
+        elif isinstance(value, dict) and isinstance(value.get("publicKey"), str):
+            public = public or value["publicKey"]
+        else:
+            bad.append(f"{name} line {i} is not a tree head")
+    return heads, bad, public
+
+
+def read_heads_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The heads of a store's tree.heads, and the lines that are not heads (named)."""
     try:
         with open(path, "rb") as fh:
-            for i, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except ValueError:
-                    value = None
-                if isinstance(value, dict) and "root" in value and "size" in value:
-                    heads.append(value)
-                elif not (isinstance(value, dict) and "publicKey" in value):
-                    bad.append(f"{path.name} line {i} is not a tree head")
+            heads, bad, _key = parse_heads(fh, path.name)
     except FileNotFoundError:
-        pass
+        return [], []
     return heads, bad
 
 
@@ -221,11 +231,6 @@ def sign_store(master: MasterDB, key: SigningKey, store: Store, interval_s: floa
             return None
     store.tree.sync()
     head = key.sign(store.id, size, root, int(time.time()))
-    fd = os.open(store.path / HEADS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.write(fd, json.dumps(head, sort_keys=True).encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_synced(store.path / HEADS_FILE, json.dumps(head, sort_keys=True).encode() + b"\n")
     master.heads.add(store.id, size, root.hex(), head["at"], json.dumps(head, sort_keys=True))
     return head

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from mailkeep.core.admin.settings import Settings
 from mailkeep.core.admin.users import ROLES
 from mailkeep.core.errors import InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field
+from mailkeep.core.files import append_synced, write_new
 from mailkeep.core.heads import public_text
 from mailkeep.core.proof import consistency_proof, message_proof
 from mailkeep.core.storage.tree import TIMESTAMPS_FILE, canonical
@@ -152,13 +152,7 @@ def _append_timestamp(call: Call, head: dict[str, Any], tst: str) -> None:
         if store.id == head["store"]:
             line = json.dumps({"size": head["size"], "root": head["root"], "at": head["at"],
                                "tsr": tst}, sort_keys=True) + "\n"
-            fd = os.open(store.path / TIMESTAMPS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                         0o600)
-            try:
-                os.write(fd, line.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_synced(store.path / TIMESTAMPS_FILE, line.encode())
             return
 
 
@@ -200,15 +194,8 @@ def export_tree_heads(call: Call) -> dict[str, Any]:
         raise InvalidArgument(f"directory {target} does not exist.")
     text = export_lines(call)
     path = target / time.strftime("heads-%Y%m%dT%H%M%SZ.jsonl", time.gmtime())
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    except FileExistsError:
-        raise InvalidArgument(f"{path} exists already; try again in a second.") from None
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    if not write_new(path, text.encode()):
+        raise InvalidArgument(f"{path} exists already; try again in a second.")
     count = text.count("\n") - 1
     call.master.audit.write(call.caller.actor, "TreeHeadsExported", path=str(path),
                             heads=count)

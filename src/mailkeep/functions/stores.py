@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from mailkeep.core.admin.users import ROLES
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field
-from mailkeep.core.heads import parse_public_key
+from mailkeep.core.heads import parse_heads, parse_public_key
 from mailkeep.core.masterdb import STATES, StoreRecord
 from mailkeep.core.storage.store import read_manifest
 from mailkeep.core.storage.verify import VerifyFailed, verify
@@ -209,24 +208,11 @@ def _verify_one(call: Call, rec: StoreRecord, share: tuple[float, float]) -> dic
 
 def _exported_heads(call: Call) -> tuple[list[dict[str, Any]], Ed25519PublicKey | None]:
     """The heads given, and the public key their export names (its first line)."""
-    text = call.arg("heads") or ""
-    heads = []
-    key = None
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError:
-            value = None
-        if not isinstance(value, dict):
-            raise InvalidArgument(f"heads: line {i} is not a JSON object (the heads are JSON "
-                                  "lines, as `mailkeep heads export` writes them)")
-        if "root" in value:
-            heads.append(value)
-        elif isinstance(value.get("publicKey"), str) and key is None:
-            key = parse_public_key(value["publicKey"])
-    return heads, key
+    heads, bad, key = parse_heads((call.arg("heads") or "").splitlines(), "heads:")
+    if bad:
+        raise InvalidArgument(f"{bad[0]} (the heads are JSON lines, as `mailkeep heads "
+                              "export` writes them)")
+    return heads, parse_public_key(key) if key is not None else None
 
 
 def verify_stores(call: Call, recs: list[StoreRecord], what: str) -> dict[str, Any]:

@@ -30,6 +30,14 @@ from mailkeep.sources.eml import (
     read_message_file,
     sorted_entries,
 )
+from mailkeep.sources.exports import (
+    from_mbox,
+    is_apple_bundle,
+    is_thunderbird,
+    read_apple_bundle,
+    read_emlx,
+    thunderbird_entry,
+)
 from mailkeep.sources.maildir import is_maildir, read_maildir
 from mailkeep.sources.mbox import read_mbox, sniff
 
@@ -48,7 +56,9 @@ def open_source(path: str | Path) -> Iterator[Item]:
     except OSError as exc:
         yield SourceProblem(str(path), os_reason(exc))
         return
-    if stat.S_ISDIR(mode):
+    if stat.S_ISDIR(mode) and is_apple_bundle(path):
+        yield from read_apple_bundle(path, "", _mbox, named=False)
+    elif stat.S_ISDIR(mode):
         yield from _read_dir(path, "")
     elif stat.S_ISREG(mode):
         yield from _read_file(path, "", "")
@@ -76,14 +86,29 @@ def _read_dir(path: Path, folder: str) -> Iterator[Item]:
     if isinstance(entries, SourceProblem):
         yield entries
         return
+    if is_thunderbird(path, [e.name for e in entries]):
+        for entry in entries:
+            problem = entry_problem(entry)
+            if problem is not None:
+                yield problem
+            else:
+                yield from thunderbird_entry(entry, folder, _mbox, _read_dir)
+        return
     for entry in entries:
         yield from _read_entry(entry, folder)
+
+
+def _mbox(path: Path, folder: str) -> Iterator[Item]:
+    """An mbox file as the folder `folder`, as Gmail and Thunderbird meant its messages."""
+    yield from from_mbox(read_mbox(path, folder=folder), folder)
 
 
 def _read_entry(entry: os.DirEntry[str], folder: str) -> Iterator[Item]:
     problem = entry_problem(entry)
     if problem is not None:
         yield problem
+    elif entry.is_dir(follow_symlinks=False) and is_apple_bundle(Path(entry.path)):
+        yield from read_apple_bundle(Path(entry.path), folder, _mbox)
     elif entry.is_dir(follow_symlinks=False):
         yield from _read_dir(Path(entry.path), join_folder(folder, entry.name))
     else:
@@ -95,6 +120,9 @@ def _read_file(path: Path, folder: str, mbox_folder: str) -> Iterator[Item]:
     if path.name.lower().endswith(MESSAGE_SUFFIX):
         yield read_message_file(path, folder)
         return
+    if path.name.lower().endswith(".emlx"):
+        yield read_emlx(path, folder)
+        return
     try:
         kind = sniff(path)
     except (OSError, EOFError, zlib.error) as exc:
@@ -102,7 +130,7 @@ def _read_file(path: Path, folder: str, mbox_folder: str) -> Iterator[Item]:
         yield SourceProblem(str(path), reason)
         return
     if kind == "mbox":
-        yield from read_mbox(path, folder=mbox_folder)
+        yield from _mbox(path, mbox_folder)
     elif kind == "gzip":
         yield SourceProblem(str(path), "gzip file that is not an mbox; not read", skipped=True)
     else:

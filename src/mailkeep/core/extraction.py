@@ -97,7 +97,7 @@ class Extractor:
         with self._lock:
             self._in_flight += 1
             try:
-                future = self._lane(size).schedule(index_fields, args=(head, size),
+                future = self._lane(size).schedule(index_fields, args=(head, size, True),
                                                    timeout=seconds)
             except Exception:
                 self._in_flight -= 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -94,8 +95,11 @@ def _init_worker(store_key: bytes | None) -> None:
     _worker_key = store_key
 
 
-def _prepare_one(packer: Packer, raw: bytes, cid: bytes, fallback: float) -> Prepared:
-    return packer.prepare(raw, cid, fallback)  # extract() never raises, whatever the bytes
+def _prepare_one(packer: Packer, raw: bytes, cid: bytes, fallback: float,
+                 documents: bool = True) -> Prepared:
+    """`documents`: read the text inside attachments too (core/mime/documents.py bounds each
+    with a timer, which only a process's main thread has: a worker, or the command line)."""
+    return packer.prepare(raw, cid, fallback, documents=documents)  # never raises
 
 
 def _prepare_batch(items: list[tuple[bytes, bytes, float]], dict_id: int | None,
@@ -286,8 +290,9 @@ class Importer:
                                              initargs=(self.store._store_key,))
         if self._pool is None:
             packer = self.store.packer
+            main = threading.current_thread() is threading.main_thread()
             for it, (raw, cid, fb) in zip(batch, work, strict=True):
-                it.prepared = _prepare_one(packer, raw, cid, fb)
+                it.prepared = _prepare_one(packer, raw, cid, fb, documents=main)
             self._inflight.append(_Flight(batch))
         else:
             dict_id, _ = self._current_dictionary()

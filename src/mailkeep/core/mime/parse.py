@@ -23,6 +23,7 @@ from email.utils import parsedate_tz
 from io import BytesIO
 
 from mailkeep.core.mime import charsets
+from mailkeep.core.mime.documents import attachment_text
 from mailkeep.core.mime.params import ParamsMessage
 from mailkeep.core.mime.text import html_to_text
 
@@ -36,6 +37,9 @@ _MAX_DEPTH = 30
 _MAX_WARNINGS = 30
 _VIEW_TEXT_CHARS = 1_000_000
 _HTML_BYTES = 2 << 20  # HTML handed to html_to_text, per message
+
+
+MAX_DOCUMENT_CHARS = 4_000_000  # of attachment text indexed for one message
 
 
 @dataclass
@@ -306,9 +310,13 @@ _DEFECT_WARNINGS: dict[type[errors.MessageDefect], str] = {
 class _Walker:
     """Collects the text and the attachments of a message's parts, in order."""
 
-    def __init__(self, max_chars: int, sizes: bool, warnings: list[str]) -> None:
+    def __init__(self, max_chars: int, sizes: bool, warnings: list[str],
+                 documents: bool = False) -> None:
         self.texts: list[tuple[str, str]] = []  # (kind: plain, html or meta, text)
         self.attachments: list[tuple[str, str, int]] = []
+        self.documents = documents  # read the text inside attachments (core/mime/documents)
+        self.document_texts: list[str] = []
+        self.document_room = MAX_DOCUMENT_CHARS
         self.room = max_chars
         self.html_room = _HTML_BYTES
         self.sizes = sizes  # describe() wants decoded sizes; extract() skips that work
@@ -373,6 +381,12 @@ class _Walker:
             size = len(_payload(part, self.warnings))
         # the type as email.parser read it: 8-bit bytes in it are surrogate escapes
         self.attachments.append((name, charsets.header_text(_raw(ctype), None, []), size))
+        if self.documents and not part.is_multipart() and self.document_room > 0:
+            text, warnings = attachment_text(name, ctype, _payload(part, self.warnings))
+            self.warnings.extend(warnings)
+            if text:
+                self.document_texts.append(text[: self.document_room])
+                self.document_room -= len(text) + 1
         # Text explicitly inline (patches sent from Thunderbird) is read in the mail itself.
         return disposition != "inline" or not ctype.startswith("text/")
 
@@ -448,11 +462,12 @@ _Headers = dict[str, list[str]]  # lower-case name -> values, in order
 _WANTED = frozenset(["subject", "from", "sender", "to", "cc", "bcc", "date", "message-id"])
 
 
-def _walk(raw: bytes, max_chars: int, sizes: bool) -> tuple[_Headers, _Walker, str | None]:
+def _walk(raw: bytes, max_chars: int, sizes: bool, documents: bool = False
+          ) -> tuple[_Headers, _Walker, str | None]:
     """Parse and walk a message; returns its headers, the walker and its declared charset."""
     warnings: list[str] = []
     data = _prepare(raw, warnings)
-    walker = _Walker(max_chars, sizes, warnings)
+    walker = _Walker(max_chars, sizes, warnings, documents)
     if b"\x00" in data[:8192] and not _PARSER.parsebytes(data[:8192], headersonly=True).keys():
         warnings.append("binary data, not a message: not indexed")
         return {}, walker, None
@@ -486,16 +501,19 @@ def _finish(warnings: list[str]) -> list[str]:
     return list(dict.fromkeys(warnings))[:_MAX_WARNINGS]
 
 
-def extract(raw: bytes, max_body_chars: int = 1_000_000) -> IndexFields:
-    """The decoded fields to index for one raw message. Never raises."""
+def extract(raw: bytes, max_body_chars: int = 1_000_000, documents: bool = False
+            ) -> IndexFields:
+    """The decoded fields to index for one raw message (with `documents`, the text inside its
+    attachments too: only where a deadline bounds it, the extraction workers). Never
+    raises."""
     try:
-        return _extract(raw, max_body_chars)
+        return _extract(raw, max_body_chars, documents)
     except Exception as exc:  # a last resort: the import must go on
         return IndexFields(warnings=[f"extraction failed: {type(exc).__name__}: {exc}"[:200]])
 
 
-def _extract(raw: bytes, max_body_chars: int) -> IndexFields:
-    headers, walker, charset = _walk(raw, max_body_chars, sizes=False)
+def _extract(raw: bytes, max_body_chars: int, documents: bool = False) -> IndexFields:
+    headers, walker, charset = _walk(raw, max_body_chars, sizes=False, documents=documents)
     warnings = walker.warnings
 
     def text(*names: str, every: bool = False) -> str:
@@ -512,7 +530,7 @@ def _extract(raw: bytes, max_body_chars: int) -> IndexFields:
         sender=text("from") or text("sender"),
         recipients=text("to", "cc", "bcc", every=True),
         body="\n\n".join(t for _, t in walker.texts)[:max_body_chars].replace("\x00", " "),
-        attachments="\n".join(names),
+        attachments="\n".join(names + walker.document_texts).replace("\x00", " "),
         date=_date(text("date")) if "date" in headers else None,
         message_id=message_id or None,
         has_attachment=bool(walker.attachments),

@@ -28,9 +28,10 @@ class Prepared:
     raw_sha256: bytes = b""  # what the store's tree commits to (core/storage/tree.py)
 
 
-def index_fields(head: bytes, size: int) -> IndexFields:
-    """What to index of a message of `size` bytes whose first bytes are `head`. Never raises."""
-    fields = extract(head[:PARTIAL_INDEX_BYTES])
+def index_fields(head: bytes, size: int, documents: bool = False) -> IndexFields:
+    """What to index of a message of `size` bytes whose first bytes are `head` (`documents`:
+    the text inside its attachments too; in a worker process only). Never raises."""
+    fields = extract(head[:PARTIAL_INDEX_BYTES], documents=documents)
     if size > PARTIAL_INDEX_BYTES:
         fields.warnings.append("message indexed from its first 16 MB only")
     fields.columns = index_columns(fields.subject, fields.sender, fields.recipients,
@@ -79,11 +80,11 @@ class Packer:
         return self.sealer.content_hasher() if self.sealer is not None else hashlib.sha256()
 
     def prepare(self, raw: bytes, content_id: bytes, fallback_date: float,
-                fields: IndexFields | None = None) -> Prepared:
+                fields: IndexFields | None = None, documents: bool = False) -> Prepared:
         """Compressed, sealed and index rows; `fields`: the text extracted already (else it is
         extracted here)."""
         if fields is None:
-            fields = index_fields(raw, len(raw))
+            fields = index_fields(raw, len(raw), documents)
         payload = self.codec.compress(raw)
         if self.sealer is not None:
             payload = self.sealer.seal(payload, message_aad(content_id))

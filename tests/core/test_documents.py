@@ -5,7 +5,6 @@ cost their own text only and are named in a warning, the message archived all th
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import zipfile
@@ -189,4 +188,16 @@ def test_an_import_finds_words_inside_attachments(tmp_path: Path) -> None:
               if m["subject"] == "hostile"]
     shown = mk(data, "show", bomb["id"])
     assert "bomb.zip" in shown.output and "zip bomb" in shown.output
-    assert base64  # (kept for the bytes above)
+
+
+def test_the_text_inside_attachments_can_be_left_out(tmp_path: Path) -> None:
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    (mail / "a.eml").write_bytes(mail_with({"invoice.pdf": KINDS["invoice.pdf"]}, "invoices"))
+    data = tmp_path / "data"
+    mk_ok(data, "settings", "set", "archive.attachment_text", "false")
+    mk_ok(data, "import", str(mail))
+    got = json.loads(mk_ok(data, "call", "SearchArchive", "query=attachment:4711").stdout)
+    assert got["total"] == 0
+    named = json.loads(mk_ok(data, "call", "SearchArchive", "query=attachment:invoice").stdout)
+    assert named["total"] == 1  # the name is indexed all the same

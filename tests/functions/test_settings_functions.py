@@ -46,7 +46,9 @@ DEFAULTS = {"api.enabled": False, "paths.allowed": "", "server.body_timeout": 30
             "smtp.max_errors": 20,
             "smtp.command_timeout": 300, "smtp.data_timeout": 3600, "smtp.max_sessions": 100,
             "smtp.max_sessions_per_client": 50, "smtp.large_messages": 4,
-            "stores.autocreate": None, "archive.extract_timeout": 20, "tree.head_interval": 60,
+            "stores.autocreate": None, "archive.extract_timeout": 20,
+            "archive.attachment_text": True,
+            "tree.head_interval": 60,
             "tree.tsa_url": ""}
 
 

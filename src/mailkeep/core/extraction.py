@@ -71,8 +71,10 @@ class Extractor:
     """The pools of extraction workers. `timeout` gives the deadline in seconds, asked per
     message (a setting may change while the server runs)."""
 
-    def __init__(self, timeout: Callable[[], float], workers: int | None = None) -> None:
+    def __init__(self, timeout: Callable[[], float], workers: int | None = None,
+                 documents: Callable[[], bool] = lambda: True) -> None:
         self.timeout = timeout
+        self.documents = documents  # read the text inside attachments (a setting)
         self.workers = workers or max(MIN_WORKERS, min(MAX_WORKERS, os.cpu_count() or 1))
         self.timed_out = 0
         self._pools: dict[bool, ProcessPool] = {}  # small? -> its lane
@@ -97,7 +99,8 @@ class Extractor:
         with self._lock:
             self._in_flight += 1
             try:
-                future = self._lane(size).schedule(index_fields, args=(head, size, True),
+                future = self._lane(size).schedule(index_fields,
+                                                   args=(head, size, self.documents()),
                                                    timeout=seconds)
             except Exception:
                 self._in_flight -= 1

@@ -19,6 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailkeep.core.admin.settings import Settings
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import MailkeepError
 from mailkeep.core.message import Measured, RawMessage, SourceProblem
@@ -103,7 +104,7 @@ def _prepare_one(packer: Packer, raw: bytes, cid: bytes, fallback: float,
 
 
 def _prepare_batch(items: list[tuple[bytes, bytes, float]], dict_id: int | None,
-                   dictionary: bytes | None) -> list[Prepared] | None:
+                   dictionary: bytes | None, documents: bool = True) -> list[Prepared] | None:
     global _worker_packer
     if _worker_packer is None or _worker_packer[0] != dict_id:
         if dict_id is not None and dictionary is None:
@@ -111,7 +112,7 @@ def _prepare_batch(items: list[tuple[bytes, bytes, float]], dict_id: int | None,
         dicts = {dict_id: dictionary} if dict_id is not None and dictionary else {}
         _worker_packer = (dict_id, Packer(dicts, _worker_key))
     packer = _worker_packer[1]
-    return [_prepare_one(packer, raw, cid, fb) for raw, cid, fb in items]
+    return [_prepare_one(packer, raw, cid, fb, documents) for raw, cid, fb in items]
 
 
 # -- the pipeline ---------------------------------------------------------------------------
@@ -146,6 +147,7 @@ class Importer:
         self.on_outcome = on_outcome or (lambda o: None)
         self.on_progress = on_progress or (lambda s: None)
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self.documents = bool(Settings(archive.master).get("archive.attachment_text"))
         self.stats = ImportStats()
         self.store_rec, self.store = archive.current_store()
         # Other stores are consulted for duplicates too (a message already archived in last
@@ -292,11 +294,12 @@ class Importer:
             packer = self.store.packer
             main = threading.current_thread() is threading.main_thread()
             for it, (raw, cid, fb) in zip(batch, work, strict=True):
-                it.prepared = _prepare_one(packer, raw, cid, fb, documents=main)
+                it.prepared = _prepare_one(packer, raw, cid, fb,
+                                           documents=main and self.documents)
             self._inflight.append(_Flight(batch))
         else:
             dict_id, _ = self._current_dictionary()
-            fut = self._pool.submit(_prepare_batch, work, dict_id, None)
+            fut = self._pool.submit(_prepare_batch, work, dict_id, None, self.documents)
             self._inflight.append(_Flight(batch, fut, work, dict_id))
 
     def _drain(self, keep: int) -> None:
@@ -309,7 +312,7 @@ class Importer:
                     assert self._pool is not None and flight.work is not None
                     dictionary = self.store.dictionaries()[flight.dict_id or 0]
                     result = self._pool.submit(_prepare_batch, flight.work, flight.dict_id,
-                                               dictionary).result()
+                                               dictionary, self.documents).result()
                     assert result is not None
                 for it, prep in zip(flight.batch, result, strict=True):
                     it.prepared = prep

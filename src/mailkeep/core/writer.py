@@ -92,6 +92,7 @@ class StoreWriter:
         self._lock = threading.Lock()
         self._extractor: Extractor | None = None
         self._deadline: tuple[float, float] | None = None  # (seconds, read at)
+        self._documents = True  # archive.attachment_text, read with the deadline
         self._in_order: dict[object, deque[Filing]] = {}  # order key -> filings not yet queued
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -178,7 +179,8 @@ class StoreWriter:
     def extractor(self) -> Extractor:
         with self._lock:
             if self._extractor is None:
-                self._extractor = Extractor(self._extract_timeout)
+                self._extractor = Extractor(self._extract_timeout,
+                                            documents=self._attachment_text)
             return self._extractor
 
     def _extract_timeout(self) -> float:
@@ -186,11 +188,18 @@ class StoreWriter:
         now = time.monotonic()
         if self._deadline is None or now - self._deadline[1] > SETTINGS_EVERY_S:
             try:
-                seconds = float(Settings(self.master).get("archive.extract_timeout"))
+                conf = Settings(self.master)
+                seconds = float(conf.get("archive.extract_timeout"))
+                self._documents = bool(conf.get("archive.attachment_text"))
             except Exception:  # the master database is busy: keep what we had
                 seconds = self._deadline[0] if self._deadline else 20.0
             self._deadline = (seconds, now)
         return self._deadline[0]
+
+    def _attachment_text(self) -> bool:
+        """Setting archive.attachment_text (read when the deadline is)."""
+        self._extract_timeout()
+        return self._documents
 
     # -- the thread -------------------------------------------------------------------------
     def _open(self) -> Archive:

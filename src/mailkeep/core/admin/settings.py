@@ -115,6 +115,9 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
     Field("stores.autocreate", "json", default=None, description="Start a new current store "
           "automatically (SetStoreAutoCreateConfiguration): a JSON object with mode (none, "
           "monthly, quarterly, yearly, size), sizeLimitMB, namePattern, basePath, encrypt."),
+    Field("archive.attachment_text", "bool", default=True, description="Index the text inside "
+          "attachments (PDF, Office, OpenDocument, RTF, HTML, text, CSV, and inside zips), "
+          "each bounded in time and size; off: their names only."),
     Field("tree.head_interval", "int", default=60, low=1, high=86400, description="Seconds "
           "between two signed heads of a store's Merkle tree while mail arrives; a head is "
           "also signed whenever the server closes a store it wrote (idle, stopping)."),

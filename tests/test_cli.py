@@ -177,8 +177,11 @@ def test_show_decodes_and_raw_is_exact(tmp_path: Path, mail: Path) -> None:
     assert "Schöne Grüße,\nder Bericht hängt an." in out
     assert "=F6" not in out and "preamble" not in out
     assert "Attachments:" in out
-    attachment = [line for line in lines if "bericht.pdf" in line]
+    attachment = [line for line in lines if "bericht.pdf" in line
+                  and not line.startswith("Indexed with a warning")]
     assert len(attachment) == 1
+    # its bytes are no PDF: said, and the message is shown all the same
+    assert "attachment bericht.pdf: it is not a readable PDF" in out
     assert "application/pdf" in attachment[0] and "768 B" in attachment[0]
 
     raw = mk_ok(data, "show", "--raw", mid).stdout_bytes

@@ -201,3 +201,26 @@ def test_the_text_inside_attachments_can_be_left_out(tmp_path: Path) -> None:
     assert got["total"] == 0
     named = json.loads(mk_ok(data, "call", "SearchArchive", "query=attachment:invoice").stdout)
     assert named["total"] == 1  # the name is indexed all the same
+
+
+def test_a_deleted_message_leaves_no_word_of_its_attachments_in_the_index(
+        tmp_path: Path) -> None:
+    """The index keeps no text of its own (contentless): a row goes only when given the values
+    it was made of, the attachments' text included; filed twice, a message is found in both
+    folders, and once deleted from both, by none of its words."""
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    (mail / "a.eml").write_bytes(mail_with({"invoice.pdf": KINDS["invoice.pdf"]}, "invoices"))
+    data = tmp_path / "data"
+    mk_ok(data, "import", str(mail))
+    mk_ok(data, "import", "--folder", "Copy", str(mail))  # the same message, filed again
+
+    def total(query: str) -> int:
+        return int(json.loads(mk_ok(data, "call", "SearchArchive",
+                                    f"query={query}").stdout)["total"])
+
+    assert total("attachment:4711") == 2
+    for message_id in ("1:1", "1:2"):
+        mk_ok(data, "call", "DeleteMessage", f"id={message_id}", "reason=tidy")
+    assert total("attachment:4711") == 0 and total("invoices") == 0
+    assert mk(data, "verify").exit_code == 0

@@ -58,6 +58,7 @@ def headers_only(raw: bytes, why: str) -> IndexFields:
     fields = extract(header_section(raw))
     fields.body = ""
     fields.attachments = ""
+    fields.documents = ""
     # what parsing a header section alone notes (a multipart not closed...) is not news
     fields.warnings = [f"text not indexed ({why}): found by its headers only"]
     return fields

@@ -51,6 +51,7 @@ class IndexFields:
     recipients: str = ""  # To, Cc and Bcc, comma-separated
     body: str = ""  # text parts, HTML parts as text, forwarded messages' From/Subject and text
     attachments: str = ""  # attachment file names, newline-separated
+    documents: str = ""  # the text inside the attachments (extract(documents=True))
     date: float | None = None  # epoch seconds UTC from Date; a date without a zone is read as UTC
     message_id: str | None = None  # without the angle brackets
     has_attachment: bool = False
@@ -530,7 +531,8 @@ def _extract(raw: bytes, max_body_chars: int, documents: bool = False) -> IndexF
         sender=text("from") or text("sender"),
         recipients=text("to", "cc", "bcc", every=True),
         body="\n\n".join(t for _, t in walker.texts)[:max_body_chars].replace("\x00", " "),
-        attachments="\n".join(names + walker.document_texts).replace("\x00", " "),
+        attachments="\n".join(names),
+        documents="\n".join(walker.document_texts).replace("\x00", " "),
         date=_date(text("date")) if "date" in headers else None,
         message_id=message_id or None,
         has_attachment=bool(walker.attachments),

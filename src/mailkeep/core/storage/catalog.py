@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS blobs (
     warnings TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blobs_attached ON blobs(id) WHERE has_attachment = 1;
+-- The text inside a message's attachments, as its index rows hold it (a contentless FTS5 row
+-- is deleted by giving the values it was made of: a message's text is extracted again, this is
+-- not, being costly and bounded by time).
+CREATE TABLE IF NOT EXISTS blob_documents (blob_id INTEGER PRIMARY KEY, text TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS folders (
     id INTEGER PRIMARY KEY, owner TEXT NOT NULL, path TEXT NOT NULL, UNIQUE (owner, path));
 CREATE TABLE IF NOT EXISTS entries (
@@ -82,6 +86,12 @@ class BlobInfo:
     has_attachment: bool
     warnings: str
     index: tuple[str, str, str, str, str]  # subject, sender, recipients, body, attachments
+    documents: str = ""  # the text inside its attachments, kept (blob_documents)
+
+
+def attachment_column(names: str, documents: str) -> str:
+    """What the index's attachments column holds: the names, then the text inside."""
+    return "\n".join(part for part in (names, documents) if part)
 
 
 def index_columns(subject: str, sender: str, recipients: str, body: str, attachments: str
@@ -204,7 +214,18 @@ class Catalog(Searching):
              int(info.has_attachment), info.warnings))
         # RETURNING, not lastrowid: the index thread's inserts move the connection's
         # last-insert rowid at any moment.
-        return int(cur.fetchone()[0])
+        blob_id = int(cur.fetchone()[0])
+        if info.documents:
+            # kept: a contentless index deletes a row only given the values it was made of
+            self.conn.execute("INSERT OR REPLACE INTO blob_documents VALUES (?, ?)",
+                              (blob_id, info.documents))
+        return blob_id
+
+    def blob_documents(self, blob_id: int) -> str:
+        """The text inside a stored message's attachments that its index rows hold."""
+        row = self.conn.execute("SELECT text FROM blob_documents WHERE blob_id = ?",
+                                (blob_id,)).fetchone()
+        return "" if row is None else str(row[0])
 
     def folder_id(self, owner: str, path: str) -> int:
         key = (owner, path)
@@ -447,6 +468,8 @@ class Catalog(Searching):
                              [(*loc, dict_id) for dict_id, loc in dict_moves.items()])
             dropped = int(conn.execute("DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM"
                                        " entries e WHERE e.blob_id = blobs.id)").rowcount)
+            conn.execute("DELETE FROM blob_documents WHERE blob_id NOT IN (SELECT id FROM"
+                         " blobs)")
             self.set_applied(*end)
             self.set_meta("compaction", compaction)
             self.commit()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from mailkeep.core.crypto import Sealer
 from mailkeep.core.mime.parse import IndexFields, extract
-from mailkeep.core.storage.catalog import BlobInfo, index_columns
+from mailkeep.core.storage.catalog import BlobInfo, attachment_column, index_columns
 from mailkeep.core.storage.codec import Codec
 
 PARTIAL_INDEX_BYTES = 16 << 20  # a larger message is indexed from its first bytes only
@@ -35,7 +35,8 @@ def index_fields(head: bytes, size: int, documents: bool = False) -> IndexFields
     if size > PARTIAL_INDEX_BYTES:
         fields.warnings.append("message indexed from its first 16 MB only")
     fields.columns = index_columns(fields.subject, fields.sender, fields.recipients,
-                                   fields.body, fields.attachments)
+                                   fields.body, attachment_column(fields.attachments,
+                                                                  fields.documents))
     return fields
 
 
@@ -45,8 +46,10 @@ def blob_info(fields: IndexFields, fallback_date: float) -> BlobInfo:
         date=int(date), subject=fields.subject, sender=fields.sender,
         recipients=fields.recipients, message_id=fields.message_id,
         has_attachment=fields.has_attachment, warnings="\n".join(fields.warnings),
-        index=fields.columns or index_columns(fields.subject, fields.sender, fields.recipients,
-                                              fields.body, fields.attachments))
+        index=fields.columns or index_columns(
+            fields.subject, fields.sender, fields.recipients, fields.body,
+            attachment_column(fields.attachments, fields.documents)),
+        documents=fields.documents)
 
 
 def message_aad(content_id: bytes) -> bytes:

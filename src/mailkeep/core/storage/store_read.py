@@ -150,7 +150,9 @@ class Reading(StoreBase):
                         break
         except CorruptData:
             pass  # the message is damaged: verify names it; its entry still gets a row
-        info = blob_info(extract(head[:PARTIAL_INDEX_BYTES]), date)
+        fields = extract(head[:PARTIAL_INDEX_BYTES])
+        fields.documents = self.catalog.blob_documents(blob_id)  # as its rows were made
+        info = blob_info(fields, date)
         return int(date), info.index
 
     # -- what records commit to in the store's tree (core/storage/tree.py) -------------------

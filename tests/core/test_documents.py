@@ -224,3 +224,18 @@ def test_a_deleted_message_leaves_no_word_of_its_attachments_in_the_index(
         mk_ok(data, "call", "DeleteMessage", f"id={message_id}", "reason=tidy")
     assert total("attachment:4711") == 0 and total("invoices") == 0
     assert mk(data, "verify").exit_code == 0
+
+
+def test_an_office_file_whose_parts_expand_too_far_is_not_read() -> None:
+    """A small .docx can hold a document.xml of gigabytes: its parts are measured before the
+    library expands them."""
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(KINDS["contract.docx"])) as src, \
+            zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "word/document.xml":
+                data = data.replace(b"</w:body>", b"<w:p/>" * 2_000_000 + b"</w:body>")
+            dst.writestr(item, data)
+    text, warnings = attachment_text("big.docx", "", bomb.getvalue())
+    assert text == "" and "zip bomb" in warnings[0], warnings

@@ -138,3 +138,30 @@ def test_apple_mail_bundles_and_emlx_files(tmp_path: Path) -> None:
     out = tmp_path / "out"
     mk_ok(data, "export", "--to", str(out), "--user", "admin", "--folder", "Archive/Clients")
     assert flagged in {p.read_bytes() for p in out.rglob("*.eml")}
+
+
+def test_what_an_attack_on_the_export_readers_tried(tmp_path: Path) -> None:
+    """A damaged property list, a message saved beside a Thunderbird folder, a bundle linked
+    from outside, labels written in raw UTF-8, labels that look like paths or differ in case
+    only: each message archived once, where it belongs, and nothing read from outside."""
+    root = tmp_path / "in"
+    (root / "TB").mkdir(parents=True)
+    (root / "TB" / "Inbox").write_bytes(mbox(msg("tb inbox")))
+    (root / "TB" / "Inbox.msf").write_bytes(b"")
+    (root / "TB" / "saved.eml").write_bytes(msg("saved beside"))
+    bundle = root / "Mac.mbox" / "Messages"
+    bundle.mkdir(parents=True)
+    (bundle / "1.emlx").write_bytes(emlx(msg("bad plist"), 1)[:-20] + b"<?xml garbage <<")
+    outside = tmp_path / "outside" / "secret.mbox"
+    (outside / "Messages").mkdir(parents=True)
+    (outside / "Messages" / "9.emlx").write_bytes(emlx(msg("outside secret"), 0))
+    (root / "Mac.mbox" / "evil.mbox").symlink_to(outside)
+    (root / "takeout.mbox").write_bytes(mbox(msg(
+        "labels", "X-Gmail-Labels: Café,../../etc,INBOX,Inbox,a/./b\r\n")))
+    data = tmp_path / "data"
+    mk_ok(data, "import", str(root))
+    got = folders(data)
+    assert got == {"admin/TB/Inbox": 1, "admin/TB": 1, "admin/Mac": 1, "admin/Café": 1,
+                   "admin/__/__/etc": 1, "admin/INBOX": 1, "admin/a/_/b": 1}, got
+    assert "outside secret" not in json.dumps(
+        json.loads(mk_ok(data, "call", "SearchArchive", "query=secret").stdout))

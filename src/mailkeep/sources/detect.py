@@ -92,7 +92,7 @@ def _read_dir(path: Path, folder: str) -> Iterator[Item]:
             if problem is not None:
                 yield problem
             else:
-                yield from thunderbird_entry(entry, folder, _mbox, _read_dir)
+                yield from thunderbird_entry(entry, folder, _mbox, _read_dir, _read_entry)
         return
     for entry in entries:
         yield from _read_entry(entry, folder)

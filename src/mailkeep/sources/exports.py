@@ -21,9 +21,11 @@ from __future__ import annotations
 import os
 import plistlib
 import re
+import stat
+import unicodedata
 from collections.abc import Callable, Iterator
 from email.header import decode_header, make_header
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.policy import compat32
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from mailkeep.sources.eml import SPOOL_THRESHOLD, join_folder, open_regular, os_
 Item = RawMessage | SourceProblem
 HEAD_BYTES = 64 << 10  # where the headers that matter here are looked for
 MAX_LABELS = 200
+LABEL_MAX = 200  # characters of one level of a label
 READ_STATE = {"opened": True, "unread": False}  # Gmail's pseudo-labels
 ALL_MAIL = "All Mail"
 # X-Mozilla-Status bits (nsMsgMessageFlags)
@@ -49,7 +52,8 @@ def _headers(head: bytes) -> dict[str, str]:
     end = head.find(b"\r\n\r\n")
     end = head.find(b"\n\n") if end < 0 else end
     block = head if end < 0 else head[:end]
-    msg = BytesHeaderParser(policy=compat32).parsebytes(block)
+    # raw UTF-8 in a header (as some exports write labels) read as UTF-8, not as surrogates
+    msg = HeaderParser(policy=compat32).parsestr(block.decode("utf-8", "replace"))
     out: dict[str, str] = {}
     for name in ("X-Gmail-Labels", "X-Mozilla-Status"):
         value = msg.get(name)
@@ -77,12 +81,22 @@ def gmail_labels(value: str) -> list[str]:
         else:
             current.append(ch)
     labels.append("".join(current))
-    out = []
+    out: list[str] = []
+    seen: set[str] = set()
     for label in labels:
-        label = "/".join(p.strip() for p in label.split("/") if p.strip())
-        if label and label not in out:
+        parts = []
+        for p in label.split("/"):
+            p = "".join(c for c in p if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp",
+                                                                        "Cs")).strip()
+            if p in (".", ".."):
+                p = p.replace(".", "_")  # a folder name, not a way up
+            if p:
+                parts.append(p[:LABEL_MAX])
+        label = "/".join(parts)
+        if label and label.casefold() not in seen:  # Inbox and INBOX are one label
+            seen.add(label.casefold())
             out.append(label)
-    return out[:MAX_LABELS]
+    return out
 
 
 def _moz_status(value: str | None) -> int | None:
@@ -122,6 +136,10 @@ def from_mbox(items: Iterator[Item], folder: str) -> Iterator[Item]:
         if any(lab.lower() == "starred" for lab in labels):
             flags.add("flagged")
         folders = [lab for lab in labels if lab.lower() not in READ_STATE] or [ALL_MAIL]
+        if len(folders) > MAX_LABELS:
+            yield SourceProblem(item.origin, f"{len(folders)} labels: filed under the first "
+                                f"{MAX_LABELS} only", skipped=True)
+            folders = folders[:MAX_LABELS]
         base = folder.rpartition("/")[0] if "/" in folder else ""  # beside the mbox's own
         item.flags = frozenset(flags)
         if item.stream is not None and len(folders) > 1:
@@ -145,9 +163,14 @@ def is_thunderbird(directory: Path, names: list[str]) -> bool:
     return any(n.endswith(THUNDERBIRD_MARKER) for n in names)
 
 
+ORDINARY = (".eml", ".emlx", ".gz", ".mbox", ".mbx")  # read as anywhere else
+
+
 def thunderbird_entry(entry: os.DirEntry[str], folder: str,
                       read_mbox_file: Callable[[Path, str], Iterator[Item]],
-                      read_dir: Callable[[Path, str], Iterator[Item]]) -> Iterator[Item]:
+                      read_dir: Callable[[Path, str], Iterator[Item]],
+                      other: Callable[[os.DirEntry[str], str], Iterator[Item]]
+                      ) -> Iterator[Item]:
     """One entry of a Thunderbird mail directory: an mbox file is the folder of its name,
     X.sbd/ holds the subfolders of X; what is not mail is skipped."""
     name = entry.name
@@ -157,6 +180,9 @@ def thunderbird_entry(entry: os.DirEntry[str], folder: str,
         return
     if not entry.is_file(follow_symlinks=False):
         yield SourceProblem(entry.path, "not a regular file or directory", skipped=True)
+        return
+    if name.lower().endswith(ORDINARY):
+        yield from other(entry, folder)  # a message or mbox file saved there: as anywhere
         return
     try:
         with open_regular(Path(entry.path)) as fh:
@@ -192,6 +218,10 @@ def read_apple_bundle(path: Path, folder: str,
         nested = [d for d in dirs if d.endswith(APPLE_BUNDLE)]
         dirs[:] = sorted(d for d in dirs if not d.endswith(APPLE_BUNDLE))
         for d in sorted(nested):
+            if (rel / d).is_symlink():
+                yield SourceProblem(str(rel / d), "symlinked directory not followed",
+                                    skipped=True)
+                continue
             yield from read_apple_bundle(rel / d, here, read_mbox_file)
         for name in sorted(files):
             full = rel / name
@@ -205,6 +235,8 @@ def read_emlx(path: Path, folder: str) -> Item:
     """An Apple Mail .emlx file: the byte count, the message, a property list of flags."""
     origin = str(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return SourceProblem(origin, "not a regular file", skipped=True)
         with open_regular(path) as fh:
             first = fh.readline(32)
             count = int(first.strip()) if first.strip().isdigit() else -1
@@ -225,7 +257,7 @@ def read_emlx(path: Path, folder: str) -> Item:
     try:
         props = plistlib.loads(tail) if tail.strip() else {}
         bits = props.get("flags", 0) if isinstance(props, dict) else 0
-    except (ValueError, plistlib.InvalidFileException, OverflowError):
+    except Exception:  # noqa: BLE001  (a damaged property list: no flags, the message kept)
         bits = 0
     if isinstance(bits, int):
         for bit, flag in ((APPLE_READ, "seen"), (APPLE_ANSWERED, "answered"),

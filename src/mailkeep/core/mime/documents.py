@@ -195,9 +195,32 @@ def _pdf(found: Found, data: bytes) -> None:
         pdf.close()
 
 
+def _check_parts(data: bytes) -> None:
+    """An Office or OpenDocument file is a zip: its parts may not expand past the limits
+    (a 1.5 MB .docx can hold a 1.5 GB document.xml) before a library reads them."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError):
+        raise Unreadable("it is not a readable file of its kind") from None
+    with zf:
+        members = zf.infolist()
+        if len(members) > MAX_MEMBERS * 10:
+            raise Unreadable("it holds too many parts: not read")
+        total = 0
+        for m in members:
+            if m.file_size > MAX_RATIO * max(m.compress_size, 1) or m.file_size > MAX_XML:
+                raise Unreadable(f"its part {m.filename[:100]} would expand to "
+                                 f"{m.file_size:,} bytes (a zip bomb): not read")
+            total += m.file_size
+        if total > MAX_UNZIPPED:
+            raise Unreadable(f"its parts expand to more than {MAX_UNZIPPED >> 20} MiB: not "
+                             "read")
+
+
 def _docx(found: Found, data: bytes) -> None:
     import docx
 
+    _check_parts(data)
     document = docx.Document(io.BytesIO(data))
     for paragraph in document.paragraphs:
         found.add(paragraph.text)
@@ -209,6 +232,7 @@ def _docx(found: Found, data: bytes) -> None:
 def _xlsx(found: Found, data: bytes) -> None:
     import openpyxl
 
+    _check_parts(data)
     book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     cells = 0
     try:
@@ -227,6 +251,7 @@ def _xlsx(found: Found, data: bytes) -> None:
 def _pptx(found: Found, data: bytes) -> None:
     import pptx
 
+    _check_parts(data)
     presentation = pptx.Presentation(io.BytesIO(data))
     for slide in presentation.slides:
         for shape in slide.shapes:
@@ -237,6 +262,7 @@ def _pptx(found: Found, data: bytes) -> None:
 
 
 def _odf(found: Found, data: bytes) -> None:
+    _check_parts(data)
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         info = zf.getinfo("content.xml")
         if info.file_size > MAX_XML or info.file_size > MAX_RATIO * max(info.compress_size, 1):

@@ -122,8 +122,8 @@ def test_a_message_proof_checks_offline_and_fails_for_changed_bytes(archive: Pat
     key = key_of(archive)
     proof = tmp_path / "proof"
     mk_ok(archive, "proof", "1:3", "--to", str(proof))
-    assert (proof / "message.eml").read_bytes() == message(2) or \
-        (proof / "message.eml").read_bytes() in {message(i) for i in range(12)}
+    assert (proof / "message.eml").read_bytes() == mk_ok(archive, "show", "--raw",
+                                                         "1:3").stdout_bytes
     # no data directory at all: only the directory and the key
     shutil.move(str(archive), str(tmp_path / "elsewhere"))
     ok = mk(tmp_path / "nothing-here", "verify-proof", str(proof), "--key", key)

@@ -89,6 +89,8 @@ class Archive:
         self.master = master if master is not None else MasterDB.of(self.data_dir)
         self._open: dict[tuple[int, bool], Store] = {}
         self._signing_key: SigningKey | None = None
+        self._looked: dict[str, tuple[int, float]] = {}  # store -> (leaves, when) last signed
+        self._interval = 0.0  # tree.head_interval as last read
         self.unavailable: dict[str, MailkeepError] = {}
 
     def close(self) -> None:
@@ -103,13 +105,19 @@ class Archive:
         """Sign the tree heads of the stores this archive writes (core/heads.py): those that
         grew, once `tree.head_interval` seconds passed since their last head (at once with
         `force`). A head that cannot be signed now is signed at the next chance: logged."""
-        writing = [s for (_id, write), s in self._open.items() if write and s.writable]
+        now = time.monotonic()
+        # after a batch: nothing is read unless the tree grew and the interval (as last
+        # read) has passed since this archive last looked
+        writing = [s for (_id, write), s in self._open.items() if write and s.writable
+                   and (force or self._looked.get(s.id, (-1, -1e18))[0] != s.tree.size
+                        and now - self._looked.get(s.id, (-1, -1e18))[1] >= self._interval)]
         if not writing:
             return
         try:
-            interval = float(Settings(self.master).get("tree.head_interval"))
+            self._interval = float(Settings(self.master).get("tree.head_interval"))
             for store in writing:
-                sign_store(self.master, self.signing_key, store, interval, force)
+                sign_store(self.master, self.signing_key, store, self._interval, force)
+                self._looked[store.id] = (store.tree.size, now)
         except Exception:
             log.exception("signing a tree head")
 

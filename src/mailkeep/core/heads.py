@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from mailkeep.core.errors import InvalidArgument
 from mailkeep.core.files import append_synced, private_dir
 from mailkeep.core.masterdb import MasterDB
-from mailkeep.core.storage.tree import HEADS_FILE, _fold, canonical, node_hash
+from mailkeep.core.storage.tree import HEADS_FILE, _fold, canonical, push
 
 if TYPE_CHECKING:
     from mailkeep.core.storage.store import Store
@@ -203,11 +203,7 @@ def roots_at(hashes: list[bytes], sizes: Iterable[int]) -> dict[int, bytes]:
     while w < len(wanted) and wanted[w] == 0:
         w += 1
     for count, h in enumerate(hashes, 1):
-        item = (1, h)
-        while stack and stack[-1][0] == item[0]:
-            left = stack.pop()
-            item = (left[0] * 2, node_hash(left[1], item[1]))
-        stack.append(item)
+        push(stack, h)
         if w < len(wanted) and wanted[w] == count:
             out[count] = _fold(stack)
             w += 1

@@ -17,13 +17,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-import httpx
 from asn1crypto import tsp
 
 from mailkeep.core.errors import MailkeepError
-
-MAX_ANSWER = 64 << 10  # a time-stamp response is a few KB
-TIMEOUT_S = 15.0
 
 
 class TimestampFailed(MailkeepError):
@@ -60,31 +56,27 @@ def _checked(answer: bytes, digest: bytes, nonce: int | None) -> Token:
                               f"({type(exc).__name__})") from None
 
 
-def request(url: str, data: bytes) -> Token:
-    """A token for `data` from the authority at `url` (HTTP POST, RFC 3161 section 3.4)."""
-    if not url.startswith(("https://", "http://")):
-        raise TimestampFailed("tree.tsa_url is an http:// or https:// address")
+@dataclass
+class Query:
+    """A time-stamp request for some data (its DER), and what its answer must match."""
+
+    der: bytes
+    digest: bytes
+    nonce: int
+
+    def answered(self, answer: bytes) -> Token:
+        """The token of the authority's answer, checked against this request."""
+        return _checked(answer, self.digest, self.nonce)
+
+
+def query(data: bytes) -> Query:
+    """The RFC 3161 request for `data` (sent by HTTP POST, section 3.4, by the caller)."""
     digest = hashlib.sha256(data).digest()
     nonce = secrets.randbits(63)
     req = tsp.TimeStampReq({"version": "v1", "message_imprint": {
         "hash_algorithm": {"algorithm": "sha256"}, "hashed_message": digest},
         "nonce": nonce, "cert_req": True})
-    try:
-        with httpx.Client(timeout=TIMEOUT_S, follow_redirects=False) as client, client.stream(
-                "POST", url, content=req.dump(),
-                headers={"Content-Type": "application/timestamp-query"}) as resp:
-            if resp.status_code != 200:
-                raise TimestampFailed(f"the time-stamping authority answered HTTP "
-                                      f"{resp.status_code}")
-            body = b""
-            for chunk in resp.iter_bytes():
-                body += chunk
-                if len(body) > MAX_ANSWER:
-                    raise TimestampFailed("the time-stamping authority's answer is too large")
-    except httpx.HTTPError as exc:
-        raise TimestampFailed(f"the time-stamping authority cannot be reached "
-                              f"({type(exc).__name__})") from None
-    return _checked(body, digest, nonce)
+    return Query(req.dump(), digest, nonce)
 
 
 def check(data: bytes, answer: bytes) -> Token:

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from mailkeep.core import timestamp
 from mailkeep.core.admin.places import checked_place, roots_of
 from mailkeep.core.admin.settings import Settings
@@ -24,6 +26,8 @@ from mailkeep.core.storage.tree import TIMESTAMPS_FILE, canonical
 from mailkeep.functions.call import Call
 from mailkeep.functions.registry import function
 
+TSA_TIMEOUT_S = 15.0
+TSA_MAX_ANSWER = 64 << 10  # a time-stamp response is a few KB
 STORE = Field("storeId", "number", nullable=True, description="Only this store's heads "
               "(see GetStores); default: every store's.")
 SINCE = Field("since", "number", nullable=True, low=0, high=1 << 40,
@@ -53,11 +57,12 @@ def _heads(call: Call) -> list[dict[str, Any]]:
     return out
 
 
-def export_lines(call: Call) -> str:
-    """The heads as JSON lines, after a first line naming the public key."""
+def export_lines(call: Call) -> tuple[str, int]:
+    """The heads as JSON lines, after a first line naming the public key; and how many."""
+    heads = _heads(call)
     lines = [json.dumps({"publicKey": public_text(call.archive.signing_key.public())})]
-    lines += [json.dumps(h, sort_keys=True) for h in _heads(call)]
-    return "\n".join(lines) + "\n"
+    lines += [json.dumps(h, sort_keys=True) for h in heads]
+    return "\n".join(lines) + "\n", len(heads)
 
 
 @function("GetTreeHeads", "mailkeep extension: the signed heads of the stores' Merkle trees "
@@ -81,7 +86,7 @@ def get_tree_heads(call: Call) -> dict[str, Any]:
           '"messageLeaf": {"leaf": {}, "path": [str]}, "entryLeaf": {"leaf": {}, "facts": {}, '
           '"path": [str]}}',
           Field("id", "string", description="The message id, <storeId>:<number>."),
-          changes=False, roles=ROLES)
+          changes=False)  # where any message is filed: administrators', as GetMessages
 def get_message_proof(call: Call) -> dict[str, Any]:
     message_id = call.arg("id")
     _rec, store, number = call.archive.message(message_id)
@@ -125,7 +130,7 @@ def timestamp_tree_heads(call: Call) -> dict[str, Any]:
         head = json.loads(signed)
         data = canonical(head)
         try:
-            token = timestamp.request(url, data)
+            token = _stamp(url, data)
         except timestamp.TimestampFailed as exc:
             failed.append(f"store {head['store']}: {exc.message}")
             call.ctx.log(f"Store {head['store']}: {exc.message}")
@@ -140,6 +145,31 @@ def timestamp_tree_heads(call: Call) -> dict[str, Any]:
     if failed and not stamped:
         raise timestamp.TimestampFailed("; ".join(failed)[:1000])
     return {"stamped": stamped, "failed": failed}
+
+
+def _stamp(url: str, data: bytes) -> timestamp.Token:
+    """A token for `data` from the authority at `url`: the request POSTed as RFC 3161 section
+    3.4 says, the answer bounded in time and size and checked against the request."""
+    if not url.startswith(("https://", "http://")):
+        raise timestamp.TimestampFailed("tree.tsa_url is an http:// or https:// address")
+    q = timestamp.query(data)
+    try:
+        with httpx.Client(timeout=TSA_TIMEOUT_S, follow_redirects=False) as client, \
+                client.stream("POST", url, content=q.der,
+                              headers={"Content-Type": "application/timestamp-query"}) as resp:
+            if resp.status_code != 200:
+                raise timestamp.TimestampFailed(f"the time-stamping authority answered HTTP "
+                                                f"{resp.status_code}")
+            body = b""
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if len(body) > TSA_MAX_ANSWER:
+                    raise timestamp.TimestampFailed("the time-stamping authority's answer is "
+                                                    "too large")
+    except httpx.HTTPError as exc:
+        raise timestamp.TimestampFailed(f"the time-stamping authority cannot be reached "
+                                        f"({type(exc).__name__})") from None
+    return q.answered(body)
 
 
 def _append_timestamp(call: Call, head: dict[str, Any], tst: str) -> None:
@@ -167,8 +197,7 @@ def send_tree_heads(call: Call) -> dict[str, Any]:
     to = (call.arg("to") or "").strip()
     if not to or "@" not in to or any(c in to for c in "\r\n,;<> ") or len(to) > 254:
         raise InvalidArgument("to is one mail address.")
-    text = export_lines(call)
-    count = text.count("\n") - 1
+    text, count = export_lines(call)
     response = Mailer(call.archive.data_dir, call.ctx.log).send(
         f"mailkeep signed tree heads ({count})",
         "The signed heads of this archive's Merkle trees, one JSON object a line; the first "
@@ -192,11 +221,10 @@ def export_tree_heads(call: Call) -> dict[str, Any]:
     target = checked_place(Path(raw), call.archive.data_dir, "directory", roots)
     if not target.is_dir():
         raise InvalidArgument(f"directory {target} does not exist.")
-    text = export_lines(call)
+    text, count = export_lines(call)
     path = target / time.strftime("heads-%Y%m%dT%H%M%SZ.jsonl", time.gmtime())
     if not write_new(path, text.encode()):
         raise InvalidArgument(f"{path} exists already; try again in a second.")
-    count = text.count("\n") - 1
     call.master.audit.write(call.caller.actor, "TreeHeadsExported", path=str(path),
                             heads=count)
     return {"path": str(path), "heads": count}

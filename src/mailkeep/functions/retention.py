@@ -71,7 +71,7 @@ def process_retention_policies(call: Call) -> dict[str, Any]:
           '"maximumBy": str|null, "deletedAutomatically": bool, "legalHold": bool, '
           '"deletableNow": bool}',
           Field("id", "string", description="The message, <storeId>:<number>."),
-          changes=False, roles=ROLES)
+          changes=False)  # what the policies find of a message: administrators', as GetMessages
 def get_message_retention(call: Call) -> dict[str, Any]:
     message_id = str(call.arg("id"))
     _rec, store, number = call.archive.message(message_id)

@@ -70,6 +70,7 @@ class Store(Replay):
         self.lost_leaves = {}
         self.undecodable = set()
         self.tree = Tree(path, self._tree_key())
+        self.tree.restore(self.catalog.get_meta("tree_frontier"))
         if self.writable:
             self.restore_tree()
             self.replay_tail()

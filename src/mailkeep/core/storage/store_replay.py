@@ -91,7 +91,7 @@ class Replay(Writing):
                     end_off = item.offset + item.length
             self.tree.flush()
             self.catalog.set_applied(last_seg, end_off)
-            self.catalog.set_meta("tree_leaves", self.tree.size)
+            self.keep_tree_state()
             self.catalog.commit()
         except BaseException:
             self.catalog.rollback()

@@ -42,9 +42,17 @@ class Writing(Reading):
         self._writer.sync()
         self.tree.flush()  # after the records are durable: a lost tail is derived again
         self.catalog.set_applied(self._writer.segment, self._writer.offset)
-        self.catalog.set_meta("tree_leaves", self.tree.size)
+        self.keep_tree_state()
         self.catalog.commit()
         self._in_batch = False
+
+    def keep_tree_state(self) -> None:
+        """In the catalog's transaction: how many leaves the tree has (a crash that takes
+        some is noticed on open) and its frontier (its root without reading every leaf)."""
+        self.catalog.set_meta("tree_leaves", self.tree.size)
+        frontier = self.tree.frontier()
+        if frontier is not None:
+            self.catalog.set_meta("tree_frontier", frontier)
 
     def abort(self) -> None:
         if not self._in_batch:

@@ -96,14 +96,20 @@ def root_of(hashes: list[bytes]) -> bytes:
     return _fold(_frontier(hashes))
 
 
+def push(stack: list[tuple[int, bytes]], leaf: bytes) -> None:
+    """Add a leaf to a frontier: the perfect subtrees (size, hash) the tree's size decomposes
+    into, largest first."""
+    item = (1, leaf)
+    while stack and stack[-1][0] == item[0]:
+        left = stack.pop()
+        item = (left[0] * 2, node_hash(left[1], item[1]))
+    stack.append(item)
+
+
 def _frontier(hashes: Iterable[bytes]) -> list[tuple[int, bytes]]:
-    stack: list[tuple[int, bytes]] = []  # (size of the perfect subtree, its hash)
+    stack: list[tuple[int, bytes]] = []
     for h in hashes:
-        item = (1, h)
-        while stack and stack[-1][0] == item[0]:
-            left = stack.pop()
-            item = (left[0] * 2, node_hash(left[1], item[1]))
-        stack.append(item)
+        push(stack, h)
     return stack
 
 
@@ -241,11 +247,27 @@ class Tree:
 
     def root(self) -> tuple[int, bytes]:
         """(size, root) of the stored leaves."""
-        if self._stack is None:
+        if self._stack is None:  # read once per open at most (the catalog keeps it: frontier)
             hashes = self.hashes()
             self._size = len(hashes)
             self._stack = _frontier(hashes)
         return self._size or 0, _fold(self._stack)
+
+    def frontier(self) -> str | None:
+        """The frontier of the stored leaves as text to keep (None: not computed)."""
+        if self._stack is None or self._size is None:
+            return None
+        return json.dumps([self._size, [[n, h.hex()] for n, h in self._stack]])
+
+    def restore(self, text: str | None) -> None:
+        """Take a kept frontier, if it is of the leaves the file holds now."""
+        try:
+            size, items = json.loads(text or "[null, []]")
+            stack = [(int(n), bytes.fromhex(h)) for n, h in items]
+        except (ValueError, TypeError):
+            return
+        if size == self.stored_size() and sum(n for n, _h in stack) == size:
+            self._size, self._stack = size, stack
 
     # -- writing ------------------------------------------------------------------------------
     def leaf(self, index: int, type_: bytes, what: bytes) -> dict[str, Any]:
@@ -274,9 +296,9 @@ class Tree:
         """Append the batch's leaves (the segments holding their records are durable)."""
         if not self.pending:
             return
+        if self._stack is None:
+            self.root()  # once: from then on each batch moves the frontier on
         stored = self.stored_size()
-        if self._size is None:
-            self._size = stored
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             if os.fstat(fd).st_size != stored * HASH:
@@ -284,13 +306,11 @@ class Tree:
             os.pwrite(fd, b"".join(self.pending), stored * HASH)
         finally:
             os.close(fd)
-        if self._stack is not None:
-            for h in self.pending:
-                item = (1, h)
-                while self._stack and self._stack[-1][0] == item[0]:
-                    left = self._stack.pop()
-                    item = (left[0] * 2, node_hash(left[1], item[1]))
-                self._stack.append(item)
+        if stored != self._size:  # the file differed from what was read: read it again
+            self._stack = _frontier(self.hashes(stored))
+        assert self._stack is not None
+        for h in self.pending:
+            push(self._stack, h)
         self._size = stored + len(self.pending)
         self.pending.clear()
 
@@ -301,8 +321,3 @@ class Tree:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-
-    def forget(self) -> None:
-        """Read the file again on next use (another process may have appended)."""
-        self._stack = None
-        self._size = None

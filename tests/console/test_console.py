@@ -686,3 +686,32 @@ def test_settings_page(tmp_path: Path, page: Page) -> None:
     values = {c["key"]: c["value"] for c in json.loads(mk_ok(data, "call", "GetSettings").stdout)}
     assert (values["smtp.max_recipients"], values["server.max_body"],
             values["smtp.max_errors"]) == (500, 1 << 20, 20)
+
+
+def test_a_result_says_which_attachment_the_words_were_found_in(tmp_path: Path,
+                                                                 page: Page) -> None:
+    """A word found only inside an attachment's text (a real PDF, a Word file): the result
+    names that attachment under the subject."""
+    from tests.core.test_documents import KINDS
+    data = tmp_path / "data"
+    user(data, "alice", "Alice-pass-1")
+    archive_mail(data, tmp_path, "alice", [
+        eml("Quarterly papers", "Billing <billing@vendor.example>", "Both attached.",
+            attachment=[("invoice.pdf", "application/pdf", KINDS["invoice.pdf"]),
+                        ("contract.docx", "application/octet-stream",
+                         KINDS["contract.docx"])]),
+        eml("Nothing attached", "Carol <carol@example.org>", "no 4711 here, only 4712")])
+    with console_server(data) as base:
+        log_in(page, base, "alice", "Alice-pass-1")
+        search = page.get_by_role("searchbox", name="Search")
+        search.fill("4711")
+        search.press("Enter")
+        rows = page.locator("table tbody tr")
+        expect(rows).to_have_count(2)
+        papers = rows.filter(has_text="Quarterly papers")
+        expect(papers.locator(".matched")).to_have_text("Found in invoice.pdf")
+        expect(rows.filter(has_text="Nothing attached").locator(".matched")).to_have_count(0)
+        search.fill("attachment:4712")
+        search.press("Enter")
+        expect(rows).to_have_count(1)
+        expect(rows.nth(0).locator(".matched")).to_have_text("Found in contract.docx")

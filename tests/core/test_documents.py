@@ -183,6 +183,17 @@ def test_an_import_finds_words_inside_attachments(tmp_path: Path) -> None:
     assert found("attachment:4711") == ["invoices"]  # in the PDF
     assert found("4713") == ["invoices"]  # plain words search attachments too
     assert found("attachment:4719") == ["invoices"]  # a Word file inside a zip
+
+    def matched(query: str) -> list[str]:
+        got = json.loads(mk_ok(data, "call", "SearchArchive", f"query={query}").stdout)
+        [hit] = got["messages"]
+        return list(hit["matchedAttachments"])
+
+    # each result says which attachment a word was found in (the zip, for what is inside it)
+    assert matched("attachment:4711") == ["invoice.pdf"]
+    assert matched("4711 OR attachment:4719") == ["invoice.pdf", "bundle.zip"]
+    assert matched("invoices") == []  # in the subject only
+    assert matched("orders") == ["orders.xlsx"]  # its name
     assert found("hostile") == ["hostile"]  # archived, found by everything else
     [bomb] = [m for m in json.loads(mk_ok(data, "call", "GetMessages", "folder=admin").stdout)
               if m["subject"] == "hostile"]
@@ -239,3 +250,65 @@ def test_an_office_file_whose_parts_expand_too_far_is_not_read() -> None:
             dst.writestr(item, data)
     text, warnings = attachment_text("big.docx", "", bomb.getvalue())
     assert text == "" and "zip bomb" in warnings[0], warnings
+
+
+def nested_forms(depth: int, fan: int = 10) -> bytes:
+    """A PDF of a few kilobytes whose one page draws a form that draws the next form `fan`
+    times, `depth` deep: fan**depth text objects for a reader to lay out ("billion laughs")."""
+    objs = {1: b"<< /Type /Catalog /Pages 2 0 R >>",
+            2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 800] /Contents 5 0 R "
+               b"/Resources << /XObject << /X 10 0 R >> >> >>",
+            4: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+            5: b"<< /Length 5 >>\nstream\n/X Do\nendstream"}
+    for k in range(depth):
+        if k == depth - 1:
+            stream, res = b"BT /F1 12 Tf 10 10 Td (laugh) Tj ET", b"<< /Font << /F1 4 0 R >> >>"
+        else:
+            stream = b" ".join([b"/X Do"] * fan)
+            res = b"<< /XObject << /X %d 0 R >> >>" % (11 + k)
+        objs[10 + k] = (b"<< /Type /XObject /Subtype /Form /BBox [0 0 600 800] /Resources "
+                        + res + b" /Length %d >>\nstream\n" % len(stream) + stream
+                        + b"\nendstream")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = {}
+    for n in sorted(objs):
+        offsets[n] = len(out)
+        out += b"%d 0 obj\n" % n + objs[n] + b"\nendobj\n"
+    xref, top = len(out), max(objs) + 1
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % top
+    for n in range(1, top):
+        out += (b"%010d 00000 n \n" % offsets[n]) if n in offsets else b"0000000000 65535 f \n"
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (top, xref)
+    return bytes(out)
+
+
+def test_an_attachment_that_takes_a_workers_memory_takes_nothing_else(tmp_path: Path) -> None:
+    """A 2 KB PDF that would take gigabytes to read: its reader runs out of the worker's
+    memory (setting archive.extract_memory) and ends the worker for real. The import goes on;
+    the messages in the same batch keep their attachments' text; the hostile one is archived,
+    found by its words, with a warning that says why its attachment's text is missing."""
+    bomb = nested_forms(7)
+    assert len(bomb) < 4096
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    (mail / "a.eml").write_bytes(mail_with({"invoice.pdf": KINDS["invoice.pdf"]}, "before"))
+    (mail / "b.eml").write_bytes(mail_with({"laughs.pdf": bomb}, "hostile laughs"))
+    (mail / "c.eml").write_bytes(mail_with({"contract.docx": KINDS["contract.docx"]}, "after"))
+    data = tmp_path / "data"
+    mk_ok(data, "settings", "set", "archive.extract_memory", "256")
+    result = mk_ok(data, "import", "--jsonl", str(mail))
+    summary = json.loads(result.stdout.splitlines()[-1])["summary"]
+    assert summary["archived"] == 3 and summary["failed"] == 0
+
+    def found(query: str) -> list[str]:
+        got = json.loads(mk_ok(data, "call", "SearchArchive", f"query={query}").stdout)
+        return [m["subject"] for m in got["messages"]]
+
+    assert found("attachment:4711") == ["before"]
+    assert found("attachment:4712") == ["after"]
+    assert found("laughs") == ["hostile laughs"]
+    [hostile] = [m for m in json.loads(mk_ok(data, "call", "GetMessages", "folder=admin").stdout)
+                 if m["subject"] == "hostile laughs"]
+    shown = mk(data, "show", hostile["id"])
+    assert "reading it ended the worker" in shown.output

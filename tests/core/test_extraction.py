@@ -109,3 +109,31 @@ def test_journal_archives_what_it_cannot_read_in_time(tmp_path: Path) -> None:
     assert mk(data, "search", "zebrafinch").output.count("many parts") == 0
     out = mk_ok(data, "show", "1:1").output
     assert "Indexed with a warning: text not indexed (not extracted within 0.01 s)" in out
+
+
+def test_an_attachment_that_ends_its_worker_leaves_the_message_searchable(data: Path) -> None:
+    """A 2 KB PDF whose reading would take gigabytes ends the extraction worker for real
+    (setting archive.extract_memory): the message is read again without its attachments' text,
+    filed with a warning saying so, and found by its body; the next message is not held up."""
+    from email.message import EmailMessage
+
+    from tests.core.test_documents import nested_forms
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = "x@example.org", "you@example.org", "laughs"
+    m.set_content("the body says pelican")
+    m.add_attachment(nested_forms(7), maintype="application", subtype="pdf",
+                     filename="laughs.pdf")
+    answers: queue.Queue[tuple[str, Filed | BaseException]] = queue.Queue()
+    with Archive(data) as archive:
+        Settings(archive.master).put("archive.extract_memory", 256)
+        with StoreWriter(data, archive.master) as writer:
+            for name, raw in (("hostile", bytes(m)), ("fast", fast_message("f2"))):
+                writer.submit(Filing([("alice", "Inbox")],
+                                     lambda outcome, n=name: answers.put((n, outcome)),
+                                     raw=raw))
+            got = dict([answers.get(timeout=120), answers.get(timeout=120)])
+    hostile = got["hostile"]
+    assert isinstance(hostile, Filed)
+    assert any("reading it ended the worker" in w for w in hostile.warnings)
+    assert found(data, "pelican") == ["laughs"]  # its body is indexed
+    assert found(data, "kingfisher") == ["ordinary f2"]

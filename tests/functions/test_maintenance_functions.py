@@ -102,9 +102,10 @@ def test_index_selection_and_rebuild(api: TestClient, data: Path) -> None:
     made = invoke(api, "CreateStore", name="Second")["result"]
     indexes = invoke(api, "GetStoreIndexes")["result"]
     assert indexes == [
-        {"storeId": 1, "name": "fulltext", "needsRebuild": False, "selectedForRebuild": False},
+        {"storeId": 1, "name": "fulltext", "needsRebuild": False, "selectedForRebuild": False,
+         "attachmentTextPending": 0},
         {"storeId": made["id"], "name": "fulltext", "needsRebuild": False,
-         "selectedForRebuild": False}]
+         "selectedForRebuild": False, "attachmentTextPending": 0}]
     assert invoke(api, "SelectAllStoreIndexesForRebuild")["error"] is None
     assert all(i["selectedForRebuild"] for i in invoke(api, "GetStoreIndexes")["result"])
     one = invoke(api, "GetStoreIndexes", id="1")["result"]

@@ -2,7 +2,8 @@
 # The system packages the tests need, from Debian: the real peers they start themselves on
 # 127.0.0.1 (Dovecot for IMAP and POP3, Postfix, OpenLDAP's slapd with ldap-utils for the
 # directory services), the browser of the web console's tests (Chromium), chattr (e2fsprogs),
-# OpenSSL's command (`openssl ts` as the time-stamping authority) and, for Debian's python3,
+# OpenSSL's command (`openssl ts` as the time-stamping authority), libpst's readpst and lspst
+# (pst-utils: a second reader of the PST files the tests write) and, for Debian's python3,
 # the venv module (python3-venv).
 #
 # `make test` runs this before anything else. When everything is installed it returns at once
@@ -25,6 +26,7 @@ need ldap-utils /usr/bin/ldapadd
 need chromium /usr/bin/chromium
 need e2fsprogs /usr/bin/chattr
 need openssl /usr/bin/openssl
+need pst-utils /usr/bin/readpst
 # `make` creates .venv with `$PY -m venv`: Debian's python3 can do that only with python3-venv.
 if [ "$(command -v "${PY:-python3}")" = /usr/bin/python3 ] \
         && ! /usr/bin/python3 -c 'import ensurepip' 2>/dev/null; then

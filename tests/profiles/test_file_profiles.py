@@ -32,6 +32,8 @@ from tests.profiles.conftest import (
     results,
     run,
 )
+from tests.pstfile import Folder, write_pst
+from tests.sources.test_pst import mail, parse
 
 
 def write(path: Path, raw: bytes, age: float | None = 60.0) -> Path:
@@ -381,3 +383,25 @@ def test_delete_after_archive_also_removes_what_a_cancelled_run_archived(
             left = sorted(f.name for f in files if f.exists())
             assert left == [], f"archived but never deleted: {left}"
             assert res.deleted == 10
+
+
+# -- pst ----------------------------------------------------------------------------------------
+def test_a_pst_profile_reads_the_file_again_only_when_it_changed(
+        api: TestClient, data: Path, tmp_path: Path) -> None:
+    pst = tmp_path / "shared" / "bob.pst"
+    pst.parent.mkdir()
+    write_pst(pst, [Folder("Inbox", [mail("first")])])
+    past(pst)
+    prof = create(api, name="bob's pst", type="pst", userName="alice", path=str(pst),
+                  targetFolder="Outlook")
+    first = run(api, prof["id"])
+    assert (first["result"], first["itemsArchived"]) == ("succeeded", 1)
+    second = run(api, prof["id"])  # unchanged: not even opened
+    assert (second["itemsArchived"], second["itemsDuplicate"]) == (0, 0)
+    write_pst(pst, [Folder("Inbox", [mail("first"), mail("second")])])  # Outlook added one
+    past(pst)
+    third = run(api, prof["id"])
+    assert (third["itemsArchived"], third["itemsDuplicate"]) == (1, 1)
+    assert counts(data) == {"Outlook/Inbox": 2}
+    assert [parse(raw)["Subject"] for raw, _f, _d in archived(data)["Outlook/Inbox"]] == [
+        "first", "second"]

@@ -14,7 +14,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ DEFAULT_STORE = "Default"
 class StoreHit:
     store_id: int
     hit: Hit
+    matched: list[str] = field(default_factory=list)  # attachments a word was found in
 
     @property
     def message_id(self) -> str:
@@ -402,7 +403,25 @@ class Archive:
                         "size": s.hit.size}[sort]
             hits.sort(key=lambda s: (s.hit.date, s.store_id, s.hit.number), reverse=True)
             hits.sort(key=key, reverse=not ascending)
-        return SearchResult(total, hits[offset: offset + limit], dict(self.unavailable))
+        page = hits[offset: offset + limit]
+        if q.terms:
+            self._name_attachments(q, page)
+        return SearchResult(total, page, dict(self.unavailable))
+
+    def _name_attachments(self, q: Query, page: list[StoreHit]) -> None:
+        """Which attachments of each message on the page a word sought was found in."""
+        by_store: dict[int, list[StoreHit]] = {}
+        for h in page:
+            if h.hit.has_attachment:
+                by_store.setdefault(h.store_id, []).append(h)
+        for store_id, hits in by_store.items():
+            try:
+                store = self.open_store(self.find_store(store_id))
+                found = store.catalog.matched_attachments(q, [h.hit.number for h in hits])
+            except (sqlite3.DatabaseError, StoreUnavailable, KeyMissing, CorruptData, NotFound):
+                continue  # the page is shown all the same
+            for h in hits:
+                h.matched = found.get(h.hit.number, [])
 
     def iter_messages(self, query: str = "") -> list[tuple[StoreRecord, Store, list[int]]]:
         q = compile_query(query)

@@ -13,8 +13,11 @@ the writer, which answer everyone, come first.
 
 Each extraction has a deadline (setting archive.extract_timeout). A message whose text is not
 extracted in time is archived all the same, byte for byte, indexed by its headers only (read
-from at most HEADER_BYTES) with a warning; its worker is killed and replaced. A worker that
-dies (a message that exhausted its memory) gives the same result.
+from at most parse.HEADER_BYTES) with a warning; its worker is killed and replaced. A worker's
+memory is bounded (setting archive.extract_memory); a worker that ends while it reads the text
+inside a message's attachments (out of memory, or a library stuck past its deadline: see
+core/mime/documents.py) is replaced and the message extracted again without that text, with a
+warning; if that ends its worker too, it is indexed by its headers.
 """
 
 from __future__ import annotations
@@ -28,29 +31,18 @@ from concurrent.futures import Future
 
 from pebble import ProcessExpired, ProcessPool
 
-from mailkeep.core.mime.parse import IndexFields, extract
+from mailkeep.core.mime.documents import worker_limits
+from mailkeep.core.mime.parse import HEADERS_ONLY, IndexFields, extract, header_section
 from mailkeep.core.storage.packing import index_fields
 
 log = logging.getLogger("mailkeep.extraction")
 
-HEADER_BYTES = 256 << 10  # the header section read when the text could not be extracted
 SMALL_BYTES = 256 << 10
 WORKER_NICENESS = 10
 MIN_WORKERS = 2  # one slow message never holds up the next, even on one core
 MAX_WORKERS = 4
 TASKS_PER_WORKER = 1000  # then the worker is replaced (whatever memory it kept goes with it)
-
-
-def header_section(raw: bytes, limit: int = HEADER_BYTES) -> bytes:
-    """The header section of a message (up to the first empty line), at most `limit` bytes and
-    cut at a line's end."""
-    head = raw[:limit]
-    for blank in (b"\r\n\r\n", b"\n\n"):
-        at = head.find(blank)
-        if at >= 0:
-            return head[:at + len(blank)]
-    cut = head.rfind(b"\n")
-    return head[:cut + 1] if len(raw) > limit and cut >= 0 else head
+DEFAULT_MEMORY = 1024 << 20  # bytes a worker may allocate (setting archive.extract_memory)
 
 
 def headers_only(raw: bytes, why: str) -> IndexFields:
@@ -60,12 +52,24 @@ def headers_only(raw: bytes, why: str) -> IndexFields:
     fields.attachments = ""
     fields.documents = ""
     # what parsing a header section alone notes (a multipart not closed...) is not news
-    fields.warnings = [f"text not indexed ({why}): found by its headers only"]
+    fields.warnings = [f"{HEADERS_ONLY}{why}): found by its headers only"]
     return fields
 
 
-def _lower_priority() -> None:
+WORKER_ENDED = ("the text inside its attachments is not indexed: reading it ended the worker "
+                "(out of memory, or stuck past its deadline)")
+
+
+def _warned(done: Callable[[IndexFields], None]) -> Callable[[IndexFields], None]:
+    def with_warning(fields: IndexFields) -> None:
+        fields.warnings = [*fields.warnings, WORKER_ENDED]
+        done(fields)
+    return with_warning
+
+
+def _start_worker(memory_bytes: int) -> None:
     os.nice(WORKER_NICENESS)
+    worker_limits(memory_bytes)
 
 
 class Extractor:
@@ -73,9 +77,11 @@ class Extractor:
     message (a setting may change while the server runs)."""
 
     def __init__(self, timeout: Callable[[], float], workers: int | None = None,
-                 documents: Callable[[], bool] = lambda: True) -> None:
+                 documents: Callable[[], bool] = lambda: True,
+                 memory: Callable[[], int] = lambda: DEFAULT_MEMORY) -> None:
         self.timeout = timeout
         self.documents = documents  # read the text inside attachments (a setting)
+        self.memory = memory  # bytes of memory a worker may take (a setting)
         self.workers = workers or max(MIN_WORKERS, min(MAX_WORKERS, os.cpu_count() or 1))
         self.timed_out = 0
         self._pools: dict[bool, ProcessPool] = {}  # small? -> its lane
@@ -90,37 +96,51 @@ class Extractor:
             # forkserver: the workers do not inherit the server's threads, sockets or keys
             pool = self._pools[small] = ProcessPool(
                 max_workers=self.workers, max_tasks=TASKS_PER_WORKER,
-                initializer=_lower_priority,
+                initializer=_start_worker, initargs=(self.memory(),),
                 context=multiprocessing.get_context("forkserver"))
         return pool
 
     def extract(self, head: bytes, size: int, done: Callable[[IndexFields], None]) -> None:
         """Extract in a worker; `done` is called once, in another thread, with the fields."""
-        seconds = self.timeout()
         with self._lock:
             self._in_flight += 1
-            try:
-                future = self._lane(size).schedule(index_fields,
-                                                   args=(head, size, self.documents()),
-                                                   timeout=seconds)
-            except Exception:
+        try:
+            self._schedule(head, size, self.documents(), done)
+        except Exception:
+            with self._lock:
                 self._in_flight -= 1
-                raise
+                self._busy.notify_all()
+            raise
+
+    def _schedule(self, head: bytes, size: int, documents: bool,
+                  done: Callable[[IndexFields], None]) -> None:
+        seconds = self.timeout()
+        with self._lock:
+            future = self._lane(size).schedule(index_fields, args=(head, size, documents),
+                                               timeout=seconds)
 
         def finished(fut: Future[IndexFields]) -> None:
+            again = False
             try:
-                fields = self._outcome(fut, head, seconds)
+                fields = self._outcome(fut, head, seconds, documents)
+                if fields is None:  # its worker ended: once more, without attachments' text
+                    again = True
+                    self._schedule(head, size, False, _warned(done))
+                    return
                 done(fields)
             except Exception:
                 log.exception("an extraction's callback failed")
             finally:
-                with self._lock:
-                    self._in_flight -= 1
-                    self._busy.notify_all()
+                if not again:
+                    with self._lock:
+                        self._in_flight -= 1
+                        self._busy.notify_all()
 
         future.add_done_callback(finished)
 
-    def _outcome(self, fut: Future[IndexFields], head: bytes, seconds: float) -> IndexFields:
+    def _outcome(self, fut: Future[IndexFields], head: bytes, seconds: float, documents: bool
+                 ) -> IndexFields | None:
+        """The fields; None when the worker ended while it read the attachments' text too."""
         try:
             return fut.result()
         except TimeoutError:
@@ -130,7 +150,7 @@ class Extractor:
             return headers_only(head, f"not extracted within {seconds:g} s")
         except ProcessExpired as exc:
             log.warning("text extraction of a message ended its worker (%s)", exc)
-            return headers_only(head, "its extraction failed")
+            return None if documents else headers_only(head, "its extraction failed")
         except Exception as exc:  # the pool itself failed: headers only, rather than lose it
             log.warning("text extraction could not run in a worker: %s", exc)
             return headers_only(head, "its extraction failed")

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
 from mailkeep.core.admin.settings import Settings
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import MailkeepError
+from mailkeep.core.extraction import WORKER_ENDED
 from mailkeep.core.message import Measured, RawMessage, SourceProblem
+from mailkeep.core.mime.documents import worker_limits
 from mailkeep.core.storage import codec
 from mailkeep.core.storage.packing import Packer, Prepared
 from mailkeep.core.storage.store import Store
@@ -91,15 +93,16 @@ _worker_key: bytes | None = None
 _worker_packer: tuple[int | None, Packer] | None = None
 
 
-def _init_worker(store_key: bytes | None) -> None:
+def _init_worker(store_key: bytes | None, memory: int) -> None:
     global _worker_key
     _worker_key = store_key
+    worker_limits(memory)
 
 
 def _prepare_one(packer: Packer, raw: bytes, cid: bytes, fallback: float,
                  documents: bool = True) -> Prepared:
-    """`documents`: read the text inside attachments too (core/mime/documents.py bounds each
-    with a timer, which only a process's main thread has: a worker, or the command line)."""
+    """`documents`: read the text inside attachments too (only in a worker, whose memory and
+    time core/mime/documents.py bounds)."""
     return packer.prepare(raw, cid, fallback, documents=documents)  # never raises
 
 
@@ -147,7 +150,9 @@ class Importer:
         self.on_outcome = on_outcome or (lambda o: None)
         self.on_progress = on_progress or (lambda s: None)
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
-        self.documents = bool(Settings(archive.master).get("archive.attachment_text"))
+        conf = Settings(archive.master)
+        self.documents = bool(conf.get("archive.attachment_text"))
+        self.memory = int(conf.get("archive.extract_memory")) << 20
         self.stats = ImportStats()
         self.store_rec, self.store = archive.current_store()
         # Other stores are consulted for duplicates too (a message already archived in last
@@ -278,6 +283,14 @@ class Importer:
             self._dict_cache = (dict_id, self.store.dictionaries()[dict_id])
         return self._dict_cache
 
+    def _start_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            ctx = multiprocessing.get_context("forkserver")
+            self._pool = ProcessPoolExecutor(max(self.workers, 1), mp_context=ctx,
+                                             initializer=_init_worker,
+                                             initargs=(self.store._store_key, self.memory))
+        return self._pool
+
     def _flush_batch(self) -> None:
         if not self._batch:
             return
@@ -286,35 +299,81 @@ class Importer:
                 for it in batch]
         self._seen += len(batch)
         if self._pool is None and self._seen > INLINE_MESSAGES and self.workers > 1:
-            ctx = multiprocessing.get_context("forkserver")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx,
-                                             initializer=_init_worker,
-                                             initargs=(self.store._store_key,))
+            self._start_pool()
         if self._pool is None:
             packer = self.store.packer
-            main = threading.current_thread() is threading.main_thread()
             for it, (raw, cid, fb) in zip(batch, work, strict=True):
-                it.prepared = _prepare_one(packer, raw, cid, fb,
-                                           documents=main and self.documents)
-            self._inflight.append(_Flight(batch))
-        else:
-            dict_id, _ = self._current_dictionary()
-            fut = self._pool.submit(_prepare_batch, work, dict_id, None, self.documents)
-            self._inflight.append(_Flight(batch, fut, work, dict_id))
+                it.prepared = _prepare_one(packer, raw, cid, fb, documents=False)
+            if not (self.documents and any(it.prepared and it.prepared.info.has_attachment
+                                           for it in batch)):
+                self._inflight.append(_Flight(batch))
+                return
+            # The text inside attachments is read only in a worker, whose memory and time
+            # are bounded (core/mime/documents.py): never in this process.
+            self._start_pool()
+        dict_id, _ = self._current_dictionary()
+        fut = self._submit(work, dict_id, None)
+        self._inflight.append(_Flight(batch, fut, work, dict_id))
+
+    def _submit(self, work: list[tuple[bytes, bytes, float]], dict_id: int | None,
+                dictionary: bytes | None) -> Future[list[Prepared] | None]:
+        return self._start_pool().submit(_prepare_batch, work, dict_id, dictionary,
+                                         self.documents)
+
+    def _prepared(self, flight: _Flight) -> list[Prepared]:
+        """The prepared batch of a flight; a worker that ended (a hostile attachment took its
+        memory or would not stop) is replaced, and the batch prepared again message by
+        message, a message that ends a worker again without its attachments' text."""
+        assert flight.future is not None and flight.work is not None
+        try:
+            result = flight.future.result()
+            if result is None:  # that worker lacks the dictionary: send it along
+                result = self._submit(flight.work, flight.dict_id,
+                                      self.store.dictionaries()[flight.dict_id or 0]).result()
+            assert result is not None
+            return result
+        except BrokenProcessPool:
+            pass
+        self._restart_pool(flight)
+        dictionary: bytes | None = self.store.dictionaries()[flight.dict_id] \
+            if flight.dict_id is not None else None
+        out: list[Prepared] = []
+        for one in flight.work:
+            try:
+                got = self._submit([one], flight.dict_id, dictionary).result()
+                assert got is not None
+                out.extend(got)
+            except BrokenProcessPool:
+                self._restart_pool(flight)
+                raw, cid, fb = one
+                prep = _prepare_one(self.store.packer, raw, cid, fb, documents=False)
+                prep.info.warnings = "\n".join(w for w in (prep.info.warnings, WORKER_ENDED)
+                                               if w)
+                out.append(prep)
+        return out
+
+    def _restart_pool(self, current: _Flight) -> None:
+        """After a worker ended: a new pool; what was in flight in the old one (but the
+        `current` batch, which the caller prepares message by message) is sent again."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        if self._training is not None:
+            self._training = None  # asked again at a later commit
+        self._start_pool()
+        for flight in self._inflight:
+            if flight is current or flight.future is None or flight.work is None:
+                continue
+            if not flight.future.done() or flight.future.cancelled() or \
+                    isinstance(flight.future.exception(), BrokenProcessPool):
+                flight.future = self._submit(flight.work, flight.dict_id, None)
 
     def _drain(self, keep: int) -> None:
         """Write finished batches in order until at most `keep` are in flight."""
         while len(self._inflight) > keep:
             flight = self._inflight[0]
             if flight.future is not None:
-                result = flight.future.result()
-                if result is None:  # that worker lacks the dictionary: send it along
-                    assert self._pool is not None and flight.work is not None
-                    dictionary = self.store.dictionaries()[flight.dict_id or 0]
-                    result = self._pool.submit(_prepare_batch, flight.work, flight.dict_id,
-                                               dictionary, self.documents).result()
-                    assert result is not None
-                for it, prep in zip(flight.batch, result, strict=True):
+                for it, prep in zip(flight.batch, self._prepared(flight), strict=True):
                     it.prepared = prep
             self._inflight.popleft()
             for it in flight.batch:

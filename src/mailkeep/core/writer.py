@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,7 +27,7 @@ from typing import Any, BinaryIO
 from mailkeep.core.admin.settings import Settings
 from mailkeep.core.archive import Archive
 from mailkeep.core.errors import MailkeepError
-from mailkeep.core.extraction import Extractor, headers_only
+from mailkeep.core.extraction import DEFAULT_MEMORY, Extractor, headers_only
 from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.mime.parse import IndexFields
@@ -76,6 +77,14 @@ class Filing:
     ready: bool = False  # extracted: the writer may take it
 
 
+@dataclass
+class _Task:
+    """Work on the stores done by the writer between two batches (run_task)."""
+
+    fn: Callable[[Archive], Any]
+    future: Future[Any] = field(default_factory=Future)
+
+
 class StoreWriter:
     def __init__(self, data_dir: Path, master: MasterDB, keys: KeyRing | None = None,
                  idle_close_s: float = IDLE_CLOSE_S) -> None:
@@ -83,7 +92,7 @@ class StoreWriter:
         self.master = master
         self.keys = keys
         self.idle_close_s = idle_close_s
-        self.queue: queue.Queue[Filing | None] = queue.Queue()
+        self.queue: queue.Queue[Filing | _Task | None] = queue.Queue()
         self.batches = 0
         self.last_error: str | None = None
         self._others: list[Store] | None = None  # the older stores, once looked up
@@ -180,7 +189,8 @@ class StoreWriter:
         with self._lock:
             if self._extractor is None:
                 self._extractor = Extractor(self._extract_timeout,
-                                            documents=self._attachment_text)
+                                            documents=self._attachment_text,
+                                            memory=self._extract_memory)
             return self._extractor
 
     def _extract_timeout(self) -> float:
@@ -195,6 +205,13 @@ class StoreWriter:
                 seconds = self._deadline[0] if self._deadline else 20.0
             self._deadline = (seconds, now)
         return self._deadline[0]
+
+    def _extract_memory(self) -> int:
+        """Setting archive.extract_memory, in bytes (read when a pool of workers starts)."""
+        try:
+            return int(Settings(self.master).get("archive.extract_memory")) << 20
+        except Exception:  # the master database is busy: the default
+            return DEFAULT_MEMORY
 
     def _attachment_text(self) -> bool:
         """Setting archive.attachment_text (read when the deadline is)."""
@@ -225,7 +242,13 @@ class StoreWriter:
                     continue
                 if first is None:
                     return
+                if archive is None:
+                    archive = self._open()
+                if isinstance(first, _Task):
+                    archive = self._do(archive, first)
+                    continue
                 batch = [first]
+                tasks: list[_Task] = []
                 deadline = time.monotonic() + BATCH_WAIT_S
                 while len(batch) < BATCH_MAX and batch[-1].stream is None:
                     try:
@@ -235,12 +258,34 @@ class StoreWriter:
                     if item is None:
                         self.queue.put(None)
                         break
+                    if isinstance(item, _Task):
+                        tasks.append(item)
+                        break
                     batch.append(item)
-                if archive is None:
-                    archive = self._open()
                 archive = self._file(archive, batch)
+                for task in tasks:
+                    archive = self._do(archive, task)
         finally:
             self._close(archive)
+
+    def run_task(self, fn: Callable[[Archive], Any]) -> Any:
+        """Run fn(archive) in the writer thread, between two batches, and return what it
+        returns (or raise what it raised): work that writes a store the writer may be
+        writing, without waiting for the writer to let go of it. Keep it short: mail waits."""
+        if self._thread is None:
+            self.start()
+        task = _Task(fn)
+        self.queue.put(task)
+        return task.future.result()
+
+    def _do(self, archive: Archive, task: _Task) -> Archive:
+        try:
+            task.future.set_result(task.fn(archive))
+            return archive
+        except BaseException as exc:
+            task.future.set_exception(exc)
+            self._close(archive)  # whatever it left half done is rolled back
+            return self._open()
 
     def _duplicate_elsewhere(self, archive: Archive, current: int, raw: bytes,
                              targets: Targets) -> bool:

@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from mailkeep.core import reindex
 from mailkeep.core.admin.compliance import Compliance
 from mailkeep.core.admin.places import checked_place, roots_of
 from mailkeep.core.admin.settings import Settings
@@ -122,14 +123,24 @@ def _unselect(call: Call, store_id: int) -> None:
 @function("GetStoreIndexes", "The full-text index of a store (or of every store): one per "
           "store, kept in its catalog.",
           '[{"storeId": int, "name": "fulltext", "needsRebuild": bool, '
-          '"selectedForRebuild": bool}]',
+          '"selectedForRebuild": bool, "attachmentTextPending": int|null}]',
           Field("id", "number", True, "The store's id; all stores when empty."), changes=False,
           roles=ROLES)
 def get_store_indexes(call: Call) -> list[dict[str, Any]]:
     recs = [_store(call)] if call.arg("id") is not None else call.archive.stores()
     selected = _selected(call)
     return [{"storeId": r.id, "name": "fulltext", "needsRebuild": False,
-             "selectedForRebuild": r.id in selected} for r in recs]
+             "selectedForRebuild": r.id in selected,
+             "attachmentTextPending": _attachment_text_pending(call, r)} for r in recs]
+
+
+def _attachment_text_pending(call: Call, rec: StoreRecord) -> int | None:
+    """Messages whose attachments IndexAttachmentText has yet to read (None: unknown, the
+    store cannot be opened)."""
+    try:
+        return reindex.pending(call.archive.open_store(rec))
+    except (MailkeepError, OSError, sqlite3.Error):
+        return None
 
 
 @function("SelectAllStoreIndexesForRebuild", "Select the index of every store that is not "
@@ -175,6 +186,48 @@ def rebuild_selected_store_indexes(call: Call) -> None:
     if failed:
         raise RecoverFailed(f"The index of {len(failed)} of {len(recs)} stores could not be "
                             "rebuilt; they stay selected.", "; ".join(failed))
+
+
+# -- the text inside attachments ---------------------------------------------------------------
+
+@function("IndexAttachmentText", "mailkeep extension: read the text inside the attachments of "
+          "messages stored before it was read (archive.attachment_text was off, or an older "
+          "version stored them) into the full-text index, as a process with progress, in worker "
+          "processes; mail keeps arriving meanwhile. How far it went is kept in each store, so "
+          "a process that stopped (cancelled, a restart) goes on from there when run again.",
+          '{"stores": int, "messages": int, "changed": int, "endedWorkers": int, '
+          '"skipped": [str]}',
+          Field("id", "number", True, "The store's id; every store that is not disabled when "
+                "empty."), long_running=True)
+def index_attachment_text(call: Call) -> dict[str, Any]:
+    conf = Settings(call.master)
+    if not conf.get("archive.attachment_text"):
+        raise InvalidArgument("Setting archive.attachment_text is off: turn it on first "
+                              "(new mail would not have the text inside its attachments read "
+                              "either).")
+    recs = [_store(call)] if call.arg("id") is not None else _enabled(call)
+    writer = call.services.writer
+
+    def progress(percent: int, line: str) -> None:
+        call.ctx.progress(percent)
+        if line:
+            call.ctx.log(line)
+
+    def cancelled() -> bool:
+        call.ctx.check_cancelled()  # raises: what was done is committed
+        return False
+
+    out = reindex.run(call.archive, recs, writer.run_task, progress, cancelled,
+                      int(conf.get("archive.extract_memory")) << 20)
+    for line in out.skipped:
+        call.ctx.log(f"Left out: {line}")
+    call.ctx.log(f"Read the attachments of {out.messages} message(s) in {out.stores} store(s);"
+                 f" {out.changed} had text to index"
+                 + (f"; {out.ended_workers} ended their worker (indexed without that text)"
+                    if out.ended_workers else "") + ".")
+    call.ctx.progress(100)
+    return {"stores": out.stores, "messages": out.messages, "changed": out.changed,
+            "endedWorkers": out.ended_workers, "skipped": out.skipped}
 
 
 # -- statistics, opening, upgrades ----------------------------------------------------------

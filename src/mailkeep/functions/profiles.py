@@ -30,7 +30,7 @@ RAW = Field("raw", "bool", description="GetProfiles: also show each profile's in
 PROPERTIES = Field("properties", "json", description="The profile as a JSON object; see "
                  "docs/profiles.md for the fields of each type.", secret_keys=schema.SECRETS)
 
-PROFILE_SHAPE = ('{"id": int, "name": str, "type": "imap"|"pop3"|"directory"|"maildir", '
+PROFILE_SHAPE = ('{"id": int, "name": str, "type": "imap"|"pop3"|"directory"|"maildir"|"pst", '
                  '"userName": str, "properties": {...; secrets only as hasPassword/'
                  'hasAccessToken}, "serverSideExecution": {"automatic": bool, '
                  '"automaticPauseBetweenExecutions": int, "automaticMaintenanceWindows": '
@@ -96,14 +96,15 @@ def get_profiles(call: Call) -> list[dict[str, Any]]:
           "type takes (as CreateProfile checks them): per type, per property its type (str, "
           "int, bool, list; |null if it may be null), default, whether it is required, the "
           "values it may take, and what it means. password and accessToken are write-only.",
-          '{"imap"|"pop3"|"directory"|"maildir": {"<property>": {"type": str, "default": any, '
-          '"required": bool, "values"?: [str], "doc": str}}}', changes=False, roles=ROLES)
+          '{"imap"|"pop3"|"directory"|"maildir"|"pst": {"<property>": {"type": str, '
+          '"default": any, "required": bool, "values"?: [str], "doc": str}}}', changes=False,
+          roles=ROLES)
 def get_profile_schema(call: Call) -> dict[str, Any]:
     return schema.schema_doc()
 
 
 @function("CreateProfile", "Create an archiving profile from its properties (a JSON object: "
-          "name, type (imap, pop3, directory, maildir), userName (the archive), targetFolder "
+          "name, type (imap, pop3, directory, maildir, pst), userName (the archive), targetFolder "
           "and the fields of the type; see docs/profiles.md). Secrets are stored sealed. "
           "Returns the profile as GetProfiles shows it.", PROFILE_SHAPE, PROPERTIES, RAW)
 def create_profile(call: Call) -> dict[str, Any]:

@@ -138,7 +138,8 @@ def _open(call: Call, message_id: str) -> tuple[Any, Any, int, Any]:
 
 SEARCH_SHAPE = ('{"total": int, "offset": int, "messages": [{"id": str, "date": str, "from": '
                 'str, "to": str, "subject": str, "folder": str, "size": int, '
-                '"hasAttachment": bool}], "unavailable": {str: str}}')
+                '"hasAttachment": bool, "matchedAttachments": [str]}], '
+                '"unavailable": {str: str}}')
 
 
 @function("SearchArchive", "mailkeep extension: search the archives the caller may read "
@@ -169,7 +170,8 @@ def search_archive(call: Call) -> dict[str, Any]:
                           "from": h.hit.sender, "to": h.hit.recipients,
                           "subject": h.hit.subject,
                           "folder": full_name(h.hit.owner, h.hit.folder), "size": h.hit.size,
-                          "hasAttachment": h.hit.has_attachment} for h in res.hits],
+                          "hasAttachment": h.hit.has_attachment,
+                          "matchedAttachments": h.matched} for h in res.hits],
             "unavailable": {name: getattr(why, "message", str(why))
                             for name, why in res.unavailable.items()}}
 

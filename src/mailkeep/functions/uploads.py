@@ -1,5 +1,6 @@
 """Importing mail by upload (the console's drop zone; a script can do the same): `.eml`,
-`.mbox` / `.mbox.gz`, or a zip of them, into a folder of the caller's own archive.
+`.mbox` / `.mbox.gz`, Outlook `.msg` and `.pst`, or a zip of them, into a folder of the caller's
+own archive.
 
 StartUpload names the file and its size and gets a signed link (web/console.py) good for five
 minutes; the file is sent to it with PUT, written to `uploads/` in the data directory as it
@@ -36,7 +37,8 @@ from mailkeep.sources.detect import read_paths
 ZIP_ENTRIES = 100_000
 ZIP_RATIO = 200  # uncompressed / compressed, at most, per entry
 UPLOAD_NAME = re.compile(r"[0-9a-f]{32}")
-SUFFIXES = (".eml", ".msg.eml", ".mbox", ".mbox.gz", ".mbx", ".gz", ".zip", ".txt")
+SUFFIXES = (".eml", ".msg.eml", ".mbox", ".mbox.gz", ".mbx", ".gz", ".zip", ".txt", ".msg",
+            ".pst", ".ost")
 MAX_PENDING = 200
 
 
@@ -68,9 +70,9 @@ def _folder(value: str) -> str:
 
 
 @function("StartUpload", "mailkeep extension: a link (good for five minutes, for the caller) "
-          "to which the caller sends, with PUT, one file of mail (.eml, .mbox, .mbox.gz or a "
-          "zip of them) of the size given, to be imported into a folder of its own archive; "
-          "the answer to the PUT is the import process (its token, followed with "
+          "to which the caller sends, with PUT, one file of mail (.eml, .mbox, .mbox.gz, .msg, "
+          ".pst or a zip of them) of the size given, to be imported into a folder of its own "
+          "archive; the answer to the PUT is the import process (its token, followed with "
           "/mcapi/function/status).",
           '{"url": str, "maxSize": int}',
           Field("fileName", "string", description="The file's name (its kind is read from it "

@@ -77,7 +77,7 @@ def build(props: dict[str, Any], secrets: dict[str, str], state: dict[str, Any])
         return Built(pop, lambda: {"uidls": pop.seen}, pop.delete_archived, f"POP3 {where}")
     files = FileSource(kind, Path(props["path"]), state.get("files", {}),
                        pattern=props.get("pattern", "*"), recursive=props.get("recursive", True),
-                       delete_after=props["deleteAfterArchive"])
+                       delete_after=props.get("deleteAfterArchive", False))
     return Built(files, lambda: {"files": files.seen}, files.finish, f"{kind} {props['path']}")
 
 

@@ -14,8 +14,9 @@ from mailkeep.core.errors import InvalidArgument
 from mailkeep.core.fields import Field, FieldError, Kind
 from mailkeep.core.tls import check_ca_file
 from mailkeep.sources.maildir import is_maildir
+from mailkeep.sources.pst import MAGIC as PST_MAGIC
 
-TYPES = ("imap", "pop3", "directory", "maildir")
+TYPES = ("imap", "pop3", "directory", "maildir", "pst")
 SECRETS = ("password", "accessToken")
 SECURITY = ("implicit", "starttls", "none")
 NAME_MAX = 200
@@ -84,6 +85,9 @@ SCHEMAS: dict[str, dict[str, Field]] = {
            "Maildir++ folders included)."),
         _f("deleteAfterArchive", "bool", False, doc="Remove each message file once it is "
            "archived durably."))},
+    "pst": {**_COMMON, **_by_name(
+        _f("path", "str", required=True, doc="Absolute path of an Outlook PST or OST file; "
+           "read again whole when it changes (what is archived already is stored once)."))},
 }
 
 
@@ -160,7 +164,16 @@ def _check_whole(p: dict[str, Any]) -> None:
         path = Path(p["path"])
         if not path.is_absolute():
             raise _bad("path must be absolute")
-        if not path.is_dir():
+        if p["type"] == "pst":
+            try:
+                with path.open("rb") as f:
+                    magic = f.read(4)
+            except OSError as exc:
+                raise _bad(f"path {p['path']!r} cannot be read ({exc.strerror or exc})"
+                           ) from None
+            if magic != PST_MAGIC:
+                raise _bad(f"path {p['path']!r} is not an Outlook PST or OST file")
+        elif not path.is_dir():
             raise _bad(f"path {p['path']!r} is not a directory")
         if p["type"] == "maildir" and not is_maildir(path):
             raise _bad(f"path {p['path']!r} is not a Maildir (no cur/ and new/)")

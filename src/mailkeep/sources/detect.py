@@ -1,15 +1,19 @@
 """Decide what a path holds (message file, mbox, Maildir, directory tree) and read it.
 
-The one entry point for imports: open_source dispatches to eml.py, mbox.py and maildir.py.
+The one entry point for imports: open_source dispatches to eml.py, mbox.py, maildir.py,
+exports.py (Gmail, Thunderbird, Apple Mail), pst.py and msg.py.
 
 Rules: a directory is walked recursively in name order. A directory with cur/ and new/ is a
 Maildir (Maildir++ subfolders included). A file named ``*.eml`` is one message, taken whole even
 when it starts with a ``From `` envelope line (many tools save single messages so, and splitting
 would change their bytes). Any other regular file starting with ``From `` (after gunzip when it
 starts with the gzip magic) is an mbox; a gzip file holding anything else is reported, not read;
-every other regular file is one message.
+a file starting with a PST's signature (!BDN) is an Outlook PST or OST file, and a file named
+``*.msg`` that is an OLE compound file is an Outlook MSG file; every other regular file is one
+message.
 Folders: a message file's folder is its directory relative to the root; an mbox file is a folder
-of its own below that, named after the file without ``.gz`` and then ``.mbox``/``.mbx``. The
+of its own below that, named after the file without ``.gz`` and then ``.mbox``/``.mbx`` (a PST
+file likewise, without ``.pst``/``.ost``, its own folder tree below). The
 path named directly is the base folder "" whatever it is. Symlinked directories below the root
 are reported, not followed.
 """
@@ -26,6 +30,7 @@ from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources.eml import (
     entry_problem,
     join_folder,
+    open_regular,
     os_reason,
     read_message_file,
     sorted_entries,
@@ -40,10 +45,12 @@ from mailkeep.sources.exports import (
 )
 from mailkeep.sources.maildir import is_maildir, read_maildir
 from mailkeep.sources.mbox import read_mbox, sniff
+from mailkeep.sources.msg import is_msg, read_msg
+from mailkeep.sources.pst import is_pst, read_pst
 
 Item = RawMessage | SourceProblem
 
-_MBOX_SUFFIXES = (".mbox", ".mbx")
+_MBOX_SUFFIXES = (".mbox", ".mbx", ".pst", ".ost")
 # Named as one message: taken whole even when it starts with a From_ envelope line.
 MESSAGE_SUFFIX = ".eml"
 
@@ -67,7 +74,9 @@ def open_source(path: str | Path) -> Iterator[Item]:
 
 
 def mbox_folder_name(filename: str) -> str:
-    """The folder an mbox file becomes: "linux-mips-1996.mbox.gz" -> "linux-mips-1996"."""
+    """The folder an mbox (or PST) file becomes: "linux-mips-1996.mbox.gz" -> "linux-mips-1996",
+    "archive.pst" -> "archive".
+    """
     stem = filename
     if stem.lower().endswith(".gz"):
         stem = stem[: -len(".gz")]
@@ -123,6 +132,13 @@ def _read_file(path: Path, folder: str, mbox_folder: str) -> Iterator[Item]:
     if path.name.lower().endswith(".emlx"):
         yield read_emlx(path, folder)
         return
+    head = _head(path)
+    if is_pst(head):
+        yield from read_pst(path, mbox_folder)
+        return
+    if is_msg(path, head):
+        yield from read_msg(path, folder)
+        return
     try:
         kind = sniff(path)
     except (OSError, EOFError, zlib.error) as exc:
@@ -135,6 +151,14 @@ def _read_file(path: Path, folder: str, mbox_folder: str) -> Iterator[Item]:
         yield SourceProblem(str(path), "gzip file that is not an mbox; not read", skipped=True)
     else:
         yield read_message_file(path, folder)
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open_regular(path) as f:
+            return f.read(8)
+    except OSError:
+        return b""  # the reader that opens it next reports why
 
 
 def _disk_bytes(path: Path) -> int:

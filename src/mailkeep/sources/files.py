@@ -1,24 +1,33 @@
-"""Watched directories and Maildirs as incremental sources: each run reads only the files it
-has not archived before, without opening the others.
+"""Watched directories, Maildirs and PST files as incremental sources: each run reads only the
+files it has not archived before, without opening the others.
 
 The caller keeps `seen` (a key per archived file -> epoch seconds when it was confirmed). A
 file in a directory is known by its relative path, size and modification time, so a file that
 is replaced is read again; a Maildir message by its folder and unique name (the part before
 the ":2," info), so that moving it from new/ to cur/ or changing its flags does not make it new.
 Files modified in the last SETTLE_S seconds are left for the next run: they may still be
-being written. With delete_after, archived files are removed once confirmed durable.
+being written. With delete_after, archived files are removed once confirmed durable. An
+Outlook MSG file in a watched directory is built into its message (msg.py). A PST file is read
+whole when its size or modification time changed since it was last read to its end.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from mailkeep.core.message import RawMessage, SourceProblem
-from mailkeep.sources.eml import entry_problem, join_folder, read_message_file, sorted_entries
+from mailkeep.sources.eml import (
+    entry_problem,
+    join_folder,
+    open_regular,
+    read_message_file,
+    sorted_entries,
+)
 from mailkeep.sources.maildir import (
     INFO_SEPARATORS,
     MESSAGE_DIRS,
@@ -26,9 +35,24 @@ from mailkeep.sources.maildir import (
     folder_name,
     is_maildir,
 )
+from mailkeep.sources.msg import is_msg, read_msg
+from mailkeep.sources.pst import read_pst
 
 Item = RawMessage | SourceProblem
 SETTLE_S = 2.0
+
+
+def _message_file(path: Path, folder: str) -> Iterator[Item]:
+    """A watched file: an Outlook MSG file built into a message, any other file as it is."""
+    try:
+        with open_regular(path) as f:
+            head = f.read(8)
+    except OSError:
+        head = b""
+    if is_msg(path, head):
+        yield from read_msg(path, folder)
+    else:
+        yield read_message_file(path, folder)
 
 
 def _unique(name: str) -> str:
@@ -40,7 +64,7 @@ class FileSource:
     def __init__(self, kind: str, root: Path, seen: Mapping[str, float] | None = None,
                  pattern: str = "*.eml", recursive: bool = True, delete_after: bool = False
                  ) -> None:
-        self.kind = kind  # "directory" | "maildir"
+        self.kind = kind  # "directory" | "maildir" | "pst"
         self.root = root
         self.seen: dict[str, float] = dict(seen or {})
         self.pattern = pattern
@@ -51,11 +75,16 @@ class FileSource:
         self._present: set[str] = set()
         self._complete = False
         self._doomed: list[tuple[str, Path]] = []
+        self._pst_key = ""
 
     # -- reading ----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Item]:
         self._present.clear()
         self._complete = False
+        if self.kind == "pst":
+            yield from self._pst()
+            self._complete = True
+            return
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root} is not a directory (any more)")
         if self.kind == "maildir":
@@ -100,8 +129,27 @@ class FileSource:
                 continue
             if now - st.st_mtime < SETTLE_S:
                 continue
-            yield from self._take(key, Path(entry.path),
-                                  read_message_file(Path(entry.path), folder))
+            for item in _message_file(Path(entry.path), folder):
+                yield from self._take(key, Path(entry.path), item)
+
+    def _pst(self) -> Iterator[Item]:
+        """A PST file is read whole again when its size or modification time changed (the
+        archive stores what it already has once); unchanged, it is not opened."""
+        try:
+            st = self.root.stat()
+        except OSError as exc:
+            raise FileNotFoundError(f"{self.root}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise FileNotFoundError(f"{self.root} is not a PST file (not a regular file)")
+        key = f"{self.root.name}\t{st.st_size}\t{st.st_mtime_ns}"
+        self._present.add(key)
+        if key in self.seen or time.time() - st.st_mtime < SETTLE_S:
+            return
+        self._pst_key = key
+        for item in read_pst(self.root, ""):
+            if isinstance(item, RawMessage):
+                self._handed_out[item.origin] = (key, self.root)
+            yield item
 
     def _maildir(self, path: Path, folder: str) -> Iterator[Item]:
         found: list[os.DirEntry[str]] = []
@@ -147,6 +195,8 @@ class FileSource:
         if got is None:
             return
         key, path = got
+        if self.kind == "pst":
+            return  # the file counts as archived when all of it is (finish)
         self.seen.setdefault(key, time.time())
         if self.delete_after:
             self._doomed.append((key, path))
@@ -155,6 +205,8 @@ class FileSource:
         """After a run: remove the archived files (delete_after) and forget files that are
         gone; returns how many files were removed."""
         deleted = 0
+        if self.kind == "pst" and self._complete and self._pst_key and not self._handed_out:
+            self.seen[self._pst_key] = time.time()
         for key, path in self._doomed:
             try:
                 path.unlink()

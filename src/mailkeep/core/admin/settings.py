@@ -118,6 +118,9 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
     Field("archive.attachment_text", "bool", default=True, description="Index the text inside "
           "attachments (PDF, Office, OpenDocument, RTF, HTML, text, CSV, and inside zips), "
           "each bounded in time and size; off: their names only."),
+    Field("archive.extract_memory", "int", default=1024, low=128, high=65536,
+          description="MiB of memory each text extraction worker may allocate; a message whose "
+          "attachments need more is indexed without their text, with a warning."),
     Field("tree.head_interval", "int", default=60, low=1, high=86400, description="Seconds "
           "between two signed heads of a store's Merkle tree while mail arrives; a head is "
           "also signed whenever the server closes a store it wrote (idle, stopping)."),

@@ -4,17 +4,23 @@ content.xml), RTF (striprtf), HTML, plain text and CSV, and the same inside zip 
 
 Every attachment is hostile until read: each is bounded in time (a timer interrupts the
 library: TIME_S), in output (MAX_CHARS), in what a zip may expand to (MAX_UNZIPPED, and no
-member above MAX_RATIO times its compressed size) and in nesting (MAX_DEPTH). It runs in the
-extraction workers (core/extraction.py), whose memory a worker's limit bounds: one that blows
-up takes its worker only, and the message is archived indexed by its headers. An attachment
-whose text cannot be had (encrypted, damaged, cut off) is named in a warning; the message is
-archived and found by everything else.
+member above MAX_RATIO times its compressed size) and in nesting (MAX_DEPTH). It runs in worker
+processes (core/extraction.py for the server's mail, core/ingest.py for imports), which
+worker_limits() bounds further: their memory (RLIMIT_DATA: an allocation beyond it fails) and,
+for a library stuck in its own code where the timer cannot reach it, a watchdog thread that ends
+the worker HARD_GRACE_S after an attachment's deadline. A worker that ends so takes nothing
+with it: the message is read again without the text of its attachments, archived and found by
+everything else, with a warning. An attachment whose text cannot be had (encrypted, damaged,
+cut off) is named in a warning too.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import resource
 import signal
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -35,6 +41,35 @@ MAX_MEMBERS = 1000
 MAX_PAGES = 2000
 MAX_CELLS = 2_000_000
 MAX_XML = 32 << 20  # an Office or OpenDocument part read as XML
+HARD_GRACE_S = 10.0  # after an attachment's deadline, the watchdog ends its worker
+EXIT_STUCK = 75  # a worker's exit status when its watchdog ended it
+
+_hard_deadline: float | None = None  # monotonic; set while an attachment is read in a worker
+_watchdog: threading.Thread | None = None
+
+
+def worker_limits(memory_bytes: int) -> None:
+    """For a worker process: its memory bounded, and a watchdog that ends it when an
+    attachment's library does not give control back. Never call it in a server or a command
+    line's own process."""
+    global _watchdog
+    if memory_bytes > 0:
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        limit = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    if _watchdog is None:
+        _watchdog = threading.Thread(target=_watch, name="attachment-watchdog", daemon=True)
+        _watchdog.start()
+
+
+def _watch() -> None:
+    while True:
+        time.sleep(0.5)
+        until = _hard_deadline
+        if until is not None and time.monotonic() > until:
+            os.write(2, b"mailkeep: an attachment's text extraction did not stop at its "
+                        b"deadline: this worker ends\n")
+            os._exit(EXIT_STUCK)
 
 
 class Unreadable(Exception):
@@ -64,15 +99,19 @@ class Found:
 def _deadline(seconds: float) -> Iterator[None]:
     """Interrupt whatever runs for longer than `seconds` (the main thread of a worker only;
     elsewhere the worker's own deadline is the bound)."""
+    global _hard_deadline
     try:
         old = signal.signal(signal.SIGALRM, _expired)
     except ValueError:  # not the main thread
         yield
         return
     signal.setitimer(signal.ITIMER_REAL, seconds)
+    if _watchdog is not None:
+        _hard_deadline = time.monotonic() + seconds + HARD_GRACE_S
     try:
         yield
     finally:
+        _hard_deadline = None
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
 

@@ -385,9 +385,10 @@ class _Walker:
         if self.documents and not part.is_multipart() and self.document_room > 0:
             text, warnings = attachment_text(name, ctype, _payload(part, self.warnings))
             self.warnings.extend(warnings)
-            if text:
-                self.document_texts.append(text[: self.document_room])
-                self.document_room -= len(text) + 1
+            # each attachment's name with its text: a search can tell which one matched
+            entry = document_entry(name, text)[: self.document_room]
+            self.document_texts.append(entry)
+            self.document_room -= len(entry) + 1
         # Text explicitly inline (patches sent from Thunderbird) is read in the mail itself.
         return disposition != "inline" or not ctype.startswith("text/")
 
@@ -461,6 +462,46 @@ def _cut(data: bytes, limit: int) -> bytes:
 
 _Headers = dict[str, list[str]]  # lower-case name -> values, in order
 _WANTED = frozenset(["subject", "from", "sender", "to", "cc", "bcc", "date", "message-id"])
+
+
+HEADER_BYTES = 256 << 10  # the header section read when the text could not be extracted
+HEADERS_ONLY = "text not indexed ("  # how the warning of a message indexed so begins
+
+
+def header_section(raw: bytes, limit: int = HEADER_BYTES) -> bytes:
+    """The header section of a message (up to the first empty line), at most `limit` bytes and
+    cut at a line's end."""
+    head = raw[:limit]
+    for blank in (b"\r\n\r\n", b"\n\n"):
+        at = head.find(blank)
+        if at >= 0:
+            return head[:at + len(blank)]
+    cut = head.rfind(b"\n")
+    return head[:cut + 1] if len(raw) > limit and cut >= 0 else head
+
+
+DOCUMENT_START = "\x1c"  # before an attachment's name in IndexFields.documents
+DOCUMENT_TEXT = "\x1d"  # between its name and its text
+
+
+def document_entry(name: str, text: str) -> str:
+    """One attachment in IndexFields.documents: separators no name or text holds (the tokenizer
+    reads them as spaces), the name, the text."""
+    clean = name.replace(DOCUMENT_START, " ").replace(DOCUMENT_TEXT, " ")
+    return DOCUMENT_START + clean + DOCUMENT_TEXT + text.replace(DOCUMENT_START, " ").replace(
+        DOCUMENT_TEXT, " ")
+
+
+def document_entries(documents: str) -> list[tuple[str, str]]:
+    """(name, text) of each attachment in IndexFields.documents; [] for text kept before
+    attachments were named in it."""
+    if not documents.startswith(DOCUMENT_START):
+        return []
+    out = []
+    for entry in documents.split(DOCUMENT_START)[1:]:
+        name, _, text = entry.partition(DOCUMENT_TEXT)
+        out.append((name.rstrip("\n"), text.rstrip("\n")))
+    return out
 
 
 def _walk(raw: bytes, max_chars: int, sizes: bool, documents: bool = False

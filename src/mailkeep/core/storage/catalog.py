@@ -221,6 +221,10 @@ class Catalog(Searching):
                               (blob_id, info.documents))
         return blob_id
 
+    def blob_warnings(self, blob_id: int) -> str:
+        row = self.conn.execute("SELECT warnings FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+        return "" if row is None or row[0] is None else str(row[0])
+
     def blob_documents(self, blob_id: int) -> str:
         """The text inside a stored message's attachments that its index rows hold."""
         row = self.conn.execute("SELECT text FROM blob_documents WHERE blob_id = ?",
@@ -359,6 +363,39 @@ class Catalog(Searching):
         row = self.conn.execute("SELECT blob_id FROM entries WHERE number = ?",
                                 (number,)).fetchone()
         return None if row is None else int(row[0])
+
+    # -- reading the text inside attachments of what is stored already (core/reindex.py) ----
+    _UNREAD = ("FROM blobs WHERE has_attachment = 1 AND id > ? AND id NOT IN"
+               " (SELECT blob_id FROM blob_documents)")
+
+    def attachment_blobs(self, after: int, limit: int) -> list[tuple[int, int]]:
+        """(id, raw size) of stored messages with attachments not read for their text (no
+        blob_documents row), by id, after blob `after`."""
+        return [(int(r[0]), int(r[1])) for r in self.conn.execute(
+            f"SELECT id, raw_size {self._UNREAD} ORDER BY id LIMIT ?", (after, limit))]
+
+    def count_attachment_blobs(self, after: int) -> int:
+        return int(self.conn.execute(f"SELECT count(*) {self._UNREAD}", (after,)).fetchone()[0])
+
+    def replace_blob_index(self, blob_id: int, old: tuple[str, str, str, str, str],
+                           new: tuple[str, str, str, str, str], documents: str,
+                           warnings: str) -> int:
+        """Give every entry of a stored message new index rows (`old`: the values its rows
+        were made of); its kept attachment text and warnings with them. Returns the entries."""
+        keys = [r[0] for r in self.conn.execute("SELECT key FROM entries WHERE blob_id = ?",
+                                                (blob_id,))]
+        for key in keys:
+            self._fts("INSERT INTO fts (fts, rowid, subject, sender, recipients, body,"
+                      " attachments) VALUES ('delete', ?,?,?,?,?,?)", (key, *old))
+            self._fts("INSERT INTO fts (rowid, subject, sender, recipients, body, attachments)"
+                      " VALUES (?,?,?,?,?,?)", (key, *new))
+        if documents:
+            self.conn.execute("INSERT OR REPLACE INTO blob_documents VALUES (?, ?)",
+                              (blob_id, documents))
+        else:
+            self.conn.execute("DELETE FROM blob_documents WHERE blob_id = ?", (blob_id,))
+        self.conn.execute("UPDATE blobs SET warnings = ? WHERE id = ?", (warnings, blob_id))
+        return len(keys)
 
 
 

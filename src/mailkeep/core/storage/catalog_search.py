@@ -110,6 +110,45 @@ class Searching:
             (*params, limit, offset)).fetchall()
         return int(total), [_hit(r) for r in rows]
 
+    def matched_attachments(self, q: Query, numbers: Sequence[int]) -> dict[int, list[str]]:
+        """For the messages `numbers` of a search's page: the names of the attachments whose
+        name or text holds one of the words or phrases sought (q.terms), by message number.
+
+        Each attachment's name and text (blob_documents) go into a scratch FTS5 table made
+        like the index, so that a word matches here exactly when it matched there."""
+        if not q.terms or not numbers:
+            return {}
+        marks = ",".join("?" * len(numbers))
+        rows = self.conn.execute(
+            f"SELECT e.number, d.text FROM entries e JOIN blob_documents d"
+            f" ON d.blob_id = e.blob_id WHERE e.number IN ({marks})", list(numbers)).fetchall()
+        from mailkeep.core.mime.parse import document_entries
+        named = [(int(n), name, text) for n, doc in rows for name, text in document_entries(doc)]
+        if not named:
+            return {}
+        scratch = sqlite3.connect(":memory:")
+        try:
+            scratch.execute("CREATE VIRTUAL TABLE t USING fts5(subject, sender, recipients, body,"
+                            " attachments, tokenize='unicode61 remove_diacritics 2')")
+            scratch.executemany("INSERT INTO t (rowid, attachments) VALUES (?, ?)",
+                                [(i, f"{name}\n{text}") for i, (_n, name, text)
+                                 in enumerate(named)])
+            found: set[int] = set()
+            for term in q.terms:
+                try:
+                    found.update(r[0] for r in scratch.execute(
+                        "SELECT rowid FROM t WHERE t MATCH ?", (term,)))
+                except sqlite3.OperationalError:
+                    continue  # a term FTS5 refuses on its own: no attachment is named for it
+        finally:
+            scratch.close()
+        out: dict[int, list[str]] = {}
+        for i in sorted(found):
+            number, name, _text = named[i]
+            if name not in out.setdefault(number, []):
+                out[number].append(name)
+        return out
+
     def matches(self, q: Query, number: int) -> bool:
         """Whether message `number` is one the query finds."""
         one = replace(q, where=[*q.where, "e.number = ?"], params=[*q.params, number])

@@ -32,6 +32,7 @@ class Query:
     key_max: int | None = None
     where: list[str] = field(default_factory=list)  # SQL conditions on entries e only
     params: list[object] = field(default_factory=list)
+    terms: list[str] = field(default_factory=list)  # each word or phrase sought, on its own
 
     def narrow(self, lo: int | None, hi: int | None) -> None:
         if lo is not None:
@@ -174,6 +175,7 @@ def compile_query(query: str) -> Query:
             p.groups.append([term])
         pending_or = False
     q = p.query
+    q.terms = [t for g in p.groups for t in g]
     if p.groups:
         q.match = " AND ".join(g[0] if len(g) == 1 else "(" + " OR ".join(g) + ")"
                                for g in p.groups)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mailkeep.core.errors import CorruptData, NotFound
-from mailkeep.core.mime.parse import extract
+from mailkeep.core.mime.parse import HEADERS_ONLY, extract, header_section
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage import tree as mtree
 from mailkeep.core.storage.packing import PARTIAL_INDEX_BYTES, blob_info, message_aad
@@ -133,11 +133,10 @@ class Reading(StoreBase):
         while len(self._index_cache) > 64:
             self._index_cache.pop(next(iter(self._index_cache)))
 
-    def _blob_index(self, blob_id: int) -> tuple[int, tuple[str, str, str, str, str]]:
-        cached = self._index_cache.get(blob_id)
-        if cached is not None:
-            return cached  # type: ignore[return-value]
-        cid, segment, offset, length, date = self.catalog.blob_location(blob_id)
+    def blob_head(self, blob_id: int) -> bytes:
+        """The first PARTIAL_INDEX_BYTES of a stored message (what its index rows were made
+        of); b"" when it cannot be read (verify names it)."""
+        cid, segment, offset, length, _date = self.catalog.blob_location(blob_id)
         head = b""
         try:
             rec = self.record_at(segment, offset, length)
@@ -150,8 +149,20 @@ class Reading(StoreBase):
                         break
         except CorruptData:
             pass  # the message is damaged: verify names it; its entry still gets a row
-        fields = extract(head[:PARTIAL_INDEX_BYTES])
-        fields.documents = self.catalog.blob_documents(blob_id)  # as its rows were made
+        return head[:PARTIAL_INDEX_BYTES]
+
+    def _blob_index(self, blob_id: int) -> tuple[int, tuple[str, str, str, str, str]]:
+        cached = self._index_cache.get(blob_id)
+        if cached is not None:
+            return cached  # type: ignore[return-value]
+        date = self.catalog.blob_location(blob_id)[4]
+        head = self.blob_head(blob_id)
+        if self.catalog.blob_warnings(blob_id).startswith(HEADERS_ONLY):
+            fields = extract(header_section(head))  # its rows hold its headers only
+            fields.body = fields.attachments = ""
+        else:
+            fields = extract(head)
+            fields.documents = self.catalog.blob_documents(blob_id)  # as its rows were made
         info = blob_info(fields, date)
         return int(date), info.index
 

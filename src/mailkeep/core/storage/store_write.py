@@ -26,6 +26,8 @@ from mailkeep.core.storage.packing import (
 from mailkeep.core.storage.store_base import Added, _chunks, dictionary_aad
 from mailkeep.core.storage.store_read import Reading
 
+DOCUMENTS_MARK = "documents_read_to"  # catalog meta: blobs up to this id had attachments read
+
 
 class Writing(Reading):
     def begin(self) -> None:
@@ -310,6 +312,29 @@ class Writing(Reading):
         except BaseException:
             self.abort()
             raise
+
+    def replace_documents(self, found: list[tuple[int, IndexFields]], mark: int) -> int:
+        """New index rows for stored messages whose attachments were read again (`found`:
+        blob id, its fields, with the text inside its attachments), and the catalog's mark of
+        how far that went, in one transaction. Returns the messages whose rows changed."""
+        self.require_writable()
+        self.begin()
+        changed = 0
+        try:
+            for blob_id, fields in found:
+                date, old = self._blob_index(blob_id)
+                info = blob_info(fields, date)
+                if info.index != old or info.documents != self.catalog.blob_documents(blob_id):
+                    self.catalog.replace_blob_index(blob_id, old, info.index, info.documents,
+                                                    info.warnings)
+                    changed += 1
+                self._index_cache.pop(blob_id, None)
+            self.catalog.set_meta(DOCUMENTS_MARK, mark)
+            self.commit()
+        except BaseException:
+            self.abort()
+            raise
+        return changed
 
     def delete_messages(self, items: list[tuple[int, str]]) -> list[int]:
         """delete_message for many (number, reason) in one batch; the numbers deleted (those

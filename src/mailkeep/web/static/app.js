@@ -16,6 +16,7 @@ const TEXT = {
     noSubject: "(no subject)", warnings: "Warnings", language: "日本語",
     failed: "The request failed", download: "Download", inline: "inline image",
     filters: "Filters", to: "To", after: "After", before: "Before", hasAttachment: "Has attachment",
+    foundIn: "Found in",
     apply: "Apply filters", pageSize: "Page size", format: "Export format",
     exportSelected: (n) => `Export ${n} selected`, exportAll: (n) => `Export all ${n} results`,
     select: (s) => `Select ${s}`,
@@ -24,7 +25,7 @@ const TEXT = {
     mismatch: "The two new passwords differ.",
     admin: "Administration", expand: "Show or hide the folders in",
     alwaysRemote: "Always show remote images from this sender", fullView: "Full view",
-    importTitle: "Import mail", importFiles: "Files of mail (.eml, .mbox, .mbox.gz, .zip)",
+    importTitle: "Import mail", importFiles: "Files of mail (.eml, .mbox, .mbox.gz, .msg, .pst, .zip)",
     intoFolder: "Into folder", importing: (n) => `Importing ${n}…`,
     imported: (name, r) => `${name}: ${r.archived} archived, ${r.duplicates} already archived, ${r.failed} failed`,
     drop: "Drop files here or choose them",
@@ -44,6 +45,7 @@ const TEXT = {
     noSubject: "(件名なし)", warnings: "警告", language: "English",
     failed: "要求に失敗しました", download: "ダウンロード", inline: "インライン画像",
     filters: "絞り込み", to: "宛先", after: "開始日", before: "終了日", hasAttachment: "添付ファイルあり",
+    foundIn: "一致した添付ファイル:",
     apply: "絞り込む", pageSize: "表示件数", format: "エクスポート形式",
     exportSelected: (n) => `選択した ${n} 件をエクスポート`, exportAll: (n) => `検索結果 ${n} 件をすべてエクスポート`,
     select: (s) => `${s} を選択`,
@@ -52,7 +54,7 @@ const TEXT = {
     mismatch: "新しいパスワードが一致しません。",
     admin: "管理", expand: "下位フォルダーの表示切り替え:",
     alwaysRemote: "この差出人の外部画像を常に表示", fullView: "全体表示",
-    importTitle: "メールの取り込み", importFiles: "メールのファイル (.eml, .mbox, .mbox.gz, .zip)",
+    importTitle: "メールの取り込み", importFiles: "メールのファイル (.eml, .mbox, .mbox.gz, .msg, .pst, .zip)",
     intoFolder: "取り込み先フォルダー", importing: (n) => `${n} を取り込んでいます…`,
     imported: (name, r) => `${name}: ${r.archived} 件取り込み, ${r.duplicates} 件は取り込み済み, ${r.failed} 件失敗`,
     drop: "ここにファイルをドロップするか選択してください",
@@ -379,7 +381,7 @@ function importBox() {
   const status = el("div", { role: "log", class: "upload-status" });
   const folder = el("input", { id: "upload-folder", type: "text", value: "Uploads" });
   const files = el("input", { id: "upload-files", type: "file", multiple: true,
-    accept: ".eml,.mbox,.gz,.zip,.mbx,message/rfc822,application/mbox,application/zip",
+    accept: ".eml,.mbox,.gz,.zip,.mbx,.msg,.pst,.ost,message/rfc822,application/mbox,application/zip,application/vnd.ms-outlook",
     onchange: () => send([...files.files]) });
   async function send(list) {
     for (const file of list) {
@@ -493,7 +495,10 @@ async function runSearch() {
     el("td", { class: "date" }, shortDate(m.date)),
     el("td", { class: "from" }, visible(m.from)),
     el("td", { class: "subject" }, visible(m.subject) || t("noSubject"),
-      m.hasAttachment ? el("span", { "aria-label": t("attachments") }, " 📎") : null),
+      m.hasAttachment ? el("span", { "aria-label": t("attachments") }, " 📎") : null,
+      (m.matchedAttachments || []).length ? el("div", { class: "matched" }, `${t("foundIn")} `,
+        ...m.matchedAttachments.flatMap((name, k) => [k ? ", " : null,
+          el("span", { class: "file" }, visible(name))]).filter(Boolean)) : null),
     el("td", { class: "size" }, human(m.size))));
   const table = el("table", { class: "list", role: "grid", "aria-label": t("results"),
     onkeydown: (ev) => {

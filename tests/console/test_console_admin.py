@@ -418,3 +418,26 @@ def test_retention_access_and_evidence_in_the_page(tmp_path: Path, page: Page) -
             "approved (mcapi:second)")
         other.close()
     assert chat not in {m["id"] for m in called(data, "GetMessages", "folder=boss/Inbox")}
+
+
+def test_the_attachments_of_stored_mail_are_read_from_the_stores_card(tmp_path: Path,
+                                                                      page: Page) -> None:
+    """Mail archived while the attachments' text was off: the store's "Read attachments"
+    button reads it, with its progress, and a search then finds the words inside."""
+    from tests.core.test_documents import KINDS
+    data = tmp_path / "data"
+    boss(data)
+    user(data, "alice", "Alice-pass-1")
+    mk_ok(data, "settings", "set", "archive.attachment_text", "false")
+    archive_mail(data, tmp_path, "alice", [
+        eml("Signed contract", "Legal <legal@example.org>", "Attached.",
+            attachment=[("contract.docx", "application/octet-stream", KINDS["contract.docx"])])])
+    mk_ok(data, "settings", "set", "archive.attachment_text", "true")
+    with console_server(data) as base:
+        open_admin(page, base, "Dashboard")
+        stores = page.get_by_role("region", name="Stores")
+        stores.get_by_role("button", name="Read attachments Default").click()
+        expect(stores.get_by_role("status")).to_contain_text(
+            "Done: 1 messages read, 1 with text inside attachments", timeout=60_000)
+    hits = called(data, "SearchArchive", "query=attachment:4712")
+    assert [m["subject"] for m in hits["messages"]] == ["Signed contract"]

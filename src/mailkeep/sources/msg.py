@@ -72,27 +72,33 @@ def _props(obj: Any, kind: str, codec: str = "cp1252") -> dict[int, Any]:
 
 class _Storage:
     """A storage of the file (the message, an embedded message, a recipient, an attachment):
-    its streams by name, and its sub-storages."""
+    its streams by name, and its sub-storages (from the file's listing, read once)."""
 
-    def __init__(self, msg: Any, prefix: tuple[str, ...] = ()) -> None:
+    def __init__(self, msg: Any, prefix: tuple[str, ...] = (),
+                 children: dict[tuple[str, ...], set[str]] | None = None) -> None:
         self.msg = msg
         self.prefix = prefix
+        if children is None:
+            children = {}
+            for path in msg.listDir(True, True):
+                for n in range(len(path)):
+                    children.setdefault(tuple(path[:n]), set()).add(path[n])
+        self.children = children
 
     def getStream(self, name: str) -> bytes | None:  # noqa: N802 (the name _props calls)
         data = self.msg.getStream([*self.prefix, name])
         return bytes(data) if data is not None else None
 
     def sub(self, name: str) -> _Storage:
-        return _Storage(self.msg, (*self.prefix, name))
+        return _Storage(self.msg, (*self.prefix, name), self.children)
 
     def storages(self, start: str) -> list[str]:
-        n = len(self.prefix)
-        names = {tuple(p[: n + 1]) for p in self.msg.listDir(True, True)
-                 if len(p) > n and tuple(p[:n]) == self.prefix}
-        return sorted(p[n] for p in names if p[n].startswith(start))
+        return sorted(n for n in self.children.get(self.prefix, ()) if n.startswith(start))
 
 
-def _item(storage: _Storage, depth: int = 0) -> outlook.Item:
+def _item(storage: _Storage, depth: int = 0, budget: outlook.Budget | None = None
+          ) -> outlook.Item:
+    budget = budget or outlook.Budget()
     kind = "embedded" if depth else "file"
     props = _props(storage, kind)
     codec = outlook.codec_for(outlook.get(props, outlook.MESSAGE_CODEPAGE, outlook.PT_LONG)
@@ -103,11 +109,16 @@ def _item(storage: _Storage, depth: int = 0) -> outlook.Item:
     for name in storage.storages("__recip_version1.0_#"):
         item.recipients.append(_props(storage.sub(name), "attachment", codec))
     for name in storage.storages("__attach_version1.0_#")[: outlook.MAX_ATTACHMENTS + 1]:
-        item.attachments.append(_attachment(storage.sub(name), codec, depth))
+        if not budget.part():
+            item.notes.append(f"more than {outlook.MAX_PARTS} attachments and embedded "
+                              "messages in all: the rest not read")
+            break
+        item.attachments.append(_attachment(storage.sub(name), codec, depth, budget))
     return item
 
 
-def _attachment(att: _Storage, codec: str, depth: int) -> outlook.Attachment:
+def _attachment(att: _Storage, codec: str, depth: int, budget: outlook.Budget
+                ) -> outlook.Attachment:
     props = _props(att, "attachment", codec)
     method = outlook.get(props, outlook.ATTACH_METHOD, outlook.PT_LONG) or 1
     if method == outlook.ATTACH_EMBEDDED_MSG:
@@ -116,12 +127,15 @@ def _attachment(att: _Storage, codec: str, depth: int) -> outlook.Attachment:
         inner = att.sub("__substg1.0_3701000D")
         if inner.getStream("__properties_version1.0") is None:
             return outlook.Attachment(props, problem="embedded message cannot be read")
-        return outlook.Attachment(props, embedded=_item(inner, depth + 1))
+        return outlook.Attachment(props, embedded=_item(inner, depth + 1, budget))
     if method in (2, 3, 4, 7):
         return outlook.Attachment(props)
     data = att.getStream("__substg1.0_37010102")
     if data is None:
         return outlook.Attachment(props, problem="it has no data")
+    if not budget.data(len(data)):
+        return outlook.Attachment(props, problem=f"{len(data)} bytes, more than the message "
+                                  f"may hold ({outlook.MAX_MESSAGE >> 20} MB in all)")
     return outlook.Attachment(props, data=data)
 
 

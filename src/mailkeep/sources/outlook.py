@@ -114,6 +114,7 @@ ATT_MHTML_REF = 0x4
 
 MAX_DEPTH = 8  # embedded messages inside embedded messages
 MAX_ATTACHMENTS = 2000  # per message
+MAX_PARTS = 10_000  # attachments and embedded messages of one item, at every depth together
 MAX_MESSAGE = 512 * 1024 * 1024  # bytes of one built message
 MAX_RTF = 16 * 1024 * 1024  # bytes of a decompressed RTF body
 MAX_RTF_HTML = 4 * 1024 * 1024  # RTF read for its encapsulated HTML (the parser is slow)
@@ -137,6 +138,23 @@ _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 
 class OutlookError(Exception):
     """An item that cannot be made into a message (too large, too deep)."""
+
+
+class Budget:
+    """What one item may hold at every depth together: a file can point many attachments at
+    the same embedded message, which without a bound is work that grows exponentially."""
+
+    def __init__(self) -> None:
+        self.parts = MAX_PARTS
+        self.bytes = MAX_MESSAGE
+
+    def part(self) -> bool:
+        self.parts -= 1
+        return self.parts >= 0
+
+    def data(self, size: int) -> bool:
+        self.bytes -= max(size, 0)
+        return self.bytes >= 0
 
 
 @dataclass

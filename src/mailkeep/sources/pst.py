@@ -128,9 +128,10 @@ def embedded(attachment: Any) -> Any:
 
 
 # -- items --------------------------------------------------------------------------------------
-def read_item(obj: Any, depth: int = 0) -> outlook.Item:
+def read_item(obj: Any, depth: int = 0, budget: outlook.Budget | None = None) -> outlook.Item:
     """An item of the PST (a message, or a message inside an attachment) with its
     recipients and attachments; OSError when the item itself cannot be read."""
+    budget = budget or outlook.Budget()
     props = _item_props(obj)
     if not props:
         raise OSError("the item's properties cannot be read")
@@ -151,11 +152,16 @@ def read_item(obj: Any, depth: int = 0) -> outlook.Item:
     except (OSError, AttributeError):
         count = 0
     for i in range(min(count, outlook.MAX_ATTACHMENTS + 1)):
-        item.attachments.append(_attachment(obj, i, codec, depth))
+        if not budget.part():
+            item.notes.append(f"more than {outlook.MAX_PARTS} attachments and embedded "
+                              "messages in all: the rest not read")
+            break
+        item.attachments.append(_attachment(obj, i, codec, depth, budget))
     return item
 
 
-def _attachment(obj: Any, index: int, codec: str, depth: int) -> outlook.Attachment:
+def _attachment(obj: Any, index: int, codec: str, depth: int, budget: outlook.Budget
+                ) -> outlook.Attachment:
     try:
         att = obj.get_attachment(index)
         props = _props(att, codec=codec)
@@ -166,7 +172,8 @@ def _attachment(obj: Any, index: int, codec: str, depth: int) -> outlook.Attachm
         if depth >= outlook.MAX_DEPTH:
             return outlook.Attachment(props, problem="embedded messages nested too deep")
         try:
-            return outlook.Attachment(props, embedded=read_item(embedded(att), depth + 1))
+            return outlook.Attachment(props, embedded=read_item(embedded(att), depth + 1,
+                                                                budget))
         except OSError as exc:
             return outlook.Attachment(props, problem=f"embedded message cannot be read "
                                       f"({_reason(exc)})")
@@ -174,9 +181,9 @@ def _attachment(obj: Any, index: int, codec: str, depth: int) -> outlook.Attachm
         return outlook.Attachment(props)
     try:
         size = att.size or 0
-        if size > outlook.MAX_MESSAGE:
-            return outlook.Attachment(props, problem=f"{size} bytes, more than a message may "
-                                      "hold")
+        if not budget.data(size):
+            return outlook.Attachment(props, problem=f"{size} bytes, more than the message "
+                                      f"may hold ({outlook.MAX_MESSAGE >> 20} MB in all)")
         chunks = []
         left = size
         while left > 0:

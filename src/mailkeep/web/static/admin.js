@@ -12,7 +12,8 @@ const WORDS = {
     filter: "Find a function", notAllowed: "Your role may not call this function.", unavailable: "not for your role",
     running: "Running", state: "State", name: "Name", id: "Id", messages: "Messages", size: "Size",
     path: "Path", refresh: "Refresh", seconds: "s", user: "User", since: "Started", progress: "Progress",
-    actions: "Actions", VerifyStore: "Verify", CompactStore: "Compact", RebuildStoreIndex: "Rebuild index",
+    actions: "Actions", VerifyStore: "Verify", CompactStore: "Compact", RebuildStoreIndex: "Rebuild index", IndexAttachmentText: "Read attachments",
+    readAttachments: (n, c) => `${n} messages read, ${c} with text inside attachments`,
     newStore: "New store", create: "Create", done: "Done", clean: "no problems", problems: "problems",
     users: "Users", fullName: "Full name", privileges: "Privileges", role: "Role", apply: "Apply",
     setPassword: "Set", newPassword: "New password for", delete: "Delete", deleted: "Deleted.",
@@ -48,7 +49,8 @@ const WORDS = {
     filter: "機能を探す", notAllowed: "このロールでは呼び出せません。", unavailable: "このロールでは不可",
     running: "実行中", state: "状態", name: "名前", id: "ID", messages: "メッセージ", size: "サイズ",
     path: "パス", refresh: "再読み込み", seconds: "秒", user: "ユーザー", since: "開始", progress: "進行状況",
-    actions: "操作", VerifyStore: "検証", CompactStore: "圧縮", RebuildStoreIndex: "索引の再構築",
+    actions: "操作", VerifyStore: "検証", CompactStore: "圧縮", RebuildStoreIndex: "索引の再構築", IndexAttachmentText: "添付ファイルの読み込み",
+    readAttachments: (n, c) => `${n} 件のメッセージを読み込み、うち ${c} 件の添付ファイルに本文あり`,
     newStore: "新しいストア", create: "作成", done: "完了", clean: "問題なし", problems: "件の問題",
     users: "ユーザー", fullName: "氏名", privileges: "権限", role: "ロール", apply: "適用",
     setPassword: "設定", newPassword: "新しいパスワード:", delete: "削除", deleted: "削除しました。",
@@ -185,7 +187,7 @@ export async function renderAdmin(ui) {
                 } }, STATES.map((x) => el("option", { value: x, selected: x === s.requestedState }, x)))),
               el("td", {}, s.statisticsCount ?? "–"), el("td", {}, s.statisticsSize == null ? "–" : human(s.statisticsSize)),
               el("td", { class: "path" }, visible(s.databasePath)),
-              el("td", { class: "store-actions" }, ["VerifyStore", "CompactStore", "RebuildStoreIndex", "RecoverStore"].filter((f) => every.has(f))
+              el("td", { class: "store-actions" }, ["VerifyStore", "CompactStore", "RebuildStoreIndex", "IndexAttachmentText", "RecoverStore"].filter((f) => every.has(f))
                 .map((f) => el("button", { type: "button", class: "small", "aria-label": `${w(f)} ${visible(s.name)}`,
                   disabled: !byName.has(f), title: byName.has(f) ? null : w("notAllowed"),
                   onclick: (ev) => storeAction(f, s, ev.target.closest("td")) }, w(f))),
@@ -415,6 +417,10 @@ export async function renderAdmin(ui) {
     const args = name === "VerifyStore" ? { id: store.id, report: true } : { id: store.id };
     const { snap, said } = await follow(name, args, cell, `${w(name)} ${visible(store.name)}`);
     if (snap?.statusCode !== "succeeded") return;
+    if (name === "IndexAttachmentText") {
+      said.textContent = `${w("done")}: ${w("readAttachments")(snap.result.messages, snap.result.changed)}`;
+      return;
+    }
     const report = name === "RecoverStore" ? snap.result : snap.result?.stores?.[0];
     if (report) said.textContent = `${w("done")}: ${report.messages} ${w("messages").toLowerCase()}, ${report.ok ?? !report.problems.length ? w("clean") : `${report.problems.length} ${w("problems")}`}`;
   }

@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from mailkeep.core.errors import CorruptData, NotFound
-from mailkeep.core.mime.parse import IndexFields
+from mailkeep.core.mime.parse import HEADERS_ONLY, IndexFields
 from mailkeep.core.storage import codec
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage import tree as mtree
+from mailkeep.core.storage.catalog import attachment_column, index_columns
 from mailkeep.core.storage.packing import (
     PARTIAL_INDEX_BYTES,
     Prepared,
@@ -322,7 +323,14 @@ class Writing(Reading):
         changed = 0
         try:
             for blob_id, fields in found:
-                date, old = self._blob_index(blob_id)
+                date = self.catalog.blob_location(blob_id)[4]
+                if self.catalog.blob_warnings(blob_id).startswith(HEADERS_ONLY):
+                    _date, old = self._blob_index(blob_id)
+                else:  # the same fields but the attachments' text: no need to parse again
+                    old = index_columns(fields.subject, fields.sender, fields.recipients,
+                                        fields.body, attachment_column(
+                                            fields.attachments,
+                                            self.catalog.blob_documents(blob_id)))
                 info = blob_info(fields, date)
                 if info.index != old or info.documents != self.catalog.blob_documents(blob_id):
                     self.catalog.replace_blob_index(blob_id, old, info.index, info.documents,

@@ -4,6 +4,7 @@ tests/console): what is refused, and that a refusal leaves nothing behind."""
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -75,3 +76,29 @@ def test_upload_refusals_leave_nothing(tmp_path: Path) -> None:
         done = outcome(api, alice, api.put(link, content=RAW).json()["result"])
         assert done["result"]["duplicates"] == 1, done
     assert not any((data / "uploads").iterdir())
+
+
+def test_outlook_files_uploaded_into_the_callers_folder(tmp_path: Path) -> None:
+    """A PST and an MSG file through the console's upload: the PST's folder tree below the
+    folder chosen, the MSG file built into its message; named anyhow, read by their bytes."""
+    from aspose.email_foss import msg as amsg
+
+    from tests.pstfile import Folder, write_pst
+    from tests.sources.test_pst import mail
+    data = tmp_path / "data"
+    mk_ok(data, "call", "CreateUser", "userName=alice", "privileges=login,archive",
+          "password=Alice-pass-1")
+    pst = tmp_path / "outlook.pst"
+    write_pst(pst, [Folder("Inbox", [mail("from the pst")], [Folder("Sub", [mail("deeper")])])])
+    saved = tmp_path / "saved.msg"
+    amsg.MapiMessage.create("from the msg", "body").save(str(saved))
+    with api_client(data) as api:
+        alice = login(api, "alice", "Alice-pass-1")
+        for path in (pst, saved):
+            raw = path.read_bytes()
+            link = start(api, alice, path.name, len(raw))["data"]["url"]
+            done = outcome(api, alice, api.put(link, content=raw).json()["result"])
+            assert done["statusCode"] == "succeeded", done
+    got = mk_ok(data, "folders", "--user", "alice", "--json").stdout
+    shown = {f["folder"]: f["messages"] for f in json.loads(got)}
+    assert shown["In/Inbox"] == 1 and shown["In/Inbox/Sub"] == 1 and shown["In"] == 1, shown

@@ -209,3 +209,34 @@ def test_hostile_properties_cannot_forge_headers(tmp_path: Path) -> None:
     assert got["Subject"] == "Hi  Bcc: victim@example.org"
     [att] = list(got.iter_attachments())
     assert att.get_content_type() == "text/plain"  # guessed from the name: the tag was bad
+
+
+def test_what_an_attack_with_hostile_msg_files_tried(tmp_path: Path) -> None:
+    """A name that guesses to a type of its own making, an attached .eml tagged message/rfc822
+    (kept byte for byte, not base64), addresses and ids that would add recipients or cut a
+    header: none of it leaves its place."""
+    m = amsg.MapiMessage.create("hostile", "body")
+    m.set_property(P.INTERNET_MESSAGE_ID, "<id\x0b@x>")
+    m.add_recipient("a@b.c>, evil@x.y", display_name="Victim")
+    m.add_attachment("data:text/html\r\nX-Injected: yes\r\n\r\n<b>x</b>,y", b"real bytes")
+    attached = b"From: inner@example.org\r\nSubject: attached eml\r\n\r\n8-bit \xe4 body\r\n"
+    m.add_attachment("forwarded.eml", attached, mime_type="message/rfc822")
+    m.add_attachment("note.bin", b"\x00\x01", mime_type="message/partial")
+    path = tmp_path / "hostile.msg"
+    m.save(str(path))
+    [built] = list(read_msg(path, ""))
+    raw = built.data  # type: ignore[union-attr]
+    got = parse(raw)
+    assert b"\nX-Injected" not in raw
+    assert got["Message-ID"] is None  # not a message id: left out rather than cut
+    assert got["To"].addresses[0].addr_spec == "unknown@unknown.invalid"
+    assert len(got["To"].addresses) == 1  # "evil@x.y" is in the name, not an address
+    parts = {p.get_filename(): p for p in got.iter_attachments()}
+    [injected] = [p for name, p in parts.items() if name and name.startswith("data:")]
+    assert injected.get_content_type() == "application/octet-stream"
+    assert injected.get_content() == b"real bytes"
+    eml = parts["forwarded.eml"]
+    assert eml.get_content_type() == "message/rfc822"
+    assert attached in raw  # byte for byte, not base64
+    assert parts["note.bin"].get_content_type() == "application/octet-stream"
+    assert parts["note.bin"].get_content() == b"\x00\x01"

@@ -246,3 +246,58 @@ def test_a_large_pst_is_read_in_constant_memory(tmp_path: Path) -> None:
     large_peak = import_peak_kib(tmp_path / "data-large", large)
     assert large_peak < small_peak * 1.25, (small_peak, large_peak)  # not five times as much
     assert folders(tmp_path / "data-large") == {"admin/Bulk": 200}
+
+
+def test_what_an_attack_with_hostile_pst_files_tried(tmp_path: Path) -> None:
+    """Each hostile item is reported or archived within bounds, and the mail around it is
+    archived: 300 attachments on one message; twenty attachments that claim 133 MB each of one
+    8 KB block; embedded messages that fan out six ways seven levels deep (280,000 messages
+    described by a 300 KB file); an attachment name that would make its own MIME headers."""
+    from tests.pstshared import Shared, shared_writer
+
+    many_parts = mail("three hundred attachments")
+    many_parts.attachments = [
+        Attachment({PR_ATTACH_LONG_FILENAME: f"part-{i}.txt", PR_ATTACH_MIME_TAG: "text/plain"},
+                   data=f"part {i}\n".encode()) for i in range(300)]
+    claimed = Shared(133 << 20)
+    bomb = mail("claims gigabytes")
+    bomb.attachments = [Attachment({PR_ATTACH_LONG_FILENAME: f"a{i}.txt"}, data=claimed)
+                        for i in range(20)]
+    level = mail("leaf")
+    level.shared = True  # type: ignore[attr-defined]
+    for depth in range(7):
+        up = mail(f"level {depth}")
+        up.shared = True  # type: ignore[attr-defined]
+        up.attachments = [Attachment({PR_ATTACH_LONG_FILENAME: f"e{i}.msg"}, embedded=level)
+                          for i in range(6)]
+        level = up
+    fan = mail("fans out")
+    fan.attachments = [Attachment({PR_ATTACH_LONG_FILENAME: "e.msg"}, embedded=level)]
+    named = mail("named to inject")
+    named.attachments = [Attachment({PR_ATTACH_LONG_FILENAME:
+                                     "data:text/html\r\nX-Injected: yes\r\n\r\n<script>x</script>"
+                                     "\r\n--fake,x"}, data=b"real bytes")]
+    pst = tmp_path / "hostile.pst"
+    with shared_writer():
+        write_pst(pst, [Folder("Inbox", [mail("before"), many_parts, bomb, fan, named,
+                                         mail("after")])])
+    assert pst.stat().st_size < 1 << 20
+    data = tmp_path / "data"
+    result = mk(data, "import", "--jsonl", str(pst))
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[-1]["summary"]["failed"] == 0, lines
+    got = exported(data, tmp_path / "out", "Inbox")
+    assert set(got) == {"before", "three hundred attachments", "claims gigabytes", "fans out",
+                        "named to inject", "after"}
+    assert len(list(parse(got["three hundred attachments"]).iter_attachments())) == 300
+    assert list(parse(got["claims gigabytes"]).iter_attachments()) == []  # not read, said so
+    notes = json.dumps([line for line in lines if line.get("status") == "skipped"])
+    # libpff refuses values that large itself; whatever refuses them, each is named
+    assert "attachment (no name): cannot be read" in notes and "maximum allocation" in notes
+    assert "more than 200 embedded messages" in notes
+    assert len(got["fans out"]) < 2 << 20
+    raw = got["named to inject"]
+    assert b"\nX-Injected" not in raw and b"\n<script>" not in raw  # in its name only
+    [attached] = list(parse(raw).iter_attachments())
+    assert attached.get_content_type() == "application/octet-stream"
+    assert attached.get_content() == b"real bytes"

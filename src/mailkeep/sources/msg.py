@@ -113,6 +113,10 @@ def _item(storage: _Storage, depth: int = 0, budget: outlook.Budget | None = Non
             item.notes.append(f"more than {outlook.MAX_PARTS} attachments and embedded "
                               "messages in all: the rest not read")
             break
+        if budget.late():
+            item.notes.append(f"reading its attachments took more than {outlook.ITEM_S:g} s: "
+                              "the rest not read")
+            break
         item.attachments.append(_attachment(storage.sub(name), codec, depth, budget))
     return item
 
@@ -124,6 +128,9 @@ def _attachment(att: _Storage, codec: str, depth: int, budget: outlook.Budget
     if method == outlook.ATTACH_EMBEDDED_MSG:
         if depth >= outlook.MAX_DEPTH:
             return outlook.Attachment(props, problem="embedded messages nested too deep")
+        if not budget.embed():
+            return outlook.Attachment(props, problem=f"more than {outlook.MAX_EMBEDDED} "
+                                      "embedded messages in all: not read")
         inner = att.sub("__substg1.0_3701000D")
         if inner.getStream("__properties_version1.0") is None:
             return outlook.Attachment(props, problem="embedded message cannot be read")
@@ -162,7 +169,7 @@ def _read(path: Path, folder: str, notes: list[str]) -> RawMessage | SourceProbl
     except Exception as exc:  # extract-msg and olefile raise many kinds for damaged files
         return SourceProblem(origin, f"not a readable MSG file: {_reason(exc)}")
     try:
-        item = _item(_Storage(msg))
+        item = _item(_Storage(msg), budget=outlook.Budget(path.stat().st_size))
     except Exception as exc:
         return SourceProblem(origin, f"MSG file cannot be read: {_reason(exc)}")
     finally:
@@ -174,6 +181,8 @@ def _read(path: Path, folder: str, notes: list[str]) -> RawMessage | SourceProbl
         data = outlook.build(item)
     except outlook.OutlookError as exc:
         return SourceProblem(origin, str(exc))
+    except Exception as exc:  # noqa: BLE001 (one file's trouble never ends the import)
+        return SourceProblem(origin, f"the message cannot be built ({type(exc).__name__})")
     notes.extend(item.notes)
     return RawMessage(folder, origin, data=data, flags=outlook.flags_of(item),
                       internal_date=outlook.internal_date(item))

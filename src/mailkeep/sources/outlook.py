@@ -40,6 +40,7 @@ import hashlib
 import mimetypes
 import re
 import struct
+import time
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -117,7 +118,10 @@ MAX_ATTACHMENTS = 2000  # per message
 MAX_PARTS = 10_000  # attachments and embedded messages of one item, at every depth together
 MAX_MESSAGE = 512 * 1024 * 1024  # bytes of one built message
 MAX_RTF = 16 * 1024 * 1024  # bytes of a decompressed RTF body
-MAX_RTF_HTML = 4 * 1024 * 1024  # RTF read for its encapsulated HTML (the parser is slow)
+MAX_RTF_COMPRESSED = 4 * 1024 * 1024  # bytes of a compressed RTF body read (about 4 s)
+MAX_RTF_HTML = 256 * 1024  # RTF read for its encapsulated HTML (RTFDE: about 3 s, 120 MB)
+MAX_EMBEDDED = 200  # embedded messages of one item, at every depth together
+ITEM_S = 30.0  # reading one item's attachments: no further attachment is read after this
 
 # Message classes archived as mail; everything else (contacts, appointments, tasks, notes,
 # journal entries, distribution lists) is counted and skipped.
@@ -144,13 +148,26 @@ class Budget:
     """What one item may hold at every depth together: a file can point many attachments at
     the same embedded message, which without a bound is work that grows exponentially."""
 
-    def __init__(self) -> None:
+    def __init__(self, file_size: int | None = None) -> None:
         self.parts = MAX_PARTS
-        self.bytes = MAX_MESSAGE
+        self.embedded = MAX_EMBEDDED
+        self.until = time.monotonic() + ITEM_S
+        # what an item's attachments hold cannot exceed the file they are in, unless the file
+        # points many attachments at the same data
+        self.bytes = min(MAX_MESSAGE * 3 // 4, file_size if file_size else MAX_MESSAGE)
 
     def part(self) -> bool:
         self.parts -= 1
         return self.parts >= 0
+
+    def late(self) -> bool:
+        """Past the item's time: a file that makes its reader work through the same data
+        again and again is read no further."""
+        return time.monotonic() > self.until
+
+    def embed(self) -> bool:
+        self.embedded -= 1
+        return self.embedded >= 0
 
     def data(self, size: int) -> bool:
         self.bytes -= max(size, 0)
@@ -271,7 +288,10 @@ def internal_date(item: Item) -> float | None:
 
 def build(item: Item) -> bytes:
     """The RFC 5322 message `item` describes (CRLF line ends); OutlookError if it cannot be."""
-    return _Builder().message(item, 0)
+    data = _Builder().message(item, 0)
+    if len(data) > MAX_MESSAGE:
+        raise OutlookError(f"the message would be larger than {MAX_MESSAGE >> 20} MB")
+    return data
 
 
 def _clean(text: str) -> str:
@@ -289,8 +309,17 @@ def _header(name: str, value: str) -> bytes:
     return f"{name}: {h.encode(linesep=chr(13) + chr(10))}\r\n".encode("ascii")
 
 
+_MSG_IDS = re.compile(r"<[!-;=?-~]{1,250}>(?:[ \t]*<[!-;=?-~]{1,250}>){0,200}")
+_ADDR_SPEC = re.compile(r"[^\s<>,;:\"()\[\]\\@]{1,64}@[^\s<>,;:\"()\[\]\\@]{1,255}")
+
+
 def _address(name: str, addr: str, addrtype: str) -> str:
     name, addr = _clean(name), _clean(addr)
+    if addr and "@" in addr and not _ADDR_SPEC.fullmatch(addr):
+        # not an address a header can carry as it is: shown in the name, never as more
+        # addresses
+        name = f"{name} ({addr})" if name else addr
+        addr = ""
     if addr and addrtype.upper() not in ("", "SMTP") and "@" not in addr:
         # An Exchange (or other) address the Internet cannot use: encapsulated as Exchange
         # does, in a domain that cannot resolve.
@@ -317,18 +346,24 @@ def _field_name(line: bytes) -> str:
     return line.split(b":", 1)[0].strip().decode("latin-1").lower()
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_FIELD = re.compile(r"[!-9;-~]{1,200}:")
+
+
 def transport_fields(headers: str) -> list[bytes]:
     """The header block Outlook kept, as folded fields (CRLF), without its MIME fields and
-    without what is not a header (a leading From_ line, text after the blank line)."""
+    without what is not a header (a leading From_ line, a line that is no field, control
+    characters no header may hold, text after the blank line)."""
     text = headers.replace("\r\n", "\n").replace("\r", "\n")
-    block = text.split("\n\n", 1)[0]
+    block = _CONTROL.sub("", text.split("\n\n", 1)[0])
     fields: list[list[str]] = []
     for line in block.split("\n"):
         if not line:
             continue
-        if line[0] in " \t" and fields:
-            fields[-1].append(line)
-        elif ":" in line and not line.startswith("From "):
+        if line[0] in " \t":
+            if fields:
+                fields[-1].append(line)
+        elif _FIELD.match(line):
             fields.append([line])
     out = []
     for f in fields:
@@ -347,7 +382,8 @@ class _Part:
     def render(self, boundary_seed: bytes) -> bytes:
         if not self.parts:
             return b"".join(self.headers) + b"\r\n" + self.body
-        rendered = [p.render(boundary_seed + bytes([i])) for i, p in enumerate(self.parts)]
+        rendered = [p.render(boundary_seed + i.to_bytes(4, "big"))
+                    for i, p in enumerate(self.parts)]
         digest = hashlib.sha256(boundary_seed)
         for r in rendered:
             digest.update(hashlib.sha256(r).digest())
@@ -381,6 +417,20 @@ def _text_part(subtype: str, data: bytes, charset: str) -> _Part:
         cte, body = "base64", _b64(data)
     return _Part([f"Content-Type: text/{subtype}; charset=\"{charset}\"\r\n".encode(),
                   f"Content-Transfer-Encoding: {cte}\r\n".encode()], body)
+
+
+_MIME_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,127}")
+
+
+def _mime_type(value: str) -> str | None:
+    """A MIME type as a Content-Type may hold it, or None."""
+    value = value.strip().lower()
+    return value if _MIME_TYPE.fullmatch(value) else None
+
+
+def _looks_like_message(data: bytes) -> bool:
+    """Bytes that start with a header field: a message (an attached .eml)."""
+    return re.match(rb"[!-9;-~]{1,76}:", data[:80]) is not None
 
 
 def _param(name: str, value: str) -> str:
@@ -462,9 +512,9 @@ class _Builder:
                 break
         for pid, name in ((INTERNET_MESSAGE_ID, "Message-ID"), (IN_REPLY_TO, "In-Reply-To"),
                           (INTERNET_REFERENCES, "References")):
-            value = item.get(pid, PT_UNICODE, PT_STRING8)
-            if value and str(value).isascii():
-                add(name, str(value))
+            value = str(item.get(pid, PT_UNICODE, PT_STRING8) or "").strip()
+            if value and _MSG_IDS.fullmatch(value):
+                add(name, value)
         importance = item.get(IMPORTANCE, PT_LONG)
         if importance in (0, 2):
             add("Importance", "low" if importance == 0 else "high")
@@ -538,7 +588,7 @@ class _Builder:
         attached: list[_Part] = []
         html_text = html.decode(codec, "replace") if html is not None else ""
         if len(item.attachments) > MAX_ATTACHMENTS:
-            item.notes.append(f"{len(item.attachments)} attachments: the first "
+            item.notes.append(f"more than {MAX_ATTACHMENTS} attachments: the first "
                               f"{MAX_ATTACHMENTS} kept")
         for att in item.attachments[:MAX_ATTACHMENTS]:
             cid = str(get(att.props, ATTACH_CONTENT_ID, PT_UNICODE, PT_STRING8) or "").strip("<>")
@@ -564,6 +614,10 @@ class _Builder:
         """(HTML recovered from an encapsulated-HTML RTF body, or a text/rtf part for a real
         RTF body; the plain text of the RTF when the item has no plain body)."""
         compressed = item.get(RTF_COMPRESSED, PT_BINARY)
+        if len(compressed) > MAX_RTF_COMPRESSED:
+            item.notes.append(f"RTF body of {len(compressed)} bytes compressed not read (limit "
+                              f"{MAX_RTF_COMPRESSED})")
+            return None, None, None
         if len(compressed) >= 16:
             raw_size = struct.unpack_from("<I", compressed, 4)[0]
             if raw_size > MAX_RTF:
@@ -602,6 +656,22 @@ class _Builder:
             return None, None, None  # the plain body is the same text
         return None, part, plain
 
+    def _attached_message(self, name: str, data: bytes) -> _Part:
+        """An attached .eml, kept byte for byte as a message/rfc822 part (which may not be
+        base64-encoded)."""
+        self._count(len(data))
+        headers = [b"Content-Type: message/rfc822\r\n"]
+        lines = data.split(b"\n")
+        if b"\0" in data or any(len(line) > 998 for line in lines):
+            headers.append(b"Content-Transfer-Encoding: binary\r\n")
+        elif not data.isascii():
+            headers.append(b"Content-Transfer-Encoding: 8bit\r\n")
+        disp = "Content-Disposition: attachment"
+        if name:
+            disp += f"; {_param('filename', name)}"
+        headers.append((disp + "\r\n").encode())
+        return _Part(headers, data)
+
     def _attachment(self, item: Item, att: Attachment, depth: int, inline: bool
                     ) -> _Part | None:
         props = att.props
@@ -614,6 +684,7 @@ class _Builder:
             return None
         if att.embedded is not None:
             inner = self.message(att.embedded, depth + 1)
+            self._count(len(inner))  # copied into this message: counted again
             item.notes.extend(f"in embedded message: {n}" for n in att.embedded.notes)
             headers = [b"Content-Type: message/rfc822\r\n"]
             if name:
@@ -626,17 +697,20 @@ class _Builder:
                                   "outside the message: not carried")
             return None
         self._count(len(att.data) * 4 // 3)
-        mime = str(get(props, ATTACH_MIME_TAG, PT_UNICODE, PT_STRING8) or "").strip().lower()
-        if not re.fullmatch(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", mime) or \
-                mime.startswith("multipart/") or method == ATTACH_OLE:
-            mime = (mimetypes.guess_type(name)[0] if name and method != ATTACH_OLE else None) \
-                or "application/octet-stream"
+        mime = _mime_type(str(get(props, ATTACH_MIME_TAG, PT_UNICODE, PT_STRING8) or ""))
+        if mime is None or mime.startswith("multipart/") or method == ATTACH_OLE:
+            mime = (_mime_type(mimetypes.guess_type(_clean(name))[0] or "")
+                    if name and method != ATTACH_OLE else None) or "application/octet-stream"
+        if mime.startswith("message/"):
+            if mime == "message/rfc822" and _looks_like_message(att.data):
+                return self._attached_message(name, att.data)
+            mime = "application/octet-stream"  # base64 is not allowed for message/* types
         ctype = f"Content-Type: {mime}"
         if name:
             ctype += f"; {_param('name', name)}"
         headers = [(ctype + "\r\n").encode(), b"Content-Transfer-Encoding: base64\r\n"]
         cid = str(get(props, ATTACH_CONTENT_ID, PT_UNICODE, PT_STRING8) or "").strip().strip("<>")
-        if cid and re.fullmatch(r"[\x21-\x7e]{1,250}", cid):
+        if cid and re.fullmatch(r"[\x21-\x3b=\x3f-\x7e]{1,250}", cid):
             headers.append(f"Content-ID: <{cid}>\r\n".encode())
         location = str(get(props, ATTACH_CONTENT_LOCATION, PT_UNICODE, PT_STRING8) or "")
         if location and location.isascii():

@@ -156,6 +156,10 @@ def read_item(obj: Any, depth: int = 0, budget: outlook.Budget | None = None) ->
             item.notes.append(f"more than {outlook.MAX_PARTS} attachments and embedded "
                               "messages in all: the rest not read")
             break
+        if budget.late():
+            item.notes.append(f"reading its attachments took more than {outlook.ITEM_S:g} s: "
+                              "the rest not read")
+            break
         item.attachments.append(_attachment(obj, i, codec, depth, budget))
     return item
 
@@ -171,6 +175,9 @@ def _attachment(obj: Any, index: int, codec: str, depth: int, budget: outlook.Bu
     if method == outlook.ATTACH_EMBEDDED_MSG:
         if depth >= outlook.MAX_DEPTH:
             return outlook.Attachment(props, problem="embedded messages nested too deep")
+        if not budget.embed():
+            return outlook.Attachment(props, problem=f"more than {outlook.MAX_EMBEDDED} "
+                                      "embedded messages in all: not read")
         try:
             return outlook.Attachment(props, embedded=read_item(embedded(att), depth + 1,
                                                                 budget))
@@ -316,8 +323,8 @@ class _Reader:
                 obj = f.get_sub_message(i)
                 ident = obj.identifier
                 at = f"{self.origin}#{ident}"
-                item = read_item(obj)
-            except OSError as exc:
+                item = read_item(obj, budget=outlook.Budget(self.size))
+            except (OSError, MemoryError) as exc:
                 yield SourceProblem(at, f"folder {where or '(top)'}: item {i + 1} cannot be "
                                     f"read ({_reason(exc)})")
                 continue
@@ -329,6 +336,10 @@ class _Reader:
                 data = outlook.build(item)
             except outlook.OutlookError as exc:
                 yield SourceProblem(at, f"folder {where or '(top)'}: {exc}")
+                continue
+            except Exception as exc:  # noqa: BLE001 (one item's trouble never ends the file)
+                yield SourceProblem(at, f"folder {where or '(top)'}: the message cannot be "
+                                    f"built ({type(exc).__name__})")
                 continue
             if item.notes:
                 yield SourceProblem(at, f"archived; {outlook.summary(item.notes)}",

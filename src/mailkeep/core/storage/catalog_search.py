@@ -28,6 +28,7 @@ class Hit:
 
 HIT_COLUMNS = ("e.number, e.key >> 20, b.subject, b.sender, b.recipients, f.owner, f.path, "
                "b.raw_size, b.has_attachment")
+MATCH_CHARS = 4_000_000  # of attachments' text read to name those a page's words were found in
 HIT_JOINS = "JOIN blobs b ON b.id = e.blob_id JOIN folders f ON f.id = e.folder_id"
 HIT_FROM = f"entries e {HIT_JOINS}"
 # what a search may be ordered by besides the date (a column of blobs b)
@@ -114,14 +115,33 @@ class Searching:
         """For the messages `numbers` of a search's page: the names of the attachments whose
         name or text holds one of the words or phrases sought (q.terms), by message number.
 
-        Each attachment's name and text (blob_documents) go into a scratch FTS5 table made
-        like the index, so that a word matches here exactly when it matched there."""
+        The index says which of them hold a word sought in their attachments at all; for
+        those, each attachment's name and text (blob_documents, MATCH_CHARS for the page in
+        all) go into a scratch FTS5 table made like the index, so that a word matches there
+        exactly when it matched in the index."""
         if not q.terms or not numbers:
             return {}
         marks = ",".join("?" * len(numbers))
+        keys = dict(self.conn.execute(f"SELECT key, number FROM entries WHERE number IN"
+                                      f" ({marks})", list(numbers)).fetchall())
+        # first the index itself: which of them have a word sought in their attachments
+        # column at all (names and text); only those are read further
+        hit: set[int] = set()
+        key_marks = ",".join("?" * len(keys))
+        for term in q.terms:
+            try:
+                hit.update(keys[r[0]] for r in self.conn.execute(
+                    f"SELECT rowid FROM fts WHERE fts MATCH ? AND rowid IN ({key_marks})",
+                    (f"{{attachments}} : ({term})", *keys)))
+            except sqlite3.OperationalError:
+                continue  # a term with a column of its own: not one in the attachments
+        if not hit:
+            return {}
+        hit_marks = ",".join("?" * len(hit))
         rows = self.conn.execute(
-            f"SELECT e.number, d.text FROM entries e JOIN blob_documents d"
-            f" ON d.blob_id = e.blob_id WHERE e.number IN ({marks})", list(numbers)).fetchall()
+            f"SELECT e.number, substr(d.text, 1, ?) FROM entries e JOIN blob_documents d"
+            f" ON d.blob_id = e.blob_id WHERE e.number IN ({hit_marks})",
+            (MATCH_CHARS // len(hit), *sorted(hit))).fetchall()
         from mailkeep.core.mime.parse import document_entries
         named = [(int(n), name, text) for n, doc in rows for name, text in document_entries(doc)]
         if not named:

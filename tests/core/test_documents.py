@@ -312,3 +312,26 @@ def test_an_attachment_that_takes_a_workers_memory_takes_nothing_else(tmp_path: 
                  if m["subject"] == "hostile laughs"]
     shown = mk(data, "show", hostile["id"])
     assert "reading it ended the worker" in shown.output
+
+
+def test_a_worker_ended_among_many_batches_costs_only_its_message(tmp_path: Path) -> None:
+    """400 messages, each with a spreadsheet that takes a worker some 90 ms to read, parsed by
+    the import's pool of two workers in batches of 64, two in flight at a time; the first
+    message of the sixth batch ends its worker while the fifth batch is still being read in
+    the other. Only that one message is archived without its attachment's text: the fifth
+    batch, and the rest of the sixth, keep theirs."""
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    slow = sheet("memo", rows=4000)
+    for i in range(400):
+        files = {"laughs.pdf": nested_forms(7)} if i == 320 else {f"n{i}.xlsx": slow}
+        (mail / f"{i:04d}.eml").write_bytes(mail_with(files, f"message {i}"))
+    data = tmp_path / "data"
+    mk_ok(data, "settings", "set", "archive.extract_memory", "256")
+    result = mk_ok(data, "import", "--jsonl", str(mail))
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[-1]["summary"]["archived"] == 400
+    ended = [line for line in lines if "reading it ended the worker" in json.dumps(line)]
+    assert [line["origin"][-8:] for line in ended] == ["0320.eml"]
+    got = json.loads(mk_ok(data, "call", "SearchArchive", "query=attachment:memo").stdout)
+    assert got["total"] == 399

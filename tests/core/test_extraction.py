@@ -137,3 +137,48 @@ def test_an_attachment_that_ends_its_worker_leaves_the_message_searchable(data: 
     assert any("reading it ended the worker" in w for w in hostile.warnings)
     assert found(data, "pelican") == ["laughs"]  # its body is indexed
     assert found(data, "kingfisher") == ["ordinary f2"]
+
+
+def test_work_handed_to_the_writer_runs_between_its_batches(data: Path) -> None:
+    """run_task: the writer's archive, a result or an exception back to the caller, mail filed
+    before and after; a task that asks the writer for another would wait for itself: refused;
+    a task left queued when the writer stops is told so instead of waiting for ever."""
+    from mailkeep.core.writer import _Task
+    answers: queue.Queue[tuple[str, Filed | BaseException]] = queue.Queue()
+    with Archive(data) as archive:
+        master = archive.master
+        writer = StoreWriter(data, master)
+        with writer:
+            writer.submit(Filing([("alice", "Inbox")], lambda o: answers.put(("a", o)),
+                                 raw=fast_message("t1")))
+            assert writer.run_task(lambda a: a.current_store()[0].name) == "Default"
+
+            def boom(_archive: Archive) -> None:
+                raise ValueError("the task's own error")
+            try:
+                writer.run_task(boom)
+                raise AssertionError("no exception")
+            except ValueError as exc:
+                assert str(exc) == "the task's own error"
+            nested: list[BaseException] = []
+
+            def inner(_archive: Archive) -> None:
+                try:
+                    writer.run_task(lambda a: None)
+                except RuntimeError as exc:
+                    nested.append(exc)
+            writer.run_task(inner)
+            assert nested and "writer thread" in str(nested[0])
+            writer.submit(Filing([("alice", "Inbox")], lambda o: answers.put(("b", o)),
+                                 raw=fast_message("t2")))
+            got = dict([answers.get(timeout=60), answers.get(timeout=60)])
+            assert all(isinstance(o, Filed) and o.numbers for o in got.values())
+        # the writer stopped: a task found in its queue is refused, not left waiting
+        late = _Task(lambda a: None)
+        writer.queue.put(late)
+        writer._refuse_queued()
+        try:
+            late.future.result(timeout=5)
+            raise AssertionError("no exception")
+        except RuntimeError as exc:
+            assert "stopped" in str(exc)

@@ -94,3 +94,48 @@ def test_a_killed_process_goes_on_where_it_stopped(tmp_path: Path) -> None:
     assert result["messages"] == 10 and result["changed"] == 10
     assert found(data, "attachment:4859") == ["contract 59"]
     assert pending(data) == 0
+
+
+def test_a_message_that_ends_its_worker_is_read_once_and_left_exact(tmp_path: Path) -> None:
+    """Stored without the text: an ordinary message and one whose PDF takes a worker's memory
+    (ending it for real). The process reads the first, marks the second as read without its
+    attachment's text (a warning says why), is not tried again, and the index stays exact."""
+    from tests.core.test_documents import nested_forms
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    (mail / "a.eml").write_bytes(mail_with({"invoice.pdf": KINDS["invoice.pdf"]}, "pdf"))
+    (mail / "b.eml").write_bytes(mail_with({"laughs.pdf": nested_forms(7)}, "laughs"))
+    data = tmp_path / "data"
+    mk_ok(data, "settings", "set", "archive.attachment_text", "false")
+    mk_ok(data, "settings", "set", "archive.extract_memory", "256")
+    mk_ok(data, "import", str(mail))
+    mk_ok(data, "settings", "set", "archive.attachment_text", "true")
+    result = json.loads(mk_ok(data, "call", "IndexAttachmentText").stdout)
+    assert result["messages"] == 2 and result["endedWorkers"] == 1
+    assert pending(data) == 0
+    assert found(data, "attachment:4711") == ["pdf"]
+    assert found(data, "laughs") == ["laughs"]
+    again = json.loads(mk_ok(data, "call", "IndexAttachmentText").stdout)
+    assert again["messages"] == 0  # not read again, not ended again
+    for m in json.loads(mk_ok(data, "call", "GetMessages", "folder=admin").stdout):
+        mk_ok(data, "call", "DeleteMessage", f"id={m['id']}", "reason=test of the index")
+    assert found(data, "laughs") == [] and found(data, "attachment:4711") == []
+    with Archive(data) as archive:
+        _rec, store = archive.current_store()
+        store.catalog.check_index()
+        assert store.catalog.index_rowids() == set()  # no row left behind
+
+
+def test_a_word_in_chinese_or_japanese_names_its_attachment(tmp_path: Path) -> None:
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    d = docx.Document()
+    d.add_paragraph("本契約書は両当事者の間で締結される")
+    import io
+    out = io.BytesIO()
+    d.save(out)
+    (mail / "a.eml").write_bytes(mail_with({"keiyaku.docx": out.getvalue()}, "contract"))
+    data = tmp_path / "data"
+    mk_ok(data, "import", str(mail))
+    got = json.loads(mk_ok(data, "call", "SearchArchive", "query=契約").stdout)
+    assert [m["matchedAttachments"] for m in got["messages"]] == [["keiyaku.docx"]]

@@ -88,8 +88,12 @@ class Extractor:
         self._lock = threading.Lock()
         self._busy = threading.Condition(self._lock)
         self._in_flight = 0
+        self._futures: set[Future[IndexFields]] = set()  # held until their callbacks ran
+        self._stopped = False
 
     def _lane(self, size: int) -> ProcessPool:
+        if self._stopped:
+            raise RuntimeError("the extraction workers are stopped")
         small = size <= SMALL_BYTES
         pool = self._pools.get(small)
         if pool is None:
@@ -118,21 +122,26 @@ class Extractor:
         with self._lock:
             future = self._lane(size).schedule(index_fields, args=(head, size, documents),
                                                timeout=seconds)
+            self._futures.add(future)
 
         def finished(fut: Future[IndexFields]) -> None:
             again = False
             try:
                 fields = self._outcome(fut, head, seconds, documents)
                 if fields is None:  # its worker ended: once more, without attachments' text
-                    again = True
-                    self._schedule(head, size, False, _warned(done))
-                    return
+                    try:
+                        self._schedule(head, size, False, _warned(done))
+                        again = True
+                        return
+                    except Exception:  # stopped meanwhile: its headers, rather than lose it
+                        fields = headers_only(head, "its extraction failed")
                 done(fields)
             except Exception:
                 log.exception("an extraction's callback failed")
             finally:
-                if not again:
-                    with self._lock:
+                with self._lock:
+                    self._futures.discard(fut)
+                    if not again:
                         self._in_flight -= 1
                         self._busy.notify_all()
 
@@ -162,6 +171,7 @@ class Extractor:
 
     def stop(self) -> None:
         with self._lock:
+            self._stopped = True
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.stop()  # type: ignore[no-untyped-call]

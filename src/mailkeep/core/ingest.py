@@ -14,7 +14,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +35,7 @@ BATCH_MESSAGES = 64
 BATCH_BYTES = 8 << 20
 INLINE_MESSAGES = 300  # below this, starting worker processes costs more than it saves
 MAX_PROBLEMS = 1000
+IMPORT_MEMORY = 768 << 20  # at least, for a parser worker: it compresses whole batches too
 
 
 @dataclass
@@ -118,6 +119,14 @@ def _prepare_batch(items: list[tuple[bytes, bytes, float]], dict_id: int | None,
     return [_prepare_one(packer, raw, cid, fb, documents) for raw, cid, fb in items]
 
 
+def _trained(fut: Future[bytes | None]) -> bytes | None:
+    """A dictionary trained in a worker; None when its pool broke (trained again later)."""
+    try:
+        return fut.result()
+    except (BrokenProcessPool, MemoryError, CancelledError):
+        return None
+
+
 # -- the pipeline ---------------------------------------------------------------------------
 @dataclass
 class _Flight:
@@ -127,6 +136,7 @@ class _Flight:
     future: Future[list[Prepared] | None] | None = None
     work: list[tuple[bytes, bytes, float]] | None = None
     dict_id: int | None = None
+    isolate: bool = False  # its worker pool broke: prepared message by message
 
 
 @dataclass
@@ -194,7 +204,7 @@ class Importer:
             self._drain(0)
             self._commit()
             if self._training is not None:  # a dictionary on its way: install it too
-                self._training[0].result()
+                _trained(self._training[0])
                 self._learn()
         finally:
             if self._pool is not None:
@@ -288,7 +298,8 @@ class Importer:
             ctx = multiprocessing.get_context("forkserver")
             self._pool = ProcessPoolExecutor(max(self.workers, 1), mp_context=ctx,
                                              initializer=_init_worker,
-                                             initargs=(self.store._store_key, self.memory))
+                                             initargs=(self.store._store_key,
+                                                       max(self.memory, IMPORT_MEMORY)))
         return self._pool
 
     def _flush_batch(self) -> None:
@@ -325,16 +336,16 @@ class Importer:
         memory or would not stop) is replaced, and the batch prepared again message by
         message, a message that ends a worker again without its attachments' text."""
         assert flight.future is not None and flight.work is not None
-        try:
-            result = flight.future.result()
-            if result is None:  # that worker lacks the dictionary: send it along
-                result = self._submit(flight.work, flight.dict_id,
-                                      self.store.dictionaries()[flight.dict_id or 0]).result()
-            assert result is not None
-            return result
-        except BrokenProcessPool:
-            pass
-        self._restart_pool(flight)
+        if not flight.isolate:
+            try:
+                result = flight.future.result()
+                if result is None:  # that worker lacks the dictionary: send it along
+                    result = self._submit(flight.work, flight.dict_id, self.store.dictionaries()[
+                        flight.dict_id or 0]).result()
+                assert result is not None
+                return result
+            except (BrokenProcessPool, MemoryError):
+                self._restart_pool(flight)
         dictionary: bytes | None = self.store.dictionaries()[flight.dict_id] \
             if flight.dict_id is not None else None
         out: list[Prepared] = []
@@ -343,7 +354,7 @@ class Importer:
                 got = self._submit([one], flight.dict_id, dictionary).result()
                 assert got is not None
                 out.extend(got)
-            except BrokenProcessPool:
+            except (BrokenProcessPool, MemoryError):
                 self._restart_pool(flight)
                 raw, cid, fb = one
                 prep = _prepare_one(self.store.packer, raw, cid, fb, documents=False)
@@ -353,8 +364,10 @@ class Importer:
         return out
 
     def _restart_pool(self, current: _Flight) -> None:
-        """After a worker ended: a new pool; what was in flight in the old one (but the
-        `current` batch, which the caller prepares message by message) is sent again."""
+        """After a worker ended: a new pool. What was in flight in the old one and is not
+        prepared yet is prepared message by message when its turn comes (sent again as
+        batches, the one that holds the hostile message would break the new pool while
+        innocent messages wait in it)."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
@@ -365,8 +378,8 @@ class Importer:
             if flight is current or flight.future is None or flight.work is None:
                 continue
             if not flight.future.done() or flight.future.cancelled() or \
-                    isinstance(flight.future.exception(), BrokenProcessPool):
-                flight.future = self._submit(flight.work, flight.dict_id, None)
+                    flight.future.exception() is not None:
+                flight.isolate = True
 
     def _drain(self, keep: int) -> None:
         """Write finished batches in order until at most `keep` are in flight."""
@@ -413,8 +426,10 @@ class Importer:
             fut, newest = self._training
             if fut.done():
                 self._training = None
-                self.store.install_dictionary(fut.result(), newest)
-                self.store.commit()
+                trained = _trained(fut)
+                if trained is not None:
+                    self.store.install_dictionary(trained, newest)
+                    self.store.commit()
         elif self.store.dictionary_due():
             samples, newest = self.store.dictionary_samples()
             if self._pool is not None:

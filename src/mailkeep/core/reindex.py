@@ -4,7 +4,8 @@ archive.attachment_text was off, or the store was made by a version without it).
 A process (IndexAttachmentText) works through each store's messages with attachments, by id, in
 batches of BATCH: reads each message's first bytes, extracts its fields with the text inside its
 attachments in worker processes (bounded in memory and time like every extraction: a worker that
-ends is replaced, and that message is indexed without the text, with a warning), and gives the
+ends is replaced, and that message is read again in a worker without the text, with a warning,
+and marked as read), and gives the
 message's index rows the new text in one transaction per batch, with the catalog's mark of how
 far it went (DOCUMENTS_MARK). A process stopped at any moment (cancelled, the server restarted,
 the machine lost power) goes on from that mark when started again; a finished store is not read
@@ -25,7 +26,7 @@ from mailkeep.core.archive import Archive
 from mailkeep.core.extraction import WORKER_ENDED
 from mailkeep.core.masterdb.stores import StoreRecord
 from mailkeep.core.mime.documents import worker_limits
-from mailkeep.core.mime.parse import IndexFields
+from mailkeep.core.mime.parse import DOCUMENT_START, IndexFields
 from mailkeep.core.storage.packing import index_fields
 from mailkeep.core.storage.store import Store
 from mailkeep.core.storage.store_write import DOCUMENTS_MARK
@@ -46,6 +47,10 @@ class Outcome:
 
 def _fields(head: bytes, size: int) -> IndexFields:
     return index_fields(head, size, documents=True)
+
+
+def _plain_fields(head: bytes, size: int) -> IndexFields:
+    return index_fields(head, size, documents=False)
 
 
 class _Pool:
@@ -69,22 +74,33 @@ class _Pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = None
 
-    def fields(self, items: list[tuple[bytes, int]]) -> list[IndexFields]:
+    def fields(self, items: list[tuple[bytes, int]]) -> list[IndexFields | None]:
+        """Each message's fields with its attachments' text. One that ends a worker is read
+        again (in a worker) without that text, marked as read so that it is not tried again;
+        one that ends that worker too is left as it is (None)."""
         futures = [self._get().submit(_fields, head, size) for head, size in items]
         try:
             return [f.result() for f in futures]
         except BrokenProcessPool:
             self._restart()
-        out = []
+        out: list[IndexFields | None] = []
         for head, size in items:  # one by one: only the one that ends a worker loses its text
             try:
                 out.append(self._get().submit(_fields, head, size).result())
+                continue
             except BrokenProcessPool:
                 self._restart()
                 self.ended += 1
-                fields = index_fields(head, size, documents=False)
-                fields.warnings.append(WORKER_ENDED)
-                out.append(fields)
+            try:
+                fields = self._get().submit(_plain_fields, head, size).result()
+            except BrokenProcessPool:
+                self._restart()
+                out.append(None)
+                continue
+            fields.documents = DOCUMENT_START  # read: no attachment's text to be had
+            fields.columns = None  # made again from the fields, with that mark
+            fields.warnings.append(WORKER_ENDED)
+            out.append(fields)
         return out
 
     def close(self) -> None:
@@ -130,7 +146,8 @@ def run(archive: Archive, records: list[StoreRecord], apply: Apply,
                 if not batch:
                     break
                 heads = [(store.blob_head(blob_id), size) for blob_id, size in batch]
-                found = list(zip([b for b, _s in batch], pool.fields(heads), strict=True))
+                found = [(blob_id, fields) for (blob_id, _s), fields
+                         in zip(batch, pool.fields(heads), strict=True) if fields is not None]
                 last = batch[-1][0]
                 out.changed += apply(_writer(rec.id, found, last))
                 out.messages += len(batch)

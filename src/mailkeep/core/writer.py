@@ -30,6 +30,7 @@ from mailkeep.core.errors import MailkeepError
 from mailkeep.core.extraction import DEFAULT_MEMORY, Extractor, headers_only
 from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import MasterDB
+from mailkeep.core.mime.documents import HARD_GRACE_S
 from mailkeep.core.mime.parse import IndexFields
 from mailkeep.core.storage.packing import PARTIAL_INDEX_BYTES
 from mailkeep.core.storage.store import Store
@@ -39,6 +40,7 @@ log = logging.getLogger("mailkeep.writer")
 BATCH_MAX = 500  # filings in one group commit
 BATCH_WAIT_S = 0.005  # how long the writer waits for company once it has one filing
 IDLE_CLOSE_S = 2.0
+TASK_TIMEOUT_S = 3600.0  # a task not run by then (the writer stopped): its caller is told
 SETTINGS_EVERY_S = 5.0  # how long the extraction deadline read from the settings is kept
 
 Targets = list[tuple[str, str]]  # (owner, folder)
@@ -117,7 +119,7 @@ class StoreWriter:
             thread, self._thread = self._thread, None
         extractor, self._extractor = self._extractor, None
         if extractor is not None:  # what is being extracted is filed before the writer stops
-            extractor.wait(self._extract_timeout() + 10)
+            extractor.wait(2 * self._extract_timeout() + HARD_GRACE_S + 10)  # a retry, too
             extractor.stop()
         if thread is not None:
             self.queue.put(None)
@@ -267,16 +269,37 @@ class StoreWriter:
                     archive = self._do(archive, task)
         finally:
             self._close(archive)
+            self._refuse_queued()
+
+    def _refuse_queued(self) -> None:
+        """The writer stopped: tasks still queued are told so (their callers do not wait);
+        filings stay queued, in order, for the next writer thread."""
+        kept: list[Filing] = []
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Task):
+                item.future.set_exception(RuntimeError("the store writer stopped"))
+            elif item is not None:
+                kept.append(item)
+        for item in kept:
+            self.queue.put(item)
 
     def run_task(self, fn: Callable[[Archive], Any]) -> Any:
         """Run fn(archive) in the writer thread, between two batches, and return what it
         returns (or raise what it raised): work that writes a store the writer may be
-        writing, without waiting for the writer to let go of it. Keep it short: mail waits."""
+        writing, without waiting for the writer to let go of it. Keep it short: mail waits.
+        Not from the writer thread itself (a filing's callback): it would wait for itself."""
+        with self._lock:
+            if self._thread is not None and threading.current_thread() is self._thread:
+                raise RuntimeError("run_task called from the writer thread")
         if self._thread is None:
             self.start()
         task = _Task(fn)
         self.queue.put(task)
-        return task.future.result()
+        return task.future.result(timeout=TASK_TIMEOUT_S)
 
     def _do(self, archive: Archive, task: _Task) -> Archive:
         try:

@@ -221,6 +221,10 @@ class Catalog(Searching):
                               (blob_id, info.documents))
         return blob_id
 
+    def blob_exists(self, blob_id: int) -> bool:
+        return self.conn.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)
+                                 ).fetchone() is not None
+
     def blob_warnings(self, blob_id: int) -> str:
         row = self.conn.execute("SELECT warnings FROM blobs WHERE id = ?", (blob_id,)).fetchone()
         return "" if row is None or row[0] is None else str(row[0])

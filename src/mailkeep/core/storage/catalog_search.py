@@ -143,7 +143,9 @@ class Searching:
             f" ON d.blob_id = e.blob_id WHERE e.number IN ({hit_marks})",
             (MATCH_CHARS // len(hit), *sorted(hit))).fetchall()
         from mailkeep.core.mime.parse import document_entries
-        named = [(int(n), name, text) for n, doc in rows for name, text in document_entries(doc)]
+        from mailkeep.core.mime.text import cjk_segment
+        named = [(int(n), name, text) for n, doc in rows for name, text in document_entries(doc)
+                 if name or text]
         if not named:
             return {}
         scratch = sqlite3.connect(":memory:")
@@ -151,8 +153,8 @@ class Searching:
             scratch.execute("CREATE VIRTUAL TABLE t USING fts5(subject, sender, recipients, body,"
                             " attachments, tokenize='unicode61 remove_diacritics 2')")
             scratch.executemany("INSERT INTO t (rowid, attachments) VALUES (?, ?)",
-                                [(i, f"{name}\n{text}") for i, (_n, name, text)
-                                 in enumerate(named)])
+                                [(i, cjk_segment(f"{name}\n{text}")) for i, (_n, name, text)
+                                 in enumerate(named)])  # as the index holds it
             found: set[int] = set()
             for term in q.terms:
                 try:

@@ -323,6 +323,8 @@ class Writing(Reading):
         changed = 0
         try:
             for blob_id, fields in found:
+                if not self.catalog.blob_exists(blob_id):
+                    continue  # deleted (and compacted away) since it was read
                 date = self.catalog.blob_location(blob_id)[4]
                 if self.catalog.blob_warnings(blob_id).startswith(HEADERS_ONLY):
                     _date, old = self._blob_index(blob_id)

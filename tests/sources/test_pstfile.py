@@ -128,7 +128,9 @@ def readpst(path: Path, out: Path) -> dict[tuple[str, ...], list[EmailMessage]]:
     """readpst -r -e: one .eml per message in a directory per folder, keyed by folder path."""
     need_pst_utils()
     out.mkdir()
-    run = subprocess.run([READPST, "-r", "-e", "-o", str(out), str(path)],
+    # -j 0: no parallel jobs (with them, readpst 0.6.76 now and then loses a message or an
+    # attachment of the same unchanged file: its workers race)
+    run = subprocess.run([READPST, "-j", "0", "-r", "-e", "-o", str(out), str(path)],
                          capture_output=True, timeout=300)
     assert run.returncode == 0, run.stderr
     (store,) = out.iterdir()

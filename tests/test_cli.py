@@ -347,3 +347,27 @@ def test_import_never_takes_the_data_directory(tmp_path: Path) -> None:
         assert "data directory" in res.output
     found = json.loads(mk(data, "search", "--json", "").stdout)
     assert [m["subject"] for m in found["messages"]] == ["note"]
+
+
+def test_help_lists_every_command_as_it_describes_itself_without_importing_them() -> None:
+    """`mailkeep --help` answers from the table of commands, importing none of them (nor the
+    archive, the functions, the server): the table says what each command says of itself."""
+    import subprocess
+    import sys
+
+    import click
+
+    from mailkeep.cli import COMMANDS, main
+    ctx = click.Context(main)
+    for name, (_module, _attr, line) in COMMANDS.items():
+        command = main.get_command(ctx, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=1000) == line, name
+    probe = ("import sys\nfrom mailkeep.cli import main\n"
+             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith('mailkeep')), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60)
+    assert "import" in done.stdout and "verify-proof" in done.stdout
+    loaded = eval(done.stderr.strip().splitlines()[-1])  # a list of module names
+    assert set(loaded) <= {"mailkeep", "mailkeep.cli", "mailkeep.core", "mailkeep.core.files"}

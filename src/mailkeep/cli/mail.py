@@ -61,7 +61,8 @@ def _when(ts: int) -> str:
 @domain_errors
 def import_(ctx: click.Context, paths: tuple[Path, ...], folder: str, user: str, jsonl: bool,
             workers: int | None) -> None:
-    """Import .eml files, directories, mbox files (also .gz) and Maildirs."""
+    """Import .eml files, directories, mbox files (also .gz), Maildirs, mail exports and
+    Outlook PST and MSG files."""
     progress: Progress | None = None
     task = None
     if not jsonl and err.is_terminal:

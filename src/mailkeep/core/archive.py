@@ -9,7 +9,6 @@ returns (the message deleted, the stores changed).
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sqlite3
 import time
@@ -551,6 +550,3 @@ class Archive:
                 removed.append(full_name(o, p))
         return removed, skipped
 
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("MAILKEEP_DATA", "./mailkeep-data"))

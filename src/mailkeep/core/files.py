@@ -94,3 +94,8 @@ def write_new(path: Path, data: bytes, mode: int = 0o644) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def default_data_dir() -> Path:
+    """The data directory when none is named: $MAILKEEP_DATA, else ./mailkeep-data."""
+    return Path(os.environ.get("MAILKEEP_DATA", "./mailkeep-data"))

@@ -30,7 +30,6 @@ from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources.eml import (
     entry_problem,
     join_folder,
-    open_regular,
     os_reason,
     read_message_file,
     sorted_entries,
@@ -45,8 +44,9 @@ from mailkeep.sources.exports import (
 )
 from mailkeep.sources.maildir import is_maildir, read_maildir
 from mailkeep.sources.mbox import read_mbox, sniff
-from mailkeep.sources.msg import is_msg, read_msg
-from mailkeep.sources.pst import is_pst, read_pst
+from mailkeep.sources.msg import SUFFIX as MSG_SUFFIX
+from mailkeep.sources.msg import read_msg
+from mailkeep.sources.pst import read_pst
 
 Item = RawMessage | SourceProblem
 
@@ -132,33 +132,22 @@ def _read_file(path: Path, folder: str, mbox_folder: str) -> Iterator[Item]:
     if path.name.lower().endswith(".emlx"):
         yield read_emlx(path, folder)
         return
-    head = _head(path)
-    if is_pst(head):
-        yield from read_pst(path, mbox_folder)
-        return
-    if is_msg(path, head):
-        yield from read_msg(path, folder)
-        return
     try:
         kind = sniff(path)
     except (OSError, EOFError, zlib.error) as exc:
         reason = os_reason(exc) if isinstance(exc, OSError) else f"cannot gunzip: {exc}"
         yield SourceProblem(str(path), reason)
         return
-    if kind == "mbox":
+    if kind == "pst":
+        yield from read_pst(path, mbox_folder)
+    elif kind == "ole" and path.name.lower().endswith(MSG_SUFFIX):
+        yield from read_msg(path, folder)
+    elif kind == "mbox":
         yield from _mbox(path, mbox_folder)
     elif kind == "gzip":
         yield SourceProblem(str(path), "gzip file that is not an mbox; not read", skipped=True)
     else:
         yield read_message_file(path, folder)
-
-
-def _head(path: Path) -> bytes:
-    try:
-        with open_regular(path) as f:
-            return f.read(8)
-    except OSError:
-        return b""  # the reader that opens it next reports why
 
 
 def _disk_bytes(path: Path) -> int:

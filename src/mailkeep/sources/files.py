@@ -17,6 +17,7 @@ import fnmatch
 import os
 import stat
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -24,7 +25,6 @@ from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources.eml import (
     entry_problem,
     join_folder,
-    open_regular,
     read_message_file,
     sorted_entries,
 )
@@ -43,13 +43,13 @@ SETTLE_S = 2.0
 
 
 def _message_file(path: Path, folder: str) -> Iterator[Item]:
-    """A watched file: an Outlook MSG file built into a message, any other file as it is."""
+    """A watched file: an Outlook MSG file built into a message, any other file as it is (only
+    a file named *.msg is opened to see which)."""
     try:
-        with open_regular(path) as f:
-            head = f.read(8)
-    except OSError:
-        head = b""
-    if is_msg(path, head):
+        outlook_msg = is_msg(path)
+    except (OSError, EOFError, zlib.error):
+        outlook_msg = False  # read_message_file says why it cannot be read
+    if outlook_msg:
         yield from read_msg(path, folder)
     else:
         yield read_message_file(path, folder)

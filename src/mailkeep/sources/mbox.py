@@ -42,7 +42,9 @@ from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources.eml import open_regular, os_reason
 
 MboxFormat = Literal["auto", "mboxo", "mboxrd"]
-FileKind = Literal["mbox", "gzip", "plain"]
+FileKind = Literal["mbox", "gzip", "pst", "ole", "plain"]
+PST_MAGIC = b"!BDN"  # an Outlook PST or OST file
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an OLE compound file (Outlook MSG, old Office)
 
 SPOOL_THRESHOLD = 32 * 1024 * 1024  # bytes; larger messages go to a tempfile, not memory
 CHUNK = 1024 * 1024
@@ -66,14 +68,20 @@ _ASCTIME = re.compile(
 
 
 def sniff(path: Path) -> FileKind:
-    """Whether the file (after gunzip) is an mbox, another gzip file, or anything else.
+    """Whether the file (after gunzip) is an mbox, another gzip file, a PST or OLE compound
+    file (not gzipped), or anything else, from its first bytes.
 
     Raises OSError, EOFError or zlib.error when the file cannot be read or gunzipped.
     """
     with _open(path) as f:
-        if f.read(len(FROM)) == FROM:
+        head = f.read(len(OLE_MAGIC))
+        if head.startswith(FROM):
             return "mbox"
-        return "gzip" if isinstance(f, gzip.GzipFile) else "plain"
+        if isinstance(f, gzip.GzipFile):
+            return "gzip"
+        if head.startswith(PST_MAGIC):
+            return "pst"
+        return "ole" if head == OLE_MAGIC else "plain"
 
 
 def read_mbox(

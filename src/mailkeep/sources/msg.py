@@ -19,8 +19,8 @@ from typing import Any
 
 from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources import outlook
+from mailkeep.sources.mbox import sniff
 
-MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 SUFFIX = ".msg"
 MAX_FILE = outlook.MAX_MESSAGE
 
@@ -29,8 +29,9 @@ MAX_FILE = outlook.MAX_MESSAGE
 logging.getLogger("extract_msg").setLevel(logging.CRITICAL + 1)
 
 
-def is_msg(path: Path, head: bytes) -> bool:
-    return path.name.lower().endswith(SUFFIX) and head[:8] == MAGIC
+def is_msg(path: Path) -> bool:
+    """A file named *.msg that is an OLE compound file; OSError if it cannot be read."""
+    return path.name.lower().endswith(SUFFIX) and sniff(path) == "ole"
 
 
 def _header_size(kind: str, length: int) -> int:
@@ -109,13 +110,9 @@ def _item(storage: _Storage, depth: int = 0, budget: outlook.Budget | None = Non
     for name in storage.storages("__recip_version1.0_#"):
         item.recipients.append(_props(storage.sub(name), "attachment", codec))
     for name in storage.storages("__attach_version1.0_#")[: outlook.MAX_ATTACHMENTS + 1]:
-        if not budget.part():
-            item.notes.append(f"more than {outlook.MAX_PARTS} attachments and embedded "
-                              "messages in all: the rest not read")
-            break
-        if budget.late():
-            item.notes.append(f"reading its attachments took more than {outlook.ITEM_S:g} s: "
-                              "the rest not read")
+        stop = budget.next_attachment()
+        if stop:
+            item.notes.append(stop)
             break
         item.attachments.append(_attachment(storage.sub(name), codec, depth, budget))
     return item
@@ -126,23 +123,21 @@ def _attachment(att: _Storage, codec: str, depth: int, budget: outlook.Budget
     props = _props(att, "attachment", codec)
     method = outlook.get(props, outlook.ATTACH_METHOD, outlook.PT_LONG) or 1
     if method == outlook.ATTACH_EMBEDDED_MSG:
-        if depth >= outlook.MAX_DEPTH:
-            return outlook.Attachment(props, problem="embedded messages nested too deep")
-        if not budget.embed():
-            return outlook.Attachment(props, problem=f"more than {outlook.MAX_EMBEDDED} "
-                                      "embedded messages in all: not read")
+        problem = budget.embedded_problem(depth)
+        if problem:
+            return outlook.Attachment(props, problem=problem)
         inner = att.sub("__substg1.0_3701000D")
         if inner.getStream("__properties_version1.0") is None:
             return outlook.Attachment(props, problem="embedded message cannot be read")
         return outlook.Attachment(props, embedded=_item(inner, depth + 1, budget))
-    if method in (2, 3, 4, 7):
+    if method in outlook.BY_REFERENCE:
         return outlook.Attachment(props)
     data = att.getStream("__substg1.0_37010102")
     if data is None:
         return outlook.Attachment(props, problem="it has no data")
-    if not budget.data(len(data)):
-        return outlook.Attachment(props, problem=f"{len(data)} bytes, more than the message "
-                                  f"may hold ({outlook.MAX_MESSAGE >> 20} MB in all)")
+    problem = budget.data_problem(len(data))
+    if problem:
+        return outlook.Attachment(props, problem=problem)
     return outlook.Attachment(props, data=data)
 
 

@@ -48,6 +48,7 @@ from datetime import UTC, datetime, timedelta
 from email.header import Header
 from email.utils import format_datetime, formataddr
 from typing import Any
+from urllib.parse import quote
 
 # Property types (the low 16 bits of a tag).
 PT_SHORT = 0x0002
@@ -107,6 +108,7 @@ SENDER_SMTP_ADDRESS = 0x5D01
 SENT_REPRESENTING_SMTP_ADDRESS = 0x5D02
 
 ATTACH_BY_VALUE = 1
+BY_REFERENCE = (2, 3, 4, 7)  # attachment methods that point to a file elsewhere
 ATTACH_EMBEDDED_MSG = 5
 ATTACH_OLE = 6
 MSGFLAG_READ = 0x1
@@ -156,22 +158,31 @@ class Budget:
         # points many attachments at the same data
         self.bytes = min(MAX_MESSAGE * 3 // 4, file_size if file_size else MAX_MESSAGE)
 
-    def part(self) -> bool:
+    def next_attachment(self) -> str:
+        """Why no further attachment of the item is read ("" when the next one may be):
+        too many in all, or past the item's time (a file that makes its reader work through
+        the same data again and again is read no further)."""
         self.parts -= 1
-        return self.parts >= 0
+        if self.parts < 0:
+            return f"more than {MAX_PARTS} attachments and embedded messages in all: the rest " \
+                "not read"
+        if time.monotonic() > self.until:
+            return f"reading its attachments took more than {ITEM_S:g} s: the rest not read"
+        return ""
 
-    def late(self) -> bool:
-        """Past the item's time: a file that makes its reader work through the same data
-        again and again is read no further."""
-        return time.monotonic() > self.until
-
-    def embed(self) -> bool:
+    def embedded_problem(self, depth: int) -> str:
+        """Why an embedded message at `depth` is not read ("" when it may be)."""
+        if depth >= MAX_DEPTH:
+            return "embedded messages nested too deep"
         self.embedded -= 1
-        return self.embedded >= 0
+        return f"more than {MAX_EMBEDDED} embedded messages in all: not read" \
+            if self.embedded < 0 else ""
 
-    def data(self, size: int) -> bool:
+    def data_problem(self, size: int) -> str:
+        """Why `size` more bytes of attachment data are not read ("" when they may be)."""
         self.bytes -= max(size, 0)
-        return self.bytes >= 0
+        return f"{size} bytes, more than the message may hold ({MAX_MESSAGE >> 20} MB in all)" \
+            if self.bytes < 0 else ""
 
 
 @dataclass
@@ -438,7 +449,6 @@ def _param(name: str, value: str) -> str:
     value = _clean(value)[:255]
     if value.isascii() and '"' not in value and "\\" not in value:
         return f'{name}="{value}"'
-    from urllib.parse import quote
     return f"{name}*=utf-8''{quote(value, safe='')}"
 
 
@@ -692,7 +702,7 @@ class _Builder:
                                "\r\n".encode())
             return _Part(headers, inner)
         if att.data is None:
-            if method in (2, 3, 4, 7):
+            if method in BY_REFERENCE:
                 item.notes.append(f"attachment {name or '(no name)'} is a reference to a file "
                                   "outside the message: not carried")
             return None

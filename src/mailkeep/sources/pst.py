@@ -29,19 +29,16 @@ from typing import Any
 from mailkeep.core.message import RawMessage, SourceProblem
 from mailkeep.sources import outlook
 from mailkeep.sources.eml import join_folder
+from mailkeep.sources.mbox import PST_MAGIC
 
 Item = RawMessage | SourceProblem
 
-MAGIC = b"!BDN"
+MAGIC = PST_MAGIC
 SUFFIXES = (".pst", ".ost")
 READ_CHUNK = 1 << 20
 IPM_SUBTREE_ENTRYID = 0x35E0
 FINDER_ENTRYID = 0x35E7
 _SKIP_PROPS = {outlook.ATTACH_DATA}  # read with read_buffer, not as a property
-
-
-def is_pst(head: bytes) -> bool:
-    return head[:4] == MAGIC
 
 
 def _props(obj: Any, record_set: int = 0, codec: str = "cp1252") -> dict[int, Any]:
@@ -152,13 +149,9 @@ def read_item(obj: Any, depth: int = 0, budget: outlook.Budget | None = None) ->
     except (OSError, AttributeError):
         count = 0
     for i in range(min(count, outlook.MAX_ATTACHMENTS + 1)):
-        if not budget.part():
-            item.notes.append(f"more than {outlook.MAX_PARTS} attachments and embedded "
-                              "messages in all: the rest not read")
-            break
-        if budget.late():
-            item.notes.append(f"reading its attachments took more than {outlook.ITEM_S:g} s: "
-                              "the rest not read")
+        stop = budget.next_attachment()
+        if stop:
+            item.notes.append(stop)
             break
         item.attachments.append(_attachment(obj, i, codec, depth, budget))
     return item
@@ -173,24 +166,22 @@ def _attachment(obj: Any, index: int, codec: str, depth: int, budget: outlook.Bu
         return outlook.Attachment({}, problem=f"cannot be read ({_reason(exc)})")
     method = outlook.get(props, outlook.ATTACH_METHOD, outlook.PT_LONG) or 1
     if method == outlook.ATTACH_EMBEDDED_MSG:
-        if depth >= outlook.MAX_DEPTH:
-            return outlook.Attachment(props, problem="embedded messages nested too deep")
-        if not budget.embed():
-            return outlook.Attachment(props, problem=f"more than {outlook.MAX_EMBEDDED} "
-                                      "embedded messages in all: not read")
+        problem = budget.embedded_problem(depth)
+        if problem:
+            return outlook.Attachment(props, problem=problem)
         try:
             return outlook.Attachment(props, embedded=read_item(embedded(att), depth + 1,
                                                                 budget))
         except OSError as exc:
             return outlook.Attachment(props, problem=f"embedded message cannot be read "
                                       f"({_reason(exc)})")
-    if method in (2, 3, 4, 7):
+    if method in outlook.BY_REFERENCE:
         return outlook.Attachment(props)
     try:
         size = att.size or 0
-        if not budget.data(size):
-            return outlook.Attachment(props, problem=f"{size} bytes, more than the message "
-                                      f"may hold ({outlook.MAX_MESSAGE >> 20} MB in all)")
+        problem = budget.data_problem(size)
+        if problem:
+            return outlook.Attachment(props, problem=problem)
         chunks = []
         left = size
         while left > 0:

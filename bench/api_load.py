@@ -171,8 +171,26 @@ def pct(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
 
 
+async def working(c: httpx.AsyncClient) -> tuple[str, float]:
+    """Start VerifyStores (includeIndexes) and return once it has reported progress twice:
+    a process that is really working in the server. (its token, when it was seen working)"""
+    body = envelope_of(await c.post("/api/invoke/VerifyStores",
+                                    data={"includeIndexes": "true"}))
+    if body["token"] is None:
+        raise RuntimeError(f"VerifyStores ended at once: {body['statusCode']}")
+    seen = 0
+    while seen < 2:
+        body = envelope_of(await c.post("/api/get-status", data={
+            "token": body["token"], "lastKnownStatusVersion": str(body["statusVersion"]),
+            "millisecondsTimeout": "5000"}))
+        if body["statusCode"] != "running":
+            raise RuntimeError(f"VerifyStores ended before the polls: {body['statusCode']}")
+        seen += 1
+    return str(body["token"]), time.perf_counter()
+
+
 async def long_polls(base: str, port: int, ctx: ssl.SSLContext, data: Path, pollers: int,
-                     server_pid: int) -> dict[str, Any]:
+                     server_pid: int, load: bool = False) -> dict[str, Any]:
     """1,000 get-status long polls held on one running process, then one status change.
 
     The process is RebuildStoreIndex, held still by a write transaction this script keeps open
@@ -182,6 +200,8 @@ async def long_polls(base: str, port: int, ctx: ssl.SSLContext, data: Path, poll
     long-polls with that version. Once every poll is in, the script rolls back: the process
     ends, and each poller must get a newer version. The times are taken from the rollback.
     VerifyStore cannot be held still like this: it reports progress every 1,000 records.
+    With `load`, a VerifyStores is started once the polls are in and the rollback waits until
+    it has reported progress: the fan-out then happens while it works in the server.
     """
     auth = httpx.BasicAuth("admin", "admin")
     basic = base64.b64encode(b"admin:admin").decode()
@@ -236,12 +256,20 @@ async def long_polls(base: str, port: int, ctx: ssl.SSLContext, data: Path, poll
             await asyncio.sleep(1.0)  # let the last polls reach the server
             out["answered_early"] = sum(a.done() for a in answers)
             out["rss_held_mb"] = rss_mb(server_pid)
+            if load:
+                out["load_token"], _ = await working(c)
         finally:
             released = time.perf_counter()
             lock.execute("ROLLBACK")
             lock.close()
         out["held_s"] = released - held_from
         results = await asyncio.gather(*answers)
+        if load:  # was it still working when the last poll was answered?
+            loaded = envelope_of(await c.post("/api/get-status", data={
+                "token": out["load_token"], "lastKnownStatusVersion": "-1",
+                "millisecondsTimeout": "0"}))
+            out["load_running_after"] = loaded["statusCode"] == "running"
+            out["load_final"] = (await follow(c, loaded))["statusCode"]
         await asyncio.gather(*(cn.close() for cn in conns))
         final = await follow(c, envelope_of(await c.post("/api/get-status", data={
             "token": token, "lastKnownStatusVersion": "-1", "millisecondsTimeout": "0"})))
@@ -258,6 +286,41 @@ async def long_polls(base: str, port: int, ctx: ssl.SSLContext, data: Path, poll
     out.update(f_median_ms=statistics.median(after_first), f_p95_ms=pct(after_first, 0.95),
                spread_ms=max(after_first))
     return out
+
+
+def print_polls(polls: dict[str, Any], n: int, what: str) -> None:
+    if "error" in polls:
+        print(f"long polls: not measured: {polls['error']}")
+    else:
+        ok = (polls["saw_running"] == n and polls["saw_newer"] == n
+              and polls["answered_early"] == 0)
+        print(f"{n} concurrent get-status long polls on {what} (held still at status "
+              f"version {polls['version']}):")
+        print(f"  placed in {polls['place_s']:.1f} s (TLS handshake, status, long poll on its "
+              f"own connection each); the process's status stood still {polls['held_s']:.1f} s; "
+              f"polls answered before the change: {polls['answered_early']}")
+        print(f"  first answer: running at version {polls['version']}: {polls['saw_running']} "
+              f"of {n}; long poll answered with a newer version: {polls['saw_newer']} of {n} "
+              f"(status {', '.join(polls['codes'])}; process ended {polls['final']}): "
+              f"{'PASS' if ok else 'MISS'}")
+        print(f"  time until each poller had the new status, from the rollback: median "
+              f"{polls['median_ms']:.0f} ms, p95 {polls['p95_ms']:.0f} ms, max "
+              f"{polls['max_ms']:.0f} ms (the first answer came {polls['first_ms']:.0f} ms after "
+              "the rollback: the process's own end, i.e. SQLite's busy handler, which sleeps up to "
+              "100 ms between retries, then its audit and history writes)")
+        print(f"  the same from the first answer (the fan-out itself): median "
+              f"{polls['f_median_ms']:.0f} ms, p95 {polls['f_p95_ms']:.0f} ms, max "
+              f"{polls['spread_ms']:.0f} ms; target < 250 ms: "
+              f"{'PASS' if polls['spread_ms'] < 250 else 'MISS'}")
+        if "load_final" in polls:
+            still = "still" if polls["load_running_after"] else "no longer"
+            print(f"  the VerifyStores was {still} running when the last poll was answered; it "
+                  f"ended {polls['load_final']}"
+                  + ("" if polls["load_running_after"] else ": NOTE: the fan-out was not all "
+                     "under load"))
+        if polls["held_s"] > 8:
+            print(f"  NOTE: the process waited for the master database {polls['held_s']:.1f} s "
+                  "or more, near SQLite's 10 s busy timeout: it may have failed instead")
 
 
 def main() -> None:
@@ -292,6 +355,8 @@ def main() -> None:
             rss_after_rps = rss_mb(proc.pid)
             verify_s, verify_code = asyncio.run(verify_seconds(base, ctx))
             polls = asyncio.run(long_polls(base, port, ctx, data, opts.pollers, proc.pid))
+            loaded = asyncio.run(long_polls(base, port, ctx, data, opts.pollers, proc.pid,
+                                            load=True))
             rss_after_polls = rss_mb(proc.pid)
         finally:
             proc.terminate()
@@ -310,32 +375,9 @@ def main() -> None:
           "the Python client shares the 2 cores and limits this figure)")
     print(f"VerifyStore on the {opts.messages:,} generated messages: {verify_s:.2f} s from "
           f"invoke to its end ({verify_code})")
-    if "error" in polls:
-        print(f"long polls: not measured: {polls['error']}")
-    else:
-        ok = (polls["saw_running"] == n and polls["saw_newer"] == n
-              and polls["answered_early"] == 0)
-        print(f"{n} concurrent get-status long polls on one running RebuildStoreIndex process "
-              f"(held still at status version {polls['version']}):")
-        print(f"  placed in {polls['place_s']:.1f} s (TLS handshake, status, long poll on its "
-              f"own connection each); the process's status stood still {polls['held_s']:.1f} s; "
-              f"polls answered before the change: {polls['answered_early']}")
-        print(f"  first answer: running at version {polls['version']}: {polls['saw_running']} "
-              f"of {n}; long poll answered with a newer version: {polls['saw_newer']} of {n} "
-              f"(status {', '.join(polls['codes'])}; process ended {polls['final']}): "
-              f"{'PASS' if ok else 'MISS'}")
-        print(f"  time until each poller had the new status, from the rollback: median "
-              f"{polls['median_ms']:.0f} ms, p95 {polls['p95_ms']:.0f} ms, max "
-              f"{polls['max_ms']:.0f} ms (the first answer came {polls['first_ms']:.0f} ms after "
-              "the rollback: the process's own end, i.e. SQLite's busy handler, which sleeps up to "
-              "100 ms between retries, then its audit and history writes)")
-        print(f"  the same from the first answer (the fan-out itself): median "
-              f"{polls['f_median_ms']:.0f} ms, p95 {polls['f_p95_ms']:.0f} ms, max "
-              f"{polls['spread_ms']:.0f} ms; target < 250 ms: "
-              f"{'PASS' if polls['spread_ms'] < 250 else 'MISS'}")
-        if polls["held_s"] > 8:
-            print(f"  NOTE: the process waited for the master database {polls['held_s']:.1f} s "
-                  "or more, near SQLite's 10 s busy timeout: it may have failed instead")
+    print_polls(polls, n, "one running RebuildStoreIndex process")
+    print_polls(loaded, n, "one running RebuildStoreIndex process, while a VerifyStores works "
+                "in the server")
     print(f"server RSS: {rss_start:.0f} MB at the start, {rss_after_rps:.0f} MB after the "
           f"request run, {polls.get('rss_held_mb', 0):.0f} MB with the {n} polls held, "
           f"{rss_after_polls:.0f} MB after them")

@@ -27,7 +27,7 @@ from mailkeep.core.keys import FREE_TRIES, KeyRing
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.masterdb.audit import AuditRecord
 from mailkeep.core.storage.store import read_manifest
-from mailkeep.functions.errors import ERRORS
+from mailkeep.error_table import ERRORS
 from mailkeep.web.app import create_app
 from tests.apiclient import LOCAL, api_client, basic, decode
 from tests.helpers import (

@@ -227,7 +227,7 @@ def test_folders_tree_and_json(tmp_path: Path, mail: Path) -> None:
 # -- import output ------------------------------------------------------------------------
 SUMMARY = re.compile(
     r"^(\d+) archived, (\d+) duplicates, (\d+) failed, (\d+) skipped, (\d+) with warnings; "
-    r"[\d.]+ (B|KB|MB|GB) in [\d.]+ s \((\d+) messages/s, [\d.]+ (B|KB|MB|GB)/s\)$", re.M)
+    r"[\d.]+ (B|KB|MB|GB) in [\d.]+ s \(([\d.]+) messages/s, [\d.]+ (B|KB|MB|GB)/s\)$", re.M)
 
 
 def test_import_summary_line(tmp_path: Path, mail: Path) -> None:
@@ -371,3 +371,88 @@ def test_help_lists_every_command_as_it_describes_itself_without_importing_them(
     assert "import" in done.stdout and "verify-proof" in done.stdout
     loaded = eval(done.stderr.strip().splitlines()[-1])  # a list of module names
     assert set(loaded) <= {"mailkeep", "mailkeep.cli", "mailkeep.core", "mailkeep.core.files"}
+
+
+# -- search as a whole process ------------------------------------------------------------------
+SERVER_STACK = ("mailkeep.functions", "mailkeep.web", "mailkeep.jobs", "mailkeep.notify",
+                "mailkeep.profiles", "mailkeep.receive", "mailkeep.sources",
+                "mailkeep.core.archive", "mailkeep.core.storage.store",
+                "mailkeep.core.masterdb.database", "rich", "httpx", "starlette", "uvicorn",
+                "cryptography", "zstandard")
+SEARCH_PROBE = ("import sys\nfrom mailkeep.cli import main\n"
+                "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n"
+                "    print('exit', exc.code, file=sys.stderr)\n"
+                "print(sorted(sys.modules), file=sys.stderr)")
+
+
+def search_process(data: Path, *words: str) -> tuple[dict[str, Any], list[str]]:
+    """`mailkeep search WORDS --json` in a process of its own: (its answer, the modules it
+    imported)."""
+    import sys
+    done = subprocess.run([sys.executable, "-c", SEARCH_PROBE, "--data", str(data), "search",
+                           "--json", *words], capture_output=True, text=True, timeout=60,
+                          env=clean_env())
+    lines = done.stderr.strip().splitlines()
+    assert lines[-2] == "exit 0", done.stderr
+    loaded: list[str] = eval(lines[-1])  # a list of module names
+    return json.loads(done.stdout), loaded
+
+
+def heavy(loaded: list[str]) -> list[str]:
+    return [m for m in loaded if m.startswith(SERVER_STACK)]
+
+
+def test_search_reads_the_catalogs_without_the_server_stack(tmp_path: Path, mail: Path) -> None:
+    """`mailkeep search` answers from the catalogs alone: it imports nothing of the server, the
+    function catalog, rich, the store's segments or crypto (so that it answers in tens of
+    milliseconds, bench/README.md), and finds what the archive finds."""
+    data = tmp_path / "data"
+    mk_ok(data, "import", str(mail))
+    found, loaded = search_process(data, "second OR Köln")
+    assert heavy(loaded) == []
+    assert "mailkeep.core.finder" in loaded
+    assert found == json.loads(mk_ok(data, "search", "--json", "second", "OR", "Köln").stdout)
+    assert {m["subject"] for m in found["messages"]} == {"second", "Grüße aus Köln"}
+    # the table, as a terminal shows it, without rich
+    res = mk_ok(data, "search", "second")
+    header, row, total = res.stdout.splitlines()
+    assert header.split() == ["id", "date", "from", "subject", "folder"]
+    assert re.match(r"1:\d+\s+\d{4}-\d\d-\d\d \d\d:\d\d\s+.+\s+second\s+admin/Inbox$", row)
+    assert re.match(r"1 message matches \(\d+ ms\)$", total)
+
+
+def test_search_of_a_catalog_left_behind_by_a_crash_opens_the_archive(tmp_path: Path,
+                                                                      mail: Path) -> None:
+    """A power cut can leave a store's catalog behind its segments. A search then takes the
+    archive's way, which applies the segments' tail first: the message the catalog had lost
+    is found, and the next search reads the caught-up catalog alone again."""
+    data = tmp_path / "data"
+    mk_ok(data, "import", str(mail / "Inbox"))
+    catalog = data / "stores" / "Default" / "catalog.sqlite"
+    assert not catalog.with_name("catalog.sqlite-wal").exists()  # folded in on close
+    saved = catalog.read_bytes()
+    mk_ok(data, "import", str(mail / "Work"))
+    for side in ("catalog.sqlite-wal", "catalog.sqlite-shm"):
+        catalog.with_name(side).unlink(missing_ok=True)
+    catalog.write_bytes(saved)  # what the catalog held before the second import's commit
+    found, loaded = search_process(data, "Köln")
+    assert [m["subject"] for m in found["messages"]] == ["Grüße aus Köln"]
+    assert "mailkeep.core.archive" in loaded
+    found, loaded = search_process(data, "Köln")
+    assert [m["subject"] for m in found["messages"]] == ["Grüße aus Köln"]
+    assert heavy(loaded) == []
+
+
+def test_search_of_an_encrypted_store_checks_its_key(tmp_path: Path, mail: Path) -> None:
+    """An encrypted store is searched only with its key at hand, as through every other
+    interface: without it the store is named as not searched and the exit code says so."""
+    data = tmp_path / "data"
+    mk_ok(data, "store", "create", "Sealed", "--encrypt")
+    mk_ok(data, "import", str(mail / "Inbox"))
+    found, _loaded = search_process(data, "second")
+    assert [m["subject"] for m in found["messages"]] == ["second"]
+    key = data / "conf" / "master.key"
+    key.rename(tmp_path / "master.key")
+    res = mk(data, "search", "second")
+    assert res.exit_code == 7, res.output
+    assert "not searched" in res.stderr and "Sealed" in res.stderr

@@ -32,10 +32,12 @@ ALLOWED: dict[str, set[str]] = {
     "notify": {"core"},
     "profiles": {"core", "sources", "jobs"},
     "receive": {"core"},
-    "functions": {"core", "sources", "jobs", "notify", "profiles", "receive"},
-    "web": {"core", "jobs", "notify", "profiles", "receive", "functions"},
+    # the one error table: other layers' classes by name, so that it imports only core.errors
+    "error_table": {"core.errors"},
+    "functions": {"core", "sources", "jobs", "notify", "profiles", "receive", "error_table"},
+    "web": {"core", "jobs", "notify", "profiles", "receive", "functions", "error_table"},
     "cli": {"core", "sources", "jobs", "notify", "profiles", "receive", "functions", "web",
-            "client"},
+            "client", "error_table"},
     "client": set(),
 }
 CORE_LEAVES = {"errors", "files", "message", "fields", "crypto", "keys", "tls"}
@@ -107,7 +109,7 @@ def test_sql_lives_in_the_two_repositories() -> None:
     database) and the store catalog."""
     keywords = ("SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM", "CREATE TABLE")
     owners = {ROOT / "core" / "masterdb", ROOT / "core" / "storage"}
-    catalog_files = {"catalog.py", "catalog_search.py", "indexer.py"}
+    catalog_files = {"catalog.py", "catalog_search.py"}
     wrong = []
     for path in sorted(ROOT.rglob("*.py")):
         if path.parent in owners and (path.parent.name == "masterdb"

@@ -47,6 +47,8 @@ DEFAULTS = {"api.enabled": False, "paths.allowed": "", "server.body_timeout": 30
             "smtp.command_timeout": 300, "smtp.data_timeout": 3600, "smtp.max_sessions": 100,
             "smtp.max_sessions_per_client": 50, "smtp.large_messages": 4,
             "stores.autocreate": None, "archive.extract_timeout": 20,
+            "metrics.enabled": False, "metrics.networks": "127.0.0.0/8,::1/128",
+            "metrics.token": "",
             "archive.attachment_text": True, "archive.extract_memory": 1024,
             "tree.head_interval": 60,
             "tree.tsa_url": ""}

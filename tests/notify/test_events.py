@@ -22,7 +22,7 @@ from mailkeep.notify.mailer import Mailer
 from mailkeep.notify.mailer import configured as mailer_configured
 from mailkeep.notify.monitor import Health
 from mailkeep.web.app import create_app
-from tests.apiclient import LOCAL, fast_users
+from tests.apiclient import LOCAL, fast_users, finish
 from tests.helpers import CHEAP, mk
 
 from .peers import Recorder, SmtpPeer
@@ -221,8 +221,9 @@ def test_status_report(tmp_path: Path) -> None:
         configure(data, peer)
         app = create_app(data, api_enabled=True, hasher=CHEAP)
         with TestClient(app, client=LOCAL) as api:
-            assert invoke(api, "VerifyStore", id="9", includeIndexes="true")[
-                "statusCode"] == "failed"
+            failed, _log = finish(api, invoke(api, "VerifyStore", id="9",
+                                              includeIndexes="true"))
+            assert failed["statusCode"] == "failed"
             body = invoke(api, "SendStatusReport", timespan="today", timeZoneId="$Local",
                           recipients="boss@example.org, ops@example.org")
             assert body["statusCode"] == "succeeded", body

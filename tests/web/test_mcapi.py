@@ -314,7 +314,7 @@ def test_configuration_file_faults(mc: TestClient, data: Path) -> None:
         "import resource, sys\n"
         "from pathlib import Path\n"
         "from mailkeep.notify.config import NotificationConfig, ConfigWriteError\n"
-        "from mailkeep.functions.errors import mcapi_error\n"
+        "from mailkeep.error_table import mcapi_error\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (100, resource.RLIM_INFINITY))\n"
         "import json\n"
         "try:\n"

@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "import": ("mail", "import_", "Import .eml files, directories, mbox files (also .gz), "
                "Maildirs, mail exports and Outlook PST and MSG files."),
     "export": ("mail", "export_", "Write messages back out, byte for byte."),
-    "search": ("mail", "search", "Full-text search, newest first."),
+    "search": ("search", "search", "Full-text search, newest first."),
     "folders": ("mail", "folders", "The folder tree with message counts and sizes."),
     "show": ("mail", "show", "Show one message (ID is <storeId>:<number>)."),
     "verify": ("mail", "verify", "Re-read every record and check catalog and index against "

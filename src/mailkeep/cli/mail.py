@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -19,7 +18,6 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 from rich.tree import Tree
 
 from mailkeep.cli.audit import print_chain
@@ -168,52 +166,6 @@ def export_(ctx: click.Context, destination: Path, folder: str | None, user: str
         sys.exit(1)
     if stats.unavailable:
         sys.exit(max(exit_code(e) for e in stats.unavailable.values()))
-
-
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("words", nargs=-1, required=True)
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(0, 10000))
-@click.option("--offset", default=0, type=click.IntRange(0))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-@domain_errors
-def search(ctx: click.Context, words: tuple[str, ...], limit: int, offset: int, as_json: bool
-           ) -> None:
-    """Full-text search, newest first.
-
-    Words and "phrases"; from: to: cc: subject: body: attachment: folder: user:
-    has:attachment after:DATE before:DATE on:DATE; OR between terms; -term excludes.
-    """
-    unknown = [w for w in words if re.match(r"--[A-Za-z]", w)]
-    if unknown:  # single-dash words are exclusions (-patch); double-dash ones are typos
-        raise click.UsageError(f"no such option: {unknown[0]}")
-    query = " ".join(words)
-    start = time.perf_counter()
-    with archive_of(ctx) as archive:
-        res = archive.search(query, limit, offset)
-    for name, why in res.unavailable.items():
-        err.print(f"[yellow]warning:[/yellow] store {shown(repr(name))} not searched: "
-                  f"{shown(why.message)}", highlight=False)
-    ms = (time.perf_counter() - start) * 1000
-    if as_json:
-        unavailable = {n: e.message for n, e in res.unavailable.items()}
-        click.echo(json.dumps({"total": res.total, "offset": offset, "unavailable": unavailable,
-                               "messages": [
-            {"id": h.message_id, "date": datetime.fromtimestamp(h.hit.date, UTC).isoformat(),
-             "from": h.hit.sender, "to": h.hit.recipients, "subject": h.hit.subject,
-             "user": h.hit.owner, "folder": h.hit.folder, "size": h.hit.size,
-             "hasAttachment": h.hit.has_attachment} for h in res.hits]},
-            ensure_ascii=False, indent=2))
-    else:
-        table = Table("id", "date", "from", "subject", "folder", box=None)
-        for h in res.hits:
-            table.add_row(h.message_id, _when(h.hit.date), shown(h.hit.sender[:40]),
-                          shown(h.hit.subject[:80]), shown(f"{h.hit.owner}/{h.hit.folder}"))
-        out.print(table)
-        noun = "message matches" if res.total == 1 else "messages match"
-        out.print(f"{res.total} {noun} ({ms:.0f} ms)", highlight=False)
-    if res.unavailable:  # a partial answer must not look like a complete one to a script
-        sys.exit(max(exit_code(e) for e in res.unavailable.values()))
 
 
 @click.command()

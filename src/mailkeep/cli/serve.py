@@ -50,6 +50,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     # Whatever the server creates (stores, exports, backups, logs) is its user's alone; the
     # data directory is made private besides, also when it existed with a wider mode.
     os.umask(0o077)
+    # The worker processes the server starts (text extraction, isolated calls such as
+    # VerifyStores) are forked from a process that has the function catalog loaded already.
+    import multiprocessing
+    multiprocessing.set_forkserver_preload(["mailkeep.functions", "mailkeep.core.ingest"])
 
     import uvicorn
     from uvicorn.config import create_ssl_context

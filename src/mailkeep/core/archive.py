@@ -13,10 +13,8 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from mailkeep.core.admin import autocreate
 from mailkeep.core.admin.compliance import Compliance
@@ -32,6 +30,7 @@ from mailkeep.core.errors import (
     StoreUnavailable,
 )
 from mailkeep.core.files import private_dir
+from mailkeep.core.finder import SearchResult, StoreHit, search_stores
 from mailkeep.core.heads import SigningKey, sign_store
 from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import STATES, MasterDB, StoreRecord
@@ -45,24 +44,6 @@ from mailkeep.core.storage.store import Store, read_manifest
 
 log = logging.getLogger(__name__)
 DEFAULT_STORE = "Default"
-
-
-@dataclass
-class StoreHit:
-    store_id: int
-    hit: Hit
-    matched: list[str] = field(default_factory=list)  # attachments a word was found in
-
-    @property
-    def message_id(self) -> str:
-        return f"{self.store_id}:{self.hit.number}"
-
-
-@dataclass
-class SearchResult:
-    total: int
-    hits: list[StoreHit]
-    unavailable: dict[str, MailkeepError]  # store name -> why it was not searched
 
 
 def parse_message_id(value: str) -> tuple[int, int]:
@@ -376,36 +357,13 @@ class Archive:
                         ascending: bool = False) -> SearchResult:
         """search() of a compiled query (to which a caller's scope may have been added),
         ordered by date (newest first) or by sender, subject or size, then newest first."""
-        if limit < 0 or offset < 0:
-            raise InvalidArgument("limit and offset must not be negative")
-        total, hits = 0, list[StoreHit]()
-        for rec, store in self.readable_stores():
-            try:
-                t, h = store.catalog.search(q, limit + offset, 0, sort, ascending)
-            except sqlite3.DatabaseError as exc:  # a damaged page: the others are searched
-                text = str(exc).lower()
-                if any(w in text for w in ("too large", "too many", "stack overflow",
-                                           "too complex", "too big")):
-                    raise InvalidArgument(f"The search is too complex to run ({exc}): use "
-                                          "fewer words and filters.") from None
-                self.unavailable[rec.name] = CorruptData(
-                    f"the catalog of store {rec.name!r} cannot be searched ({exc}): run "
-                    f"RepairStoreDatabase id={rec.id} (or `mailkeep recover {rec.id}`)")
-                continue
-            total += t
-            hits.extend(StoreHit(rec.id, x) for x in h)
-        if sort == "date":
-            hits.sort(key=lambda s: (s.hit.date, s.store_id, s.hit.number), reverse=not ascending)
-        else:  # the stores' pages merged: by the key, then newest first
-            def key(s: StoreHit) -> Any:
-                return {"from": s.hit.sender.lower(), "subject": s.hit.subject.lower(),
-                        "size": s.hit.size}[sort]
-            hits.sort(key=lambda s: (s.hit.date, s.store_id, s.hit.number), reverse=True)
-            hits.sort(key=key, reverse=not ascending)
-        page = hits[offset: offset + limit]
+        stores = self.readable_stores()
+        result = search_stores(((rec.id, rec.name, store.catalog) for rec, store in stores),
+                               q, limit, offset, sort, ascending, self.unavailable)
+        page = result.hits
         if q.terms:
             self._name_attachments(q, page)
-        return SearchResult(total, page, dict(self.unavailable))
+        return result
 
     def _name_attachments(self, q: Query, page: list[StoreHit]) -> None:
         """Which attachments of each message on the page a word sought was found in."""

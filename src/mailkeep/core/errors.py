@@ -1,6 +1,6 @@
 """Domain errors. What each means to an interface (the Administration API's details, the
 console API's code and HTTP status, the command line's exit code, the notification a failed
-process raises) is declared once, in the table of functions/errors.py, keyed by class."""
+process raises) is declared once, in the table of error_table.py, keyed by class."""
 
 from __future__ import annotations
 

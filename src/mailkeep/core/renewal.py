@@ -39,7 +39,7 @@ from mailkeep.core.crypto import (
 from mailkeep.core.errors import Conflict, KeyMissing
 from mailkeep.core.files import fsync_dir, write_json_atomic
 from mailkeep.core.keys import OLD, PASSPHRASE, RETIRED, KeyRing, read_key
-from mailkeep.core.storage.store_base import MANIFEST, read_manifest
+from mailkeep.core.storage.manifest import MANIFEST, read_manifest
 
 NEW = "master.key.new"
 Log = Callable[[str], None]

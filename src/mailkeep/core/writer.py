@@ -77,6 +77,7 @@ class Filing:
     fields: IndexFields | None = None  # the text to index, once extracted
     order: object | None = None  # filings with the same key are filed in the order submitted
     ready: bool = False  # extracted: the writer may take it
+    source: str = "other"  # what gave it (journal, profile, upload): for the metrics
 
 
 @dataclass
@@ -89,8 +90,14 @@ class _Task:
 
 class StoreWriter:
     def __init__(self, data_dir: Path, master: MasterDB, keys: KeyRing | None = None,
-                 idle_close_s: float = IDLE_CLOSE_S) -> None:
+                 idle_close_s: float = IDLE_CLOSE_S,
+                 on_batch: Callable[[list[Filing], list[Filed | BaseException], float], None]
+                 | None = None) -> None:
+        """`on_batch(filings, outcomes, seconds)` is told of each batch once its filings are
+        told (the metrics count them): in the writer thread, it must not block."""
         self.data_dir = data_dir
+        self.on_batch = on_batch
+        self._extracting = 0
         self.master = master
         self.keys = keys
         self.idle_close_s = idle_close_s
@@ -148,14 +155,22 @@ class StoreWriter:
 
         def extracted(fields: IndexFields) -> None:
             filing.fields = fields
+            with self._lock:
+                self._extracting -= 1
             self._ready(filing)
 
+        with self._lock:
+            self._extracting += 1
         try:
             self.extractor.extract(head, len(filing.raw) if filing.raw is not None
                                    else filing.size, extracted)
         except Exception as exc:  # no worker can be started: headers only, the mail goes in
             log.warning("text extraction is not available: %s", exc)
             extracted(headers_only(head, "its extraction failed"))
+
+    def extracting(self) -> int:
+        """Filings whose text is being extracted, not yet queued for the writer."""
+        return self._extracting
 
     def _ready(self, filing: Filing) -> None:
         """Extracted (or nothing to extract): to the writer, after the filings of its order
@@ -364,6 +379,7 @@ class StoreWriter:
         """File a batch, commit, then tell each filing; returns the archive to use next (a
         fresh one after a failure, so that the next batch finds the store as it is now)."""
         outcomes: list[Filed | BaseException] = []
+        started = time.monotonic()
         try:
             rec, store = archive.current_store()
             for f in batch:
@@ -391,5 +407,10 @@ class StoreWriter:
                 f.done(outcome)
             except Exception:
                 log.exception("a filing's done callback failed")
+        if self.on_batch is not None:
+            try:
+                self.on_batch(batch, outcomes, time.monotonic() - started)
+            except Exception:
+                log.exception("the batch observer failed")
         return archive
 

@@ -4,6 +4,7 @@ the archive opened on first use), and what the functions of one process share (S
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -13,7 +14,7 @@ from argon2 import PasswordHasher
 from mailkeep.core.archive import Archive
 from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import MasterDB
-from mailkeep.core.writer import StoreWriter
+from mailkeep.core.writer import Filed, Filing, StoreWriter
 from mailkeep.jobs.process import Progress
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ class Services:
     hasher: PasswordHasher | None = None  # None: Argon2id with its defaults
     keys: KeyRing = field(init=False)  # the master keys, and stores unlocked by passphrase
     started: float = field(default_factory=time.monotonic)
+    # told of each batch the writer files (the server's metrics): see StoreWriter
+    on_batch: Callable[[list[Filing], list[Filed | BaseException], float], None] | None = None
     _writer: StoreWriter | None = None
 
     def __post_init__(self) -> None:
@@ -86,7 +89,13 @@ class Services:
         """The one writer of this process (the journal receiver and the profiles file through
         it, so they never fight over a store)."""
         if self._writer is None:  # it starts at its first filing
-            self._writer = StoreWriter(self.data_dir, self.master, self.keys)
+            self._writer = StoreWriter(self.data_dir, self.master, self.keys,
+                                       on_batch=self.on_batch)
+        return self._writer
+
+    @property
+    def writer_if_started(self) -> StoreWriter | None:
+        """The writer, if anything has used it yet (reading this starts nothing)."""
         return self._writer
 
     def now(self) -> float:

@@ -12,14 +12,16 @@ console API, automatic profile runs) and answers its first snapshot.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mailkeep import error_table as errors
 from mailkeep.core.admin.users import Users
 from mailkeep.core.errors import Cancelled, Forbidden, NotFound
-from mailkeep.functions import errors
 from mailkeep.functions.call import Call, Caller, Services
+from mailkeep.functions.isolated import WorkerEnded, run_isolated
 from mailkeep.functions.registry import REGISTRY, Function, Registry, parse_args
 from mailkeep.jobs.process import Context, Progress, Snapshot
 from mailkeep.notify.events import record_event
@@ -52,9 +54,16 @@ class Prepared:
 
 
 class Invoker:
-    def __init__(self, services: Services, registry: Registry = REGISTRY) -> None:
+    def __init__(self, services: Services, registry: Registry = REGISTRY,
+                 on_call: Callable[[str, str, float], None] | None = None,
+                 isolate: bool = False) -> None:
+        """`on_call(via, function, seconds)` is told how long each start() took to answer
+        (the server's metrics). With `isolate` (the server), a function declared isolated
+        runs in a child process (functions/isolated.py)."""
         self.services = services
         self.registry = registry
+        self.on_call = on_call
+        self.isolate = isolate
 
     # -- before ------------------------------------------------------------------------------
     def prepare(self, name: str | Function, caller: Caller, form: Mapping[str, str] | None = None,
@@ -115,7 +124,16 @@ class Invoker:
 
     # -- running -----------------------------------------------------------------------------
     def run(self, prepared: Prepared, ctx: Progress, token: str | None = None) -> Any:
-        """Run a prepared call in this thread: the result, or the error it raised."""
+        """Run a prepared call in this thread (an isolated one, in the server: in a child
+        process, this thread following it): the result, or the error it raised."""
+        if self.isolate and prepared.fn.isolated:
+            try:
+                return run_isolated(self.services, prepared, ctx, token)
+            except WorkerEnded as exc:  # its process wrote no record: this one does
+                self._finished(prepared, {}, "cancelled" if exc.cancelled else "failed", exc)
+                if exc.cancelled:
+                    raise Cancelled() from None
+                raise
         call = Call(prepared.fn, prepared.args, prepared.caller, ctx, self.services, self, token)
         outcome, error = "failed", None
         try:
@@ -153,8 +171,13 @@ class Invoker:
         def never_ran() -> None:  # the server stopped before a worker took it
             self._finished(prepared, {"started": False}, "cancelled", None)
 
-        return await engine.invoke(prepared.fn.name, work, prepared.caller.user,
-                                   abandoned=never_ran)
+        started = time.monotonic()
+        try:
+            return await engine.invoke(prepared.fn.name, work, prepared.caller.user,
+                                       abandoned=never_ran)
+        finally:
+            if self.on_call is not None:
+                self.on_call(prepared.caller.via, prepared.fn.name, time.monotonic() - started)
 
     # -- after -------------------------------------------------------------------------------
     def _finished(self, prepared: Prepared, notes: dict[str, Any], outcome: str,

@@ -53,6 +53,12 @@ class Function:
     changes: bool = True  # writes to the archive or settings
     mcapi: McRoute | None = None
     roles: tuple[str, ...] = ("administrator",)  # console roles that may call it
+    # what else of the arguments the audit log may not keep (SetSetting: a secret setting's
+    # value), beyond its secret fields
+    redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # run in a process of its own in the server (functions/isolated.py): long Python work that
+    # must not hold the server's interpreter, and needs nothing of the server's process
+    isolated: bool = False
 
     @property
     def audited(self) -> bool:
@@ -62,7 +68,8 @@ class Function:
 
     def audit_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """The arguments as the audit log may keep them: secrets masked."""
-        return {a.name: a.shown(args[a.name]) for a in self.args if a.name in args}
+        shown = {a.name: a.shown(args[a.name]) for a in self.args if a.name in args}
+        return self.redact(shown) if self.redact is not None else shown
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -132,12 +139,14 @@ PROTOCOL_ENDPOINTS: list[dict[str, Any]] = [
 def function(name: str, description: str, result: str, *args: Field,
              long_running: bool = False, changes: bool = True, mcapi: McRoute | None = None,
              roles: tuple[str, ...] = ("administrator",),
+             redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+             isolated: bool = False,
              registry: Registry = REGISTRY) -> Callable[[Callable[[Any], Any]], Function]:
     """Declare a function; built-ins register through this like any extension would."""
 
     def wrap(run: Callable[[Any], Any]) -> Function:
         return registry.add(Function(name, description, result, run, tuple(args),
-                                     long_running, changes, mcapi, roles))
+                                     long_running, changes, mcapi, roles, redact, isolated))
 
     return wrap
 

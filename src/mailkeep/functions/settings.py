@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailkeep.core.admin.settings import DECLARED, Settings
+from mailkeep.core.admin.settings import DECLARED, Settings, declared
 from mailkeep.core.admin.users import ROLES
 from mailkeep.core.fields import Field
 from mailkeep.functions.call import Call
@@ -25,15 +25,25 @@ def get_settings(call: Call) -> list[dict[str, Any]]:
     return Settings(call.master).all()
 
 
+def _secret_value(args: dict[str, Any]) -> dict[str, Any]:
+    """A secret setting's value is not for the audit log."""
+    setting = DECLARED.get(str(args.get("key")))
+    if setting is not None and setting.secret and "value" in args:
+        return {**args, "value": setting.shown(args["value"])}
+    return args
+
+
 @function("SetSetting", "mailkeep extension: change a server setting (as an administrator "
           "types it: true/false, a number, text). It takes effect when the server is next "
-          "started.", '{"key": str, "value": any}', KEY,
-          Field("value", "string", description="The new value."))
+          "started (the metrics.* settings at once). A secret setting's value is never shown "
+          "again.", '{"key": str, "value": any}', KEY,
+          Field("value", "string", description="The new value."), redact=_secret_value)
 def set_setting(call: Call) -> dict[str, Any]:
     conf = Settings(call.master)
     key = call.arg("key")
-    call.note(before=conf.get(key))
-    return {"key": key, "value": conf.set(key, call.arg("value"))}
+    setting = declared(key)
+    call.note(before=setting.shown(conf.get(key)))
+    return {"key": key, "value": setting.shown(conf.set(key, call.arg("value")))}
 
 
 @function("ResetSetting", "mailkeep extension: return a server setting to its default.",
@@ -41,6 +51,7 @@ def set_setting(call: Call) -> dict[str, Any]:
 def reset_setting(call: Call) -> dict[str, Any]:
     conf = Settings(call.master)
     key = call.arg("key")
-    call.note(before=conf.get(key))
+    setting = declared(key)
+    call.note(before=setting.shown(conf.get(key)))
     conf.unset(key)
-    return {"key": key, "value": conf.get(key)}
+    return {"key": key, "value": setting.shown(conf.get(key))}

@@ -272,8 +272,7 @@ VERIFY_SHAPE = ('{"stores": [{"store": int, "name": str, "messages": int, "recor
           "and those given). Fails, naming the damaged messages, if anything is wrong. "
           "Answers null, or the report with report=true.",
           f"null | {VERIFY_SHAPE}", ID, INCLUDE_INDEXES, REPORT, HEADS, PUBLIC_KEY,
-          long_running=True,
-          changes=False)
+          long_running=True, changes=False, isolated=True)
 def verify_store(call: Call) -> dict[str, Any] | None:
     rec = _store_id(call)
     report = verify_stores(call, [rec], f"store {rec.name}")
@@ -283,7 +282,7 @@ def verify_store(call: Call) -> dict[str, Any] | None:
 @function("VerifyStores", "VerifyStore for every store that is not disabled (a store that "
           "cannot be opened is named, and the others are verified all the same).",
           f"null | {VERIFY_SHAPE}", INCLUDE_INDEXES, REPORT, HEADS, PUBLIC_KEY,
-          long_running=True, changes=False)
+          long_running=True, changes=False, isolated=True)
 def verify_all_stores(call: Call) -> dict[str, Any] | None:
     recs = [r for r in call.archive.stores() if r.state != "disabled"]
     report = verify_stores(call, recs, f"{len(recs)} stores")

@@ -207,7 +207,8 @@ def _file_all(call: Call, source: Path, owner: str, base: str) -> dict[str, Any]
             folder = "/".join(p for p in (base, item.folder) if p)
             writer.submit(Filing([(owner, folder)], results.put, raw=item.data,
                                  stream=item.stream, size=item.size, flags=item.flags,
-                                 internal_date=item.internal_date, order=results))
+                                 internal_date=item.internal_date, order=results,
+                                 source="upload"))
             pending += 1
             settle(block=False)
             while pending >= MAX_PENDING:

@@ -92,6 +92,7 @@ class Engine:
         self._expiry: deque[tuple[float, str]] = deque()  # (monotonic deadline, token)
         self._executor: ThreadPoolExecutor | None = None
         self._stopped = False
+        self.polls_waiting = 0  # get-status calls waiting for a change (the event loop's)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -170,7 +171,11 @@ class Engine:
         for a change up to the timeout. The log carries the lines after `last_known_version`."""
         proc = self._lookup(token, user)
         loop = asyncio.get_running_loop()
-        await proc.wait(loop.time() + self.wait_seconds(timeout_ms), last_known_version)
+        self.polls_waiting += 1
+        try:
+            await proc.wait(loop.time() + self.wait_seconds(timeout_ms), last_known_version)
+        finally:
+            self.polls_waiting -= 1
         return proc.snapshot(token, last_known_version)
 
     def cancel(self, token: str, user: str) -> Snapshot:

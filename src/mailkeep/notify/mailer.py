@@ -20,6 +20,11 @@ class SendFailed(MailkeepError):
         super().__init__(message)
         self.step = step
 
+    @property
+    def details(self) -> str:
+        """The Administration API's error.details (error_table.py)."""
+        return f"send_failed:{self.step}"
+
 
 POP_STATE = PopBeforeSmtp()  # one per server process: pop3Interval spans mails
 

@@ -207,7 +207,8 @@ class Runner:
                 self.writer.submit(Filing([(owner, folder)], done, raw=item.data,
                                           stream=item.stream, size=item.size,
                                           flags=item.flags, internal_date=item.internal_date,
-                                          order=results))  # archived in the source's order
+                                          order=results,  # archived in the source's order
+                                          source="profile"))
                 pending += 1
                 settle(block=False)
                 while pending >= MAX_PENDING:

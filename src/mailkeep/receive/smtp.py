@@ -164,7 +164,7 @@ class JournalWriter:
             loop.call_soon_threadsafe(_answer, done, reply)
 
         self.store_writer.submit(Filing(lambda archive: self.targets(archive, envelope, user),
-                                        answer, raw=raw, envelope=envelope))
+                                        answer, raw=raw, envelope=envelope, source="journal"))
 
 
 def _answer(done: asyncio.Future[str], reply: str) -> None:

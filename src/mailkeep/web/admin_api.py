@@ -1,6 +1,6 @@
 """The MailStore-compatible Administration API: /api/invoke, get-status, cancel-async,
 get-metadata. Every call goes through the one invoke path (functions/invoke.py) as a process of
-the engine; errors are worded by the one error table (functions/errors.py).
+the engine; errors are worded by the one error table (error_table.py).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from mailkeep.core.admin.auth import Authenticator
 from mailkeep.core.admin.users import Users
 from mailkeep.core.errors import Forbidden, MailkeepError
 from mailkeep.core.fields import is_loopback
+from mailkeep.error_table import api_error
 from mailkeep.functions import REGISTRY
 from mailkeep.functions.call import Caller
-from mailkeep.functions.errors import api_error
 from mailkeep.functions.invoke import Invoker
 from mailkeep.functions.registry import ApiArgumentError, UnknownFunction
 from mailkeep.jobs.engine import Engine, UnknownToken

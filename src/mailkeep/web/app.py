@@ -16,6 +16,8 @@ from pathlib import Path
 import anyio.to_thread
 from argon2 import PasswordHasher
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mailkeep.core.admin.auth import Authenticator
@@ -24,10 +26,10 @@ from mailkeep.core.admin.settings import Settings
 from mailkeep.core.admin.users import Users
 from mailkeep.core.errors import Conflict, InvalidArgument
 from mailkeep.core.masterdb import MasterDB
+from mailkeep.error_table import api_error
 from mailkeep.functions import REGISTRY
 from mailkeep.functions.actions import job_runner
 from mailkeep.functions.call import Caller, Services
-from mailkeep.functions.errors import api_error
 from mailkeep.functions.invoke import Invoker
 from mailkeep.jobs.engine import Engine, FinishedRecord
 from mailkeep.jobs.scheduler import Scheduler
@@ -40,6 +42,7 @@ from mailkeep.receive.smtp import JournalReceiver, ReceiverSettings
 from mailkeep.web import console, mcapi
 from mailkeep.web.admin_api import ApiState, FastRoutes, routes
 from mailkeep.web.guard import BODY_SECONDS, RequestGuard
+from mailkeep.web.metrics import Metrics
 
 log = logging.getLogger("mailkeep.server")
 AUTO_USER = "automatic"  # who automatic profile runs are started by
@@ -96,6 +99,12 @@ class LiveCertificate:
         self._chosen = made  # one assignment: a handshake sees the old set or the new
 
 
+def client_address(request: Request) -> str:
+    """The client, as uvicorn names it (behind a proxy of server.trusted_proxies, the client
+    the proxy names)."""
+    return request.client.host if request.client else ""
+
+
 def worth_keeping(rec: FinishedRecord) -> bool:
     """A sensor asking GetServerInfo every minute is not history: record processes, changes
     and failures."""
@@ -122,7 +131,9 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
 
     engine = engine or Engine(on_finished=finished, describe=api_error)
     services = Services(data_dir, master, engine=engine, hasher=hasher, certificate=certificate)
-    invoker = Invoker(services)
+    metrics = Metrics(services, engine)
+    services.on_batch = metrics.batch
+    invoker = Invoker(services, on_call=metrics.call, isolate=True)
     scheduler = Scheduler(data_dir, master, engine, job_runner(invoker))
     services.scheduler = scheduler
 
@@ -195,6 +206,8 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
 
     return RequestGuard(CollapseSlashes(FastRoutes(
         state, Starlette(routes=routes(state) + mcapi.routes(state)
-                         + console.routes(data_dir, master, services.keys, state),
+                         + console.routes(data_dir, master, services.keys, state)
+                         + [Route("/metrics", metrics.endpoint(master, client_address),
+                                  methods=["GET"])],
                          lifespan=lifespan))),
         body_seconds, int(conf.get("server.max_body")))

@@ -32,9 +32,9 @@ from mailkeep.core.admin.sessions import (
 )
 from mailkeep.core.errors import Cancelled, MailkeepError
 from mailkeep.core.fields import parse_bool
+from mailkeep.error_table import MCAPI_CODES, mcapi_error
 from mailkeep.functions import REGISTRY
 from mailkeep.functions.call import Caller
-from mailkeep.functions.errors import MCAPI_CODES, mcapi_error
 from mailkeep.functions.registry import Function, split_json
 from mailkeep.jobs.engine import UnknownToken
 from mailkeep.jobs.process import RUNNING

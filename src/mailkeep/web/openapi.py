@@ -17,8 +17,8 @@ from typing import Any
 
 from mailkeep import __version__
 from mailkeep.core.fields import Field
+from mailkeep.error_table import MCAPI_CODES
 from mailkeep.functions import REGISTRY, Function
-from mailkeep.functions.errors import MCAPI_CODES
 from mailkeep.functions.registry import McRoute
 
 JSON = "application/json"

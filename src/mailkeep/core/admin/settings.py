@@ -7,6 +7,7 @@ and change them, and a command-line flag of `serve` overrides a setting for one 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -131,11 +132,24 @@ DECLARED: dict[str, Field] = {f.name: f for f in (
           description="Seconds the text of one message may take to be extracted for the "
           "index; a message that takes longer is archived all the same, found by its headers, "
           "with a warning."),
+    Field("metrics.enabled", "bool", default=False, description="Serve Prometheus metrics at "
+          "/metrics to the clients metrics.networks and metrics.token let in."),
+    Field("metrics.networks", "string", default="127.0.0.0/8,::1/128", format="networks",
+          description="Client networks that may read /metrics, comma separated (CIDR)."),
+    Field("metrics.token", "string", default="", secret=True, max_length=1024,
+          description="A bearer token /metrics asks for as well (Authorization: Bearer "
+          "TOKEN); kept as its SHA-256 digest. Empty: none."),
 )}
 # Settings whose value has a shape of its own: checked (and normalized) by their domain.
 SHAPES: dict[str, Callable[[Any], Any]] = {
     "stores.autocreate": lambda value: autocreate.parse(value).shown(),
+    "metrics.token": lambda value: token_digest(value),
 }
+
+
+def token_digest(token: str) -> str:
+    """How metrics.token is kept, and what a request's bearer token is compared as."""
+    return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def declared(key: str) -> Field:

@@ -3,6 +3,7 @@ the schema's versions, so that a later release can migrate an older database."""
 
 from __future__ import annotations
 
+FILE = "mailkeep.db"  # the master database's file in the data directory
 VERSION = 7  # 2: user_mfa, app_passwords; 3: directory_accounts; 4: compliance;
 # 5: audit.chain; 6: audit_meta; 7: tree_heads, retention, deletion_requests
 

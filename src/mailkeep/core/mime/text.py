@@ -1,79 +1,14 @@
-"""Pure text helpers for indexing: CJK bigram segmentation and HTML-to-text.
-
-parse.py uses html_to_text; the indexer and the search code use cjk_segment and query_tokens.
-"""
+"""HTML to text for indexing (parse.py); CJK segmentation is in cjk.py, with a re-export
+here for the extraction code that uses both."""
 
 from __future__ import annotations
 
 import html
 import re
-import unicodedata
 
-# Han (BMP, extension A, compatibility, extensions B-G), the ideographic marks 々〆〇〻,
-# Hiragana and Katakana (with ー and the iteration marks, without the punctuation ゠ and ・),
-# Katakana extensions, half-width Katakana (without ･), Bopomofo, and Hangul syllables and jamo.
-_CJK_CHARS = (
-    "\u1100-\u11ff\u3005-\u3007\u303b\u3041-\u309f\u30a1-\u30fa\u30fc-\u30ff"
-    "\u3100-\u312f\u3131-\u318e\u31a0-\u31bf\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
-    "\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff\uf900-\ufaff\uff66-\uff9f"
-    "\U00020000-\U0003134f"
-)
-_CJK_RUN = re.compile(f"[{_CJK_CHARS}]+")
-_CJK_LEAD_BYTES = bytes(b in (0xE1, 0xEF, 0xF0) or 0xE3 <= b <= 0xED for b in range(256))
-# Half-width kana, combining kana voicing marks and conjoining jamo: NFKC folds them into the
-# characters people type, so "ﾃｽﾄ" and "テスト" give the same bigrams.
-_NEEDS_NFKC = re.compile("[\u1100-\u11ff\u3099\u309a\uff66-\uff9f\ua960-\ua97f\ud7b0-\ud7ff]")
+from mailkeep.core.mime.cjk import cjk_segment, query_tokens
 
-
-def _bigrams(run: str) -> str:
-    if _NEEDS_NFKC.search(run):
-        run = unicodedata.normalize("NFKC", run)
-    if len(run) < 2:
-        return run
-    return " ".join([run[i : i + 2] for i in range(len(run) - 1)])
-
-
-def _segment_match(m: re.Match[str]) -> str:
-    text, start, end = m.string, m.start(), m.end()
-    out = _bigrams(m.group())
-    # A CJK run glued to Latin letters ("Windows版") would otherwise stay one FTS5 token.
-    if start > 0 and not text[start - 1].isspace():
-        out = " " + out
-    if end < len(text) and not text[end].isspace():
-        out += " "
-    return out
-
-
-def _may_have_cjk(text: str) -> bool:
-    # A regex scan costs ~6 ns a character; this is ~1. It looks for the UTF-8 lead bytes of
-    # the code point blocks that hold CJK (skipping E2, the common punctuation and symbols).
-    return text.encode("utf-8", "surrogatepass").translate(_CJK_LEAD_BYTES).find(1) >= 0
-
-
-def cjk_segment(text: str) -> str:
-    """Rewrite each run of CJK characters into space-separated overlapping bigrams.
-
-    FTS5's unicode61 tokenizer keeps a CJK run as one token, so a word inside it could not be
-    found. `異常時通知` becomes `異常 常時 時通 通知`; a one-character run stays as it is. A run
-    touching non-space text gets a space on that side. Other text is returned unchanged.
-    """
-    if text.isascii() or not _may_have_cjk(text):
-        return text
-    return _CJK_RUN.sub(_segment_match, text)
-
-
-def query_tokens(term: str) -> list[str]:
-    """The tokens to search, as one FTS5 phrase, for a user's search term.
-
-    `異常時` gives ["異常", "常時"], matching what cjk_segment indexed. A term that is one CJK
-    character gives [that character]: the caller must search it as a prefix (`異*`), since that
-    character is indexed inside bigrams such as `異常` (a character that only ends runs is found
-    only where it also starts a bigram or stands alone). A term without CJK gives [term].
-    """
-    if not _CJK_RUN.search(term):
-        return [term]
-    return cjk_segment(term).split()
-
+__all__ = ["cjk_segment", "html_to_text", "query_tokens"]
 
 # Elements whose content is not visible text. Unclosed script/style/comment hide the rest of the
 # document, as in a browser; an unclosed head or title only loses its tag.

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailkeep.core.files import create_private
-from mailkeep.core.mime.text import cjk_segment
+from mailkeep.core.mime.cjk import cjk_segment
 from mailkeep.core.storage.catalog_search import Searching
-from mailkeep.core.storage.indexer import IndexWriter
 
 if TYPE_CHECKING:
     pass
@@ -61,6 +61,8 @@ CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
 """
 
 CATALOG = "catalog.sqlite"  # its file in the store directory
+PACK_FROM = 200  # characters of attachment text from which blob_documents keeps it compressed
+INDEX_HELD_CHARS = 32 << 20  # full-text writes held back (_fts), at most, in characters
 SHORT = 512  # display strings kept in the catalog; the full text is in the index
 KEY_SHIFT = 20  # entry key = date seconds << KEY_SHIFT | low bits of the message number
 MAX_DATE = (1 << 36) - 1
@@ -87,6 +89,20 @@ class BlobInfo:
     warnings: str
     index: tuple[str, str, str, str, str]  # subject, sender, recipients, body, attachments
     documents: str = ""  # the text inside its attachments, kept (blob_documents)
+
+
+def pack_documents(text: str) -> str | bytes:
+    """How blob_documents keeps a message's attachment text: zlib-compressed (a BLOB) when
+    that saves room, as text otherwise (and in catalogs written before: both are read)."""
+    if len(text) < PACK_FROM:
+        return text
+    return zlib.compress(text.encode("utf-8", "surrogatepass"), 6)
+
+
+def unpack_documents(value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        return zlib.decompress(value).decode("utf-8", "surrogatepass")
+    return str(value)
 
 
 def attachment_column(names: str, documents: str) -> str:
@@ -126,7 +142,8 @@ class Catalog(Searching):
         if not readonly:
             self.conn.executescript(SCHEMA)
         self._folders: dict[tuple[str, str], int] = {}
-        self._indexer: IndexWriter | None = None
+        self._index_rows: list[tuple[str, tuple[Any, ...]]] = []  # full-text writes held back
+        self._index_chars = 0
         self._next_number = 0  # 0: not read yet; kept in memory, written at commit
         self._next_dirty = False
 
@@ -134,21 +151,30 @@ class Catalog(Searching):
         if not self.readonly:
             # Fold the WAL back in, so the store directory is complete when copied.
             self.rollback()
-            if self._indexer is not None:
-                self._indexer.close()
-                self._indexer = None
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
 
     def _fts(self, sql: str, params: tuple[Any, ...]) -> None:
-        """Full-text writes go through the index thread (started on first use)."""
-        if self._indexer is None:
-            self._indexer = IndexWriter(self.conn)
-        self._indexer.put(sql, params)
+        """A full-text write (its params start with the rowid), held back until the
+        transaction commits or more than INDEX_HELD_CHARS of text wait, then written in rowid
+        order. FTS5 gathers the terms of the rows it is given in memory and writes them out as
+        a new segment of its index when a row comes with a lower rowid than the one before,
+        and whenever another statement of the transaction opens a savepoint, which an INSERT
+        into the catalog's other tables does. Written as they came, between those inserts,
+        every message became a segment of its own, and merging them cost more than all the
+        rest of archiving it; held back and sorted, a transaction's messages make one segment
+        per megabyte of terms. Writes to different rows commute; those to one row (a delete,
+        then its new values) keep their order."""
+        self._index_rows.append((sql, params))
+        self._index_chars += sum(len(v) for v in params if isinstance(v, str))
+        if self._index_chars > INDEX_HELD_CHARS:
+            self._flush_index()
 
     def _flush_index(self) -> None:
-        if self._indexer is not None:
-            self._indexer.flush()
+        rows, self._index_rows, self._index_chars = self._index_rows, [], 0
+        rows.sort(key=lambda row: int(row[1][0]))  # stable: one row's writes keep their order
+        for sql, params in rows:
+            self.conn.execute(sql, params)
 
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -188,10 +214,7 @@ class Catalog(Searching):
         self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
-        try:
-            self._flush_index()  # nothing may land after the ROLLBACK, outside a transaction
-        except sqlite3.Error:
-            pass  # the transaction is being abandoned anyway
+        self._index_rows, self._index_chars = [], 0  # held back: never written
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
         self._next_number, self._next_dirty = 0, False
@@ -212,13 +235,11 @@ class Catalog(Searching):
             (content_id, segment, offset, length, raw_size, info.date, info.subject[:SHORT],
              info.sender[:SHORT], info.recipients[:SHORT], info.message_id,
              int(info.has_attachment), info.warnings))
-        # RETURNING, not lastrowid: the index thread's inserts move the connection's
-        # last-insert rowid at any moment.
         blob_id = int(cur.fetchone()[0])
         if info.documents:
             # kept: a contentless index deletes a row only given the values it was made of
             self.conn.execute("INSERT OR REPLACE INTO blob_documents VALUES (?, ?)",
-                              (blob_id, info.documents))
+                              (blob_id, pack_documents(info.documents)))
         return blob_id
 
     def blob_exists(self, blob_id: int) -> bool:
@@ -233,7 +254,7 @@ class Catalog(Searching):
         """The text inside a stored message's attachments that its index rows hold."""
         row = self.conn.execute("SELECT text FROM blob_documents WHERE blob_id = ?",
                                 (blob_id,)).fetchone()
-        return "" if row is None else str(row[0])
+        return "" if row is None else unpack_documents(row[0])
 
     def folder_id(self, owner: str, path: str) -> int:
         key = (owner, path)
@@ -256,9 +277,7 @@ class Catalog(Searching):
                   internal_date: int | None, archived_at: int, segment: int, offset: int,
                   date: int, index: tuple[str, str, str, str, str]) -> None:
         key = sort_key(date, number)
-        # Same second and same low bits is rare; order within a second is free. The result
-        # comes from RETURNING, never from the connection's error or rowid state, which the
-        # index thread can change at any moment.
+        # Same second and same low bits is rare; order within a second is free.
         while self.conn.execute(
                 "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING"
                 " RETURNING key", (key, number, blob_id, folder_id, ",".join(flags),
@@ -395,7 +414,7 @@ class Catalog(Searching):
                       " VALUES (?,?,?,?,?,?)", (key, *new))
         if documents:
             self.conn.execute("INSERT OR REPLACE INTO blob_documents VALUES (?, ?)",
-                              (blob_id, documents))
+                              (blob_id, pack_documents(documents)))
         else:
             self.conn.execute("DELETE FROM blob_documents WHERE blob_id = ?", (blob_id,))
         self.conn.execute("UPDATE blobs SET warnings = ? WHERE id = ?", (warnings, blob_id))

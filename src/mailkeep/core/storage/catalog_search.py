@@ -39,6 +39,9 @@ SORTS = {"from": "b.sender COLLATE NOCASE", "subject": "b.subject COLLATE NOCASE
 class Searching:
     conn: sqlite3.Connection
 
+    def count_entries(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+
     def entry(self, number: int) -> Hit | None:
         row = self.conn.execute(f"SELECT {HIT_COLUMNS} FROM {HIT_FROM} WHERE e.number = ?",
                                 (number,)).fetchone()
@@ -139,12 +142,15 @@ class Searching:
             return {}
         hit_marks = ",".join("?" * len(hit))
         rows = self.conn.execute(
-            f"SELECT e.number, substr(d.text, 1, ?) FROM entries e JOIN blob_documents d"
+            f"SELECT e.number, d.text FROM entries e JOIN blob_documents d"
             f" ON d.blob_id = e.blob_id WHERE e.number IN ({hit_marks})",
-            (MATCH_CHARS // len(hit), *sorted(hit))).fetchall()
+            sorted(hit)).fetchall()
+        from mailkeep.core.mime.cjk import cjk_segment
         from mailkeep.core.mime.parse import document_entries
-        from mailkeep.core.mime.text import cjk_segment
-        named = [(int(n), name, text) for n, doc in rows for name, text in document_entries(doc)
+        from mailkeep.core.storage.catalog import unpack_documents
+        share = MATCH_CHARS // len(hit)
+        named = [(int(n), name, text) for n, doc in rows
+                 for name, text in document_entries(unpack_documents(doc)[:share])
                  if name or text]
         if not named:
             return {}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from mailkeep.core.errors import InvalidArgument
-from mailkeep.core.mime.text import cjk_segment, query_tokens
+from mailkeep.core.mime.cjk import cjk_segment, query_tokens
 from mailkeep.core.storage.catalog import key_of_day
 
 COLUMNS = {"from": "sender", "sender": "sender", "to": "recipients", "cc": "recipients",

@@ -23,17 +23,15 @@ from mailkeep.core.crypto import Sealer, key_id, new_store_key, wrap_key
 from mailkeep.core.errors import Conflict, KeyMissing
 from mailkeep.core.files import fsync_dir, write_json_atomic
 from mailkeep.core.keys import KeyRing, passphrase_encryption
+from mailkeep.core.storage.manifest import FORMAT, MANIFEST, read_manifest
 from mailkeep.core.storage.packing import Packer
 from mailkeep.core.storage.store_base import (
     COMPACT_DIR,
     COMPACTION_MARK,
-    FORMAT,
-    MANIFEST,
     OLD_SEGMENTS_DIR,
     SEGMENT_BYTES,
     Added,
     keep_damaged,
-    read_manifest,
 )
 from mailkeep.core.storage.store_replay import Replay
 from mailkeep.core.storage.tree import Tree

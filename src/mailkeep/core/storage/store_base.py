@@ -7,7 +7,6 @@ creating, locking, closing)."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,16 +14,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from mailkeep.core.crypto import Sealer
-from mailkeep.core.errors import CorruptData, NotFound, StoreUnavailable
+from mailkeep.core.errors import StoreUnavailable
 from mailkeep.core.files import fsync_dir
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage.catalog import CATALOG, Catalog
 from mailkeep.core.storage.packing import Packer
 from mailkeep.core.storage.tree import Tree
 
-FORMAT = 1
 SEGMENT_BYTES = 256 << 20
-MANIFEST = "store.json"
 COMPACT_DIR = "segments.compact"  # new segments being built by compaction
 OLD_SEGMENTS_DIR = "segments.precompact"  # the segments compaction replaced, until it ends
 COMPACTION_MARK = "compaction"  # in a finished compaction's segments: its id
@@ -37,18 +34,6 @@ class Added:
     number: int | None  # the new message number, None when it was a duplicate
     new_blob: bool
     warnings: list[str] = field(default_factory=list)  # what indexing it ran into
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NotFound(f"{path} is not a mailkeep store (no {MANIFEST})") from None
-    except (OSError, ValueError) as exc:
-        raise CorruptData(f"{path / MANIFEST} cannot be read: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CorruptData(f"{path / MANIFEST} is not a format-{FORMAT} store manifest")
-    return data
 
 
 def keep_damaged(old: Path, segments: Path) -> None:

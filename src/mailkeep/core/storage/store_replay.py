@@ -19,6 +19,7 @@ from mailkeep.core.files import fsync_dir
 from mailkeep.core.mime.parse import extract
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage.catalog import CATALOG, Catalog, compaction_of
+from mailkeep.core.storage.manifest import segments_past
 from mailkeep.core.storage.packing import PARTIAL_INDEX_BYTES, blob_info
 from mailkeep.core.storage.store_base import (
     COMPACT_DIR,
@@ -42,13 +43,7 @@ class Replay(Writing):
         catalog is missing altogether): cheap, two stats and a meta read."""
         if not (self.path / CATALOG).exists():
             return bool(self.segments())
-        numbers = self.segments()
-        if not numbers:
-            return False
-        applied_seg, applied_off = self.catalog.applied()
-        last = numbers[-1]
-        size = self.segment_path(last).stat().st_size
-        return (last, size) > (applied_seg, max(applied_off, len(seg.FILE_HEADER)))
+        return segments_past(self.path, self.catalog.applied())
 
     def replay_tail(self) -> None:
         """Apply the valid records past what the catalog knows and cut a torn write at the

@@ -23,12 +23,6 @@ from mailkeep.core.errors import (
     NotFound,
     StoreUnavailable,
 )
-from mailkeep.core.storage.verify import RecoverFailed, VerifyFailed
-from mailkeep.functions.registry import ApiArgumentError, UnknownFunction
-from mailkeep.notify.config import ConfigParseError, ConfigReadError, ConfigWriteError
-from mailkeep.notify.mailer import SendFailed
-from mailkeep.profiles.run import RunFailed
-from mailkeep.profiles.store import ProfileSecretError
 
 # The console API's codes: HTTP status and meaning (docs/mcapi.md prints this table).
 MCAPI_CODES: dict[int, tuple[int, str]] = {
@@ -65,24 +59,29 @@ class ErrorSpec:
     event: str | None  # the notification a failed process raises, None for none
 
 
-ERRORS: dict[type[BaseException], ErrorSpec] = {
+# The classes of the core by class; the others by their module and name, so that what reads
+# this table (a command line answering in milliseconds) imports none of their modules. A
+# class's entry is its own or that of its nearest ancestor.
+ERRORS: dict[type[BaseException] | str, ErrorSpec] = {
     InvalidArgument: ErrorSpec("invalid_argument", 1002, 2, None),
-    ApiArgumentError: ErrorSpec("invalid_argument", 1002, 2, None),
-    UnknownFunction: ErrorSpec("unknown_function", 1003, 2, None),
+    "mailkeep.functions.registry.ApiArgumentError": ErrorSpec("invalid_argument", 1002, 2, None),
+    "mailkeep.functions.registry.UnknownFunction": ErrorSpec("unknown_function", 1003, 2, None),
     NotFound: ErrorSpec("not_found", 1004, 3, None),
     Conflict: ErrorSpec("conflict", 1006, 4, None),
     Forbidden: ErrorSpec("forbidden", 3002, 8, None),
     StoreUnavailable: ErrorSpec("store_unavailable", 5000, 5, FAILED),
     CorruptData: ErrorSpec("corrupt_data", 5000, 6, FAILED),
     KeyMissing: ErrorSpec("key_missing", 5000, 7, FAILED),
-    ProfileSecretError: ErrorSpec("key_missing", 5000, 7, FAILED),
-    VerifyFailed: ErrorSpec("", 5000, 1, "verify.damage"),  # details: the damaged messages
-    RecoverFailed: ErrorSpec("", 5000, 1, FAILED),
-    ConfigReadError: ErrorSpec("config_read", 5001, 1, FAILED),
-    ConfigWriteError: ErrorSpec("config_write", 5002, 1, FAILED),
-    ConfigParseError: ErrorSpec("config_parse", 5003, 1, FAILED),
-    SendFailed: ErrorSpec("", 5009, 1, None),  # details: send_failed:<step>
-    RunFailed: ErrorSpec("source_unavailable", 5000, 1, None),  # the run raised its own
+    "mailkeep.profiles.store.ProfileSecretError": ErrorSpec("key_missing", 5000, 7, FAILED),
+    # details: their own (the damaged messages; why; send_failed:<step>)
+    "mailkeep.core.storage.verify.VerifyFailed": ErrorSpec("", 5000, 1, "verify.damage"),
+    "mailkeep.core.storage.verify.RecoverFailed": ErrorSpec("", 5000, 1, FAILED),
+    "mailkeep.notify.config.ConfigReadError": ErrorSpec("config_read", 5001, 1, FAILED),
+    "mailkeep.notify.config.ConfigWriteError": ErrorSpec("config_write", 5002, 1, FAILED),
+    "mailkeep.notify.config.ConfigParseError": ErrorSpec("config_parse", 5003, 1, FAILED),
+    "mailkeep.notify.mailer.SendFailed": ErrorSpec("", 5009, 1, None),
+    # a profile's run: it raised its own notification
+    "mailkeep.profiles.run.RunFailed": ErrorSpec("source_unavailable", 5000, 1, None),
     Cancelled: ErrorSpec("cancelled", 5000, 130, CANCELLED_EVENT),
     MailkeepError: ErrorSpec("error", 5000, 1, FAILED),
     Exception: ErrorSpec("", 5000, 1, FAILED),  # details: the class name
@@ -91,7 +90,7 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
 
 def spec(exc: BaseException) -> ErrorSpec:
     for cls in type(exc).__mro__:
-        found = ERRORS.get(cls)
+        found = ERRORS.get(cls) or ERRORS.get(f"{cls.__module__}.{cls.__qualname__}")
         if found is not None:
             return found
     return ERRORS[Exception]
@@ -108,10 +107,9 @@ def message(exc: BaseException) -> str:
 
 def details(exc: BaseException) -> str:
     """The Administration API's error.details."""
-    if isinstance(exc, VerifyFailed | RecoverFailed):
-        return exc.details
-    if isinstance(exc, SendFailed):
-        return f"send_failed:{exc.step}"
+    own = getattr(exc, "details", None)  # VerifyFailed, RecoverFailed, SendFailed: their own
+    if isinstance(own, str) and own and isinstance(exc, MailkeepError):
+        return own
     return spec(exc).details or type(exc).__name__
 
 

@@ -1,0 +1,94 @@
+"""What every command shares and a quick one can afford: text from outside made safe for a
+terminal, sizes for people, the data directory and its archive, and domain errors as a
+message on stderr with the exit code of the one error table (error_table.py). It imports
+click and nothing heavy: `mailkeep search` answers in tens of milliseconds with it alone
+(tests/test_cli.py keeps it so). cli/common.py adds the rich consoles and the function
+catalog for the other commands."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from mailkeep.core.errors import Cancelled, MailkeepError
+from mailkeep.error_table import exit_code
+
+if TYPE_CHECKING:
+    from mailkeep.core.archive import Archive
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_INTERRUPTED = 130
+# What a terminal would act on rather than show: C0 and C1 controls (escape sequences, bells,
+# carriage returns that overwrite a line), DEL, and the bidirectional overrides that reorder
+# what is shown.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_LINE_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+                            "\u2066-\u2069]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def plain(value: object, lines: bool = False) -> str:
+    """Text from outside (archived mail, names, a server's answer) as a terminal should show
+    it: every control character visible as \\xNN or \\uNNNN (line breaks and tabs kept with
+    lines=True). For printing with markup=False."""
+    return (_LINE_CONTROLS if lines else _CONTROLS).sub(_visible, str(value))
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def warn(text: str) -> None:
+    """A warning on stderr; `text` is ours (what came from outside passed through plain)."""
+    click.echo(f"{click.style('warning:', fg='yellow')} {text}", err=True)
+
+
+def fail(exc: MailkeepError) -> None:
+    click.echo(f"{click.style('error:', fg='red')} {plain(exc.message)}", err=True)
+    sys.exit(exit_code(exc))
+
+
+def domain_errors(fn: F) -> F:
+    """Map domain errors to a message on stderr and the exit code of their class."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MailkeepError as exc:
+            fail(exc)
+        except (Cancelled, KeyboardInterrupt):
+            click.echo("cancelled: what was done so far is kept", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def data_dir(ctx: click.Context) -> Path:
+    path: Path = ctx.obj["data"]
+    return path
+
+
+@contextmanager
+def archive_of(ctx: click.Context) -> Iterator[Archive]:
+    from mailkeep.core.archive import Archive
+    archive = Archive(data_dir(ctx))
+    try:
+        yield archive
+    finally:
+        archive.close()

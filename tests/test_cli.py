@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import MAILKEEP, clean_env, cli, mk, mk_ok
 
@@ -370,7 +372,8 @@ def test_help_lists_every_command_as_it_describes_itself_without_importing_them(
                           timeout=60)
     assert "import" in done.stdout and "verify-proof" in done.stdout
     loaded = eval(done.stderr.strip().splitlines()[-1])  # a list of module names
-    assert set(loaded) <= {"mailkeep", "mailkeep.cli", "mailkeep.core", "mailkeep.core.files"}
+    assert set(loaded) <= {"mailkeep", "mailkeep.cli", "mailkeep.cli.group", "mailkeep.core",
+                           "mailkeep.core.files"}
 
 
 # -- search as a whole process ------------------------------------------------------------------
@@ -378,11 +381,11 @@ SERVER_STACK = ("mailkeep.functions", "mailkeep.web", "mailkeep.jobs", "mailkeep
                 "mailkeep.profiles", "mailkeep.receive", "mailkeep.sources",
                 "mailkeep.core.archive", "mailkeep.core.storage.store",
                 "mailkeep.core.masterdb.database", "rich", "httpx", "starlette", "uvicorn",
-                "cryptography", "zstandard")
-SEARCH_PROBE = ("import sys\nfrom mailkeep.cli import main\n"
-                "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n"
+                "cryptography", "zstandard", "click")
+SEARCH_PROBE = ("import sys\nfrom mailkeep.cli.entry import run\n"
+                "try:\n    run()\nexcept SystemExit as exc:\n"
                 "    print('exit', exc.code, file=sys.stderr)\n"
-                "print(sorted(sys.modules), file=sys.stderr)")
+                "print(sorted(sys.modules), file=sys.stderr)")  # as the `mailkeep` script runs
 
 
 def search_process(data: Path, *words: str) -> tuple[dict[str, Any], list[str]]:
@@ -404,8 +407,8 @@ def heavy(loaded: list[str]) -> list[str]:
 
 def test_search_reads_the_catalogs_without_the_server_stack(tmp_path: Path, mail: Path) -> None:
     """`mailkeep search` answers from the catalogs alone: it imports nothing of the server, the
-    function catalog, rich, the store's segments or crypto (so that it answers in tens of
-    milliseconds, bench/README.md), and finds what the archive finds."""
+    function catalog, click, rich, the store's segments or crypto (so that it answers in tens
+    of milliseconds, bench/README.md), and finds what the archive finds."""
     data = tmp_path / "data"
     mk_ok(data, "import", str(mail))
     found, loaded = search_process(data, "second OR Köln")
@@ -456,3 +459,54 @@ def test_search_of_an_encrypted_store_checks_its_key(tmp_path: Path, mail: Path)
     res = mk(data, "search", "second")
     assert res.exit_code == 7, res.output
     assert "not searched" in res.stderr and "Sealed" in res.stderr
+
+
+# -- the quick entry: the command lines it reads, click reads alike --------------------------
+QUICK_TOKENS = ["search", "kernel", "-patch", "x y", "--limit", "--limit=5", "5", "10000",
+                "10001", "0", "007", "-1", "abc", "1_0", " 5", "--offset", "--offset=3",
+                "--json", "--json=1", "--", "--help", "-h", "--data", "--data=/d", "/d",
+                "--foo", "-", "", "from:ralf", "--5", "--limit=", "show"]
+
+
+def click_reading(argv: list[str]) -> tuple[Path, list[str], int, int, bool] | None:
+    """The search the click group runs for a command line (run_search recorded, not run);
+    None if it runs none (help, a usage error, another command)."""
+    from click.testing import CliRunner
+
+    from mailkeep.cli import main, search
+    calls: list[tuple[Path, list[str], int, int, bool]] = []
+
+    def record(data: Path, words: list[str], limit: int, offset: int, as_json: bool) -> int:
+        calls.append((data, words, limit, offset, as_json))
+        return 0
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(search, "run_search", record)
+        CliRunner().invoke(main, list(argv), env={"MAILKEEP_DATA": "/from/env"})
+    return calls[0] if calls else None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(QUICK_TOKENS), max_size=9))
+def test_the_quick_entry_reads_search_command_lines_as_click_does(argv: list[str]) -> None:
+    """cli/entry.py answers a search without click only where click would run that very
+    search; everything else (help, bad numbers, unknown options) is left to click."""
+    from mailkeep.cli.entry import quick_args
+    quick = quick_args(argv, {"MAILKEEP_DATA": "/from/env"})
+    if quick is not None:
+        assert click_reading(argv) == tuple(quick), argv
+
+
+def test_the_quick_entry_takes_the_plain_forms() -> None:
+    from mailkeep.cli.entry import quick_args
+    env = {"MAILKEEP_DATA": "/env"}
+    assert quick_args(["search", "kernel", "-patch", "--limit", "5", "--json"], env) == (
+        Path("/env"), ["kernel", "-patch"], 5, 0, True)
+    assert click_reading(["search", "kernel", "-patch", "--limit", "5", "--json"]) == (
+        Path("/from/env"), ["kernel", "-patch"], 5, 0, True)  # click reads it so too
+    assert quick_args(["--data=/d", "search", "--offset=3", "--", "--limit"], env) is None
+    assert quick_args(["--data", "/d", "search", "a", "--", "-b", "c"], env) == (
+        Path("/d"), ["a", "-b", "c"], 20, 0, False)
+    for left in (["search"], ["search", "x", "--help"], ["search", "x", "--limit", "lots"],
+                 ["search", "x", "--limit", "10001"], ["--version"], ["show", "1:1"]):
+        assert quick_args(left, env) is None, left

@@ -1,5 +1,5 @@
 """`python -m mailkeep` runs the command line."""
 
-from mailkeep.cli import main
+from mailkeep.cli.entry import run
 
-main()
+run()

@@ -10,7 +10,7 @@ it takes the entry of Exception, and its details are its class name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mailkeep.core.errors import (
     Cancelled,
@@ -51,8 +51,7 @@ FAILED = "process.failed"
 CANCELLED_EVENT = "process.cancelled"
 
 
-@dataclass(frozen=True)
-class ErrorSpec:
+class ErrorSpec(NamedTuple):
     details: str  # the Administration API's error.details ("" for the exception's own)
     mcapi: int  # the console API's code
     exit: int  # the command line's exit code

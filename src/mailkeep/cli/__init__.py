@@ -1,89 +1,22 @@
 """The `mailkeep` command line: archive administration from a shell.
 
-Each command is a thin projection: it parses options, calls the archive or a catalog function,
-and shows the outcome; domain errors become messages and exit codes in one table
-(cli/common.py). The commands live in the modules of this package; none of them imports this
-module. A command's module is imported only when that command runs (or shows its own help):
-`mailkeep --help` lists them from COMMANDS without importing any, so that it answers at once
-(tests/test_cli.py keeps the table equal to what the commands say of themselves).
+cli/entry.py is the entry point: it answers the plain forms of `mailkeep search` itself, without
+importing click, and hands every other command line to the click group of cli/group.py (`main`,
+its commands in COMMANDS). This package imports neither until a name of theirs is asked for.
 """
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import click
+if TYPE_CHECKING:
+    from mailkeep.cli.group import COMMANDS, LazyGroup, main
 
-from mailkeep import __version__
-from mailkeep.core.files import default_data_dir
-
-# name -> (module of mailkeep.cli, attribute, its line in `mailkeep --help`)
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "serve": ("serve", "serve", "Run the archive server: the Administration API over HTTPS."),
-    "settings": ("settings", "settings", "Server settings (kept in the data directory; flags "
-                 "of serve override them)."),
-    "store": ("stores", "store", "Create, attach, detach and change archive stores."),
-    "user": ("users", "user", "Accounts that may use the Administration API and their "
-             "archives."),
-    "profile": ("profiles", "profile", "Archiving profiles: IMAP and POP3 mailboxes, watched "
-                "directories and Maildirs."),
-    "call": ("call", "call", "Run an Administration API function and print its result as "
-             "JSON."),
-    "import": ("mail", "import_", "Import .eml files, directories, mbox files (also .gz), "
-               "Maildirs, mail exports and Outlook PST and MSG files."),
-    "export": ("mail", "export_", "Write messages back out, byte for byte."),
-    "search": ("search", "search", "Full-text search, newest first."),
-    "folders": ("mail", "folders", "The folder tree with message counts and sizes."),
-    "show": ("mail", "show", "Show one message (ID is <storeId>:<number>)."),
-    "verify": ("mail", "verify", "Re-read every record and check catalog and index against "
-               "the segments, and the records against each store's Merkle tree and its signed "
-               "heads (VerifyStore, or VerifyStores for every store that is not disabled); "
-               "without STORE, the audit log's hash chain too (VerifyAuditLog)."),
-    "recover": ("mail", "recover", "Rebuild a store's catalog and full-text index from its "
-                "segments (RecoverStore)."),
-    "audit": ("audit", "audit", "The audit log: list or export it, verify its hash chain."),
-    "heads": ("heads", "heads", "Signed tree heads: the public key, the list, an export, "
-              "consistency proofs."),
-    "proof": ("heads", "proof", "Write message ID's exact bytes, its inclusion proof and the "
-              "signed tree head to a new directory: `mailkeep verify-proof DIR --key KEY` "
-              "checks it anywhere."),
-    "verify-proof": ("heads", "verify_proof", "Check a proof with the public key alone: a "
-                     "message's (a directory from `mailkeep proof`) or a consistency proof "
-                     "(a file from `mailkeep heads consistency`)."),
-}
+__all__ = ["COMMANDS", "LazyGroup", "main"]
 
 
-class LazyGroup(click.Group):
-    """The commands of COMMANDS, each imported when it is asked for."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        spec = COMMANDS.get(cmd_name)
-        if spec is None:
-            return None
-        module = importlib.import_module(f"mailkeep.cli.{spec[0]}")
-        command = getattr(module, spec[1])
-        assert isinstance(command, click.Command)
-        return command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        names = self.list_commands(ctx)
-        limit = formatter.width - 6 - max(len(n) for n in names)
-        rows = [(n, click.Command(n, help=COMMANDS[n][2]).get_short_help_str(limit))
-                for n in names]  # cut as click cuts a command's own help
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--data", type=click.Path(path_type=Path), envvar="MAILKEEP_DATA",
-              default=None, help="Data directory (default ./mailkeep-data, or $MAILKEEP_DATA).")
-@click.version_option(__version__, prog_name="mailkeep")
-@click.pass_context
-def main(ctx: click.Context, data: Path | None) -> None:
-    """mailkeep: a self-hosted email archive."""
-    ctx.ensure_object(dict)
-    ctx.obj["data"] = data or default_data_dir()
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("mailkeep.cli.group"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,26 +1,27 @@
 """What every command shares and a quick one can afford: text from outside made safe for a
 terminal, sizes for people, the data directory and its archive, and domain errors as a
 message on stderr with the exit code of the one error table (error_table.py). It imports
-click and nothing heavy: `mailkeep search` answers in tens of milliseconds with it alone
-(tests/test_cli.py keeps it so). cli/common.py adds the rich consoles and the function
-catalog for the other commands."""
+nothing heavy, not even click: `mailkeep search` answers in tens of milliseconds with it
+alone (cli/entry.py, tests/test_cli.py). cli/common.py adds the rich consoles and the
+function catalog for the other commands."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import click
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from mailkeep.core.errors import Cancelled, MailkeepError
 from mailkeep.error_table import exit_code
 
 if TYPE_CHECKING:
+    import click
+
     from mailkeep.core.archive import Archive
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,14 +54,38 @@ def human(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+COLOURS = {"red": 31, "yellow": 33}
+
+
+def styled(text: str, stream: TextIO, colour: str | None = None, bold: bool = False) -> str:
+    """text with ANSI colour or bold when stream is a terminal (and NO_COLOR is not set), as
+    click.style and click.echo would show it; as it is otherwise."""
+    if not stream.isatty() or os.environ.get("NO_COLOR"):
+        return text
+    codes = ([str(COLOURS[colour])] if colour else []) + (["1"] if bold else [])
+    return f"\x1b[{';'.join(codes)}m{text}\x1b[0m" if codes else text
+
+
+def echo(text: str, err: bool = False) -> None:
+    """One line on stdout (stderr with err), as it is: ours, or passed through plain."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
 def warn(text: str) -> None:
     """A warning on stderr; `text` is ours (what came from outside passed through plain)."""
-    click.echo(f"{click.style('warning:', fg='yellow')} {text}", err=True)
+    echo(f"{styled('warning:', sys.stderr, 'yellow')} {text}", err=True)
+
+
+def error(exc: MailkeepError) -> int:
+    """A domain error on stderr; its exit code."""
+    echo(f"{styled('error:', sys.stderr, 'red')} {plain(exc.message)}", err=True)
+    return exit_code(exc)
 
 
 def fail(exc: MailkeepError) -> None:
-    click.echo(f"{click.style('error:', fg='red')} {plain(exc.message)}", err=True)
-    sys.exit(exit_code(exc))
+    sys.exit(error(exc))
 
 
 def domain_errors(fn: F) -> F:
@@ -73,7 +98,7 @@ def domain_errors(fn: F) -> F:
         except MailkeepError as exc:
             fail(exc)
         except (Cancelled, KeyboardInterrupt):
-            click.echo("cancelled: what was done so far is kept", err=True)
+            echo("cancelled: what was done so far is kept", err=True)
             sys.exit(EXIT_INTERRUPTED)
 
     return wrapper  # type: ignore[return-value]

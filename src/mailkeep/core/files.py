@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,7 @@ def create_private(path: Path) -> None:
 def write_json_atomic(path: Path, data: dict[str, Any], mode: int = 0o600) -> None:
     """Temp file, fsync, rename, fsync of the directory: the old file or the new one after a
     crash, never half of one. A failed write leaves no temp file behind."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -177,9 +178,11 @@ class Metrics:
             refusal = refused(Settings(master), client(request), request.headers)
             if refusal is not None:
                 return PlainTextResponse(refusal[1], status_code=refusal[0])
-            # the format the scraper asks for (Prometheus's text formats, OpenMetrics)
+            # the format the scraper asks for (Prometheus's text formats, OpenMetrics); read
+            # in a thread: the stores' figures touch their catalogs on disk
             encode, media_type = choose_encoder(request.headers.get("accept", ""))
-            return Response(encode(self.registry), headers={"Content-Type": media_type})
+            body = await anyio.to_thread.run_sync(encode, self.registry)
+            return Response(body, headers={"Content-Type": media_type})
 
         return metrics
 

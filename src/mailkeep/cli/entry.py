@@ -1,0 +1,91 @@
+"""The `mailkeep` command's entry point. Importing click costs a whole search's budget of time,
+so `mailkeep [--data DIR] search WORDS... [--limit N] [--offset N] [--json]` is answered here
+without it, by cli/find.py, the function the click command runs too. Any other command line,
+and any form of search this does not read exactly as click would (help, a number that is not
+one, out of range or given twice, an unknown option, no words), goes to the click group of
+cli/__init__.py, which answers it or says what is wrong. tests/test_cli.py checks that every
+command line this reads, click reads alike."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+NUMBER = re.compile(r"[0-9]{1,9}")
+LIMIT_MAX = 10_000  # cli/search.py's LIMIT
+
+
+class SearchArgs(NamedTuple):
+    data: Path
+    words: list[str]
+    limit: int
+    offset: int
+    as_json: bool
+
+
+def quick_args(argv: Sequence[str], env: Mapping[str, str]) -> SearchArgs | None:
+    """The search a command line asks for, when it is one this reads exactly as click would;
+    None for any other."""
+    i, data = 0, None
+    if i < len(argv) and (argv[i] == "--data" or argv[i].startswith("--data=")):
+        if argv[i] == "--data":
+            if i + 1 >= len(argv):
+                return None
+            data, i = argv[i + 1], i + 2
+        else:
+            data, i = argv[i][len("--data="):], i + 1
+        if not data:
+            return None
+    if i >= len(argv) or argv[i] != "search":
+        return None
+    words: list[str] = []
+    given: dict[str, str] = {}
+    rest = list(argv[i + 1:])
+    while rest:
+        token = rest.pop(0)
+        if token == "--":
+            words.extend(rest)
+            break
+        if not token.startswith("--"):
+            words.append(token)  # a word, or an exclusion (-word)
+            continue
+        name, eq, value = token.partition("=")
+        if name == "--json" and not eq:
+            value = "1"
+        elif name in ("--limit", "--offset") and not eq:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        elif name not in ("--limit", "--offset"):
+            return None  # --help, an unknown option, --json=...: click's to answer
+        if name in given or (name != "--json" and not NUMBER.fullmatch(value)):
+            return None
+        given[name] = value
+    if not words or any(re.match(r"--[A-Za-z]", w) for w in words):
+        return None  # (the command refuses such a word after -- as a mistyped option)
+    limit, offset = int(given.get("--limit", "20")), int(given.get("--offset", "0"))
+    if limit > LIMIT_MAX:
+        return None
+    if data is None:
+        data = env.get("MAILKEEP_DATA")
+        if data == "":
+            return None
+    if data is None:
+        from mailkeep.core.files import default_data_dir
+        path = default_data_dir()
+    else:
+        path = Path(data)
+    return SearchArgs(path, words, limit, offset, "--json" in given)
+
+
+def run() -> None:
+    args = quick_args(sys.argv[1:], os.environ)
+    if args is not None:
+        from mailkeep.cli.find import run_search
+        sys.exit(run_search(*args))
+    from mailkeep.cli import main
+    main()

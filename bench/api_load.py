@@ -215,6 +215,7 @@ async def long_polls(base: str, port: int, ctx: ssl.SSLContext, data: Path, poll
             if body["token"] is None:
                 return {"error": f"RebuildStoreIndex ended at once: {body['statusCode']}"}
             token = body["token"]
+            log = body.get("logOutput") or ""
             while True:  # until the rebuild is done and the process waits for the master
                 again = envelope_of(await c.post("/api/get-status", data={
                     "token": token, "lastKnownStatusVersion": str(body["statusVersion"]),
@@ -222,7 +223,10 @@ async def long_polls(base: str, port: int, ctx: ssl.SSLContext, data: Path, poll
                 if again["statusCode"] != "running":
                     return {"error": f"RebuildStoreIndex ended early: {again['statusCode']} "
                                      f"{again['error']}"}
-                if again["statusVersion"] == body["statusVersion"]:
+                log += again.get("logOutput") or ""
+                # still for a second after its last line: it waits for the master database
+                if again["statusVersion"] == body["statusVersion"] and \
+                        "messages in the rebuilt catalog" in log:
                     break
                 body = again
             held_from = time.perf_counter() - 1.0  # it has been still for the last second

@@ -260,7 +260,7 @@ async def console_load(base_url: str, tls: ssl.SSLContext, n: int) -> dict[str, 
         async with httpx.AsyncClient(base_url=base_url, verify=tls, timeout=120) as c:
             r = await c.post("/mcapi/auth/login", json={"userName": "admin",
                                                          "password": "admin"})
-            sid = r.json()["data"]["sessionId"]
+            sid = r.json()["result"]["data"]["sessionId"]
             rng = random.Random(k)
             while time.monotonic() < stop:
                 t = time.perf_counter()
@@ -364,15 +364,18 @@ def main() -> None:
     base.say(f"IMPORT  {imp.archived:,} archived in {imp.wall:.0f} s: {rate:,.0f} messages/s; "
              f"peak RSS of the process tree {base.mb(imp.peak_rss)} "
              f"{base.verdict(imp.peak_rss < base.TARGET_RSS)} (< {base.mb(base.TARGET_RSS)})")
-    rows = [["at", "messages", "rate since the last tenth", "tree RSS"]]
+    rows = [["at", "messages", "rate since the row before", "tree RSS"]]
     last_t, last_n = 0.0, 0
-    for tenth in range(1, 11):
-        point = next((p for p in imp.curve if p[1] >= args.messages * tenth // 10),
-                     imp.curve[-1] if imp.curve else (imp.wall, imp.archived, 0))
+    for tenth in range(1, 10):  # the first sample past each tenth of the messages
+        point = next((p for p in imp.curve if p[1] >= args.messages * tenth // 10), None)
+        if point is None or point[0] <= last_t:
+            continue
         rows.append([f"{point[0]:.0f} s", f"{point[1]:,}",
-                     f"{(point[1] - last_n) / max(point[0] - last_t, 1e-9):,.0f}/s",
+                     f"{(point[1] - last_n) / (point[0] - last_t):,.0f}/s",
                      base.mb(point[2])])
         last_t, last_n = point[0], point[1]
+    rows.append([f"{imp.wall:.0f} s", f"{imp.archived:,}",
+                 f"{(imp.archived - last_n) / max(imp.wall - last_t, 1e-9):,.0f}/s", "(end)"])
     for line in base.table(rows, right=(0, 1, 2, 3)):
         base.say(line)
     base.say(f"DISK  segments {base.mb(disk.segments)}, catalog {base.mb(disk.catalog_rest)}, "

@@ -31,6 +31,9 @@ MAILKEEP = str(Path(sys.executable).with_name("mailkeep"))
 BULK = ROOT.parent / "shared" / "corpus" / "bulk" / "linux-mips"
 
 
+TARGET_RATE = 600  # messages/s, in every run (the speed issue)
+TARGET_P95_MS = 100.0
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -119,10 +122,13 @@ def main() -> None:
               f"{statistics.median(sizes) / 1024:.1f} KB ({kind})")
         print(f"{args.clients} concurrent SMTP clients, one connection each, to "
               f"`mailkeep serve --smtp-port`:")
+        p95 = latencies[int(0.95 * len(latencies))] * 1000
         print(f"  {len(latencies)} messages acknowledged in {seconds:.1f} s: {rate:,.0f} "
-              f"messages/s; target >= 500/s: {'PASS' if rate >= 500 else 'MISS'}")
+              f"messages/s; target >= {TARGET_RATE}/s: "
+              f"{'PASS' if rate >= TARGET_RATE else 'MISS'}")
         print(f"  latency to the 250: median {statistics.median(latencies) * 1000:.1f} ms, "
-              f"p95 {latencies[int(0.95 * len(latencies))] * 1000:.1f} ms")
+              f"p95 {p95:.1f} ms; target p95 < {TARGET_P95_MS:.0f} ms: "
+              f"{'PASS' if p95 < TARGET_P95_MS else 'MISS'}")
         distinct = len({hashlib.sha256(m).hexdigest() for m in msgs})
         print(f"  acknowledged and in the archive: {len(acked & present)} of {len(acked)} "
               f"distinct ({distinct} distinct sent); lost: {len(acked - present)}")

@@ -510,3 +510,21 @@ def test_the_quick_entry_takes_the_plain_forms() -> None:
     for left in (["search"], ["search", "x", "--help"], ["search", "x", "--limit", "lots"],
                  ["search", "x", "--limit", "10001"], ["--version"], ["show", "1:1"]):
         assert quick_args(left, env) is None, left
+
+
+def test_search_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
+    """`mailkeep search ... | head -1`: the reader goes away after one line; the search stops
+    with exit code 1 and no traceback, as click's commands do."""
+    from tests.apiclient import archive_with_messages
+    data = archive_with_messages(tmp_path / "data", tmp_path / "mail", 800,
+                                 body="a body long enough to fill the pipe {i} " * 3)
+    proc = subprocess.Popen([*MAILKEEP, "--data", str(data), "search", "body", "--limit",
+                             "800"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=clean_env())
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().split() == [b"id", b"date", b"from", b"subject", b"folder"]
+    proc.stdout.close()  # as head does after its line
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 1, err
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err

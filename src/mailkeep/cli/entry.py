@@ -86,6 +86,11 @@ def run() -> None:
     args = quick_args(sys.argv[1:], os.environ)
     if args is not None:
         from mailkeep.cli.find import run_search
-        sys.exit(run_search(*args))
+        try:
+            code = run_search(*args)
+        except BrokenPipeError:  # the reader went away (| head): as click, exit 1 quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            code = 1
+        sys.exit(code)
     from mailkeep.cli import main
     main()

@@ -62,7 +62,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
 
 CATALOG = "catalog.sqlite"  # its file in the store directory
 PACK_FROM = 200  # characters of attachment text from which blob_documents keeps it compressed
-INDEX_HELD_CHARS = 32 << 20  # full-text writes held back (_fts), at most, in characters
+INDEX_HELD_CHARS = 8 << 20  # full-text writes held back (_fts), at most, in characters
 SHORT = 512  # display strings kept in the catalog; the full text is in the index
 KEY_SHIFT = 20  # entry key = date seconds << KEY_SHIFT | low bits of the message number
 MAX_DATE = (1 << 36) - 1

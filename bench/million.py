@@ -264,9 +264,12 @@ async def console_load(base_url: str, tls: ssl.SSLContext, n: int) -> dict[str, 
             rng = random.Random(k)
             while time.monotonic() < stop:
                 t = time.perf_counter()
-                r = await c.post("/mcapi/archive/search", headers={"X-Fs-SessionId": sid},
-                                 json={"query": rng.choice(qs), "limit": 50})
-                if r.status_code != 200:
+                try:
+                    r = await c.post("/mcapi/archive/search", headers={"X-Fs-SessionId": sid},
+                                     json={"query": rng.choice(qs), "limit": 50})
+                    if r.status_code != 200:
+                        errors += 1
+                except httpx.TimeoutException:  # counted, with the time it took
                     errors += 1
                 latencies.append((time.perf_counter() - t) * 1000)
 
@@ -335,6 +338,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=base.DEFAULT_WORK)
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
     ap.add_argument("--skip-recover", action="store_true")
+    ap.add_argument("--reuse", action="store_true", help="search the data directory a run "
+                    "with --keep left, without generating or importing again")
     args = ap.parse_args()
     work: Path = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -343,16 +348,26 @@ def main() -> None:
     mbox, raw = generate(work, args.messages, args.users, args.years, args.seed)
     base.say(f"input: {mbox} ({args.messages:,} messages, {base.mb(raw)})")
     data = work / "million-data"
-    imp = run_import(mbox, data, args.messages)
+    if args.reuse and (data / "mailkeep.db").exists():
+        imp = Imported(0.0, -1, 0)
+    else:
+        imp = run_import(mbox, data, args.messages)
+        base.say(f"  imported in {imp.wall:.0f} s ({args.messages / imp.wall:,.0f}/s), peak "
+                 f"tree RSS {base.mb(imp.peak_rss)}")
     disk = base.disk_usage(data)
     base.say("searching ...")
     searches = search_figures(data, args.messages)
+    for kind, q, total, cold, p50, p95 in searches:
+        base.say(f"  {kind:16} {q:40} total {total:9,} cold {cold:8.1f} p50 {p50:8.2f} "
+                 f"p95 {p95:8.2f}")
     base.say("verifying ...")
     verify_s, verify_code = timed_command("--data", str(data), "verify", "1")
+    base.say(f"  {verify_s:.0f} s (exit {verify_code})")
     recover: tuple[float, int] | None = None
     if not args.skip_recover:
         base.say("recovering ...")
         recover = timed_command("--data", str(data), "recover", "1")
+        base.say(f"  {recover[0]:.0f} s (exit {recover[1]})")
     base.say("the console API under load ...")
     console = console_figures(data, args.messages)
 
@@ -360,24 +375,25 @@ def main() -> None:
     base.say("=" * 100)
     base.say(f"a million messages: {args.messages:,} generated (seed {args.seed}), "
              f"{args.users:,} users, {args.years} years")
-    rate = args.messages / imp.wall
-    base.say(f"IMPORT  {imp.archived:,} archived in {imp.wall:.0f} s: {rate:,.0f} messages/s; "
-             f"peak RSS of the process tree {base.mb(imp.peak_rss)} "
-             f"{base.verdict(imp.peak_rss < base.TARGET_RSS)} (< {base.mb(base.TARGET_RSS)})")
-    rows = [["at", "messages", "rate since the row before", "tree RSS"]]
-    last_t, last_n = 0.0, 0
-    for tenth in range(1, 10):  # the first sample past each tenth of the messages
-        point = next((p for p in imp.curve if p[1] >= args.messages * tenth // 10), None)
-        if point is None or point[0] <= last_t:
-            continue
-        rows.append([f"{point[0]:.0f} s", f"{point[1]:,}",
-                     f"{(point[1] - last_n) / (point[0] - last_t):,.0f}/s",
-                     base.mb(point[2])])
-        last_t, last_n = point[0], point[1]
-    rows.append([f"{imp.wall:.0f} s", f"{imp.archived:,}",
-                 f"{(imp.archived - last_n) / max(imp.wall - last_t, 1e-9):,.0f}/s", "(end)"])
-    for line in base.table(rows, right=(0, 1, 2, 3)):
-        base.say(line)
+    if imp.archived >= 0:  # (not with --reuse)
+        rate = args.messages / max(imp.wall, 1e-9)
+        base.say(f"IMPORT  {imp.archived:,} archived in {imp.wall:.0f} s: {rate:,.0f} messages/s; "
+                 f"peak RSS of the process tree {base.mb(imp.peak_rss)} "
+                 f"{base.verdict(imp.peak_rss < base.TARGET_RSS)} (< {base.mb(base.TARGET_RSS)})")
+        rows = [["at", "messages", "rate since the row before", "tree RSS"]]
+        last_t, last_n = 0.0, 0
+        for tenth in range(1, 10):  # the first sample past each tenth of the messages
+            point = next((p for p in imp.curve if p[1] >= args.messages * tenth // 10), None)
+            if point is None or point[0] <= last_t:
+                continue
+            rows.append([f"{point[0]:.0f} s", f"{point[1]:,}",
+                         f"{(point[1] - last_n) / (point[0] - last_t):,.0f}/s",
+                         base.mb(point[2])])
+            last_t, last_n = point[0], point[1]
+        rows.append([f"{imp.wall:.0f} s", f"{imp.archived:,}",
+                     f"{(imp.archived - last_n) / max(imp.wall - last_t, 1e-9):,.0f}/s", "(end)"])
+        for line in base.table(rows, right=(0, 1, 2, 3)):
+            base.say(line)
     base.say(f"DISK  segments {base.mb(disk.segments)}, catalog {base.mb(disk.catalog_rest)}, "
              f"index {base.mb(disk.index)}: {disk.total / raw:.3f}x the raw mail "
              f"({base.mb(raw)})")

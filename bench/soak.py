@@ -166,6 +166,60 @@ class Lifetime:
     orphans: int | None = None  # its processes still running 2 s after the kill
 
 
+METRIC = re.compile(r'^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$', re.M)
+
+
+class ServerFigures:
+    """What the server's own /metrics said, summed over its lifetimes: each lifetime's counters
+    start at zero, so each is read just before it ends (a kill, the final stop). What it
+    archived between that reading and a kill is not in them: lower bounds."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+        self.readings = 0
+        self.missed = 0
+
+    def read(self, target: load.Target) -> None:
+        try:
+            text = httpx.get(f"{target.base}/metrics", verify=target.tls(), timeout=5).text
+        except httpx.HTTPError:
+            self.missed += 1
+            return
+        self.readings += 1
+        for name, labels, value in METRIC.findall(text):
+            if name.startswith("mailkeep_") and (name.endswith("_total") or
+                                                 name.endswith("_bucket") or
+                                                 name.endswith("_count") or
+                                                 name.endswith("_sum")):
+                key = name + (labels or "")
+                self.values[key] = self.values.get(key, 0.0) + float(value)
+
+    def counter(self, name: str, **labels: str) -> float:
+        inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        return self.values.get(f"{name}{{{inner}}}" if inner else name, 0.0)
+
+    def quantile(self, name: str, q: float) -> float | None:
+        """The upper bound of the bucket holding quantile q of a histogram without labels."""
+        buckets = sorted((float(m.group(1)), v) for k, v in self.values.items()
+                         if (m := re.fullmatch(rf'{name}_bucket\{{le="([0-9.e+]+)"\}}', k)))
+        total = self.values.get(f"{name}_count", 0.0)
+        for bound, count in buckets:
+            if total and count >= q * total:
+                return bound
+        return None
+
+    def calls(self) -> list[tuple[str, str, float, float]]:
+        """(via, function, calls, mean seconds), most called first."""
+        out = []
+        for key, count in self.values.items():
+            m = re.fullmatch(r'mailkeep_call_seconds_count\{function="([^"]+)",via="([^"]+)"\}',
+                             key)
+            if m and count:
+                total = self.values.get(key.replace("_count{", "_sum{"), 0.0)
+                out.append((m.group(2), m.group(1), count, total / count))
+        return sorted(out, key=lambda r: -r[2])
+
+
 class Server:
     """`mailkeep serve` on a data directory, started again and again; each start is a
     Lifetime. Every process it starts is in a process group of its own (its pid), so that what
@@ -177,6 +231,7 @@ class Server:
         self.log = open(work / "server.log", "ab")  # closed in close()
         self.lives: list[Lifetime] = []
         self.graves: list[tuple[Lifetime, float]] = []  # killed, not yet checked for orphans
+        self.figures = ServerFigures()
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "mailkeep", "--data", str(self.data), *args]
@@ -229,6 +284,8 @@ class Server:
         """SIGKILL, as a crash would: the process alone, not its group."""
         life = self.current
         assert life is not None
+        if life.up_at:
+            self.figures.read(self.target)
         os.kill(life.proc.pid, signal.SIGKILL)
         life.proc.wait()
         life.ended = time.monotonic()
@@ -258,6 +315,8 @@ class Server:
         life = self.current
         code = None
         if life is not None and life.proc.poll() is None:
+            if life.up_at:
+                self.figures.read(self.target)
             life.proc.terminate()
             try:
                 code = life.proc.wait(90)
@@ -397,7 +456,8 @@ def prepare(server: Server, dovecot: Dovecot, mailbox_user: str,
     call("call", "CreateUser", "userName=alice", "privileges=none")
     call("call", "CreateUser", "userName=hostile", "privileges=none")
     call("call", "SetUserEmailAddresses", "userName=hostile", f"emailAddresses={load.HOSTILE_TO}")
-    for key, value in (("smtp.auth", "true"), ("smtp.host", "127.0.0.1")):
+    for key, value in (("smtp.auth", "true"), ("smtp.host", "127.0.0.1"),
+                       ("metrics.enabled", "true")):
         call("call", "SetSetting", f"key={key}", f"value={value}")
     imap = {"name": "soak imap", "type": "imap", "userName": "alice", "host": "127.0.0.1",
             "port": dovecot.imap_port, "security": "none", "login": mailbox_user,
@@ -1112,6 +1172,24 @@ def report(opts: argparse.Namespace, run: Run, server: Server, shared: load.Shar
     for line in log_summary(work / "server.log"):
         say(line)
 
+    say()
+    fig = server.figures
+    say(f"THE SERVER'S OWN FIGURES  (/metrics, read before each of {fig.readings} lifetimes "
+        f"ended, summed; {fig.missed} readings failed; lower bounds where a kill followed)")
+    for source in ("journal", "profile", "upload"):
+        archived, duplicates, failed = (
+            fig.counter(f"mailkeep_messages_{kind}_total", source=source)
+            for kind in ("archived", "duplicate", "failed"))
+        say(f"  {source}: archived {archived:,.0f}, duplicates {duplicates:,.0f}, failed "
+            f"{failed:,.0f}")
+    p50 = fig.quantile("mailkeep_writer_commit_seconds", 0.5)
+    p95 = fig.quantile("mailkeep_writer_commit_seconds", 0.95)
+    say(f"  writer commits: {fig.counter('mailkeep_writer_commit_seconds_count'):,.0f}, p50 "
+        f"<= {p50 if p50 is not None else '-'} s, p95 <= {p95 if p95 is not None else '-'} s "
+        "(bucket bounds)")
+    for via, function, count, mean in fig.calls()[:8]:
+        say(f"  {via} {function}: {count:,.0f} calls, mean {mean * 1000:.1f} ms to the first "
+            "answer")
     say()
     say("SUMMARY")
     journal = checks[0]

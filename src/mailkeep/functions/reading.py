@@ -80,7 +80,10 @@ class Scope:
             else:
                 conds.append("owner = ? COLLATE NOCASE")
                 params.append(owner)
-        return (f"e.folder_id IN (SELECT id FROM folders WHERE {' OR '.join(conds)})", params)
+        # "+": never the index the search is driven by. With has:attachment SQLite would
+        # otherwise probe (blob_id, folder_id) for every pair of the two lists: 20 s on a
+        # million messages, against 0.13 s driven by the blobs with attachments.
+        return (f"+e.folder_id IN (SELECT id FROM folders WHERE {' OR '.join(conds)})", params)
 
 
 def scope_of(master: MasterDB, user: str, via: str) -> Scope:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 NUMBER = re.compile(r"[0-9]{1,9}")
-LIMIT_MAX = 10_000  # cli/search.py's LIMIT
+LIMIT_MAX = 10_000  # of --limit (cli/search.py declares it with these)
+LIMIT_DEFAULT = 20
 
 
 class SearchArgs(NamedTuple):
@@ -67,7 +68,8 @@ def quick_args(argv: Sequence[str], env: Mapping[str, str]) -> SearchArgs | None
         given[name] = value
     if not words or any(re.match(r"--[A-Za-z]", w) for w in words):
         return None  # (the command refuses such a word after -- as a mistyped option)
-    limit, offset = int(given.get("--limit", "20")), int(given.get("--offset", "0"))
+    limit = int(given.get("--limit", LIMIT_DEFAULT))
+    offset = int(given.get("--offset", "0"))
     if limit > LIMIT_MAX:
         return None
     if data is None:

@@ -8,10 +8,11 @@ import sys
 
 import click
 
+from mailkeep.cli.entry import LIMIT_DEFAULT, LIMIT_MAX
 from mailkeep.cli.find import run_search
 from mailkeep.cli.output import data_dir
 
-LIMIT = click.IntRange(0, 10000)
+LIMIT = click.IntRange(0, LIMIT_MAX)
 OFFSET = click.IntRange(0)
 
 
@@ -19,7 +20,7 @@ OFFSET = click.IntRange(0)
 @click.command(context_settings={"ignore_unknown_options": True,
                                  "help_option_names": ["--help"]})
 @click.argument("words", nargs=-1, required=True)
-@click.option("--limit", default=20, show_default=True, type=LIMIT)
+@click.option("--limit", default=LIMIT_DEFAULT, show_default=True, type=LIMIT)
 @click.option("--offset", default=0, type=OFFSET)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context

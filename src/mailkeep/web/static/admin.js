@@ -92,7 +92,10 @@ export async function renderAdmin(ui) {
   const bar = el("header", { class: "bar" }, el("h1", {}, `mailkeep · ${w("admin")}`),
     el("button", { type: "button", class: "who", onclick: back }, w("archive")));
   app.replaceChildren(bar, tabs, main);
-  const listing = await guarded(() => api("function/list"));
+  // Everything the pages need is loaded before the first tab is drawn: a tab clicked while a
+  // module was still loading would be painted over by the dashboard shown after it.
+  const [listing, { workPages, ZONE, span, when }, { compliancePages }] = await Promise.all([
+    guarded(() => api("function/list")), import("./admin-work.js"), import("./admin-compliance.js")]);
   if (!listing) return;
   const every = new Map(listing.functions.map((f) => [f.name, f]));
   const byName = new Map(listing.functions.filter((f) => f.allowed).map((f) => [f.name, f]));
@@ -129,9 +132,7 @@ export async function renderAdmin(ui) {
     const again = (name && main.querySelector(`[aria-label="${CSS.escape(name)}"]`)) || (id && document.getElementById(id));
     if (again && again !== document.body) again.focus();
   }
-  const { workPages, ZONE, span, when } = await import("./admin-work.js");
   const work = workPages({ el, visible, lines, lang, call, follow, byName, every, main, user: ui.user, redraw, current });
-  const { compliancePages } = await import("./admin-compliance.js");
   const comp = compliancePages({ el, visible, lang, call, byName, main, redraw, current, when, user: ui.user });
   show("dashboard");
 

@@ -30,6 +30,7 @@ test: peers $(BIN)/mailkeep
 docs: $(BIN)/mailkeep
 	$(BIN)/python -m mailkeep.functions.reference > docs/functions.md
 	$(BIN)/python -m mailkeep.web.openapi > docs/openapi.json
+	$(BIN)/python -m mailkeep.cli.group > src/mailkeep/cli/help_text.py
 
 bench: $(BIN)/mailkeep
 	$(BIN)/python bench/import_search.py

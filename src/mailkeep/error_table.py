@@ -10,8 +10,6 @@ it takes the entry of Exception, and its details are its class name.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from mailkeep.core.errors import (
     Cancelled,
     Conflict,
@@ -51,11 +49,17 @@ FAILED = "process.failed"
 CANCELLED_EVENT = "process.cancelled"
 
 
-class ErrorSpec(NamedTuple):
-    details: str  # the Administration API's error.details ("" for the exception's own)
-    mcapi: int  # the console API's code
-    exit: int  # the command line's exit code
-    event: str | None  # the notification a failed process raises, None for none
+class ErrorSpec:
+    """How one class of error is told through each interface. (A plain class: the search from
+    the command line imports neither typing nor dataclasses, cli/entry.py.)"""
+
+    __slots__ = ("details", "mcapi", "exit", "event")
+
+    def __init__(self, details: str, mcapi: int, exit: int, event: str | None) -> None:
+        self.details = details  # the Administration API's error.details ("" for its own)
+        self.mcapi = mcapi  # the console API's code
+        self.exit = exit  # the command line's exit code
+        self.event = event  # the notification a failed process raises, None for none
 
 
 # The classes of the core by class; the others by their module and name, so that what reads

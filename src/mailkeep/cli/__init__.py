@@ -8,9 +8,11 @@ its commands in COMMANDS). This package imports neither until a name of theirs i
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # (typing is not imported at run time: cli/entry.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from mailkeep.cli.group import COMMANDS, LazyGroup, main
 
 __all__ = ["COMMANDS", "LazyGroup", "main"]

@@ -4,7 +4,15 @@ without it, by cli/find.py, the function the click command runs too. Any other c
 and any form of search this does not read exactly as click would (help, a number that is not
 one, out of range or given twice, an unknown option, no words), goes to the click group of
 cli/__init__.py, which answers it or says what is wrong. tests/test_cli.py checks that every
-command line this reads, click reads alike."""
+command line this reads, click reads alike.
+
+`mailkeep --help` is answered here too, with the text click writes for a terminal of 80 columns
+or more (cli/help_text.py, which `make docs` writes and a test keeps equal to click's); on a
+narrower terminal click answers it.
+
+The modules a search imports (this one, cli/find.py, core/finder.py and what they import) keep
+off typing, dataclasses and pathlib: those three took a third of the search's time as a whole
+process. tests/test_cli.py keeps them off."""
 
 from __future__ import annotations
 
@@ -12,20 +20,14 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import NamedTuple
 
 NUMBER = re.compile(r"[0-9]{1,9}")
 LIMIT_MAX = 10_000  # of --limit (cli/search.py declares it with these)
 LIMIT_DEFAULT = 20
+HELP_COLUMNS = 80  # at least this wide, click's help is as wide as for 80 columns
 
-
-class SearchArgs(NamedTuple):
-    data: Path
-    words: list[str]
-    limit: int
-    offset: int
-    as_json: bool
+# (data directory, words, limit, offset, as JSON)
+SearchArgs = tuple["str | os.PathLike[str]", list[str], int, int, bool]
 
 
 def quick_args(argv: Sequence[str], env: Mapping[str, str]) -> SearchArgs | None:
@@ -78,13 +80,42 @@ def quick_args(argv: Sequence[str], env: Mapping[str, str]) -> SearchArgs | None
             return None
     if data is None:
         from mailkeep.core.files import default_data_dir
-        path = default_data_dir()
-    else:
-        path = Path(data)
-    return SearchArgs(path, words, limit, offset, "--json" in given)
+        return default_data_dir(), words, limit, offset, "--json" in given
+    return data, words, limit, offset, "--json" in given
+
+
+def terminal_columns() -> int:
+    """The width click formats help for: shutil.get_terminal_size()'s (which imports more
+    than a search does): $COLUMNS, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+def quick_help(argv: Sequence[str]) -> str | None:
+    """`mailkeep --help` as click would write it, where it would write the text it writes for
+    80 columns; None for any other command line."""
+    if list(argv[1:]) not in (["--help"], ["-h"]) or os.path.basename(argv[0]) != "mailkeep":
+        return None
+    if terminal_columns() < HELP_COLUMNS:
+        return None
+    from mailkeep.cli.help_text import HELP
+    return HELP
 
 
 def run() -> None:
+    text = quick_help(sys.argv)
+    if text is not None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        sys.exit(0)
     args = quick_args(sys.argv[1:], os.environ)
     if args is not None:
         from mailkeep.cli.find import run_search

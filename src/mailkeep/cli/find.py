@@ -8,10 +8,10 @@ core/finder.py: not click, nothing of the server, the function catalog or rich
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import unicodedata
-from pathlib import Path
 
 from mailkeep.cli.output import EXIT_INTERRUPTED, echo, error, plain, styled, warn
 from mailkeep.core.errors import Cancelled, MailkeepError
@@ -72,7 +72,8 @@ def _iso(ts: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(ts))
 
 
-def run_search(data: Path, words: list[str], limit: int, offset: int, as_json: bool) -> int:
+def run_search(data: str | os.PathLike[str], words: list[str], limit: int, offset: int,
+               as_json: bool) -> int:
     """Search the data directory and print the page (a table, or JSON); the exit code: 0, or
     that of a store not searched, or of a domain error (said on stderr)."""
     try:
@@ -84,13 +85,16 @@ def run_search(data: Path, words: list[str], limit: int, offset: int, as_json: b
         return EXIT_INTERRUPTED
 
 
-def _search(data: Path, words: list[str], limit: int, offset: int, as_json: bool) -> int:
+def _search(data: str | os.PathLike[str], words: list[str], limit: int, offset: int,
+            as_json: bool) -> int:
     start = time.perf_counter()
     q = compile_query(" ".join(words))
-    res: SearchResult | None = quick_search(data.resolve(), q, limit, offset)
+    res: SearchResult | None = quick_search(os.path.realpath(data), q, limit, offset)
     if res is None:  # the Archive brings what needs it up to date first
+        from pathlib import Path
+
         from mailkeep.core.archive import Archive
-        with Archive(data) as archive:
+        with Archive(Path(data)) as archive:
             res = archive.search_compiled(q, limit, offset)
     for name, why in res.unavailable.items():
         warn(f"store {plain(repr(name))} not searched: {plain(why.message)}")

@@ -88,3 +88,20 @@ def main(ctx: click.Context, data: Path | None) -> None:
     """mailkeep: a self-hosted email archive."""
     ctx.ensure_object(dict)
     ctx.obj["data"] = data or default_data_dir()
+
+
+def help_for_80_columns() -> str:
+    """What `mailkeep --help` writes on a terminal of 80 columns or more (cli/entry.py writes
+    it without importing click: cli/help_text.py holds it)."""
+    with click.Context(main, info_name="mailkeep", terminal_width=78, **main.context_settings
+                       ) as ctx:
+        return main.get_help(ctx) + "\n"
+
+
+if __name__ == "__main__":  # `make docs`: cli/help_text.py
+    print('"""What `mailkeep --help` writes on a terminal of 80 columns or more, written by '
+          "`make docs`\n(cli/group.py's help_for_80_columns; tests/test_cli.py keeps it so).\"\"\""
+          "\n\nHELP = (")
+    for line in help_for_80_columns().splitlines(keepends=True):
+        print(f"    {line!r}")
+    print(")")

@@ -37,6 +37,7 @@ from mailkeep.cli.common import (
 from mailkeep.core.admin.places import checked_place
 from mailkeep.core.errors import MailkeepError
 from mailkeep.core.export import export as run_export
+from mailkeep.core.heap import hold_mmap_threshold
 from mailkeep.core.ingest import Importer, ImportStats, Outcome
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.mime.parse import describe
@@ -93,6 +94,7 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], folder: str, user: str,
                                 f"{s.messages_per_second:.0f}/s"))
 
     importer: Importer | None = None
+    hold_mmap_threshold()  # (before the workers start: they take it from the environment)
     try:
         with archive_of(ctx) as archive:
             for path in paths:  # the data directory's own files (its master database, its

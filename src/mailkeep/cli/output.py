@@ -13,18 +13,20 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from mailkeep.core.errors import Cancelled, MailkeepError
 from mailkeep.error_table import exit_code
 
+TYPE_CHECKING = False  # (typing is not imported at run time: cli/entry.py)
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any, TextIO, TypeVar
+
     import click
 
     from mailkeep.core.archive import Archive
 
-F = TypeVar("F", bound=Callable[..., Any])
+    F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INTERRUPTED = 130
 # What a terminal would act on rather than show: C0 and C1 controls (escape sequences, bells,
 # carriage returns that overwrite a line), DEL, and the bidirectional overrides that reorder

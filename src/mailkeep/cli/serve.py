@@ -54,6 +54,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     # VerifyStores) are forked from a process that has the function catalog loaded already.
     import multiprocessing
     multiprocessing.set_forkserver_preload(["mailkeep.functions", "mailkeep.core.ingest"])
+    from mailkeep.core.heap import hold_mmap_threshold
+    hold_mmap_threshold()  # (before any worker starts: they take it from the environment)
 
     import uvicorn
     from uvicorn.config import create_ssl_context

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # (typing is not imported at run time: cli/entry.py)
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 
 def fsync_dir(path: Path) -> None:
@@ -27,7 +30,7 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def private(path: Path) -> None:
+def private(path: str | os.PathLike[str]) -> None:
     """Take the permissions of group and others away from a file or directory this user owns
     (the others are left alone: a store on read-only media, someone else's file)."""
     try:
@@ -41,7 +44,7 @@ def private(path: Path) -> None:
             pass  # read-only file system: its files cannot be changed by anyone anyway
 
 
-def create_private(path: Path) -> None:
+def create_private(path: str | os.PathLike[str]) -> None:
     """Create an empty file readable by its owner only unless it exists (SQLite's databases:
     their -wal and -shm files take the mode of the database file); make an existing one
     private."""
@@ -97,4 +100,17 @@ def write_new(path: Path, data: bytes, mode: int = 0o644) -> bool:
 
 def default_data_dir() -> Path:
     """The data directory when none is named: $MAILKEEP_DATA, else ./mailkeep-data."""
+    from pathlib import Path
     return Path(os.environ.get("MAILKEEP_DATA", "./mailkeep-data"))
+
+
+def sqlite_read_only(path: str | os.PathLike[str]) -> str:
+    """The URI that opens the SQLite database at path for reading only (sqlite3.connect(...,
+    uri=True)): absolute, its bytes percent-encoded but for the plainly safe ones, so that no
+    ?, # or % in a directory's name is read as URI syntax."""
+    full = os.fsencode(path)
+    if not os.path.isabs(full):
+        full = os.path.join(os.getcwdb(), full)  # not normalised: a/link/.. stays as it is
+    safe = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-._~"
+    quoted = "".join(chr(b) if b in safe else f"%{b:02X}" for b in full)
+    return f"file://{quoted}?mode=ro"

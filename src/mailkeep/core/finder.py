@@ -15,38 +15,49 @@ Archive.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from mailkeep.core.errors import CorruptData, InvalidArgument, MailkeepError, NotFound
-from mailkeep.core.masterdb.stores import read_only_stores
+from mailkeep.core.masterdb.readonly import read_only_stores
 from mailkeep.core.storage.catalog import CATALOG, Catalog
-from mailkeep.core.storage.catalog_search import Hit
 from mailkeep.core.storage.manifest import read_manifest, segments_past
-from mailkeep.core.storage.query import Query
+
+TYPE_CHECKING = False  # (typing is not imported at run time: cli/entry.py)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from mailkeep.core.storage.catalog_search import Hit
+    from mailkeep.core.storage.query import Query
 
 TOO_COMPLEX = ("too large", "too many", "stack overflow", "too complex", "too big")
 
 
-@dataclass
 class StoreHit:
-    store_id: int
-    hit: Hit
-    matched: list[str] = field(default_factory=list)  # attachments a word was found in
+    __slots__ = ("store_id", "hit", "matched")  # (not a dataclass: cli/entry.py)
+
+    def __init__(self, store_id: int, hit: Hit) -> None:
+        self.store_id = store_id
+        self.hit = hit
+        self.matched: list[str] = []  # attachments a word was found in
+
+    def __repr__(self) -> str:
+        return f"StoreHit({self.store_id}, {self.hit!r}, matched={self.matched!r})"
 
     @property
     def message_id(self) -> str:
         return f"{self.store_id}:{self.hit.number}"
 
 
-@dataclass
 class SearchResult:
-    total: int
-    hits: list[StoreHit]
-    unavailable: dict[str, MailkeepError]  # store name -> why it was not searched
+    __slots__ = ("total", "hits", "unavailable")
+
+    def __init__(self, total: int, hits: list[StoreHit],
+                 unavailable: dict[str, MailkeepError]) -> None:
+        self.total = total
+        self.hits = hits
+        self.unavailable = unavailable  # store name -> why it was not searched
 
 
 def search_stores(catalogs: Iterable[tuple[int, str, Catalog]], q: Query, limit: int,
@@ -83,7 +94,7 @@ def search_stores(catalogs: Iterable[tuple[int, str, Catalog]], q: Query, limit:
     return SearchResult(total, hits[offset: offset + limit], dict(unavailable))
 
 
-def quick_search(data_dir: Path, q: Query, limit: int, offset: int) -> SearchResult | None:
+def quick_search(data_dir: str, q: Query, limit: int, offset: int) -> SearchResult | None:
     """search_stores over the catalogs of data_dir's stores opened read-only, newest first;
     None where Archive must do it (see the module's doc). Disabled stores are not searched,
     as Archive does not search them."""
@@ -93,23 +104,23 @@ def quick_search(data_dir: Path, q: Query, limit: int, offset: int) -> SearchRes
     opened: list[tuple[int, str, Catalog]] = []
     unavailable: dict[str, MailkeepError] = {}
     try:
-        for rec in records:
-            if rec.state == "disabled":
+        for store_id, name, directory, state in records:
+            if state == "disabled":
                 continue
             try:
-                manifest = read_manifest(rec.path)
+                manifest = read_manifest(directory)
             except (NotFound, CorruptData):
                 return None  # Archive says why, in its own words
-            catalog_file = rec.path / CATALOG
-            if manifest.get("encryption") or not catalog_file.is_file():
+            catalog_file = os.path.join(directory, CATALOG)
+            if manifest.get("encryption") or not os.path.isfile(catalog_file):
                 return None
             try:
                 catalog = Catalog(catalog_file, readonly=True)
             except sqlite3.DatabaseError:
                 return None
-            opened.append((rec.id, rec.name, catalog))
+            opened.append((store_id, name, catalog))
             try:
-                if segments_past(rec.path, catalog.applied()):
+                if segments_past(directory, catalog.applied()):
                     return None  # a crash left the catalog behind: the Archive catches up
             except (sqlite3.DatabaseError, OSError, ValueError):
                 return None

@@ -114,9 +114,11 @@ def _peer_host(transport: asyncio.BaseTransport) -> str:
 
 
 def _say(transport: asyncio.BaseTransport | None, reply: str) -> None:
-    """A reply written straight to the connection (none of aiosmtpd's session state needed)."""
-    if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
-        transport.write(reply.encode() + b"\r\n")
+    """A reply written straight to the connection (none of aiosmtpd's session state needed).
+    (uvloop's transports are no subclasses of asyncio's: what they can do is asked.)"""
+    write = getattr(transport, "write", None)
+    if transport is not None and callable(write) and not transport.is_closing():
+        write(reply.encode() + b"\r\n")
 
 
 class LimitedSMTP(SMTP):

@@ -362,6 +362,16 @@ class _Controller(Controller):
         return smtp
 
 
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """The SMTP listener's own loop (in its own thread): uvloop's where it is installed (the
+    HTTP side runs on it too), which answers more sessions a second than asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class CertificateHolder(Protocol):
     """The server's certificate, which a running server changes (web/app.py's
     LiveCertificate): a context attached to it serves the certificate chosen last."""
@@ -399,7 +409,7 @@ class JournalReceiver:
                         authenticator=SmtpAuth(authenticator, Networks(settings.networks)))
         handler = JournalHandler(self.writer, settings, authenticator.users)
         self.controller = _Controller(
-            handler, settings, hostname=settings.host, port=settings.port,
+            handler, settings, loop=_event_loop(), hostname=settings.host, port=settings.port,
             data_size_limit=settings.max_size, tls_context=tls,
             require_starttls=settings.require_tls and tls is not None,
             ident="mailkeep journal receiver", decode_data=False, **auth)

@@ -12,9 +12,11 @@ the repositories' calls join it.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # (typing is not imported at run time: cli/entry.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from mailkeep.core.masterdb.accounts import AccountRow
     from mailkeep.core.masterdb.database import MasterDB
     from mailkeep.core.masterdb.jobs import Job, Schedule

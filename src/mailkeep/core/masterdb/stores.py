@@ -4,13 +4,11 @@ id and name, in which state. Ids are never reused (store_ids)."""
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailkeep.core.masterdb.base import BUSY_TIMEOUT_MS, Repository
-from mailkeep.core.masterdb.schema import FILE, VERSION
+from mailkeep.core.masterdb.base import Repository
 
 STATES = ("current", "normal", "writeProtected", "disabled")
 NAME_RE = re.compile(r"^[^/\\\x00-\x1f]{1,100}$")
@@ -31,29 +29,6 @@ class StoreRecord:
     name: str
     path: Path
     state: str
-
-
-def read_only_stores(data_dir: Path) -> list[StoreRecord] | None:
-    """The stores registry read from the master database of data_dir without opening it for
-    writing (core/finder.py); None when there is none yet, it cannot be read so, or its
-    schema is not this version's (MasterDB makes it or brings it up to date)."""
-    path = data_dir / FILE
-    if not path.is_file():
-        return None
-    try:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
-                               timeout=BUSY_TIMEOUT_MS / 1000)
-    except sqlite3.Error:
-        return None
-    try:
-        if conn.execute("PRAGMA user_version").fetchone()[0] != VERSION:
-            return None
-        rows = conn.execute("SELECT id, uuid, name, path, state FROM stores ORDER BY id")
-        return [StoreRecord(r[0], r[1], r[2], Path(r[3]), r[4]) for r in rows]
-    except sqlite3.Error:
-        return None
-    finally:
-        conn.close()
 
 
 class StoreRegistry(Repository):

@@ -7,19 +7,21 @@ writer applies records in batches (`BEGIN IMMEDIATE`); readers open their own co
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from mailkeep.core.files import create_private
+from mailkeep.core.files import create_private, sqlite_read_only
 from mailkeep.core.mime.cjk import cjk_segment
 from mailkeep.core.storage.catalog_search import Searching
 
+TYPE_CHECKING = False  # (typing is not imported at run time: cli/entry.py)
 if TYPE_CHECKING:
-    pass
+    from pathlib import Path
+    from typing import Any
+
+    from mailkeep.core.storage.packing import BlobInfo
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,19 +80,6 @@ def key_of_day(epoch: int) -> int:
     return min(max(epoch, 0), MAX_DATE) << KEY_SHIFT
 
 
-@dataclass
-class BlobInfo:
-    date: int
-    subject: str
-    sender: str
-    recipients: str
-    message_id: str | None
-    has_attachment: bool
-    warnings: str
-    index: tuple[str, str, str, str, str]  # subject, sender, recipients, body, attachments
-    documents: str = ""  # the text inside its attachments, kept (blob_documents)
-
-
 def pack_documents(text: str) -> str | bytes:
     """How blob_documents keeps a message's attachment text: zlib-compressed (a BLOB) when
     that saves room, as text otherwise (and in catalogs written before: both are read)."""
@@ -116,11 +105,9 @@ def index_columns(subject: str, sender: str, recipients: str, body: str, attachm
             cjk_segment(body), cjk_segment(attachments))
 
 
-
-
-def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+def connect(path: str | os.PathLike[str], readonly: bool = False) -> sqlite3.Connection:
     if readonly:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
+        conn = sqlite3.connect(sqlite_read_only(path), uri=True,
                                isolation_level=None, check_same_thread=False)
     else:
         create_private(path)
@@ -135,8 +122,8 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
 
 
 class Catalog(Searching):
-    def __init__(self, path: Path, readonly: bool = False) -> None:
-        self.path = path
+    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+        self.file = os.fspath(path)
         self.readonly = readonly
         self.conn = connect(path, readonly)
         if not readonly:
@@ -555,7 +542,9 @@ class Catalog(Searching):
         """Merge the full-text index's segments (searches read fewer), refresh the query
         planner's statistics, rewrite the file without free pages; (bytes before, after)."""
         def size() -> int:
-            return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
+            folder, name = os.path.split(self.file)
+            return sum(os.stat(os.path.join(folder, n)).st_size
+                       for n in os.listdir(folder or ".") if n.startswith(name))
 
         before = size()
         self._flush_index()
@@ -603,7 +592,7 @@ def backup_catalog(src: Path, dst: Path) -> None:
 
 def applied_of(path: Path) -> tuple[int, int]:
     """(segment, offset) up to which the catalog file at `path` has applied the segments."""
-    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    conn = sqlite3.connect(sqlite_read_only(path), uri=True)
     try:
         rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
                                  "('applied_segment', 'applied_offset')").fetchall())
@@ -616,7 +605,7 @@ def compaction_of(path: Path) -> str | None:
     """The compaction id the catalog file at `path` knows (read-only; None when it knows none
     or cannot be read)."""
     try:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+        conn = sqlite3.connect(sqlite_read_only(path), uri=True)
         try:
             row = conn.execute("SELECT value FROM meta WHERE key = 'compaction'").fetchone()
             return row[0] if row else None

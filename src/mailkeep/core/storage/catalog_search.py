@@ -6,24 +6,39 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # (typing is not imported at run time: cli/entry.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from mailkeep.core.storage.query import Query
 
 
-@dataclass
 class Hit:
-    number: int
-    date: int
-    subject: str
-    sender: str
-    recipients: str
-    owner: str
-    folder: str
-    size: int
-    has_attachment: bool
+    """One message found. (A plain class: the search from the command line imports neither
+    typing nor dataclasses, cli/entry.py.)"""
+
+    __slots__ = ("number", "date", "subject", "sender", "recipients", "owner", "folder", "size",
+                 "has_attachment")
+
+    def __init__(self, number: int, date: int, subject: str, sender: str, recipients: str,
+                 owner: str, folder: str, size: int, has_attachment: bool) -> None:
+        self.number = number
+        self.date = date
+        self.subject = subject
+        self.sender = sender
+        self.recipients = recipients
+        self.owner = owner
+        self.folder = folder
+        self.size = size
+        self.has_attachment = has_attachment
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Hit) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    def __repr__(self) -> str:
+        return "Hit(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
 
 
 HIT_COLUMNS = ("e.number, e.key >> 20, b.subject, b.sender, b.recipients, f.owner, f.path, "
@@ -179,7 +194,7 @@ class Searching:
 
     def matches(self, q: Query, number: int) -> bool:
         """Whether message `number` is one the query finds."""
-        one = replace(q, where=[*q.where, "e.number = ?"], params=[*q.params, number])
+        one = q.and_where("e.number = ?", number)
         src, params, _ = self._plan(one)
         return self.conn.execute(f"SELECT 1 FROM {src} LIMIT 1", params).fetchone() is not None
 

@@ -11,10 +11,23 @@ from dataclasses import dataclass
 
 from mailkeep.core.crypto import Sealer
 from mailkeep.core.mime.parse import IndexFields, extract
-from mailkeep.core.storage.catalog import BlobInfo, attachment_column, index_columns
+from mailkeep.core.storage.catalog import attachment_column, index_columns
 from mailkeep.core.storage.codec import Codec
 
 PARTIAL_INDEX_BYTES = 16 << 20  # a larger message is indexed from its first bytes only
+
+
+@dataclass
+class BlobInfo:
+    date: int
+    subject: str
+    sender: str
+    recipients: str
+    message_id: str | None
+    has_attachment: bool
+    warnings: str
+    index: tuple[str, str, str, str, str]  # subject, sender, recipients, body, attachments
+    documents: str = ""  # the text inside its attachments, kept (blob_documents)
 
 
 @dataclass

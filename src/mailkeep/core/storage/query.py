@@ -6,10 +6,7 @@ user, date and attachment filters become plain SQL conditions on the catalog.
 
 from __future__ import annotations
 
-import calendar
 import re
-from dataclasses import dataclass, field
-from datetime import date
 
 from mailkeep.core.errors import InvalidArgument
 from mailkeep.core.mime.cjk import cjk_segment, query_tokens
@@ -18,21 +15,36 @@ from mailkeep.core.storage.catalog import key_of_day
 COLUMNS = {"from": "sender", "sender": "sender", "to": "recipients", "cc": "recipients",
            "bcc": "recipients", "subject": "subject", "body": "body", "text": "body",
            "attachment": "attachments", "filename": "attachments"}
+UNIX_EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
 SQL_FIELDS = ("folder", "user", "has", "after", "before", "on")
 TOKEN = re.compile(r'(-?)(?:(\w+):)?("(?:[^"]*)"?|\S+)')
 
 
-@dataclass
 class Query:
-    """A compiled search: what the catalog runs against entries e, blobs b, folders f."""
+    """A compiled search: what the catalog runs against entries e, blobs b, folders f. (A
+    plain class: the search from the command line does not import dataclasses, cli/entry.py.)"""
 
-    match: str | None = None  # FTS5 expression; None when the query has no words
-    exclude: list[str] = field(default_factory=list)  # FTS5 expressions to leave out
-    key_min: int | None = None  # entry key range [key_min, key_max): the date filters
-    key_max: int | None = None
-    where: list[str] = field(default_factory=list)  # SQL conditions on entries e only
-    params: list[object] = field(default_factory=list)
-    terms: list[str] = field(default_factory=list)  # each word or phrase sought, on its own
+    __slots__ = ("match", "exclude", "key_min", "key_max", "where", "params", "terms")
+
+    def __init__(self) -> None:
+        self.match: str | None = None  # FTS5 expression; None when the query has no words
+        self.exclude: list[str] = []  # FTS5 expressions to leave out
+        self.key_min: int | None = None  # entry key range [key_min, key_max): the date filters
+        self.key_max: int | None = None
+        self.where: list[str] = []  # SQL conditions on entries e only
+        self.params: list[object] = []
+        self.terms: list[str] = []  # each word or phrase sought, on its own
+
+    def __repr__(self) -> str:
+        return "Query(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
+
+    def and_where(self, condition: str, *params: object) -> Query:
+        """A copy with one more SQL condition on the entries."""
+        out = Query()
+        for k in self.__slots__:
+            setattr(out, k, getattr(self, k))
+        out.where, out.params = [*self.where, condition], [*self.params, *params]
+        return out
 
     def narrow(self, lo: int | None, hi: int | None) -> None:
         if lo is not None:
@@ -41,11 +53,13 @@ class Query:
             self.key_max = hi if self.key_max is None else min(self.key_max, hi)
 
 
-@dataclass
 class _Parsed:
-    query: Query = field(default_factory=Query)
-    groups: list[list[str]] = field(default_factory=list)  # AND of ORs of FTS terms
-    negated: list[str] = field(default_factory=list)
+    __slots__ = ("query", "groups", "negated")
+
+    def __init__(self) -> None:
+        self.query = Query()
+        self.groups: list[list[str]] = []  # AND of ORs of FTS terms
+        self.negated: list[str] = []
 
 
 def _fts_string(text: str) -> str:
@@ -74,6 +88,7 @@ def _day(value: str, end: bool) -> int:
     m = re.fullmatch(r"(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?", value)
     if not m:
         raise InvalidArgument(f"date {value!r} is not YYYY, YYYY-MM or YYYY-MM-DD")
+    from datetime import date  # (only here: a plain search does not import it)
     y, mo, d = int(m.group(1)), m.group(2), m.group(3)
     try:
         if d is not None:
@@ -87,7 +102,7 @@ def _day(value: str, end: bool) -> int:
     except ValueError:
         raise InvalidArgument(f"date {value!r} does not exist") from None
     chosen = nxt if end else start
-    return calendar.timegm(chosen.timetuple())
+    return (chosen.toordinal() - UNIX_EPOCH_ORDINAL) * 86400  # its midnight UTC
 
 
 def _sql_filter(q: Query, name: str, value: str, negate: bool) -> None:

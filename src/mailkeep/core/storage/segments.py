@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from mailkeep.core.files import create_private, fsync_dir
+from mailkeep.core.storage.manifest import FILE_HEADER as FILE_HEADER  # (their home)
+from mailkeep.core.storage.manifest import segment_name as segment_name
+from mailkeep.core.storage.manifest import segment_numbers as segment_numbers
 
 MAGIC = b"MKR\x01"
-FILE_HEADER = b"MKSEG01\n"
 PREFIX = struct.Struct("<4scIQ")
 CRC = struct.Struct("<I")
 MAX_HEADER_BYTES = 1 << 20
@@ -31,18 +33,6 @@ TOMBSTONE = b"T"  # an entry deleted
 DICTIONARY = b"D"  # a zstd dictionary that later message records name
 FOLDER = b"F"  # a folder tree moved, or an empty folder removed
 TYPES = (MESSAGE, ENTRY, TOMBSTONE, DICTIONARY, FOLDER)
-
-
-def segment_name(number: int) -> str:
-    return f"{number:06d}.seg"
-
-
-def segment_numbers(directory: Path) -> list[int]:
-    out = []
-    for p in directory.glob("*.seg"):
-        if p.stem.isdigit():
-            out.append(int(p.stem))
-    return sorted(out)
 
 
 @dataclass

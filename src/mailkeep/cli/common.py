@@ -2,14 +2,16 @@
 the commands that run catalog functions (`call`, and the commands that are projections of one:
 `store`, `user`, `settings`, `profile`, `verify`, `recover`). The data directory's archive for
 those that read mail (`show`, `export`, `folders`) or take it in (`import`), and the exit codes
-of the one error table (error_table.py), come from cli/output.py, which `search` uses alone."""
+of the one error table (error_table.py), come from cli/output.py, which `search` uses alone.
+The function catalog is imported by the first call only: `import`, `show` and `export` do
+without it (a quarter of a second)."""
 
 from __future__ import annotations
 
 import getpass
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -25,11 +27,12 @@ from mailkeep.cli.output import (
     plain,
     warn,
 )
+from mailkeep.core.caller import Caller
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.error_table import exit_code
-from mailkeep.functions import REGISTRY
-from mailkeep.functions.call import Caller, Services
-from mailkeep.functions.invoke import Invoker
+
+if TYPE_CHECKING:
+    from mailkeep.functions.invoke import Invoker
 
 out = Console(soft_wrap=True, emoji=False, highlight=False)  # text as it is, never ":cd:" -> emoji
 err = Console(stderr=True, soft_wrap=True, emoji=False, highlight=False)
@@ -95,6 +98,8 @@ def progress_bar() -> Progress:
 @contextmanager
 def invoker_of(ctx: click.Context) -> Iterator[Invoker]:
     """The one invoke path in this process, on the data directory's master database."""
+    from mailkeep.functions.call import Services
+    from mailkeep.functions.invoke import Invoker
     master = MasterDB.of(data_dir(ctx).resolve())
     services = Services(data_dir(ctx).resolve(), master)
     try:
@@ -109,6 +114,7 @@ def call(ctx: click.Context, function: str, /, *, form: Mapping[str, str] | None
     """Run a catalog function in this process as the shell's account: rights, audit and
     notifications as through any other interface. Arguments as text (`form`) or values
     (None: not given)."""
+    from mailkeep.functions import REGISTRY
     fn = REGISTRY.find(function)
     with invoker_of(ctx) as invoker, Terminal(fn.long_running, show_log) as terminal:
         given = {k: v for k, v in native.items() if v is not None}

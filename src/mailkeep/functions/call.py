@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from argon2 import PasswordHasher
 
 from mailkeep.core.archive import Archive
+from mailkeep.core.caller import VIAS as VIAS  # (their home)
+from mailkeep.core.caller import Caller as Caller
 from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.writer import Filed, Filing, StoreWriter
@@ -22,9 +24,6 @@ if TYPE_CHECKING:
     from mailkeep.functions.registry import Function
     from mailkeep.jobs.engine import Engine
     from mailkeep.jobs.process import ProcessInfo
-
-VIAS = ("api", "mcapi", "cli", "job", "automatic")
-
 
 class JobControl(Protocol):
     """The server's scheduler as functions reach it (RunJobAsync, CancelJobAsync, changes)."""
@@ -43,24 +42,6 @@ class CertificateSwitch(Protocol):
     restart (None where no server serves TLS in this process)."""
 
     def use(self, cert: Path, key: Path) -> None: ...
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who calls, through which interface. `user` is an account (api, mcapi, job: the job's
-    owner), the account of the shell (cli), or the server itself (automatic)."""
-
-    user: str
-    via: str
-    address: str = ""
-    job: str | None = None  # the job's name, when via is "job"
-    session: str = ""  # mcapi: the digest of the console session calling (links end with it)
-    agent: str = ""  # the client's User-Agent (printable ASCII, shortened), for the audit log
-
-    @property
-    def actor(self) -> str:
-        """How the audit log names the caller: api:alice, cli:root, job:nightly, ..."""
-        return f"job:{self.job}" if self.via == "job" else f"{self.via}:{self.user}"
 
 
 @dataclass

@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,7 +192,7 @@ def read_heads_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return heads, bad
 
 
-def roots_at(hashes: list[bytes], sizes: Iterable[int]) -> dict[int, bytes]:
+def roots_at(hashes: Sequence[bytes], sizes: Iterable[int]) -> dict[int, bytes]:
     """The tree's root at each of `sizes` (each at most len(hashes)), in one pass."""
     wanted = sorted({s for s in sizes if 0 <= s <= len(hashes)})
     out: dict[int, bytes] = {}

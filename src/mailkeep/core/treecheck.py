@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -32,7 +33,7 @@ from mailkeep.core.storage.tree import HEADS_FILE, canonical
 from mailkeep.core.storage.tree_records import TreeReport, check_records
 
 
-def check_heads(store: Store, report: TreeReport, hashes: list[bytes],
+def check_heads(store: Store, report: TreeReport, hashes: Sequence[bytes],
                 sources: dict[str, list[dict[str, Any]]], public: Ed25519PublicKey,
                 keys: dict[str, Ed25519PublicKey] | None = None) -> None:
     """Each head of each source (name -> heads) signed by `public` (or by the key `keys` names
@@ -102,7 +103,7 @@ def check_store(store: Store, master_heads: list[str], public: Ed25519PublicKey,
                 exported_key: Ed25519PublicKey | None = None,
                 stamps: list[tuple[str, str]] | None = None) -> TreeReport:
     report = TreeReport()
-    hashes = store.tree.hashes()
+    hashes = store.tree.packed_hashes()
     report.leaves = len(hashes)
     own, bad = read_heads_file(store.path / HEADS_FILE)
     report.problems.extend(bad)

@@ -5,6 +5,8 @@ are checked above the storage layer (core/treecheck.py)."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,8 +58,8 @@ def _moves(header: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-@dataclass
-class _Filing:
+@dataclass(slots=True)
+class _Filing:  # (one a message: slots, and the owner's and folder's names interned)
     owner: str
     folder: str
     flags: list[str]
@@ -66,14 +68,16 @@ class _Filing:
     cid: str
 
 
-def check_records(store: Store, report: TreeReport, hashes: list[bytes]) -> None:
+def check_records(store: Store, report: TreeReport, hashes: Sequence[bytes]) -> None:
     """Every record against its leaf; every leaf accounted for; the records in leaf order;
     and the catalog's messages where their leaf-checked filings and the folder moves since
     put them (so that neither a record's unchecked fields nor the catalog can move, swap or
     bring back a message unnoticed)."""
     n = len(hashes)
-    seen: set[int] = set()
-    lawful: set[int] = set()
+    # which leaves have their record, and which a deletion accounts for: a byte a leaf (sets
+    # of a million numbers took 20 times the memory, bench/README.md: million.py)
+    seen = bytearray(n)
+    lawful = bytearray(n)
     m_leaves: dict[str, int | None] = {}
     m_ids: dict[int, str] = {}  # leaf of a message record -> its content id
     filings: dict[int, _Filing] = {}  # number -> where its checked filing puts it now
@@ -110,10 +114,10 @@ def check_records(store: Store, report: TreeReport, hashes: list[bytes]) -> None
                                            f"end ({n} leaves): the tree was cut or replaced")
                 continue  # else: written after this check read the tree
             report.records += 1
-            if i in seen:
+            if seen[i]:
                 report.problems.append(f"{where}: tree leaf {i} is claimed by two records")
                 continue
-            seen.add(i)
+            seen[i] = 1
             if i < last_leaf:
                 report.problems.append(f"{where}: its tree leaf {i} comes after leaf "
                                        f"{last_leaf}: the records were reordered")
@@ -134,14 +138,15 @@ def check_records(store: Store, report: TreeReport, hashes: list[bytes]) -> None
                     report.problems.append(f"{where}: message {h['n']} names other bytes than "
                                            f"the message record its filing committed to")
                 f = h.get("filed") or h
-                filings[int(h["n"])] = _Filing(str(f["owner"]), str(f["folder"]),
-                                               sorted(f.get("flags") or []), f.get("idate"),
-                                               int(f["at"]), str(h.get("id")))
+                filings[int(h["n"])] = _Filing(
+                    sys.intern(str(f["owner"])), sys.intern(str(f["folder"])),
+                    sorted(f.get("flags") or []), f.get("idate"), int(f["at"]), str(h.get("id")))
             elif item.type == seg.TOMBSTONE:
                 filings.pop(_int(h.get("n")) or -1, None)
                 for k in ("e", "m"):
-                    if _int(h.get(k)) is not None:
-                        lawful.add(h[k])
+                    at = _int(h.get(k))
+                    if at is not None and 0 <= at < n:
+                        lawful[at] = 1
             elif item.type == seg.FOLDER:
                 _apply_move(filings, _moves(h))
                 lost = h.get("was") if h.get("op") == "kept" else h
@@ -154,7 +159,7 @@ def check_records(store: Store, report: TreeReport, hashes: list[bytes]) -> None
     for text in mismatched:
         report.problems.append(f"{text}: the record does not match its tree leaf: it was "
                                "changed after it was written")
-    missing = sorted(set(range(n)) - seen - lawful)
+    missing = _unset(seen, lawful)
     report.missing = missing
     if missing:
         report.problems.append(f"{len(missing)} tree leaves have no record in the segments "
@@ -164,13 +169,23 @@ def check_records(store: Store, report: TreeReport, hashes: list[bytes]) -> None
         _compare_catalog(store, report, filings)
 
 
-def _declared(h: dict[str, Any], n: int, lawful: set[int], report: TreeReport) -> None:
+def _unset(a: bytearray, b: bytearray) -> list[int]:
+    """The positions where neither a nor b (of one length) has a flag, ascending."""
+    either = (int.from_bytes(a) | int.from_bytes(b)).to_bytes(len(a))
+    out: list[int] = []
+    at = either.find(0)
+    while at != -1:
+        out.append(at)
+        at = either.find(0, at + 1)
+    return out
+
+
+def _declared(h: dict[str, Any], n: int, lawful: bytearray, report: TreeReport) -> None:
     for pair in h.get("leaves") or []:
         if isinstance(pair, list) and len(pair) == 2 and all(
                 _int(x) is not None and 0 <= x < n for x in pair) and pair[0] <= pair[1]:
-            span = range(pair[0], pair[1] + 1)
-            lawful.update(span)
-            report.declared_lost += len(span)
+            lawful[pair[0]:pair[1] + 1] = b"\x01" * (pair[1] + 1 - pair[0])
+            report.declared_lost += pair[1] + 1 - pair[0]
 
 
 def _apply_move(filings: dict[int, _Filing], move: dict[str, Any] | None) -> None:
@@ -189,9 +204,8 @@ def _apply_move(filings: dict[int, _Filing], move: dict[str, Any] | None) -> Non
 
 
 def _compare_catalog(store: Store, report: TreeReport, filings: dict[int, _Filing]) -> None:
-    catalog = store.catalog.filed_as()
     wrong: list[str] = []
-    for number, (owner, folder, flags, idate, at, cid) in sorted(catalog.items()):
+    for number, (owner, folder, flags, idate, at, cid) in store.catalog.filed_as():
         f = filings.get(number)
         if f is None:
             if store.writable:  # (else: filed after the segments were read)

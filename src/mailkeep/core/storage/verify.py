@@ -258,7 +258,7 @@ def recover(store: Store, report: Report = _noop) -> RecoverResult:
     # What the damage took is declared lost in the tree (a record with a leaf of its own): the
     # store verifies clean again, and its history says what was lost and when.
     tree = TreeReport()
-    check_records(store, tree, store.tree.hashes())
+    check_records(store, tree, store.tree.packed_hashes())
     if tree.missing:
         ranges = _ranges(tree.missing)
         store.declare_lost(ranges, "records lost to damage; recovered")

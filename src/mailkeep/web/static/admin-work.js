@@ -192,6 +192,7 @@ export function workPages(ctx) {
       editor.replaceChildren(el("section", { class: "card", "aria-label": title }, el("h2", {}, title),
         el("form", { class: "fn-form", onsubmit: async (ev) => {
           ev.preventDefault();
+          say.textContent = "";  // what the page said of the last change is not said of this one
           try {
             if (existing) await call("UpdateProfile", { id: existing.id, properties: read() });
             else await call("CreateProfile", { properties: read() });
@@ -235,6 +236,7 @@ export function workPages(ctx) {
     const rows = jobs.map((j) => {
       const toggle = el("input", { type: "checkbox", checked: j.enabled, disabled: !may("SetJobEnabled"),
         "aria-label": `${w("enabled")} ${visible(j.name)}`, onchange: async () => {
+          say.textContent = "";
           try { await call("SetJobEnabled", { id: j.id, enabled: toggle.checked }); redraw(() => jobsPage(w("saved"))); }
           catch (err) { say.textContent = err.message; toggle.checked = !toggle.checked; }
         } });
@@ -338,6 +340,7 @@ export function workPages(ctx) {
       editor.replaceChildren(el("section", { class: "card", "aria-label": title }, el("h2", {}, title),
         el("form", { class: "fn-form", onsubmit: async (ev) => {
           ev.preventDefault();
+          say.textContent = "";  // what the page said of the last change is not said of this one
           try {
             if (existing) {
               if (name.value !== existing.name) await call("RenameJob", { id: existing.id, name: name.value });

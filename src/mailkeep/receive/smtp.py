@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 import sqlite3
 import ssl
 import time
@@ -307,6 +308,26 @@ class _Pending:
     data: Any
 
 
+# An address in angle brackets that is a plain dot-atom on both sides of the @ (as nearly every
+# MTA writes MAIL FROM and RCPT TO): read here in a regular expression, where aiosmtpd's
+# email._header_value_parser took 16 us for each.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"<((?:{_ATOM}\.)*{_ATOM}@(?:[A-Za-z0-9-]+\.)*[A-Za-z0-9-]+)>")
+
+
+def plain_address(arg: str) -> tuple[str, str] | None:
+    """(address, the parameters after it) as aiosmtpd's _getaddr reads a plain `<addr>` (a
+    test checks that it reads each such argument alike); None for any other argument, which
+    aiosmtpd reads itself."""
+    m = _PLAIN_ADDRESS.match(arg)
+    if m is None:
+        return None
+    rest = arg[m.end():].lstrip(" \t")
+    if rest.startswith("("):
+        return None  # a comment: aiosmtpd's parser takes it
+    return m.group(1), rest
+
+
 class _JournalSMTP(LimitedSMTP):
     """A journal must keep what the mail server sends, byte for byte: a message's lines longer
     than RFC 5321's 1,000 octets (which real mail has, and MTAs pass on) are accepted (up to
@@ -314,6 +335,13 @@ class _JournalSMTP(LimitedSMTP):
     for tens of milliseconds, and the event loop serves every other client meanwhile."""
 
     max_auth_failures = 5
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        plain = plain_address(arg)
+        if plain is None or (self.local_part_limit
+                             and len(plain[0].rpartition("@")[0]) > self.local_part_limit):
+            return super()._getaddr(arg)
+        return plain
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
         # aiosmtpd calls this synchronously from auth_PLAIN/auth_LOGIN: hand the credentials

@@ -328,6 +328,7 @@ export async function renderAdmin(ui) {
       }
       if (shape.value !== "connection" && shape.value !== shapeOf(conf)) settings.authenticationType = shape.value;
       if (shape.value === "connection" && !settings.connection && shapeOf(conf) !== "connection") settings.connection = inputs.get("connection").value;
+      status.textContent = "";  // what was said of the last change is not said of this one
       try {
         await call("SetSmtpSettings", { settings });
         inputs.get("password").value = "";
@@ -446,6 +447,7 @@ export async function renderAdmin(ui) {
         roles.map((r) => el("option", { value: r, selected: (u.role || "") === r },
           r || (u.privileges.includes("admin") ? w("byPrivilege") : "—"))));
       const act = async (fn, args, done) => {
+        say.textContent = "";  // what was said of the last change is not said of this one
         try { await call(fn, { userName: u.userName, ...args }); say.textContent = done; }
         catch (err) { say.textContent = err.message; }
       };
@@ -497,6 +499,7 @@ export async function renderAdmin(ui) {
     };
     // the calls in order, then the account shown again once
     const act = async (...calls) => {
+      say.textContent = "";  // what was said of the last change is not said of this one
       try {
         for (const [fn, args] of calls) await call(fn, { userName: u.userName, ...args });
         say.textContent = `${visible(u.userName)}: ${w("saved")}`;

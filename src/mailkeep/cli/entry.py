@@ -79,8 +79,8 @@ def quick_args(argv: Sequence[str], env: Mapping[str, str]) -> SearchArgs | None
         if data == "":
             return None
     if data is None:
-        from mailkeep.core.files import default_data_dir
-        return default_data_dir(), words, limit, offset, "--json" in given
+        from mailkeep.core.files import DEFAULT_DATA_DIR  # (default_data_dir imports pathlib)
+        data = DEFAULT_DATA_DIR
     return data, words, limit, offset, "--json" in given
 
 

@@ -98,10 +98,13 @@ def write_new(path: Path, data: bytes, mode: int = 0o644) -> bool:
     return True
 
 
+DEFAULT_DATA_DIR = "./mailkeep-data"
+
+
 def default_data_dir() -> Path:
     """The data directory when none is named: $MAILKEEP_DATA, else ./mailkeep-data."""
     from pathlib import Path
-    return Path(os.environ.get("MAILKEEP_DATA", "./mailkeep-data"))
+    return Path(os.environ.get("MAILKEEP_DATA", DEFAULT_DATA_DIR))
 
 
 def sqlite_read_only(path: str | os.PathLike[str]) -> str:

@@ -33,10 +33,6 @@ class Hit:
         self.size = size
         self.has_attachment = has_attachment
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Hit) and all(
-            getattr(self, k) == getattr(other, k) for k in self.__slots__)
-
     def __repr__(self) -> str:
         return "Hit(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
 

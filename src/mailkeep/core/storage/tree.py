@@ -267,24 +267,19 @@ class Tree:
             self._size = self.stored_size()
         return self._size + len(self.pending)
 
-    def packed_hashes(self) -> PackedHashes:
-        """The stored leaf hashes as one bytes object read as a sequence (what verify and
-        recover walk: a list of a million leaves' hashes takes 73 MB more)."""
+    def packed_hashes(self, upto: int | None = None) -> PackedHashes:
+        """The stored leaf hashes (the first `upto` of them) as one bytes object read as a
+        sequence (what verify and recover walk: a list of a million leaves' hashes takes
+        73 MB more)."""
         try:
             with open(self.path, "rb") as fh:
-                return PackedHashes(fh.read())
+                return PackedHashes(fh.read(None if upto is None else upto * HASH))
         except FileNotFoundError:
             return PackedHashes(b"")
 
     def hashes(self, upto: int | None = None) -> list[bytes]:
         """The stored leaf hashes (the first `upto` of them)."""
-        try:
-            with open(self.path, "rb") as fh:
-                data = fh.read(None if upto is None else upto * HASH)
-        except FileNotFoundError:
-            return []
-        whole = len(data) // HASH
-        return [data[i * HASH:(i + 1) * HASH] for i in range(whole)]
+        return list(self.packed_hashes(upto))
 
     def root(self) -> tuple[int, bytes]:
         """(size, root) of the stored leaves."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -440,3 +441,94 @@ def test_search_across_two_stores(tmp_path: Path) -> None:
     for m in res["messages"]:
         shown = mk(data, "show", m["id"])
         assert shown.exit_code == 0 and m["subject"] in shown.stdout
+
+
+# -- the catalog's entry keys -----------------------------------------------------------------
+OLD_FTS = ("CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(\n"
+           "    subject, sender, recipients, body, attachments,\n"
+           "    content='', tokenize='unicode61 remove_diacritics 2');")
+
+
+def test_a_catalog_made_with_the_first_keys_searches_as_one_made_now(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store whose catalog was made before the keys were shifted by 8 bits (20 then, the
+    body its fourth column, no key_shift in meta) and one made now, searched together: the
+    same dates filter, the same dates are shown, and both merge newest first."""
+    from mailkeep.core.storage import catalog
+
+    old_mail, new_mail = tmp_path / "old", tmp_path / "new"
+    old_mail.mkdir()
+    new_mail.mkdir()
+    dates = {"old": [utc(2020, 3, 1, 23, 59, 59), utc(2020, 3, 2), utc(2021, 7, 4, 12)],
+             "new": [utc(2020, 3, 1, 12), utc(2020, 3, 2, 0, 0, 1), utc(2022, 1, 1)]}
+    for (name, whens), folder in zip(dates.items(), (old_mail, new_mail), strict=True):
+        for i, when in enumerate(whens):
+            (folder / f"{i}.eml").write_bytes(
+                message(f"Keyed {name} {i}", when, b"lighthouse keeper\r\n"))
+    data = tmp_path / "data"
+    schema = catalog.SCHEMA
+    assert "    body, subject, sender, recipients, attachments," in schema
+    start = schema.index("CREATE VIRTUAL TABLE IF NOT EXISTS fts")
+    with monkeypatch.context() as m:
+        m.setattr(catalog, "SCHEMA", schema[:start] + OLD_FTS + "\n")
+        m.setattr(catalog, "KEY_SHIFT", 20)
+        assert mk(data, "import", str(old_mail)).exit_code == 0
+    old_db = next((data / "stores").glob("*/catalog.sqlite"))
+    with sqlite3.connect(old_db) as conn:
+        conn.execute("DELETE FROM meta WHERE key = 'key_shift'")  # as catalogs were made
+        keys = [k for (k,) in conn.execute("SELECT key FROM entries ORDER BY key")]
+        assert [k >> 20 for k in keys] == [int(w.timestamp()) for w in dates["old"]]
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(fts)")]
+        assert cols[:4] == ["subject", "sender", "recipients", "body"]
+    assert mk(data, "store", "create", "Now").exit_code == 0
+    assert mk(data, "store", "state", "Now", "current").exit_code == 0
+    assert mk(data, "import", str(new_mail)).exit_code == 0
+    new_db = next(p for p in (data / "stores").glob("*/catalog.sqlite") if p != old_db)
+    with sqlite3.connect(new_db) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'key_shift'").fetchone() == ("8",)
+        keys = [k for (k,) in conn.execute("SELECT key FROM entries ORDER BY key")]
+        assert [k >> 8 for k in keys] == [int(w.timestamp()) for w in dates["new"]]
+
+    def subjects(query: str) -> list[str]:
+        res = json.loads(mk(data, "search", "--json", "--", query).stdout)
+        assert res["total"] == len(res["messages"])
+        return [m["subject"] for m in res["messages"]]
+
+    everything = sorted(((w, f"Keyed {n} {i}") for n, ws in dates.items()
+                         for i, w in enumerate(ws)), reverse=True)
+    assert subjects("lighthouse") == [s for _, s in everything]
+    res = json.loads(mk(data, "search", "--json", "lighthouse").stdout)
+    assert [m["date"] for m in res["messages"]] == [w.isoformat() for w, _ in everything]
+    assert subjects("on:2020-03-01 lighthouse") == ["Keyed old 0", "Keyed new 0"]
+    assert subjects("on:2020-03-02") == ["Keyed new 1", "Keyed old 1"]
+    assert subjects("-on:2020-03-02 after:2020-03-02 lighthouse") == ["Keyed new 2",
+                                                                     "Keyed old 2"]
+    assert subjects("before:2020-03-02") == ["Keyed old 0", "Keyed new 0"]
+    assert subjects("-after:2020-03-02 lighthouse") == ["Keyed old 0", "Keyed new 0"]
+    assert subjects("-before:2021 lighthouse") == ["Keyed new 2", "Keyed old 2"]
+
+
+def test_more_messages_dated_one_second_than_its_keys_are_all_found(tmp_path: Path) -> None:
+    """600 messages dated the same second (a catalog has 256 keys for each second) and one a
+    second later: every one is archived, found by its day, shown with its own date, and the
+    flood takes the keys right after its second rather than scattering."""
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    noon = utc(2019, 8, 8, 12)
+    for i in range(600):
+        (mail / f"{i:03}.eml").write_bytes(message(f"Flood {i}", noon, f"wave {i}\r\n".encode()))
+    (mail / "late.eml").write_bytes(message("Late", noon + timedelta(seconds=1), b"wave\r\n"))
+    data = tmp_path / "data"
+    res = mk(data, "import", str(mail))
+    assert res.exit_code == 0 and "601 archived" in res.output, res.output
+    day = json.loads(mk(data, "search", "--json", "--limit", "1000", "on:2019-08-08").stdout)
+    assert day["total"] == 601
+    assert {m["date"] for m in day["messages"] if m["subject"] != "Late"} == {noon.isoformat()}
+    assert len({m["id"] for m in day["messages"]}) == 601
+    assert json.loads(mk(data, "search", "--json", "after:2019-08-09").stdout)["total"] == 0
+    assert json.loads(mk(data, "search", "--json", "wave 599").stdout)["total"] == 1
+    db = next((data / "stores").glob("*/catalog.sqlite"))
+    with sqlite3.connect(db) as conn:
+        lo, hi = conn.execute("SELECT min(key), max(key) FROM entries").fetchone()
+    assert lo >= int(noon.timestamp()) << 8
+    assert hi < (int(noon.timestamp()) << 8) + 601 + 256

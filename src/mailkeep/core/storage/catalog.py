@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 from mailkeep.core.files import create_private, sqlite_read_only
 from mailkeep.core.mime.cjk import cjk_segment
-from mailkeep.core.storage.catalog_search import Searching
+from mailkeep.core.storage.catalog_search import MAX_DATE, Searching
 
 TYPE_CHECKING = False  # (typing is not imported at run time: cli/entry.py)
 if TYPE_CHECKING:
@@ -57,8 +57,12 @@ CREATE INDEX IF NOT EXISTS entries_folder ON entries(folder_id);
 -- The SMTP envelope a journaled message arrived with (MAIL FROM, RCPT TO as a JSON list).
 CREATE TABLE IF NOT EXISTS envelopes (number INTEGER PRIMARY KEY, mail_from TEXT NOT NULL,
     rcpt_to TEXT NOT NULL);
+-- The body is the first column: FTS5 writes a column's number before each term's positions
+-- in any other column, and most terms are the body's. (Catalogs made before have subject,
+-- sender, recipients, body, attachments; every statement names its columns, so both read
+-- alike.) The column sizes stay: they are what lists the index's rows (index_rowids).
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
-    subject, sender, recipients, body, attachments,
+    body, subject, sender, recipients, attachments,
     content='', tokenize='unicode61 remove_diacritics 2');
 """
 
@@ -66,18 +70,18 @@ CATALOG = "catalog.sqlite"  # its file in the store directory
 PACK_FROM = 200  # characters of attachment text from which blob_documents keeps it compressed
 INDEX_HELD_CHARS = 8 << 20  # full-text writes held back (_fts), at most, in characters
 SHORT = 512  # display strings kept in the catalog; the full text is in the index
-KEY_SHIFT = 20  # entry key = date seconds << KEY_SHIFT | low bits of the message number
-MAX_DATE = (1 << 36) - 1
+# entry key = date seconds << shift | low bits of the message number. The index stores each
+# term's rows as differences of these keys, so every bit here costs about a bit per (term,
+# message): 8 bits leave room for 256 messages dated the same second (more take the keys after
+# them) and keep the index a quarter smaller than 20 did. A catalog keeps its shift in meta
+# (key_shift); those made before it was kept have 20 (catalog_search.OLD_KEY_SHIFT).
+KEY_SHIFT = 8
 
 
-def sort_key(date: int, number: int) -> int:
+def sort_key(date: int, number: int, shift: int = KEY_SHIFT) -> int:
     """Entries sort newest first by this key, which is also their FTS rowid, so that the
     index itself yields matches in date order and a date range is a rowid range."""
-    return (min(max(date, 0), MAX_DATE) << KEY_SHIFT) | (number & ((1 << KEY_SHIFT) - 1))
-
-
-def key_of_day(epoch: int) -> int:
-    return min(max(epoch, 0), MAX_DATE) << KEY_SHIFT
+    return (min(max(date, 0), MAX_DATE) << shift) | (number & ((1 << shift) - 1))
 
 
 def pack_documents(text: str) -> str | bytes:
@@ -126,8 +130,14 @@ class Catalog(Searching):
         self.file = os.fspath(path)
         self.readonly = readonly
         self.conn = connect(path, readonly)
+        self._key_shift = 0  # 0: not read yet
+        self._taken = (0, 0)  # keys [lo, hi) known to be in use: where add_entry last probed
         if not readonly:
+            fresh = self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'entries'").fetchone() is None
             self.conn.executescript(SCHEMA)
+            if fresh:
+                self.set_meta("key_shift", KEY_SHIFT)
         self._folders: dict[tuple[str, str], int] = {}
         self._index_rows: list[tuple[str, tuple[Any, ...]]] = []  # full-text writes held back
         self._index_chars = 0
@@ -205,6 +215,7 @@ class Catalog(Searching):
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
         self._next_number, self._next_dirty = 0, False
+        self._taken = (0, 0)
 
     def add_dictionary(self, dict_id: int, data: bytes, segment: int, offset: int) -> None:
         self.conn.execute("INSERT OR REPLACE INTO dictionaries VALUES (?, ?, ?, ?)",
@@ -263,13 +274,21 @@ class Catalog(Searching):
     def add_entry(self, number: int, blob_id: int, folder_id: int, flags: Sequence[str],
                   internal_date: int | None, archived_at: int, segment: int, offset: int,
                   date: int, index: tuple[str, str, str, str, str]) -> None:
-        key = sort_key(date, number)
-        # Same second and same low bits is rare; order within a second is free.
+        key = first = sort_key(date, number, self.key_shift)
+        # Same second and same low bits is rare, and order within a second is free. A second
+        # with more messages than low bits (a flood of mail dated alike) fills the keys after
+        # it; the run of keys found taken is remembered, so that the next message of the flood
+        # starts past it rather than probing it again.
+        lo, hi = self._taken
+        if lo <= key < hi:
+            key = hi
         while self.conn.execute(
                 "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING"
                 " RETURNING key", (key, number, blob_id, folder_id, ",".join(flags),
                                    internal_date, archived_at, segment, offset)).fetchone() is None:
             key += 1
+        if key != first:
+            self._taken = (lo if lo <= first <= hi else first, key + 1)
         self._fts("INSERT INTO fts (rowid, subject, sender, recipients, body, attachments)"
                   " VALUES (?,?,?,?,?,?)", (key, *index))
         if number >= self.next_number():

@@ -37,7 +37,7 @@ class Hit:
         return "Hit(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
 
 
-HIT_COLUMNS = ("e.number, e.key >> 20, b.subject, b.sender, b.recipients, f.owner, f.path, "
+HIT_COLUMNS = ("e.number, b.date, b.subject, b.sender, b.recipients, f.owner, f.path, "
                "b.raw_size, b.has_attachment")
 MATCH_CHARS = 4_000_000  # of attachments' text read to name those a page's words were found in
 HIT_JOINS = "JOIN blobs b ON b.id = e.blob_id JOIN folders f ON f.id = e.folder_id"
@@ -47,8 +47,26 @@ SORTS = {"from": "b.sender COLLATE NOCASE", "subject": "b.subject COLLATE NOCASE
          "size": "b.raw_size"}
 
 
+MAX_DATE = (1 << 36) - 1  # of an entry key's date (catalog.sort_key)
+OLD_KEY_SHIFT = 20  # of the catalogs made before the shift was kept in their meta
+
+
+def key_of_day(epoch: int, shift: int) -> int:
+    """The first entry key of a date (seconds) in a catalog whose keys have this shift."""
+    return min(max(epoch, 0), MAX_DATE) << shift
+
+
 class Searching:
     conn: sqlite3.Connection
+    _key_shift: int  # 0 until read
+
+    @property
+    def key_shift(self) -> int:
+        """The catalog's: entry key = date << key_shift | low bits of the number (catalog.py)."""
+        if not self._key_shift:
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'key_shift'").fetchone()
+            self._key_shift = int(row[0]) if row else OLD_KEY_SHIFT
+        return self._key_shift
 
     def count_entries(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM entries").fetchone()[0])
@@ -87,12 +105,16 @@ class Searching:
             params.append(q.match)
         else:
             src, col = "entries e", "e.key"
-        if q.key_min is not None:
+        shift = self.key_shift if (q.date_min, q.date_max) != (None, None) or q.outside else 0
+        if q.date_min is not None:
             conds.append(f"{col} >= ?")
-            params.append(q.key_min)
-        if q.key_max is not None:
+            params.append(key_of_day(q.date_min, shift))
+        if q.date_max is not None:
             conds.append(f"{col} < ?")
-            params.append(q.key_max)
+            params.append(key_of_day(q.date_max, shift))
+        for lo, hi in q.outside:
+            conds.append(f"({col} < ? OR {col} >= ?)")
+            params.extend((key_of_day(lo, shift), key_of_day(hi, shift)))
         conds.extend(q.where)
         params.extend(q.params)
         for term in q.exclude:

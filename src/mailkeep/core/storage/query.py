@@ -10,7 +10,6 @@ import re
 
 from mailkeep.core.errors import InvalidArgument
 from mailkeep.core.mime.cjk import cjk_segment, query_tokens
-from mailkeep.core.storage.catalog import key_of_day
 
 COLUMNS = {"from": "sender", "sender": "sender", "to": "recipients", "cc": "recipients",
            "bcc": "recipients", "subject": "subject", "body": "body", "text": "body",
@@ -24,13 +23,17 @@ class Query:
     """A compiled search: what the catalog runs against entries e, blobs b, folders f. (A
     plain class: the search from the command line does not import dataclasses, cli/entry.py.)"""
 
-    __slots__ = ("match", "exclude", "key_min", "key_max", "where", "params", "terms")
+    __slots__ = ("match", "exclude", "date_min", "date_max", "outside", "where", "params",
+                 "terms")
 
     def __init__(self) -> None:
         self.match: str | None = None  # FTS5 expression; None when the query has no words
         self.exclude: list[str] = []  # FTS5 expressions to leave out
-        self.key_min: int | None = None  # entry key range [key_min, key_max): the date filters
-        self.key_max: int | None = None
+        # The date filters, in seconds: [date_min, date_max), and none in any [lo, hi) of
+        # outside. Each catalog makes them ranges of its own entry keys (key_of_day).
+        self.date_min: int | None = None
+        self.date_max: int | None = None
+        self.outside: list[tuple[int, int]] = []
         self.where: list[str] = []  # SQL conditions on entries e only
         self.params: list[object] = []
         self.terms: list[str] = []  # each word or phrase sought, on its own
@@ -48,9 +51,9 @@ class Query:
 
     def narrow(self, lo: int | None, hi: int | None) -> None:
         if lo is not None:
-            self.key_min = lo if self.key_min is None else max(self.key_min, lo)
+            self.date_min = lo if self.date_min is None else max(self.date_min, lo)
         if hi is not None:
-            self.key_max = hi if self.key_max is None else min(self.key_max, hi)
+            self.date_max = hi if self.date_max is None else min(self.date_max, hi)
 
 
 class _Parsed:
@@ -114,21 +117,15 @@ def _sql_filter(q: Query, name: str, value: str, negate: bool) -> None:
                        + ("0)" if negate else "1)"))
         return
     if name in ("after", "before", "on"):
-        lo, hi = key_of_day(_day(value, end=False)), key_of_day(_day(value, end=True))
-        if name == "after":
-            lo_hi: tuple[int | None, int | None] = (lo, None)  # on or after that day
+        lo, hi = _day(value, end=False), _day(value, end=True)
+        if name == "after":  # on or after that day
+            q.narrow(None, lo) if negate else q.narrow(lo, None)
         elif name == "before":
-            lo_hi = (None, lo)
+            q.narrow(lo, None) if negate else q.narrow(None, lo)
+        elif negate:
+            q.outside.append((lo, hi))
         else:
-            lo_hi = (lo, hi)
-        if negate:
-            a, b = lo_hi
-            cond = " OR ".join(c for c in (a is not None and "e.key < ?" or "",
-                                            b is not None and "e.key >= ?" or "") if c)
-            q.where.append(f"({cond})")
-            q.params.extend(x for x in (a, b) if x is not None)
-        else:
-            q.narrow(*lo_hi)
+            q.narrow(lo, hi)
         return
     if name == "folder":
         # Folder names are matched without regard to case, like LIKE does for the subfolders;

@@ -30,6 +30,21 @@ from mailkeep.core.storage.store_read import Reading
 DOCUMENTS_MARK = "documents_read_to"  # catalog meta: blobs up to this id had attachments read
 
 
+def message_header(content_id: bytes, size: int, dict_id: int | None, sealed: bool, date: int,
+                   leaf: dict[str, Any]) -> dict[str, Any]:
+    """An M record's header. What a reader takes when a key is left out is left out: no
+    dictionary (dict), not sealed (sealed), zstd (codec: the only one there is); records
+    written before carry all three, and read alike."""
+    header: dict[str, Any] = {"id": content_id.hex(), "size": size}
+    if dict_id is not None:
+        header["dict"] = dict_id
+    if sealed:
+        header["sealed"] = True
+    header["date"] = date
+    header["tl"] = leaf
+    return header
+
+
 class Writing(Reading):
     def begin(self) -> None:
         self.require_writable()
@@ -138,10 +153,9 @@ class Writing(Reading):
             raw_sha256 = prepared.raw_sha256 or self._prepared_sha256(prepared)
             leaf = self.tree.add(seg.MESSAGE, raw_sha256)
             m_leaf = leaf["i"]
-            rec = self._writer.append(seg.MESSAGE, {
-                "id": prepared.content_id.hex(), "size": prepared.raw_size, "codec": "zstd",
-                "dict": prepared.dict_id, "sealed": prepared.sealed,
-                "date": prepared.info.date, "tl": leaf}, prepared.payload)
+            rec = self._writer.append(seg.MESSAGE, message_header(
+                prepared.content_id, prepared.raw_size, prepared.dict_id, prepared.sealed,
+                prepared.info.date, leaf), prepared.payload)
             blob_id = self.catalog.add_blob(prepared.content_id, rec.segment, rec.offset,
                                             rec.length, prepared.raw_size, prepared.info)
             self._remember_index(blob_id, prepared.info.date, prepared.info.index)
@@ -221,9 +235,9 @@ class Writing(Reading):
             warnings = fields.warnings
             leaf = self.tree.add(seg.MESSAGE, plain.digest() if plain is not None else cid)
             m_leaf = leaf["i"]
-            rec = self._writer.append_stream(seg.MESSAGE, {
-                "id": cid.hex(), "size": size, "codec": "zstd", "dict": packer.codec.dict_id,
-                "sealed": packer.sealer is not None, "date": info.date, "tl": leaf}, payload)
+            rec = self._writer.append_stream(seg.MESSAGE, message_header(
+                cid, size, packer.codec.dict_id, packer.sealer is not None, info.date, leaf),
+                payload)
             if second.digest() != cid:
                 raise OSError("the file changed while it was being read")
             blob_id = self.catalog.add_blob(cid, rec.segment, rec.offset, rec.length, size, info)

@@ -2,7 +2,7 @@
 `mailkeep serve`: VerifyStores answers over the Administration API what `mailkeep verify`
 answers in the shell, with its progress and log lines on the usual status protocol and one
 audit record; and when its process is killed, the call fails saying so while the server goes
-on serving."""
+on serving. CompactStore and RecoverStore work in a child process the same way."""
 
 from __future__ import annotations
 
@@ -119,3 +119,59 @@ def test_a_verify_whose_process_is_killed_fails_and_the_server_goes_on(tmp_path:
     records = [r for r in audit_since(data, before) if r[1] == "VerifyStores"]
     assert [r[2]["outcome"] for r in records] == ["failed", "succeeded"], records
     assert "ended without an answer" in records[0][2]["error"]
+
+
+def test_compaction_and_recovery_run_in_a_process_of_their_own(tmp_path: Path) -> None:
+    """CompactStore and RecoverStore over the API: each works in a child process (the one
+    the server has while the call is held at its audit record), and answers what it did;
+    the store then holds what it should, as the shell sees it."""
+    data = archive_with_messages(tmp_path / "data", tmp_path / "mail", 40)
+    subjects = {m["id"]: m["subject"] for m in json.loads(
+        mk_ok(data, "search", "--json", "--limit", "100", "message").stdout)["messages"]}
+    kept = {s for i, s in subjects.items() if int(i.split(":")[1]) > 10}
+    assert len(subjects) == 40 and len(kept) == 30
+    port = free_port()
+    base = f"https://127.0.0.1:{port}"
+    before = last_audit_id(data)
+    with serving(data, "--enable-api", "--host", "127.0.0.1", "--port", str(port),
+                 port=port) as served, client(base, data) as c:
+        for number in range(1, 11):
+            done = envelope(c.post("/api/invoke/DeleteMessage", data={
+                "id": f"1:{number}", "reason": "a test of compaction"}))
+            assert done["statusCode"] == "succeeded", done
+        for name, args, finished in (("CompactStore", {"id": "1"}, "records kept"),
+                                     ("RecoverStore", {"id": "1"}, "in the rebuilt catalog")):
+            lock = sqlite3.connect(data / "mailkeep.db", isolation_level=None)
+            lock.execute("BEGIN IMMEDIATE")
+            try:
+                body = envelope(c.post(f"/api/invoke/{name}", data=args))
+                assert body["statusCode"] == "running" and body["token"], body
+                log = body.get("logOutput") or ""
+                while finished not in log:  # its work is done: now it waits for the master
+                    body = envelope(c.post("/api/get-status", data={
+                        "token": body["token"],
+                        "lastKnownStatusVersion": str(body["statusVersion"]),
+                        "millisecondsTimeout": "5000"}))
+                    assert body["statusCode"] == "running", body
+                    log += body.get("logOutput") or ""
+                workers = [w for f in children(served.proc.pid) for w in children(f)]
+                assert len(workers) == 1, (name, workers)
+            finally:
+                lock.execute("ROLLBACK")
+                lock.close()
+            final, _ = follow(c, body)
+            assert final["statusCode"] == "succeeded", final
+            if name == "CompactStore":
+                assert final["result"]["messagesDropped"] == 10
+                assert final["result"]["bytesAfter"] < final["result"]["bytesBefore"]
+            else:
+                assert final["result"]["messages"] == 30 and final["result"]["problems"] == []
+        assert not any(children(f) for f in children(served.proc.pid))
+        found = envelope(c.post("/api/invoke/GetMessages", data={"folder": "admin"}))
+        assert found["statusCode"] == "succeeded", found
+    report = json.loads(mk_ok(data, "verify", "--json").stdout)
+    assert report[0]["messages"] == 30 and report[0]["ok"] is True
+    assert {m["subject"] for m in json.loads(mk_ok(
+        data, "search", "--json", "--limit", "100", "message").stdout)["messages"]} == kept
+    records = [r[1] for r in audit_since(data, before)]
+    assert records.count("CompactStore") == 1 and records.count("RecoverStore") == 1

@@ -1,6 +1,8 @@
 """Calls run in a process of their own: in the server, the functions declared `isolated`
-(verifying stores: minutes of Python work) run in a child process, so that their work does not
-hold the server's interpreter while it answers requests and long polls. The status protocol is
+(verifying, compacting, recovering, rebuilding and merging stores: minutes of Python work) run
+in a child process, so that their work does not hold the server's interpreter while it answers
+requests and long polls. The child takes a store's write lock as any other writer does (the
+server's one writer lets go of the current store when idle, core/writer.py). The status protocol is
 the same: the child reports progress and log lines through a pipe to the process's context in
 the server, a cancel asked of the process is passed on to the child's next safe point, and the
 child's result or error comes back as the call's own. The child runs the call on the one invoke

@@ -83,7 +83,7 @@ RECOVER_SHAPE = '{"messages": int, "records": int, "problems": [str]}'
               "the data directory's master key; must be empty.", secret=True),
           Field("recoverDeletedMessages", "bool", True, "Not supported (deletions are final); "
               "must be empty or false."),
-          long_running=True)
+          long_running=True, isolated=True)
 def recover_store(call: Call) -> dict[str, Any]:
     if call.arg("encryptionKey"):
         raise InvalidArgument("API argument encryptionKey is not used by mailkeep: encrypted "
@@ -152,7 +152,7 @@ def select_all_store_indexes_for_rebuild(call: Call) -> None:
 @function("RebuildStoreIndex", "Rebuild a store's full-text index; it is rebuilt together "
           "with the catalog from the segments (as RecoverStore does).", "null", ID,
           Field("folder", "string", description="Accepted for compatibility: the index covers "
-              "the whole store and is rebuilt whole."), long_running=True)
+              "the whole store and is rebuilt whole."), long_running=True, isolated=True)
 def rebuild_store_index(call: Call) -> None:
     rec = _store(call)
     if call.arg("folder"):
@@ -164,7 +164,7 @@ def rebuild_store_index(call: Call) -> None:
 
 @function("RebuildSelectedStoreIndexes", "Rebuild the indexes selected with "
           "SelectAllStoreIndexesForRebuild; each stays selected until its rebuild succeeds.",
-          "null", long_running=True)
+          "null", long_running=True, isolated=True)
 def rebuild_selected_store_indexes(call: Call) -> None:
     selected = _selected(call)
     recs = [r for r in call.archive.stores() if r.id in selected]
@@ -303,7 +303,7 @@ COMPACT_SHAPE = ('{"bytesBefore": int, "bytesAfter": int, "recordsBefore": int, 
           "searching it goes on. A store with damaged segments is refused (recover it "
           "first). Crash-safe: the new segments replace the old ones only once complete. "
           "Log lines tell how many records were kept; cancel-async stops it and changes "
-          "nothing.", COMPACT_SHAPE, ID, long_running=True)
+          "nothing.", COMPACT_SHAPE, ID, long_running=True, isolated=True)
 def compact_store(call: Call) -> dict[str, int]:
     rec = _store(call)
     if rec.state == "disabled":
@@ -340,7 +340,7 @@ def compact_store(call: Call) -> dict[str, int]:
           "merge that was cancelled or failed leaves the source attached and can be run "
           "again.", '{"messages": int, "merged": int, "duplicates": int}', ID,
           Field("sourceId", "number", description="The store to merge into id (then detached)."),
-          long_running=True)
+          long_running=True, isolated=True)
 def merge_store(call: Call) -> dict[str, int]:
     target_rec = _store(call)
     source_rec = call.archive.find_store(int(call.arg("sourceId")))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from mailkeep.core.errors import NotFound
+from mailkeep.core.priority import BACKGROUND_NICENESS
 from mailkeep.jobs import Context, Engine, FinishedRecord, Snapshot, UnknownToken
 
 USER = "admin"
@@ -390,6 +393,31 @@ async def test_a_thousand_long_polls_wake_together(make: MakeEngine) -> None:
     assert {a.percent_progress for a in answers} == {50}
     go.release()
     assert (await follow(engine, snap))[0].status_code == "succeeded"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="a thread's own CPU priority is Linux's (core/priority.py)")
+async def test_background_calls_run_at_a_lower_cpu_priority(make: MakeEngine) -> None:
+    """A long-running call (background) works in a thread the scheduler ranks below the
+    threads that answer people; a quick call is not lowered, before or after one."""
+    engine = make()
+    await engine.start()
+
+    def niceness(ctx: Context) -> dict[str, int]:
+        return {"nice": os.getpriority(os.PRIO_PROCESS, threading.get_native_id())}
+
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert ours < BACKGROUND_NICENESS
+    quick = await engine.invoke("GetServerInfo", niceness, USER)
+    background = await engine.invoke("VerifyStores", niceness, USER, background=True)
+    again = await engine.invoke("GetServerInfo", niceness, USER)
+    assert quick.result == again.result == {"nice": ours}
+    assert background.result == {"nice": BACKGROUND_NICENESS}
+    held = Stepper(1)
+    snap = await engine.invoke("Held", held, USER, background=True)
+    assert snap.token is not None  # running in the background pool while the next answers
+    assert (await engine.invoke("GetServerInfo", niceness, USER)).result == {"nice": ours}
+    held.go.release()
 
 
 async def test_stop_cancels_running_processes_and_leaves_no_threads() -> None:

@@ -56,6 +56,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     multiprocessing.set_forkserver_preload(["mailkeep.functions", "mailkeep.core.ingest"])
     from mailkeep.core.heap import hold_mmap_threshold
     hold_mmap_threshold()  # (before any worker starts: they take it from the environment)
+    from mailkeep.core.priority import answer_first
+    answer_first()
 
     import uvicorn
     from uvicorn.config import create_ssl_context

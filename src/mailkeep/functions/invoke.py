@@ -174,7 +174,8 @@ class Invoker:
         started = time.monotonic()
         try:
             return await engine.invoke(prepared.fn.name, work, prepared.caller.user,
-                                       abandoned=never_ran)
+                                       abandoned=never_ran,
+                                       background=prepared.fn.long_running)
         finally:
             if self.on_call is not None:
                 self.on_call(prepared.caller.via, prepared.fn.name, time.monotonic() - started)

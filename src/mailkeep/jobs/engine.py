@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mailkeep.core.errors import Cancelled
+from mailkeep.core.priority import lower_this_thread
 from mailkeep.jobs.process import (
     CANCELLED,
     FAILED,
@@ -91,6 +92,9 @@ class Engine:
         self._processes: dict[str, Process] = {}
         self._expiry: deque[tuple[float, str]] = deque()  # (monotonic deadline, token)
         self._executor: ThreadPoolExecutor | None = None
+        # background calls (long-running functions, scheduled jobs): threads of their own,
+        # at a lower CPU priority than those that answer people (core/priority.py)
+        self._background: ThreadPoolExecutor | None = None
         self._stopped = False
         self.polls_waiting = 0  # get-status calls waiting for a change (the event loop's)
 
@@ -106,7 +110,8 @@ class Engine:
         """Cancel every unfinished process, wait up to `stop_timeout_s` for them to reach a safe
         point, then shut the pool down. Processes that never started end as cancelled."""
         self._stopped = True
-        executor, self._executor = self._executor, None
+        executors = [e for e in (self._executor, self._background) if e is not None]
+        self._executor = self._background = None
         with self._lock:
             unfinished = [p for p in self._processes.values() if not p.finished]
         for proc in unfinished:
@@ -114,9 +119,10 @@ class Engine:
         deadline = asyncio.get_running_loop().time() + self.stop_timeout_s
         for proc in unfinished:
             await proc.wait(deadline, None)
-        if executor is None:
+        if not executors:
             return
-        executor.shutdown(wait=False, cancel_futures=True)
+        for executor in executors:
+            executor.shutdown(wait=False, cancel_futures=True)
         for proc in unfinished:
             if proc.future is not None and proc.future.cancelled():
                 self._complete(proc, CANCELLED, None, None)
@@ -128,11 +134,18 @@ class Engine:
                 ", ".join(f"{p.name} ({p.user})" for p in stuck),
             )
         else:
-            executor.shutdown(wait=True)  # the workers are idle: this joins them at once
+            for executor in executors:
+                executor.shutdown(wait=True)  # the workers are idle: this joins them at once
 
-    def _ensure_executor(self) -> ThreadPoolExecutor:
+    def _ensure_executor(self, background: bool = False) -> ThreadPoolExecutor:
         if self._stopped:
             raise RuntimeError("the process engine is stopped")
+        if background:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(
+                    self.max_workers, thread_name_prefix="mailkeep-background",
+                    initializer=lower_this_thread)
+            return self._background
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="mailkeep-job")
         return self._executor
@@ -140,11 +153,13 @@ class Engine:
     # -- the API -------------------------------------------------------------------------------
 
     async def invoke(self, name: str, fn: Callable[[Context], Any], user: str,
-                     abandoned: Callable[[], None] | None = None) -> Snapshot:
+                     abandoned: Callable[[], None] | None = None,
+                     background: bool = False) -> Snapshot:
         """Run fn(ctx) in a worker; answer its outcome if it ends within the grace period
         (token None), else a running snapshot with a token to poll. `abandoned` is called
-        instead of fn when the process ends before a worker took it (the engine stopping)."""
-        executor = self._ensure_executor()
+        instead of fn when the process ends before a worker took it (the engine stopping).
+        `background`: a thread of the background pool, at a lower CPU priority."""
+        executor = self._ensure_executor(background)
         self._purge()
         proc = Process(name, user, secrets.token_hex(16), self.max_log_lines)
         with self._lock:

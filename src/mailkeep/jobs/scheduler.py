@@ -213,7 +213,8 @@ class Scheduler:
                                 self.run_action, now=self.now)
 
         try:
-            snap = await self.engine.invoke(_process_name(run.job.action), work, run.job.owner)
+            snap = await self.engine.invoke(_process_name(run.job.action), work, run.job.owner,
+                                            background=True)
             if snap.token is not None:
                 run.token = snap.token
                 version = snap.status_version

@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import wraps
 
 from mailkeep.core.errors import Cancelled, MailkeepError
@@ -111,11 +110,19 @@ def data_dir(ctx: click.Context) -> Path:
     return path
 
 
-@contextmanager
-def archive_of(ctx: click.Context) -> Iterator[Archive]:
-    from mailkeep.core.archive import Archive
-    archive = Archive(data_dir(ctx))
-    try:
-        yield archive
-    finally:
-        archive.close()
+class archive_of:  # noqa: N801 (used as a function: `with archive_of(ctx) as archive`)
+    """The data directory's Archive for a `with` block, closed at its end. (A class, not a
+    contextlib.contextmanager: the search path does not import contextlib, cli/entry.py.)"""
+
+    def __init__(self, ctx: click.Context) -> None:
+        self.ctx = ctx
+        self.archive: Archive | None = None
+
+    def __enter__(self) -> Archive:
+        from mailkeep.core.archive import Archive
+        self.archive = Archive(data_dir(self.ctx))
+        return self.archive
+
+    def __exit__(self, *exc: object) -> None:
+        if self.archive is not None:
+            self.archive.close()

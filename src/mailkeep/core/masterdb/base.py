@@ -4,10 +4,11 @@ thread, and its write transaction."""
 from __future__ import annotations
 
 import sqlite3
-from contextlib import AbstractContextManager
 
-TYPE_CHECKING = False  # (typing is not imported at run time: cli/entry.py)
+TYPE_CHECKING = False  # (typing nor contextlib is imported at run time: cli/entry.py)
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from mailkeep.core.masterdb import MasterDB
 
 BUSY_TIMEOUT_MS = 10_000  # how long a statement waits for another process's write

@@ -494,17 +494,20 @@ export async function renderAdmin(ui) {
 
   async function userDetail(u, box, say, opened = true) {
     const refresh = async () => {
-      try { u = await call("GetUserInfo", { userName: u.userName }); } catch (err) { say.textContent = err.message; return; }
+      try { u = await call("GetUserInfo", { userName: u.userName }); } catch (err) { say.textContent = err.message; return false; }
       await redraw(() => userDetail(u, box, say, false));
+      return true;
     };
-    // the calls in order, then the account shown again once
+    // the calls in order, then the account shown again once, and only then what came of them:
+    // "Saved." on a form the redraw is about to replace would invite typing into it
     const act = async (...calls) => {
       say.textContent = "";  // what was said of the last change is not said of this one
+      let said;
       try {
         for (const [fn, args] of calls) await call(fn, { userName: u.userName, ...args });
-        say.textContent = `${visible(u.userName)}: ${w("saved")}`;
-      } catch (err) { say.textContent = err.message; }
-      await refresh();
+        said = `${visible(u.userName)}: ${w("saved")}`;
+      } catch (err) { said = err.message; }
+      if (await refresh()) say.textContent = said;
     };
     const ALL = every.get("SetUserPrivileges")?.args.find((a) => a.name === "privileges")?.choices.filter((c) => c !== "none")
       ?? ["admin", "login", "changePassword", "archive", "export", "delete"];

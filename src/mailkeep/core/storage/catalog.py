@@ -73,9 +73,10 @@ SHORT = 512  # display strings kept in the catalog; the full text is in the inde
 # entry key = date seconds << shift | low bits of the message number. The index stores each
 # term's rows as differences of these keys, so every bit here costs about a bit per (term,
 # message): 8 bits leave room for 256 messages dated the same second (more take the keys after
-# them) and keep the index a quarter smaller than 20 did. A catalog keeps its shift in meta
-# (key_shift); those made before it was kept have 20 (catalog_search.OLD_KEY_SHIFT).
+# them: add_entry) and keep the index a quarter smaller than 20 did. A catalog keeps its shift
+# in meta (key_shift); those made before it was kept have 20 (catalog_search.OLD_KEY_SHIFT).
 KEY_SHIFT = 8
+PROBES = 8  # keys tried one by one after a taken one, before add_entry jumps
 
 
 def sort_key(date: int, number: int, shift: int = KEY_SHIFT) -> int:
@@ -131,7 +132,6 @@ class Catalog(Searching):
         self.readonly = readonly
         self.conn = connect(path, readonly)
         self._key_shift = 0  # 0: not read yet
-        self._taken = (0, 0)  # keys [lo, hi) known to be in use: where add_entry last probed
         if not readonly:
             fresh = self.conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE name = 'entries'").fetchone() is None
@@ -215,7 +215,6 @@ class Catalog(Searching):
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
         self._next_number, self._next_dirty = 0, False
-        self._taken = (0, 0)
 
     def add_dictionary(self, dict_id: int, data: bytes, segment: int, offset: int) -> None:
         self.conn.execute("INSERT OR REPLACE INTO dictionaries VALUES (?, ?, ?, ?)",
@@ -274,21 +273,26 @@ class Catalog(Searching):
     def add_entry(self, number: int, blob_id: int, folder_id: int, flags: Sequence[str],
                   internal_date: int | None, archived_at: int, segment: int, offset: int,
                   date: int, index: tuple[str, str, str, str, str]) -> None:
-        key = first = sort_key(date, number, self.key_shift)
-        # Same second and same low bits is rare, and order within a second is free. A second
-        # with more messages than low bits (a flood of mail dated alike) fills the keys after
-        # it; the run of keys found taken is remembered, so that the next message of the flood
-        # starts past it rather than probing it again.
-        lo, hi = self._taken
-        if lo <= key < hi:
-            key = hi
-        while self.conn.execute(
-                "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING"
-                " RETURNING key", (key, number, blob_id, folder_id, ",".join(flags),
-                                   internal_date, archived_at, segment, offset)).fetchone() is None:
-            key += 1
-        if key != first:
-            self._taken = (lo if lo <= first <= hi else first, key + 1)
+        key = sort_key(date, number, self.key_shift)
+        row = (number, blob_id, folder_id, ",".join(flags), internal_date, archived_at, segment,
+               offset)
+        # Same second and same low bits is rare, and order within a second is free: the next
+        # keys are tried. A second with more messages than low bits (a flood of mail dated
+        # alike, which anyone can send) takes the keys after it; past PROBES tries, the key
+        # after the last one taken in a window that doubles each time, so that finding a free
+        # key past a run of n costs about log n lookups, however the floods are interleaved.
+        tries, span = 0, 1 << self.key_shift
+        while self.conn.execute("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?)"
+                                " ON CONFLICT(key) DO NOTHING RETURNING key",
+                                (key, *row)).fetchone() is None:
+            tries += 1
+            if tries < PROBES:
+                key += 1
+                continue
+            top = self.conn.execute("SELECT max(key) FROM entries WHERE key >= ? AND key < ?",
+                                    (key, key + span)).fetchone()[0]
+            key = (key if top is None else int(top)) + 1
+            span *= 2
         self._fts("INSERT INTO fts (rowid, subject, sender, recipients, body, attachments)"
                   " VALUES (?,?,?,?,?,?)", (key, *index))
         if number >= self.next_number():

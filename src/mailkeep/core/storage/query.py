@@ -118,14 +118,14 @@ def _sql_filter(q: Query, name: str, value: str, negate: bool) -> None:
         return
     if name in ("after", "before", "on"):
         lo, hi = _day(value, end=False), _day(value, end=True)
-        if name == "after":  # on or after that day
-            q.narrow(None, lo) if negate else q.narrow(lo, None)
-        elif name == "before":
-            q.narrow(lo, None) if negate else q.narrow(None, lo)
-        elif negate:
+        if name == "on" and negate:
             q.outside.append((lo, hi))
-        else:
+        elif name == "on":
             q.narrow(lo, hi)
+        elif (name == "after") != negate:  # on or after that day
+            q.narrow(lo, None)
+        else:  # before it
+            q.narrow(None, lo)
         return
     if name == "folder":
         # Folder names are matched without regard to case, like LIKE does for the subfolders;

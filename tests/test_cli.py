@@ -498,20 +498,21 @@ def test_search_of_an_encrypted_store_checks_its_key(tmp_path: Path, mail: Path)
 # -- the quick entry: the command lines it reads, click reads alike --------------------------
 QUICK_TOKENS = ["search", "kernel", "-patch", "x y", "--limit", "--limit=5", "5", "10000",
                 "10001", "0", "007", "-1", "abc", "1_0", " 5", "--offset", "--offset=3",
-                "--json", "--json=1", "--", "--help", "-h", "--data", "--data=/d", "/d",
-                "--foo", "-", "", "from:ralf", "--5", "--limit=", "show"]
+                "--json", "--json=1", "--exact", "--exact=1", "--", "--help", "-h", "--data",
+                "--data=/d", "/d", "--foo", "-", "", "from:ralf", "--5", "--limit=", "show"]
 
 
-def click_reading(argv: list[str]) -> tuple[Path, list[str], int, int, bool] | None:
+def click_reading(argv: list[str]) -> tuple[Path, list[str], int, int, bool, bool] | None:
     """The search the click group runs for a command line (run_search recorded, not run);
     None if it runs none (help, a usage error, another command)."""
     from click.testing import CliRunner
 
     from mailkeep.cli import main, search
-    calls: list[tuple[Path, list[str], int, int, bool]] = []
+    calls: list[tuple[Path, list[str], int, int, bool, bool]] = []
 
-    def record(data: Path, words: list[str], limit: int, offset: int, as_json: bool) -> int:
-        calls.append((data, words, limit, offset, as_json))
+    def record(data: Path, words: list[str], limit: int, offset: int, as_json: bool,
+               exact: bool) -> int:
+        calls.append((data, words, limit, offset, as_json, exact))
         return 0
 
     with pytest.MonkeyPatch.context() as mp:
@@ -535,12 +536,13 @@ def test_the_quick_entry_takes_the_plain_forms() -> None:
     from mailkeep.cli.entry import quick_args
     env = {"MAILKEEP_DATA": "/env"}
     assert quick_args(["search", "kernel", "-patch", "--limit", "5", "--json"], env) == (
-        "/env", ["kernel", "-patch"], 5, 0, True)
+        "/env", ["kernel", "-patch"], 5, 0, True, False)
     assert click_reading(["search", "kernel", "-patch", "--limit", "5", "--json"]) == (
-        Path("/from/env"), ["kernel", "-patch"], 5, 0, True)  # click reads it so too
+        Path("/from/env"), ["kernel", "-patch"], 5, 0, True, False)  # click reads it so too
+    assert quick_args(["search", "the", "--exact"], env) == ("/env", ["the"], 20, 0, False, True)
     assert quick_args(["--data=/d", "search", "--offset=3", "--", "--limit"], env) is None
     assert quick_args(["--data", "/d", "search", "a", "--", "-b", "c"], env) == (
-        "/d", ["a", "-b", "c"], 20, 0, False)
+        "/d", ["a", "-b", "c"], 20, 0, False, False)
     for left in (["search"], ["search", "x", "--help"], ["search", "x", "--limit", "lots"],
                  ["search", "x", "--limit", "10001"], ["--version"], ["show", "1:1"]):
         assert quick_args(left, env) is None, left

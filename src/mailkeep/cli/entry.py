@@ -26,8 +26,9 @@ LIMIT_MAX = 10_000  # of --limit (cli/search.py declares it with these)
 LIMIT_DEFAULT = 20
 HELP_COLUMNS = 80  # at least this wide, click's help is as wide as for 80 columns
 
-# (data directory, words, limit, offset, as JSON)
-SearchArgs = tuple["str | os.PathLike[str]", list[str], int, int, bool]
+# (data directory, words, limit, offset, as JSON, the exact total)
+SearchArgs = tuple["str | os.PathLike[str]", list[str], int, int, bool, bool]
+FLAGS = ("--json", "--exact")
 
 
 def quick_args(argv: Sequence[str], env: Mapping[str, str]) -> SearchArgs | None:
@@ -57,7 +58,7 @@ def quick_args(argv: Sequence[str], env: Mapping[str, str]) -> SearchArgs | None
             words.append(token)  # a word, or an exclusion (-word)
             continue
         name, eq, value = token.partition("=")
-        if name == "--json" and not eq:
+        if name in FLAGS and not eq:
             value = "1"
         elif name in ("--limit", "--offset") and not eq:
             if not rest:
@@ -65,7 +66,7 @@ def quick_args(argv: Sequence[str], env: Mapping[str, str]) -> SearchArgs | None
             value = rest.pop(0)
         elif name not in ("--limit", "--offset"):
             return None  # --help, an unknown option, --json=...: click's to answer
-        if name in given or (name != "--json" and not NUMBER.fullmatch(value)):
+        if name in given or (name not in FLAGS and not NUMBER.fullmatch(value)):
             return None
         given[name] = value
     if not words or any(re.match(r"--[A-Za-z]", w) for w in words):
@@ -81,7 +82,7 @@ def quick_args(argv: Sequence[str], env: Mapping[str, str]) -> SearchArgs | None
     if data is None:
         from mailkeep.core.files import DEFAULT_DATA_DIR  # (default_data_dir imports pathlib)
         data = DEFAULT_DATA_DIR
-    return data, words, limit, offset, "--json" in given
+    return data, words, limit, offset, "--json" in given, "--exact" in given
 
 
 def terminal_columns() -> int:

@@ -73,11 +73,12 @@ def _iso(ts: int) -> str:
 
 
 def run_search(data: str | os.PathLike[str], words: list[str], limit: int, offset: int,
-               as_json: bool) -> int:
+               as_json: bool, exact: bool = False) -> int:
     """Search the data directory and print the page (a table, or JSON); the exit code: 0, or
-    that of a store not searched, or of a domain error (said on stderr)."""
+    that of a store not searched, or of a domain error (said on stderr). The total is
+    estimated past many matches unless `exact` (catalog_search.Searching.count_matches)."""
     try:
-        return _search(data, words, limit, offset, as_json)
+        return _search(data, words, limit, offset, as_json, exact)
     except MailkeepError as exc:
         return error(exc)
     except (Cancelled, KeyboardInterrupt):
@@ -86,22 +87,22 @@ def run_search(data: str | os.PathLike[str], words: list[str], limit: int, offse
 
 
 def _search(data: str | os.PathLike[str], words: list[str], limit: int, offset: int,
-            as_json: bool) -> int:
+            as_json: bool, exact: bool) -> int:
     start = time.perf_counter()
     q = compile_query(" ".join(words))
-    res: SearchResult | None = quick_search(os.path.realpath(data), q, limit, offset)
+    res: SearchResult | None = quick_search(os.path.realpath(data), q, limit, offset, exact)
     if res is None:  # the Archive brings what needs it up to date first
         from pathlib import Path
 
         from mailkeep.core.archive import Archive
         with Archive(Path(data)) as archive:
-            res = archive.search_compiled(q, limit, offset)
+            res = archive.search_compiled(q, limit, offset, exact=exact)
     for name, why in res.unavailable.items():
         warn(f"store {plain(repr(name))} not searched: {plain(why.message)}")
     ms = (time.perf_counter() - start) * 1000
     if as_json:
         echo(json.dumps({
-            "total": res.total, "offset": offset,
+            "total": res.total, "totalExact": res.exact, "offset": offset,
             "unavailable": {n: e.message for n, e in res.unavailable.items()},
             "messages": [{"id": h.message_id,
                           "date": _iso(h.hit.date),
@@ -117,6 +118,7 @@ def _search(data: str | os.PathLike[str], words: list[str], limit: int, offset: 
                           [24, 16, 40, 80, 60]):
             echo(text)
         noun = "message matches" if res.total == 1 else "messages match"
-        echo(f"{res.total} {noun} ({ms:.0f} ms)")
+        about = "" if res.exact else "about "
+        echo(f"{about}{res.total} {noun} ({ms:.0f} ms)")
     # a partial answer must not look like a complete one to a script
     return max((exit_code(e) for e in res.unavailable.values()), default=0)

@@ -23,9 +23,11 @@ OFFSET = click.IntRange(0)
 @click.option("--limit", default=LIMIT_DEFAULT, show_default=True, type=LIMIT)
 @click.option("--offset", default=0, type=OFFSET)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--exact", is_flag=True, help="Count every match (past 10,000 the total is "
+              "otherwise estimated).")
 @click.pass_context
-def search(ctx: click.Context, words: tuple[str, ...], limit: int, offset: int, as_json: bool
-           ) -> None:
+def search(ctx: click.Context, words: tuple[str, ...], limit: int, offset: int, as_json: bool,
+           exact: bool) -> None:
     """Full-text search, newest first.
 
     Words and "phrases"; from: to: cc: subject: body: attachment: folder: user:
@@ -34,6 +36,6 @@ def search(ctx: click.Context, words: tuple[str, ...], limit: int, offset: int, 
     unknown = [w for w in words if re.match(r"--[A-Za-z]", w)]
     if unknown:  # single-dash words are exclusions (-patch); double-dash ones are typos
         raise click.UsageError(f"no such option: {unknown[0]}")
-    code = run_search(data_dir(ctx), list(words), limit, offset, as_json)
+    code = run_search(data_dir(ctx), list(words), limit, offset, as_json, exact)
     if code:
         sys.exit(code)

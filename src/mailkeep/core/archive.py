@@ -350,16 +350,18 @@ class Archive:
         return out
 
     # -- reading --------------------------------------------------------------------------
-    def search(self, query: str, limit: int = 20, offset: int = 0) -> SearchResult:
-        return self.search_compiled(compile_query(query), limit, offset)
+    def search(self, query: str, limit: int = 20, offset: int = 0, exact: bool = False
+               ) -> SearchResult:
+        return self.search_compiled(compile_query(query), limit, offset, exact=exact)
 
     def search_compiled(self, q: Query, limit: int = 20, offset: int = 0, sort: str = "date",
-                        ascending: bool = False) -> SearchResult:
+                        ascending: bool = False, exact: bool = False) -> SearchResult:
         """search() of a compiled query (to which a caller's scope may have been added),
-        ordered by date (newest first) or by sender, subject or size, then newest first."""
+        ordered by date (newest first) or by sender, subject or size, then newest first. The
+        total is estimated past many matches unless `exact` (Searching.count_matches)."""
         stores = self.readable_stores()
         result = search_stores(((rec.id, rec.name, store.catalog) for rec, store in stores),
-                               q, limit, offset, sort, ascending, self.unavailable)
+                               q, limit, offset, sort, ascending, self.unavailable, exact)
         page = result.hits
         if q.terms:
             self._name_attachments(q, page)

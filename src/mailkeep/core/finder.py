@@ -51,28 +51,30 @@ class StoreHit:
 
 
 class SearchResult:
-    __slots__ = ("total", "hits", "unavailable")
+    __slots__ = ("total", "exact", "hits", "unavailable")
 
     def __init__(self, total: int, hits: list[StoreHit],
-                 unavailable: dict[str, MailkeepError]) -> None:
+                 unavailable: dict[str, MailkeepError], exact: bool = True) -> None:
         self.total = total
+        self.exact = exact  # False: total is an estimate (Searching.count_matches)
         self.hits = hits
         self.unavailable = unavailable  # store name -> why it was not searched
 
 
 def search_stores(catalogs: Iterable[tuple[int, str, Catalog]], q: Query, limit: int,
                   offset: int, sort: str, ascending: bool,
-                  unavailable: dict[str, MailkeepError]) -> SearchResult:
+                  unavailable: dict[str, MailkeepError], exact: bool = False) -> SearchResult:
     """The page [offset, offset + limit) of q's matches across the catalogs (store id, store
-    name, catalog), with the total count. A catalog with a damaged page is left out and named
+    name, catalog), with the total count: estimated where a store has many matches, unless
+    `exact` (Searching.count_matches). A catalog with a damaged page is left out and named
     in `unavailable` (with the others there already); a query too complex for SQLite is an
     InvalidArgument."""
     if limit < 0 or offset < 0:
         raise InvalidArgument("limit and offset must not be negative")
-    total, hits = 0, list[StoreHit]()
+    total, all_exact, hits = 0, True, list[StoreHit]()
     for store_id, name, catalog in catalogs:
         try:
-            t, h = catalog.search(q, limit + offset, 0, sort, ascending)
+            t, is_exact, h = catalog.search(q, limit + offset, 0, sort, ascending, exact)
         except sqlite3.DatabaseError as exc:  # a damaged page: the others are searched
             if any(w in str(exc).lower() for w in TOO_COMPLEX):
                 raise InvalidArgument(f"The search is too complex to run ({exc}): use "
@@ -82,6 +84,7 @@ def search_stores(catalogs: Iterable[tuple[int, str, Catalog]], q: Query, limit:
                 f"RepairStoreDatabase id={store_id} (or `mailkeep recover {store_id}`)")
             continue
         total += t
+        all_exact = all_exact and is_exact
         hits.extend(StoreHit(store_id, x) for x in h)
     if sort == "date":
         hits.sort(key=lambda s: (s.hit.date, s.store_id, s.hit.number), reverse=not ascending)
@@ -91,10 +94,11 @@ def search_stores(catalogs: Iterable[tuple[int, str, Catalog]], q: Query, limit:
                     "size": s.hit.size}[sort]
         hits.sort(key=lambda s: (s.hit.date, s.store_id, s.hit.number), reverse=True)
         hits.sort(key=key, reverse=not ascending)
-    return SearchResult(total, hits[offset: offset + limit], dict(unavailable))
+    return SearchResult(total, hits[offset: offset + limit], dict(unavailable), all_exact)
 
 
-def quick_search(data_dir: str, q: Query, limit: int, offset: int) -> SearchResult | None:
+def quick_search(data_dir: str, q: Query, limit: int, offset: int, exact: bool = False
+                 ) -> SearchResult | None:
     """search_stores over the catalogs of data_dir's stores opened read-only, newest first;
     None where Archive must do it (see the module's doc). Disabled stores are not searched,
     as Archive does not search them."""
@@ -124,7 +128,7 @@ def quick_search(data_dir: str, q: Query, limit: int, offset: int) -> SearchResu
                     return None  # a crash left the catalog behind: the Archive catches up
             except (sqlite3.DatabaseError, OSError, ValueError):
                 return None
-        return search_stores(opened, q, limit, offset, "date", False, unavailable)
+        return search_stores(opened, q, limit, offset, "date", False, unavailable, exact)
     finally:
         for _id, _name, catalog in opened:
             catalog.close()

@@ -132,6 +132,7 @@ class Catalog(Searching):
         self.readonly = readonly
         self.conn = connect(path, readonly)
         self._key_shift = 0  # 0: not read yet
+        self._segments = 0  # of the full-text index: a search's cost hint, read once
         if not readonly:
             fresh = self.conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE name = 'entries'").fetchone() is None

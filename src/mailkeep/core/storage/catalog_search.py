@@ -4,6 +4,7 @@ from the index's own order. Catalog (catalog.py) has this part and the writes.""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 
@@ -56,9 +57,66 @@ def key_of_day(epoch: int, shift: int) -> int:
     return min(max(epoch, 0), MAX_DATE) << shift
 
 
+COUNT_EXACT = 10_000  # matches a search counts one by one; past them its total is estimated
+COUNT_STEPS = 3_000_000  # of SQLite's virtual machine, that counting may take (about 10 ms)
+TICK = 10_000  # steps between two looks at that
+SAMPLES = 8  # slices of the key range counted for an estimated total
+SAMPLE_SHARES = (128, 16)  # 1/128 of the range in all, then 1/16 if fewer than
+SAMPLE_ENOUGH = 200  # matches were in them
+FEW_ENTRIES = 5_000  # in a search's folders, below which it goes through their entries
+# What a search kept to few folders costs (Searching._few), on two cores: asking the index for
+# one entry's row, for each segment of the index and each word; reading one of its matches.
+LOOKUP_US_PER_SEGMENT = 7.0
+MATCH_US = 0.17
+SEGMENTS_UNKNOWN = 16
+
+
+class Plan:
+    """A search over one catalog: FROM (src) and WHERE (conds, with params) of a query, but
+    for its dates: the column of entry keys that orders it (col) and the key range [lo, hi)
+    its dates allow (None: no bound)."""
+
+    __slots__ = ("src", "conds", "params", "col", "lo", "hi", "count_src")
+
+    def __init__(self, src: str, conds: list[str], params: list[Any], col: str,
+                 lo: int | None, hi: int | None, count_src: str | None = None) -> None:
+        self.src, self.conds, self.params, self.col, self.lo, self.hi = (
+            src, conds, params, col, lo, hi)
+        self.count_src = count_src  # a FROM that counts them all at a bounded cost
+
+    def each_range(self, ranges: list[tuple[int, int]]) -> tuple[str, list[Any]]:
+        """One statement: the sum of the counts in each key range [a, b), each its own
+        subquery (FTS5 takes a single range for each of its scans)."""
+        parts, params = [], []
+        for a, b in ranges:
+            sql, p = self.sql(a, b)
+            parts.append(f"(SELECT count(*) FROM {sql})")
+            params.extend(p)
+        return "SELECT " + " + ".join(parts), params
+
+    def in_ranges(self, ranges: list[tuple[int, int]]) -> tuple[str, list[Any]]:
+        """FROM ... WHERE ... and its parameters, in any of these key ranges [a, b)."""
+        cond = " OR ".join([f"({self.col} >= ? AND {self.col} < ?)"] * len(ranges))
+        conds = [*self.conds, f"({cond})"]
+        return (self.src + " WHERE " + " AND ".join(conds),
+                [*self.params, *(k for r in ranges for k in r)])
+
+    def sql(self, lo: int | None = None, hi: int | None = None) -> tuple[str, list[Any]]:
+        """FROM ... WHERE ... and its parameters; with lo or hi, in that key range instead."""
+        lo = self.lo if lo is None else lo
+        hi = self.hi if hi is None else hi
+        conds, params = list(self.conds), list(self.params)
+        for bound, op in ((lo, ">="), (hi, "<")):
+            if bound is not None:  # one bound each way: FTS5 takes a single one
+                conds.append(f"{self.col} {op} ?")
+                params.append(bound)
+        return self.src + (" WHERE " + " AND ".join(conds) if conds else ""), params
+
+
 class Searching:
     conn: sqlite3.Connection
     _key_shift: int  # 0 until read
+    _segments: int  # of the index; 0 until read
 
     @property
     def key_shift(self) -> int:
@@ -88,13 +146,37 @@ class Searching:
             return [], None
         return [f for f in row[0].split(",") if f], row[1]
 
-    def _plan(self, q: Query, index_only: bool = False, join: str = ""
-              ) -> tuple[str, list[Any], str]:
+    def _folder_set(self, q: Query) -> tuple[str, int] | None:
+        """For a search kept to some folders (folder:, user:, a caller's scope): their ids (as
+        SQL) and the entries they hold, counted up to FEW_ENTRIES + 1; None for any other."""
+        if not q.folders:
+            return None
+        conds = " AND ".join(f"({c})" for c, _ in q.folders)
+        params = [p for _, ps in q.folders for p in ps]
+        ids = ",".join(str(int(r[0])) for r in self.conn.execute(
+            f"SELECT id FROM folders WHERE {conds}", params))
+        held = self.conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM entries WHERE folder_id"
+                                 f" IN ({ids}) LIMIT {FEW_ENTRIES + 1})").fetchone()[0]
+        return ids, int(held)
+
+    def _plan(self, q: Query, index_only: bool = False, join: str = "",
+              folders: tuple[str, int] | None = None, by_entry: bool = False) -> Plan:
         """FROM ... WHERE ... over entries e (and fts) for a compiled query, and the column
         that orders it newest first. With only words and dates (index_only) the index counts
-        and orders on its own."""
+        and orders on its own.
+
+        A search kept to folders holding at most FEW_ENTRIES entries (`folders`, from
+        _folder_set) takes their keys, gathered once: without words it goes through them, with
+        words the index either checks its matches against them or, `by_entry`, is asked for
+        each of them (_few). Past FEW_ENTRIES, each match is looked up in entries for its
+        folder."""
         conds: list[str] = []
         params: list[Any] = []
+        if folders is None:  # (search() finds them first, to choose its way)
+            folders = self._folder_set(q)
+        few = folders is not None and folders[1] <= FEW_ENTRIES
+        if folders is not None and not few:
+            index_only = False
         if index_only:
             src, col = "fts", "rowid"
             conds.append("fts MATCH ?")
@@ -105,47 +187,232 @@ class Searching:
             params.append(q.match)
         else:
             src, col = "entries e", "e.key"
-        shift = self.key_shift if (q.date_min, q.date_max) != (None, None) or q.outside else 0
-        if q.date_min is not None:
-            conds.append(f"{col} >= ?")
-            params.append(key_of_day(q.date_min, shift))
-        if q.date_max is not None:
-            conds.append(f"{col} < ?")
-            params.append(key_of_day(q.date_max, shift))
-        for lo, hi in q.outside:
+        count_src = None
+        if q.attached is not None and q.match is not None:  # the index's matches drive
+            conds.append(f"+e.blob_id {'' if q.attached else 'NOT '}IN"
+                         " (SELECT id FROM blobs WHERE has_attachment = 1)")
+        elif q.attached is not None:
+            # A page goes through entries newest first and looks at each one's blob. The
+            # messages with attachments are few: they are counted, all of them, through
+            # their own index (blobs_attached), each looked up in entries.
+            if "blobs b" not in join:
+                src += " JOIN blobs b ON b.id = e.blob_id"
+            conds.append(f"b.has_attachment = {int(q.attached)}")
+            if q.attached:
+                count_src = "blobs b CROSS JOIN entries e ON e.blob_id = b.id"
+        if folders is not None:
+            ids = folders[0]
+            keys = f"(SELECT key FROM entries WHERE folder_id IN ({ids}))"
+            if few and q.match is not None:  # "+": not a rowid the index is asked for
+                conds.append(f"{'' if by_entry else '+'}{col} IN {keys}")
+            elif few:
+                conds.append(f"e.key IN {keys}")
+            else:  # "+": never the index the search is driven by (has:attachment would
+                # probe (blob_id, folder_id) for every pair of the two lists)
+                conds.append(f"+e.folder_id IN ({ids})")
+        shift = self.key_shift
+        lo = None if q.date_min is None else key_of_day(q.date_min, shift)
+        hi = None if q.date_max is None else key_of_day(q.date_max, shift)
+        for a, b in q.outside:
             conds.append(f"({col} < ? OR {col} >= ?)")
-            params.extend((key_of_day(lo, shift), key_of_day(hi, shift)))
+            params.extend((key_of_day(a, shift), key_of_day(b, shift)))
         conds.extend(q.where)
         params.extend(q.params)
         for term in q.exclude:
             conds.append("e.key NOT IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
             params.append(term)
         src += f" {join}" if join else ""
-        return src + (" WHERE " + " AND ".join(conds) if conds else ""), params, col
+        return Plan(src, conds, params, col, lo, hi, count_src)
+
+    def snapshot(self) -> _Snapshot:
+        """A read transaction around a search's statements, so that all of them see the same
+        catalog: the folders a scope names are found first and their ids used after, and a
+        folder moved in between must not bring other messages in. (Inside a transaction the
+        caller has open, that one.)"""
+        return _Snapshot(self.conn)
 
     def search(self, q: Query, limit: int, offset: int = 0, sort: str = "date",
-               ascending: bool = False) -> tuple[int, list[Hit]]:
-        """Total matching entries and one page of them, newest first (or by SORTS[sort],
-        then newest first)."""
+               ascending: bool = False, exact: bool = False) -> tuple[int, bool, list[Hit]]:
+        """(total, whether that total is exact, one page) of the matching entries, newest
+        first (or by SORTS[sort], then newest first). The total is counted one by one up to
+        COUNT_EXACT matches (and COUNT_STEPS of work), and estimated past them unless
+        `exact`: count_matches(). A page that is not full gives the total itself."""
+        with self.snapshot():
+            return self._search(q, limit, offset, sort, ascending, exact)
+
+    def _search(self, q: Query, limit: int, offset: int, sort: str, ascending: bool,
+                exact: bool) -> tuple[int, bool, list[Hit]]:
         way = "ASC" if ascending else "DESC"
+        folders = self._folder_set(q)
+        index_only = (q.match is not None and not q.where and not q.exclude
+                      and q.attached is None)
+        if folders is not None and folders[1] <= FEW_ENTRIES and sort == "date":
+            return self._few(q, folders, index_only, limit, offset, ascending)
         if sort == "date":
-            src, params, col = self._plan(q, index_only=q.match is not None and not q.where
-                                          and not q.exclude)
-            total = self.conn.execute(f"SELECT count(*) FROM {src}", params).fetchone()[0]
+            plan = self._plan(q, index_only=index_only, folders=folders)
+            col = plan.col
+            sql, params = plan.sql()
             rows = self.conn.execute(
-                f"SELECT {HIT_COLUMNS} FROM (SELECT {col} AS k FROM {src} ORDER BY {col} {way}"
-                f" LIMIT ? OFFSET ?) m JOIN entries e ON e.key = m.k {HIT_JOINS}"
-                f" ORDER BY e.key {way}", (*params, limit, offset)).fetchall()
-            return int(total), [_hit(r) for r in rows]
-        expr = SORTS[sort]
-        src, params, col = self._plan(q, join="JOIN blobs b ON b.id = e.blob_id")
-        total = self.conn.execute(f"SELECT count(*) FROM {src}", params).fetchone()[0]
+                f"SELECT {HIT_COLUMNS} FROM (SELECT {col} AS k FROM {sql}"
+                f" ORDER BY {col} {way} LIMIT ? OFFSET ?) m JOIN entries e ON e.key = m.k"
+                f" {HIT_JOINS} ORDER BY e.key {way}", (*params, limit, offset)).fetchall()
+        else:
+            expr = SORTS[sort]
+            plan = self._plan(q, join="JOIN blobs b ON b.id = e.blob_id", folders=folders)
+            sql, params = plan.sql()
+            rows = self.conn.execute(
+                f"SELECT {HIT_COLUMNS} FROM (SELECT e.key AS k FROM {sql}"
+                f" ORDER BY {expr} {way}, e.key DESC LIMIT ? OFFSET ?) m JOIN entries e"
+                f" ON e.key = m.k {HIT_JOINS} ORDER BY {expr} {way}, e.key DESC",
+                (*params, limit, offset)).fetchall()
+        if len(rows) < limit and (rows or offset == 0):  # the last page: all are seen
+            return offset + len(rows), True, [_hit(r) for r in rows]
+        total, is_exact = self.count_matches(plan, exact, prefix="*" in (q.match or ""))
+        total = max(total, offset + len(rows))  # never fewer than those seen
+        return total, is_exact, [_hit(r) for r in rows]
+
+    def _few(self, q: Query, folders: tuple[str, int], index_only: bool, limit: int,
+             offset: int, ascending: bool) -> tuple[int, bool, list[Hit]]:
+        """search() kept to folders holding at most FEW_ENTRIES entries: every matching key
+        at once (so the total is exact), the page from them. With words, the index is either
+        asked for each of the folders' entries, or read for all its matches and each checked
+        against the folders' keys, whichever costs less: a lookup costs about
+        LOOKUP_US_PER_SEGMENT for each segment of the index and each word, a match read
+        MATCH_US; how many matches there are is estimated from slices of the index
+        (_index_matches)."""
+        by_entry = False
+        if q.match is not None:
+            words = max(1, len(re.findall(r'[^\s"]+', " ".join(re.findall(r'"[^"]*"',
+                                                                            q.match)))))
+            lookups = folders[1] * self.index_segments() * words * LOOKUP_US_PER_SEGMENT
+            by_entry = lookups < self._index_matches(q.match) * MATCH_US
+        plan = self._plan(q, index_only=index_only, folders=folders, by_entry=by_entry)
+        sql, params = plan.sql()
+        keys = sorted((k for (k,) in self.conn.execute(f"SELECT {plan.col} FROM {sql}",
+                                                       params)), reverse=not ascending)
+        page = keys[offset:offset + limit]
+        if not page:
+            return len(keys), True, []
         rows = self.conn.execute(
-            f"SELECT {HIT_COLUMNS} FROM (SELECT e.key AS k FROM {src}"
-            f" ORDER BY {expr} {way}, e.key DESC LIMIT ? OFFSET ?) m JOIN entries e"
-            f" ON e.key = m.k {HIT_JOINS} ORDER BY {expr} {way}, e.key DESC",
-            (*params, limit, offset)).fetchall()
-        return int(total), [_hit(r) for r in rows]
+            f"SELECT {HIT_COLUMNS} FROM {HIT_FROM} WHERE e.key IN ({','.join('?' * len(page))})"
+            f" ORDER BY e.key {'ASC' if ascending else 'DESC'}", page).fetchall()
+        return len(keys), True, [_hit(r) for r in rows]
+
+    def index_segments(self) -> int:
+        """The segments of the full-text index (from its structure record), read once."""
+        if not self._segments:
+            self._segments = SEGMENTS_UNKNOWN
+            row = self.conn.execute("SELECT block FROM fts_data WHERE id = 10").fetchone()
+            if row is not None and isinstance(row[0], bytes) and len(row[0]) > 6:
+                values: list[int] = []
+                value = 0
+                for byte in row[0][4:16]:  # a 4-byte cookie, then varints: levels, segments
+                    value = (value << 7) | (byte & 0x7F)
+                    if not byte & 0x80:
+                        values.append(value)
+                        value = 0
+                        if len(values) == 2:
+                            break
+                if len(values) == 2 and 0 < values[1] < 10_000:
+                    self._segments = values[1]
+        return self._segments
+
+    def _index_matches(self, match: str) -> int:
+        """About how many rows of the index a match expression finds: those in SAMPLES
+        slices of the keys, 1/SAMPLE_SHARES[0] of them in all, scaled."""
+        first, last = self.conn.execute(
+            "SELECT (SELECT min(key) FROM entries), (SELECT max(key) FROM entries)").fetchone()
+        if first is None:
+            return 0
+        span = last + 1 - first
+        width = max(1, span // (SAMPLES * SAMPLE_SHARES[0]))
+        found = 0
+        for i in range(SAMPLES):
+            a = first + span * i // SAMPLES
+            found += int(self.conn.execute("SELECT count(*) FROM fts WHERE fts MATCH ? AND"
+                                           " rowid >= ? AND rowid < ?",
+                                           (match, a, a + width)).fetchone()[0])
+        return int(found * span // (SAMPLES * width))
+
+    def count_matches(self, plan: Plan, exact: bool = False, prefix: bool = False
+                      ) -> tuple[int, bool]:
+        """(how many entries a plan finds, whether that is exact). Counting costs a step for
+        every match: a million matches would cost every search of a common word tens of
+        milliseconds. So past COUNT_EXACT matches, or COUNT_STEPS of SQLite's work, the total
+        is estimated: the matches in SAMPLES slices of the search's key (date) range, spread
+        evenly over it and 1/128 of it in all (1/16 if they held fewer than SAMPLE_ENOUGH),
+        scaled to the range and rounded to two figures, under COUNT_STEPS of work of their
+        own. Where they hold fewer than that (matches bunched in time), ran out of work, or
+        the range is too narrow to slice, the range the newest COUNT_EXACT + 1 matches took is
+        scaled instead; so it is for a prefix (word*), which costs FTS5 its whole work again
+        in each slice, work no step counts. With neither, the caller has the page to go by.
+        `exact` counts them all; so does has:attachment without words (plan.count_src:
+        through the messages with attachments alone, each looked up in entries)."""
+        sql, params = plan.sql()
+        if plan.count_src is not None:
+            exact = True
+            sql = plan.count_src + sql[len(plan.src):]
+        if exact:
+            return int(self.conn.execute(f"SELECT count(*) FROM {sql}", params).fetchone()[0]
+                       ), True
+        counted = self._bounded(f"SELECT count(*), min(k) FROM (SELECT {plan.col} AS k FROM"
+                                f" {sql} ORDER BY {plan.col} DESC LIMIT {COUNT_EXACT + 1})",
+                                params)
+        n, newest = (-1, None) if counted is None else (int(counted[0]), counted[1])
+        if 0 <= n <= COUNT_EXACT:
+            return n, True
+        first, last = self.conn.execute(  # (two queries: each then reads one end)
+            "SELECT (SELECT min(key) FROM entries), (SELECT max(key) FROM entries)").fetchone()
+        lo = first if plan.lo is None else max(first, plan.lo)
+        hi = last + 1 if plan.hi is None else min(last + 1, plan.hi)
+        span = hi - lo
+        found = width = 0
+        for share in () if prefix else SAMPLE_SHARES:
+            width = span // (SAMPLES * share)
+            if width < 1:  # too narrow a range to slice
+                break
+            ranges = [(lo + span * i // SAMPLES, lo + span * i // SAMPLES + width)
+                      for i in range(SAMPLES)]
+            if plan.col == "e.key":  # one statement: SQLite reads entries by each range
+                sql, params = plan.in_ranges(ranges)
+                got = self._bounded(f"SELECT count(*) FROM {sql}", params)
+            else:  # FTS5 takes one range a statement
+                got = self._bounded(*plan.each_range(ranges))
+            if got is None:  # out of work
+                break
+            found = int(got[0])
+            if found >= SAMPLE_ENOUGH:
+                break
+        sampled = width >= 1 and found > 0
+        if sampled and found >= SAMPLE_ENOUGH:
+            estimate = found * span / (SAMPLES * width)
+        elif n > COUNT_EXACT and newest is not None and hi > newest:
+            estimate = n * span / (hi - newest)  # the newest matches' range, scaled
+        elif sampled:
+            estimate = found * span / (SAMPLES * width)
+        else:  # nothing to go by but the page
+            return 0, False
+        estimate = int(float(f"{estimate:.2g}"))
+        return max(estimate, n), False
+
+    def _bounded(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        """The one row of a statement run under COUNT_STEPS of work; None if it ran out."""
+        ticks = 0
+
+        def tick() -> int:
+            nonlocal ticks
+            ticks += 1
+            return ticks > COUNT_STEPS // TICK
+
+        self.conn.set_progress_handler(tick, TICK)
+        try:
+            return tuple(self.conn.execute(sql, params).fetchone())
+        except sqlite3.OperationalError as exc:
+            if "interrupt" not in str(exc):
+                raise
+            return None
+        finally:
+            self.conn.set_progress_handler(None, 0)
 
     def matched_attachments(self, q: Query, numbers: Sequence[int]) -> dict[int, list[str]]:
         """For the messages `numbers` of a search's page: the names of the attachments whose
@@ -212,9 +479,10 @@ class Searching:
 
     def matches(self, q: Query, number: int) -> bool:
         """Whether message `number` is one the query finds."""
-        one = q.and_where("e.number = ?", number)
-        src, params, _ = self._plan(one)
-        return self.conn.execute(f"SELECT 1 FROM {src} LIMIT 1", params).fetchone() is not None
+        with self.snapshot():
+            sql, params = self._plan(q.and_where("e.number = ?", number)).sql()
+            return self.conn.execute(f"SELECT 1 FROM {sql} LIMIT 1",
+                                     params).fetchone() is not None
 
     def retention_rows(self) -> Iterator[tuple[int, int, int]]:
         """(number, date sent, archived at) of every entry, by number."""
@@ -230,9 +498,14 @@ class Searching:
         return None if row is None else (int(row[0]), int(row[1]))
 
     def iter_numbers(self, q: Query) -> Iterator[int]:
-        src, params, _ = self._plan(q)
-        for (n,) in self.conn.execute(f"SELECT e.number FROM {src} ORDER BY e.number", params):
-            yield int(n)
+        """The numbers of the entries q finds, in order: read at once in one snapshot (8 bytes
+        each), so that the caller may change the catalog while it goes through them."""
+        from array import array
+        with self.snapshot():
+            sql, params = self._plan(q).sql()
+            numbers = array("q", (n for (n,) in self.conn.execute(
+                f"SELECT e.number FROM {sql} ORDER BY e.number", params)))
+        yield from numbers
 
     def folders(self, owner: str | None = None) -> list[tuple[str, str, int, int]]:
         """(owner, path, messages, bytes) for every folder, empty ones included."""
@@ -265,3 +538,21 @@ class Searching:
 def _hit(row: Sequence[Any]) -> Hit:
     return Hit(int(row[0]), int(row[1]), row[2], row[3], row[4], row[5], row[6], int(row[7]),
                bool(row[8]))
+
+
+class _Snapshot:
+    """BEGIN ... COMMIT around a search, unless a transaction is open already (a plain
+    class: contextlib is not imported for a search from the command line)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.began = False
+
+    def __enter__(self) -> None:
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN")
+            self.began = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.began and self.conn.in_transaction:
+            self.conn.execute("COMMIT")

@@ -1,7 +1,9 @@
 """Search queries: words, "phrases", field filters, OR and -negation, compiled to SQL.
 
-Words and phrases go to the FTS5 index (CJK runs as bigram phrases, see text.py); folder,
-user, date and attachment filters become plain SQL conditions on the catalog.
+Words and phrases go to the FTS5 index (CJK runs as bigram phrases, see text.py). Dates
+stay in seconds, folder: and user: become conditions on the folders table, has:attachment a
+flag: each catalog plans with them its own way (catalog_search.py). What is left (negated
+folders, has:attachment with its negation) is plain SQL on the entries.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ class Query:
     """A compiled search: what the catalog runs against entries e, blobs b, folders f. (A
     plain class: the search from the command line does not import dataclasses, cli/entry.py.)"""
 
-    __slots__ = ("match", "exclude", "date_min", "date_max", "outside", "where", "params",
-                 "terms")
+    __slots__ = ("match", "exclude", "date_min", "date_max", "outside", "folders", "attached",
+                 "where", "params", "terms")
 
     def __init__(self) -> None:
         self.match: str | None = None  # FTS5 expression; None when the query has no words
@@ -34,6 +36,11 @@ class Query:
         self.date_min: int | None = None
         self.date_max: int | None = None
         self.outside: list[tuple[int, int]] = []
+        # Conditions on the folders table (owner, path), all of which a message's folder
+        # meets: folder: and user: filters, a caller's scope. Each catalog finds those folders
+        # first, and searches through their entries when they hold few (catalog_search).
+        self.folders: list[tuple[str, list[object]]] = []
+        self.attached: bool | None = None  # has:attachment (True), -has:attachment (False)
         self.where: list[str] = []  # SQL conditions on entries e only
         self.params: list[object] = []
         self.terms: list[str] = []  # each word or phrase sought, on its own
@@ -113,8 +120,9 @@ def _sql_filter(q: Query, name: str, value: str, negate: bool) -> None:
     if name == "has":
         if value.lower() not in ("attachment", "attachments"):
             raise InvalidArgument(f"has:{value} is not known (try has:attachment)")
-        q.where.append("e.blob_id IN (SELECT id FROM blobs WHERE has_attachment = "
-                       + ("0)" if negate else "1)"))
+        if q.attached is not None and q.attached == negate:
+            q.where.append("0")  # has:attachment -has:attachment: nothing
+        q.attached = not negate
         return
     if name in ("after", "before", "on"):
         lo, hi = _day(value, end=False), _day(value, end=True)
@@ -136,15 +144,14 @@ def _sql_filter(q: Query, name: str, value: str, negate: bool) -> None:
                 " OR owner || '/' || path = ? COLLATE NOCASE"
                 " OR owner || '/' || path LIKE ? ESCAPE '\\')")
         like = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
-        # Resolve folders first so that entries are found through their folder index.
-        q.where.append(f"e.folder_id {'NOT ' if negate else ''}IN "
-                       f"(SELECT id FROM folders WHERE {cond})")
-        q.params.extend([value, like, value, like])
-        return
-    # user
-    q.where.append(f"e.folder_id {'NOT ' if negate else ''}IN "
-                   "(SELECT id FROM folders WHERE owner = ?)")
-    q.params.append(value)
+        params: list[object] = [value, like, value, like]
+    else:  # user
+        cond, params = "owner = ?", [value]
+    if negate:
+        q.where.append(f"e.folder_id NOT IN (SELECT id FROM folders WHERE {cond})")
+        q.params.extend(params)
+    else:
+        q.folders.append((cond, params))
 
 
 def _tokens(query: str) -> list[tuple[bool, str | None, str]]:

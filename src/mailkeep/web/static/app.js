@@ -8,7 +8,7 @@ const TEXT = {
     title: "mailkeep", user: "User name", password: "Password", login: "Log in",
     logout: "Log out", search: "Search", searchButton: "Search", folders: "Folders",
     all: "All messages", results: "Results", date: "Date", from: "From", subject: "Subject",
-    size: "Size", none: "No messages match.", of: "of", previous: "Previous page",
+    size: "Size", none: "No messages match.", of: "of", about: "about", previous: "Previous page",
     next: "Next page", choose: "Choose a message to read it.", body: "Message body",
     attachments: "Attachments", original: "Download original (.eml)",
     source: "Show source", hideSource: "Hide source", remote: "Show remote images",
@@ -37,7 +37,7 @@ const TEXT = {
     title: "mailkeep", user: "ユーザー名", password: "パスワード", login: "ログイン",
     logout: "ログアウト", search: "検索", searchButton: "検索", folders: "フォルダー",
     all: "すべてのメッセージ", results: "検索結果", date: "日付", from: "差出人",
-    subject: "件名", size: "サイズ", none: "該当するメッセージはありません。", of: "/",
+    subject: "件名", size: "サイズ", none: "該当するメッセージはありません。", of: "/", about: "約",
     previous: "前のページ", next: "次のページ", choose: "メッセージを選ぶと表示されます。",
     body: "Message body", attachments: "添付ファイル", original: "元のメッセージをダウンロード (.eml)",
     source: "ソースを表示", hideSource: "ソースを隠す", remote: "外部の画像を表示",
@@ -450,6 +450,10 @@ async function runSearch() {
   state.selected = -1;
   const first = data.total ? state.offset + 1 : 0;
   const last = state.offset + data.messages.length;
+  // past many matches the server estimates the total (totalExact false): said so, and the
+  // next page is there while this one is full
+  const total = data.totalExact === false ? `${t("about")} ${data.total}` : String(data.total);
+  const more = data.totalExact === false ? data.messages.length === state.limit : last < data.total;
   const exportBox = el("div", { class: "exports" },
     el("label", { for: "format" }, t("format")),
     el("select", { id: "format", onchange: (ev) => { state.format = ev.target.value; } },
@@ -458,7 +462,7 @@ async function runSearch() {
     el("button", { type: "button", id: "export-selected", disabled: state.chosen.size === 0,
       onclick: () => exportMessages(false) }, t("exportSelected")(state.chosen.size)),
     el("button", { type: "button", disabled: data.total === 0, onclick: () => exportMessages(true) },
-      t("exportAll")(data.total)),
+      t("exportAll")(total)),
     el("label", { for: "sort" }, t("sort")),
     el("select", { id: "sort", onchange: (ev) => {
       state.sort = ev.target.value;
@@ -475,12 +479,12 @@ async function runSearch() {
       runSearch();
     } }, [25, 50, 100, 200].map((n) => el("option", { value: n, selected: n === state.limit }, String(n)))));
   const summary = el("div", { class: "summary", role: "status" },
-    el("span", {}, data.total ? `${first}–${last} ${t("of")} ${data.total}` : t("none")),
+    el("span", {}, data.total ? `${first}–${last} ${t("of")} ${total}` : t("none")),
     el("span", { class: "pager" },
       el("button", { type: "button", disabled: state.offset === 0, onclick: () => {
         state.offset = Math.max(0, state.offset - state.limit); runSearch();
       } }, t("previous")),
-      el("button", { type: "button", disabled: last >= data.total, onclick: () => {
+      el("button", { type: "button", disabled: !more, onclick: () => {
         state.offset += state.limit; runSearch();
       } }, t("next"))));
   const rows = data.messages.map((m, i) => el("tr", { "aria-selected": "false", tabindex: "-1",

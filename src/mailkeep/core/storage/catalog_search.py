@@ -65,8 +65,10 @@ SAMPLE_SHARES = (128, 16)  # 1/128 of the range in all, then 1/16 if fewer than
 SAMPLE_ENOUGH = 200  # matches were in them
 FEW_ENTRIES = 5_000  # in a search's folders, below which it goes through their entries
 # What a search kept to few folders costs (Searching._few), on two cores: asking the index for
-# one entry's row, for each segment of the index and each word; reading one of its matches.
-LOOKUP_US_PER_SEGMENT = 7.0
+# one entry's row, for each word (FTS5 reads the word's place in every segment, each an SQL
+# lookup of its own); reading one of its matches.
+LOOKUP_US = 30.0  # and for each segment:
+LOOKUP_US_PER_SEGMENT = 5.0
 MATCH_US = 0.17
 SEGMENTS_UNKNOWN = 16
 
@@ -276,15 +278,16 @@ class Searching:
         """search() kept to folders holding at most FEW_ENTRIES entries: every matching key
         at once (so the total is exact), the page from them. With words, the index is either
         asked for each of the folders' entries, or read for all its matches and each checked
-        against the folders' keys, whichever costs less: a lookup costs about
-        LOOKUP_US_PER_SEGMENT for each segment of the index and each word, a match read
+        against the folders' keys, whichever costs less: a lookup costs about LOOKUP_US and
+        LOOKUP_US_PER_SEGMENT for each segment of the index, for each word, a match read
         MATCH_US; how many matches there are is estimated from slices of the index
         (_index_matches)."""
         by_entry = False
         if q.match is not None:
             words = max(1, len(re.findall(r'[^\s"]+', " ".join(re.findall(r'"[^"]*"',
                                                                             q.match)))))
-            lookups = folders[1] * self.index_segments() * words * LOOKUP_US_PER_SEGMENT
+            lookups = folders[1] * words * (LOOKUP_US + self.index_segments()
+                                            * LOOKUP_US_PER_SEGMENT)
             by_entry = lookups < self._index_matches(q.match) * MATCH_US
         plan = self._plan(q, index_only=index_only, folders=folders, by_entry=by_entry)
         sql, params = plan.sql()

@@ -41,11 +41,25 @@ class Codec:
     """Compresses with the newest dictionary; decompresses with whichever one a record names."""
 
     def __init__(self, dictionaries: dict[int, bytes]) -> None:
-        self._dicts = {i: zstandard.ZstdCompressionDict(d) for i, d in dictionaries.items()}
-        self.dict_id = max(self._dicts) if self._dicts else None
-        zd = self._dicts[self.dict_id] if self.dict_id is not None else None
-        self._cctx = zstandard.ZstdCompressor(level=LEVEL, dict_data=zd, write_content_size=True)
+        self._raw = dictionaries  # each made a zstd dictionary when first used
+        self._dicts: dict[int, zstandard.ZstdCompressionDict] = {}
+        self.dict_id = max(dictionaries) if dictionaries else None
+        self._cctx_made: zstandard.ZstdCompressor | None = None
         self._dctx: dict[int | None, zstandard.ZstdDecompressor] = {}
+
+    def _dict(self, dict_id: int) -> zstandard.ZstdCompressionDict:
+        d = self._dicts.get(dict_id)
+        if d is None:
+            d = self._dicts[dict_id] = zstandard.ZstdCompressionDict(self._raw[dict_id])
+        return d
+
+    @property
+    def _cctx(self) -> zstandard.ZstdCompressor:
+        if self._cctx_made is None:
+            zd = self._dict(self.dict_id) if self.dict_id is not None else None
+            self._cctx_made = zstandard.ZstdCompressor(level=LEVEL, dict_data=zd,
+                                                       write_content_size=True)
+        return self._cctx_made
 
     def compress(self, raw: bytes) -> bytes:
         return bytes(self._cctx.compress(raw))
@@ -61,9 +75,9 @@ class Codec:
     def _decompressor(self, dict_id: int | None) -> zstandard.ZstdDecompressor:
         d = self._dctx.get(dict_id)
         if d is None:
-            if dict_id is not None and dict_id not in self._dicts:
+            if dict_id is not None and dict_id not in self._raw:
                 raise KeyError(f"dictionary {dict_id} is missing")
-            zd = self._dicts[dict_id] if dict_id is not None else None
+            zd = self._dict(dict_id) if dict_id is not None else None
             d = self._dctx[dict_id] = zstandard.ZstdDecompressor(dict_data=zd)
         return d
 

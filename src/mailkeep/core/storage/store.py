@@ -24,7 +24,6 @@ from mailkeep.core.errors import Conflict, KeyMissing
 from mailkeep.core.files import fsync_dir, write_json_atomic
 from mailkeep.core.keys import KeyRing, passphrase_encryption
 from mailkeep.core.storage.manifest import FORMAT, MANIFEST, read_manifest
-from mailkeep.core.storage.packing import Packer
 from mailkeep.core.storage.store_base import (
     COMPACT_DIR,
     COMPACTION_MARK,
@@ -59,7 +58,7 @@ class Store(Replay):
         if self.writable:
             self._finish_compaction()
         self.catalog = self._open_catalog()
-        self.packer = Packer(self.dictionaries(), store_key)
+        self._packer = None
         self._writer = None
         self._in_batch = False
         self._fds = {}

@@ -340,6 +340,38 @@ def test_sort_and_page_size(tmp_path: Path, page: Page) -> None:
         expect(page.get_by_label("Sort")).to_have_value("size-desc")
 
 
+def test_past_ten_thousand_matches_the_total_is_said_to_be_about(tmp_path: Path,
+                                                                 page: Page) -> None:
+    """A search with more than 10,000 matches answers with an estimated total: the console
+    says "about", and the next page is there while pages are full; a search with fewer says
+    its exact total."""
+    data = tmp_path / "data"
+    user(data, "alice", "Alice-pass-1")
+    box = tmp_path / "many.mbox"
+    with box.open("wb") as out:
+        for i in range(10_100):
+            day = 1 + i % 28
+            out.write(f"From m{i}@example.org Mon Jan  1 00:00:00 2024\n"
+                      f"From: m{i}@example.org\nTo: alice@example.org\nSubject: Note {i}\n"
+                      f"Date: {day:02d} {('Jan', 'Apr', 'Jul', 'Oct')[i % 4]} {2020 + i % 5}"
+                      f" 10:{i % 60:02d}:00 +0000\nMessage-ID: <m{i}@example.org>\n\n"
+                      f"routine {'rarity ' if i % 1000 == 0 else ''}words\n\n".encode())
+    mk_ok(data, "import", "--user", "alice", "--folder", "Inbox", str(box))
+    with console_server(data) as base:
+        log_in(page, base, "alice", "Alice-pass-1")
+        status = page.get_by_role("status")
+        expect(status).to_contain_text(re.compile(r"1–50 of about 1[01],[0-9]00(?![0-9,])"))
+        next_page = page.get_by_role("button", name="Next page")
+        expect(next_page).to_be_enabled()
+        next_page.click()
+        expect(status).to_contain_text(re.compile(r"51–100 of about"))
+        search = page.get_by_role("searchbox", name="Search")
+        search.fill("rarity")
+        search.press("Enter")
+        expect(status).to_contain_text("1–11 of 11")
+        expect(status).not_to_contain_text("about")
+
+
 def test_import_by_upload(tmp_path: Path, page: Page) -> None:
     """alice (privilege archive) chooses an .eml, an mbox.gz and a zip of .eml files: each is
     imported into the folder she named, byte for byte, and shows up; sent again, they are

@@ -197,11 +197,14 @@ class Searching:
             # A page goes through entries newest first and looks at each one's blob. The
             # messages with attachments are few: they are counted, all of them, through
             # their own index (blobs_attached), each looked up in entries.
+            # ("+": whatever the planner's statistics say, a page is not read by first
+            # gathering every message with attachments and sorting them.)
             if "blobs b" not in join:
                 src += " JOIN blobs b ON b.id = e.blob_id"
-            conds.append(f"b.has_attachment = {int(q.attached)}")
+            conds.append(f"+b.has_attachment = {int(q.attached)}")
             if q.attached:
-                count_src = "blobs b CROSS JOIN entries e ON e.blob_id = b.id"
+                count_src = ("blobs b CROSS JOIN entries e ON b.has_attachment = 1"
+                             " AND e.blob_id = b.id")
         if folders is not None:
             ids = folders[0]
             keys = f"(SELECT key FROM entries WHERE folder_id IN ({ids}))"
@@ -342,13 +345,14 @@ class Searching:
         """(how many entries a plan finds, whether that is exact). Counting costs a step for
         every match: a million matches would cost every search of a common word tens of
         milliseconds. So past COUNT_EXACT matches, or COUNT_STEPS of SQLite's work, the total
-        is estimated: the matches in SAMPLES slices of the search's key (date) range, spread
-        evenly over it and 1/128 of it in all (1/16 if they held fewer than SAMPLE_ENOUGH),
-        scaled to the range and rounded to two figures, under COUNT_STEPS of work of their
-        own. Where they hold fewer than that (matches bunched in time), ran out of work, or
-        the range is too narrow to slice, the range the newest COUNT_EXACT + 1 matches took is
-        scaled instead; so it is for a prefix (word*), which costs FTS5 its whole work again
-        in each slice, work no step counts. With neither, the caller has the page to go by.
+        is estimated. The newest COUNT_EXACT + 1 matches are counted; the rest, in the part of
+        the search's key (date) range below them, from the matches in SAMPLES slices of it,
+        spread evenly over it and 1/128 of it in all (1/16 if they held fewer than
+        SAMPLE_ENOUGH), scaled to it, under COUNT_STEPS of work of their own; the sum is
+        rounded to two figures. Where the slices ran out of work, or the range is too narrow
+        to slice, the range the newest matches took is scaled instead; so it is for a prefix
+        (word*), which costs FTS5 its whole work again in each slice, work no step counts.
+        With neither, the caller has the page to go by.
         `exact` counts them all; so does has:attachment without words (plan.count_src:
         through the messages with attachments alone, each looked up in entries)."""
         sql, params = plan.sql()
@@ -368,11 +372,14 @@ class Searching:
             "SELECT (SELECT min(key) FROM entries), (SELECT max(key) FROM entries)").fetchone()
         lo = first if plan.lo is None else max(first, plan.lo)
         hi = last + 1 if plan.hi is None else min(last + 1, plan.hi)
-        span = hi - lo
-        found = width = 0
-        for share in () if prefix else SAMPLE_SHARES:
+        # The newest n matches were counted: exactly n have keys from `newest` on. What is
+        # estimated is the rest, below it.
+        base, top = (n, min(hi, newest)) if n > COUNT_EXACT and newest is not None else (0, hi)
+        span = top - lo
+        rest: float | None = None
+        for share in () if prefix or span <= 0 else SAMPLE_SHARES:
             width = span // (SAMPLES * share)
-            if width < 1:  # too narrow a range to slice
+            if width < 1:  # too narrow a range to slice: its matches are few, or a flood's
                 break
             ranges = [(lo + span * i // SAMPLES, lo + span * i // SAMPLES + width)
                       for i in range(SAMPLES)]
@@ -382,19 +389,18 @@ class Searching:
             else:  # FTS5 takes one range a statement
                 got = self._bounded(*plan.each_range(ranges))
             if got is None:  # out of work
+                rest = None
                 break
-            found = int(got[0])
-            if found >= SAMPLE_ENOUGH:
+            rest = int(got[0]) * span / (SAMPLES * width)
+            if got[0] >= SAMPLE_ENOUGH:
                 break
-        sampled = width >= 1 and found > 0
-        if sampled and found >= SAMPLE_ENOUGH:
-            estimate = found * span / (SAMPLES * width)
-        elif n > COUNT_EXACT and newest is not None and hi > newest:
-            estimate = n * span / (hi - newest)  # the newest matches' range, scaled
-        elif sampled:
-            estimate = found * span / (SAMPLES * width)
-        else:  # nothing to go by but the page
+        if span <= 0:
+            rest = 0.0
+        elif rest is None and base and hi > top:  # the newest matches' range, scaled
+            rest = base * span / (hi - top)
+        if rest is None:  # nothing to go by but the page
             return 0, False
+        estimate = base + rest
         estimate = int(float(f"{estimate:.2g}"))
         return max(estimate, n), False
 

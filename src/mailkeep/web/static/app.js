@@ -452,7 +452,8 @@ async function runSearch() {
   const last = state.offset + data.messages.length;
   // past many matches the server estimates the total (totalExact false): said so, and the
   // next page is there while this one is full
-  const total = data.totalExact === false ? `${t("about")} ${data.total}` : String(data.total);
+  const count = data.total.toLocaleString(state.lang);
+  const total = data.totalExact === false ? `${t("about")} ${count}` : count;
   const more = data.totalExact === false ? data.messages.length === state.limit : last < data.total;
   const exportBox = el("div", { class: "exports" },
     el("label", { for: "format" }, t("format")),

@@ -685,3 +685,30 @@ def test_a_folder_moved_while_a_search_runs_brings_nothing_else_in(
     with Archive(data) as archive:
         res = archive.search_compiled(scoped_query("ledger", Scope((("alice", ""),))), 50)
     assert res.total == 30 and {h.hit.owner for h in res.hits} == {"alice"}
+
+
+def test_either_way_through_few_folders_finds_the_same(
+        spread: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through folders holding few messages, the index is asked for each of them, or its
+    matches are checked against them, whichever the cost model finds cheaper (here forced
+    one way, then the other): the same pages, in the same order, with exact totals."""
+    from mailkeep.core.archive import Archive
+    from mailkeep.core.storage import catalog_search
+    queries = ("folder:Side common", 'folder:Side "common words"', "folder:Side scarce",
+               "folder:Side common after:2016-06-01", "folder:Side common -scarce")
+    found = []
+    for lookup_us in (0.0, 1e9):
+        monkeypatch.setattr(catalog_search, "LOOKUP_US", lookup_us)
+        monkeypatch.setattr(catalog_search, "LOOKUP_US_PER_SEGMENT", lookup_us)
+        with Archive(spread) as archive:
+            found.append({q: (archive.search(q, 7, 3).total, archive.search(q, 7, 3).exact,
+                              [(h.hit.number, h.hit.date) for h in archive.search(q, 7, 3).hits])
+                          for q in queries})
+    assert found[0] == found[1]
+    got = found[0]
+    assert [got[q][0] for q in queries] == [100, 100, 0, got[queries[3]][0], 100]
+    assert 20 < got[queries[3]][0] < 80 and all(got[q][1] for q in queries)
+    for q in queries:
+        dates = [d for _n, d in got[q][2]]
+        assert dates == sorted(dates, reverse=True) and len(dates) == (0 if "scarce" in q
+                                                                       and "-" not in q else 7)

@@ -345,12 +345,12 @@ class Searching:
         """(how many entries a plan finds, whether that is exact). Counting costs a step for
         every match: a million matches would cost every search of a common word tens of
         milliseconds. So past COUNT_EXACT matches, or COUNT_STEPS of SQLite's work, the total
-        is estimated. The newest COUNT_EXACT + 1 matches are counted; the rest, in the part of
-        the search's key (date) range below them, from the matches in SAMPLES slices of it,
+        is estimated. The oldest COUNT_EXACT + 1 matches are counted; the rest, in the part of
+        the search's key (date) range above them, from the matches in SAMPLES slices of it,
         spread evenly over it and 1/128 of it in all (1/16 if they held fewer than
         SAMPLE_ENOUGH), scaled to it, under COUNT_STEPS of work of their own; the sum is
         rounded to two figures. Where the slices ran out of work, or the range is too narrow
-        to slice, the range the newest matches took is scaled instead; so it is for a prefix
+        to slice, the range the oldest matches took is scaled instead; so it is for a prefix
         (word*), which costs FTS5 its whole work again in each slice, work no step counts.
         With neither, the caller has the page to go by.
         `exact` counts them all; so does has:attachment without words (plan.count_src:
@@ -362,26 +362,27 @@ class Searching:
         if exact:
             return int(self.conn.execute(f"SELECT count(*) FROM {sql}", params).fetchone()[0]
                        ), True
-        counted = self._bounded(f"SELECT count(*), min(k) FROM (SELECT {plan.col} AS k FROM"
-                                f" {sql} ORDER BY {plan.col} DESC LIMIT {COUNT_EXACT + 1})",
-                                params)
-        n, newest = (-1, None) if counted is None else (int(counted[0]), counted[1])
+        # (oldest first: FTS5 reads its lists backwards only by loading them whole)
+        counted = self._bounded(f"SELECT count(*), max(k) FROM (SELECT {plan.col} AS k FROM"
+                                f" {sql} ORDER BY {plan.col} LIMIT {COUNT_EXACT + 1})", params)
+        n, oldest = (-1, None) if counted is None else (int(counted[0]), counted[1])
         if 0 <= n <= COUNT_EXACT:
             return n, True
         first, last = self.conn.execute(  # (two queries: each then reads one end)
             "SELECT (SELECT min(key) FROM entries), (SELECT max(key) FROM entries)").fetchone()
         lo = first if plan.lo is None else max(first, plan.lo)
         hi = last + 1 if plan.hi is None else min(last + 1, plan.hi)
-        # The newest n matches were counted: exactly n have keys from `newest` on. What is
-        # estimated is the rest, below it.
-        base, top = (n, min(hi, newest)) if n > COUNT_EXACT and newest is not None else (0, hi)
-        span = top - lo
+        # The oldest n matches were counted: exactly n have keys up to `oldest`. What is
+        # estimated is the rest, above it.
+        base, bottom = ((n, max(lo, oldest + 1)) if n > COUNT_EXACT and oldest is not None
+                        else (0, lo))
+        span = hi - bottom
         rest: float | None = None
         for share in () if prefix or span <= 0 else SAMPLE_SHARES:
             width = span // (SAMPLES * share)
             if width < 1:  # too narrow a range to slice: its matches are few, or a flood's
                 break
-            ranges = [(lo + span * i // SAMPLES, lo + span * i // SAMPLES + width)
+            ranges = [(bottom + span * i // SAMPLES, bottom + span * i // SAMPLES + width)
                       for i in range(SAMPLES)]
             if plan.col == "e.key":  # one statement: SQLite reads entries by each range
                 sql, params = plan.in_ranges(ranges)
@@ -396,8 +397,8 @@ class Searching:
                 break
         if span <= 0:
             rest = 0.0
-        elif rest is None and base and hi > top:  # the newest matches' range, scaled
-            rest = base * span / (hi - top)
+        elif rest is None and base and bottom > lo:  # the oldest matches' range, scaled
+            rest = base * span / (bottom - lo)
         if rest is None:  # nothing to go by but the page
             return 0, False
         estimate = base + rest

@@ -221,6 +221,11 @@ class Catalog(Searching):
         self.conn.execute("INSERT OR REPLACE INTO dictionaries VALUES (?, ?, ?, ?)",
                           (dict_id, data, segment, offset))
 
+    def touch(self) -> None:
+        """Read the file's schema and a table (not the dictionaries themselves, 11 MB in a
+        store of a million messages, which a search does not need)."""
+        self.conn.execute("SELECT count(*) FROM dictionaries").fetchone()
+
     def dictionaries(self) -> dict[int, bytes]:
         return {i: bytes(d) for i, d in self.conn.execute("SELECT id, data FROM dictionaries")}
 

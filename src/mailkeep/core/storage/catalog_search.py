@@ -403,7 +403,7 @@ class Searching:
             return 0, False
         estimate = base + rest
         estimate = int(float(f"{estimate:.2g}"))
-        return max(estimate, n), False
+        return max(estimate, COUNT_EXACT if n > COUNT_EXACT else 0), False
 
     def _bounded(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         """The one row of a statement run under COUNT_STEPS of work; None if it ran out."""

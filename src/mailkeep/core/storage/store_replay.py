@@ -214,8 +214,7 @@ class Replay(Writing):
             self.recovered_on_open.append("catalog was missing; rebuilt from the segments")
         try:
             catalog = Catalog(path, readonly=not self.writable and path.exists())
-            catalog.conn.execute("SELECT count(*) FROM dictionaries").fetchone()  # touches the
-            # file: one that is no database, or damaged there, fails here
+            catalog.touch()  # one that is no database, or damaged there, fails here
             return catalog
         except sqlite3.DatabaseError as exc:
             if not self.writable:

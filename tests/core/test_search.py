@@ -712,3 +712,25 @@ def test_either_way_through_few_folders_finds_the_same(
         dates = [d for _n, d in got[q][2]]
         assert dates == sorted(dates, reverse=True) and len(dates) == (0 if "scarce" in q
                                                                        and "-" not in q else 7)
+
+
+def test_a_scope_of_every_folder_searches_as_one_of_none(spread: Path) -> None:
+    """A scope (or folder:) that takes every folder of a store keeps nothing out, so the
+    search goes as an unscoped one does: from the index alone, with the same answer."""
+    from mailkeep.core.archive import Archive
+    from mailkeep.core.storage.query import compile_query
+    from mailkeep.functions.reading import Scope, scoped_query
+    with Archive(spread) as archive:
+        [(_rec, store)] = archive.readable_stores()
+        everyone = scoped_query("common", Scope((("admin", ""),)))
+        assert store.catalog._folder_set(everyone) is None
+        assert store.catalog._folder_set(scoped_query("common", Scope((("admin", "Side"),))))
+        sql, _params = store.catalog._plan(everyone, index_only=True).sql()
+        assert "entries" not in sql and "folder" not in sql, sql
+        plain = archive.search("common", 30)
+        scoped = archive.search_compiled(everyone, 30)
+        assert [h.message_id for h in scoped.hits] == [h.message_id for h in plain.hits]
+        assert (scoped.total, scoped.exact) == (plain.total, plain.exact) == (500, True)
+        assert archive.search_compiled(scoped_query("common", Scope((("bob", ""),))),
+                                       30).total == 0
+        assert store.catalog._folder_set(compile_query("user:nobody common")) == ("", 0)

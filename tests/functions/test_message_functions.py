@@ -177,8 +177,12 @@ def test_a_scoped_search_is_driven_by_the_search_not_by_the_scope(
     from mailkeep.core.storage import catalog_search
     from mailkeep.functions.reading import Scope, scoped_query
     from tests.apiclient import archive_with_messages
+    from tests.helpers import mk_ok
     monkeypatch.setattr(catalog_search, "FEW_ENTRIES", 1000 if few else 0)
     data = archive_with_messages(tmp_path / "data", tmp_path / "mail", 5)
+    (tmp_path / "c").mkdir()  # carol's folder: outside the scope
+    (tmp_path / "c" / "1.eml").write_bytes(b"From: c@example.org\r\nSubject: c\r\n\r\nc\r\n")
+    mk_ok(data, "import", "--user", "carol", str(tmp_path / "c"))
     query = scoped_query("has:attachment", Scope((("admin", ""), ("bob", "Inbox"))))
     with Archive(data) as archive:
         [(_rec, store)] = archive.readable_stores()

@@ -150,13 +150,19 @@ class Searching:
 
     def _folder_set(self, q: Query) -> tuple[str, int] | None:
         """For a search kept to some folders (folder:, user:, a caller's scope): their ids (as
-        SQL) and the entries they hold, counted up to FEW_ENTRIES + 1; None for any other."""
+        SQL) and the entries they hold, counted up to FEW_ENTRIES + 1; None for any other,
+        and for one kept to every folder of the catalog (an administrator's own archive, which
+        an import filled): that one is searched as if it were kept to none."""
         if not q.folders:
             return None
         conds = " AND ".join(f"({c})" for c, _ in q.folders)
         params = [p for _, ps in q.folders for p in ps]
-        ids = ",".join(str(int(r[0])) for r in self.conn.execute(
-            f"SELECT id FROM folders WHERE {conds}", params))
+        found = [int(r[0]) for r in self.conn.execute(
+            f"SELECT id FROM folders WHERE {conds}", params)]
+        if found and len(found) == self.conn.execute("SELECT count(*) FROM folders"
+                                                     ).fetchone()[0]:
+            return None  # every folder of this catalog: nothing to keep the search to
+        ids = ",".join(map(str, found))
         held = self.conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM entries WHERE folder_id"
                                  f" IN ({ids}) LIMIT {FEW_ENTRIES + 1})").fetchone()[0]
         return ids, int(held)

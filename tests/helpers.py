@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import pwd
+import random
 import shutil
 import signal
 import smtplib
@@ -60,10 +61,31 @@ def gunzip_years(years: list[int], out: Path) -> None:
 
 
 # -- ports and directories ----------------------------------------------------------------------
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing is bound to, below the kernel's range of ephemeral ports. A port the
+    kernel picks (a bind to port 0) is one it may give any outgoing connection before the
+    server binds it: a test's server then failed with "address already in use"."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            low = int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    for _ in range(2000):
+        port = rng.randrange(max(1024, low - 12000), low)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def public_dir(prefix: str) -> Path:

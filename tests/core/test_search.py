@@ -734,3 +734,14 @@ def test_a_scope_of_every_folder_searches_as_one_of_none(spread: Path) -> None:
         assert archive.search_compiled(scoped_query("common", Scope((("bob", ""),))),
                                        30).total == 0
         assert store.catalog._folder_set(compile_query("user:nobody common")) == ("", 0)
+
+
+def test_a_prefix_through_few_folders_finds_its_matches(spread: Path) -> None:
+    """A prefix (comm*) through folders holding few messages is read for its matches, never
+    looked up message by message: the same messages as the whole word, an exact total."""
+    from mailkeep.core.archive import Archive
+    with Archive(spread) as archive:
+        prefix, word = archive.search("folder:Side comm*", 30), archive.search(
+            "folder:Side common", 30)
+    assert (prefix.total, prefix.exact) == (100, True)
+    assert [h.message_id for h in prefix.hits] == [h.message_id for h in word.hits]

@@ -290,9 +290,10 @@ class Searching:
         against the folders' keys, whichever costs less: a lookup costs about LOOKUP_US and
         LOOKUP_US_PER_SEGMENT for each segment of the index, for each word, a match read
         MATCH_US; how many matches there are is estimated from slices of the index
-        (_index_matches)."""
+        (_index_matches). A prefix is always read for its matches."""
         by_entry = False
-        if q.match is not None:
+        if q.match is not None and "*" not in q.match:  # a prefix (word*): FTS5 would expand
+            # it again for each lookup, and for each slice that estimates its matches
             words = max(1, len(re.findall(r'[^\s"]+', " ".join(re.findall(r'"[^"]*"',
                                                                             q.match)))))
             lookups = folders[1] * words * (LOOKUP_US + self.index_segments()
@@ -329,22 +330,23 @@ class Searching:
                     self._segments = values[1]
         return self._segments
 
+    def _key_range(self) -> tuple[int, int] | None:
+        """[first, last + 1) of the catalog's entry keys; None when it has none."""
+        first, last = self.conn.execute(  # (two queries: each then reads one end)
+            "SELECT (SELECT min(key) FROM entries), (SELECT max(key) FROM entries)").fetchone()
+        return None if first is None else (int(first), int(last) + 1)
+
     def _index_matches(self, match: str) -> int:
         """About how many rows of the index a match expression finds: those in SAMPLES
         slices of the keys, 1/SAMPLE_SHARES[0] of them in all, scaled."""
-        first, last = self.conn.execute(
-            "SELECT (SELECT min(key) FROM entries), (SELECT max(key) FROM entries)").fetchone()
-        if first is None:
+        keys = self._key_range()
+        if keys is None:
             return 0
-        span = last + 1 - first
+        span = keys[1] - keys[0]
         width = max(1, span // (SAMPLES * SAMPLE_SHARES[0]))
-        found = 0
-        for i in range(SAMPLES):
-            a = first + span * i // SAMPLES
-            found += int(self.conn.execute("SELECT count(*) FROM fts WHERE fts MATCH ? AND"
-                                           " rowid >= ? AND rowid < ?",
-                                           (match, a, a + width)).fetchone()[0])
-        return int(found * span // (SAMPLES * width))
+        sql, params = Plan("fts", ["fts MATCH ?"], [match], "rowid", None, None).each_range(
+            _slices(keys[0], span, width))
+        return int(self.conn.execute(sql, params).fetchone()[0]) * span // (SAMPLES * width)
 
     def count_matches(self, plan: Plan, exact: bool = False, prefix: bool = False
                       ) -> tuple[int, bool]:
@@ -374,10 +376,9 @@ class Searching:
         n, oldest = (-1, None) if counted is None else (int(counted[0]), counted[1])
         if 0 <= n <= COUNT_EXACT:
             return n, True
-        first, last = self.conn.execute(  # (two queries: each then reads one end)
-            "SELECT (SELECT min(key) FROM entries), (SELECT max(key) FROM entries)").fetchone()
+        first, end = self._key_range() or (0, 0)  # (n > 0: there are entries)
         lo = first if plan.lo is None else max(first, plan.lo)
-        hi = last + 1 if plan.hi is None else min(last + 1, plan.hi)
+        hi = end if plan.hi is None else min(end, plan.hi)
         # The oldest n matches were counted: exactly n have keys up to `oldest`. What is
         # estimated is the rest, above it.
         base, bottom = ((n, max(lo, oldest + 1)) if n > COUNT_EXACT and oldest is not None
@@ -388,8 +389,7 @@ class Searching:
             width = span // (SAMPLES * share)
             if width < 1:  # too narrow a range to slice: its matches are few, or a flood's
                 break
-            ranges = [(bottom + span * i // SAMPLES, bottom + span * i // SAMPLES + width)
-                      for i in range(SAMPLES)]
+            ranges = _slices(bottom, span, width)
             if plan.col == "e.key":  # one statement: SQLite reads entries by each range
                 sql, params = plan.in_ranges(ranges)
                 got = self._bounded(f"SELECT count(*) FROM {sql}", params)
@@ -551,6 +551,12 @@ class Searching:
         return int(e), int(b), int(s)
 
 
+def _slices(start: int, span: int, width: int) -> list[tuple[int, int]]:
+    """SAMPLES key ranges [a, a + width), spread evenly over [start, start + span)."""
+    return [(start + span * i // SAMPLES, start + span * i // SAMPLES + width)
+            for i in range(SAMPLES)]
+
+
 def _hit(row: Sequence[Any]) -> Hit:
     return Hit(int(row[0]), int(row[1]), row[2], row[3], row[4], row[5], row[6], int(row[7]),
                bool(row[8]))
@@ -569,6 +575,7 @@ class _Snapshot:
             self.conn.execute("BEGIN")
             self.began = True
 
-    def __exit__(self, *exc: object) -> None:
-        if self.began and self.conn.in_transaction:
-            self.conn.execute("COMMIT")
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if self.began and self.conn.in_transaction:  # (a read: nothing to keep either way;
+            # after an error, COMMIT could fail over a statement left open and hide it)
+            self.conn.execute("COMMIT" if kind is None else "ROLLBACK")

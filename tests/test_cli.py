@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
+import os
 import re
 import selectors
 import signal
@@ -554,12 +556,17 @@ def test_search_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
     from tests.apiclient import archive_with_messages
     data = archive_with_messages(tmp_path / "data", tmp_path / "mail", 800,
                                  body="a body long enough to fill the pipe {i} " * 3)
+    # The listing (about 50 KB) would fit in a pipe of the usual 64 KB, and the search could
+    # end before the reader closed it; a pipe of one page makes the search wait on its reader.
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
     proc = subprocess.Popen([*MAILKEEP, "--data", str(data), "search", "body", "--limit",
-                             "800"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=clean_env())
-    assert proc.stdout is not None and proc.stderr is not None
-    assert proc.stdout.readline().split() == [b"id", b"date", b"from", b"subject", b"folder"]
-    proc.stdout.close()  # as head does after its line
+                             "800"], stdout=write_end, stderr=subprocess.PIPE, env=clean_env())
+    os.close(write_end)
+    assert proc.stderr is not None
+    with open(read_end, "rb") as reader:
+        assert reader.readline().split() == [b"id", b"date", b"from", b"subject", b"folder"]
+    # as head does after its line: the reader is gone with most of the listing unwritten
     err = proc.stderr.read()
     proc.stderr.close()
     assert proc.wait(timeout=60) == 1, err

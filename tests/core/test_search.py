@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -534,6 +535,47 @@ def test_more_messages_dated_one_second_than_its_keys_are_all_found(tmp_path: Pa
     assert hi < (int(noon.timestamp()) << 8) + 601 + 256
 
 
+
+def test_a_catalog_made_before_entries_said_which_have_attachments(
+        archive: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    """has:attachment on a catalog made before entries had their column `attached` (and its
+    index): read as it is, the catalog finds what one made now finds; opened to write, it has
+    the column added and filled from its messages, once."""
+    from mailkeep.core.storage.catalog import Catalog
+    from mailkeep.core.storage.query import compile_query
+
+    data, ids = archive
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    queries = ("has:attachment", "-has:attachment", "has:attachment figures",
+               "-has:attachment fox", "has:attachment xylophone")
+    want = {q: found(archive, q) for q in queries}
+    assert want["has:attachment"] == {"attach"} and want["-has:attachment fox"] == {
+        "phrase1", "phrase2"}
+    db = next((copy / "stores").glob("*/catalog.sqlite"))
+    with sqlite3.connect(db) as conn:  # as catalogs were made
+        conn.execute("DROP INDEX entries_attached")
+        conn.execute("ALTER TABLE entries DROP COLUMN attached")
+    by_number = {int(v.rsplit(":", 1)[1]): k for k, v in ids.items()}
+    old = Catalog(db, readonly=True)
+    try:
+        assert not old.has_attached_column()
+        for q in queries:
+            total, exact, hits = old.search(compile_query(q), 100)
+            assert ({by_number[h.number] for h in hits}, total, exact) == (
+                want[q], len(want[q]), True), q
+    finally:
+        old.close()
+    Catalog(db).close()  # opened to write: the column comes back
+    with sqlite3.connect(db) as conn:
+        attached = conn.execute("SELECT number FROM entries WHERE attached = 1").fetchall()
+        assert [by_number[n] for (n,) in attached] == ["attach"]
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name ="
+                            " 'entries_attached'").fetchone() == (1,)
+    for q in queries:
+        assert found((copy, ids), q) == want[q], q
+
+
 # -- totals: counted up to a bound, estimated past it ----------------------------------------
 @pytest.fixture(scope="module")
 def spread(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -603,6 +645,33 @@ def test_a_count_that_would_take_long_is_estimated_instead(
     monkeypatch.setattr(catalog_search, "COUNT_STEPS", 10 ** 9)
     assert searched(spread, "common", "-scarce") | {"messages": []} == {
         "total": 469, "totalExact": True, "offset": 0, "unavailable": {}, "messages": []}
+
+
+def test_a_search_that_looks_up_each_find_reads_a_bounded_number_of_them(
+        spread: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search whose finds in the index are each looked up in entries (here a word outside
+    a folder) counts its matches among the index's oldest SCAN_ROWS (10,000; 100 here)
+    finds, and estimates the rest from slices of the dates above them, reading SCAN_ROWS
+    finds at most; with fewer finds than that, its total is exact."""
+    from mailkeep.core.storage import catalog_search
+    assert searched(spread, "common", "-folder:Side") | {"messages": []} == {
+        "total": 400, "totalExact": True, "offset": 0, "unavailable": {}, "messages": []}
+    monkeypatch.setattr(catalog_search, "SCAN_ROWS", 100)
+    got = searched(spread, "common", "-folder:Side")
+    assert got["totalExact"] is False and len(got["messages"]) == 20
+    assert 0.6 * 400 <= got["total"] <= 1.4 * 400, got["total"]
+    assert searched(spread, "--exact", "common", "-folder:Side")["total"] == 400
+    got = searched(spread, "scarce", "-folder:Side")  # 31 finds: all of them read
+    assert (got["total"], got["totalExact"]) == (31, True)
+    read: list[int] = []  # the finds read for one search, each of them looked up
+    real = catalog_search.Plan.oldest_finds
+
+    def counted(plan: Any, rows: int, lo: Any = None, hi: Any = None) -> Any:
+        read.append(rows)
+        return real(plan, rows, lo, hi)
+    monkeypatch.setattr(catalog_search.Plan, "oldest_finds", counted)
+    searched(spread, "common", "-folder:Side")
+    assert read and read[0] == 101 and sum(read[1:]) <= 2 * 100, read
 
 
 @pytest.mark.parametrize("few", [True, False])

@@ -71,6 +71,10 @@ LOOKUP_US = 30.0  # and for each segment:
 LOOKUP_US_PER_SEGMENT = 5.0
 MATCH_US = 0.17
 SEGMENTS_UNKNOWN = 16
+# A search whose matches are each looked up in entries (has:attachment or many folders with
+# words) counts those among the oldest SCAN_ROWS the index finds (about 5 ms), the rest
+# estimated
+SCAN_ROWS = 10_000
 
 
 class Plan:
@@ -78,13 +82,13 @@ class Plan:
     for its dates: the column of entry keys that orders it (col) and the key range [lo, hi)
     its dates allow (None: no bound)."""
 
-    __slots__ = ("src", "conds", "params", "col", "lo", "hi", "count_src")
+    __slots__ = ("src", "conds", "params", "col", "lo", "hi", "index")
 
     def __init__(self, src: str, conds: list[str], params: list[Any], col: str,
-                 lo: int | None, hi: int | None, count_src: str | None = None) -> None:
+                 lo: int | None, hi: int | None, index: str | None = None) -> None:
         self.src, self.conds, self.params, self.col, self.lo, self.hi = (
             src, conds, params, col, lo, hi)
-        self.count_src = count_src  # a FROM that counts them all at a bounded cost
+        self.index = index  # the match expression, when each match is looked up in entries
 
     def each_range(self, ranges: list[tuple[int, int]]) -> tuple[str, list[Any]]:
         """One statement: the sum of the counts in each key range [a, b), each its own
@@ -95,6 +99,20 @@ class Plan:
             parts.append(f"(SELECT count(*) FROM {sql})")
             params.extend(p)
         return "SELECT " + " + ".join(parts), params
+
+    def oldest_finds(self, rows: int, lo: int | None = None, hi: int | None = None
+                     ) -> tuple[str, list[Any]]:
+        """SELECT of (finds read, the newest of their keys, the matches among them) over the
+        oldest `rows` finds of the index (in the key range [lo, hi) if given), for a plan that
+        looks each of them up in entries."""
+        assert self.index is not None and self.src.startswith("fts JOIN entries e ")
+        assert self.conds[0] == "fts MATCH ?"  # the index's, as _plan puts it first
+        finds, params = Plan("fts", ["fts MATCH ?"], [self.index], "rowid", self.lo,
+                             self.hi).sql(lo, hi)
+        test = " AND ".join(f"({c})" for c in self.conds[1:]) or "1"
+        return (f"SELECT count(*), max(fts.rowid), count(CASE WHEN {test} THEN 1 END) FROM"
+                f" (SELECT rowid FROM {finds} ORDER BY rowid LIMIT {rows}) fts"
+                f" {self.src[len('fts '):]}", [*self.params[1:], *params])  # (in text order)
 
     def in_ranges(self, ranges: list[tuple[int, int]]) -> tuple[str, list[Any]]:
         """FROM ... WHERE ... and its parameters, in any of these key ranges [a, b)."""
@@ -119,6 +137,7 @@ class Searching:
     conn: sqlite3.Connection
     _key_shift: int  # 0 until read
     _segments: int  # of the index; 0 until read
+    _attached: bool | None  # whether entries has its column attached; None until read
 
     @property
     def key_shift(self) -> int:
@@ -180,6 +199,7 @@ class Searching:
         folder."""
         conds: list[str] = []
         params: list[Any] = []
+        index = None
         if folders is None:  # (search() finds them first, to choose its way)
             folders = self._folder_set(q)
         few = folders is not None and folders[1] <= FEW_ENTRIES
@@ -193,24 +213,11 @@ class Searching:
             src, col = "fts JOIN entries e ON e.key = fts.rowid", "fts.rowid"
             conds.append("fts MATCH ?")
             params.append(q.match)
+            index = q.match
         else:
             src, col = "entries e", "e.key"
-        count_src = None
-        if q.attached is not None and q.match is not None:  # the index's matches drive
-            conds.append(f"+e.blob_id {'' if q.attached else 'NOT '}IN"
-                         " (SELECT id FROM blobs WHERE has_attachment = 1)")
-        elif q.attached is not None:
-            # A page goes through entries newest first and looks at each one's blob. The
-            # messages with attachments are few: they are counted, all of them, through
-            # their own index (blobs_attached), each looked up in entries.
-            # ("+": whatever the planner's statistics say, a page is not read by first
-            # gathering every message with attachments and sorting them.)
-            if "blobs b" not in join:
-                src += " JOIN blobs b ON b.id = e.blob_id"
-            conds.append(f"+b.has_attachment = {int(q.attached)}")
-            if q.attached:
-                count_src = ("blobs b CROSS JOIN entries e ON b.has_attachment = 1"
-                             " AND e.blob_id = b.id")
+        if q.attached is not None:
+            conds.append(self._attached_sql(q.attached, driven=q.match is None))
         if folders is not None:
             ids = folders[0]
             keys = f"(SELECT key FROM entries WHERE folder_id IN ({ids}))"
@@ -233,7 +240,23 @@ class Searching:
             conds.append("e.key NOT IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
             params.append(term)
         src += f" {join}" if join else ""
-        return Plan(src, conds, params, col, lo, hi, count_src)
+        return Plan(src, conds, params, col, lo, hi, index)
+
+    def has_attached_column(self) -> bool:
+        """Whether entries says which of them have attachments (catalogs made before had it
+        added when first opened to write; one only ever read may not have it yet)."""
+        if self._attached is None:
+            self._attached = any(r[1] == "attached" for r in self.conn.execute(
+                "PRAGMA table_info(entries)"))
+        return self._attached
+
+    def _attached_sql(self, attached: bool, driven: bool) -> str:
+        """has:attachment (or -has:attachment) on entries e. `driven`: with no words, a
+        search for those with attachments is read from their index (entries_attached)."""
+        if not self.has_attached_column():
+            return (f"+e.blob_id {'' if attached else 'NOT '}IN"
+                    " (SELECT id FROM blobs WHERE has_attachment = 1)")
+        return f"{'' if driven and attached else '+'}e.attached = {int(attached)}"
 
     def snapshot(self) -> _Snapshot:
         """A read transaction around a search's statements, so that all of them see the same
@@ -353,36 +376,47 @@ class Searching:
         """(how many entries a plan finds, whether that is exact). Counting costs a step for
         every match: a million matches would cost every search of a common word tens of
         milliseconds. So past COUNT_EXACT matches, or COUNT_STEPS of SQLite's work, the total
-        is estimated. The oldest COUNT_EXACT + 1 matches are counted; the rest, in the part of
+        is estimated. The oldest COUNT_EXACT + 1 matches are counted (or, when each of the
+        index's finds is looked up in entries, those among its oldest SCAN_ROWS finds: SQLite's
+        steps stand for little of a lookup's work); the rest, in the part of
         the search's key (date) range above them, from the matches in SAMPLES slices of it,
         spread evenly over it and 1/128 of it in all (1/16 if they held fewer than
         SAMPLE_ENOUGH), scaled to it, under COUNT_STEPS of work of their own; the sum is
         rounded to two figures. Where the slices ran out of work, or the range is too narrow
         to slice, the range the oldest matches took is scaled instead; so it is for a prefix
         (word*), which costs FTS5 its whole work again in each slice, work no step counts.
-        With neither, the caller has the page to go by.
-        `exact` counts them all; so does has:attachment without words (plan.count_src:
-        through the messages with attachments alone, each looked up in entries)."""
+        With neither, the caller has the page to go by. `exact` counts them all."""
         sql, params = plan.sql()
-        if plan.count_src is not None:
-            exact = True
-            sql = plan.count_src + sql[len(plan.src):]
         if exact:
             return int(self.conn.execute(f"SELECT count(*) FROM {sql}", params).fetchone()[0]
                        ), True
         # (oldest first: FTS5 reads its lists backwards only by loading them whole)
-        counted = self._bounded(f"SELECT count(*), max(k) FROM (SELECT {plan.col} AS k FROM"
-                                f" {sql} ORDER BY {plan.col} LIMIT {COUNT_EXACT + 1})", params)
-        n, oldest = (-1, None) if counted is None else (int(counted[0]), counted[1])
-        if 0 <= n <= COUNT_EXACT:
-            return n, True
-        first, end = self._key_range() or (0, 0)  # (n > 0: there are entries)
+        cap = None
+        if plan.index is not None and not prefix:  # each of the index's finds looked up
+            counted = self._bounded(*plan.oldest_finds(SCAN_ROWS + 1))
+            if counted is not None and counted[0] > SCAN_ROWS:
+                cap = int(counted[1]) + 1  # n matches below it
+            elif counted is not None:  # all of the index's finds were read
+                return int(counted[2]), True
+            n, oldest = (-1, None) if counted is None else (int(counted[2]), None)
+        else:
+            counted = self._bounded(f"SELECT count(*), max(k) FROM (SELECT {plan.col} AS k"
+                                    f" FROM {sql} ORDER BY {plan.col} LIMIT {COUNT_EXACT + 1})",
+                                    params)
+            n, oldest = (-1, None) if counted is None else (int(counted[0]), counted[1])
+            if 0 <= n <= COUNT_EXACT:
+                return n, True
+        first, end = self._key_range() or (0, 0)  # (n >= 0: there are entries)
         lo = first if plan.lo is None else max(first, plan.lo)
         hi = end if plan.hi is None else min(end, plan.hi)
-        # The oldest n matches were counted: exactly n have keys up to `oldest`. What is
-        # estimated is the rest, above it.
-        base, bottom = ((n, max(lo, oldest + 1)) if n > COUNT_EXACT and oldest is not None
-                        else (0, lo))
+        # The oldest n matches were counted: exactly n have keys up to `oldest` (below `cap`
+        # when fewer were found there). What is estimated is the rest, above it.
+        if n > COUNT_EXACT and oldest is not None:
+            base, bottom = n, max(lo, int(oldest) + 1)
+        elif cap is not None:
+            base, bottom = n, max(lo, cap)
+        else:
+            base, bottom = 0, lo
         span = hi - bottom
         rest: float | None = None
         for share in () if prefix or span <= 0 else SAMPLE_SHARES:
@@ -390,7 +424,9 @@ class Searching:
             if width < 1:  # too narrow a range to slice: its matches are few, or a flood's
                 break
             ranges = _slices(bottom, span, width)
-            if plan.col == "e.key":  # one statement: SQLite reads entries by each range
+            if plan.index is not None:  # each find looked up: no more than SCAN_ROWS of them
+                got = self._sample_finds(plan, ranges)
+            elif plan.col == "e.key":  # one statement: SQLite reads entries by each range
                 sql, params = plan.in_ranges(ranges)
                 got = self._bounded(f"SELECT count(*) FROM {sql}", params)
             else:  # FTS5 takes one range a statement
@@ -398,7 +434,7 @@ class Searching:
             if got is None:  # out of work
                 rest = None
                 break
-            rest = int(got[0]) * span / (SAMPLES * width)
+            rest = float(got[-1]) * span / (SAMPLES * width)
             if got[0] >= SAMPLE_ENOUGH:
                 break
         if span <= 0:
@@ -409,7 +445,25 @@ class Searching:
             return 0, False
         estimate = base + rest
         estimate = int(float(f"{estimate:.2g}"))
-        return max(estimate, COUNT_EXACT if n > COUNT_EXACT else 0), False
+        return max(estimate, min(max(n, 0), COUNT_EXACT)), False
+
+    def _sample_finds(self, plan: Plan, ranges: list[tuple[int, int]]
+                      ) -> tuple[int, float] | None:
+        """(matches seen, matches estimated) in these key ranges, for a plan that looks
+        each of the index's finds up in entries: no more than SCAN_ROWS finds are read, an
+        equal share of them the oldest of each range; a range with more finds has the matches
+        among those read scaled by the part of it they took."""
+        rows = max(1, SCAN_ROWS // len(ranges))
+        seen, estimated = 0, 0.0
+        for a, b in ranges:
+            got = self._bounded(*plan.oldest_finds(rows, a, b))
+            if got is None:
+                return None
+            read, newest, matched = int(got[0]), got[1], int(got[2])
+            seen += matched
+            estimated += (matched * (b - a) / (int(newest) + 1 - a) if read >= rows
+                          else matched)
+        return seen, estimated
 
     def _bounded(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         """The one row of a statement run under COUNT_STEPS of work; None if it ran out."""

@@ -576,6 +576,50 @@ def test_a_catalog_made_before_entries_said_which_have_attachments(
         assert found((copy, ids), q) == want[q], q
 
 
+
+def test_an_import_that_made_much_of_a_store_leaves_its_index_in_one_segment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each commit of an import writes a segment of the full-text index, which FTS5 merges
+    four at a time, and each segment costs a search's every lookup more. An import that made
+    a quarter or more of its store's messages and left more than MERGE_SEGMENTS (8; 1 here)
+    merges them into one; a smaller import into a store much larger leaves them to the
+    nightly upkeep. Searches find the same either way."""
+    from mailkeep.core import ingest
+    from mailkeep.core.storage.catalog import Catalog
+    monkeypatch.setattr(ingest, "COMMIT_MESSAGES", 10)  # a segment for each commit
+    monkeypatch.setattr(ingest, "MERGE_SEGMENTS", 1)
+    for folder, count in (("first", 120), ("later", 30)):
+        (tmp_path / folder).mkdir()
+        for i in range(count):
+            when = utc(2021, 1, 1) + timedelta(days=i)
+            (tmp_path / folder / f"{i:03}.eml").write_bytes(
+                message(f"{folder} {i}", when, f"harbour {folder} number{i}\r\n".encode()))
+    data = tmp_path / "data"
+
+    def segments() -> int:
+        catalog = Catalog(next((data / "stores").glob("*/catalog.sqlite")), readonly=True)
+        try:
+            return catalog.index_segments()
+        finally:
+            catalog.close()
+    monkeypatch.setattr(ingest, "MERGE_AFTER", 10 ** 6)  # first as if it were small
+    assert mk(data, "import", str(tmp_path / "first")).exit_code == 0
+    assert segments() > 1
+    monkeypatch.setattr(ingest, "MERGE_AFTER", 25)
+    assert mk(data, "import", str(tmp_path / "later")).exit_code == 0  # 30 of 150: small
+    left = segments()
+    assert left > 1
+    for query, total in (("harbour", 150), ("later", 30), ("number7", 2), ("first number119", 1)):
+        assert searched(data, "--exact", query)["total"] == total, query
+    shutil.rmtree(data)
+    assert mk(data, "import", str(tmp_path / "first")).exit_code == 0  # all of a new store
+    assert segments() == 1
+    assert mk(data, "import", str(tmp_path / "later")).exit_code == 0
+    assert segments() > 1  # the small import's own
+    for query, total in (("harbour", 150), ("later", 30), ("number7", 2), ("first number119", 1)):
+        assert searched(data, "--exact", query)["total"] == total, query
+
+
 # -- totals: counted up to a bound, estimated past it ----------------------------------------
 @pytest.fixture(scope="module")
 def spread(tmp_path_factory: pytest.TempPathFactory) -> Path:

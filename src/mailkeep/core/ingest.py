@@ -31,6 +31,11 @@ from mailkeep.core.storage.store import Store
 
 COMMIT_MESSAGES = 1000
 COMMIT_SECONDS = 0.5
+# An import that archived at least 1/MERGE_SHARE of its store's messages, and MERGE_AFTER,
+# merges the index's segments when it leaves more than MERGE_SEGMENTS (Importer._merge_index)
+MERGE_SHARE = 4
+MERGE_AFTER = 10_000
+MERGE_SEGMENTS = 8
 BATCH_MESSAGES = 64
 BATCH_BYTES = 8 << 20
 INLINE_MESSAGES = 300  # below this, starting worker processes costs more than it saves
@@ -206,6 +211,7 @@ class Importer:
             if self._training is not None:  # a dictionary on its way: install it too
                 _trained(self._training[0])
                 self._learn()
+            self._merge_index()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)
@@ -214,6 +220,18 @@ class Importer:
         self.stats.input_done = self.stats.input_total
         self.on_progress(self.stats)
         return self.stats
+
+    def _merge_index(self) -> None:
+        """An import that made a quarter or more of the store's messages (MERGE_SHARE), and
+        left its index in more than MERGE_SEGMENTS segments, merges them into one: each
+        segment costs a search's every lookup in the index more (docs/storage.md), and the
+        nightly upkeep may be hours away. A smaller import leaves that to the upkeep."""
+        catalog = self.store.catalog
+        made = self.stats.archived
+        if made < MERGE_AFTER or made * MERGE_SHARE < catalog.count_entries():
+            return
+        if catalog.index_segments(again=True) > MERGE_SEGMENTS:
+            catalog.merge_index()
 
     # per message ---------------------------------------------------------------------------
     def _problem(self, item: SourceProblem) -> None:

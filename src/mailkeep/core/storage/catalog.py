@@ -72,6 +72,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
 ATTACHED_INDEX = "CREATE INDEX IF NOT EXISTS entries_attached ON entries(key) WHERE attached = 1"
 
 CATALOG = "catalog.sqlite"  # its file in the store directory
+MERGE_PAGES = 2_000  # of the index merged in one transaction (Catalog.merge_index)
 PACK_FROM = 200  # characters of attachment text from which blob_documents keeps it compressed
 INDEX_HELD_CHARS = 8 << 20  # full-text writes held back (_fts), at most, in characters
 SHORT = 512  # display strings kept in the catalog; the full text is in the index
@@ -612,6 +613,26 @@ class Catalog(Searching):
         self.conn.execute("VACUUM")
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return before, size()
+
+    def merge_index(self, pages: int = MERGE_PAGES) -> int:
+        """Merge the full-text index's segments into one, as maintain() does, but about
+        `pages` pages of it at a time, each step a transaction of its own: another writer (the
+        journal's) waits for one step at most. The steps taken."""
+        self._flush_index()
+        steps = 0
+        while True:
+            before = self.conn.total_changes
+            self.begin()
+            try:
+                self.conn.execute("INSERT INTO fts(fts, rank) VALUES ('merge', ?)", (-pages,))
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.rollback()
+                raise
+            steps += 1
+            if self.conn.total_changes - before < 2:  # (FTS5: nothing was left to merge)
+                self._segments = 0  # read again when next asked
+                return steps
 
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the database file now."""

@@ -334,9 +334,10 @@ class Searching:
             f" ORDER BY e.key {'ASC' if ascending else 'DESC'}", page).fetchall()
         return len(keys), True, [_hit(r) for r in rows]
 
-    def index_segments(self) -> int:
-        """The segments of the full-text index (from its structure record), read once."""
-        if not self._segments:
+    def index_segments(self, again: bool = False) -> int:
+        """The segments of the full-text index (from its structure record), read once (or
+        `again`)."""
+        if again or not self._segments:
             self._segments = SEGMENTS_UNKNOWN
             row = self.conn.execute("SELECT block FROM fts_data WHERE id = 10").fetchone()
             if row is not None and isinstance(row[0], bytes) and len(row[0]) > 6:

@@ -614,6 +614,9 @@ def test_an_import_that_made_much_of_a_store_leaves_its_index_in_one_segment(
     shutil.rmtree(data)
     assert mk(data, "import", str(tmp_path / "first")).exit_code == 0  # all of a new store
     assert segments() == 1
+    db = next((data / "stores").glob("*/catalog.sqlite"))
+    with sqlite3.connect(db) as conn:  # the replaced segments' pages are given back
+        assert conn.execute("PRAGMA freelist_count").fetchone() == (0,)
     assert mk(data, "import", str(tmp_path / "later")).exit_code == 0
     assert segments() > 1  # the small import's own
     for query, total in (("harbour", 150), ("later", 30), ("number7", 2), ("first number119", 1)):

@@ -123,6 +123,10 @@ def connect(path: str | os.PathLike[str], readonly: bool = False) -> sqlite3.Con
     else:
         create_private(path)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # Pages freed (by merging the index: merge_index) can be given back to the file system
+        # without rewriting the file. (A catalog made before has it from its next VACUUM, the
+        # upkeep's; the mode is set before any table, and before the journal's.)
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         # Durability comes from the segments: a commit lost in a power cut leaves the
         # catalog behind the segment, and opening the store re-applies the tail.
@@ -617,7 +621,8 @@ class Catalog(Searching):
     def merge_index(self, pages: int = MERGE_PAGES) -> int:
         """Merge the full-text index's segments into one, as maintain() does, but about
         `pages` pages of it at a time, each step a transaction of its own: another writer (the
-        journal's) waits for one step at most. The steps taken."""
+        journal's) waits for one step at most; then give the pages freed back. The steps
+        taken."""
         self._flush_index()
         steps = 0
         while True:
@@ -632,6 +637,9 @@ class Catalog(Searching):
             steps += 1
             if self.conn.total_changes - before < 2:  # (FTS5: nothing was left to merge)
                 self._segments = 0  # read again when next asked
+                # the replaced segments' pages back to the file system (executescript: the
+                # pragma frees a page each step)
+                self.conn.executescript("PRAGMA incremental_vacuum;")
                 return steps
 
     def checkpoint(self) -> None:

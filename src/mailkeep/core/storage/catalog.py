@@ -144,6 +144,11 @@ class Catalog(Searching):
         self._key_shift = 0  # 0: not read yet
         self._segments = 0  # of the full-text index: a search's cost hint, read once
         self._attached: bool | None = None  # whether entries has its column: read once
+        self._folders: dict[tuple[str, str], int] = {}
+        self._index_rows: list[tuple[str, tuple[Any, ...]]] = []  # full-text writes held back
+        self._index_chars = 0
+        self._next_number = 0  # 0: not read yet; kept in memory, written at commit
+        self._next_dirty = False
         if not readonly:
             fresh = self.conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE name = 'entries'").fetchone() is None
@@ -153,11 +158,6 @@ class Catalog(Searching):
             elif not self.has_attached_column():
                 self._add_attached_column()
             self.conn.execute(ATTACHED_INDEX)
-        self._folders: dict[tuple[str, str], int] = {}
-        self._index_rows: list[tuple[str, tuple[Any, ...]]] = []  # full-text writes held back
-        self._index_chars = 0
-        self._next_number = 0  # 0: not read yet; kept in memory, written at commit
-        self._next_dirty = False
 
     def _add_attached_column(self) -> None:
         """A catalog made before entries.attached: the column, filled from the blobs, in one
@@ -169,9 +169,9 @@ class Catalog(Searching):
             self.conn.execute("UPDATE entries SET attached = 1 WHERE blob_id IN"
                               " (SELECT id FROM blobs WHERE has_attachment = 1)")
             self.conn.execute(ATTACHED_INDEX)
-            self.conn.execute("COMMIT")
+            self.commit()
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.rollback()
             raise
         self._attached = True
 
@@ -618,29 +618,25 @@ class Catalog(Searching):
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return before, size()
 
-    def merge_index(self, pages: int = MERGE_PAGES) -> int:
+    def merge_index(self, pages: int = MERGE_PAGES) -> None:
         """Merge the full-text index's segments into one, as maintain() does, but about
         `pages` pages of it at a time, each step a transaction of its own: another writer (the
-        journal's) waits for one step at most; then give the pages freed back. The steps
-        taken."""
-        self._flush_index()
-        steps = 0
+        journal's) waits for one step at most; then give the pages freed back."""
         while True:
             before = self.conn.total_changes
             self.begin()
             try:
                 self.conn.execute("INSERT INTO fts(fts, rank) VALUES ('merge', ?)", (-pages,))
-                self.conn.execute("COMMIT")
+                self.commit()  # (with any index rows still held back)
             except BaseException:
                 self.rollback()
                 raise
-            steps += 1
             if self.conn.total_changes - before < 2:  # (FTS5: nothing was left to merge)
                 self._segments = 0  # read again when next asked
                 # the replaced segments' pages back to the file system (executescript: the
                 # pragma frees a page each step)
                 self.conn.executescript("PRAGMA incremental_vacuum;")
-                return steps
+                return
 
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the database file now."""

@@ -25,11 +25,21 @@ from mailkeep.core.admin.users import Users
 from mailkeep.core.masterdb import MasterDB
 from tests.apiclient import CHEAP
 from tests.helpers import CORPUS, NEEDED, ROOT, free_port, mk_ok, serving
+from tests.peers.postgres import Postgres
 from tests.sources.dovecot import Dovecot
 
 settings.register_profile("mailkeep", derandomize=os.environ.get("FUZZ_RANDOM") != "1",
                           database=None)
 settings.load_profile("mailkeep")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if ENGINE != "postgresql":
+        return
+    for item in items:
+        if item.get_closest_marker("sqlite_master"):
+            item.add_marker(pytest.mark.skip(reason="about the master database's SQLite file; "
+                                                    "MAILKEEP_TEST_ENGINE=postgresql"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,12 +51,21 @@ def pytest_configure(config: pytest.Config) -> None:
             "at ../shared/corpus and the function spec at ../shared/spec, beside the checkout.")
 
 
+# MAILKEEP_TEST_ENGINE=postgresql runs every test with its master database in PostgreSQL (a
+# database of its own on the run's server): `make test` runs the suite on the embedded default,
+# and the tests of tests/scale/ on PostgreSQL; this runs all of them there.
+ENGINE = os.environ.get("MAILKEEP_TEST_ENGINE", "sqlite")
+
+
 @pytest.fixture(autouse=True)
-def _no_mailkeep_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_mailkeep_environment(request: pytest.FixtureRequest,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing of the environment the tests were started in (MAILKEEP_DATA,
     MAILKEEP_MASTER_KEY, MAILKEEP_PASSWORD, ...) reaches a test."""
     for name in [k for k in os.environ if k.startswith("MAILKEEP_")]:
         monkeypatch.delenv(name)
+    if ENGINE == "postgresql":
+        monkeypatch.setenv("MAILKEEP_DATABASE", request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture
@@ -69,9 +88,35 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield f"https://127.0.0.1:{port}", data
 
 
+# -- a private PostgreSQL ---------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """One PostgreSQL server for the whole run (tests/peers/postgres.py)."""
+    server = Postgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def master(tmp_path: Path) -> Iterator[MasterDB]:
-    m = MasterDB(tmp_path / "mailkeep.db")
+def pg_url(postgres_server: Postgres) -> Iterator[str]:
+    """A new empty PostgreSQL database of this test's own: its URL."""
+    url = postgres_server.new_database()
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def master(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MasterDB]:
+    """A new master database, in each engine: the data directory's SQLite file, and a
+    PostgreSQL database."""
+    if request.param == "sqlite":
+        m = MasterDB(tmp_path / "mailkeep.db")
+    else:
+        m = MasterDB(tmp_path / "mailkeep.db", url=request.getfixturevalue("pg_url"))
     yield m
     m.close()
 

@@ -26,7 +26,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -164,12 +164,19 @@ def call_function(data: Path, name: str, /, *, caller: Caller = SHELL,
 
 
 # -- the command line, in-process ---------------------------------------------------------------
+# Where a test's master database and segments are (set by tests/conftest.py for the test alone,
+# never taken from the environment the tests were started in).
+BACKENDS = ("MAILKEEP_DATABASE", "MAILKEEP_OBJECTS")
+
+
 def cli(*args: str, env: Mapping[str, str | None] | None = None,
         input: str | bytes | None = None) -> Result:
     """`mailkeep ARGS` in this process (click's CliRunner on mailkeep.cli.main). No MAILKEEP_*
-    variable of this process's environment reaches it, only those in `env` (None unsets). It
-    may exit with any code; an exception other than SystemExit fails the test."""
-    unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("MAILKEEP_")}
+    variable of this process's environment reaches it but the test's engines (BACKENDS), only
+    those in `env` (None unsets). It may exit with any code; an exception other than
+    SystemExit fails the test."""
+    unset: dict[str, str | None] = {k: None for k in os.environ
+                                    if k.startswith("MAILKEEP_") and k not in BACKENDS}
     result = CliRunner().invoke(main, list(args), env={**unset, **(env or {})}, input=input)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         trace = "".join(traceback.format_exception(result.exception))
@@ -197,9 +204,10 @@ CRASH_AT = "MK_CRASH_AT"  # see tests/crashpoints.py
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment for a child, without any MAILKEEP_* variable (nor a crash
-    point), plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILKEEP_") and k != CRASH_AT}
+    """This process's environment for a child, without any MAILKEEP_* variable but the test's
+    engines (BACKENDS), nor a crash point, plus `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if (not k.startswith("MAILKEEP_") or k in BACKENDS) and k != CRASH_AT}
     return env | extra
 
 
@@ -288,16 +296,38 @@ def serving(data: Path, *flags: str, port: int | None = None, smtp_port: int | N
             assert b"SHA-256 fingerprint" in served.out, served.output()
 
 
+@contextmanager
+def master_sql(data: Path) -> Iterator[Any]:
+    """A connection of its own to the master database of data, wherever the test keeps it
+    (the data directory's SQLite file, or the PostgreSQL database of $MAILKEEP_DATABASE), to
+    read or change it behind mailkeep's back: `execute(sql, params)` with `?` placeholders,
+    each statement committed. Without the tables: a connection where there are none."""
+    url = os.environ.get("MAILKEEP_DATABASE")
+    if url:
+        from mailkeep.core.pgconn import Connection
+        pg = Connection(url)
+        try:
+            yield pg
+        finally:
+            pg.close()
+        return
+    conn = sqlite3.connect(data / "mailkeep.db", isolation_level=None)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
 def last_audit_id(data: Path) -> int:
     """The id of the master database's newest audit record (0: none yet)."""
-    with closing(sqlite3.connect(data / "mailkeep.db")) as db:
+    with master_sql(data) as db:
         return int(db.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
 
 
 def audit_since(data: Path, after: int = 0) -> list[tuple[str, str, dict[str, Any]]]:
     """(actor, action, details) of the audit records written after `after`, oldest first, read
     from the table `audit` of the master database."""
-    with closing(sqlite3.connect(data / "mailkeep.db")) as db:
+    with master_sql(data) as db:
         rows = db.execute("SELECT actor, action, details FROM audit WHERE id > ? ORDER BY id",
                           (after,)).fetchall()
     return [(actor, action, json.loads(details)) for actor, action, details in rows]

@@ -73,6 +73,8 @@ ERRORS: dict[type[BaseException] | str, ErrorSpec] = {
     Conflict: ErrorSpec("conflict", 1006, 4, None),
     Forbidden: ErrorSpec("forbidden", 3002, 8, None),
     StoreUnavailable: ErrorSpec("store_unavailable", 5000, 5, FAILED),
+    "mailkeep.core.pgconn.DatabaseUnavailable": ErrorSpec("database_unavailable", 5000, 5,
+                                                          FAILED),
     CorruptData: ErrorSpec("corrupt_data", 5000, 6, FAILED),
     KeyMissing: ErrorSpec("key_missing", 5000, 7, FAILED),
     "mailkeep.profiles.store.ProfileSecretError": ErrorSpec("key_missing", 5000, 7, FAILED),

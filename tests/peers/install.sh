@@ -3,14 +3,15 @@
 # 127.0.0.1 (Dovecot for IMAP and POP3, Postfix, OpenLDAP's slapd with ldap-utils for the
 # directory services), the browser of the web console's tests (Chromium), chattr (e2fsprogs),
 # OpenSSL's command (`openssl ts` as the time-stamping authority), libpst's readpst and lspst
-# (pst-utils: a second reader of the PST files the tests write) and, for Debian's python3,
-# the venv module (python3-venv).
+# (pst-utils: a second reader of the PST files the tests write), PostgreSQL (a private server
+# of the tests', never the system's cluster) and, for Debian's python3, the venv module
+# (python3-venv).
 #
 # `make test` runs this before anything else. When everything is installed it returns at once
 # (it only looks for the programs). As root on a machine with apt-get it installs what is
 # missing, and no package install may start a daemon (a system Postfix on port 25, Dovecot on
-# 143, slapd on 389). Anywhere else it stops the run, naming the command that would install
-# what is missing.
+# 143, slapd on 389, PostgreSQL on 5432). Anywhere else it stops the run, naming the command
+# that would install what is missing.
 set -eu
 
 missing=""
@@ -27,6 +28,8 @@ need chromium /usr/bin/chromium
 need e2fsprogs /usr/bin/chattr
 need openssl /usr/bin/openssl
 need pst-utils /usr/bin/readpst
+# PostgreSQL's server (the tests start their own, tests/peers/postgres.py): any version.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
 # `make` creates .venv with `$PY -m venv`: Debian's python3 can do that only with python3-venv.
 if [ "$(command -v "${PY:-python3}")" = /usr/bin/python3 ] \
         && ! /usr/bin/python3 -c 'import ensurepip' 2>/dev/null; then

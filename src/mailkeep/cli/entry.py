@@ -75,6 +75,8 @@ def quick_args(argv: Sequence[str], env: Mapping[str, str]) -> SearchArgs | None
     offset = int(given.get("--offset", "0"))
     if limit > LIMIT_MAX:
         return None
+    if env.get("MAILKEEP_DATABASE"):
+        return None  # the registry is in PostgreSQL: the full search reads it
     if data is None:
         data = env.get("MAILKEEP_DATA")
         if data == "":

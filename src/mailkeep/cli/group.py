@@ -12,6 +12,7 @@ module. A command's module is imported only when that command runs (or shows its
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 import click
@@ -81,13 +82,22 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data", type=click.Path(path_type=Path), envvar="MAILKEEP_DATA",
-              default=None, help="Data directory (default ./mailkeep-data, or $MAILKEEP_DATA).")
+              default=None, help="Data directory ($MAILKEEP_DATA, else ./mailkeep-data).")
+@click.option("--database", metavar="URL", envvar="MAILKEEP_DATABASE", default=None,
+              help="The master database in PostgreSQL (postgresql://user@host:port/db, or "
+                   "$MAILKEEP_DATABASE) instead of the data directory's SQLite file.")
 @click.version_option(__version__, prog_name="mailkeep")
 @click.pass_context
-def main(ctx: click.Context, data: Path | None) -> None:
+def main(ctx: click.Context, data: Path | None, database: str | None) -> None:
     """mailkeep: a self-hosted email archive."""
     ctx.ensure_object(dict)
     ctx.obj["data"] = data or default_data_dir()
+    if database:
+        from mailkeep.core.backends import DATABASE_VAR, BadBackend, check_database
+        try:
+            os.environ[DATABASE_VAR] = check_database(database)  # (what it starts follows)
+        except BadBackend as exc:
+            raise click.BadParameter(str(exc), param_hint="--database") from None
 
 
 def help_for_80_columns() -> str:

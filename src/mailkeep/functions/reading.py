@@ -69,17 +69,18 @@ class Scope:
         if self.grants is None:
             return None
         if not self.grants:
-            return "0", []
+            return "1 = 0", []
         conds: list[str] = []
         params: list[object] = []
         for owner, path in self.grants:
             if path:
                 like = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                conds.append("(owner = ? COLLATE NOCASE AND (path = ? COLLATE NOCASE OR "
-                             "path LIKE ? ESCAPE '\\'))")
+                # (lower(): without regard to case in SQLite and PostgreSQL alike)
+                conds.append("(lower(owner) = lower(?) AND (lower(path) = lower(?) OR "
+                             "lower(path) LIKE lower(?) ESCAPE '\\'))")
                 params.extend([owner, path, like + "/%"])
             else:
-                conds.append("owner = ? COLLATE NOCASE")
+                conds.append("lower(owner) = lower(?)")
                 params.append(owner)
         return "(" + " OR ".join(conds) + ")", params
 

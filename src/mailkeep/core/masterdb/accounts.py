@@ -78,26 +78,30 @@ class Accounts(Repository):
     def other_administrators(self, account_id: int) -> int:
         """Accounts other than this one that may log in (privilege login) with the admin
         privilege or the administrator role."""
+        held = self._privilege_held
         return int(self.conn.execute(
-            "SELECT COUNT(*) FROM users WHERE id != ? AND (role = 'administrator' OR "
-            "EXISTS (SELECT 1 FROM json_each(users.privileges) WHERE value = 'admin')) AND "
-            "EXISTS (SELECT 1 FROM json_each(users.privileges) WHERE value = 'login')",
-            (account_id,)).fetchone()[0])
+            f"SELECT COUNT(*) FROM users WHERE id != ? AND (role = 'administrator' OR "
+            f"{held('admin')}) AND {held('login')}", (account_id,)).fetchone()[0])
 
     def other_console_administrators(self, account_id: int) -> int:
         """Accounts other than this one that may log in and hold the console role
         administrator: that role, or no role and the admin privilege."""
+        held = self._privilege_held
         return int(self.conn.execute(
-            "SELECT COUNT(*) FROM users WHERE id != ? AND (role = 'administrator' OR (role IS "
-            "NULL AND EXISTS (SELECT 1 FROM json_each(users.privileges) WHERE value = "
-            "'admin'))) AND EXISTS (SELECT 1 FROM json_each(users.privileges) WHERE value = "
-            "'login')", (account_id,)).fetchone()[0])
+            f"SELECT COUNT(*) FROM users WHERE id != ? AND (role = 'administrator' OR (role IS "
+            f"NULL AND {held('admin')})) AND {held('login')}", (account_id,)).fetchone()[0])
+
+    def _privilege_held(self, privilege: str) -> str:
+        """The condition that users.privileges (a JSON array) holds `privilege` (a word)."""
+        elements = ("jsonb_array_elements_text(users.privileges::jsonb) AS e(value)"
+                    if self.db.postgres else "json_each(users.privileges)")
+        return f"EXISTS (SELECT 1 FROM {elements} WHERE value = '{privilege}')"
 
     def next_generation(self) -> int:
         """A password generation never handed out before."""
         value: int = self.conn.execute(
             "INSERT INTO user_counters VALUES ('password_generation', 1) ON CONFLICT (name) "
-            "DO UPDATE SET value = value + 1 RETURNING value").fetchone()[0]
+            "DO UPDATE SET value = user_counters.value + 1 RETURNING value").fetchone()[0]
         return value
 
     # -- folder privileges --------------------------------------------------------------------
@@ -121,8 +125,17 @@ class Accounts(Repository):
                              (account_id, folder, json.dumps(flags)))
 
     def move_folder_privilege(self, account_id: int, folder: str, new_folder: str) -> None:
-        self.conn.execute("UPDATE OR REPLACE user_folder_privileges SET folder = ? "
-                          "WHERE user_id = ? AND folder = ?", (new_folder, account_id, folder))
+        """The privileges on `folder` go to `new_folder`, replacing any it had."""
+        if new_folder == folder:
+            return
+        with self.tx() as conn:
+            if conn.execute("SELECT 1 FROM user_folder_privileges WHERE user_id = ? AND "
+                            "folder = ?", (account_id, folder)).fetchone() is None:
+                return
+            conn.execute("DELETE FROM user_folder_privileges WHERE user_id = ? AND folder = ?",
+                         (account_id, new_folder))
+            conn.execute("UPDATE user_folder_privileges SET folder = ? WHERE user_id = ? AND "
+                         "folder = ?", (new_folder, account_id, folder))
 
     def clear_folder_privileges(self, account_id: int) -> None:
         self.conn.execute("DELETE FROM user_folder_privileges WHERE user_id = ?", (account_id,))

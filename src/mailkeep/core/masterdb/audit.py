@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,12 +48,16 @@ class ChainReport:
 
 # Read as bytes and decoded here, so that a value written around mailkeep (not UTF-8, a blob)
 # shows, replaced, instead of failing the whole listing.
+# (PostgreSQL checks each value's type and encoding itself.)
 _SHOWN = ("id, CAST(at AS INTEGER), CAST(actor AS BLOB), CAST(action AS BLOB), "
           "CAST(details AS BLOB)")
+_SHOWN_PG = "id, at, actor, action, details"
 
 
 def _record(row: tuple[Any, ...]) -> AuditRecord:
     def text(value: Any) -> str:
+        if isinstance(value, str):
+            return value
         return bytes(value or b"").decode("utf-8", "replace")
 
     try:
@@ -76,6 +81,10 @@ class AuditLog(Repository):
             conn.execute("INSERT INTO audit (id, at, actor, action, details, chain) VALUES "
                          "(?,?,?,?,?,?)", (rid, at, actor, action, text, chain))
 
+    @property
+    def _shown(self) -> str:
+        return _SHOWN_PG if self.db.postgres else _SHOWN
+
     def chain_from(self) -> int:
         """The first record id the chain covers: records before it were written before the
         chain existed (set once, when the database got the chain; missing: every record)."""
@@ -94,15 +103,29 @@ class AuditLog(Repository):
         report = ChainReport()
         prev = ""
         seen_expected = expect is None
-        conn = self.conn
-        conn.execute("BEGIN")
-        factory = conn.text_factory
-        conn.text_factory = bytes  # decoded here: a bad byte names its record
+        conn: Any = self.db.conn  # in SQLite, its text_factory too
+        postgres = self.db.postgres
+        rows: Iterable[tuple[Any, ...]]
+        if postgres:  # one snapshot; its columns' types and encoding checked by PostgreSQL
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        else:
+            conn.execute("BEGIN")
+            factory = conn.text_factory
+            conn.text_factory = bytes  # decoded here: a bad byte names its record
         try:
             first = self.chain_from()
-            rows = conn.execute(
-                "SELECT id, at, actor, action, details, chain, typeof(at) || typeof(actor) || "
-                "typeof(action) || typeof(details) || typeof(chain) FROM audit ORDER BY id")
+            if postgres:
+                rows = ((rid, at, actor.encode(), action.encode(), details.encode(),
+                         None if chain is None else chain.encode(),
+                         b"integertexttexttext" + (b"null" if chain is None else b"text"))
+                        for rid, at, actor, action, details, chain in conn.execute(
+                            "SELECT id, at, actor, action, details, chain FROM audit "
+                            "ORDER BY id"))
+            else:
+                rows = conn.execute(
+                    "SELECT id, at, actor, action, details, chain, typeof(at) || "
+                    "typeof(actor) || typeof(action) || typeof(details) || typeof(chain) "
+                    "FROM audit ORDER BY id")
             for rid, at, actor_b, action_b, details_b, chain_b, types in rows:
                 report.records += 1
                 if report.records > 1 and rid != report.last_id + 1:
@@ -141,7 +164,8 @@ class AuditLog(Repository):
                                                "was rewritten from there on or before")
                 prev = chain
         finally:
-            conn.text_factory = factory
+            if not postgres:
+                conn.text_factory = factory
             conn.execute("ROLLBACK")
         if not seen_expected and expect is not None:
             report.problems.append(f"record {expect[0]}, noted earlier, is gone: the newest "
@@ -151,7 +175,8 @@ class AuditLog(Repository):
 
     def since(self, after_id: int = 0, limit: int = 1000) -> list[AuditRecord]:
         """Records after `after_id`, oldest first."""
-        rows = self.conn.execute(f"SELECT {_SHOWN} FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+        rows = self.conn.execute(f"SELECT {self._shown} FROM audit WHERE id > ? ORDER BY id "
+                                 "LIMIT ?",
                                  (after_id, limit)).fetchall()
         return [_record(r) for r in rows]
 
@@ -184,7 +209,7 @@ class AuditLog(Repository):
         where = (" WHERE " + " AND ".join(conds)) if conds else ""
         total = int(self.conn.execute(f"SELECT count(*) FROM audit{where}", params)
                     .fetchone()[0])
-        rows = self.conn.execute(f"SELECT {_SHOWN} FROM audit{where}"
+        rows = self.conn.execute(f"SELECT {self._shown} FROM audit{where}"
                                  " ORDER BY id DESC LIMIT ? OFFSET ?",
                                  (*params, limit, offset)).fetchall()
         return total, [_record(r) for r in rows]

@@ -3,11 +3,26 @@ thread, and its write transaction."""
 
 from __future__ import annotations
 
-import sqlite3
-
 TYPE_CHECKING = False  # (typing nor contextlib is imported at run time: cli/entry.py)
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from contextlib import AbstractContextManager
+    from typing import Any, Protocol
+
+    class Cursor(Protocol):
+        """What the repositories read of a statement: sqlite3's cursor, or core/pgconn.py's."""
+
+        @property
+        def rowcount(self) -> int: ...
+        def fetchone(self) -> Any: ...
+        def fetchall(self) -> list[Any]: ...
+        def __iter__(self) -> Iterator[Any]: ...
+
+    class Connection(Protocol):
+        """A connection to either engine, as the repositories use it."""
+
+        def execute(self, sql: str, params: Any = ..., /) -> Cursor: ...
+        def executemany(self, sql: str, rows: Iterable[Any], /) -> Cursor: ...
 
     from mailkeep.core.masterdb import MasterDB
 
@@ -19,8 +34,9 @@ class Repository:
         self.db = db
 
     @property
-    def conn(self) -> sqlite3.Connection:
-        return self.db.conn
+    def conn(self) -> Connection:
+        conn: Connection = self.db.conn
+        return conn
 
-    def tx(self) -> AbstractContextManager[sqlite3.Connection]:
+    def tx(self) -> AbstractContextManager[Connection]:
         return self.db.tx()

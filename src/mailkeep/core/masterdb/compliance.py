@@ -11,4 +11,5 @@ class ComplianceRows(Repository):
         return None if row is None else str(row[0])
 
     def put(self, config: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO compliance VALUES (1, ?)", (config,))
+        self.conn.execute("INSERT INTO compliance VALUES (1, ?) ON CONFLICT (id) DO UPDATE "
+                          "SET config = excluded.config", (config,))

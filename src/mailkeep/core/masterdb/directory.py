@@ -32,8 +32,11 @@ class DirectoryRows(Repository):
 
     def put(self, user_id: int, dn: str, entry_id: str | None, disabled: bool,
             now: float) -> None:
-        self.conn.execute(f"INSERT OR REPLACE INTO directory_accounts ({_COLUMNS}) VALUES "
-                          "(?, ?, ?, ?, 0, ?)", (user_id, dn, entry_id, int(disabled), now))
+        self.conn.execute(f"INSERT INTO directory_accounts ({_COLUMNS}) VALUES "
+                          "(?, ?, ?, ?, 0, ?) ON CONFLICT (user_id) DO UPDATE SET dn = "
+                          "excluded.dn, entry_id = excluded.entry_id, disabled = "
+                          "excluded.disabled, missing = 0, synced_at = excluded.synced_at",
+                          (user_id, dn, entry_id, int(disabled), now))
 
     def set_missing(self, user_id: int, now: float) -> None:
         self.conn.execute("UPDATE directory_accounts SET missing = 1, synced_at = ? WHERE "

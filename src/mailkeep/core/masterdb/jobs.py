@@ -67,11 +67,10 @@ class JobRows(Repository):
         cur = self.conn.execute(
             "INSERT INTO jobs (name, action, owner, time_zone, type, date, interval, time, "
             "day_of_week, day_of_month, enabled, next_run, created_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,1,?,?)",
+            "VALUES (?,?,?,?,?,?,?,?,?,?,1,?,?) RETURNING id",
             (name, action, owner, tz_id, s.type, s.date, s.interval, s.time, s.day_of_week,
              s.day_of_month, next_at, int(time.time())))
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        return int(cur.fetchone()[0])
 
     def update(self, job_id: int, **columns: Any) -> bool:
         """Change columns of a job; False when there is no such job."""
@@ -123,9 +122,9 @@ class JobRows(Repository):
                          "WHERE job_id = ? AND result IS NULL", (now, INTERRUPTED, job.id))
             cur = conn.execute(
                 "INSERT INTO job_results (job_id, job_name, action, owner, trigger, started) "
-                "VALUES (?,?,?,?,?,?)", (job.id, job.name, job.action, job.owner, trigger, now))
-            assert cur.lastrowid is not None
-            return cur.lastrowid
+                "VALUES (?,?,?,?,?,?) RETURNING id",
+                (job.id, job.name, job.action, job.owner, trigger, now))
+            return int(cur.fetchone()[0])
 
     def finish_result(self, result_id: int, outcome: str, error: str | None,
                       now: float) -> None:
@@ -138,10 +137,9 @@ class JobRows(Repository):
     def skipped(self, job: Job, trigger: str, now: float, why: str) -> int:
         cur = self.conn.execute(
             "INSERT INTO job_results (job_id, job_name, action, owner, trigger, started, "
-            "completed, result, error) VALUES (?,?,?,?,?,?,?,'skipped',?)",
+            "completed, result, error) VALUES (?,?,?,?,?,?,?,'skipped',?) RETURNING id",
             (job.id, job.name, job.action, job.owner, trigger, now, now, why))
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        return int(cur.fetchone()[0])
 
     def results(self, start: float, end: float, job_id: int | None) -> list[dict[str, Any]]:
         sql = ("SELECT id, job_id, job_name, action, owner, started, completed, result, error, "

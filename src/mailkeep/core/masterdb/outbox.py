@@ -13,10 +13,13 @@ ADD_WAIT_MS = 2000  # what an event waits for another writer: it must not hold u
 class Outbox(Repository):
     def add(self, kind: str, text: str, at: float | None = None) -> None:
         conn = self.conn
+        row = (time.time() if at is None else at, kind, text[:TEXT_MAX])
+        if self.db.postgres:  # an insert there waits for no other writer
+            conn.execute("INSERT INTO notify_events (at, kind, text) VALUES (?, ?, ?)", row)
+            return
         conn.execute(f"PRAGMA busy_timeout={ADD_WAIT_MS}")
         try:
-            conn.execute("INSERT INTO notify_events (at, kind, text) VALUES (?, ?, ?)",
-                         (time.time() if at is None else at, kind, text[:TEXT_MAX]))
+            conn.execute("INSERT INTO notify_events (at, kind, text) VALUES (?, ?, ?)", row)
         finally:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
@@ -38,7 +41,8 @@ class Outbox(Repository):
         with self.tx() as conn:
             conn.executemany("UPDATE notify_events SET sent_at = ? WHERE id = ?",
                              [(now, i) for i in ids])
-            conn.execute("INSERT OR REPLACE INTO notify_kinds VALUES (?, ?)", (kind, now))
+            conn.execute("INSERT INTO notify_kinds VALUES (?, ?) ON CONFLICT (kind) DO UPDATE "
+                         "SET last_mail = excluded.last_mail", (kind, now))
 
     def counts(self, start: float, end: float) -> list[tuple[str, int]]:
         """(kind, events) recorded in [start, end), by kind."""

@@ -37,13 +37,12 @@ class ProfileRows(Repository):
         try:
             cur = self.conn.execute(
                 "INSERT INTO profiles (name, type, user_name, properties, secrets, seal_id,"
-                " created) VALUES (?,?,?,?,?,?,?)",
+                " created) VALUES (?,?,?,?,?,?,?) RETURNING id",
                 (props["name"], props["type"], props["userName"], json.dumps(props),
                  json.dumps(sealed), seal_id, now))
         except sqlite3.IntegrityError:
             raise NameTaken(props["name"]) from None
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        return int(cur.fetchone()[0])
 
     def update(self, profile_id: int, props: dict[str, Any], sealed: dict[str, str],
                state: dict[str, Any]) -> None:
@@ -79,10 +78,9 @@ class ProfileRows(Repository):
                      started_by: str, now: float) -> int:
         cur = self.conn.execute(
             "INSERT INTO worker_results (profile_id, profile_name, profile_type, user_name,"
-            " started_by, start, result) VALUES (?,?,?,?,?,?, 'running')",
+            " started_by, start, result) VALUES (?,?,?,?,?,?, 'running') RETURNING id",
             (profile_id, name, kind, user_name, started_by, now))
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        return int(cur.fetchone()[0])
 
     def finish_result(self, result_id: int, **columns: Any) -> None:
         values = {k: json.dumps(v) if k in ("failures", "warnings") else v

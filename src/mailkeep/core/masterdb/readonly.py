@@ -17,6 +17,8 @@ def read_only_stores(data_dir: str) -> list[tuple[int, str, str, str]] | None:
     is none yet, it cannot be read so, or its schema is not this version's (MasterDB makes it
     or brings it up to date)."""
     path = os.path.join(data_dir, FILE)
+    if os.environ.get("MAILKEEP_DATABASE"):  # in PostgreSQL: MasterDB reads it
+        return None
     if not os.path.isfile(path):
         return None
     try:

@@ -14,7 +14,8 @@ class RetentionRows(Repository):
         return None if row is None else str(row[0])
 
     def put(self, config: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO retention VALUES (1, ?)", (config,))
+        self.conn.execute("INSERT INTO retention VALUES (1, ?) ON CONFLICT (id) DO UPDATE "
+                          "SET config = excluded.config", (config,))
 
 
 @dataclass
@@ -41,9 +42,9 @@ class DeletionRequests(Repository):
             requester_id: int | None) -> int:
         cur = self.conn.execute(
             "INSERT INTO deletion_requests (message_id, reason, requested_by, requested_at, "
-            "state, requester, requester_id) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+            "state, requester, requester_id) VALUES (?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
             (message_id, reason, requested_by, at, requester, requester_id))
-        return int(cur.lastrowid or 0)
+        return int(cur.fetchone()[0])
 
     def get(self, request_id: int) -> DeletionRequest | None:
         row = self.conn.execute(f"SELECT {COLUMNS} FROM deletion_requests WHERE id = ?",

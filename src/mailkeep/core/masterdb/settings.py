@@ -11,7 +11,8 @@ class SettingRows(Repository):
         return None if row is None else str(row[0])
 
     def put(self, key: str, value: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, value))
+        self.conn.execute("INSERT INTO settings VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                          "SET value = excluded.value", (key, value))
 
     def delete(self, key: str) -> None:
         self.conn.execute("DELETE FROM settings WHERE key = ?", (key,))

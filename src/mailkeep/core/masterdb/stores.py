@@ -39,13 +39,17 @@ class StoreRegistry(Repository):
     def add(self, uuid: str, name: str, path: Path, state: str) -> StoreRecord:
         with self.tx() as conn:
             row = conn.execute("SELECT id FROM store_ids WHERE uuid = ?", (uuid,)).fetchone()
-            known = row[0] if row else None
-            cur = conn.execute(
-                "INSERT INTO stores (id, uuid, name, path, state, attached_at)"
-                " VALUES (?,?,?,?,?,?)", (known, uuid, name, str(path), state, int(time.time())))
-            assert cur.lastrowid is not None
-            conn.execute("INSERT OR IGNORE INTO store_ids VALUES (?, ?)", (uuid, cur.lastrowid))
-        return StoreRecord(cur.lastrowid, uuid, name, path, state)
+            values = (uuid, name, str(path), state, int(time.time()))
+            if row:  # attached before: its id again
+                conn.execute("INSERT INTO stores (id, uuid, name, path, state, attached_at)"
+                             " VALUES (?,?,?,?,?,?)", (row[0], *values))
+                store_id = int(row[0])
+            else:  # a new id, never one a detached store had
+                store_id = int(conn.execute(
+                    "INSERT INTO stores (uuid, name, path, state, attached_at)"
+                    " VALUES (?,?,?,?,?) RETURNING id", values).fetchone()[0])
+                conn.execute("INSERT INTO store_ids VALUES (?, ?)", (uuid, store_id))
+        return StoreRecord(store_id, uuid, name, path, state)
 
     def knows(self, uuid: str) -> bool:
         """Whether this data directory has ever had the store attached."""
@@ -73,7 +77,7 @@ class StoreRegistry(Repository):
         return {int(r[0]) for r in self.conn.execute("SELECT store_id FROM store_index_rebuild")}
 
     def select_indexes(self, store_ids: list[int]) -> None:
-        self.conn.executemany("INSERT OR IGNORE INTO store_index_rebuild VALUES (?)",
+        self.conn.executemany("INSERT INTO store_index_rebuild VALUES (?) ON CONFLICT DO NOTHING",
                               [(i,) for i in store_ids])
 
     def unselect_index(self, store_id: int) -> None:

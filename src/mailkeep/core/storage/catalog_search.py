@@ -516,37 +516,8 @@ class Searching:
             f"SELECT e.number, d.text FROM entries e JOIN blob_documents d"
             f" ON d.blob_id = e.blob_id WHERE e.number IN ({hit_marks})",
             sorted(hit)).fetchall()
-        from mailkeep.core.mime.cjk import cjk_segment
-        from mailkeep.core.mime.parse import document_entries
         from mailkeep.core.storage.catalog import unpack_documents
-        share = MATCH_CHARS // len(hit)
-        named = [(int(n), name, text) for n, doc in rows
-                 for name, text in document_entries(unpack_documents(doc)[:share])
-                 if name or text]
-        if not named:
-            return {}
-        scratch = sqlite3.connect(":memory:")
-        try:
-            scratch.execute("CREATE VIRTUAL TABLE t USING fts5(subject, sender, recipients, body,"
-                            " attachments, tokenize='unicode61 remove_diacritics 2')")
-            scratch.executemany("INSERT INTO t (rowid, attachments) VALUES (?, ?)",
-                                [(i, cjk_segment(f"{name}\n{text}")) for i, (_n, name, text)
-                                 in enumerate(named)])  # as the index holds it
-            found: set[int] = set()
-            for term in q.terms:
-                try:
-                    found.update(r[0] for r in scratch.execute(
-                        "SELECT rowid FROM t WHERE t MATCH ?", (term,)))
-                except sqlite3.OperationalError:
-                    continue  # a term FTS5 refuses on its own: no attachment is named for it
-        finally:
-            scratch.close()
-        out: dict[int, list[str]] = {}
-        for i in sorted(found):
-            number, name, _text = named[i]
-            if name not in out.setdefault(number, []):
-                out[number].append(name)
-        return out
+        return named_attachments(q, [(int(n), unpack_documents(doc)) for n, doc in rows])
 
     def matches(self, q: Query, number: int) -> bool:
         """Whether message `number` is one the query finds."""
@@ -604,6 +575,46 @@ class Searching:
         b, s = self.conn.execute("SELECT count(*), coalesce(sum(raw_size), 0) FROM blobs"
                                  ).fetchone()
         return int(e), int(b), int(s)
+
+
+def named_attachments(q: Query, documents: list[tuple[int, str]]) -> dict[int, list[str]]:
+    """Of messages (number, the text kept of their attachments) whose attachments hold a word
+    sought: the names of the attachments whose name or text holds one of the words or phrases
+    sought (q.terms), by message number. Each attachment's name and text (MATCH_CHARS for the
+    page in all) go into a scratch FTS5 table made like the index, so that a word matches there
+    exactly when it matched in the index (in either engine's: catalog_pg.py takes FTS5's words
+    too)."""
+    from mailkeep.core.mime.cjk import cjk_segment
+    from mailkeep.core.mime.parse import document_entries
+    if not documents:
+        return {}
+    share = MATCH_CHARS // len(documents)
+    named = [(n, name, text) for n, doc in documents
+             for name, text in document_entries(doc[:share]) if name or text]
+    if not named:
+        return {}
+    scratch = sqlite3.connect(":memory:")
+    try:
+        scratch.execute("CREATE VIRTUAL TABLE t USING fts5(subject, sender, recipients, body,"
+                        " attachments, tokenize='unicode61 remove_diacritics 2')")
+        scratch.executemany("INSERT INTO t (rowid, attachments) VALUES (?, ?)",
+                            [(i, cjk_segment(f"{name}\n{text}")) for i, (_n, name, text)
+                             in enumerate(named)])  # as the index holds it
+        found: set[int] = set()
+        for term in q.terms:
+            try:
+                found.update(r[0] for r in scratch.execute(
+                    "SELECT rowid FROM t WHERE t MATCH ?", (term,)))
+            except sqlite3.OperationalError:
+                continue  # a term FTS5 refuses on its own: no attachment is named for it
+    finally:
+        scratch.close()
+    out: dict[int, list[str]] = {}
+    for i in sorted(found):
+        number, name, _text = named[i]
+        if name not in out.setdefault(number, []):
+            out[number].append(name)
+    return out
 
 
 def _slices(start: int, span: int, width: int) -> list[tuple[int, int]]:

@@ -26,7 +26,7 @@ class Query:
     plain class: the search from the command line does not import dataclasses, cli/entry.py.)"""
 
     __slots__ = ("match", "exclude", "date_min", "date_max", "outside", "folders", "attached",
-                 "where", "params", "terms")
+                 "where", "params", "terms", "groups", "negated")
 
     def __init__(self) -> None:
         self.match: str | None = None  # FTS5 expression; None when the query has no words
@@ -44,6 +44,11 @@ class Query:
         self.where: list[str] = []  # SQL conditions on entries e only
         self.params: list[object] = []
         self.terms: list[str] = []  # each word or phrase sought, on its own
+        # The same words and phrases for a catalog that is not FTS5 (catalog_pg.py): an AND of
+        # ORs of terms, and the terms excluded; a term is (column or None for any, its text as
+        # the index tokenizes it, whether its last token is a prefix).
+        self.groups: list[list[tuple[str | None, str, bool]]] = []
+        self.negated: list[tuple[str | None, str, bool]] = []
 
     def __repr__(self) -> str:
         return "Query(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
@@ -64,20 +69,23 @@ class Query:
 
 
 class _Parsed:
-    __slots__ = ("query", "groups", "negated")
+    __slots__ = ("query", "groups", "negated", "terms")
 
     def __init__(self) -> None:
         self.query = Query()
         self.groups: list[list[str]] = []  # AND of ORs of FTS terms
         self.negated: list[str] = []
+        self.terms: dict[str, tuple[str | None, str, bool]] = {}  # FTS term: its parts
 
 
 def _fts_string(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def _fts_term(value: str, column: str | None) -> str | None:
-    """One FTS5 expression for a word or phrase, or None if it holds nothing searchable."""
+def _fts_term(value: str, column: str | None,
+              parts: dict[str, tuple[str | None, str, bool]] | None = None) -> str | None:
+    """One FTS5 expression for a word or phrase, or None if it holds nothing searchable;
+    `parts` gets its (column, text, prefix)."""
     phrase = value.startswith('"')
     text = value.strip('"')
     prefix = not phrase and text.endswith("*") and len(text) > 1
@@ -91,7 +99,10 @@ def _fts_term(value: str, column: str | None) -> str | None:
     expr = _fts_string(" ".join(tokens))
     if prefix:
         expr += "*"
-    return f"{{{column}}} : {expr}" if column else expr
+    expr = f"{{{column}}} : {expr}" if column else expr
+    if parts is not None:
+        parts[expr] = (column, " ".join(tokens), prefix)
+    return expr
 
 
 def _day(value: str, end: bool) -> int:
@@ -121,7 +132,7 @@ def _sql_filter(q: Query, name: str, value: str, negate: bool) -> None:
         if value.lower() not in ("attachment", "attachments"):
             raise InvalidArgument(f"has:{value} is not known (try has:attachment)")
         if q.attached is not None and q.attached == negate:
-            q.where.append("0")  # has:attachment -has:attachment: nothing
+            q.where.append("1 = 0")  # has:attachment -has:attachment: nothing
         q.attached = not negate
         return
     if name in ("after", "before", "on"):
@@ -140,9 +151,10 @@ def _sql_filter(q: Query, name: str, value: str, negate: bool) -> None:
         # as a path in any user's archive (folder:Invoices), or as <user>/<path>, as folders
         # are shown (folder:alice/Invoices).
         value = value.strip("/")
-        cond = ("(path = ? COLLATE NOCASE OR path LIKE ? ESCAPE '\\'"
-                " OR owner || '/' || path = ? COLLATE NOCASE"
-                " OR owner || '/' || path LIKE ? ESCAPE '\\')")
+        # (lower() and LIKE of lower(): without regard to case in SQLite and PostgreSQL alike)
+        cond = ("(lower(path) = lower(?) OR lower(path) LIKE lower(?) ESCAPE '\\'"
+                " OR lower(owner || '/' || path) = lower(?)"
+                " OR lower(owner || '/' || path) LIKE lower(?) ESCAPE '\\')")
         like = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
         params: list[object] = [value, like, value, like]
     else:  # user
@@ -183,7 +195,7 @@ def compile_query(query: str) -> Query:
             _sql_filter(p.query, name, value, negate)
             pending_or = False
             continue
-        term = _fts_term(value, COLUMNS.get(name) if name else None)
+        term = _fts_term(value, COLUMNS.get(name) if name else None, p.terms)
         if term is None:
             continue
         if negate:
@@ -195,6 +207,8 @@ def compile_query(query: str) -> Query:
         pending_or = False
     q = p.query
     q.terms = [t for g in p.groups for t in g]
+    q.groups = [[p.terms[t] for t in g] for g in p.groups]
+    q.negated = [p.terms[t] for t in p.negated]
     if p.groups:
         q.match = " AND ".join(g[0] if len(g) == 1 else "(" + " OR ".join(g) + ")"
                                for g in p.groups)

@@ -21,11 +21,15 @@ peers:
 # pip-audit checks the installed packages against the vulnerability database of the package
 # index: a known vulnerability fails the run; where the database cannot be reached it says
 # which packages it could not check and the run goes on.
+# The whole suite on the embedded default (SQLite), then the search suite again with the master
+# database and the catalogs in PostgreSQL (tests/conftest.py: MAILKEEP_TEST_ENGINE).
 test: peers $(BIN)/mailkeep
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pip-audit --progress-spinner off --skip-editable
 	$(BIN)/pytest
+	MAILKEEP_TEST_ENGINE=postgresql $(BIN)/pytest -q tests/core/test_search.py \
+		tests/core/test_search_spread.py
 
 docs: $(BIN)/mailkeep
 	$(BIN)/python -m mailkeep.functions.reference > docs/functions.md

@@ -40,6 +40,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.get_closest_marker("sqlite_master"):
             item.add_marker(pytest.mark.skip(reason="about the master database's SQLite file; "
                                                     "MAILKEEP_TEST_ENGINE=postgresql"))
+        if item.get_closest_marker("sqlite_catalog"):
+            item.add_marker(pytest.mark.skip(reason="about a store's SQLite catalog; "
+                                                    "MAILKEEP_TEST_ENGINE=postgresql"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,10 +54,35 @@ def pytest_configure(config: pytest.Config) -> None:
             "at ../shared/corpus and the function spec at ../shared/spec, beside the checkout.")
 
 
-# MAILKEEP_TEST_ENGINE=postgresql runs every test with its master database in PostgreSQL (a
-# database of its own on the run's server): `make test` runs the suite on the embedded default,
-# and the tests of tests/scale/ on PostgreSQL; this runs all of them there.
+# MAILKEEP_TEST_ENGINE=postgresql runs every test with its master database and catalogs in
+# PostgreSQL (a database of its own on the run's server; one for the whole module where the
+# module says SHARED_DATABASE = True, for its module-scoped archives): `make test` runs the
+# suite on the embedded default, and the tests of tests/scale/ on PostgreSQL; this runs all
+# of them there.
 ENGINE = os.environ.get("MAILKEEP_TEST_ENGINE", "sqlite")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_database(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With MAILKEEP_TEST_ENGINE=postgresql, in a module that shares one database: that
+    database, for its module-scoped fixtures too (set before them)."""
+    if ENGINE != "postgresql" or not getattr(request.module, "SHARED_DATABASE", False):
+        yield
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.new_database()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MAILKEEP_DATABASE", url)
+        yield
+    server.drop_database(url)
+
+
+@pytest.fixture
+def own_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With MAILKEEP_TEST_ENGINE=postgresql, in a module that shares one database: a database
+    of this test's own (for an archive of its own)."""
+    if ENGINE == "postgresql":
+        monkeypatch.setenv("MAILKEEP_DATABASE", request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture(autouse=True)
@@ -62,10 +90,12 @@ def _no_mailkeep_environment(request: pytest.FixtureRequest,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing of the environment the tests were started in (MAILKEEP_DATA,
     MAILKEEP_MASTER_KEY, MAILKEEP_PASSWORD, ...) reaches a test."""
+    shared = os.environ.get("MAILKEEP_DATABASE") if getattr(
+        request.module, "SHARED_DATABASE", False) else None
     for name in [k for k in os.environ if k.startswith("MAILKEEP_")]:
         monkeypatch.delenv(name)
     if ENGINE == "postgresql":
-        monkeypatch.setenv("MAILKEEP_DATABASE", request.getfixturevalue("pg_url"))
+        monkeypatch.setenv("MAILKEEP_DATABASE", shared or request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture

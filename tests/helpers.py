@@ -318,6 +318,27 @@ def master_sql(data: Path) -> Iterator[Any]:
         conn.close()
 
 
+def catalog_rows(store_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    """The rows of a query on a store's catalog, wherever the test keeps it (catalog.sqlite,
+    or the store's schema in the PostgreSQL database of $MAILKEEP_DATABASE)."""
+    url = os.environ.get("MAILKEEP_DATABASE")
+    if url:
+        from mailkeep.core.pgconn import Connection
+        from mailkeep.core.storage.catalog_pg import schema_of
+        store_id = json.loads((store_dir / "store.json").read_text())["id"]
+        pg = Connection(url)
+        try:
+            pg.execute(f"SET search_path TO {schema_of(store_id)}")
+            return pg.execute(sql, params).fetchall()
+        finally:
+            pg.close()
+    conn = sqlite3.connect(store_dir / "catalog.sqlite")
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
 def last_audit_id(data: Path) -> int:
     """The id of the master database's newest audit record (0: none yet)."""
     with master_sql(data) as db:

@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "core.pgconn": {"core.errors"},
     "core.masterdb": {"core.errors", "core.files", "core.backends", "core.pgconn"},
     "core.storage": {"core.errors", "core.files", "core.crypto", "core.keys", "core.mime",
-                     "core.pgconn"},
+                     "core.backends", "core.pgconn"},
     "core.admin": {"core.errors", "core.fields", "core.files", "core.crypto", "core.keys",
                    "core.masterdb", "core.tls"},
     "core": {"core.errors", "core.files", "core.message", "core.fields", "core.crypto",

@@ -28,6 +28,7 @@ TYPE_CHECKING = False  # (typing is not imported at run time: cli/entry.py)
 if TYPE_CHECKING:
     from typing import Any
 
+    from mailkeep.core.storage.catalog_pg import PgCatalog
     from mailkeep.core.storage.catalog_search import Hit
     from mailkeep.core.storage.query import Query
 
@@ -61,7 +62,8 @@ class SearchResult:
         self.unavailable = unavailable  # store name -> why it was not searched
 
 
-def search_stores(catalogs: Iterable[tuple[int, str, Catalog]], q: Query, limit: int,
+def search_stores(catalogs: Iterable[tuple[int, str, Catalog | PgCatalog]], q: Query,
+                  limit: int,
                   offset: int, sort: str, ascending: bool,
                   unavailable: dict[str, MailkeepError], exact: bool = False) -> SearchResult:
     """The page [offset, offset + limit) of q's matches across the catalogs (store id, store

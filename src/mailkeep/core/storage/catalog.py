@@ -247,6 +247,14 @@ class Catalog(Searching):
             self.conn.execute("ROLLBACK")
         self._next_number, self._next_dirty = 0, False
 
+    def begin_read(self) -> None:
+        """A read transaction that sees one state of the catalog until end_read() (WAL: a
+        writer goes on committing meanwhile)."""
+        self.conn.execute("BEGIN")
+
+    def end_read(self) -> None:
+        self.conn.execute("ROLLBACK")
+
     def add_dictionary(self, dict_id: int, data: bytes, segment: int, offset: int) -> None:
         self.conn.execute("INSERT OR REPLACE INTO dictionaries VALUES (?, ?, ?, ?)",
                           (dict_id, data, segment, offset))

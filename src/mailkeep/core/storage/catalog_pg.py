@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from mailkeep.core.pgconn import Connection
+from mailkeep.core.storage import catalog_search
 from mailkeep.core.storage.catalog import (
     KEY_SHIFT,
     PROBES,
@@ -37,7 +38,6 @@ from mailkeep.core.storage.catalog import (
     unpack_documents,
 )
 from mailkeep.core.storage.catalog_search import (
-    COUNT_EXACT,
     HIT_COLUMNS,
     HIT_JOINS,
     SORTS,
@@ -59,6 +59,7 @@ HEAD_RANGES = (("subject", 1, 4_000, "A"), ("sender", 4_101, 8_100, "B"),
 WEIGHTS = {"subject": "A", "sender": "B", "recipients": "C"}
 VECTORS = {"subject": "tsv_head", "sender": "tsv_head", "recipients": "tsv_head",
            "body": "tsv_body", "attachments": "tsv_att"}
+SAMPLE_ROWS = 20_000  # of the catalog's entries that estimate a search's total
 SEARCH_TIMEOUT_MS = 30_000  # of one search's statements (cost per request is bounded)
 _SORTS_PG = {"from": "lower(b.sender)", "subject": "lower(b.subject)", "size": "b.raw_size"}
 assert set(_SORTS_PG) == set(SORTS)
@@ -99,12 +100,70 @@ CREATE TABLE IF NOT EXISTS {s}.envelopes (number BIGINT PRIMARY KEY, mail_from T
 """
 
 
-def schema_of(store_uuid: str) -> str:
-    """The PostgreSQL schema of a store's catalog."""
+def schema_of(store_uuid: str, suffix: str = "") -> str:
+    """The PostgreSQL schema of a store's catalog (`suffix`: one being rebuilt, or set
+    aside)."""
     hexed = re.sub(r"[^0-9a-f]", "", store_uuid.lower())
     if not hexed:
         raise ValueError(f"not a store id: {store_uuid!r}")
-    return f"store_{hexed}"
+    return f"store_{hexed}" + (f"_{re.sub(r'[^0-9a-z]', '', suffix)}" if suffix else "")
+
+
+def _schema_exists(conn: Connection, schema: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = ?", (schema,)
+                        ).fetchone() is not None
+
+
+def catalog_exists(url: str, store_uuid: str) -> bool:
+    conn = Connection(url)
+    try:
+        return _schema_exists(conn, schema_of(store_uuid))
+    finally:
+        conn.close()
+
+
+def compaction_in(url: str, store_uuid: str) -> str | None:
+    """The compaction id a store's catalog knows (None: it knows none, or there is none)."""
+    conn = Connection(url)
+    try:
+        schema = schema_of(store_uuid)
+        if conn.execute("SELECT to_regclass(?)", (f"{schema}.meta",)).fetchone()[0] is None:
+            return None
+        row = conn.execute(f"SELECT value FROM {schema}.meta WHERE key = 'compaction'"
+                           ).fetchone()
+        return None if row is None else str(row[0])
+    finally:
+        conn.close()
+
+
+def set_catalog_aside(url: str, store_uuid: str, suffix: str) -> str:
+    """Rename a store's catalog out of the way (kept for a look, not used); its new name."""
+    conn = Connection(url)
+    try:
+        old, new = schema_of(store_uuid), schema_of(store_uuid, suffix)
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (old,))
+        conn.execute(f"DROP SCHEMA IF EXISTS {new} CASCADE")
+        if _schema_exists(conn, old):
+            conn.execute(f"ALTER SCHEMA {old} RENAME TO {new}")
+        conn.execute("COMMIT")
+        return new
+    finally:
+        conn.close()
+
+
+def replace_catalog(url: str, store_uuid: str, suffix: str) -> None:
+    """Make the catalog built under `suffix` the store's, in one transaction."""
+    conn = Connection(url)
+    try:
+        old, new = schema_of(store_uuid), schema_of(store_uuid, suffix)
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (old,))
+        conn.execute(f"DROP SCHEMA IF EXISTS {old} CASCADE")
+        conn.execute(f"ALTER SCHEMA {new} RENAME TO {old}")
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 # -- the words, as FTS5 makes them -------------------------------------------------------------
@@ -212,9 +271,12 @@ def term_condition(term: tuple[str | None, str, bool], alias: str = "e"
 class PgCatalog:
     """The catalog of one store in PostgreSQL; its methods are those of catalog.Catalog."""
 
-    def __init__(self, url: str, store_uuid: str, readonly: bool = False) -> None:
+    def __init__(self, url: str, store_uuid: str, readonly: bool = False,
+                 suffix: str = "") -> None:
+        """The catalog of a store (made, empty, if there is none yet: `fresh`); `suffix`:
+        one made new beside it (a rebuild), dropped first if it was there."""
         self.url = url
-        self.schema = schema_of(store_uuid)
+        self.schema = schema_of(store_uuid, suffix)
         self.file = f"postgresql:{self.schema}"  # (what names it in messages)
         self.readonly = readonly
         self.conn = Connection(url, name=f"mailkeep catalog {self.schema}")
@@ -223,20 +285,23 @@ class PgCatalog:
         self._next_number = 0
         self._next_dirty = False
         self._in_tx = False
-        self.conn.execute(f"SET search_path TO {self.schema}, public")
-        if not readonly:
+        self.fresh = False
+        try:
+            self.conn.execute(f"SET search_path TO {self.schema}")  # (never the master's)
             self.begin()
-            try:
-                self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (self.schema,))
-                fresh = self.conn.execute("SELECT to_regclass(?)",
-                                          (f"{self.schema}.entries",)).fetchone()[0] is None
-                if fresh:
-                    self.conn.executescript(SCHEMA.format(s=self.schema))
-                    self.set_meta("key_shift", KEY_SHIFT)
-                self.commit()
-            except BaseException:
-                self.rollback()
-                raise
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))",
+                              (schema_of(store_uuid),))
+            if suffix:
+                self.conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+            self.fresh = self.conn.execute("SELECT to_regclass(?)", (
+                f"{self.schema}.entries",)).fetchone()[0] is None
+            if self.fresh:  # (a reader too: nothing is found there until a writer fills it)
+                self.conn.executescript(SCHEMA.format(s=self.schema))
+                self.set_meta("key_shift", KEY_SHIFT)
+            self.commit()
+        except BaseException:
+            self.conn.close()
+            raise
 
     @property
     def key_shift(self) -> int:
@@ -637,6 +702,14 @@ class PgCatalog:
     def snapshot(self) -> _Snapshot:
         return _Snapshot(self)
 
+    def begin_read(self) -> None:
+        """A read transaction that sees one state of the catalog until end_read()."""
+        self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        self._in_tx = True
+
+    def end_read(self) -> None:
+        self.rollback()
+
     def count_entries(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM entries").fetchone()[0])
 
@@ -710,24 +783,35 @@ class PgCatalog:
             hits = [_hit(r) for r in rows]
             if len(rows) < limit and (rows or offset == 0):
                 return offset + len(rows), True, hits
-            total, is_exact = self._count(src, params, exact)
+            total, is_exact = self._count(q, exact)
             return max(total, offset + len(rows)), is_exact, hits
 
-    def _count(self, src: str, params: list[Any], exact: bool) -> tuple[int, bool]:
-        """(matches, exact): counted up to COUNT_EXACT, past that PostgreSQL's estimate of
-        them (from its statistics of the catalog), to two figures; `exact` counts all."""
+    def _count(self, q: Query, exact: bool) -> tuple[int, bool]:
+        """(matches, exact): counted one by one up to COUNT_EXACT; past that estimated from a
+        sample of the catalog's pages (TABLESAMPLE SYSTEM, about SAMPLE_ROWS entries, the
+        same pages each time), scaled to all its entries and rounded to two figures; `exact`
+        counts all."""
+        src, params = self._from(q)
         if exact:
             return int(self.conn.execute(f"SELECT count(*) FROM {src}", params)
                        .fetchone()[0]), True
+        bound = catalog_search.COUNT_EXACT
         n = int(self.conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {src} LIMIT"
-                                  f" {COUNT_EXACT + 1}) c", params).fetchone()[0])
-        if n <= COUNT_EXACT:
+                                  f" {bound + 1}) c", params).fetchone()[0])
+        if n <= bound:
             return n, True
-        plan = self.conn.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {src}", params
-                                 ).fetchone()[0]
-        if isinstance(plan, str):
-            plan = json.loads(plan)
-        estimate = int(float(f"{float(plan[0]['Plan']['Plan Rows']):.2g}"))
+        rows = float(self.conn.execute("SELECT reltuples FROM pg_class WHERE oid ="
+                                       " 'entries'::regclass").fetchone()[0])
+        if rows <= 0:  # never analysed yet
+            rows = float(self.count_entries())
+        share = min(100.0, max(0.01, 100.0 * SAMPLE_ROWS / max(rows, 1.0)))
+        conds, params = self._where(q)
+        sampled, matched = self.conn.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE {' AND '.join(conds) or 'true'}) FROM"
+            f" entries e TABLESAMPLE SYSTEM ({share}) REPEATABLE (1)", params).fetchone()
+        if not sampled:
+            return n, False
+        estimate = int(float(f"{int(matched) * rows / int(sampled):.2g}"))
         return max(estimate, n), False
 
     def matched_attachments(self, q: Query, numbers: Sequence[int]) -> dict[int, list[str]]:

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from mailkeep.core.backends import database_url
 from mailkeep.core.crypto import Sealer, key_id, new_store_key, wrap_key
 from mailkeep.core.errors import Conflict, KeyMissing
 from mailkeep.core.files import fsync_dir, write_json_atomic
@@ -55,6 +56,7 @@ class Store(Replay):
         self.writable = self._lock_fd is not None
         self._sealer = Sealer(store_key) if store_key is not None else None
         self.recovered_on_open = []
+        self.catalog_url = database_url()
         if self.writable:
             self._finish_compaction()
         self.catalog = self._open_catalog()

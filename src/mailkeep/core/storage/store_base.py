@@ -11,13 +11,16 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mailkeep.core.crypto import Sealer
 from mailkeep.core.errors import StoreUnavailable
 from mailkeep.core.files import fsync_dir
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage.catalog import CATALOG, Catalog
+
+if TYPE_CHECKING:
+    from mailkeep.core.storage.catalog_pg import PgCatalog
 from mailkeep.core.storage.packing import Packer
 from mailkeep.core.storage.tree import Tree
 
@@ -74,7 +77,8 @@ class StoreBase:
     path: Path
     manifest: dict[str, Any]
     writable: bool  # this process holds the store's lock
-    catalog: Catalog
+    catalog: Catalog | PgCatalog  # in SQLite, or in PostgreSQL (catalog_url)
+    catalog_url: str | None  # the PostgreSQL database of the catalog; None: catalog.sqlite
     _packer: Packer | None  # made when first used (the packer property)
     tree: Tree  # the Merkle tree over every record written (core/storage/tree.py)
     recovered_on_open: list[str]  # what opening it repaired
@@ -110,6 +114,10 @@ class StoreBase:
 
     def disk_usage(self) -> dict[str, int]:
         segs = sum(self.segment_path(n).stat().st_size for n in self.segments())
+        if self.catalog_url is not None:
+            from mailkeep.core.storage.catalog_pg import PgCatalog
+            assert isinstance(self.catalog, PgCatalog)
+            return {"segments": segs, "catalog": self.catalog.size()}
         cat = sum(p.stat().st_size for p in self.path.glob(CATALOG + "*"))
         return {"segments": segs, "catalog": cat}
 

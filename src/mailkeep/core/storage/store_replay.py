@@ -12,13 +12,16 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailkeep.core.errors import CorruptData
 from mailkeep.core.files import fsync_dir
 from mailkeep.core.mime.parse import extract
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage.catalog import CATALOG, Catalog, compaction_of
+
+if TYPE_CHECKING:  # (imported where used: psycopg only in an installation on PostgreSQL)
+    from mailkeep.core.storage.catalog_pg import PgCatalog
 from mailkeep.core.storage.manifest import segments_past
 from mailkeep.core.storage.packing import PARTIAL_INDEX_BYTES, blob_info
 from mailkeep.core.storage.store_base import (
@@ -41,7 +44,7 @@ class Replay(Writing):
     def behind_segments(self) -> bool:
         """Whether the segments hold records past what the catalog has applied (or the
         catalog is missing altogether): cheap, two stats and a meta read."""
-        if not (self.path / CATALOG).exists():
+        if self.catalog_url is None and not (self.path / CATALOG).exists():
             return bool(self.segments())
         return segments_past(self.path, self.catalog.applied())
 
@@ -204,9 +207,18 @@ class Replay(Writing):
         elif rec.type == seg.FOLDER:
             self._apply_folder(h)
 
-    def _open_catalog(self) -> Catalog:
+    def _open_catalog(self) -> Catalog | PgCatalog:
         """The catalog; for the writer, an unreadable one is set aside and rebuilt from the
-        segments (a fresh catalog replays them all on open)."""
+        segments (a fresh catalog replays them all on open). In PostgreSQL, the store's
+        schema there (made on the first open)."""
+        if self.catalog_url is not None:
+            from mailkeep.core.storage.catalog_pg import PgCatalog
+            pg = PgCatalog(self.catalog_url, self.id, readonly=not self.writable)
+            self._fresh_catalog = self.writable and pg.fresh
+            if pg.fresh and seg.segment_numbers(self.path / "segments"):
+                self.recovered_on_open.append("the catalog was missing in PostgreSQL; rebuilt"
+                                              " from the segments")
+            return pg
         path = self.path / CATALOG
         # Made new on this open, so rebuilt from the segments (see __init__).
         self._fresh_catalog = self.writable and not path.exists()
@@ -228,6 +240,10 @@ class Replay(Writing):
             return Catalog(path)
 
     def _set_catalog_aside(self, why: str) -> Path:
+        if self.catalog_url is not None:
+            from mailkeep.core.storage.catalog_pg import set_catalog_aside
+            name = set_catalog_aside(self.catalog_url, self.id, f"{why}{int(time.time())}")
+            return Path(name)
         path = self.path / CATALOG
         aside = path.with_name(f"catalog.{why}-{int(time.time())}.sqlite")
         for suffix in ("", "-wal", "-shm"):
@@ -253,7 +269,12 @@ class Replay(Writing):
                                               "current segments carry no compaction mark")
             return
         catalog = self.path / CATALOG
-        rebuild = catalog.exists() and compaction_of(catalog) != expected
+        if self.catalog_url is not None:
+            from mailkeep.core.storage.catalog_pg import catalog_exists, compaction_in
+            rebuild = catalog_exists(self.catalog_url, self.id) and compaction_in(
+                self.catalog_url, self.id) != expected
+        else:
+            rebuild = catalog.exists() and compaction_of(catalog) != expected
         if rebuild:
             # The catalog does not know these segments (its update was cut off, or lost
             # in a power cut): rebuilt from them, it will.
@@ -321,7 +342,16 @@ class Replay(Writing):
             old_dicts, old_next = {}, 0
         self._index_cache.clear()
         self.lost_entries, self.undecodable, self.lost_leaves = [], set(), {}
-        self.catalog = Catalog(tmp)
+        if self.catalog_url is not None:
+            from mailkeep.core.storage.catalog_pg import (
+                PgCatalog,
+                replace_catalog,
+                set_catalog_aside,
+            )
+        rebuilt: Catalog | PgCatalog = (
+            Catalog(tmp) if self.catalog_url is None
+            else PgCatalog(self.catalog_url, self.id, suffix="rebuild"))
+        self.catalog = rebuilt
         numbers = self.segments()
         end = (numbers[-1] if numbers else 1, len(seg.FILE_HEADER))
         seen_dicts: set[int] = set()
@@ -353,15 +383,21 @@ class Replay(Writing):
             messages = self.catalog.counts()[0]
         except BaseException:
             self.catalog.close()
+            if isinstance(rebuilt, PgCatalog):
+                set_catalog_aside(rebuilt.url, self.id, "failedrebuild")
             self.catalog, self.packer = old_catalog, old_packer
             raise
         self.catalog.close()
         old_catalog.close()
-        for suffix in ("-wal", "-shm"):
-            path.with_name(path.name + suffix).unlink(missing_ok=True)
-        os.replace(tmp, path)
-        fsync_dir(self.path)
-        self.catalog = Catalog(path)
+        if self.catalog_url is not None:
+            replace_catalog(self.catalog_url, self.id, "rebuild")
+            self.catalog = PgCatalog(self.catalog_url, self.id)
+        else:
+            for suffix in ("-wal", "-shm"):
+                path.with_name(path.name + suffix).unlink(missing_ok=True)
+            os.replace(tmp, path)
+            fsync_dir(self.path)
+            self.catalog = Catalog(path)
         self._refresh_packer()
         if self._writer is not None:
             self._writer.rewind(*end)

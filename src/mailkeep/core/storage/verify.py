@@ -122,15 +122,14 @@ def verify(store: Store, report: Report = _noop,
         return _verify(store, report, check_cancelled, None)
     # Another writer holds the store: everything as it stood when this read transaction
     # began (WAL: the writer goes on committing meanwhile).
-    conn = store.catalog.conn
     mark = store.compaction_mark()
-    conn.execute("BEGIN")
+    store.catalog.begin_read()
     try:
         upto = store.catalog.applied()  # the first read fixes the moment
         store._refresh_packer()  # dictionaries learnt since the store was opened
         result = _verify(store, report, check_cancelled, upto)
     finally:
-        conn.execute("ROLLBACK")
+        store.catalog.end_read()
     if store.compaction_mark() != mark:
         raise MailkeepError(f"store {store.name!r} was compacted while it was verified: "
                             "verify it again")

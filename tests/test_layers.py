@@ -22,13 +22,14 @@ ALLOWED: dict[str, set[str]] = {
     "core.tls": {"core.errors"},
     "core.backends": set(),
     "core.pgconn": {"core.errors"},
+    "core.objects": {"core.errors"},
     "core.masterdb": {"core.errors", "core.files", "core.backends", "core.pgconn"},
     "core.storage": {"core.errors", "core.files", "core.crypto", "core.keys", "core.mime",
-                     "core.backends", "core.pgconn"},
+                     "core.backends", "core.pgconn", "core.objects"},
     "core.admin": {"core.errors", "core.fields", "core.files", "core.crypto", "core.keys",
                    "core.masterdb", "core.tls"},
     "core": {"core.errors", "core.files", "core.message", "core.fields", "core.crypto",
-             "core.keys", "core.mime", "core.tls", "core.backends", "core.pgconn",
+             "core.keys", "core.mime", "core.tls", "core.backends", "core.pgconn", "core.objects",
              "core.masterdb", "core.storage", "core.admin"},
     "sources": {"core.errors", "core.message", "core.tls"},
     "jobs": {"core"},
@@ -44,7 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "client": set(),
 }
 CORE_LEAVES = {"errors", "files", "message", "fields", "crypto", "keys", "tls", "backends",
-               "pgconn"}
+               "pgconn", "objects"}
 
 
 def package(module: str) -> str:

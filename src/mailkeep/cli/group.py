@@ -86,18 +86,27 @@ class LazyGroup(click.Group):
 @click.option("--database", metavar="URL", envvar="MAILKEEP_DATABASE", default=None,
               help="The master database in PostgreSQL (postgresql://user@host:port/db, or "
                    "$MAILKEEP_DATABASE) instead of the data directory's SQLite file.")
+@click.option("--objects", metavar="URL", envvar="MAILKEEP_OBJECTS", default=None,
+              help="The stores' segments in S3-compatible object storage (s3://bucket/prefix, "
+                   "or $MAILKEEP_OBJECTS; with --database) instead of the data directory.")
 @click.version_option(__version__, prog_name="mailkeep")
 @click.pass_context
-def main(ctx: click.Context, data: Path | None, database: str | None) -> None:
+def main(ctx: click.Context, data: Path | None, database: str | None,
+         objects: str | None) -> None:
     """mailkeep: a self-hosted email archive."""
     ctx.ensure_object(dict)
     ctx.obj["data"] = data or default_data_dir()
-    if database:
-        from mailkeep.core.backends import DATABASE_VAR, BadBackend, check_database
+    if database or objects:
+        from mailkeep.core import backends
         try:
-            os.environ[DATABASE_VAR] = check_database(database)  # (what it starts follows)
-        except BadBackend as exc:
-            raise click.BadParameter(str(exc), param_hint="--database") from None
+            if database:  # in the environment: what the command starts follows it
+                os.environ[backends.DATABASE_VAR] = backends.check_database(database)
+            if objects:
+                os.environ[backends.OBJECTS_VAR] = backends.check_objects(objects)
+                backends.objects_url()  # (with a database)
+        except backends.BadBackend as exc:
+            raise click.BadParameter(str(exc), param_hint="--database" if database and not
+                                     objects else "--objects") from None
 
 
 def help_for_80_columns() -> str:

@@ -11,6 +11,9 @@ HELP = (
     '  --database URL  The master database in PostgreSQL\n'
     '                  (postgresql://user@host:port/db, or $MAILKEEP_DATABASE)\n'
     "                  instead of the data directory's SQLite file.\n"
+    "  --objects URL   The stores' segments in S3-compatible object storage\n"
+    '                  (s3://bucket/prefix, or $MAILKEEP_OBJECTS; with --database)\n'
+    '                  instead of the data directory.\n'
     '  --version       Show the version and exit.\n'
     '  -h, --help      Show this message and exit.\n'
     '\n'

@@ -27,6 +27,26 @@ def check_database(url: str) -> str:
     return url
 
 
+def check_objects(url: str) -> str:
+    """An objects URL as given, if mailkeep can use it: s3://bucket[/prefix], with a database
+    in PostgreSQL (the catalogs there name the segments' parts)."""
+    if not url.startswith("s3://") or len(url) <= len("s3://"):
+        raise BadBackend("--objects takes an S3 URL (s3://bucket or s3://bucket/prefix); the "
+                         "endpoint, region and keys come from the AWS environment")
+    return url
+
+
+def objects_url() -> str | None:
+    """The object store the installation keeps its segments in, or None: local disk."""
+    url = os.environ.get(OBJECTS_VAR, "").strip()
+    if not url:
+        return None
+    if database_url() is None:
+        raise BadBackend("--objects needs --database: the catalogs in PostgreSQL name the "
+                         "segments' parts")
+    return check_objects(url)
+
+
 def database_url(data_dir: Path | str | None = None) -> str | None:
     """The PostgreSQL database the installation uses, or None: the SQLite file of the data
     directory."""

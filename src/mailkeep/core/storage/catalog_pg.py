@@ -98,6 +98,12 @@ CREATE INDEX IF NOT EXISTS entries_att ON {s}.entries USING gin (tsv_att);
 CREATE TABLE IF NOT EXISTS {s}.envelopes (number BIGINT PRIMARY KEY, mail_from TEXT NOT NULL,
     rcpt_to TEXT NOT NULL);
 """
+# The parts of the store's segments in object storage (core/storage/segment_objects.py): the
+# objects whose commit came, each the bytes [start_at, end_at) of its segment.
+PARTS = """
+CREATE TABLE IF NOT EXISTS {s}.parts (segment BIGINT NOT NULL, start_at BIGINT NOT NULL,
+    end_at BIGINT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (segment, start_at));
+"""
 
 
 def schema_of(store_uuid: str, suffix: str = "") -> str:
@@ -298,6 +304,7 @@ class PgCatalog:
             if self.fresh:  # (a reader too: nothing is found there until a writer fills it)
                 self.conn.executescript(SCHEMA.format(s=self.schema))
                 self.set_meta("key_shift", KEY_SHIFT)
+            self.conn.executescript(PARTS.format(s=self.schema))
             self.commit()
         except BaseException:
             self.conn.close()
@@ -658,6 +665,29 @@ class PgCatalog:
             self.rollback()
             raise
         return dropped
+
+    # -- the segments' parts in object storage ---------------------------------------------
+    def add_part(self, segment: int, start: int, end: int, name: str) -> None:
+        self.conn.execute("INSERT INTO parts VALUES (?, ?, ?, ?)", (segment, start, end, name))
+
+    def part_at(self, segment: int, offset: int) -> tuple[str, int, int] | None:
+        """(name, start, end) of the part of a segment that holds the byte at offset."""
+        row = self.conn.execute("SELECT name, start_at, end_at FROM parts WHERE segment = ?"
+                                " AND start_at <= ? ORDER BY start_at DESC LIMIT 1",
+                                (segment, offset)).fetchone()
+        if row is None or int(row[2]) <= offset:
+            return None
+        return str(row[0]), int(row[1]), int(row[2])
+
+    def parts(self, segment: int) -> list[tuple[str, int, int]]:
+        return [(str(n), int(a), int(b)) for n, a, b in self.conn.execute(
+            "SELECT name, start_at, end_at FROM parts WHERE segment = ? ORDER BY start_at",
+            (segment,))]
+
+    def part_segments(self) -> list[tuple[int, int]]:
+        """(segment, bytes) of every segment with parts, ascending."""
+        return [(int(s), int(b)) for s, b in self.conn.execute(
+            "SELECT segment, max(end_at) FROM parts GROUP BY segment ORDER BY segment")]
 
     def check(self) -> list[str]:
         try:

@@ -19,11 +19,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from mailkeep.core.backends import database_url
+from mailkeep.core.backends import database_url, objects_url
 from mailkeep.core.crypto import Sealer, key_id, new_store_key, wrap_key
 from mailkeep.core.errors import Conflict, KeyMissing
 from mailkeep.core.files import fsync_dir, write_json_atomic
 from mailkeep.core.keys import KeyRing, passphrase_encryption
+from mailkeep.core.objects import ObjectStore
 from mailkeep.core.storage.manifest import FORMAT, MANIFEST, read_manifest
 from mailkeep.core.storage.store_base import (
     COMPACT_DIR,
@@ -57,6 +58,9 @@ class Store(Replay):
         self._sealer = Sealer(store_key) if store_key is not None else None
         self.recovered_on_open = []
         self.catalog_url = database_url()
+        objects = objects_url()
+        self.objects = ObjectStore(objects) if objects else None
+        self._uploaded = (1, 0)
         if self.writable:
             self._finish_compaction()
         self.catalog = self._open_catalog()
@@ -68,14 +72,19 @@ class Store(Replay):
         self.lost_entries = []
         self.lost_leaves = {}
         self.undecodable = set()
-        self.tree = Tree(path, self._tree_key())
-        self.tree.restore(self.catalog.get_meta("tree_frontier"))
-        if self.writable:
-            self.restore_tree()
-            self.replay_tail()
-            mark = self.compaction_mark()
-            if self._fresh_catalog and mark is not None:  # rebuilt from these segments
-                self.catalog.set_meta("compaction", mark)
+        try:
+            self.tree = Tree(path, self._tree_key())
+            self.tree.restore(self.catalog.get_meta("tree_frontier"))
+            if self.writable:
+                self.restore_tree()
+                self.replay_tail()
+                mark = self.compaction_mark()
+                if self._fresh_catalog and mark is not None:  # rebuilt from these segments
+                    self.catalog.set_meta("compaction", mark)
+        except BaseException:  # (an object store out of reach, ...): nothing left open
+            self.catalog.close()
+            self.close_lock()
+            raise
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod

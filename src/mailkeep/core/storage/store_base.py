@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from mailkeep.core.crypto import Sealer
 from mailkeep.core.errors import StoreUnavailable
 from mailkeep.core.files import fsync_dir
+from mailkeep.core.objects import ObjectStore
+from mailkeep.core.storage import segment_objects
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage.catalog import CATALOG, Catalog
 
@@ -79,6 +81,8 @@ class StoreBase:
     writable: bool  # this process holds the store's lock
     catalog: Catalog | PgCatalog  # in SQLite, or in PostgreSQL (catalog_url)
     catalog_url: str | None  # the PostgreSQL database of the catalog; None: catalog.sqlite
+    objects: ObjectStore | None  # where the segments are (segment_objects.py); None: here
+    _uploaded: tuple[int, int]  # (segment, offset) up to which they are there
     _packer: Packer | None  # made when first used (the packer property)
     tree: Tree  # the Merkle tree over every record written (core/storage/tree.py)
     recovered_on_open: list[str]  # what opening it repaired
@@ -107,12 +111,47 @@ class StoreBase:
         return bool(self.manifest.get("encryption"))
 
     def segment_path(self, number: int) -> Path:
-        return self.path / "segments" / seg.segment_name(number)
+        """The segment's file; in object storage, downloaded first if this server does not
+        have all of it (segment_objects.py)."""
+        path = self.path / "segments" / seg.segment_name(number)
+        if self.objects is not None:
+            self._cache_segment(number, path)
+        return path
+
+    def _cache_segment(self, number: int, path: Path) -> None:
+        assert self.objects is not None
+        if self._writer is not None and number == self._writer.segment:
+            return  # the one being written: this file is where it grows
+        catalog = self._pg_catalog()
+        parts = catalog.parts(number)
+        if not parts:
+            return
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = -1
+        if size < parts[-1][2]:  # missing, or cached while it still grew
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            segment_objects.download(self.objects, catalog, number, path)
+            segment_objects.trim(path.parent, {self._writer.segment} if self._writer else set())
+
+    def _pg_catalog(self) -> PgCatalog:
+        from mailkeep.core.storage.catalog_pg import PgCatalog
+        assert isinstance(self.catalog, PgCatalog)
+        return self.catalog
 
     def segments(self) -> list[int]:
-        return seg.segment_numbers(self.path / "segments")
+        local = seg.segment_numbers(self.path / "segments")
+        if self.objects is None:
+            return local
+        stored = [n for n, _size in self._pg_catalog().part_segments()]
+        current = [self._writer.segment] if self._writer is not None else []
+        return sorted(set(stored) | set(current))
 
     def disk_usage(self) -> dict[str, int]:
+        if self.objects is not None:
+            return {"segments": sum(size for _n, size in self._pg_catalog().part_segments()),
+                    "catalog": self._pg_catalog().size()}
         segs = sum(self.segment_path(n).stat().st_size for n in self.segments())
         if self.catalog_url is not None:
             from mailkeep.core.storage.catalog_pg import PgCatalog

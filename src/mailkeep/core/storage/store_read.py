@@ -11,6 +11,7 @@ from typing import Any
 
 from mailkeep.core.errors import CorruptData, NotFound
 from mailkeep.core.mime.parse import HEADERS_ONLY, extract, header_section
+from mailkeep.core.storage import segment_objects
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage import tree as mtree
 from mailkeep.core.storage.packing import PARTIAL_INDEX_BYTES, blob_info, message_aad
@@ -22,12 +23,19 @@ class Reading(StoreBase):
         fd = self._fds.get(segment)
         if fd is None:
             try:
-                fd = os.open(self.segment_path(segment), os.O_RDONLY)
+                fd = os.open(self.segment_path(segment), os.O_RDONLY)  # (downloaded if need be)
             except FileNotFoundError:
                 raise CorruptData(f"segment {segment} of store {self.name!r} is missing"
                                   ) from None
             self._fds[segment] = fd
         return fd
+
+    def _has_locally(self, segment: int, end: int) -> bool:
+        """Whether this server's file of the segment holds its bytes up to `end`."""
+        try:
+            return (self.path / "segments" / seg.segment_name(segment)).stat().st_size >= end
+        except FileNotFoundError:
+            return False
 
     def forget_fd(self, segment: int) -> None:
         fd = self._fds.pop(segment, None)
@@ -35,6 +43,16 @@ class Reading(StoreBase):
             os.close(fd)
 
     def record_at(self, segment: int, offset: int, length: int) -> seg.Record:
+        if self.objects is not None and length <= seg.IN_MEMORY_PAYLOAD \
+                and not self._has_locally(segment, offset + length):
+            data = segment_objects.read_range(self.objects, self._pg_catalog(), segment, offset,
+                                              length)  # one ranged GET
+            with io.BytesIO(data) as fh:
+                got = seg.read_at(fh, segment, 0, len(data))
+            if isinstance(got, str):
+                raise CorruptData(f"segment {segment} offset {offset}: {got}")
+            got.offset, got.payload_offset = offset, got.payload_offset + offset
+            return got
         fd = self._fd(segment)
         size = os.fstat(fd).st_size
         if length <= seg.IN_MEMORY_PAYLOAD:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mailkeep.core.errors import CorruptData
 from mailkeep.core.files import fsync_dir
 from mailkeep.core.mime.parse import extract
+from mailkeep.core.storage import segment_objects
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage.catalog import CATALOG, Catalog, compaction_of
 
@@ -54,6 +55,8 @@ class Replay(Writing):
         seg_dir = self.path / "segments"
         seg_dir.mkdir(exist_ok=True)
         applied_seg, applied_off = self.catalog.applied()
+        if self.objects is not None:
+            self._stage_from_objects(applied_seg, applied_off)
         numbers = seg.segment_numbers(seg_dir)
         if not numbers:
             self._writer = seg.SegmentWriter(seg_dir, 1, len(seg.FILE_HEADER), SEGMENT_BYTES)
@@ -97,6 +100,23 @@ class Replay(Writing):
             raise
         self._refresh_packer()
         self._writer = seg.SegmentWriter(seg_dir, last_seg, end_off, SEGMENT_BYTES)
+
+    def _stage_from_objects(self, applied_seg: int, applied_off: int) -> None:
+        """Before a writer goes on with a store in object storage: its directory as the
+        catalog says the objects are, no more (what lies past was never committed: a commit
+        cut off between the local write and the catalog's, here or on another server)."""
+        assert self.objects is not None
+        seg_dir = self.path / "segments"
+        for n in seg.segment_numbers(seg_dir):
+            if n > applied_seg:
+                (seg_dir / seg.segment_name(n)).unlink()
+        path = seg_dir / seg.segment_name(applied_seg)
+        catalog = self._pg_catalog()
+        if catalog.parts(applied_seg):
+            segment_objects.download(self.objects, catalog, applied_seg, path, upto=applied_off)
+        elif path.exists():  # nothing of it is stored: start it again
+            path.unlink()
+        self._uploaded = (applied_seg, applied_off if catalog.parts(applied_seg) else 0)
 
     def _replayed_leaf(self, rec: seg.Record) -> None:
         leaf = rec.header.get("tl")

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 from mailkeep.core.errors import CorruptData, NotFound
 from mailkeep.core.mime.parse import HEADERS_ONLY, IndexFields
-from mailkeep.core.storage import codec
+from mailkeep.core.storage import codec, segment_objects
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage import tree as mtree
 from mailkeep.core.storage.catalog import attachment_column, index_columns
@@ -58,10 +58,15 @@ class Writing(Reading):
             return
         assert self._writer is not None
         self._writer.sync()
+        end = (self._writer.segment, self._writer.offset)
+        if self.objects is not None:  # the objects before the catalog (segment_objects.py)
+            segment_objects.upload(self.objects, self._pg_catalog(), self.id,
+                                   self.path / "segments", self._uploaded, end)
         self.tree.flush()  # after the records are durable: a lost tail is derived again
-        self.catalog.set_applied(self._writer.segment, self._writer.offset)
+        self.catalog.set_applied(*end)
         self.keep_tree_state()
         self.catalog.commit()
+        self._uploaded = end
         self._in_batch = False
 
     def keep_tree_state(self) -> None:

@@ -1,0 +1,169 @@
+"""A store's segments in S3-compatible object storage (a real SeaweedFS, tests/peers/seaweed.py),
+its catalog in PostgreSQL: what each commit appends goes up as an object created never
+overwritten before the catalog commits; a server without the segment files reads a message
+with one ranged GET and verifies the store by fetching its segments; what the directory holds
+past the catalog is dropped when the store is next opened to write; an object store that
+cannot be reached fails the import, and nothing is counted archived."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailkeep.core.objects import AlreadyExists, ObjectStore
+from tests.helpers import catalog_rows, cli, free_port, mk, mk_ok
+from tests.peers.seaweed import ACCESS_KEY, Seaweed
+
+_buckets = iter(range(10**6))
+
+
+@pytest.fixture(scope="module")
+def seaweed() -> Iterator[Seaweed]:
+    server = Seaweed().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def scaled(seaweed: Seaweed, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An installation on PostgreSQL and the object store: its objects URL."""
+    url = seaweed.new_bucket(f"mk-{next(_buckets)}")
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MAILKEEP_DATABASE", pg_url)
+    monkeypatch.setenv("MAILKEEP_OBJECTS", url)
+    return url
+
+
+def mail_dir(tmp_path: Path, count: int, tag: str = "") -> Path:
+    mail = tmp_path / f"mail{tag}"
+    mail.mkdir()
+    for i in range(count):
+        (mail / f"{i}.eml").write_bytes(
+            f"From: a{i}@example.org\r\nSubject: parcel {tag}{i}\r\n"
+            f"Date: Mon, 0{1 + i % 9} Feb 2021 10:00:00 +0000\r\n\r\n"
+            f"harbour lighthouse {i}\r\n".encode() * (1 + i % 3))
+    return mail
+
+
+def test_each_commit_goes_up_as_objects_the_catalog_names(scaled: str, data: Path,
+                                                          tmp_path: Path) -> None:
+    mk_ok(data, "import", str(mail_dir(tmp_path, 40)))
+    [store] = (data / "stores").iterdir()
+    store_id = json.loads((store / "store.json").read_text())["id"]
+    names = list(ObjectStore(scaled).names(f"stores/{store_id}/segments/"))
+    parts = catalog_rows(store, "SELECT segment, start_at, end_at, name FROM parts"
+                                " ORDER BY segment, start_at")
+    assert parts and sorted(names) == sorted(p[3] for p in parts)
+    assert parts[0][1] == 0  # from the segment's first byte
+    assert all(a[2] == b[1] for a, b in zip(parts, parts[1:], strict=False))  # no gap
+    local = (store / "segments" / "000001.seg").read_bytes()
+    stored = b"".join(ObjectStore(scaled).get(p[3]) for p in parts)
+    assert stored == local
+
+
+def test_without_the_segment_files_a_server_reads_from_the_objects(scaled: str, data: Path,
+                                                                   tmp_path: Path) -> None:
+    mk_ok(data, "import", str(mail_dir(tmp_path, 25)))
+    raw = (tmp_path / "mail" / "7.eml").read_bytes()
+    found = json.loads(mk_ok(data, "search", "--json", "parcel 7").stdout)["messages"]
+    [message] = [m for m in found if m["subject"] == "parcel 7"]
+    [store] = (data / "stores").iterdir()
+    shutil.rmtree(store / "segments")  # another server: only the objects
+    out = tmp_path / "out"
+    mk_ok(data, "export", "--query", "parcel 7", "--to", str(out))
+    exported = [p.read_bytes() for p in out.rglob("*.eml")]
+    assert raw in exported, message
+    assert not (store / "segments" / "000001.seg").exists()  # one ranged GET, no download
+    result = mk(data, "verify", "Default")
+    assert result.exit_code == 0, result.output
+    assert (store / "segments" / "000001.seg").exists()  # verify read it end to end
+
+
+def test_what_the_directory_holds_past_the_catalog_is_dropped(scaled: str, data: Path,
+                                                              tmp_path: Path) -> None:
+    """A commit cut off after its local write and before its objects (or on another
+    server): the next writer goes on from what the catalog says, never from those bytes."""
+    mk_ok(data, "import", str(mail_dir(tmp_path, 10)))
+    [store] = (data / "stores").iterdir()
+    segment = store / "segments" / "000001.seg"
+    with segment.open("ab") as fh:
+        fh.write(b"MKR\x01Mnever committed" * 50)
+    mk_ok(data, "import", str(mail_dir(tmp_path, 10, "b")))
+    result = mk(data, "verify", "Default")
+    assert result.exit_code == 0, result.output
+    assert json.loads(mk_ok(data, "search", "--json", "--exact", "harbour").stdout
+                      )["total"] == 20
+
+
+def test_an_unreachable_object_store_fails_the_import_and_counts_nothing(
+        scaled: str, seaweed: Seaweed, data: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    mk_ok(data, "import", str(mail_dir(tmp_path, 3)))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing there
+    result = mk(data, "import", str(mail_dir(tmp_path, 5, "b")))
+    assert result.exit_code != 0
+    assert "the object store mk-" in result.output and "Traceback" not in result.output
+    monkeypatch.setenv("AWS_ENDPOINT_URL", seaweed.endpoint)
+    assert json.loads(mk_ok(data, "search", "--json", "--exact", "harbour").stdout
+                      )["total"] == 3
+    mk_ok(data, "import", str(tmp_path / "mailb"))  # and the same mail goes in once it can
+    assert json.loads(mk_ok(data, "search", "--json", "--exact", "harbour").stdout
+                      )["total"] == 8
+    result = mk(data, "verify", "Default")
+    assert result.exit_code == 0, result.output
+
+
+def test_objects_are_never_overwritten(scaled: str) -> None:
+    objects = ObjectStore(scaled)
+    objects.put_new("probe/a", b"first")
+    with pytest.raises(AlreadyExists):
+        objects.put_new("probe/a", b"second")
+    assert objects.get("probe/a") == b"first"
+
+
+def test_objects_need_a_database_and_an_s3_url(data: Path) -> None:
+    result = cli("--data", str(data), "--objects", "s3://bucket/x", "store", "list")
+    assert result.exit_code == 2 and "--objects needs --database" in result.output
+    result = cli("--data", str(data), "--database", "postgresql://h/db", "--objects",
+                 "/srv/segments", "store", "list")
+    assert result.exit_code == 2 and "--objects takes an S3 URL" in result.output
+
+
+def test_a_commit_the_object_store_refuses_files_nothing(scaled: str, data: Path,
+                                                          tmp_path: Path) -> None:
+    """The store is open and writing when the object store starts refusing it (its secret
+    is wrong from then on): the batch is abandoned, the catalog is as before, and once the
+    object store takes writes again the next commit goes up whole."""
+    import hashlib
+
+    from mailkeep.core.archive import Archive
+    from mailkeep.core.storage.packing import Packer
+    mk_ok(data, "import", str(mail_dir(tmp_path, 4)))
+    raw = b"Subject: refused\r\n\r\nnever filed\r\n"
+    with Archive(data) as archive:
+        _rec, store = archive.current_store()
+        prepared = Packer(store.dictionaries(), None).prepare(raw, hashlib.sha256(raw).digest(),
+                                                              1.6e9)
+        good = store.objects
+        assert good is not None
+        store.objects = ObjectStore(scaled)
+        store.objects._client = __import__("boto3").client(  # refused from now on
+            "s3", aws_access_key_id=ACCESS_KEY, aws_secret_access_key="not-the-secret")
+        store.add_message(prepared, "admin", "Inbox")
+        with pytest.raises(Exception, match="object store"):
+            store.commit()
+        store.abort()
+        assert store.catalog.count_entries() == 4
+        store.objects = good
+        added = store.add_message(prepared, "admin", "Inbox")
+        store.commit()
+        assert added.number is not None and store.catalog.count_entries() == 5
+    result = mk(data, "verify", "Default")
+    assert result.exit_code == 0, result.output

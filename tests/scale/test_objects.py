@@ -167,3 +167,59 @@ def test_a_commit_the_object_store_refuses_files_nothing(scaled: str, data: Path
         assert added.number is not None and store.catalog.count_entries() == 5
     result = mk(data, "verify", "Default")
     assert result.exit_code == 0, result.output
+
+
+def test_many_segments_each_read_back_from_the_objects(
+        scaled: str, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segments of 4 KB: the writer's finished ones leave its directory for the cache, which
+    keeps no more than its bound; every message is still read whole, from wherever it is."""
+    from mailkeep.core.storage import segment_objects, store_replay
+    monkeypatch.setattr(store_replay, "SEGMENT_BYTES", 4096)
+    monkeypatch.setattr(segment_objects, "CACHE_BYTES", 8192)
+    mail = mail_dir(tmp_path, 60)
+    mk_ok(data, "import", str(mail))
+    [store] = (data / "stores").iterdir()
+    parts = catalog_rows(store, "SELECT DISTINCT segment FROM parts")
+    assert len(parts) > 5
+    assert len(list((store / "segments").glob("*.seg"))) == 1  # the one written to
+    out = tmp_path / "out"
+    mk_ok(data, "export", "--to", str(out))
+    exported = sorted(p.read_bytes() for p in out.rglob("*.eml"))
+    assert exported == sorted(p.read_bytes() for p in mail.iterdir())
+    result = mk(data, "verify", "Default")
+    assert result.exit_code == 0, result.output
+    cache = store / segment_objects.CACHE_DIR
+    assert sum(p.stat().st_size for p in cache.glob("*.seg")) <= 8192 + 4096 * 2
+
+
+def test_one_writer_of_a_store_in_the_whole_installation(scaled: str, data: Path,
+                                                         tmp_path: Path) -> None:
+    """Two servers, each with the store in a directory of its own: the first to open it for
+    writing holds its lock in the database; the other reads it, and its writes are refused
+    naming the holder, until the first lets go."""
+    from mailkeep.core.errors import StoreUnavailable
+    from mailkeep.core.keys import KeyRing
+    from mailkeep.core.storage.store import Store
+    mk_ok(data, "import", str(mail_dir(tmp_path, 3)))
+    [first_dir] = (data / "stores").iterdir()
+    other_dir = tmp_path / "other-server" / first_dir.name
+    shutil.copytree(first_dir, other_dir)
+    keys = KeyRing(data)
+    first = Store.open(first_dir, keys, write=True)
+    try:
+        assert first.writable
+        other = Store.open(other_dir, keys, write=True)
+        try:
+            assert not other.writable
+            with pytest.raises(StoreUnavailable, match="another server or process"):
+                other.begin()
+            assert other.catalog.count_entries() == 3  # it reads
+        finally:
+            other.close()
+    finally:
+        first.close()
+    other = Store.open(other_dir, keys, write=True)
+    try:
+        assert other.writable
+    finally:
+        other.close()

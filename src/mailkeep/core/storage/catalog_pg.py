@@ -59,6 +59,7 @@ HEAD_RANGES = (("subject", 1, 4_000, "A"), ("sender", 4_101, 8_100, "B"),
 WEIGHTS = {"subject": "A", "sender": "B", "recipients": "C"}
 VECTORS = {"subject": "tsv_head", "sender": "tsv_head", "recipients": "tsv_head",
            "body": "tsv_body", "attachments": "tsv_att"}
+WRITER_LOCK = 0x6D6B  # the first key of a store's write lock (pg_try_advisory_lock)
 SAMPLE_ROWS = 20_000  # of the catalog's entries that estimate a search's total
 SEARCH_TIMEOUT_MS = 30_000  # of one search's statements (cost per request is bounded)
 _SORTS_PG = {"from": "lower(b.sender)", "subject": "lower(b.subject)", "size": "b.raw_size"}
@@ -309,6 +310,22 @@ class PgCatalog:
         except BaseException:
             self.conn.close()
             raise
+
+    def try_lock(self) -> bool:
+        """The store's write lock, for as long as this connection lives (any server's
+        connection to the database: one writer of a store at a time in the whole
+        installation; a server that dies loses it with its connection)."""
+        return bool(self.conn.execute("SELECT pg_try_advisory_lock(?, hashtext(?))",
+                                      (WRITER_LOCK, self.schema)).fetchone()[0])
+
+    def lock_holder(self) -> str | None:
+        """Who holds the store's write lock: the address and process of the connection."""
+        row = self.conn.execute(
+            "SELECT a.client_addr, a.pid, a.application_name FROM pg_locks l JOIN"
+            " pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND"
+            " l.classid = ? AND l.objid = hashtext(?)::oid AND l.granted",
+            (WRITER_LOCK, self.schema)).fetchone()
+        return None if row is None else f"{row[0] or 'local'} (database process {row[1]})"
 
     @property
     def key_shift(self) -> int:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from mailkeep.core.storage.catalog_pg import PgCatalog
 
 CACHE_BYTES = int(os.environ.get("MAILKEEP_SEGMENT_CACHE_MB", "2048")) << 20
+CACHE_DIR = "segments.cache"  # in the store directory: copies of segments, for reading
 CHUNK = 8 << 20  # of a part read at once when it is uploaded
 
 
@@ -102,16 +103,28 @@ def cached(directory: Path) -> Iterator[tuple[float, int, Path]]:
             yield max(st.st_atime, st.st_mtime), st.st_size, Path(entry.path)
 
 
-def trim(directory: Path, keep: set[int], limit: int = CACHE_BYTES) -> None:
-    """Drop the least recently used segment files past `limit` bytes, never one of `keep`
-    (those a writer appends to)."""
+def trim(directory: Path, limit: int | None = None) -> None:
+    """Drop the least recently used copies past `limit` bytes (CACHE_BYTES)."""
+    limit = CACHE_BYTES if limit is None else limit
     files = sorted(cached(directory))
     total = sum(size for _at, size, _path in files)
     for _at, size, path in files:
         if total <= limit:
             break
-        number = int(path.name.split(".")[0])
-        if number in keep:
-            continue
         path.unlink(missing_ok=True)
         total -= size
+
+
+def retire(store_dir: Path, current: int) -> None:
+    """The writer's segments before the one it writes (all in the objects now) into the
+    cache, where they are dropped in their turn."""
+    staging, cache = store_dir / "segments", store_dir / CACHE_DIR
+    moved = False
+    for entry in os.scandir(staging):
+        if entry.name.endswith(".seg") and entry.name.split(".")[0].isdigit() \
+                and int(entry.name.split(".")[0]) < current:
+            cache.mkdir(mode=0o700, exist_ok=True)
+            os.replace(entry.path, cache / entry.name)
+            moved = True
+    if moved:
+        trim(cache)

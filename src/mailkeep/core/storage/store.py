@@ -64,6 +64,11 @@ class Store(Replay):
         if self.writable:
             self._finish_compaction()
         self.catalog = self._open_catalog()
+        if self.writable and self.catalog_url is not None \
+                and not self._pg_catalog().try_lock():  # another server writes it
+            self.writable = self._fresh_catalog = False
+            self.catalog.readonly = True
+            self.close_lock()
         self._packer = None
         self._writer = None
         self._in_batch = False

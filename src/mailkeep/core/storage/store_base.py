@@ -54,6 +54,14 @@ def keep_damaged(old: Path, segments: Path) -> None:
     fsync_dir(dst)
 
 
+def _size(path: Path) -> int:
+    """A file's size; -1 if there is none."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return -1
+
+
 def dictionary_aad(dict_id: int) -> bytes:
     return b"D" + str(dict_id).encode()
 
@@ -111,29 +119,24 @@ class StoreBase:
         return bool(self.manifest.get("encryption"))
 
     def segment_path(self, number: int) -> Path:
-        """The segment's file; in object storage, downloaded first if this server does not
-        have all of it (segment_objects.py)."""
+        """The segment's file; in object storage, the writer's own (segments/) if it is the
+        one being written or holds all of it, else a copy in the cache (segment_objects.py),
+        downloaded first if this server does not have all of it."""
         path = self.path / "segments" / seg.segment_name(number)
-        if self.objects is not None:
-            self._cache_segment(number, path)
-        return path
-
-    def _cache_segment(self, number: int, path: Path) -> None:
-        assert self.objects is not None
-        if self._writer is not None and number == self._writer.segment:
-            return  # the one being written: this file is where it grows
+        if self.objects is None or (self._writer is not None and number == self._writer.segment):
+            return path
         catalog = self._pg_catalog()
         parts = catalog.parts(number)
         if not parts:
-            return
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            size = -1
-        if size < parts[-1][2]:  # missing, or cached while it still grew
-            path.parent.mkdir(mode=0o700, exist_ok=True)
-            segment_objects.download(self.objects, catalog, number, path)
-            segment_objects.trim(path.parent, {self._writer.segment} if self._writer else set())
+            return path
+        if self._writer is not None and _size(path) >= parts[-1][2]:
+            return path  # (written here; the catalog names all of it)
+        copy = self.path / segment_objects.CACHE_DIR / seg.segment_name(number)
+        if _size(copy) < parts[-1][2]:  # missing, or cached while it still grew
+            copy.parent.mkdir(mode=0o700, exist_ok=True)
+            segment_objects.download(self.objects, catalog, number, copy)
+            segment_objects.trim(copy.parent)
+        return copy
 
     def _pg_catalog(self) -> PgCatalog:
         from mailkeep.core.storage.catalog_pg import PgCatalog
@@ -166,6 +169,10 @@ class StoreBase:
             self._lock_fd = None
 
     def require_writable(self) -> None:
+        if not self.writable and self.catalog_url is not None:
+            holder = self._pg_catalog().lock_holder()
+            raise StoreUnavailable(f"store {self.name!r} is being written by another server or "
+                                   "process" + (f" ({holder})" if holder else ""))
         if not self.writable:
             pid = (self.path / "lock").read_text().strip() if (self.path / "lock").exists() else ""
             raise StoreUnavailable(f"store {self.name!r} is being written by another process"

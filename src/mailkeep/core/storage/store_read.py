@@ -31,11 +31,15 @@ class Reading(StoreBase):
         return fd
 
     def _has_locally(self, segment: int, end: int) -> bool:
-        """Whether this server's file of the segment holds its bytes up to `end`."""
-        try:
-            return (self.path / "segments" / seg.segment_name(segment)).stat().st_size >= end
-        except FileNotFoundError:
-            return False
+        """Whether this server's file of the segment (the writer's, or a copy in the cache)
+        holds its bytes up to `end`."""
+        for folder in ("segments", segment_objects.CACHE_DIR):
+            try:
+                if (self.path / folder / seg.segment_name(segment)).stat().st_size >= end:
+                    return True
+            except FileNotFoundError:
+                pass
+        return False
 
     def forget_fd(self, segment: int) -> None:
         fd = self._fds.pop(segment, None)
@@ -43,8 +47,12 @@ class Reading(StoreBase):
             os.close(fd)
 
     def record_at(self, segment: int, offset: int, length: int) -> seg.Record:
+        if self.objects is not None:
+            fd = self._fds.get(segment)
+            if fd is not None and os.fstat(fd).st_size < offset + length:
+                self.forget_fd(segment)  # opened while the segment still grew elsewhere
         if self.objects is not None and length <= seg.IN_MEMORY_PAYLOAD \
-                and not self._has_locally(segment, offset + length):
+                and segment not in self._fds and not self._has_locally(segment, offset + length):
             data = segment_objects.read_range(self.objects, self._pg_catalog(), segment, offset,
                                               length)  # one ranged GET
             with io.BytesIO(data) as fh:

@@ -68,6 +68,8 @@ class Writing(Reading):
         self.catalog.commit()
         self._uploaded = end
         self._in_batch = False
+        if self.objects is not None and end[0] > 1:
+            segment_objects.retire(self.path, end[0])
 
     def keep_tree_state(self) -> None:
         """In the catalog's transaction: how many leaves the tree has (a crash that takes

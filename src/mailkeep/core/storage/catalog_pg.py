@@ -19,10 +19,12 @@ SQLite.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from mailkeep.core.pgconn import Connection
@@ -47,6 +49,7 @@ from mailkeep.core.storage.catalog_search import (
 )
 from mailkeep.core.storage.packing import BlobInfo
 from mailkeep.core.storage.query import Query
+from mailkeep.core.storage.tree import HASH, PackedHashes, Tree, _frontier, push
 
 MAX_POSITION = 16_383  # of a word in a tsvector (PostgreSQL's limit)
 MAX_POSITIONS = 255  # kept of one word in one column
@@ -104,6 +107,7 @@ CREATE TABLE IF NOT EXISTS {s}.envelopes (number BIGINT PRIMARY KEY, mail_from T
 PARTS = """
 CREATE TABLE IF NOT EXISTS {s}.parts (segment BIGINT NOT NULL, start_at BIGINT NOT NULL,
     end_at BIGINT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (segment, start_at));
+CREATE TABLE IF NOT EXISTS {s}.leaves (idx BIGINT PRIMARY KEY, hash BYTEA NOT NULL);
 """
 
 
@@ -706,6 +710,24 @@ class PgCatalog:
         return [(int(s), int(b)) for s, b in self.conn.execute(
             "SELECT segment, max(end_at) FROM parts GROUP BY segment ORDER BY segment")]
 
+    def take_leaves(self, other: PgCatalog) -> int:
+        """The tree's leaves of another catalog of the store (a rebuild takes the old one's;
+        none if it cannot be read), in this one's transaction; how many leaves that makes
+        (derived from the records where the old one lost them: Store.restore_tree)."""
+        try:
+            rows = other.conn.execute("SELECT idx, hash FROM leaves ORDER BY idx").fetchall()
+        except sqlite3.DatabaseError:
+            rows = []
+        self.conn.executemany("INSERT INTO leaves VALUES (?, ?)", rows)
+        return len(rows)
+
+    def forget_cached(self) -> None:
+        """What this object keeps of the catalog, read again when next asked (it was
+        replaced under it: rebuilt)."""
+        self._folders.clear()
+        self._key_shift = 0
+        self._next_number, self._next_dirty = 0, False
+
     def check(self) -> list[str]:
         try:
             for table in ("meta", "blobs", "folders", "entries", "envelopes"):
@@ -929,6 +951,55 @@ class PgCatalog:
         b, s = self.conn.execute("SELECT count(*), coalesce(sum(raw_size), 0) FROM blobs"
                                  ).fetchone()
         return int(e), int(b), int(s)
+
+
+class CatalogTree(Tree):
+    """A store's Merkle tree whose leaves are rows of its catalog (leaves), written in the
+    transaction of the commit whose records they stand for: whichever server writes the store
+    next finds them there, and a commit cut off takes its leaves with it."""
+
+    def __init__(self, catalog: PgCatalog, key: bytes) -> None:
+        super().__init__(Path(os.devnull).parent, key)
+        self.catalog = catalog
+
+    def stored_size(self) -> int:
+        row = self.catalog.conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM leaves"
+                                        ).fetchone()
+        return int(row[0])
+
+    def packed_hashes(self, upto: int | None = None) -> PackedHashes:
+        sql = "SELECT hash FROM leaves ORDER BY idx"
+        rows = self.catalog.conn.execute(sql + (" LIMIT ?" if upto is not None else ""),
+                                         (upto,) if upto is not None else ())
+        return PackedHashes(b"".join(bytes(h) for (h,) in rows))
+
+    def flush(self) -> None:
+        """The batch's leaves, in the catalog's open transaction."""
+        if not self.pending:
+            return
+        if self._stack is None:
+            self.root()
+        stored = self.stored_size()
+        self.catalog.conn.executemany("INSERT INTO leaves VALUES (?, ?)",
+                                      [(stored + i, h) for i, h in enumerate(self.pending)])
+        if stored != self._size:
+            self._stack = _frontier(self.hashes(stored))
+        assert self._stack is not None
+        for h in self.pending:
+            push(self._stack, h)
+        self._size = stored + len(self.pending)
+        self.pending.clear()
+
+    def forget(self) -> None:
+        """After a rollback: read again from the catalog when next asked."""
+        self.pending.clear()
+        self._size = self._stack = None
+
+    def sync(self) -> None:
+        """(Durable with the catalog's commit.)"""
+
+
+assert HASH == 32
 
 
 def _text(value: str | None) -> str | None:

@@ -78,7 +78,11 @@ class Store(Replay):
         self.lost_leaves = {}
         self.undecodable = set()
         try:
-            self.tree = Tree(path, self._tree_key())
+            if self.catalog_url is not None:  # its leaves in the catalog
+                from mailkeep.core.storage.catalog_pg import CatalogTree
+                self.tree = CatalogTree(self._pg_catalog(), self._tree_key())
+            else:
+                self.tree = Tree(path, self._tree_key())
             self.tree.restore(self.catalog.get_meta("tree_frontier"))
             if self.writable:
                 self.restore_tree()

@@ -362,12 +362,11 @@ class Replay(Writing):
             old_dicts, old_next = {}, 0
         self._index_cache.clear()
         self.lost_entries, self.undecodable, self.lost_leaves = [], set(), {}
-        if self.catalog_url is not None:
-            from mailkeep.core.storage.catalog_pg import (
-                PgCatalog,
-                replace_catalog,
-                set_catalog_aside,
-            )
+        from mailkeep.core.storage.catalog_pg import (
+            PgCatalog,
+            replace_catalog,
+            set_catalog_aside,
+        )
         rebuilt: Catalog | PgCatalog = (
             Catalog(tmp) if self.catalog_url is None
             else PgCatalog(self.catalog_url, self.id, suffix="rebuild"))
@@ -375,6 +374,7 @@ class Replay(Writing):
         numbers = self.segments()
         end = (numbers[-1] if numbers else 1, len(seg.FILE_HEADER))
         seen_dicts: set[int] = set()
+        leaves = 0  # the records' leaves: one past the highest
         try:
             self.catalog.begin()
             for dict_id, data in old_dicts.items():
@@ -387,6 +387,9 @@ class Replay(Writing):
                                         f"{item.end} ({item.reason}), skipped")
                         continue
                     records += 1
+                    leaf = item.header.get("tl")
+                    if isinstance(leaf, dict) and isinstance(leaf.get("i"), int):
+                        leaves = max(leaves, leaf["i"] + 1)
                     if item.type == seg.DICTIONARY:
                         seen_dicts.add(int(item.header["dict"]))
                     self.apply_record(item, problems)
@@ -399,6 +402,9 @@ class Replay(Writing):
             mark = self.compaction_mark()
             if mark is not None:  # rebuilt from these very segments: it matches them
                 self.catalog.set_meta("compaction", mark)
+            if isinstance(rebuilt, PgCatalog) and isinstance(old_catalog, PgCatalog):
+                taken = rebuilt.take_leaves(old_catalog)  # the tree's leaves are catalog rows
+                self.catalog.set_meta("tree_leaves", max(taken, leaves))
             self.catalog.commit()
             messages = self.catalog.counts()[0]
         except BaseException:
@@ -408,16 +414,24 @@ class Replay(Writing):
             self.catalog, self.packer = old_catalog, old_packer
             raise
         self.catalog.close()
-        old_catalog.close()
-        if self.catalog_url is not None:
-            replace_catalog(self.catalog_url, self.id, "rebuild")
-            self.catalog = PgCatalog(self.catalog_url, self.id)
+        if isinstance(old_catalog, PgCatalog):
+            # The rebuilt schema takes the store's name; the connection that holds the
+            # store's write lock goes on, reading it under that name.
+            replace_catalog(old_catalog.url, self.id, "rebuild")
+            old_catalog.forget_cached()
+            self.catalog = old_catalog
+            forget = getattr(self.tree, "forget", None)
+            if forget is not None:
+                forget()
         else:
+            old_catalog.close()
             for suffix in ("-wal", "-shm"):
                 path.with_name(path.name + suffix).unlink(missing_ok=True)
             os.replace(tmp, path)
             fsync_dir(self.path)
             self.catalog = Catalog(path)
+        if isinstance(self.catalog, PgCatalog):
+            self.restore_tree()  # (leaves the old catalog could not give: from the records)
         self._refresh_packer()
         if self._writer is not None:
             self._writer.rewind(*end)

@@ -84,6 +84,9 @@ class Writing(Reading):
             return
         self.catalog.rollback()
         self.tree.drop_pending()
+        forget = getattr(self.tree, "forget", None)
+        if forget is not None:  # (CatalogTree: its leaves went with the rollback)
+            forget()
         self._index_cache.clear()
         if self._writer is not None:
             n, off = self.catalog.applied()

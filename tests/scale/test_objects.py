@@ -223,3 +223,29 @@ def test_one_writer_of_a_store_in_the_whole_installation(scaled: str, data: Path
         assert other.writable
     finally:
         other.close()
+
+
+def test_two_servers_share_one_archive(scaled: str, tmp_path: Path) -> None:
+    """Two data directories (two servers) on one database and bucket: what one archives, the
+    other finds and reads, without a copy of its own of anything; then the other archives and
+    the first reads that; each takes the store's write lock in turn."""
+    node_a, node_b = tmp_path / "a", tmp_path / "b"
+    mk_ok(node_a, "import", str(mail_dir(tmp_path, 10)))
+    found = json.loads(mk_ok(node_b, "search", "--json", "--exact", "harbour").stdout)
+    assert found["total"] == 10
+    out = tmp_path / "out-b"
+    mk_ok(node_b, "export", "--to", str(out))
+    assert sorted(p.read_bytes() for p in out.rglob("*.eml")) == sorted(
+        p.read_bytes() for p in (tmp_path / "mail").iterdir())
+    mk_ok(node_b, "import", str(mail_dir(tmp_path, 5, "b")))
+    assert json.loads(mk_ok(node_a, "search", "--json", "--exact", "harbour").stdout
+                      )["total"] == 15
+    out = tmp_path / "out-a"
+    mk_ok(node_a, "export", "--to", str(out))
+    assert len(list(out.rglob("*.eml"))) == 15
+    mk_ok(node_a, "import", str(mail_dir(tmp_path, 5, "c")))
+    for node in (node_a, node_b):
+        result = mk(node, "verify", "Default")
+        assert result.exit_code == 0, result.output
+        assert json.loads(mk_ok(node, "search", "--json", "--exact", "harbour").stdout
+                          )["total"] == 20

@@ -12,7 +12,9 @@ import logging
 import re
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from mailkeep.core.admin import autocreate
 from mailkeep.core.admin.compliance import Compliance
 from mailkeep.core.admin.places import checked_place, roots_of
 from mailkeep.core.admin.settings import Settings
+from mailkeep.core.backends import objects_url
 from mailkeep.core.errors import (
     Conflict,
     CorruptData,
@@ -36,10 +39,12 @@ from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import STATES, MasterDB, StoreRecord
 from mailkeep.core.masterdb.stores import NAME_RULE
 from mailkeep.core.masterdb.stores import valid_name as valid_store_name
+from mailkeep.core.objects import ObjectStore
 from mailkeep.core.retention import Retention, first_kept, message_effect
 from mailkeep.core.storage.catalog import full_name, under
 from mailkeep.core.storage.catalog_search import Hit
 from mailkeep.core.storage.query import Query, compile_query
+from mailkeep.core.storage.segment_objects import fetch_manifest
 from mailkeep.core.storage.store import Store, read_manifest
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,7 @@ class Archive:
         self._looked: dict[str, tuple[int, float]] = {}  # store -> (leaves, when) last signed
         self._interval = 0.0  # tree.head_interval as last read
         self.unavailable: dict[str, MailkeepError] = {}
+        self._objects: ObjectStore | None = None
 
     def close(self) -> None:
         self.sign_heads(force=True)
@@ -119,7 +125,19 @@ class Archive:
 
     # -- the registry ---------------------------------------------------------------------
     def stores(self) -> list[StoreRecord]:
-        return self.master.stores.all()
+        """The registry. With the segments in object storage, each store's directory is
+        this server's own: stores/<store id> of its data directory (a staging area and a
+        cache, segment_objects.py), whatever the server that made it wrote down."""
+        recs = self.master.stores.all()
+        if self.objects is None:
+            return recs
+        return [replace(r, path=self.data_dir / "stores" / r.uuid) for r in recs]
+
+    @property
+    def objects(self) -> ObjectStore | None:
+        if self._objects is None and objects_url() is not None:
+            self._objects = ObjectStore(str(objects_url()))
+        return self._objects
 
     def find_store(self, ref: str | int) -> StoreRecord:
         ref_s = str(ref)
@@ -139,10 +157,15 @@ class Archive:
         """A new store (current if it is the first); encrypted under the master key, or under
         a passphrase (then locked until UnlockStore, in every process)."""
         self._check_name(name)
-        target = (self._store_place(path) if path is not None
-                  else (self.data_dir / "stores" / name).resolve())
+        store_id = str(uuid.uuid4())
+        if self.objects is not None:  # (a directory of this server's: Archive.stores)
+            target = self.data_dir / "stores" / store_id
+        else:
+            target = (self._store_place(path) if path is not None
+                      else (self.data_dir / "stores" / name).resolve())
         key = self.master_key(create=True) if encrypt and passphrase is None else None
-        store = Store.create(target, name, key, encrypt, passphrase, created=self.clock())
+        store = Store.create(target, name, key, encrypt, passphrase, created=self.clock(),
+                             store_id=store_id)
         store.close()
         state = "normal" if any(r.state == "current" for r in self.stores()) else "current"
         return self.master.stores.add(store.id, name, target, state)
@@ -255,6 +278,8 @@ class Archive:
         cached = self._open.get((rec.id, write))
         if cached is not None:
             return cached
+        if self.objects is not None and not (rec.path / "store.json").exists():
+            fetch_manifest(self.objects, rec.uuid, rec.path)  # first time on this server
         if not (rec.path / "store.json").exists():
             raise StoreUnavailable(f"store {rec.name!r} is not found at {rec.path}")
         # A catalog that lags the segments (a crash, a power cut) or cannot be read is
@@ -293,10 +318,16 @@ class Archive:
                 raise StoreUnavailable("no store is attached: `mailkeep store attach PATH` or "
                                        "`mailkeep store create NAME`")
             else:
-                rec = self.create_store(DEFAULT_STORE)
-                # Nobody asked for it: the first mail made it. The log says so.
-                self.master.audit.write("system", "store.create", id=rec.id, name=rec.name,
-                                        path=str(rec.path), reason="first mail")
+                try:
+                    rec = self.create_store(DEFAULT_STORE)
+                except (Conflict, sqlite3.IntegrityError):
+                    # another server's first mail made it just now (a shared database)
+                    rec = self.find_store(DEFAULT_STORE)
+                else:
+                    # Nobody asked for it: the first mail made it. The log says so.
+                    self.master.audit.write("system", "store.create", id=rec.id,
+                                            name=rec.name, path=str(rec.path),
+                                            reason="first mail")
             recs = self.stores()
         cur = [r for r in recs if r.state == "current"]
         if not cur:

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from mailkeep.core.errors import InvalidArgument
-from mailkeep.core.files import append_synced, private_dir
+from mailkeep.core.files import private_dir
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.storage.tree import HEADS_FILE, _fold, canonical, push
 
@@ -227,6 +227,6 @@ def sign_store(master: MasterDB, key: SigningKey, store: Store, interval_s: floa
             return None
     store.tree.sync()
     head = key.sign(store.id, size, root, int(time.time()))
-    append_synced(store.path / HEADS_FILE, json.dumps(head, sort_keys=True).encode() + b"\n")
+    store.append_evidence(HEADS_FILE, json.dumps(head, sort_keys=True).encode() + b"\n")
     master.heads.add(store.id, size, root.hex(), head["at"], json.dumps(head, sort_keys=True))
     return head

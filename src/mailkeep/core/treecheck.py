@@ -105,7 +105,7 @@ def check_store(store: Store, master_heads: list[str], public: Ed25519PublicKey,
     report = TreeReport()
     hashes = store.tree.packed_hashes()
     report.leaves = len(hashes)
-    own, bad = read_heads_file(store.path / HEADS_FILE)
+    own, bad = read_heads_file(store.evidence_path(HEADS_FILE))
     report.problems.extend(bad)
     sources = {"the store's tree.heads": own,
                "this data directory's record": [json.loads(t) for t in master_heads]}

@@ -19,7 +19,7 @@ from mailkeep.core.admin.settings import Settings
 from mailkeep.core.admin.users import ROLES
 from mailkeep.core.errors import InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field
-from mailkeep.core.files import append_synced, write_new
+from mailkeep.core.files import write_new
 from mailkeep.core.heads import public_text
 from mailkeep.core.proof import consistency_proof, message_proof
 from mailkeep.core.storage.tree import TIMESTAMPS_FILE, canonical
@@ -182,7 +182,7 @@ def _append_timestamp(call: Call, head: dict[str, Any], tst: str) -> None:
         if store.id == head["store"]:
             line = json.dumps({"size": head["size"], "root": head["root"], "at": head["at"],
                                "tsr": tst}, sort_keys=True) + "\n"
-            append_synced(store.path / TIMESTAMPS_FILE, line.encode())
+            store.append_evidence(TIMESTAMPS_FILE, line.encode())
             return
 
 

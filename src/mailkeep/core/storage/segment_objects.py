@@ -19,15 +19,17 @@ the objects are the truth.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from mailkeep.core.errors import CorruptData
-from mailkeep.core.files import fsync_dir
-from mailkeep.core.objects import ObjectStore
+from mailkeep.core.errors import CorruptData, NotFound
+from mailkeep.core.files import fsync_dir, write_json_atomic
+from mailkeep.core.objects import AlreadyExists, ObjectStore
 from mailkeep.core.storage import segments as seg
 
 if TYPE_CHECKING:
@@ -93,6 +95,64 @@ def download(objects: ObjectStore, catalog: PgCatalog, segment: int, path: Path,
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+# -- the manifest ---------------------------------------------------------------------------
+def _manifest_name(store_id: str, version: int) -> str:
+    return f"stores/{store_id}/manifest/{version:08d}.json"
+
+
+def manifest_version(objects: ObjectStore, store_id: str) -> int:
+    """The newest version of a store's manifest in the object store (0: none)."""
+    versions = [int(n.rsplit("/", 1)[1].split(".")[0]) for n in
+                objects.names(f"stores/{store_id}/manifest/") if n.endswith(".json")]
+    return max(versions, default=0)
+
+
+def put_manifest(objects: ObjectStore, store_id: str, manifest: dict[str, Any]) -> None:
+    """The manifest as its next version (each version an object of its own, never
+    overwritten; the store's writer is the one who changes it)."""
+    data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    version = manifest_version(objects, store_id) + 1
+    while True:
+        try:
+            objects.put_new(_manifest_name(store_id, version), data)
+            return
+        except AlreadyExists:  # (a writer before this one, just now)
+            version += 1
+
+
+def fetch_manifest(objects: ObjectStore, store_id: str, directory: Path) -> None:
+    """The newest manifest of a store into `directory` (made if need be): what a server that
+    never had the store needs before it opens it."""
+    version = manifest_version(objects, store_id)
+    if not version:
+        raise NotFound(f"store {store_id} has no manifest in the object store")
+    data = objects.get(_manifest_name(store_id, version))
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (directory / "segments").mkdir(mode=0o700, exist_ok=True)
+    write_json_atomic(directory / "store.json", json.loads(data))
+
+
+# -- the store's evidence (tree.heads, tree.timestamps) -------------------------------------
+def put_evidence(objects: ObjectStore, store_id: str, file: str, line: bytes) -> None:
+    """One line of a store's evidence file as an object (ordered by when it was written)."""
+    objects.put_new(f"stores/{store_id}/{file}/{time.time_ns():020d}-{secrets.token_hex(4)}",
+                    line)
+
+
+def fetch_evidence(objects: ObjectStore, store_id: str, file: str, path: Path) -> None:
+    """A store's evidence file made again from its objects, in the order they were written
+    (lines this server wrote are among them)."""
+    names = sorted(objects.names(f"stores/{store_id}/{file}/"))
+    data = b"".join(objects.get(n) for n in names)
+    tmp = path.with_name(path.name + ".fetched")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
 
 
 def cached(directory: Path) -> Iterator[tuple[float, int, Path]]:

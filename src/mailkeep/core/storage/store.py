@@ -22,9 +22,10 @@ from typing import Any
 from mailkeep.core.backends import database_url, objects_url
 from mailkeep.core.crypto import Sealer, key_id, new_store_key, wrap_key
 from mailkeep.core.errors import Conflict, KeyMissing
-from mailkeep.core.files import fsync_dir, write_json_atomic
+from mailkeep.core.files import append_synced, fsync_dir, write_json_atomic
 from mailkeep.core.keys import KeyRing, passphrase_encryption
 from mailkeep.core.objects import ObjectStore
+from mailkeep.core.storage import segment_objects
 from mailkeep.core.storage.manifest import FORMAT, MANIFEST, read_manifest
 from mailkeep.core.storage.store_base import (
     COMPACT_DIR,
@@ -98,16 +99,18 @@ class Store(Replay):
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
     def create(cls, path: Path, name: str, master_key: bytes | None, encrypt: bool,
-               passphrase: str | None = None, created: float | None = None) -> Store:
+               passphrase: str | None = None, created: float | None = None,
+               store_id: str | None = None) -> Store:
         """A new store at path; encrypted under the master key, or (with a passphrase) under a
-        key the passphrase wraps. `created`: when (the manifest keeps it; default now)."""
+        key the passphrase wraps. `created`: when (the manifest keeps it; default now);
+        `store_id`: its id (default a new one)."""
         if (path / MANIFEST).exists():
             raise Conflict(f"{path} already holds a store (to use it: `mailkeep store attach "
                            f"{path}`)")
         if path.exists() and any(path.iterdir()):
             raise Conflict(f"{path} exists and is not empty")
         manifest: dict[str, Any] = {
-            "format": FORMAT, "id": str(uuid.uuid4()), "name": name,
+            "format": FORMAT, "id": store_id or str(uuid.uuid4()), "name": name,
             "created": int(time.time() if created is None else created), "codec": "zstd",
             "encryption": None}
         store_key = None
@@ -136,7 +139,10 @@ class Store(Replay):
             path.rmdir()  # empty, checked above
         os.rename(tmp, path)
         fsync_dir(path.parent)
-        return cls(path, manifest, store_key, write=True)
+        store = cls(path, manifest, store_key, write=True)
+        if store.objects is not None and "tree" not in manifest:
+            segment_objects.put_manifest(store.objects, store.id, store.manifest)
+        return store
 
     @classmethod
     def open(cls, path: Path, keys: KeyRing, write: bool = True) -> Store:
@@ -183,9 +189,32 @@ class Store(Replay):
             stored = self._sealer.seal(key, TREE_KEY_AAD) if self._sealer is not None else key
             self.manifest["tree"] = {"v": 1, "key": base64.b64encode(stored).decode(),
                                      "complete": not self.segments()}
-            write_json_atomic(self.path / MANIFEST, self.manifest)
+            self.save_manifest()
         return key  # (a reader of a store no writer has opened since: it adds no leaf)
 
     def rename(self, name: str) -> None:
         self.manifest["name"] = name
+        self.save_manifest()
+
+    def append_evidence(self, file: str, line: bytes) -> None:
+        """A line of the store's own evidence (tree.heads, tree.timestamps): appended to its
+        file, synced; with the segments in object storage, an object of its own too, so that
+        every server has it (evidence_path)."""
+        append_synced(self.path / file, line)
+        if self.objects is not None:
+            segment_objects.put_evidence(self.objects, self.id, file, line)
+
+    def evidence_path(self, file: str) -> Path:
+        """The file of the store's evidence, whole: with the segments in object storage,
+        made again from its objects (every server's lines)."""
+        path = self.path / file
+        if self.objects is not None:
+            segment_objects.fetch_evidence(self.objects, self.id, file, path)
+        return path
+
+    def save_manifest(self) -> None:
+        """The manifest as it is now: in the store directory, and in the object store as its
+        next version (segment_objects.put_manifest)."""
         write_json_atomic(self.path / MANIFEST, self.manifest)
+        if self.objects is not None:
+            segment_objects.put_manifest(self.objects, self.id, self.manifest)

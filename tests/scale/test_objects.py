@@ -231,6 +231,12 @@ def test_two_servers_share_one_archive(scaled: str, tmp_path: Path) -> None:
     the first reads that; each takes the store's write lock in turn."""
     node_a, node_b = tmp_path / "a", tmp_path / "b"
     mk_ok(node_a, "import", str(mail_dir(tmp_path, 10)))
+    # A server that has not the installation's master key is refused, saying what to do.
+    result = mk(node_b, "search", "harbour")
+    assert result.exit_code != 0
+    assert "does not have the installation's master key" in result.output, result.output
+    (node_b / "conf").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(node_a / "conf" / "master.key", node_b / "conf" / "master.key")
     found = json.loads(mk_ok(node_b, "search", "--json", "--exact", "harbour").stdout)
     assert found["total"] == 10
     out = tmp_path / "out-b"
@@ -247,5 +253,6 @@ def test_two_servers_share_one_archive(scaled: str, tmp_path: Path) -> None:
     for node in (node_a, node_b):
         result = mk(node, "verify", "Default")
         assert result.exit_code == 0, result.output
+        assert "other keys" not in result.output  # one signing key, every server's
         assert json.loads(mk_ok(node, "search", "--json", "--exact", "harbour").stdout
                           )["total"] == 20

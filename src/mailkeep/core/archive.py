@@ -23,6 +23,7 @@ from mailkeep.core.admin.compliance import Compliance
 from mailkeep.core.admin.places import checked_place, roots_of
 from mailkeep.core.admin.settings import Settings
 from mailkeep.core.backends import objects_url
+from mailkeep.core.crypto import key_id
 from mailkeep.core.errors import (
     Conflict,
     CorruptData,
@@ -60,6 +61,22 @@ def parse_message_id(value: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def one_master_key(master: MasterDB, keys: KeyRing) -> None:
+    """An installation on PostgreSQL has one master key, which every server must have (the
+    same conf/master.key, or MAILKEEP_MASTER_KEY): the database keeps its id, set by the first
+    server; KeyMissing for a server with another key, or none."""
+    mine = keys.master(create=False)
+    known = master.installation.get("master_key_id")
+    if known is None:
+        mine = mine or keys.master(create=True)
+        assert mine is not None
+        known = master.installation.settle("master_key_id", key_id(mine))
+    if mine is None or key_id(mine) != known:
+        raise KeyMissing(f"this server does not have the installation's master key (id "
+                         f"{known}): give it the same conf/master.key or MAILKEEP_MASTER_KEY "
+                         "as the servers that share its database")
+
+
 class Archive:
     """The stores of a data directory. `master` is the process's master database (its owner
     closes it); without one the archive opens and closes its own."""
@@ -73,6 +90,13 @@ class Archive:
         private_dir(self.data_dir / "conf")
         self._own_master = master is None
         self.master = master if master is not None else MasterDB.of(self.data_dir)
+        if self.master.postgres:
+            try:
+                one_master_key(self.master, self.keys)
+            except BaseException:
+                if self._own_master:
+                    self.master.close()
+                raise
         self._open: dict[tuple[int, bool], Store] = {}
         self._signing_key: SigningKey | None = None
         self._looked: dict[str, tuple[int, float]] = {}  # store -> (leaves, when) last signed
@@ -111,7 +135,7 @@ class Archive:
     @property
     def signing_key(self) -> SigningKey:
         if self._signing_key is None:
-            self._signing_key = SigningKey(self.data_dir)
+            self._signing_key = SigningKey(self.data_dir, self.master)
         return self._signing_key
 
     def __enter__(self) -> Archive:

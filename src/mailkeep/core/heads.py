@@ -88,15 +88,36 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
+PURPOSE = "tree signing key"  # of the key that seals it in the database
+AAD = "installation.tree_signing_key"
+
+
 class SigningKey:
     """The data directory's head-signing key (conf/tree-signing.key: the 32 raw private bytes,
     hex; made on first use, readable by the server's user only)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, master: MasterDB | None = None) -> None:
         self.path = data_dir / "conf" / KEY_FILE
+        self.data_dir = data_dir
+        self.master = master if master is not None and master.postgres else None
         self._key: Ed25519PrivateKey | None = None
 
+    def _installation_key(self) -> Ed25519PrivateKey:
+        """An installation on PostgreSQL: one key for every server, kept in the database
+        sealed under the master key (they all have), made by the first server to sign."""
+        from mailkeep.core.admin.secrets import open_text, seal_text, secret_key, secret_keys
+        assert self.master is not None
+        made = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+            serialization.NoEncryption())
+        sealed = self.master.installation.settle(
+            "tree_signing_key", seal_text(secret_key(self.data_dir, PURPOSE), made.hex(), AAD))
+        raw = open_text(secret_keys(self.data_dir, PURPOSE), sealed, AAD)
+        return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(raw))
+
     def private(self, create: bool = True) -> Ed25519PrivateKey | None:
+        if self._key is None and self.master is not None:
+            self._key = self._installation_key()
         if self._key is None:
             try:
                 text = self.path.read_text(encoding="ascii").strip()

@@ -7,7 +7,7 @@ from typing import Any
 
 from mailkeep.core.admin.directory import Directory
 from mailkeep.core.admin.mfa import MultiFactor
-from mailkeep.core.errors import InvalidArgument
+from mailkeep.core.errors import Conflict, InvalidArgument
 from mailkeep.core.fields import Field
 from mailkeep.core.keys import PASSPHRASE
 from mailkeep.core.renewal import renew
@@ -65,6 +65,10 @@ def get_credentials(call: Call) -> list[dict[str, Any]]:
           "you keep the key. Refused when the key comes from MAILKEEP_MASTER_KEY.",
           '{"keyId": str, "stores": int (the store keys wrapped anew)}', long_running=True)
 def renew_master_key(call: Call) -> dict[str, Any]:
+    if call.master.postgres:
+        raise Conflict("the master key of an installation on PostgreSQL is every server's: "
+                       "renewing it is not supported yet (each server would need the new key "
+                       "at the same moment)")
     paths = [r.path for r in call.archive.stores() if (r.path / MANIFEST).exists()]
     skipped = [r.name for r in call.archive.stores() if not (r.path / MANIFEST).exists()]
     for name in skipped:

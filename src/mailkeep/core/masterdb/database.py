@@ -20,6 +20,7 @@ from mailkeep.core.masterdb.compliance import ComplianceRows
 from mailkeep.core.masterdb.directory import DirectoryRows
 from mailkeep.core.masterdb.heads import TreeHeadRows
 from mailkeep.core.masterdb.history import ProcessHistory
+from mailkeep.core.masterdb.installation import InstallationRows
 from mailkeep.core.masterdb.jobs import Job, JobRows, Schedule
 from mailkeep.core.masterdb.mfa import AppPasswordRows, MfaRows
 from mailkeep.core.masterdb.outbox import Outbox
@@ -52,6 +53,7 @@ class MasterDB:
     mfa: MfaRows
     app_passwords: AppPasswordRows
     directory: DirectoryRows
+    installation: InstallationRows  # (PostgreSQL only)
 
     def __init__(self, path: Path, *, url: str | None = None) -> None:
         """The database in the SQLite file `path`, or, given `url` (a libpq URL), in that
@@ -115,6 +117,7 @@ class MasterDB:
         self.mfa = MfaRows(self)
         self.app_passwords = AppPasswordRows(self)
         self.directory = DirectoryRows(self)
+        self.installation = InstallationRows(self)
 
     @classmethod
     def of(cls, data_dir: Path) -> MasterDB:

@@ -58,6 +58,10 @@ def test_the_command_line_and_a_server_share_the_database(
             answer = api.post("/api/invoke/CreateUser",
                               data={"userName": "carol", "privileges": "login",
                                     "password": "Carol-pw-123"}).json()
+            while answer["statusCode"] == "running":  # (the token, followed)
+                answer = api.post("/api/get-status", data={
+                    "token": answer["token"], "millisecondsTimeout": 1000,
+                    "lastKnownStatusVersion": answer["statusVersion"]}).json()
             assert answer["statusCode"] == "succeeded", answer
             stores = api.post("/api/invoke/GetStores").json()["result"]
             assert [s["name"] for s in stores] == [json.loads(

@@ -322,6 +322,25 @@ class PgCatalog:
         return bool(self.conn.execute("SELECT pg_try_advisory_lock(?, hashtext(?))",
                                       (WRITER_LOCK, self.schema)).fetchone()[0])
 
+    def lock(self, timeout_ms: int) -> bool:
+        """The store's write lock, waiting for it up to `timeout_ms` (another server's batch
+        to end); False if it did not come."""
+        self.conn.execute(f"SET lock_timeout = {int(timeout_ms)}")
+        try:
+            self.conn.execute("SELECT pg_advisory_lock(?, hashtext(?))",
+                              (WRITER_LOCK, self.schema))
+            return True
+        except sqlite3.OperationalError as exc:
+            if "lock timeout" in str(exc):
+                return False
+            raise
+        finally:
+            self.conn.execute("SET lock_timeout = 0")
+
+    def unlock(self) -> None:
+        self.conn.execute("SELECT pg_advisory_unlock(?, hashtext(?))",
+                          (WRITER_LOCK, self.schema))
+
     def lock_holder(self) -> str | None:
         """Who holds the store's write lock: the address and process of the connection."""
         row = self.conn.execute(
@@ -720,6 +739,19 @@ class PgCatalog:
             rows = []
         self.conn.executemany("INSERT INTO leaves VALUES (?, ?)", rows)
         return len(rows)
+
+    def take_parts(self, other: PgCatalog) -> None:
+        """The parts another catalog of the store names (a rebuild's, with the segments in
+        object storage: they name the segments); StoreUnavailable if it cannot be read."""
+        from mailkeep.core.errors import StoreUnavailable
+        try:
+            rows = other.conn.execute("SELECT segment, start_at, end_at, name FROM parts"
+                                      " ORDER BY segment, start_at").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"the catalog that names this store's parts in the object "
+                                   f"store cannot be read ({exc}): rebuilding it from the "
+                                   "objects alone is not supported yet") from None
+        self.conn.executemany("INSERT INTO parts VALUES (?, ?, ?, ?)", rows)
 
     def forget_cached(self) -> None:
         """What this object keeps of the catalog, read again when next asked (it was

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mailkeep.core.errors import CorruptData
+from mailkeep.core.errors import CorruptData, StoreUnavailable
 from mailkeep.core.files import fsync_dir
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage.store import (
@@ -55,6 +55,9 @@ def compact(store: Store, report: Report = _noop,
             check_cancelled: Callable[[], None] = lambda: None,
             before_swap: Callable[[], None] = lambda: None) -> CompactResult:
     """`before_swap` may raise to stop at the last moment (a legal hold placed meanwhile)."""
+    if store.objects is not None:
+        raise StoreUnavailable(f"store {store.name!r} keeps its segments in object storage: "
+                               "compacting it is not supported yet")
     store.require_writable()
     store.commit()
     cat = store.catalog

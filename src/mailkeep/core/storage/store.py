@@ -39,6 +39,7 @@ from mailkeep.core.storage.store_replay import Replay
 from mailkeep.core.storage.tree import Tree
 
 TREE_KEY_AAD = b"tree-key"
+LOCK_WAIT_MS = 30_000  # for another server's batch to end, before a write is refused
 
 __all__ = ["COMPACTION_MARK", "COMPACT_DIR", "MANIFEST", "OLD_SEGMENTS_DIR", "SEGMENT_BYTES",
            "Added", "Store", "keep_damaged", "read_manifest"]
@@ -65,11 +66,18 @@ class Store(Replay):
         if self.writable:
             self._finish_compaction()
         self.catalog = self._open_catalog()
-        if self.writable and self.catalog_url is not None \
-                and not self._pg_catalog().try_lock():  # another server writes it
-            self.writable = self._fresh_catalog = False
-            self.catalog.readonly = True
-            self.close_lock()
+        self._holding = False
+        if self.writable and self.catalog_url is not None:
+            catalog = self._pg_catalog()
+            if self.objects is not None:  # several servers write it, a batch at a time
+                got = catalog.lock(LOCK_WAIT_MS)
+            else:  # one server has its segments: the writer holds it while it is open
+                got = catalog.try_lock()
+            if not got:
+                self.writable = self._fresh_catalog = False
+                self.catalog.readonly = True
+                self.close_lock()
+            self._holding = got
         self._packer = None
         self._writer = None
         self._in_batch = False
@@ -91,6 +99,8 @@ class Store(Replay):
                 mark = self.compaction_mark()
                 if self._fresh_catalog and mark is not None:  # rebuilt from these segments
                     self.catalog.set_meta("compaction", mark)
+                if self.objects is not None:
+                    self.pause_writing()
         except BaseException:  # (an object store out of reach, ...): nothing left open
             self.catalog.close()
             self.close_lock()

@@ -91,6 +91,7 @@ class StoreBase:
     catalog_url: str | None  # the PostgreSQL database of the catalog; None: catalog.sqlite
     objects: ObjectStore | None  # where the segments are (segment_objects.py); None: here
     _uploaded: tuple[int, int]  # (segment, offset) up to which they are there
+    _holding: bool  # the store's write lock in the database (in object storage: per batch)
     _packer: Packer | None  # made when first used (the packer property)
     tree: Tree  # the Merkle tree over every record written (core/storage/tree.py)
     recovered_on_open: list[str]  # what opening it repaired

@@ -344,8 +344,19 @@ class Replay(Writing):
 
     def rebuild_catalog(self, report: Report = _noop) -> tuple[int, int, list[str]]:
         """Rebuild the catalog and full-text index from the segments alone (the recovery
-        records), keeping message numbers; (messages, records read, problems)."""
+        records), keeping message numbers; (messages, records read, problems). With the
+        segments in object storage, under the store's write lock all along, the parts the old
+        catalog names carried over (what names the segments)."""
         self.require_writable()
+        if self.objects is not None:
+            self.resume_writing()
+            try:
+                return self._rebuild_catalog(report)
+            finally:
+                self.pause_writing()
+        return self._rebuild_catalog(report)
+
+    def _rebuild_catalog(self, report: Report) -> tuple[int, int, list[str]]:
         problems: list[str] = []
         records = 0
         path = self.path / CATALOG
@@ -405,6 +416,8 @@ class Replay(Writing):
             if isinstance(rebuilt, PgCatalog) and isinstance(old_catalog, PgCatalog):
                 taken = rebuilt.take_leaves(old_catalog)  # the tree's leaves are catalog rows
                 self.catalog.set_meta("tree_leaves", max(taken, leaves))
+                if self.objects is not None:
+                    rebuilt.take_parts(old_catalog)
             self.catalog.commit()
             messages = self.catalog.counts()[0]
         except BaseException:

@@ -49,8 +49,78 @@ class Writing(Reading):
     def begin(self) -> None:
         self.require_writable()
         if not self._in_batch:
+            if self.objects is not None and not self._holding:
+                self.resume_writing()
             self.catalog.begin()
             self._in_batch = True
+
+    # -- several servers writing one store (in object storage), a batch at a time ---------
+    def pause_writing(self) -> None:
+        """Let go of the store's write lock between batches: another server may write."""
+        if self._holding:
+            self._pg_catalog().unlock()
+            self._holding = False
+
+    def resume_writing(self) -> None:
+        """The write lock again (waiting for another server's batch to end), then what other
+        servers committed meanwhile: their parts appended to this directory's segments, and
+        what this store keeps in memory of the catalog and the tree read again."""
+        from mailkeep.core.errors import StoreUnavailable
+        from mailkeep.core.storage.store import LOCK_WAIT_MS
+        catalog = self._pg_catalog()
+        if not catalog.lock(LOCK_WAIT_MS):
+            raise StoreUnavailable(f"store {self.name!r} is busy: another server has written "
+                                   f"it for {LOCK_WAIT_MS // 1000} s")
+        self._holding = True
+        try:
+            applied = catalog.applied()
+            if applied != self._uploaded:
+                self._catch_up(applied)
+        except BaseException:
+            self.pause_writing()
+            raise
+
+    def _catch_up(self, applied: tuple[int, int]) -> None:
+        assert self.objects is not None and self._writer is not None
+        catalog = self._pg_catalog()
+        max_bytes = self._writer.max_bytes
+        self._writer.close()
+        seg_dir = self.path / "segments"
+        segment, offset = self._uploaded
+        while segment <= applied[0]:
+            path = seg_dir / seg.segment_name(segment)
+            with open(path, "ab") as fh:
+                fh.truncate(offset)
+                for name, start, end in catalog.parts(segment):
+                    if end <= offset:
+                        continue
+                    if start != fh.tell():
+                        raise CorruptData(f"the parts of segment {segment} leave a gap")
+                    fh.write(self.objects.get(name))
+                fh.flush()
+                os.fsync(fh.fileno())
+            segment, offset = segment + 1, 0
+        for number in list(self._fds):
+            self.forget_fd(number)
+        self._writer = seg.SegmentWriter(seg_dir, applied[0], max(applied[1],
+                                         len(seg.FILE_HEADER)), max_bytes)
+        self._uploaded = applied
+        self._pg_catalog().forget_cached()
+        self._forget_tree()
+        self._index_cache.clear()
+        self._refresh_packer()
+        if applied[0] > 1:
+            segment_objects.retire(self.path, applied[0])
+
+    def _forget_tree(self) -> None:
+        """A tree whose leaves are the catalog's (CatalogTree): read again, from the
+        frontier the catalog keeps (not every leaf)."""
+        forget = getattr(self.tree, "forget", None)
+        if forget is not None:
+            forget()
+            self.tree.restore(self.catalog.get_meta("tree_frontier"))
+
+
 
     def commit(self) -> None:
         """Make the batch durable: segment fsync first, then the catalog commit."""
@@ -68,8 +138,10 @@ class Writing(Reading):
         self.catalog.commit()
         self._uploaded = end
         self._in_batch = False
-        if self.objects is not None and end[0] > 1:
-            segment_objects.retire(self.path, end[0])
+        if self.objects is not None:
+            self.pause_writing()
+            if end[0] > 1:
+                segment_objects.retire(self.path, end[0])
 
     def keep_tree_state(self) -> None:
         """In the catalog's transaction: how many leaves the tree has (a crash that takes
@@ -84,9 +156,7 @@ class Writing(Reading):
             return
         self.catalog.rollback()
         self.tree.drop_pending()
-        forget = getattr(self.tree, "forget", None)
-        if forget is not None:  # (CatalogTree: its leaves went with the rollback)
-            forget()
+        self._forget_tree()  # (CatalogTree: its leaves went with the rollback)
         self._index_cache.clear()
         if self._writer is not None:
             n, off = self.catalog.applied()
@@ -96,6 +166,8 @@ class Writing(Reading):
             self._refresh_packer()
         self.catalog.forget_cached_folders()
         self._in_batch = False
+        if self.objects is not None:
+            self.pause_writing()
 
     def add_dictionary(self, data: bytes) -> None:
         self.begin()

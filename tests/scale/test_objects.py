@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,28 +16,6 @@ import pytest
 from mailkeep.core.objects import AlreadyExists, ObjectStore
 from tests.helpers import catalog_rows, cli, free_port, mk, mk_ok
 from tests.peers.seaweed import ACCESS_KEY, Seaweed
-
-_buckets = iter(range(10**6))
-
-
-@pytest.fixture(scope="module")
-def seaweed() -> Iterator[Seaweed]:
-    server = Seaweed().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def scaled(seaweed: Seaweed, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """An installation on PostgreSQL and the object store: its objects URL."""
-    url = seaweed.new_bucket(f"mk-{next(_buckets)}")
-    for name, value in seaweed.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MAILKEEP_DATABASE", pg_url)
-    monkeypatch.setenv("MAILKEEP_OBJECTS", url)
-    return url
 
 
 def mail_dir(tmp_path: Path, count: int, tag: str = "") -> Path:

@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "core.storage": {"core.errors", "core.files", "core.crypto", "core.keys", "core.mime",
                      "core.backends", "core.pgconn", "core.objects"},
     "core.admin": {"core.errors", "core.fields", "core.files", "core.crypto", "core.keys",
-                   "core.masterdb", "core.tls"},
+                   "core.masterdb", "core.tls", "core.backends"},
     "core": {"core.errors", "core.files", "core.message", "core.fields", "core.crypto",
              "core.keys", "core.mime", "core.tls", "core.backends", "core.pgconn", "core.objects",
              "core.masterdb", "core.storage", "core.admin"},

@@ -28,6 +28,7 @@ from mailkeep.jobs.process import (
     ProcessInfo,
     Snapshot,
 )
+from mailkeep.jobs.shared import SharedProcesses, UnknownRemote
 
 __all__ = [
     "Cancelled",
@@ -97,6 +98,8 @@ class Engine:
         self._background: ThreadPoolExecutor | None = None
         self._stopped = False
         self.polls_waiting = 0  # get-status calls waiting for a change (the event loop's)
+        # several servers (PostgreSQL): processes answered through any of them (shared.py)
+        self.shared: SharedProcesses | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -177,14 +180,26 @@ class Engine:
         if snap.status_code != RUNNING:
             self._forget(proc.token)  # its token was never handed out
             snap.token = None
+        elif self.shared is not None:  # in the database before its token is handed out
+            await asyncio.to_thread(self.shared.track, proc)
         return snap
 
     async def status(
         self, token: str, user: str, last_known_version: int, timeout_ms: int | None
     ) -> Snapshot:
         """Answer at once if the status is newer than `last_known_version` (or final), else wait
-        for a change up to the timeout. The log carries the lines after `last_known_version`."""
-        proc = self._lookup(token, user)
+        for a change up to the timeout. The log carries the lines after `last_known_version`.
+        A process another server runs is answered from the database (shared.py)."""
+        try:
+            proc = self._lookup(token, user)
+        except UnknownToken:
+            if self.shared is None:
+                raise
+            try:
+                return await self.shared.status(token, user, last_known_version,
+                                                self.wait_seconds(timeout_ms))
+            except UnknownRemote:
+                raise UnknownToken(token) from None
         loop = asyncio.get_running_loop()
         self.polls_waiting += 1
         try:
@@ -196,7 +211,15 @@ class Engine:
     def cancel(self, token: str, user: str) -> Snapshot:
         """Ask the process to stop at its next check_cancelled(); answer its current status
         (without log output: the caller's next get-status brings it)."""
-        proc = self._lookup(token, user)
+        try:
+            proc = self._lookup(token, user)
+        except UnknownToken:
+            if self.shared is None:
+                raise
+            try:
+                return self.shared.cancel(token, user)
+            except UnknownRemote:
+                raise UnknownToken(token) from None
         proc.cancel_requested.set()
         return proc.snapshot(token, None)
 

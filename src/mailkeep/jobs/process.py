@@ -189,6 +189,11 @@ class Process:
                 exception=self.exception,
             )
 
+    def log_entries(self) -> list[tuple[int, str]]:
+        """(version, line) of the log kept (jobs/shared.py writes them to the database)."""
+        with self.lock:
+            return list(self._log)
+
     def info(self) -> ProcessInfo:
         with self.lock:
             return ProcessInfo(self.name, self.user, self.token, self.started, self.percent)

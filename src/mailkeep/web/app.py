@@ -33,6 +33,7 @@ from mailkeep.functions.call import Caller, Services
 from mailkeep.functions.invoke import Invoker
 from mailkeep.jobs.engine import Engine, FinishedRecord
 from mailkeep.jobs.scheduler import Scheduler
+from mailkeep.jobs.shared import SharedProcesses
 from mailkeep.notify import monitor
 from mailkeep.notify.events import Notifier, record_event
 from mailkeep.notify.mailer import Mailer
@@ -130,6 +131,8 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
                                   rec.outcome, rec.error)
 
     engine = engine or Engine(on_finished=finished, describe=api_error)
+    if master.postgres and engine.shared is None:  # any server answers for any process
+        engine.shared = SharedProcesses(master, engine.retention_s)
     services = Services(data_dir, master, engine=engine, hasher=hasher, certificate=certificate)
     metrics = Metrics(services, engine)
     services.on_batch = metrics.batch
@@ -180,6 +183,8 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await engine.start()
+        if engine.shared is not None:
+            engine.shared.start()
         await scheduler.start()
         notifier.start()
         if receiver is not None:
@@ -199,6 +204,8 @@ def create_app(data_dir: Path, *, api_enabled: bool, smtp: ReceiverSettings | No
                 await anyio.to_thread.run_sync(receiver.stop)
             await scheduler.stop()  # no new runs; stops the engine, records the runs
             await engine.stop()
+            if engine.shared is not None:
+                await anyio.to_thread.run_sync(engine.shared.stop)
             await anyio.to_thread.run_sync(notifier.stop)
             # the last filings are committed and answered first
             await anyio.to_thread.run_sync(services.close)

@@ -24,6 +24,7 @@ from mailkeep.core.masterdb.installation import InstallationRows
 from mailkeep.core.masterdb.jobs import Job, JobRows, Schedule
 from mailkeep.core.masterdb.mfa import AppPasswordRows, MfaRows
 from mailkeep.core.masterdb.outbox import Outbox
+from mailkeep.core.masterdb.processes import ProcessRows
 from mailkeep.core.masterdb.profiles import ProfileRows
 from mailkeep.core.masterdb.retention import DeletionRequests, RetentionRows
 from mailkeep.core.masterdb.schema import FILE, SCHEMA, SCHEMA_PG, VERSION
@@ -54,6 +55,7 @@ class MasterDB:
     app_passwords: AppPasswordRows
     directory: DirectoryRows
     installation: InstallationRows  # (PostgreSQL only)
+    processes: ProcessRows  # (PostgreSQL only)
 
     def __init__(self, path: Path, *, url: str | None = None) -> None:
         """The database in the SQLite file `path`, or, given `url` (a libpq URL), in that
@@ -118,6 +120,7 @@ class MasterDB:
         self.app_passwords = AppPasswordRows(self)
         self.directory = DirectoryRows(self)
         self.installation = InstallationRows(self)
+        self.processes = ProcessRows(self)
 
     @classmethod
     def of(cls, data_dir: Path) -> MasterDB:

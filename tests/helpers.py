@@ -177,6 +177,9 @@ def cli(*args: str, env: Mapping[str, str | None] | None = None,
     SystemExit fails the test."""
     unset: dict[str, str | None] = {k: None for k in os.environ
                                     if k.startswith("MAILKEEP_") and k not in BACKENDS}
+    # as they are, and as they were after it: `--database` sets its variable for what the
+    # command starts, which must not outlive the command here
+    unset.update({k: os.environ.get(k) for k in BACKENDS})
     result = CliRunner().invoke(main, list(args), env={**unset, **(env or {})}, input=input)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         trace = "".join(traceback.format_exception(result.exception))

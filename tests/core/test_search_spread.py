@@ -170,6 +170,7 @@ def test_folders_hold_for_every_use_of_a_search(spread: Path) -> None:
         assert archive.search_compiled(scoped_query("common", scope), 5).total == 100
 
 
+@pytest.mark.sqlite_catalog  # (PgCatalog: its search is one REPEATABLE READ snapshot)
 def test_a_folder_moved_while_a_search_runs_brings_nothing_else_in(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A search finds its scope's folders first and uses their ids after. Another writer

@@ -39,7 +39,9 @@ def _die_with_parent() -> None:  # in the child, before exec: the server ends wi
 
 
 class Postgres:
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        """`durable`: fsync and synchronous commits on, as in production (a benchmark's)."""
+        self.durable = durable
         self.url = os.environ.get("MAILKEEP_TEST_POSTGRES", "")
         self.proc: subprocess.Popen[bytes] | None = None
         self.root: Path | None = None
@@ -62,9 +64,9 @@ class Postgres:
                        capture_output=True, cwd=self.root, **runas)  # type: ignore[call-overload]
         self._command = [
             str(bindir / "postgres"), "-D", str(data), "-p", str(free_port()), "-k",
-            str(self.root), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-            "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-            "-c", "max_connections=300"]
+            str(self.root), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
+            *([] if self.durable else ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                                       "-c", "full_page_writes=off"])]
         self._runas = runas
         self._log = open(self.root / "server.log", "ab")  # noqa: SIM115 (closed in stop)
         self.url = f"postgresql://postgres@127.0.0.1:{self._command[4]}/postgres"

@@ -1,5 +1,6 @@
-"""Helpers the Administration API tests share: Basic auth, a cheap password hasher, and
-reading the envelope the way a MailStore client does (BOM, the eight keys in order)."""
+"""Helpers the Administration API tests share: Basic auth, a cheap password hasher, reading
+the envelope the way a MailStore client does (BOM, the eight keys in order), and what a master
+database in PostgreSQL holds."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from starlette.testclient import TestClient
 
 from mailkeep.core.admin.users import Users
 from mailkeep.core.masterdb import MasterDB
-from tests.helpers import CHEAP
+from tests.helpers import CHEAP, master_sql
 
 KEYS = ["error", "token", "statusVersion", "statusCode", "percentProgress", "statusText",
         "result", "logOutput"]
@@ -26,7 +27,18 @@ def basic(user: str = "admin", password: str = "admin") -> dict[str, str]:
 def fast_users(data: Path) -> Users:
     """The users of a data directory (created if need be), with the cheap password hasher."""
     data.mkdir(parents=True, exist_ok=True)
-    return Users(MasterDB(data / "mailkeep.db"), hasher=CHEAP)
+    return Users(MasterDB.of(data), hasher=CHEAP)
+
+
+def postgres_rows(data: Path) -> str:
+    """Every row of every table of the master database in PostgreSQL ($MAILKEEP_DATABASE) as
+    text: what a test that finds no secret in the SQLite file of the data directory reads
+    there instead."""
+    with master_sql(data) as db:
+        tables = [t for (t,) in db.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()]
+        return "\n".join(row[0] for t in tables
+                         for row in db.execute(f'SELECT t::text FROM "{t}" t').fetchall())
 
 
 def decode(resp: Any) -> dict[str, Any]:

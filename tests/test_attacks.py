@@ -98,7 +98,7 @@ def server(data: Path, log: Path | None = None,
 
 
 def audit(data: Path) -> list[AuditRecord]:
-    master = MasterDB(data / "mailkeep.db")
+    master = MasterDB.of(data)
     try:
         return master.audit.since(0, 100_000)
     finally:
@@ -499,6 +499,7 @@ def test_autocreate_base_path_with_a_nul_is_refused(tmp_path: Path) -> None:
 
 
 # -- backups: the master database stays private -------------------------------------------------
+@pytest.mark.sqlite_master  # the mode of the backup's copy of the file
 def test_backup_into_an_existing_directory_keeps_the_master_database_private(
         tmp_path: Path) -> None:
     """CreateBackup into an existing empty directory (a mounted backup disk, mode 0755) leaves

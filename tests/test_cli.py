@@ -92,30 +92,45 @@ def test_subcommand_help(args: list[str], tmp_path: Path) -> None:
 
 # -- the data directory -------------------------------------------------------------------
 def test_data_directory_option_and_environment(tmp_path: Path, mail: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               request: pytest.FixtureRequest) -> None:
     monkeypatch.chdir(tmp_path)
     by_option, by_env, other = tmp_path / "opt", tmp_path / "env", tmp_path / "other"
+    masters: dict[Path, str] = {}
 
-    mk_ok(by_option, "import", str(mail / "Inbox" / "a.eml"))
-    assert (by_option / "mailkeep.db").is_file()
+    def own(data: Path) -> dict[str, str | None]:
+        """What gives a data directory a master database of its own: in SQLite its file, in
+        PostgreSQL a database of its own (one shared would register the stores of all)."""
+        if not os.environ.get("MAILKEEP_DATABASE"):
+            return {}
+        if data not in masters:
+            server = request.getfixturevalue("postgres_server")
+            masters[data] = url = server.new_database()
+            request.addfinalizer(lambda: server.drop_database(url))
+        return {"MAILKEEP_DATABASE": masters[data]}
+
+    mk_ok(by_option, "import", str(mail / "Inbox" / "a.eml"), env=own(by_option))
+    if not os.environ.get("MAILKEEP_DATABASE"):  # the master database is not in PostgreSQL
+        assert (by_option / "mailkeep.db").is_file()
     assert (by_option / "stores" / "Default" / "store.json").is_file()
 
-    res = cli("import", str(mail / "Inbox" / "b.eml"), env={"MAILKEEP_DATA": str(by_env)})
+    res = cli("import", str(mail / "Inbox" / "b.eml"),
+              env={"MAILKEEP_DATA": str(by_env), **own(by_env)})
     assert res.exit_code == 0, res.output
     assert (by_env / "stores" / "Default" / "store.json").is_file()
-    res = cli("search", "second", "--json", env={"MAILKEEP_DATA": str(by_env)})
+    res = cli("search", "second", "--json", env={"MAILKEEP_DATA": str(by_env), **own(by_env)})
     assert json.loads(res.stdout)["total"] == 1
     # --data wins over $MAILKEEP_DATA
     res = cli("--data", str(by_option), "search", "second", "--json",
-                 env={"MAILKEEP_DATA": str(by_env)})
+                 env={"MAILKEEP_DATA": str(by_env), **own(by_option)})
     assert json.loads(res.stdout)["total"] == 0
     res = cli("--data", str(other), "search", "first", "--json",
-                 env={"MAILKEEP_DATA": str(by_option)})
+                 env={"MAILKEEP_DATA": str(by_option), **own(other)})
     assert json.loads(res.stdout)["total"] == 0
 
     # Neither: ./mailkeep-data
     assert not (tmp_path / "mailkeep-data").exists()
-    res = cli("import", str(mail / "Inbox" / "a.eml"))
+    res = cli("import", str(mail / "Inbox" / "a.eml"), env=own(tmp_path / "mailkeep-data"))
     assert res.exit_code == 0, res.output
     assert (tmp_path / "mailkeep-data" / "stores" / "Default" / "store.json").is_file()
 
@@ -329,9 +344,10 @@ def test_user_password_changes_the_initial_admin(tmp_path: Path) -> None:
     res = mk(data, "user", "password", "admin", input="n3w-Secret\nn3w-Secret\n")
     assert res.exit_code == 0, res.output
     assert "n3w-Secret" not in res.output
-    users = Users(MasterDB(data / "mailkeep.db"))
-    assert users.verify_password("admin", "n3w-Secret")
-    assert not users.has_initial_password("admin")
+    with MasterDB.of(data) as master:
+        users = Users(master)
+        assert users.verify_password("admin", "n3w-Secret")
+        assert not users.has_initial_password("admin")
     res = mk(data, "user", "list")
     assert "admin" in res.output
 

@@ -10,7 +10,6 @@ import gzip
 import hashlib
 import json
 import re
-import sqlite3
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.console.browser import browser, console_server, log_in, remote_world, user
-from tests.helpers import free_port, mk_ok
+from tests.helpers import free_port, master_sql, mk_ok
 
 PDF = b"%PDF-1.4\n% invoice 4711\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 PNG = base64.b64decode(  # one pixel
@@ -503,10 +502,8 @@ def test_audit_log_page_and_csv(tmp_path: Path, page: Page) -> None:
         page.get_by_role("button", name="Verify the hash chain").click()
         expect(page.get_by_role("status").filter(has_text="hash chain")).to_contain_text(
             "The audit log's hash chain is intact")
-    conn = sqlite3.connect(data / "mailkeep.db")  # an insider edits a record
-    with conn:
+    with master_sql(data) as conn:  # an insider edits a record
         conn.execute("UPDATE audit SET actor = 'cli:nobody' WHERE action = 'CreateStore'")
-    conn.close()
     with console_server(data) as base:
         log_in(page, base, "boss", "Boss-pass-1")
         page.get_by_role("button", name="Administration").click()

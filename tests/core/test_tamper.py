@@ -19,7 +19,7 @@ from mailkeep.core.keys import KeyRing
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage import tree as mtree
 from mailkeep.core.storage.store import Store
-from tests.helpers import mk, mk_ok
+from tests.helpers import master_sql, mk, mk_ok
 
 
 # -- RFC 9162, written out from its definitions (section 2.1) -----------------------------------
@@ -242,7 +242,7 @@ def _resign(data: Path) -> None:
     store_uuid = json.loads((sd / "store.json").read_text())["id"]
     head = SigningKey(data).sign(store_uuid, len(hashes), mtree.root_of(hashes), 2_000_000_000)
     (sd / "tree.heads").write_text(json.dumps(head) + "\n")
-    with sqlite3.connect(data / "mailkeep.db") as db:
+    with master_sql(data) as db:
         db.execute("DELETE FROM tree_heads")
         db.execute("INSERT INTO tree_heads (store_uuid, size, root, at, signed) VALUES "
                    "(?, ?, ?, ?, ?)", (store_uuid, head["size"], head["root"], head["at"],

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import audit_since, free_port, mk, mk_ok
+from tests.helpers import audit_since, free_port, master_sql, mk, mk_ok
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"  # tests/peers/install.sh installs it
 
@@ -129,8 +128,8 @@ def test_a_token_moved_to_another_head_is_caught(archive: Path, tmp_path: Path) 
         mk_ok(archive, "settings", "set", "tree.tsa_url", url)
         mk_ok(archive, "call", "TimestampTreeHeads")
     mk_ok(archive, "import", str(tmp_path / "mail"), "--folder", "Again")  # a newer head
-    with sqlite3.connect(archive / "mailkeep.db") as db:
-        [(tst,)] = db.execute("SELECT tst FROM tree_heads WHERE tst IS NOT NULL")
+    with master_sql(archive) as db:
+        [(tst,)] = db.execute("SELECT tst FROM tree_heads WHERE tst IS NOT NULL").fetchall()
         db.execute("UPDATE tree_heads SET tst = ? WHERE id = (SELECT max(id) FROM tree_heads)",
                    (tst,))
     result = mk(archive, "verify")

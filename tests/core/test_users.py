@@ -324,10 +324,10 @@ def test_stronger_parameters_rehash_on_login(master: MasterDB) -> None:
 
 
 def test_accounts_survive_reopening(tmp_path: Path) -> None:
-    first = MasterDB(tmp_path / "mailkeep.db")
+    first = MasterDB.of(tmp_path)
     Users(first, hasher=fast_hasher()).create("bob", ["login"], password=SECRET)
     first.close()
-    again = MasterDB(tmp_path / "mailkeep.db")
+    again = MasterDB.of(tmp_path)
     try:
         users = Users(again, hasher=fast_hasher())
         assert users.verify_password("bob", SECRET)

@@ -135,6 +135,7 @@ def all_readable_and_found(data: Path, mail: Path) -> None:
 
 
 # -- CompactMasterDatabase ---------------------------------------------------------------------
+@pytest.mark.sqlite_master  # the file's size and free pages
 def test_compact_master_database_gives_back_the_space_of_deleted_rows(data: Path) -> None:
     """1500 accounts made and deleted leave most of the master database's pages free: the
     compaction shrinks the file to well under half, leaves no free page, removes the expired
@@ -201,6 +202,7 @@ def test_compact_master_database_by_the_command_line(data: Path) -> None:
     assert (details["outcome"], details["via"]) == ("succeeded", "cli")
 
 
+@pytest.mark.sqlite_master  # damage written into the file
 @pytest.mark.parametrize("damage", ["an index's entries", "a table's page"])
 def test_a_damaged_master_database_is_not_compacted(data: Path, damage: str) -> None:
     """Damage on disk (the entries of the stores' name index overwritten; the whole page of

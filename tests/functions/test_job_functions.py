@@ -14,7 +14,7 @@ import pytest
 from mailkeep.core.errors import Conflict, InvalidArgument, MailkeepError, NotFound
 from mailkeep.core.masterdb import MasterDB
 from tests.apiclient import api_client, basic, invoke
-from tests.helpers import mk_ok
+from tests.helpers import master_sql, mk_ok
 from tests.jobs.test_scheduler import HeldLock, call, data_dir, job, results
 
 BASE = {"name": "nightly", "action": "VerifyStores includeIndexes=false", "owner": "admin",
@@ -149,7 +149,7 @@ def test_run_in_process_and_results(data: Path) -> None:
 
 def test_results_period_and_zone(data: Path) -> None:
     created = create(data, time="02:00")
-    master = MasterDB(data / "mailkeep.db")
+    master = MasterDB.of(data)
     jobs = master.jobs
     the_job = jobs.get(created["id"])
     # 2026-01-30T23:00:00Z is 2026-01-31T00:00:00 in Berlin
@@ -228,13 +228,10 @@ def test_through_the_http_api(data: Path) -> None:
         assert invoke(api, "CancelJobAsync", id=job_id)["error"]["message"].endswith(
             "is not running.")
         assert invoke(api, "DeleteJob", id=job_id)["statusCode"] == "succeeded"
-    master = MasterDB(data / "mailkeep.db")
-    try:
-        history = master.conn.execute(
-            "SELECT name, user, outcome FROM process_history WHERE name = 'VerifyStores'"
+    with master_sql(data) as db:
+        history = db.execute(
+            """SELECT name, "user", outcome FROM process_history WHERE name = 'VerifyStores'"""
         ).fetchall()
-        actors = {r[0] for r in master.conn.execute("SELECT actor FROM audit")}
-    finally:
-        master.close()
+        actors = {r[0] for r in db.execute("SELECT actor FROM audit").fetchall()}
     assert history == [("VerifyStores", "admin", "succeeded")]
     assert "job:nightly" in actors

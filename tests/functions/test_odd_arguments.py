@@ -47,7 +47,9 @@ def _placeholder(a: Field) -> str:
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     root = tmp_path_factory.mktemp("odd")
     archive_with_messages(root / "data", root / "mail", 2)
-    fast_users(root / "data").ensure_initial_admin()
+    users = fast_users(root / "data")
+    users.ensure_initial_admin()
+    users.master.close()
     app = create_app(root / "data", api_enabled=True, hasher=CHEAP)
     with TestClient(app, client=LOCAL, raise_server_exceptions=False) as client:
         yield client

@@ -16,9 +16,7 @@ import json
 import re
 import smtplib
 import socket
-import sqlite3
 import ssl
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from tests.helpers import (
     audit_since,
     free_port,
     last_audit_id,
+    master_sql,
     mk,
     mk_ok,
     serving,
@@ -586,7 +585,7 @@ def test_credentials_list_what_logs_in_elsewhere_never_the_secret(tmp_path: Path
     assert [c["id"] for c in credentials[:3]] == [1, 2, 3]
     res = cli_call(data, "GetCredentials")
     assert res.exit_code == 0 and json.loads(res.stdout) == credentials, res.output
-    with closing(sqlite3.connect(data / "mailkeep.db")) as db:
+    with master_sql(data) as db:
         audit = json.dumps(db.execute("SELECT * FROM audit").fetchall())
     for secret in SECRETS.values():
         for where, text in (("answer", json.dumps(body)), ("command line", res.output),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import calendar
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +28,33 @@ def data(tmp_path: Path) -> Path:
     return archive_with_messages(tmp_path / "data", tmp_path / "mail", 40)
 
 
+class Writer:
+    """A write transaction of its own on the master database, as another process holds one."""
+
+    def __init__(self, data: Path) -> None:
+        self.master = MasterDB.of(data.resolve())
+        self.held: AbstractContextManager[Any] | None = None
+
+    def hold(self) -> None:
+        self.held = self.master.tx()
+        self.held.__enter__()
+
+    def release(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            held.__exit__(None, None, None)  # nothing was written
+
+
 @pytest.fixture
-def master_locked(data: Path) -> Iterator[sqlite3.Connection]:
-    """A writer holding the master database: a process that writes it waits (busy_timeout,
-    10 s) and so stays running until the test rolls back."""
-    conn = sqlite3.connect(data / "mailkeep.db", isolation_level=None)
+def master_locked(data: Path) -> Iterator[Writer]:
+    """A writer holding the master database (once told to hold it): a process that writes it
+    waits (busy_timeout, 10 s) and so stays running until the test releases it."""
+    writer = Writer(data)
     try:
-        yield conn
+        yield writer
     finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        conn.close()
+        writer.release()
+        writer.master.close()
 
 
 class DayOldProcesses:
@@ -63,13 +79,13 @@ def service_status(data: Path, engine: Any = None) -> dict[str, Any]:
 
 
 def test_service_status_lists_a_running_process_until_it_ends(
-        data: Path, master_locked: sqlite3.Connection) -> None:
+        data: Path, master_locked: Writer) -> None:
     with api_client(data) as api:
         idle = invoke(api, "GetServiceStatus")["result"]
         assert idle["jobs"] == [] and list(idle)[-3:] == ["jobs", "unsentNotifications",
                                                         "warnings"]
 
-        master_locked.execute("BEGIN IMMEDIATE")
+        master_locked.hold()
         started = time.time()
         body = invoke(api, "RebuildStoreIndex", id="1", folder="")
         assert body["statusCode"] == "running" and body["token"], body
@@ -88,7 +104,7 @@ def test_service_status_lists_a_running_process_until_it_ends(
         assert body["token"] not in json.dumps(status)  # tokens stay with their starter
         assert status["result"]["warnings"] == []
 
-        master_locked.execute("ROLLBACK")
+        master_locked.release()
         final, _ = finish(api, body)
         assert final["statusCode"] == "succeeded", final
         assert invoke(api, "GetServiceStatus")["result"]["jobs"] == []

@@ -70,7 +70,7 @@ def job(data: Path, job_id: int) -> dict[str, Any]:
 
 
 def audit_actions(data: Path, actor: str) -> list[str]:
-    master = MasterDB(data / "mailkeep.db")
+    master = MasterDB.of(data)
     try:
         return [r[0] for r in master.conn.execute(
             "SELECT action FROM audit WHERE actor = ? ORDER BY id", (actor,))]
@@ -256,6 +256,7 @@ async def test_jobs_and_next_runs_survive_a_restart(
     await second.start(background=False)
     clock.set("2026-01-15T12:30:00+00:00")
     assert len(await second.run_due()) == 1
+    await second.wait_idle()  # that run has ended (still running, the next would be skipped)
     # down for three days: the missed runs are made up once, then the schedule goes on
     clock.set("2026-01-18T09:01:00+00:00")
     assert len(await second.run_due()) == 1
@@ -343,7 +344,7 @@ async def test_interrupted_runs_are_failed_at_start(
         data: Path, schedulers: list[Scheduler]) -> None:
     created = call(data, "CreateJob", name="n", action="GetStores", owner="admin",
                    timeZoneId="UTC")
-    master = MasterDB(data / "mailkeep.db")
+    master = MasterDB.of(data)
     jobs = master.jobs
     rid = jobs.start_result(jobs.get(created["id"]), "manual", 1_700_000_000.0)
     master.close()
@@ -354,7 +355,7 @@ async def test_interrupted_runs_are_failed_at_start(
     [res] = results(data)
     assert res["id"] == rid and res["result"] == "failed" and "Interrupted" in res["error"]
     # a run left without outcome is also closed when the job next starts (its lock is ours)
-    master = MasterDB(data / "mailkeep.db")
+    master = MasterDB.of(data)
     jobs = master.jobs
     first = jobs.start_result(jobs.get(created["id"]), "manual", 1_700_000_100.0)
     second = jobs.start_result(jobs.get(created["id"]), "manual", 1_700_000_200.0)
@@ -371,7 +372,7 @@ async def test_the_background_loop_wakes_on_a_change(
     s = make(data, schedulers, clock)
     s.max_sleep_s = 3600  # only a change can wake it in time
     await s.start()
-    master = MasterDB(data / "mailkeep.db")
+    master = MasterDB.of(data)
     jobs = master.jobs
     job_id = jobs.create("soon", "GetStores", "admin", "UTC", parse(interval=5), clock())
     master.close()

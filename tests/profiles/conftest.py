@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -21,7 +20,7 @@ from starlette.testclient import TestClient
 from mailkeep.core.archive import Archive
 from mailkeep.web.app import create_app
 from tests.apiclient import LOCAL, basic, decode, finish, invoke
-from tests.helpers import CHEAP
+from tests.helpers import CHEAP, master_sql
 
 Folders = dict[str, list[tuple[bytes, frozenset[str], int | None]]]
 
@@ -93,11 +92,9 @@ def archived(data: Path, owner: str = "alice") -> Folders:
 
 def query(data: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     """Rows of the master database (a connection of its own, closed again)."""
-    conn = sqlite3.connect(data / "mailkeep.db")
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+    with master_sql(data) as conn:
+        rows: list[tuple[Any, ...]] = conn.execute(sql, params).fetchall()
+    return rows
 
 
 def counts(data: Path, owner: str = "alice") -> dict[str, int]:

@@ -111,7 +111,7 @@ def profiles(tmp_path: Path) -> Iterator[Profiles]:
     users = fast_users(data)
     users.create("alice", "login")
     users.master.close()
-    master = MasterDB(data / "mailkeep.db")
+    master = MasterDB.of(data)
     try:
         yield Profiles(master, data)
     finally:

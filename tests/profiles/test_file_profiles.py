@@ -47,7 +47,7 @@ def write(path: Path, raw: bytes, age: float | None = 60.0) -> Path:
 
 @contextmanager
 def profiles_of(data: Path) -> Iterator[Profiles]:
-    master = MasterDB(data / "mailkeep.db")
+    master = MasterDB.of(data)
     try:
         yield Profiles(master, data)
     finally:

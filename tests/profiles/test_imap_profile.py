@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +17,7 @@ from starlette.testclient import TestClient
 
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.profiles.store import Profiles
+from tests.apiclient import postgres_rows
 from tests.helpers import free_port, mk, mk_ok
 from tests.profiles.conftest import (
     archived,
@@ -210,6 +212,8 @@ def test_password_not_in_master_database_files(
     secret = PASSWORD.encode()
     files = [p for p in (data / "mailkeep.db", data / "mailkeep.db-wal") if p.exists()]
     leaks = [p.name for p in files if secret in p.read_bytes()]
+    if os.environ.get("MAILKEEP_DATABASE"):  # no such files: the rows in PostgreSQL
+        leaks += ["PostgreSQL"] if PASSWORD in postgres_rows(data) else []
     audited = [action for action, details in query(data, "SELECT action, details FROM audit")
                if PASSWORD in details]
     assert leaks == [] and audited == [], (leaks, audited)
@@ -254,7 +258,10 @@ def test_wrong_password_fails_the_run_and_notifies(
     assert [k for k, _t in events] == ["profile.failed"]
     assert prof["name"] in events[0][1] and "login" in events[0][1]
     assert wrong not in events[0][1]
-    assert wrong.encode() not in (data / "mailkeep.db").read_bytes()
+    if os.environ.get("MAILKEEP_DATABASE"):  # no such file: the rows in PostgreSQL
+        assert wrong not in postgres_rows(data)
+    else:
+        assert wrong.encode() not in (data / "mailkeep.db").read_bytes()
     assert ok(api, "GetProfiles", raw=False)[0]["lastResult"]["result"] == "failed"
 
 
@@ -290,7 +297,7 @@ def test_refused_while_the_profile_is_locked(
 ) -> None:
     admin.append("INBOX", MESSAGES[0])
     prof = create(api, **imap_props(dovecot, user))
-    master = MasterDB(data / "mailkeep.db")
+    master = MasterDB.of(data)
     try:
         profiles = Profiles(master, data)
         with profiles.lock(profiles.get(prof["id"])):

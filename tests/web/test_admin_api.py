@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from mailkeep.core.masterdb import MasterDB
 from mailkeep.functions import REGISTRY
 from tests.apiclient import (
     api_client,
@@ -20,6 +19,7 @@ from tests.apiclient import (
     finish,
     invoke,
 )
+from tests.helpers import master_sql
 
 REMOTE = ("192.0.2.10", 50123)
 
@@ -66,6 +66,7 @@ def test_initial_password_answers_loopback_only(data: Path) -> None:
         assert resp.status_code == 403 and "initial password" in resp.text
     users = fast_users(data)
     users.set_password("admin", "s3cret-Pass")
+    users.master.close()
     with client_for(data, client=REMOTE) as api:
         decode(api.post("/api/invoke/GetServerInfo", headers=basic("admin", "s3cret-Pass")))
 
@@ -160,11 +161,11 @@ def test_finished_processes_are_recorded(data: Path) -> None:
     with client_for(data) as api:
         finish(api, invoke(api, "VerifyStore", id="1", includeIndexes="true"))
         invoke(api, "RenameStore", id="1", name="Renamed")
-    master = MasterDB(data / "mailkeep.db")
-    rows = master.conn.execute("SELECT name, user, outcome FROM process_history").fetchall()
+    with master_sql(data) as db:
+        rows = db.execute('SELECT name, "user", outcome FROM process_history').fetchall()
+        audited = [(actor, action) for actor, action in db.execute(
+            "SELECT actor, action FROM audit").fetchall()]
     assert ("VerifyStore", "admin", "succeeded") in rows
-    audited = [(actor, action) for actor, action in master.conn.execute(
-        "SELECT actor, action FROM audit")]
     assert ("api:admin", "VerifyStore") in audited and ("api:admin", "RenameStore") in audited
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from mailkeep.core.masterdb import MasterDB
 from tests.apiclient import archive_with_messages
 from tests.helpers import audit_since, free_port, last_audit_id, mk_ok, serving
 
@@ -40,6 +42,18 @@ def follow(c: httpx.Client, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
             "millisecondsTimeout": "5000"}))
         log += body.get("logOutput") or ""
     return body, log
+
+
+@contextmanager
+def master_held(data: Path) -> Iterator[None]:
+    """A write transaction of the test's own on the master database, open until the block
+    ends: a process that writes it meanwhile waits."""
+    master = MasterDB.of(data)
+    try:
+        with master.tx():
+            yield
+    finally:
+        master.close()
 
 
 def children(pid: int) -> list[int]:
@@ -87,9 +101,7 @@ def test_a_verify_whose_process_is_killed_fails_and_the_server_goes_on(tmp_path:
     before = last_audit_id(data)
     with serving(data, "--enable-api", "--host", "127.0.0.1", "--port", str(port),
                  port=port) as served, client(base, data) as c:
-        lock = sqlite3.connect(data / "mailkeep.db", isolation_level=None)
-        lock.execute("BEGIN IMMEDIATE")
-        try:
+        with master_held(data):
             body = envelope(c.post("/api/invoke/VerifyStores", data={"report": "true"}))
             assert body["statusCode"] == "running" and body["token"]
             log = body.get("logOutput") or ""
@@ -103,9 +115,6 @@ def test_a_verify_whose_process_is_killed_fails_and_the_server_goes_on(tmp_path:
             workers = [w for f in forkservers for w in children(f)]
             assert len(workers) == 1, (forkservers, workers)
             os.kill(workers[0], signal.SIGKILL)
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
         final, _log = follow(c, body)
         assert final["statusCode"] == "failed", final
         assert "ended without an answer" in final["error"]["message"]
@@ -141,9 +150,7 @@ def test_compaction_and_recovery_run_in_a_process_of_their_own(tmp_path: Path) -
             assert done["statusCode"] == "succeeded", done
         for name, args, finished in (("CompactStore", {"id": "1"}, "records kept"),
                                      ("RecoverStore", {"id": "1"}, "in the rebuilt catalog")):
-            lock = sqlite3.connect(data / "mailkeep.db", isolation_level=None)
-            lock.execute("BEGIN IMMEDIATE")
-            try:
+            with master_held(data):
                 body = envelope(c.post(f"/api/invoke/{name}", data=args))
                 assert body["statusCode"] == "running" and body["token"], body
                 log = body.get("logOutput") or ""
@@ -156,9 +163,6 @@ def test_compaction_and_recovery_run_in_a_process_of_their_own(tmp_path: Path) -
                     log += body.get("logOutput") or ""
                 workers = [w for f in children(served.proc.pid) for w in children(f)]
                 assert len(workers) == 1, (name, workers)
-            finally:
-                lock.execute("ROLLBACK")
-                lock.close()
             final, _ = follow(c, body)
             assert final["statusCode"] == "succeeded", final
             if name == "CompactStore":

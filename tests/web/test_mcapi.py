@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from mailkeep.web.app import create_app
 from tests.apiclient import LOCAL, fast_users, invoke
-from tests.helpers import CHEAP
+from tests.helpers import CHEAP, master_sql
 
 SECRET = "s3cret-Relay-Pass"
 SMTP = {"serverName": "smtp.example.org", "useSmtpOverSsl": False, "useStartTls": True,
@@ -34,6 +34,7 @@ def data(tmp_path: Path) -> Path:
     users.create("dev", "login", password="dev-pass", role="developer")
     users.create("op", "login", password="op-pass", role="operator")
     users.create("plain", "login", password="plain-pass")
+    users.master.close()
     return tmp_path / "data"
 
 
@@ -156,12 +157,9 @@ def test_sessions_expire_and_survive_a_restart(data: Path) -> None:
         assert get_conf(mc, keep)["encoding"] == "utf-8"
         assert get_conf(mc, sid)
         # Idle longer than its timeout (1 minute): the session's last activity moved back.
-        import sqlite3
-        conn = sqlite3.connect(data / "mailkeep.db")
-        conn.execute("UPDATE sessions SET last_seen = last_seen - 61 WHERE role = "
-                     "'administrator'")
-        conn.commit()
-        conn.close()
+        with master_sql(data) as db:
+            db.execute("UPDATE sessions SET last_seen = last_seen - 61 WHERE role = "
+                       "'administrator'")
         err(mc.get("/mcapi/mail/configuration/get", headers=h(sid)), 403, 3001)
         assert get_conf(mc, keep)
 
@@ -233,10 +231,8 @@ def test_set_get_partial_and_password_write_only(mc: TestClient, data: Path,
                              invoke(mc, "GetActiveSessions")])
     assert SECRET not in everything and "password" not in everything
     assert SECRET not in caplog.text
-    import sqlite3
-    conn = sqlite3.connect(data / "mailkeep.db")
-    audit = json.dumps(conn.execute("SELECT * FROM audit").fetchall())
-    conn.close()
+    with master_sql(data) as db:
+        audit = json.dumps(db.execute("SELECT * FROM audit").fetchall())
     assert "SetSmtpSettings" in audit and SECRET not in audit
 
 

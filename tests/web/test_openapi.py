@@ -103,6 +103,7 @@ def test_served_to_administrators(tmp_path: Path) -> None:
     users.ensure_initial_admin()
     users.create("op", "login", password="op-pass", role="operator")
     users.create("boss", "admin,login", password="boss-pass")
+    users.master.close()
     with api_client(data) as api:
         assert api.get("/api/openapi.json").status_code == 401
         assert api.get("/api/openapi.json", headers=basic("op", "op-pass")).status_code == 403

@@ -225,11 +225,16 @@ class Importer:
         """An import that made a quarter or more of the store's messages (MERGE_SHARE), and
         left its index in more than MERGE_SEGMENTS segments, merges them into one: each
         segment costs a search's every lookup in the index more (docs/storage.md), and the
-        nightly upkeep may be hours away. A smaller import leaves that to the upkeep."""
+        nightly upkeep may be hours away. A smaller import leaves that to the upkeep. (In
+        PostgreSQL: the planner's statistics of the catalog, which autovacuum may take a
+        while to gather.)"""
         catalog = self.store.catalog
         made = self.stats.archived
         if made < MERGE_AFTER or made * MERGE_SHARE < catalog.count_entries():
             return
+        analyze = getattr(catalog, "analyze", None)
+        if analyze is not None:  # PostgreSQL (catalog_pg.py): its planner's figures
+            analyze()
         if catalog.index_segments(again=True) > MERGE_SEGMENTS:
             catalog.merge_index()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import logging
 import multiprocessing
+import os
 import pickle
 import threading
 import time
@@ -55,7 +56,8 @@ def run_isolated(services: Services, prepared: Prepared, ctx: Progress,
     ours, theirs = mp.Pipe()
     child = mp.Process(target=_child_main, name=f"mailkeep-{prepared.fn.name}", daemon=True,
                        args=(theirs, str(services.data_dir), prepared.fn.name, prepared.args,
-                             prepared.caller, token, dict(services.keys.unlocked)))
+                             prepared.caller, token, dict(services.keys.unlocked),
+                             _backends(services)))
     child.start()
     theirs.close()
     cancelled_at: float | None = None
@@ -138,8 +140,21 @@ class _ChildContext:
             raise Cancelled()
 
 
+def _backends(services: Services) -> dict[str, str | None]:
+    """Where this server's master database and segments are, for its child: the forkserver
+    the child comes from has the environment of the first call, not of this one."""
+    from mailkeep.core.backends import DATABASE_VAR, OBJECTS_VAR
+    return {DATABASE_VAR: services.master.url, OBJECTS_VAR: os.environ.get(OBJECTS_VAR)}
+
+
 def _child_main(conn: Connection, data_dir: str, name: str, args: dict[str, Any],
-                caller: Caller, token: str | None, unlocked: dict[str, bytes]) -> None:
+                caller: Caller, token: str | None, unlocked: dict[str, bytes],
+                backends: dict[str, str | None]) -> None:
+    for var, value in backends.items():  # (this call's, as the parent has them)
+        if value:
+            os.environ[var] = value
+        else:
+            os.environ.pop(var, None)
     from mailkeep.core.masterdb import MasterDB
     from mailkeep.functions import REGISTRY
     from mailkeep.functions.call import Services

@@ -87,7 +87,13 @@ class MasterDB:
 
     def _create_pg(self) -> None:
         """The tables, made by the first server to open the database (the others wait for
-        it: the same lock as every write transaction)."""
+        it: the same lock as every write transaction). A database of this version is opened
+        without waiting for any writer."""
+        conn = self.conn
+        if conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0]:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+            if row is not None and int(row[0]) == VERSION:
+                return
         with self.tx() as conn:
             known = conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0]
             version = int(conn.execute("SELECT value FROM meta WHERE key = 'version'")
@@ -203,9 +209,10 @@ class MasterDB:
         readable by its owner only (it holds password hashes and the audit log). A database
         in PostgreSQL is backed up with PostgreSQL's own tools (pg_dump, base backups)."""
         if self.postgres:
-            raise sqlite3.NotSupportedError(
-                "the master database is in PostgreSQL: back it up with pg_dump or a base "
-                "backup of the server")
+            from mailkeep.core.errors import Conflict
+            raise Conflict("the master database is in PostgreSQL: back it up with "
+                           "PostgreSQL's own tools (pg_dump, a base backup), and the segments "
+                           "with the object store's (versioning, replication)")
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o600))
         os.chmod(target, 0o600)
         copy = sqlite3.connect(target)

@@ -63,6 +63,7 @@ WEIGHTS = {"subject": "A", "sender": "B", "recipients": "C"}
 VECTORS = {"subject": "tsv_head", "sender": "tsv_head", "recipients": "tsv_head",
            "body": "tsv_body", "attachments": "tsv_att"}
 WRITER_LOCK = 0x6D6B  # the first key of a store's write lock (pg_try_advisory_lock)
+RARE = 1_000  # matches a search reads through the word indexes alone (PgCatalog._rare)
 SAMPLE_ROWS = 20_000  # of the catalog's entries that estimate a search's total
 SEARCH_TIMEOUT_MS = 30_000  # of one search's statements (cost per request is bounded)
 _SORTS_PG = {"from": "lower(b.sender)", "subject": "lower(b.subject)", "size": "b.raw_size"}
@@ -782,6 +783,12 @@ class PgCatalog:
             " pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ? AND c.relkind ="
             " 'r'", (self.schema,)).fetchone()[0])
 
+    def analyze(self) -> None:
+        """The planner's statistics of the catalog's tables, now (what chooses between a
+        word's GIN index and the date order for a search)."""
+        for table in ("entries", "blobs", "folders"):
+            self.conn.execute(f"ANALYZE {self.schema}.{table}")
+
     def merge_index(self, pages: int = 0) -> None:
         """(GIN indexes need no merging: their pending lists are cleaned by autovacuum.)"""
 
@@ -871,6 +878,15 @@ class PgCatalog:
                ascending: bool = False, exact: bool = False) -> tuple[int, bool, list[Hit]]:
         way = "ASC" if ascending else "DESC"
         with self.snapshot():
+            if sort == "date" and q.groups:
+                found = self._rare(q)
+                if found is not None:  # few matches: all of them, read by the word indexes
+                    found.sort(reverse=not ascending)
+                    page = found[offset:offset + limit]
+                    rows = self.conn.execute(
+                        f"SELECT {HIT_COLUMNS} FROM entries e {HIT_JOINS} WHERE e.key ="
+                        f" ANY(?) ORDER BY e.key {way}", (page,)).fetchall() if page else []
+                    return len(found), True, [_hit(r) for r in rows]
             if sort == "date":
                 src, params = self._from(q)
                 order = f"e.key {way}"
@@ -886,6 +902,23 @@ class PgCatalog:
                 return offset + len(rows), True, hits
             total, is_exact = self._count(q, exact)
             return max(total, offset + len(rows)), is_exact, hits
+
+    def _rare(self, q: Query) -> list[int] | None:
+        """The keys of a search's matches read through the word indexes alone (a bitmap of
+        their GIN lookups), if there are at most RARE of them; None if more. PostgreSQL's
+        planner estimates a rare word's matches from statistics that hold the common ones
+        only: left to itself, it walks the whole date order for one match."""
+        src, params = self._from(q)
+        bound = min(RARE, catalog_search.COUNT_EXACT)  # (past that a total is estimated)
+        self.conn.execute("SET LOCAL enable_indexscan = off")
+        self.conn.execute("SET LOCAL enable_seqscan = off")
+        try:
+            keys = [int(k) for (k,) in self.conn.execute(
+                f"SELECT e.key FROM {src} LIMIT {bound + 1}", params)]
+        finally:
+            self.conn.execute("SET LOCAL enable_indexscan = on")
+            self.conn.execute("SET LOCAL enable_seqscan = on")
+        return keys if len(keys) <= bound else None
 
     def _count(self, q: Query, exact: bool) -> tuple[int, bool]:
         """(matches, exact): counted one by one up to COUNT_EXACT; past that estimated from a

@@ -103,7 +103,17 @@ def store_figures(master: MasterDB) -> list[tuple[str, int, int | None]]:
     for rec in master.stores.all():
         nbytes = _tree_bytes(rec.path)
         messages: int | None = None
-        if (rec.path / CATALOG).is_file():
+        if master.postgres:  # its catalog in the database (core/storage/catalog_pg.py)
+            try:
+                from mailkeep.core.storage.catalog_pg import PgCatalog
+                pg = PgCatalog(str(master.url), rec.uuid, readonly=True)
+                try:
+                    messages = pg.count_entries()
+                finally:
+                    pg.close()
+            except Exception:  # the database away a moment: the size is still worth showing
+                messages = None
+        elif (rec.path / CATALOG).is_file():
             try:
                 catalog = Catalog(rec.path / CATALOG, readonly=True)
                 try:

@@ -103,19 +103,14 @@ def store_figures(master: MasterDB) -> list[tuple[str, int, int | None]]:
     for rec in master.stores.all():
         nbytes = _tree_bytes(rec.path)
         messages: int | None = None
-        if master.postgres:  # its catalog in the database (core/storage/catalog_pg.py)
+        if master.postgres or (rec.path / CATALOG).is_file():
             try:
-                from mailkeep.core.storage.catalog_pg import PgCatalog
-                pg = PgCatalog(str(master.url), rec.uuid, readonly=True)
-                try:
-                    messages = pg.count_entries()
-                finally:
-                    pg.close()
-            except Exception:  # the database away a moment: the size is still worth showing
-                messages = None
-        elif (rec.path / CATALOG).is_file():
-            try:
-                catalog = Catalog(rec.path / CATALOG, readonly=True)
+                if master.postgres:  # its catalog in the database (catalog_pg.py)
+                    from mailkeep.core.storage.catalog_pg import PgCatalog
+                    catalog: Catalog | PgCatalog = PgCatalog(str(master.url), rec.uuid,
+                                                             readonly=True)
+                else:
+                    catalog = Catalog(rec.path / CATALOG, readonly=True)
                 try:
                     messages = catalog.count_entries()
                 finally:

@@ -49,7 +49,7 @@ from mailkeep.core.storage.catalog_search import (
 )
 from mailkeep.core.storage.packing import BlobInfo
 from mailkeep.core.storage.query import Query
-from mailkeep.core.storage.tree import HASH, PackedHashes, Tree, _frontier, push
+from mailkeep.core.storage.tree import HASH, PackedHashes, Tree
 
 MAX_POSITION = 16_383  # of a word in a tsvector (PostgreSQL's limit)
 MAX_POSITIONS = 255  # kept of one word in one column
@@ -1038,22 +1038,10 @@ class CatalogTree(Tree):
                                          (upto,) if upto is not None else ())
         return PackedHashes(b"".join(bytes(h) for (h,) in rows))
 
-    def flush(self) -> None:
+    def _append(self, stored: int) -> None:
         """The batch's leaves, in the catalog's open transaction."""
-        if not self.pending:
-            return
-        if self._stack is None:
-            self.root()
-        stored = self.stored_size()
         self.catalog.conn.executemany("INSERT INTO leaves VALUES (?, ?)",
                                       [(stored + i, h) for i, h in enumerate(self.pending)])
-        if stored != self._size:
-            self._stack = _frontier(self.hashes(stored))
-        assert self._stack is not None
-        for h in self.pending:
-            push(self._stack, h)
-        self._size = stored + len(self.pending)
-        self.pending.clear()
 
     def forget(self) -> None:
         """After a rollback: read again from the catalog when next asked."""

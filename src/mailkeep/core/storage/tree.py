@@ -335,13 +335,7 @@ class Tree:
         if self._stack is None:
             self.root()  # once: from then on each batch moves the frontier on
         stored = self.stored_size()
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size != stored * HASH:
-                os.ftruncate(fd, stored * HASH)  # a torn tail of a crashed write
-            os.pwrite(fd, b"".join(self.pending), stored * HASH)
-        finally:
-            os.close(fd)
+        self._append(stored)
         if stored != self._size:  # the file differed from what was read: read it again
             self._stack = _frontier(self.hashes(stored))
         assert self._stack is not None
@@ -349,6 +343,16 @@ class Tree:
             push(self._stack, h)
         self._size = stored + len(self.pending)
         self.pending.clear()
+
+    def _append(self, stored: int) -> None:
+        """The pending leaves after the `stored` ones kept."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size != stored * HASH:
+                os.ftruncate(fd, stored * HASH)  # a torn tail of a crashed write
+            os.pwrite(fd, b"".join(self.pending), stored * HASH)
+        finally:
+            os.close(fd)
 
     def sync(self) -> None:
         if self.path.exists():

@@ -50,6 +50,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "proof": ("heads", "proof", "Write message ID's exact bytes, its inclusion proof and the "
               "signed tree head to a new directory: `mailkeep verify-proof DIR --key KEY` "
               "checks it anywhere."),
+    "migrate": ("migrate", "migrate", "Move this data directory's installation into "
+                "PostgreSQL (and object storage), checked store by store (messages, folders, "
+                "tree root); run it again to finish one cut off."),
     "verify-proof": ("heads", "verify_proof", "Check a proof with the public key alone: a "
                      "message's (a directory from `mailkeep proof`) or a consistency proof "
                      "(a file from `mailkeep heads consistency`)."),

@@ -24,6 +24,7 @@ HELP = (
     '  folders       The folder tree with message counts and sizes.\n'
     '  heads         Signed tree heads: the public key, the list, an export,...\n'
     '  import        Import .eml files, directories, mbox files (also .gz),...\n'
+    "  migrate       Move this data directory's installation into PostgreSQL...\n"
     '  profile       Archiving profiles: IMAP and POP3 mailboxes, watched...\n'
     "  proof         Write message ID's exact bytes, its inclusion proof and...\n"
     "  recover       Rebuild a store's catalog and full-text index from its...\n"

@@ -139,3 +139,23 @@ def store_state(ctx: click.Context, store_ref: str, state: str) -> None:
     rec = _find(ctx, store_ref)
     call(ctx, "SetStoreRequestedState", id=rec["id"], requestedState=state)
     out.print(f"store {shown(repr(rec['name']))} (id {rec['id']}) is now {state}")
+
+
+@store.command("export")
+@click.argument("store_ref", metavar="NAME|ID")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.pass_context
+@domain_errors
+def store_export(ctx: click.Context, store_ref: str, directory: Path) -> None:
+    """Copy a store, wherever this installation keeps it (PostgreSQL, object storage), to a
+    self-contained directory that `store attach` takes on any installation with the same
+    master key; checked (messages, folders, tree root, every record verified)."""
+    from mailkeep.cli.output import archive_of, echo
+    from mailkeep.core.migrate import export_store
+    with archive_of(ctx) as archive:
+        rec = archive.find_store(store_ref)
+        made = export_store(archive, rec, directory,
+                            report=lambda line: echo(shown(line), err=True))
+    out.print(f"store {shown(repr(rec.name))}: {made.messages} messages, {made.entries} in "
+              f"folders, {made.leaves} tree leaves, exported to {shown(str(directory))} "
+              f"({made.seconds} s): attach it with `mailkeep store attach`", highlight=False)

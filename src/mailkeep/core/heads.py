@@ -102,18 +102,28 @@ class SigningKey:
         self.master = master if master is not None and master.postgres else None
         self._key: Ed25519PrivateKey | None = None
 
-    def _installation_key(self) -> Ed25519PrivateKey:
+    def _installation_key(self, offered: Ed25519PrivateKey | None = None
+                          ) -> Ed25519PrivateKey:
         """An installation on PostgreSQL: one key for every server, kept in the database
-        sealed under the master key (they all have), made by the first server to sign."""
+        sealed under the master key (they all have), made by the first server to sign (or
+        the one `offered`, if the database has none yet)."""
         from mailkeep.core.admin.secrets import open_text, seal_text, secret_key, secret_keys
         assert self.master is not None
-        made = Ed25519PrivateKey.generate().private_bytes(
+        made = (offered or Ed25519PrivateKey.generate()).private_bytes(
             serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
             serialization.NoEncryption())
         sealed = self.master.installation.settle(
             "tree_signing_key", seal_text(secret_key(self.data_dir, PURPOSE), made.hex(), AAD))
         raw = open_text(secret_keys(self.data_dir, PURPOSE), sealed, AAD)
         return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(raw))
+
+    def adopt(self, key: Ed25519PrivateKey) -> bool:
+        """Make `key` (a data directory's, moved into PostgreSQL: core/migrate.py) the
+        installation's, unless it has one; whether the installation's is this one."""
+        raw = serialization.Encoding.Raw
+        fmt = serialization.PublicFormat.Raw
+        return (self._installation_key(key).public_key().public_bytes(raw, fmt)
+                == key.public_key().public_bytes(raw, fmt))
 
     def private(self, create: bool = True) -> Ed25519PrivateKey | None:
         if self._key is None and self.master is not None:

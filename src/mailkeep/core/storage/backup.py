@@ -22,7 +22,7 @@ class CompactedMeanwhile(MailkeepError):
     """The store was compacted while it was being copied: the copy is not consistent."""
 
 
-def _copy_prefix(src: Path, dst: Path, limit: int | None) -> int:
+def copy_prefix(src: Path, dst: Path, limit: int | None) -> int:
     """Copy the first `limit` bytes of src (all of it if None); returns the bytes copied."""
     done = 0
     with open(src, "rb") as fin, open(dst, "wb") as fout:
@@ -54,12 +54,12 @@ def _copy_tree(src: Path, dst: Path) -> None:
                 if isinstance(tl, dict) and isinstance(tl.get("i"), int):
                     leaves = max(leaves, tl["i"] + 1)
     if (src / LEAVES).exists():
-        _copy_prefix(src / LEAVES, dst / LEAVES, leaves * HASH)
+        copy_prefix(src / LEAVES, dst / LEAVES, leaves * HASH)
     for name in (HEADS_FILE, TIMESTAMPS_FILE):
-        _copy_heads(src / name, dst / name, leaves)
+        copy_heads(src / name, dst / name, leaves)
 
 
-def _copy_heads(src: Path, dst: Path, leaves: int) -> None:
+def copy_heads(src: Path, dst: Path, leaves: int) -> None:
     """The lines of a heads file about no more than `leaves` leaves."""
     if src.exists():
         kept = []
@@ -106,7 +106,7 @@ def copy_store(src: Path, dst: Path, exclude_index: bool, name: str,
             break
         path = src / "segments" / seg.segment_name(n)
         limit = offset if n == last and offset >= 0 else None
-        got = _copy_prefix(path, dst / "segments" / seg.segment_name(n), limit)
+        got = copy_prefix(path, dst / "segments" / seg.segment_name(n), limit)
         if limit is not None and got < limit:
             log(f"  warning: segment {n} of store {name} is shorter ({got} bytes) than its "
                 f"catalog says ({limit}); copied as it is")

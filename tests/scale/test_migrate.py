@@ -1,0 +1,262 @@
+"""`mailkeep migrate`: an embedded installation (real mail of the corpus, two stores, one of
+them encrypted, a user, signed tree heads) moved into a real PostgreSQL and a real SeaweedFS,
+then read by another server that has only the master key: the same messages byte for byte,
+the same search results, verify passing with the heads signed before the move; a migration
+killed (SIGKILL) in the middle finishes when run again, without moving what was done twice;
+what must not be migrated is refused and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mailkeep.core.keys import KeyRing
+from mailkeep.core.objects import ObjectStore
+from mailkeep.core.storage.store import Store
+from tests.crashpoints import stopped_at
+from tests.helpers import CORPUS, catalog_rows, mk, mk_ok
+from tests.peers.seaweed import Seaweed
+
+EMBEDDED = {"MAILKEEP_DATABASE": None, "MAILKEEP_OBJECTS": None}
+
+
+@pytest.fixture
+def installation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An embedded data directory: the corpus's tricky mail in store Default, written
+    messages in an encrypted second store (current), a user; heads signed."""
+    monkeypatch.delenv("MAILKEEP_DATABASE", raising=False)  # (made and moved embedded)
+    data = tmp_path / "data"
+    mk_ok(data, "import", str(CORPUS / "tricky" / "cpython-test_email"),
+          str(CORPUS / "tricky" / "gmime"))
+    mk_ok(data, "store", "create", "vault", "--encrypt")
+    mk_ok(data, "store", "state", "vault", "current")
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    for i in range(30):
+        (mail / f"{i}.eml").write_bytes(
+            f"From: clerk{i}@example.org\r\nSubject: ledger {i}\r\nDate: Tue, 0{1 + i % 9}"
+            f" Mar 2022 09:00:00 +0000\r\n\r\nquarterly ledger entry {i}\r\n".encode())
+    mk_ok(data, "import", str(mail))
+    mk_ok(data, "call", "CreateUser", "userName=auditor", "privileges=login")
+    return data
+
+
+def _search(data: Path, query: str, env: dict[str, str | None]) -> list[tuple[str, str]]:
+    found = json.loads(mk_ok(data, "search", "--json", "--limit", "500", query, env=env
+                             ).stdout)["messages"]
+    return sorted((m["subject"], m["date"]) for m in found)
+
+
+def _backends(pg_url: str, objects: str | None) -> dict[str, str | None]:
+    return {"MAILKEEP_DATABASE": pg_url, "MAILKEEP_OBJECTS": objects}
+
+
+def _other_server(installation: Path, tmp_path: Path) -> Path:
+    """The data directory of another server: only the installation's master key."""
+    node = tmp_path / "node2"
+    (node / "conf").mkdir(parents=True)
+    shutil.copy(installation / "conf" / "master.key", node / "conf" / "master.key")
+    return node
+
+
+def test_an_installation_moves_into_postgresql_and_objects_whole(
+        installation: Path, pg_url: str, seaweed: Seaweed, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = seaweed.new_bucket("mk-migrate")
+    before = {q: _search(installation, q, EMBEDDED) for q in ("ledger", "the", "subject:test")}
+    assert all(before.values())
+    exported = tmp_path / "before"
+    mk_ok(installation, "export", "--to", str(exported), env=EMBEDDED)
+
+    result = mk(installation, "migrate", "--to", pg_url, "--objects", bucket, env=EMBEDDED)
+    assert result.exit_code == 0, result.output
+    assert "the same in PostgreSQL" in result.output and "read back and compared" in result.output
+
+    node = _other_server(installation, tmp_path)
+    moved = _backends(pg_url, bucket)
+    for query, found in before.items():
+        assert _search(node, query, moved) == found, query
+    after = tmp_path / "after"
+    mk_ok(node, "export", "--to", str(after), env=moved)
+    assert sorted(p.read_bytes() for p in after.rglob("*.eml")) == \
+        sorted(p.read_bytes() for p in exported.rglob("*.eml"))
+    verified = mk(node, "verify", env=moved)  # the heads signed before the move, the audit log
+    assert verified.exit_code == 0, verified.output
+    assert "signed heads checked" in verified.output and "other keys" not in verified.output
+    assert "auditor" in mk_ok(node, "user", "list", env=moved).stdout
+    # and it goes on: mail archived after the move, through the other server
+    mail = tmp_path / "later"
+    mail.mkdir()
+    (mail / "1.eml").write_bytes(b"Subject: ledger after\r\n\r\nquarterly ledger later\r\n")
+    mk_ok(node, "import", str(mail), env=moved)
+    assert len(_search(node, "ledger", moved)) == len(before["ledger"]) + 1
+    assert mk(node, "verify", "vault", env=moved).exit_code == 0
+    # every segment object is a part a catalog names (nothing moved twice, nothing left over)
+    for store in ("Default", "vault"):
+        store_id = json.loads(mk_ok(node, "store", "list", "--json", env=moved).stdout)
+        [sid] = [s for s in store_id if s["name"] == store]
+        uuid = json.loads((node / "stores" / _uuid_dir(node, sid["name"]) / "store.json"
+                           ).read_text())["id"]
+        names = sorted(ObjectStore(bucket).names(f"stores/{uuid}/segments/"))
+        monkeypatch.setenv("MAILKEEP_DATABASE", pg_url)  # (the catalog's database)
+        parts = catalog_rows(node / "stores" / uuid, "SELECT name FROM parts ORDER BY name")
+        assert names == sorted(p[0] for p in parts)
+
+
+def _uuid_dir(node: Path, name: str) -> str:
+    for d in (node / "stores").iterdir():
+        if (d / "store.json").exists() and json.loads((d / "store.json").read_text()
+                                                      )["name"] == name:
+            return d.name
+    raise AssertionError(f"no directory of store {name} on {node}")
+
+
+def test_a_migration_killed_midway_finishes_when_run_again(
+        installation: Path, pg_url: str, seaweed: Seaweed, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = seaweed.new_bucket("mk-resume")
+    before = _search(installation, "ledger OR the", EMBEDDED)
+    args = ["--data", str(installation), "migrate", "--to", pg_url, "--objects", bucket]
+    with stopped_at(args, "mailkeep.core.migrate:Migration._upload:2"):
+        pass  # killed as the second store's objects were to go up (the first one is done)
+    result = mk(installation, "migrate", "--to", pg_url, "--objects", bucket, env=EMBEDDED)
+    assert result.exit_code == 0, result.output
+    assert "store Default: done by an earlier run" in result.output
+    assert "store vault: 30 messages" in result.output
+    node = _other_server(installation, tmp_path)
+    moved = _backends(pg_url, bucket)
+    assert _search(node, "ledger OR the", moved) == before
+    assert mk(node, "verify", env=moved).exit_code == 0
+    again = mk(installation, "migrate", "--to", pg_url, "--objects", bucket, env=EMBEDDED)
+    assert again.exit_code != 0 and "its migration finished" in again.output
+
+
+def test_a_store_cut_off_while_its_objects_went_up_is_moved_again_from_the_start(
+        installation: Path, pg_url: str, seaweed: Seaweed, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = seaweed.new_bucket("mk-cutoff")
+    args = ["--data", str(installation), "migrate", "--to", pg_url, "--objects", bucket]
+    with stopped_at(args, "mailkeep.core.objects:ObjectStore.put_new:2:after"):
+        pass  # store Default's segment is up, its manifest too; it is not marked done
+    objects = ObjectStore(bucket)
+    assert list(objects.names("stores/"))
+    result = mk(installation, "migrate", "--to", pg_url, "--objects", bucket, env=EMBEDDED)
+    assert result.exit_code == 0, result.output
+    assert "done by an earlier run" not in result.output
+    node = _other_server(installation, tmp_path)
+    moved = _backends(pg_url, bucket)
+    assert mk(node, "verify", env=moved).exit_code == 0
+    monkeypatch.setenv("MAILKEEP_DATABASE", pg_url)  # (the catalogs' database)
+    for d in (node / "stores").iterdir():
+        names = sorted(objects.names(f"stores/{d.name}/segments/"))
+        assert names == sorted(p[0] for p in catalog_rows(d, "SELECT name FROM parts"))
+        assert len(list(objects.names(f"stores/{d.name}/manifest/"))) == 1
+
+
+def test_with_the_database_alone_the_segments_stay_where_they_are(
+        installation: Path, pg_url: str) -> None:
+    before = _search(installation, "ledger OR the", EMBEDDED)
+    result = mk(installation, "migrate", "--json", "--to", pg_url, env=EMBEDDED)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert {s["name"] for s in figures["stores"]} == {"Default", "vault"}
+    assert all(s["parts"] == 0 for s in figures["stores"])
+    moved = _backends(pg_url, None)
+    assert _search(installation, "ledger OR the", moved) == before
+    result = mk(installation, "verify", env=moved)
+    assert result.exit_code == 0, result.output
+
+
+def test_what_must_not_be_migrated_is_refused(installation: Path, pg_url: str,
+                                              postgres_server: object, tmp_path: Path) -> None:
+    # a store in use (a server has it open to write)
+    [default] = [p for p in (installation / "stores").iterdir() if p.name == "Default"]
+    held = Store.open(default, KeyRing(installation), write=True)
+    try:
+        result = mk(installation, "migrate", "--to", pg_url, env=EMBEDDED)
+    finally:
+        held.close()
+    assert result.exit_code != 0 and "open in another process" in result.output
+    assert _tables_empty(installation, pg_url)
+    # a database that holds another installation
+    other = tmp_path / "other"
+    mk_ok(other, "call", "CreateUser", "userName=someone", "privileges=login",
+          env=_backends(pg_url, None))
+    result = mk(installation, "migrate", "--to", pg_url, env=EMBEDDED)
+    assert result.exit_code != 0
+    assert "another installation" in result.output or "migrate into an empty" in result.output
+    # an installation on PostgreSQL already
+    result = mk(installation, "migrate", "--to", pg_url, env=_backends(pg_url, None))
+    assert result.exit_code != 0 and "leave --database" in result.output
+    # not a PostgreSQL URL; no password in any message
+    result = mk(installation, "migrate", "--to", "mysql://root:hunter2@db/x", env=EMBEDDED)
+    assert result.exit_code == 2 and "PostgreSQL URL" in result.output
+    assert "hunter2" not in result.output
+
+
+def _tables_empty(data: Path, pg_url: str) -> bool:
+    from mailkeep.core.masterdb import MasterDB
+    db = MasterDB(data / "mailkeep.db", url=pg_url)
+    try:
+        return all(db.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] == 0
+                   for t in ("stores", "users", "audit"))
+    finally:
+        db.close()
+
+
+def test_a_store_exports_back_to_a_directory_an_embedded_installation_attaches(
+        installation: Path, pg_url: str, seaweed: Seaweed, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = seaweed.new_bucket("mk-exportback")
+    before = _search(installation, "ledger", EMBEDDED)
+    mk_ok(installation, "migrate", "--to", pg_url, "--objects", bucket, env=EMBEDDED)
+    node = _other_server(installation, tmp_path)
+    moved = _backends(pg_url, bucket)
+    mail = tmp_path / "later"
+    mail.mkdir()
+    (mail / "1.eml").write_bytes(b"Subject: ledger after\r\n\r\nquarterly ledger later\r\n")
+    mk_ok(node, "import", str(mail), env=moved)
+    out = tmp_path / "vault-copy"
+    result = mk(node, "store", "export", "vault", str(out), env=moved)
+    assert result.exit_code == 0, result.output
+    assert "31 messages" in result.output
+    again = mk(node, "store", "export", "vault", str(out), env=moved)
+    assert again.exit_code != 0 and "not empty" in again.output
+    # an embedded installation with the master key takes it, all of it, and verifies it
+    home = tmp_path / "embedded"
+    (home / "conf").mkdir(parents=True)
+    shutil.copy(installation / "conf" / "master.key", home / "conf" / "master.key")
+    mk_ok(home, "store", "attach", str(out), "--name", "vault", env=EMBEDDED)
+    found = _search(home, "ledger", EMBEDDED)
+    assert len(found) == len(before) + 1 == 31
+    result = mk(home, "verify", "vault", env=EMBEDDED)
+    assert result.exit_code == 0, result.output
+    assert "signed heads checked" in result.output
+
+
+def test_the_passphrase_of_a_sealed_store_is_asked_for(installation: Path, pg_url: str
+                                                       ) -> None:
+    secret = "Tide-Pool-Lantern-42"
+    made = mk(installation, "store", "create", "sealed", "--passphrase",
+              input=f"{secret}\n{secret}\n", env=EMBEDDED)
+    assert made.exit_code == 0, made.output
+    wrong = mk(installation, "migrate", "--to", pg_url, input="not-it\n", env=EMBEDDED)
+    assert wrong.exit_code != 0 and "passphrase" in wrong.output.lower()
+    assert _tables_empty(installation, pg_url)  # (refused before anything was copied)
+    result = mk(installation, "migrate", "--to", pg_url, input=f"{secret}\n", env=EMBEDDED)
+    assert result.exit_code == 0, result.output
+    assert "store sealed: 0 messages" in result.output and secret not in result.output
+    listed = json.loads(mk_ok(installation, "store", "list", "--json",
+                              env=_backends(pg_url, None)).stdout)
+    assert {s["name"] for s in listed} == {"Default", "vault", "sealed"}

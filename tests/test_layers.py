@@ -26,11 +26,13 @@ ALLOWED: dict[str, set[str]] = {
     "core.masterdb": {"core.errors", "core.files", "core.backends", "core.pgconn"},
     "core.storage": {"core.errors", "core.files", "core.crypto", "core.keys", "core.mime",
                      "core.backends", "core.pgconn", "core.objects"},
+    # the configuration documents: files of conf/, or rows of the master database
+    "core.confdocs": {"core.backends", "core.files", "core.pgconn", "core.masterdb"},
     "core.admin": {"core.errors", "core.fields", "core.files", "core.crypto", "core.keys",
-                   "core.masterdb", "core.tls", "core.backends"},
+                   "core.masterdb", "core.tls", "core.backends", "core.confdocs"},
     "core": {"core.errors", "core.files", "core.message", "core.fields", "core.crypto",
              "core.keys", "core.mime", "core.tls", "core.backends", "core.pgconn", "core.objects",
-             "core.masterdb", "core.storage", "core.admin"},
+             "core.masterdb", "core.storage", "core.admin", "core.confdocs"},
     "sources": {"core.errors", "core.message", "core.tls"},
     "jobs": {"core"},
     "notify": {"core"},
@@ -45,7 +47,7 @@ ALLOWED: dict[str, set[str]] = {
     "client": set(),
 }
 CORE_LEAVES = {"errors", "files", "message", "fields", "crypto", "keys", "tls", "backends",
-               "pgconn", "objects"}
+               "pgconn", "objects", "confdocs"}
 
 
 def package(module: str) -> str:

@@ -147,3 +147,23 @@ def test_a_database_of_a_later_release_is_refused_and_left_alone(pg_url: str,
     result = mk(data, "--database", pg_url, "user", "list")
     assert result.exit_code != 0
     assert "later release" in result.output
+
+
+def test_the_database_notices_a_lost_server_within_seconds(pg_url: str) -> None:
+    """A server whose machine is lost never closes its connections: the database's side of
+    each one sends TCP keepalives after 10 s of silence (3 probes, 3 s apart) and gives up on
+    data not acknowledged for 15 s, ending the session and its locks; the server's side
+    checks the database the same way. (Dropping a machine off the network cannot be done on
+    this one: what is checked is that every connection asks for it.)"""
+    conn = Connection(pg_url)
+    try:
+        shown = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in (
+            "tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count",
+            "tcp_user_timeout")}
+        sockets = conn.execute("SELECT client_addr IS NOT NULL FROM pg_stat_activity WHERE"
+                               " pid = pg_backend_pid()").fetchone()[0]
+    finally:
+        conn.close()
+    assert sockets  # (over TCP, as between machines: a Unix socket has no keepalives)
+    assert shown == {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "3",
+                     "tcp_keepalives_count": "3", "tcp_user_timeout": "15000"}, shown

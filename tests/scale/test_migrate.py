@@ -1,9 +1,10 @@
 """`mailkeep migrate`: an embedded installation (real mail of the corpus, two stores, one of
-them encrypted, a user, signed tree heads) moved into a real PostgreSQL and a real SeaweedFS,
-then read by another server that has only the master key: the same messages byte for byte,
-the same search results, verify passing with the heads signed before the move; a migration
-killed (SIGKILL) in the middle finishes when run again, without moving what was done twice;
-what must not be migrated is refused and changes nothing."""
+them encrypted, a user, a named connection with its password, signed tree heads) moved into a
+real PostgreSQL and a real SeaweedFS, then read by another server that has only the master
+key: the same messages byte for byte, the same search results, verify passing with the heads
+signed before the move; a migration killed (SIGKILL) in the middle finishes when run again,
+without moving what was done twice; what must not be migrated is refused and changes
+nothing."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def installation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             f" Mar 2022 09:00:00 +0000\r\n\r\nquarterly ledger entry {i}\r\n".encode())
     mk_ok(data, "import", str(mail))
     mk_ok(data, "call", "CreateUser", "userName=auditor", "privileges=login")
+    mk_ok(data, "call", "CreateConnection", "name=relay", "type=smtp",
+          "serverName=smtp.example.org", "userName=archiver", "password=Relay-Secret-7781")
     return data
 
 
@@ -89,6 +92,9 @@ def test_an_installation_moves_into_postgresql_and_objects_whole(
     assert verified.exit_code == 0, verified.output
     assert "signed heads checked" in verified.output and "other keys" not in verified.output
     assert "auditor" in mk_ok(node, "user", "list", env=moved).stdout
+    [relay] = json.loads(mk_ok(node, "call", "GetConnections", env=moved).stdout
+                         )["connections"]  # conf/ of the data directory: every server's now
+    assert relay["name"] == "relay" and relay["hasPassword"]
     # and it goes on: mail archived after the move, through the other server
     mail = tmp_path / "later"
     mail.mkdir()

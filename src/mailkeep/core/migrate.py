@@ -5,7 +5,8 @@ With no server running on the data directory:
 
 1. the master database's tables are copied into PostgreSQL in one transaction (what the
    database held from an earlier, unfinished run is replaced), with the installation's master
-   key id and the key that signs tree heads (docs/scale.md);
+   key id, the key that signs tree heads and the configuration documents of conf/
+   (core/confdocs.py);
 2. each store in turn: its Merkle tree's leaves are copied as they are (so every signed head
    stays valid), its catalog and full-text index are built in PostgreSQL from its segments
    (what `recover` does), and, with object storage, its segments go up as parts that never
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailkeep.core.backends import DATABASE_VAR, OBJECTS_VAR, check_database, check_objects
+from mailkeep.core.confdocs import KEY as CONF_KEY
+from mailkeep.core.confdocs import SHARED
 from mailkeep.core.errors import Conflict, CorruptData, NotFound
 from mailkeep.core.files import fsync_dir, write_json_atomic
 from mailkeep.core.keys import KeyRing
@@ -44,7 +47,7 @@ from mailkeep.core.objects import ObjectStore
 from mailkeep.core.storage import segment_objects
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage.backup import copy_heads, copy_prefix
-from mailkeep.core.storage.catalog_pg import PgCatalog, schema_of
+from mailkeep.core.storage.catalog_pg import PgCatalog, drop_catalogs
 from mailkeep.core.storage.store import MANIFEST, Store, read_manifest
 from mailkeep.core.storage.tree import HEADS_FILE, LEAVES, TIMESTAMPS_FILE, root_of
 from mailkeep.core.storage.verify import verify
@@ -53,7 +56,6 @@ if TYPE_CHECKING:
     from mailkeep.core.archive import Archive
 
 PART_BYTES = 32 << 20  # of a part uploaded (one record larger than that is a part alone)
-LEAF_ROWS = 10_000  # of the tree's leaves inserted at once
 MARK = "migration.store."  # + store id: the store is done (meta of the master database)
 STARTED, FINISHED = "migration.started", "migration.finished"
 Report = Callable[[str], None]
@@ -156,11 +158,8 @@ class Migration:
                 self._copy_master(source, target)
                 results = [self._move_store(target, rec, fig)
                            for rec, fig in zip(records, figures, strict=True)]
-                with target.tx() as conn:
-                    conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
-                                 " SET value = excluded.value",
-                                 (FINISHED, json.dumps({"at": int(time.time()), "objects":
-                                                        bool(self.objects_url)})))
+                target.installation.set_meta(FINISHED, json.dumps(
+                    {"at": int(time.time()), "objects": bool(self.objects_url)}))
                 return results
             finally:
                 target.close()
@@ -191,61 +190,32 @@ class Migration:
         """A database this installation may move into: empty, or holding what an unfinished
         migration of it copied."""
         from mailkeep.core.archive import one_master_key
-        conn = target.conn
-        meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN (?, ?)",
-                                 (STARTED, FINISHED)).fetchall())
-        if FINISHED in meta:
+        if target.installation.meta(FINISHED) is not None:
             raise MigrationRefused(
                 "this database already holds the installation (its migration finished); "
                 "servers write to it now, and migrating again would put the data directory's "
                 "older state back. Start the servers with --database (and --objects).")
-        if STARTED not in meta and any(
-                conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()
-                for t in ("stores", "users", "audit", "settings")):
+        if target.installation.meta(STARTED) is None and target.installation.holds_data():
             raise MigrationRefused("this database already holds an installation's data: "
                                    "migrate into an empty database")
         one_master_key(target, self.keys)  # (the id of this one's, or refused: another's)
-        with target.tx() as c:
-            c.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-                      (STARTED, json.dumps({"at": int(time.time())})))
+        target.installation.set_meta(STARTED, json.dumps({"at": int(time.time())}),
+                                     replace=False)
 
     # -- the master database ------------------------------------------------------------------
     def _copy_master(self, source: MasterDB, target: MasterDB) -> None:
         """Every table both schemas have, row for row, in one transaction; the identities
         go on after the highest id copied; the head-signing key goes along."""
         started = time.monotonic()
-        src = source.conn
-        tables = [str(r[0]) for r in src.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
-            " ORDER BY name")]
-        pg_tables = {str(r[0]) for r in target.conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema ="
-            " current_schema()")}
-        copied = rows_total = 0
-        with target.tx() as conn:
-            for table in tables:
-                if table == "meta" or table not in pg_tables:
-                    continue
-                pg_columns = {str(r[0]) for r in conn.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_schema ="
-                    " current_schema() AND table_name = ?", (table,))}
-                columns = [str(r[1]) for r in src.execute(f'PRAGMA table_info("{table}")')
-                           if str(r[1]) in pg_columns]
-                names = ", ".join(f'"{c}"' for c in columns)
-                conn.execute(f'DELETE FROM "{table}"')
-                cursor = src.execute(f'SELECT {names} FROM "{table}"')
-                insert = (f'INSERT INTO "{table}" ({names}) VALUES '
-                          f'({", ".join("?" * len(columns))})')
-                while batch := cursor.fetchmany(1000):
-                    conn.executemany(insert, [tuple(r) for r in batch])
-                    rows_total += len(batch)
-                if "id" in columns and conn.execute(
-                        "SELECT pg_get_serial_sequence(?, 'id')", (table,)).fetchone()[0]:
-                    conn.execute(f"SELECT setval(pg_get_serial_sequence(?, 'id'), (SELECT"
-                                 f' coalesce(max(id), 0) + 1 FROM "{table}"), false)', (table,))
-                copied += 1
+        with target.tx():  # (one transaction: the tables, the key, the documents)
+            copied, rows = target.installation.copy_tables(source)
             self._share_signing_key(target)
-        self.report(f"master database: {copied} tables, {rows_total} rows "
+            for name in SHARED:  # the configuration every server reads (core/confdocs.py)
+                path = self.data_dir / "conf" / name
+                if path.exists():
+                    target.installation.set_meta(CONF_KEY + name,
+                                                 path.read_text(encoding="utf-8"))
+        self.report(f"master database: {copied} tables, {rows} rows "
                     f"({time.monotonic() - started:.1f} s)")
 
     def _share_signing_key(self, target: MasterDB) -> None:
@@ -263,11 +233,10 @@ class Migration:
     # -- a store -------------------------------------------------------------------------------
     def _move_store(self, target: MasterDB, rec: StoreRecord, source: StoreFigures
                     ) -> StoreFigures:
-        done = target.conn.execute("SELECT value FROM meta WHERE key = ?",
-                                   (MARK + rec.uuid,)).fetchone()
-        if done is not None and json.loads(done[0]).get("source") == source.source_mark():
+        done = target.installation.meta(MARK + rec.uuid)
+        if done is not None and json.loads(done).get("source") == source.source_mark():
             self.report(f"store {rec.name}: done by an earlier run")
-            return StoreFigures(**{**json.loads(done[0])["figures"], "skipped": True})
+            return StoreFigures(**{**json.loads(done)["figures"], "skipped": True})
         started = time.monotonic()
         self._clear(rec)
         self._seed_catalog(rec)
@@ -295,23 +264,13 @@ class Migration:
             self.report(f"store {rec.name}: {moved.parts} objects, {moved.uploaded} bytes, "
                         f"each read back and compared ({time.monotonic() - up:.1f} s)")
         moved.seconds = round(time.monotonic() - started, 1)
-        with target.tx() as conn:
-            conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
-                         " value = excluded.value", (MARK + rec.uuid, json.dumps(
-                             {"source": source.source_mark(), "figures": asdict(moved)})))
+        target.installation.set_meta(MARK + rec.uuid, json.dumps(
+            {"source": source.source_mark(), "figures": asdict(moved)}))
         return moved
 
     def _clear(self, rec: StoreRecord) -> None:
         """What a cut-off run left of the store: its schemas, its objects."""
-        conn = PgCatalog(self.database, rec.uuid).conn
-        try:
-            for (schema,) in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname = ?"
-                                          " OR nspname LIKE ?", (schema_of(rec.uuid),
-                                                                 schema_of(rec.uuid) + "\\_%")
-                                          ).fetchall():
-                conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        finally:
-            conn.close()
+        drop_catalogs(self.database, rec.uuid)
         if self.objects_url is not None:
             objects = ObjectStore(self.objects_url)
             left = list(objects.names(f"stores/{rec.uuid}/"))
@@ -337,9 +296,7 @@ class Migration:
             if not pg.try_lock():
                 raise Conflict(f"store {rec.name!r} is being written through the database")
             pg.begin()
-            for start in range(0, size, LEAF_ROWS):
-                pg.conn.executemany("INSERT INTO leaves VALUES (?, ?)", [
-                    (i, hashes[i]) for i in range(start, min(size, start + LEAF_ROWS))])
+            pg.put_leaves(hashes)
             pg.set_meta("tree_leaves", size)
             if frontier is not None:
                 pg.set_meta("tree_frontier", frontier)

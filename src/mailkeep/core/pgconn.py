@@ -27,6 +27,14 @@ from mailkeep.core.errors import MailkeepError
 
 CONNECT_TIMEOUT_S = 10
 APPLICATION = "mailkeep"
+# A server whose machine is lost sends nothing more, not even the end of its connections: the
+# database finds out by TCP keepalives, here after 10 s of silence and 3 probes 3 s apart
+# (and after 15 s of data not acknowledged), and ends its session, which lets go of the
+# locks it held (a store's write lock, a run lock). Each side checks the other.
+KEEPALIVE: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3,
+             "keepalives_count": 3}
+SERVER_KEEPALIVE = ("SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 3; "
+                    "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 15000")
 
 
 def is_postgres(url: str | None) -> bool:
@@ -131,7 +139,8 @@ class Connection:
     def __init__(self, url: str, *, name: str = APPLICATION) -> None:
         try:
             self._conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                         application_name=name)
+                                         application_name=name, **KEEPALIVE)
+            self._conn.execute(SERVER_KEEPALIVE.encode())
         except psycopg.Error as exc:
             raise _error(exc, broken=True) from None
 

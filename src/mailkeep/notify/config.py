@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from mailkeep.core.admin.secrets import open_text, seal_text, secret_key, secret_keys
+from mailkeep.core.confdocs import ConfDocument
 from mailkeep.core.errors import InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field, FieldError, Format
-from mailkeep.core.files import write_json_atomic
 from mailkeep.core.tls import check_ca_file
 from mailkeep.notify.compose import ENCODINGS, check_encodable
 
@@ -195,65 +195,67 @@ def unseal(data_dir: Path, sealed: str, what: str) -> str:
                                f"directory's master key ({exc})") from None
 
 
-def write_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Written atomically (core.files.write_json_atomic), readable by this account only."""
+def write_atomic(doc: ConfDocument, data: dict[str, Any]) -> None:
+    """Written whole (core/confdocs.py: a file readable by this account only, or a row of the
+    master database in PostgreSQL)."""
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_json_atomic(path, data, mode=0o600)
+        doc.write_json(data)
     except OSError as exc:
-        raise ConfigWriteError(f"{path.name} could not be written: {exc.strerror or exc}"
+        raise ConfigWriteError(f"{doc.name} could not be written: {exc.strerror or exc}"
                                ) from None
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The file's JSON object, None if there is no file; 5001 unreadable, 5003 not parsable."""
+def read_json(doc: ConfDocument) -> dict[str, Any] | None:
+    """The document's JSON object, None if there is none; 5001 unreadable, 5003 not
+    parsable."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
+        text = doc.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigReadError(f"{path.name} could not be read: "
+        raise ConfigReadError(f"{doc.name} could not be read: "
                               f"{getattr(exc, 'strerror', None) or exc}") from None
+    if text is None:
+        return None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigParseError(f"{path.name} is not valid JSON (line {exc.lineno}, column "
+        raise ConfigParseError(f"{doc.name} is not valid JSON (line {exc.lineno}, column "
                                f"{exc.colno}: {exc.msg})") from None
     except (ValueError, RecursionError) as exc:
-        raise ConfigParseError(f"{path.name} cannot be parsed: {exc}") from None
+        raise ConfigParseError(f"{doc.name} cannot be parsed: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ConfigParseError(f"{path.name} is not a format-{FORMAT} mailkeep settings file")
+        raise ConfigParseError(f"{doc.name} is not a format-{FORMAT} mailkeep settings file")
     return data
 
 
 class NotificationConfig:
-    """conf/notification.json of a data directory."""
+    """The notification mail's settings: conf/notification.json of a data directory, or its
+    row in PostgreSQL (core/confdocs.py)."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.path = data_dir / "conf" / FILE
+        self.doc = ConfDocument(data_dir, FILE)
 
     def _load(self) -> tuple[dict[str, Any], str | None]:
-        data = read_json(self.path)
+        data = read_json(self.doc)
         conf = {name: f.default for name, f in FIELDS.items()}
         if data is None:
             return conf, None
         stored = data.get("configuration")
         if not isinstance(stored, dict):
-            raise ConfigParseError(f"{self.path.name} has no configuration object")
+            raise ConfigParseError(f"{self.doc.name} has no configuration object")
         for name, value in stored.items():
             field = FIELDS.get(name)
             if field is None:
-                raise ConfigParseError(f"{self.path.name} has an unknown field {name!r}")
+                raise ConfigParseError(f"{self.doc.name} has an unknown field {name!r}")
             try:
                 # a stored CA file that is gone now fails when sending, not when reading
                 conf[name] = (check_value(field, value) if field.format != "absolute-path"
                               else value)
             except InvalidArgument as exc:
-                raise ConfigParseError(f"{self.path.name}: {exc.message}") from None
+                raise ConfigParseError(f"{self.doc.name}: {exc.message}") from None
         sealed = data.get("password")
         if sealed is not None and not isinstance(sealed, str):
-            raise ConfigParseError(f"{self.path.name} has a malformed password entry")
+            raise ConfigParseError(f"{self.doc.name} has a malformed password entry")
         return conf, sealed
 
     def get(self) -> dict[str, Any]:
@@ -283,18 +285,18 @@ class NotificationConfig:
     def reseal(self) -> bool:
         """Seal the stored password again under the current master key (after a renewal);
         whether there is one."""
-        data = read_json(self.path)
+        data = read_json(self.doc)
         if data is None or not data.get("password"):
             return False
         _conf, password = self.full()
         assert password is not None
-        write_atomic(self.path, {**data, "password": seal(self.data_dir, password, "password")})
+        write_atomic(self.doc, {**data, "password": seal(self.data_dir, password, "password")})
         return True
 
     def _given_for(self, conf: dict[str, Any]) -> set[tuple[str, bool]]:
         """Where the stored password was given for: the login it was set with (a file from
         before this was kept: where the configuration sends it now)."""
-        data = read_json(self.path) or {}
+        data = read_json(self.doc) or {}
         kept = data.get("passwordFor")
         if not isinstance(kept, list):
             return _sent_to(conf)
@@ -340,7 +342,7 @@ class NotificationConfig:
         if password is not None:
             sealed = seal(self.data_dir, password, "password") if password else None
             given_for = _sent_to(conf)
-        write_atomic(self.path, {"format": FORMAT, "configuration": conf, "password": sealed,
+        write_atomic(self.doc, {"format": FORMAT, "configuration": conf, "password": sealed,
                                  "passwordFor": sorted([d, t] for d, t in given_for)})
         changed = [n for n in FIELDS if conf[n] != before[n]]
         return changed + ([SECRET] if password is not None else [])

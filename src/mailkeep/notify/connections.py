@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mailkeep.core.confdocs import ConfDocument
 from mailkeep.core.errors import Conflict, InvalidArgument, NotFound
 from mailkeep.core.fields import Field
 from mailkeep.core.tls import check_ca_file
@@ -65,10 +66,10 @@ def _exposed(before: dict[str, Any], after: dict[str, Any]) -> bool:
 class Connections:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.path = data_dir / "conf" / FILE
+        self.doc = ConfDocument(data_dir, FILE)
 
     def _load(self) -> list[dict[str, Any]]:
-        data = read_json(self.path)
+        data = read_json(self.doc)
         if data is None:
             return []
         items = data.get("connections")
@@ -79,7 +80,7 @@ class Connections:
         return items
 
     def _save(self, items: list[dict[str, Any]]) -> None:
-        write_atomic(self.path, {"format": FORMAT, "connections": items})
+        write_atomic(self.doc, {"format": FORMAT, "connections": items})
 
     @staticmethod
     def _shown(item: dict[str, Any]) -> dict[str, Any]:

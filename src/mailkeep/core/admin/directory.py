@@ -35,9 +35,9 @@ from ldap3.utils.dn import parse_dn
 from mailkeep.core.admin.secrets import open_text, seal_text, secret_key, secret_keys
 from mailkeep.core.admin.sessions import Sessions
 from mailkeep.core.admin.users import EMAIL_RE, Users, name_key
+from mailkeep.core.confdocs import ConfDocument
 from mailkeep.core.errors import InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field, FieldError, is_loopback
-from mailkeep.core.files import private_dir, write_json_atomic
 from mailkeep.core.masterdb import MasterDB
 from mailkeep.core.tls import check_ca_file
 
@@ -178,14 +178,12 @@ class Directory:
         self.master = master
         self.data_dir = data_dir
         self.clock = clock
-        self.path = data_dir / "conf" / FILE
+        self.doc = ConfDocument(data_dir, FILE, master)  # (in PostgreSQL: every server's)
 
     # -- configuration ------------------------------------------------------------------------
     def _load(self) -> tuple[dict[str, Any], str | None]:
-        try:
-            stored = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            stored = {}
+        text = self.doc.read_text()
+        stored = json.loads(text) if text is not None else {}
         conf = {name: stored.get(name, f.default) for name, f in FIELDS.items()
                 if name != "bindPassword"}
         return conf, stored.get("bindPassword")
@@ -249,21 +247,21 @@ class Directory:
                                                 AAD) if password else None)
         elif sealed is not None:
             stored["bindPassword"] = sealed
-        private_dir(self.path.parent)
-        write_json_atomic(self.path, stored, mode=0o600)
+        self.doc.write_json(stored)
         return self.config()
 
     def reseal(self) -> bool:
         """The bind password sealed under the current master key (RenewMasterKey)."""
-        if not self.path.exists():
+        text = self.doc.read_text()
+        if text is None:
             return False
-        stored = json.loads(self.path.read_text(encoding="utf-8"))
+        stored = json.loads(text)
         sealed = stored.get("bindPassword")
         if not sealed:
             return False
         text = open_text(secret_keys(self.data_dir, PURPOSE), sealed, AAD)
         stored["bindPassword"] = seal_text(secret_key(self.data_dir, PURPOSE), text, AAD)
-        write_json_atomic(self.path, stored, mode=0o600)
+        self.doc.write_json(stored)
         return True
 
     # -- the server -----------------------------------------------------------------------------

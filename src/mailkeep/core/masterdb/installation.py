@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from mailkeep.core.masterdb.base import Repository
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mailkeep.core.masterdb import MasterDB
+    from mailkeep.core.masterdb.base import Connection
+
 
 class InstallationRows(Repository):
     def get(self, key: str) -> str | None:
@@ -24,3 +29,68 @@ class InstallationRows(Repository):
         found = self.get(key)
         assert found is not None
         return found
+
+    # -- a migration into PostgreSQL (core/migrate.py) ---------------------------------------
+    def holds_data(self) -> bool:
+        """Whether the database holds an installation's data (stores, accounts, audit or
+        settings)."""
+        return any(self.conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()
+                   for t in ("stores", "users", "audit", "settings"))
+
+    def copy_tables(self, source: MasterDB) -> tuple[int, int]:
+        """Every table the SQLite database `source` and this one both have (but meta), row for
+        row, replacing what this one held, in one transaction; the identities go on after
+        the highest id copied. (tables, rows)."""
+        assert self.db.postgres and not source.postgres
+        src = source.conn
+        tables = [str(r[0]) for r in src.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
+            " ORDER BY name")]
+        copied = rows = 0
+        with self.tx() as conn:
+            mine = {str(r[0]) for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema ="
+                " current_schema()")}
+            for table in tables:
+                if table == "meta" or table not in mine:
+                    continue
+                columns_here = {str(r[0]) for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema ="
+                    " current_schema() AND table_name = ?", (table,))}
+                columns = [str(r[1]) for r in src.execute(f'PRAGMA table_info("{table}")')
+                           if str(r[1]) in columns_here]
+                names = ", ".join(f'"{c}"' for c in columns)
+                conn.execute(f'DELETE FROM "{table}"')
+                cursor = src.execute(f'SELECT {names} FROM "{table}"')
+                insert = (f'INSERT INTO "{table}" ({names}) VALUES '
+                          f'({", ".join("?" * len(columns))})')
+                while batch := cursor.fetchmany(1000):
+                    conn.executemany(insert, [tuple(r) for r in batch])
+                    rows += len(batch)
+                if "id" in columns and conn.execute(
+                        "SELECT pg_get_serial_sequence(?, 'id')", (table,)).fetchone()[0]:
+                    conn.execute("SELECT setval(pg_get_serial_sequence(?, 'id'), (SELECT"
+                                 f' coalesce(max(id), 0) + 1 FROM "{table}"), false)', (table,))
+                copied += 1
+        return copied, rows
+
+    def meta(self, key: str) -> str | None:
+        """A value of the meta table (PostgreSQL)."""
+        return meta_value(self.conn, key)
+
+    def set_meta(self, key: str, value: str, replace: bool = True) -> None:
+        with self.tx() as conn:
+            set_meta_value(conn, key, value, replace)
+
+
+def meta_value(conn: Connection, key: str) -> str | None:
+    """A value of the master database's meta table (PostgreSQL), on any connection to it."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta_value(conn: Connection, key: str, value: str, replace: bool = True) -> None:
+    """Set a value of the meta table (`replace` False: only if it has none)."""
+    conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO "
+                 + ("UPDATE SET value = excluded.value" if replace else "NOTHING"),
+                 (key, value))

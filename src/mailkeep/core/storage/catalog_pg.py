@@ -164,6 +164,18 @@ def set_catalog_aside(url: str, store_uuid: str, suffix: str) -> str:
         conn.close()
 
 
+def drop_catalogs(url: str, store_uuid: str) -> None:
+    """Drop a store's catalog and every one made beside it (rebuilt, set aside)."""
+    conn = Connection(url)
+    try:
+        main = schema_of(store_uuid)
+        for (schema,) in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname = ? OR"
+                                      " nspname LIKE ?", (main, main + "\\_%")).fetchall():
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        conn.close()
+
+
 def replace_catalog(url: str, store_uuid: str, suffix: str) -> None:
     """Make the catalog built under `suffix` the store's, in one transaction."""
     conn = Connection(url)
@@ -729,6 +741,12 @@ class PgCatalog:
         """(segment, bytes) of every segment with parts, ascending."""
         return [(int(s), int(b)) for s, b in self.conn.execute(
             "SELECT segment, max(end_at) FROM parts GROUP BY segment ORDER BY segment")]
+
+    def put_leaves(self, hashes: Sequence[bytes]) -> None:
+        """The tree's leaves (a store moved here: core/migrate.py), in the open transaction."""
+        with self.conn.raw.cursor().copy("COPY leaves (idx, hash) FROM STDIN") as copy:
+            for i, leaf in enumerate(hashes):
+                copy.write_row((i, leaf))
 
     def take_leaves(self, other: PgCatalog) -> int:
         """The tree's leaves of another catalog of the store (a rebuild takes the old one's;

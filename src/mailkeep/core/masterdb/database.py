@@ -172,11 +172,13 @@ class MasterDB:
         return conn
 
     @contextmanager
-    def tx(self) -> Iterator[Any]:
+    def tx(self, exclusive: bool = True) -> Iterator[Any]:
         """A write transaction; a tx() inside another joins it. One at a time, whichever
         process or server writes: BEGIN IMMEDIATE in SQLite, in PostgreSQL a transaction
         that first takes the master database's advisory lock (the repositories read, then
-        write, as in SQLite: the audit chain's link, a counter)."""
+        write, as in SQLite: the audit chain's link, a counter). `exclusive` False: in
+        PostgreSQL, a transaction that does not wait for the others (for writes whose rows
+        keep themselves consistent, such as a process's status: core/masterdb/processes.py)."""
         conn = self.conn
         if self._local.depth:
             self._local.depth += 1
@@ -188,7 +190,8 @@ class MasterDB:
         if self.postgres:
             conn.execute("BEGIN")
             try:
-                conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+                if exclusive:
+                    conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise

@@ -35,7 +35,7 @@ class ProcessRows(Repository):
 
     def put(self, row: dict[str, Any], lines: list[tuple[int, str]]) -> None:
         """A process's status as its server has it now, and its new log lines; NOTIFY."""
-        with self.tx() as conn:
+        with self.db.tx(exclusive=False) as conn:
             conn.execute(
                 f"INSERT INTO processes ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,false,?,?)"
                 " ON CONFLICT (token) DO UPDATE SET version = excluded.version, status_code ="
@@ -71,7 +71,7 @@ class ProcessRows(Repository):
             (token, version))]
 
     def request_cancel(self, token: str) -> None:
-        with self.tx() as conn:
+        with self.db.tx(exclusive=False) as conn:
             conn.execute("UPDATE processes SET cancel_requested = true WHERE token = ?",
                          (token,))
             conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, token))
@@ -83,7 +83,7 @@ class ProcessRows(Repository):
 
     def abandon(self, token: str, heartbeat: float, now: float, message: str) -> bool:
         """A running process whose server stopped beating (as of `heartbeat`): failed."""
-        with self.tx() as conn:
+        with self.db.tx(exclusive=False) as conn:
             done = conn.execute(
                 "UPDATE processes SET status_code = 'failed', version = version + 1,"
                 " error_message = ?, error_details = 'server_gone', finished_at = ? WHERE"
@@ -94,7 +94,7 @@ class ProcessRows(Repository):
             return done
 
     def forget_before(self, when: float) -> None:
-        with self.tx() as conn:
+        with self.db.tx(exclusive=False) as conn:
             conn.execute("DELETE FROM process_log WHERE token IN (SELECT token FROM processes"
                          " WHERE finished_at < ?)", (when,))
             conn.execute("DELETE FROM processes WHERE finished_at < ?", (when,))

@@ -26,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,13 +52,14 @@ def run_import(data: Path, maildir: Path, env: dict[str, str]) -> tuple[float, i
     return seconds, int(line.split()[0])
 
 
-def time_searches(data: Path, env: dict[str, str]) -> dict[str, tuple[float, float, int, bool]]:
+def time_searches(data: Path, env: dict[str, str], queries: list[str] | None = None
+                  ) -> dict[str, tuple[float, float, int, bool]]:
     """query -> (p50 ms, p95 ms, total, exact), in a child process with the environment."""
     code = (
         "import json, statistics, sys, time\n"
         "from pathlib import Path\n"
         "from mailkeep.core.archive import Archive\n"
-        f"queries = {QUERIES!r}\n"
+        f"queries = {queries or QUERIES!r}\n"
         "out = {}\n"
         f"with Archive(Path({str(data)!r})) as a:\n"
         "    for q in queries:\n"
@@ -76,6 +79,21 @@ def time_searches(data: Path, env: dict[str, str]) -> dict[str, tuple[float, flo
     return {q: tuple(v) for q, v in json.loads(done.stdout.splitlines()[-1]).items()}
 
 
+@contextmanager
+def engines(work: Path, keep: bool) -> Iterator[tuple[Postgres, Seaweed]]:
+    """A private PostgreSQL (durable, as in production) and SeaweedFS for the block; `work`
+    removed after it unless `keep`."""
+    pg = Postgres(durable=True).start()
+    weed = Seaweed().start()
+    try:
+        yield pg, weed
+    finally:
+        weed.stop()
+        pg.stop()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--maildir", type=Path, default=ROOT / "bench" / ".work" / "Maildir-14000")
@@ -88,9 +106,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores; {messages} messages in {args.maildir}")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MAILKEEP_", "AWS_"))}
     base["PYTHONPATH"] = str(ROOT / "src")
-    pg = Postgres(durable=True).start()
-    weed = Seaweed().start()
-    try:
+    with engines(work, keep=args.work is not None) as (pg, weed):
         url = pg.new_database()
         bucket = weed.new_bucket("bench")
         scaled = {**base, **weed.env(), "MAILKEEP_DATABASE": url, "MAILKEEP_OBJECTS": bucket}
@@ -117,11 +133,6 @@ def main() -> None:
               f"{statistics.median(v[0] for v in results['embedded'][2].values()):.2f} ms, "
               f"postgres+s3 "
               f"{statistics.median(v[0] for v in results['postgres+s3'][2].values()):.2f} ms")
-    finally:
-        weed.stop()
-        pg.stop()
-        if args.work is None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

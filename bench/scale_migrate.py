@@ -36,39 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.million import CJK_QUERY  # noqa: E402
-from tests.peers.postgres import Postgres  # noqa: E402
-from tests.peers.seaweed import Seaweed  # noqa: E402
+from bench.scale import engines, time_searches  # noqa: E402
 
 QUERIES = ["the", "bombarded", '"cache flush"', "from:u0042@example.org", "folder:u0007 kernel",
            "after:2015-03-01 before:2015-04-01", "after:2020-01-01 patch", CJK_QUERY,
            "has:attachment"]
-RUNS = 15
-
-
-def time_searches(data: Path, env: dict[str, str]) -> dict[str, list[float]]:
-    """query -> [p50 ms, p95 ms, total, exact], in a child process with the environment."""
-    code = (
-        "import json, statistics, sys, time\n"
-        "from pathlib import Path\n"
-        "from mailkeep.core.archive import Archive\n"
-        f"queries = {QUERIES!r}\n"
-        "out = {}\n"
-        f"with Archive(Path({str(data)!r})) as a:\n"
-        "    for q in queries:\n"
-        "        r = a.search(q, 20)\n"
-        "        times = []\n"
-        f"        for _ in range({RUNS}):\n"
-        "            t = time.perf_counter(); r = a.search(q, 20)\n"
-        "            times.append((time.perf_counter() - t) * 1000)\n"
-        "        times.sort()\n"
-        "        out[q] = [statistics.median(times), times[int(len(times) * 0.95) - 1],\n"
-        "                  r.total, r.exact]\n"
-        "print(json.dumps(out))\n")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"searches failed: {done.stderr[-3000:]}")
-    result: dict[str, list[float]] = json.loads(done.stdout.splitlines()[-1])
-    return result
 
 
 def du(path: Path, pattern: str) -> int:
@@ -87,9 +59,7 @@ def main() -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MAILKEEP_", "AWS_"))}
     base["PYTHONPATH"] = str(ROOT / "src")
     print(f"machine: {os.cpu_count()} cores; migrating {data.name}", flush=True)
-    pg = Postgres(durable=True).start()
-    weed = Seaweed().start()
-    try:
+    with engines(work, keep=args.work is not None) as (pg, weed):
         url = pg.new_database()
         bucket = weed.new_bucket("bench")
         started = time.monotonic()
@@ -112,8 +82,8 @@ def main() -> None:
         (node / "conf").mkdir(parents=True, exist_ok=True)
         shutil.copy(data / "conf" / "master.key", node / "conf" / "master.key")
         scaled = {**base, **weed.env(), "MAILKEEP_DATABASE": url, "MAILKEEP_OBJECTS": bucket}
-        results = {"embedded": time_searches(data, base),
-                   "postgres+s3": time_searches(node, scaled)}
+        results = {"embedded": time_searches(data, base, QUERIES),
+                   "postgres+s3": time_searches(node, scaled, QUERIES)}
         print(f"\n{'query':38} {'embedded p50/p95 ms':>22} {'postgres+s3 p50/p95 ms':>24} "
               f"{'totals':>22}")
         for q in QUERIES:
@@ -133,11 +103,6 @@ def main() -> None:
               f" PostgreSQL database {pg_bytes / 1e6:,.0f} MB; segments "
               f"{du(data, 'stores/*/segments/*.seg') / 1e6:,.0f} MB, uploaded "
               f"{sum(s['uploaded'] for s in figures['stores']) / 1e6:,.0f} MB")
-    finally:
-        weed.stop()
-        pg.stop()
-        if args.work is None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

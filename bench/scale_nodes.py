@@ -41,9 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.scale import engines  # noqa: E402
 from tests.crashpoints import HOOKED, wait_stopped  # noqa: E402
-from tests.peers.postgres import Postgres  # noqa: E402
-from tests.peers.seaweed import Seaweed  # noqa: E402
 
 STOP_IN_COMMIT = "mailkeep.core.storage.segment_objects:upload:1"
 WRITER_LOCK = 0x6D6B  # catalog_pg.WRITER_LOCK
@@ -194,9 +193,7 @@ def main() -> None:
     base["PYTHONPATH"] = str(ROOT / "src")
     print(f"machine: {os.cpu_count()} cores; {args.messages} messages of "
           f"{len(message(0))} bytes, {args.clients} SMTP clients", flush=True)
-    pg = Postgres(durable=True).start()
-    weed = Seaweed().start()
-    try:
+    with engines(work, keep=args.work is not None) as (pg, weed):
         runs: list[tuple[str, dict[str, str], int]] = [("embedded", base, 1)]
         for k in (1, 2, 3):
             url = pg.new_database()
@@ -225,11 +222,6 @@ def main() -> None:
               f"{statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms "
               f"over {len(times)} (each: " + ", ".join(f"{t * 1000:.0f}" for t in times)
               + " ms)")
-    finally:
-        weed.stop()
-        pg.stop()
-        if args.work is None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ nothing."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -22,6 +23,16 @@ from tests.helpers import CORPUS, catalog_rows, mk, mk_ok
 from tests.peers.seaweed import Seaweed
 
 EMBEDDED = {"MAILKEEP_DATABASE": None, "MAILKEEP_OBJECTS": None}
+_buckets = itertools.count()
+
+
+@pytest.fixture
+def bucket(seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new bucket of the object store, reachable with this process's environment (and so
+    by every command the test runs): its URL."""
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    return seaweed.new_bucket(f"mk-migrate-{next(_buckets)}")
 
 
 @pytest.fixture
@@ -66,11 +77,8 @@ def _other_server(installation: Path, tmp_path: Path) -> Path:
 
 
 def test_an_installation_moves_into_postgresql_and_objects_whole(
-        installation: Path, pg_url: str, seaweed: Seaweed, tmp_path: Path,
+        installation: Path, pg_url: str, bucket: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in seaweed.env().items():
-        monkeypatch.setenv(name, value)
-    bucket = seaweed.new_bucket("mk-migrate")
     before = {q: _search(installation, q, EMBEDDED) for q in ("ledger", "the", "subject:test")}
     assert all(before.values())
     exported = tmp_path / "before"
@@ -123,11 +131,8 @@ def _uuid_dir(node: Path, name: str) -> str:
 
 
 def test_a_migration_killed_midway_finishes_when_run_again(
-        installation: Path, pg_url: str, seaweed: Seaweed, tmp_path: Path,
+        installation: Path, pg_url: str, bucket: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in seaweed.env().items():
-        monkeypatch.setenv(name, value)
-    bucket = seaweed.new_bucket("mk-resume")
     before = _search(installation, "ledger OR the", EMBEDDED)
     args = ["--data", str(installation), "migrate", "--to", pg_url, "--objects", bucket]
     with stopped_at(args, "mailkeep.core.migrate:Migration._upload:2"):
@@ -145,11 +150,8 @@ def test_a_migration_killed_midway_finishes_when_run_again(
 
 
 def test_a_store_cut_off_while_its_objects_went_up_is_moved_again_from_the_start(
-        installation: Path, pg_url: str, seaweed: Seaweed, tmp_path: Path,
+        installation: Path, pg_url: str, bucket: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in seaweed.env().items():
-        monkeypatch.setenv(name, value)
-    bucket = seaweed.new_bucket("mk-cutoff")
     args = ["--data", str(installation), "migrate", "--to", pg_url, "--objects", bucket]
     with stopped_at(args, "mailkeep.core.objects:ObjectStore.put_new:2:after"):
         pass  # store Default's segment is up, its manifest too; it is not marked done
@@ -220,11 +222,8 @@ def _tables_empty(data: Path, pg_url: str) -> bool:
 
 
 def test_a_store_exports_back_to_a_directory_an_embedded_installation_attaches(
-        installation: Path, pg_url: str, seaweed: Seaweed, tmp_path: Path,
+        installation: Path, pg_url: str, bucket: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in seaweed.env().items():
-        monkeypatch.setenv(name, value)
-    bucket = seaweed.new_bucket("mk-exportback")
     before = _search(installation, "ledger", EMBEDDED)
     mk_ok(installation, "migrate", "--to", pg_url, "--objects", bucket, env=EMBEDDED)
     node = _other_server(installation, tmp_path)

@@ -145,8 +145,15 @@ def test_a_migration_killed_midway_finishes_when_run_again(
     moved = _backends(pg_url, bucket)
     assert _search(node, "ledger OR the", moved) == before
     assert mk(node, "verify", env=moved).exit_code == 0
+    # the data directory runs on them now (conf/backends.json): its own commands too
+    assert _search(installation, "ledger OR the", EMBEDDED) == before
+    kept = json.loads(mk_ok(installation, "backends", "show", "--json").stdout)
+    assert kept["database"] == pg_url and kept["objects"] == bucket
     again = mk(installation, "migrate", "--to", pg_url, "--objects", bucket, env=EMBEDDED)
-    assert again.exit_code != 0 and "its migration finished" in again.output
+    assert again.exit_code != 0 and "on PostgreSQL already" in again.output
+    mk_ok(installation, "backends", "clear")  # back to its embedded files...
+    again = mk(installation, "migrate", "--to", pg_url, "--objects", bucket, env=EMBEDDED)
+    assert again.exit_code != 0 and "its migration finished" in again.output  # ...not twice
 
 
 def test_a_store_cut_off_while_its_objects_went_up_is_moved_again_from_the_start(
@@ -265,3 +272,35 @@ def test_the_passphrase_of_a_sealed_store_is_asked_for(installation: Path, pg_ur
     listed = json.loads(mk_ok(installation, "store", "list", "--json",
                               env=_backends(pg_url, None)).stdout)
     assert {s["name"] for s in listed} == {"Default", "vault", "sealed"}
+
+
+def test_the_engines_kept_as_a_setting_seal_their_credentials(tmp_path: Path) -> None:
+    from mailkeep.core import backend_conf
+    data = tmp_path / "data"
+    result = mk(data, "backends", "set", "--database",
+                "postgresql://archiver:Url-Secret-31@db.example.org:5433/mail", "--objects",
+                "s3://archive/prod", "--endpoint", "https://s3.example.org",
+                "--access-key-id", "AKIDEXAMPLE", input="S3-Secret-77\n", env=EMBEDDED)
+    assert result.exit_code == 0, result.output
+    assert "Url-Secret-31" not in result.output and "S3-Secret-77" not in result.output
+    stored = (data / "conf" / "backends.json").read_text()
+    assert "Url-Secret-31" not in stored and "S3-Secret-77" not in stored
+    shown = json.loads(mk_ok(data, "backends", "show", "--json", env=EMBEDDED).stdout)
+    assert shown == {"database": "postgresql://archiver@db.example.org:5433/mail",
+                     "objects": "s3://archive/prod", "endpoint": "https://s3.example.org",
+                     "region": None, "accessKeyId": "AKIDEXAMPLE",
+                     "hasDatabasePassword": True, "hasSecretAccessKey": True}
+    environ: dict[str, str] = {}
+    assert backend_conf.load_into(environ, data)  # what every command of it starts with
+    assert environ == {"MAILKEEP_DATABASE": "postgresql://archiver@db.example.org:5433/mail",
+                       "MAILKEEP_OBJECTS": "s3://archive/prod",
+                       "AWS_ENDPOINT_URL": "https://s3.example.org",
+                       "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "PGPASSWORD": "Url-Secret-31",
+                       "AWS_SECRET_ACCESS_KEY": "S3-Secret-77"}
+    given = {"MAILKEEP_DATABASE": "postgresql://other@db2/mail"}
+    assert not backend_conf.load_into(given, data)  # the environment's own goes first
+    # a data directory with another master key cannot open them
+    (data / "conf" / "master.key").unlink()
+    unreadable = mk(data, "store", "list", env=EMBEDDED)
+    assert unreadable.exit_code != 0 and "another master key" in unreadable.output
+    assert "Traceback" not in unreadable.output

@@ -84,6 +84,8 @@ def quick_args(argv: Sequence[str], env: Mapping[str, str]) -> SearchArgs | None
     if data is None:
         from mailkeep.core.files import DEFAULT_DATA_DIR  # (default_data_dir imports pathlib)
         data = DEFAULT_DATA_DIR
+    if os.path.exists(os.path.join(data, "conf", "backends.json")):
+        return None  # its engines are kept as a setting (PostgreSQL): the full search
     return data, words, limit, offset, "--json" in given, "--exact" in given
 
 

@@ -50,6 +50,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "proof": ("heads", "proof", "Write message ID's exact bytes, its inclusion proof and the "
               "signed tree head to a new directory: `mailkeep verify-proof DIR --key KEY` "
               "checks it anywhere."),
+    "backends": ("backends", "backends", "Where this data directory's installation keeps what it "
+                 "shares (PostgreSQL, object storage) when no --database or --objects is "
+                 "given: conf/backends.json, its credentials sealed."),
     "migrate": ("migrate", "migrate", "Move this data directory's installation into "
                 "PostgreSQL (and object storage), checked store by store (messages, folders, "
                 "tree root); run it again to finish one cut off."),
@@ -99,6 +102,14 @@ def main(ctx: click.Context, data: Path | None, database: str | None,
     """mailkeep: a self-hosted email archive."""
     ctx.ensure_object(dict)
     ctx.obj["data"] = data or default_data_dir()
+    ctx.obj["backends_file"] = False
+    if not (database or objects) and (ctx.obj["data"] / "conf" / "backends.json").exists():
+        from mailkeep.core import backend_conf
+        from mailkeep.core.errors import MailkeepError
+        try:  # (the engines kept as a setting: `mailkeep backends`)
+            ctx.obj["backends_file"] = backend_conf.load_into(os.environ, ctx.obj["data"])
+        except MailkeepError as exc:
+            raise click.ClickException(exc.message) from None
     if database or objects:
         from mailkeep.core import backends
         try:

@@ -19,6 +19,7 @@ HELP = (
     '\n'
     'Commands:\n'
     '  audit         The audit log: list or export it, verify its hash chain.\n'
+    "  backends      Where this data directory's installation keeps what it...\n"
     '  call          Run an Administration API function and print its result...\n'
     '  export        Write messages back out, byte for byte.\n'
     '  folders       The folder tree with message counts and sizes.\n'

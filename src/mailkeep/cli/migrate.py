@@ -33,6 +33,9 @@ def migrate(ctx: click.Context, to: str, objects: str | None, as_json: bool) -> 
     conf/master.key."""
     from mailkeep.core.backends import BadBackend, database_url
     from mailkeep.core.migrate import Migration, summary
+    if ctx.obj.get("backends_file"):
+        raise Conflict("this data directory's installation is on PostgreSQL already "
+                       "(conf/backends.json: `mailkeep backends show`)")
     if database_url() is not None:
         raise Conflict("migrate moves the data directory's embedded installation: leave "
                        "--database and MAILKEEP_DATABASE out (the target is --to)")
@@ -50,5 +53,6 @@ def migrate(ctx: click.Context, to: str, objects: str | None, as_json: bool) -> 
         return
     moved = [f for f in figures if not f.skipped]
     echo(f"migrated {len(figures)} stores ({len(moved)} in this run), "
-         f"{sum(f.messages for f in figures)} messages: start the servers with --database"
-         + (" and --objects" if objects else ""))
+         f"{sum(f.messages for f in figures)} messages; this data directory now runs on them "
+         "(conf/backends.json); other servers: --database" + (" and --objects" if objects
+                                                              else ""))

@@ -20,7 +20,9 @@ meta, with where its segments ended) is not moved again unless it grew since; on
 is moved again from the start (its schema and objects from the cut-off run removed first).
 Once every store is done the database is marked finished, and a run after that is refused:
 the servers then write to it, and a copy of the data directory's older state would undo that.
-The data directory's own files are left as they were.
+The data directory then keeps its new engines (conf/backends.json, core/backend_conf.py; a
+password in the URL sealed), so that its server starts on them; its other files are left as
+they were.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailkeep.core import backend_conf
 from mailkeep.core.backends import DATABASE_VAR, OBJECTS_VAR, check_database, check_objects
 from mailkeep.core.confdocs import KEY as CONF_KEY
 from mailkeep.core.confdocs import SHARED
@@ -160,6 +163,9 @@ class Migration:
                            for rec, fig in zip(records, figures, strict=True)]
                 target.installation.set_meta(FINISHED, json.dumps(
                     {"at": int(time.time()), "objects": bool(self.objects_url)}))
+                backend_conf.save(self.data_dir, self.database, self.objects_url,
+                                  endpoint=os.environ.get("AWS_ENDPOINT_URL"),
+                                  region=os.environ.get("AWS_DEFAULT_REGION"))
                 return results
             finally:
                 target.close()

@@ -84,7 +84,7 @@ class ProcessRows(Repository):
     def abandon(self, token: str, heartbeat: float, now: float, message: str) -> bool:
         """A running process whose server stopped beating (as of `heartbeat`): failed."""
         with self.db.tx(exclusive=False) as conn:
-            done = conn.execute(
+            done: bool = conn.execute(
                 "UPDATE processes SET status_code = 'failed', version = version + 1,"
                 " error_message = ?, error_details = 'server_gone', finished_at = ? WHERE"
                 " token = ? AND status_code = 'running' AND heartbeat = ?",

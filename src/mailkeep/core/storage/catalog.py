@@ -205,30 +205,8 @@ class Catalog(Searching):
             self.conn.execute(sql, params)
 
     # -- meta ---------------------------------------------------------------------------
-    def get_meta(self, key: str, default: str | None = None) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else default
-
     def set_meta(self, key: str, value: object) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
-
-    def applied(self) -> tuple[int, int]:
-        seg = int(self.get_meta("applied_segment", "1") or 1)
-        off = int(self.get_meta("applied_offset", "0") or 0)
-        return seg, off
-
-    def set_applied(self, segment: int, offset: int) -> None:
-        self.set_meta("applied_segment", segment)
-        self.set_meta("applied_offset", offset)
-
-    def next_number(self) -> int:
-        if self._next_number == 0:
-            self._next_number = int(self.get_meta("next_number", "1") or 1)
-        return self._next_number
-
-    def set_next_number(self, number: int) -> None:
-        self._next_number = number
-        self._next_dirty = True
 
     # -- writes (inside a transaction held by the writer) -------------------------------
     def begin(self) -> None:
@@ -259,11 +237,6 @@ class Catalog(Searching):
         self.conn.execute("INSERT OR REPLACE INTO dictionaries VALUES (?, ?, ?, ?)",
                           (dict_id, data, segment, offset))
 
-    def touch(self) -> None:
-        """Read the file's schema and a table (not the dictionaries themselves, 11 MB in a
-        store of a million messages, which a search does not need)."""
-        self.conn.execute("SELECT count(*) FROM dictionaries").fetchone()
-
     def dictionaries(self) -> dict[int, bytes]:
         return {i: bytes(d) for i, d in self.conn.execute("SELECT id, data FROM dictionaries")}
 
@@ -282,14 +255,6 @@ class Catalog(Searching):
             self.conn.execute("INSERT OR REPLACE INTO blob_documents VALUES (?, ?)",
                               (blob_id, pack_documents(info.documents)))
         return blob_id
-
-    def blob_exists(self, blob_id: int) -> bool:
-        return self.conn.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)
-                                 ).fetchone() is not None
-
-    def blob_warnings(self, blob_id: int) -> str:
-        row = self.conn.execute("SELECT warnings FROM blobs WHERE id = ?", (blob_id,)).fetchone()
-        return "" if row is None or row[0] is None else str(row[0])
 
     def blob_documents(self, blob_id: int) -> str:
         """The text inside a stored message's attachments that its index rows hold."""
@@ -310,9 +275,6 @@ class Catalog(Searching):
                 fid = row[0]
             self._folders[key] = fid
         return fid
-
-    def forget_cached_folders(self) -> None:
-        self._folders.clear()
 
     def add_entry(self, number: int, blob_id: int, folder_id: int, flags: Sequence[str],
                   internal_date: int | None, archived_at: int, segment: int, offset: int,
@@ -376,41 +338,12 @@ class Catalog(Searching):
         self._folders.clear()
         return len(rows)
 
-    def drop_folder_id(self, fid: int) -> bool:
-        """Remove a folder row that holds no messages; False if it holds some."""
-        if self.conn.execute("SELECT 1 FROM entries WHERE folder_id = ? LIMIT 1",
-                             (fid,)).fetchone() is not None:
-            return False
-        self.conn.execute("DELETE FROM folders WHERE id = ?", (fid,))
-        self._folders.clear()
-        return True
-
-    def empty_folders(self) -> list[tuple[str, str]]:
-        """(owner, path) of the folder rows that hold no messages of their own."""
-        return [(r[0], r[1]) for r in self.conn.execute(
-            "SELECT owner, path FROM folders f WHERE NOT EXISTS"
-            " (SELECT 1 FROM entries e WHERE e.folder_id = f.id) ORDER BY owner, path")]
-
     def add_envelope(self, number: int, envelope: dict[str, Any]) -> None:
         self.conn.execute("INSERT OR REPLACE INTO envelopes VALUES (?, ?, ?)",
                           (number, str(envelope.get("from", "")),
                            json.dumps(list(envelope.get("to", [])))))
 
-    def envelope(self, number: int) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT mail_from, rcpt_to FROM envelopes WHERE number = ?",
-                                (number,)).fetchone()
-        return None if row is None else {"from": row[0], "to": json.loads(row[1])}
-
     # -- reads ----------------------------------------------------------------------------
-    def find_blob(self, content_id: bytes) -> int | None:
-        row = self.conn.execute("SELECT id FROM blobs WHERE content_id = ?",
-                                (content_id,)).fetchone()
-        return None if row is None else int(row[0])
-
-    def has_entry(self, blob_id: int, folder_id: int) -> bool:
-        return self.conn.execute("SELECT 1 FROM entries WHERE blob_id = ? AND folder_id = ?",
-                                 (blob_id, folder_id)).fetchone() is not None
-
     def find_folder(self, owner: str, path: str) -> int | None:
         row = self.conn.execute("SELECT id FROM folders WHERE owner = ? AND path = ?",
                                 (owner, path)).fetchone()
@@ -425,37 +358,13 @@ class Catalog(Searching):
 
 
 
-    def entry_warnings(self, number: int) -> list[str]:
-        """What was noted when the message of an entry was indexed (text not extracted...)."""
-        row = self.conn.execute("SELECT b.warnings FROM entries e JOIN blobs b ON"
-                                " b.id = e.blob_id WHERE e.number = ?", (number,)).fetchone()
-        return [w for w in (row[0] if row else "").split("\n") if w]
-
     def entry_record(self, number: int) -> tuple[int, int] | None:
         """(segment, offset) of an entry's own record."""
         row = self.conn.execute("SELECT segment, offset FROM entries WHERE number = ?",
                                 (number,)).fetchone()
         return None if row is None else (int(row[0]), int(row[1]))
 
-    def entry_blob(self, number: int) -> int | None:
-        """The stored message an entry files."""
-        row = self.conn.execute("SELECT blob_id FROM entries WHERE number = ?",
-                                (number,)).fetchone()
-        return None if row is None else int(row[0])
-
     # -- reading the text inside attachments of what is stored already (core/reindex.py) ----
-    _UNREAD = ("FROM blobs WHERE has_attachment = 1 AND id > ? AND id NOT IN"
-               " (SELECT blob_id FROM blob_documents)")
-
-    def attachment_blobs(self, after: int, limit: int) -> list[tuple[int, int]]:
-        """(id, raw size) of stored messages with attachments not read for their text (no
-        blob_documents row), by id, after blob `after`."""
-        return [(int(r[0]), int(r[1])) for r in self.conn.execute(
-            f"SELECT id, raw_size {self._UNREAD} ORDER BY id LIMIT ?", (after, limit))]
-
-    def count_attachment_blobs(self, after: int) -> int:
-        return int(self.conn.execute(f"SELECT count(*) {self._UNREAD}", (after,)).fetchone()[0])
-
     def replace_blob_index(self, blob_id: int, old: tuple[str, str, str, str, str],
                            new: tuple[str, str, str, str, str], documents: str,
                            warnings: str) -> int:
@@ -483,9 +392,6 @@ class Catalog(Searching):
 
 
     # -- what the store's upkeep reads: dictionaries, verify, compaction, merging ------------
-    def newest_blob_id(self) -> int:
-        return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM blobs").fetchone()[0])
-
     def sample_blobs(self, max_length: int, limit: int
                      ) -> list[tuple[int, bytes, int, int, int]]:
         """(id, content id, segment, offset, length) of the newest messages stored in one
@@ -541,25 +447,10 @@ class Catalog(Searching):
                     " e.internal_date, e.archived_at FROM entries e"
                     " JOIN folders f ON f.id = e.folder_id")}
 
-    def filed_as(self) -> Iterator[tuple[int, tuple[str, str, list[str], int | None, int,
-                                                     bytes]]]:
-        """(number, (owner, folder, flags, internal date, archived at, content id)) of every
-        entry as the catalog has them, by number (what verify compares with the tree's
-        filings; read as it goes, not held: a million of them took 300 MB)."""
-        for n, owner, path, flags, idate, at, cid in self.conn.execute(
-                "SELECT e.number, f.owner, f.path, e.flags, e.internal_date, e.archived_at,"
-                " b.content_id FROM entries e JOIN folders f ON f.id = e.folder_id"
-                " JOIN blobs b ON b.id = e.blob_id ORDER BY e.number"):
-            yield int(n), (owner, path, sorted(f for f in flags.split(",") if f), idate,
-                           int(at), bytes(cid))
-
     def envelopes(self) -> dict[int, dict[str, Any]]:
         """number -> envelope of every journaled entry."""
         return {n: {"from": f, "to": json.loads(t)} for n, f, t in self.conn.execute(
             "SELECT number, mail_from, rcpt_to FROM envelopes")}
-
-    def content_ids(self) -> set[bytes]:
-        return {bytes(c) for (c,) in self.conn.execute("SELECT content_id FROM blobs")}
 
     def filings(self) -> list[tuple[int, str, str, str, int | None, int, int]]:
         """(number, owner, folder, flags, internal date, archived at, raw size) of every

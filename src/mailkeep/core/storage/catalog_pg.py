@@ -39,6 +39,7 @@ from mailkeep.core.storage.catalog import (
     under,
     unpack_documents,
 )
+from mailkeep.core.storage.catalog_rows import Rows
 from mailkeep.core.storage.catalog_search import (
     HIT_COLUMNS,
     HIT_JOINS,
@@ -292,7 +293,7 @@ def term_condition(term: tuple[str | None, str, bool], alias: str = "e"
 
 
 # -- the catalog ---------------------------------------------------------------------------------
-class PgCatalog:
+class PgCatalog(Rows):
     """The catalog of one store in PostgreSQL; its methods are those of catalog.Catalog."""
 
     def __init__(self, url: str, store_uuid: str, readonly: bool = False,
@@ -376,31 +377,9 @@ class PgCatalog:
         self.conn.close()
 
     # -- meta ---------------------------------------------------------------------------
-    def get_meta(self, key: str, default: str | None = None) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else default
-
     def set_meta(self, key: str, value: object) -> None:
         self.conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
                           " value = excluded.value", (key, str(value)))
-
-    def applied(self) -> tuple[int, int]:
-        seg = int(self.get_meta("applied_segment", "1") or 1)
-        off = int(self.get_meta("applied_offset", "0") or 0)
-        return seg, off
-
-    def set_applied(self, segment: int, offset: int) -> None:
-        self.set_meta("applied_segment", segment)
-        self.set_meta("applied_offset", offset)
-
-    def next_number(self) -> int:
-        if self._next_number == 0:
-            self._next_number = int(self.get_meta("next_number", "1") or 1)
-        return self._next_number
-
-    def set_next_number(self, number: int) -> None:
-        self._next_number = number
-        self._next_dirty = True
 
     # -- writes ---------------------------------------------------------------------------
     def begin(self) -> None:
@@ -424,9 +403,6 @@ class PgCatalog:
         self.conn.execute("INSERT INTO dictionaries VALUES (?, ?, ?, ?) ON CONFLICT (id) DO"
                           " UPDATE SET data = excluded.data, segment = excluded.segment,"
                           " \"offset\" = excluded.\"offset\"", (dict_id, data, segment, offset))
-
-    def touch(self) -> None:
-        self.conn.execute("SELECT count(*) FROM dictionaries").fetchone()
 
     def dictionaries(self) -> dict[int, bytes]:
         return {int(i): bytes(d) for i, d in self.conn.execute("SELECT id, data FROM"
@@ -453,14 +429,6 @@ class PgCatalog:
                           " DO UPDATE SET text = excluded.text, packed = excluded.packed",
                           (blob_id, text, data))
 
-    def blob_exists(self, blob_id: int) -> bool:
-        return self.conn.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)
-                                 ).fetchone() is not None
-
-    def blob_warnings(self, blob_id: int) -> str:
-        row = self.conn.execute("SELECT warnings FROM blobs WHERE id = ?", (blob_id,)).fetchone()
-        return "" if row is None or row[0] is None else str(row[0])
-
     def blob_documents(self, blob_id: int) -> str:
         row = self.conn.execute("SELECT text, packed FROM blob_documents WHERE blob_id = ?",
                                 (blob_id,)).fetchone()
@@ -482,9 +450,6 @@ class PgCatalog:
                 fid = int(row[0])
             self._folders[key] = fid
         return fid
-
-    def forget_cached_folders(self) -> None:
-        self._folders.clear()
 
     def add_entry(self, number: int, blob_id: int, folder_id: int, flags: Sequence[str],
                   internal_date: int | None, archived_at: int, segment: int, offset: int,
@@ -534,19 +499,6 @@ class PgCatalog:
         self._folders.clear()
         return len(rows)
 
-    def drop_folder_id(self, fid: int) -> bool:
-        if self.conn.execute("SELECT 1 FROM entries WHERE folder_id = ? LIMIT 1",
-                             (fid,)).fetchone() is not None:
-            return False
-        self.conn.execute("DELETE FROM folders WHERE id = ?", (fid,))
-        self._folders.clear()
-        return True
-
-    def empty_folders(self) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self.conn.execute(
-            "SELECT owner, path FROM folders f WHERE NOT EXISTS"
-            " (SELECT 1 FROM entries e WHERE e.folder_id = f.id) ORDER BY owner, path")]
-
     def add_envelope(self, number: int, envelope: dict[str, Any]) -> None:
         self.conn.execute("INSERT INTO envelopes VALUES (?, ?, ?) ON CONFLICT (number) DO"
                           " UPDATE SET mail_from = excluded.mail_from, rcpt_to ="
@@ -554,21 +506,7 @@ class PgCatalog:
                           (number, _text(str(envelope.get("from", ""))),
                            json.dumps(list(envelope.get("to", [])))))
 
-    def envelope(self, number: int) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT mail_from, rcpt_to FROM envelopes WHERE number = ?",
-                                (number,)).fetchone()
-        return None if row is None else {"from": row[0], "to": json.loads(row[1])}
-
     # -- reads ------------------------------------------------------------------------------
-    def find_blob(self, content_id: bytes) -> int | None:
-        row = self.conn.execute("SELECT id FROM blobs WHERE content_id = ?",
-                                (content_id,)).fetchone()
-        return None if row is None else int(row[0])
-
-    def has_entry(self, blob_id: int, folder_id: int) -> bool:
-        return self.conn.execute("SELECT 1 FROM entries WHERE blob_id = ? AND folder_id = ?",
-                                 (blob_id, folder_id)).fetchone() is not None
-
     def find_folder(self, owner: str, path: str) -> int | None:
         row = self.conn.execute("SELECT id FROM folders WHERE owner = ? AND path = ?",
                                 (_text(owner), _text(path))).fetchone()
@@ -581,30 +519,10 @@ class PgCatalog:
         return None if row is None else (int(row[0]), int(row[1]), int(row[2]), int(row[3]),
                                          bytes(row[4]))
 
-    def entry_warnings(self, number: int) -> list[str]:
-        row = self.conn.execute("SELECT b.warnings FROM entries e JOIN blobs b ON"
-                                " b.id = e.blob_id WHERE e.number = ?", (number,)).fetchone()
-        return [w for w in (row[0] if row else "").split("\n") if w]
-
     def entry_record(self, number: int) -> tuple[int, int] | None:
         row = self.conn.execute("SELECT segment, \"offset\" FROM entries WHERE number = ?",
                                 (number,)).fetchone()
         return None if row is None else (int(row[0]), int(row[1]))
-
-    def entry_blob(self, number: int) -> int | None:
-        row = self.conn.execute("SELECT blob_id FROM entries WHERE number = ?",
-                                (number,)).fetchone()
-        return None if row is None else int(row[0])
-
-    _UNREAD = ("FROM blobs WHERE has_attachment = 1 AND id > ? AND id NOT IN"
-               " (SELECT blob_id FROM blob_documents)")
-
-    def attachment_blobs(self, after: int, limit: int) -> list[tuple[int, int]]:
-        return [(int(r[0]), int(r[1])) for r in self.conn.execute(
-            f"SELECT id, raw_size {self._UNREAD} ORDER BY id LIMIT ?", (after, limit))]
-
-    def count_attachment_blobs(self, after: int) -> int:
-        return int(self.conn.execute(f"SELECT count(*) {self._UNREAD}", (after,)).fetchone()[0])
 
     def replace_blob_index(self, blob_id: int, old: tuple[str, str, str, str, str],
                            new: tuple[str, str, str, str, str], documents: str,
@@ -620,9 +538,6 @@ class PgCatalog:
         self.conn.execute("UPDATE blobs SET warnings = ? WHERE id = ?", (_text(warnings),
                                                                           blob_id))
         return int(n)
-
-    def newest_blob_id(self) -> int:
-        return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM blobs").fetchone()[0])
 
     def sample_blobs(self, max_length: int, limit: int
                      ) -> list[tuple[int, bytes, int, int, int]]:
@@ -672,21 +587,9 @@ class PgCatalog:
                     " e.internal_date, e.archived_at FROM entries e"
                     " JOIN folders f ON f.id = e.folder_id")}
 
-    def filed_as(self) -> Iterator[tuple[int, tuple[str, str, list[str], int | None, int,
-                                                     bytes]]]:
-        for n, owner, path, flags, idate, at, cid in self.conn.execute(
-                "SELECT e.number, f.owner, f.path, e.flags, e.internal_date, e.archived_at,"
-                " b.content_id FROM entries e JOIN folders f ON f.id = e.folder_id"
-                " JOIN blobs b ON b.id = e.blob_id ORDER BY e.number"):
-            yield int(n), (owner, path, sorted(f for f in flags.split(",") if f), idate,
-                           int(at), bytes(cid))
-
     def envelopes(self) -> dict[int, dict[str, Any]]:
         return {int(n): {"from": f, "to": json.loads(t)} for n, f, t in self.conn.execute(
             "SELECT number, mail_from, rcpt_to FROM envelopes")}
-
-    def content_ids(self) -> set[bytes]:
-        return {bytes(c) for (c,) in self.conn.execute("SELECT content_id FROM blobs")}
 
     def filings(self) -> list[tuple[int, str, str, str, int | None, int, int]]:
         return [tuple(r) for r in self.conn.execute(
@@ -836,24 +739,10 @@ class PgCatalog:
     def end_read(self) -> None:
         self.rollback()
 
-    def count_entries(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM entries").fetchone()[0])
-
     def entry(self, number: int) -> Hit | None:
         row = self.conn.execute(f"SELECT {HIT_COLUMNS} FROM entries e {HIT_JOINS}"
                                 " WHERE e.number = ?", (number,)).fetchone()
         return None if row is None else _hit(row)
-
-    def folder_numbers(self, folder_id: int) -> list[int]:
-        return [int(n) for (n,) in self.conn.execute(
-            "SELECT number FROM entries WHERE folder_id = ? ORDER BY key", (folder_id,))]
-
-    def entry_flags(self, number: int) -> tuple[list[str], int | None]:
-        row = self.conn.execute("SELECT flags, internal_date FROM entries WHERE number = ?",
-                                (number,)).fetchone()
-        if row is None:
-            return [], None
-        return [f for f in row[0].split(",") if f], row[1]
 
     def _where(self, q: Query) -> tuple[list[str], list[Any]]:
         """The conditions on entries e (and its folder) of a compiled query."""
@@ -992,17 +881,6 @@ class PgCatalog:
             return self.conn.execute(f"SELECT 1 FROM {src} LIMIT 1", params
                                      ).fetchone() is not None
 
-    def retention_rows(self) -> Iterator[tuple[int, int, int]]:
-        for n, sent, at in self.conn.execute(
-                "SELECT e.number, b.date, e.archived_at FROM entries e"
-                " JOIN blobs b ON b.id = e.blob_id ORDER BY e.number"):
-            yield int(n), int(sent), int(at)
-
-    def entry_dates(self, number: int) -> tuple[int, int] | None:
-        row = self.conn.execute("SELECT b.date, e.archived_at FROM entries e JOIN blobs b"
-                                " ON b.id = e.blob_id WHERE e.number = ?", (number,)).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]))
-
     def iter_numbers(self, q: Query) -> Iterator[int]:
         from array import array
         with self.snapshot():
@@ -1010,30 +888,6 @@ class PgCatalog:
             numbers = array("q", (int(n) for (n,) in self.conn.execute(
                 f"SELECT e.number FROM {src} ORDER BY e.number", params)))
         yield from numbers
-
-    def folders(self, owner: str | None = None) -> list[tuple[str, str, int, int]]:
-        sql = ("SELECT f.owner, f.path, count(e.number), coalesce(sum(b.raw_size), 0)"
-               " FROM folders f LEFT JOIN entries e ON e.folder_id = f.id"
-               " LEFT JOIN blobs b ON b.id = e.blob_id")
-        params: tuple[Any, ...] = ()
-        if owner is not None:
-            sql += " WHERE f.owner = ?"
-            params = (owner,)
-        sql += " GROUP BY f.id ORDER BY f.owner, f.path"
-        return [(r[0], r[1], int(r[2]), int(r[3])) for r in self.conn.execute(sql, params)]
-
-    def archived_between(self, start: int, end: int) -> tuple[int, int]:
-        n, size = self.conn.execute(
-            "SELECT count(*), coalesce(sum(b.raw_size), 0) FROM entries e JOIN blobs b ON"
-            " b.id = e.blob_id WHERE e.archived_at >= ? AND e.archived_at < ?",
-            (start, end)).fetchone()
-        return int(n), int(size)
-
-    def counts(self) -> tuple[int, int, int]:
-        e = self.conn.execute("SELECT count(*) FROM entries").fetchone()[0]
-        b, s = self.conn.execute("SELECT count(*), coalesce(sum(raw_size), 0) FROM blobs"
-                                 ).fetchone()
-        return int(e), int(b), int(s)
 
 
 class CatalogTree(Tree):

@@ -8,6 +8,8 @@ import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 
+from mailkeep.core.storage.catalog_rows import Rows
+
 TYPE_CHECKING = False  # (typing is not imported at run time: cli/entry.py)
 if TYPE_CHECKING:
     from typing import Any
@@ -133,7 +135,7 @@ class Plan:
         return self.src + (" WHERE " + " AND ".join(conds) if conds else ""), params
 
 
-class Searching:
+class Searching(Rows):
     conn: sqlite3.Connection
     _key_shift: int  # 0 until read
     _segments: int  # of the index; 0 until read
@@ -147,25 +149,10 @@ class Searching:
             self._key_shift = int(row[0]) if row else OLD_KEY_SHIFT
         return self._key_shift
 
-    def count_entries(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM entries").fetchone()[0])
-
     def entry(self, number: int) -> Hit | None:
         row = self.conn.execute(f"SELECT {HIT_COLUMNS} FROM {HIT_FROM} WHERE e.number = ?",
                                 (number,)).fetchone()
         return None if row is None else _hit(row)
-
-    def folder_numbers(self, folder_id: int) -> list[int]:
-        """The message numbers filed directly in a folder, oldest first."""
-        return [int(n) for (n,) in self.conn.execute(
-            "SELECT number FROM entries WHERE folder_id = ? ORDER BY key", (folder_id,))]
-
-    def entry_flags(self, number: int) -> tuple[list[str], int | None]:
-        row = self.conn.execute("SELECT flags, internal_date FROM entries WHERE number = ?",
-                                (number,)).fetchone()
-        if row is None:
-            return [], None
-        return [f for f in row[0].split(",") if f], row[1]
 
     def _folder_set(self, q: Query) -> tuple[str, int] | None:
         """For a search kept to some folders (folder:, user:, a caller's scope): their ids (as
@@ -526,19 +513,6 @@ class Searching:
             return self.conn.execute(f"SELECT 1 FROM {sql} LIMIT 1",
                                      params).fetchone() is not None
 
-    def retention_rows(self) -> Iterator[tuple[int, int, int]]:
-        """(number, date sent, archived at) of every entry, by number."""
-        for n, sent, at in self.conn.execute(
-                "SELECT e.number, b.date, e.archived_at FROM entries e"
-                " JOIN blobs b ON b.id = e.blob_id ORDER BY e.number"):
-            yield int(n), int(sent), int(at)
-
-    def entry_dates(self, number: int) -> tuple[int, int] | None:
-        """(date sent, archived at) of one entry."""
-        row = self.conn.execute("SELECT b.date, e.archived_at FROM entries e JOIN blobs b"
-                                " ON b.id = e.blob_id WHERE e.number = ?", (number,)).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]))
-
     def iter_numbers(self, q: Query) -> Iterator[int]:
         """The numbers of the entries q finds, in order: read at once in one snapshot (8 bytes
         each), so that the caller may change the catalog while it goes through them."""
@@ -548,33 +522,6 @@ class Searching:
             numbers = array("q", (n for (n,) in self.conn.execute(
                 f"SELECT e.number FROM {sql} ORDER BY e.number", params)))
         yield from numbers
-
-    def folders(self, owner: str | None = None) -> list[tuple[str, str, int, int]]:
-        """(owner, path, messages, bytes) for every folder, empty ones included."""
-        sql = ("SELECT f.owner, f.path, count(e.number), coalesce(sum(b.raw_size), 0)"
-               " FROM folders f LEFT JOIN entries e ON e.folder_id = f.id"
-               " LEFT JOIN blobs b ON b.id = e.blob_id")
-        params: tuple[Any, ...] = ()
-        if owner is not None:
-            sql += " WHERE f.owner = ?"
-            params = (owner,)
-        sql += " GROUP BY f.id ORDER BY f.owner, f.path"
-        return [(r[0], r[1], int(r[2]), int(r[3])) for r in self.conn.execute(sql, params)]
-
-    def archived_between(self, start: int, end: int) -> tuple[int, int]:
-        """(entries, raw bytes) archived in [start, end), epoch seconds."""
-        n, size = self.conn.execute(
-            "SELECT count(*), coalesce(sum(b.raw_size), 0) FROM entries e JOIN blobs b ON"
-            " b.id = e.blob_id WHERE e.archived_at >= ? AND e.archived_at < ?",
-            (start, end)).fetchone()
-        return int(n), int(size)
-
-    def counts(self) -> tuple[int, int, int]:
-        """(entries, distinct messages, raw bytes of distinct messages)."""
-        e = self.conn.execute("SELECT count(*) FROM entries").fetchone()[0]
-        b, s = self.conn.execute("SELECT count(*), coalesce(sum(raw_size), 0) FROM blobs"
-                                 ).fetchone()
-        return int(e), int(b), int(s)
 
 
 def named_attachments(q: Query, documents: list[tuple[int, str]]) -> dict[int, list[str]]:

@@ -102,8 +102,13 @@ def test_rename_enable_schedule_delete(data: Path) -> None:
                         ("DeleteJob", {}), ("RunJobAsync", {}), ("CancelJobAsync", {})):
         with pytest.raises(NotFound, match="Job 99 does not exist"):
             call(data, name, id="99", **extra)
+    before = job(data, int(job_id))
     call(data, "DeleteJob", id=job_id)
     assert call(data, "GetJobs") == []
+    with master_sql(data) as db:  # audited, with what the job was
+        details = [json.loads(r[0]) for r in db.execute(
+            "SELECT details FROM audit WHERE action = 'DeleteJob'").fetchall()][-1]
+    assert details["name"] == before["name"] and details["action"] == before["action"]
 
 
 def test_enabling_checks_the_owner_again(data: Path) -> None:

@@ -19,7 +19,15 @@ from mailkeep.core.keys import KeyRing
 from mailkeep.core.objects import ObjectStore
 from mailkeep.core.storage.store import Store
 from tests.crashpoints import stopped_at
-from tests.helpers import CORPUS, catalog_rows, mk, mk_ok
+from tests.helpers import (
+    CORPUS,
+    catalog_rows,
+    free_port,
+    mk,
+    mk_ok,
+    mk_process,
+    serving,
+)
 from tests.peers.seaweed import Seaweed
 
 EMBEDDED = {"MAILKEEP_DATABASE": None, "MAILKEEP_OBJECTS": None}
@@ -51,7 +59,14 @@ def installation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (mail / f"{i}.eml").write_bytes(
             f"From: clerk{i}@example.org\r\nSubject: ledger {i}\r\nDate: Tue, 0{1 + i % 9}"
             f" Mar 2022 09:00:00 +0000\r\n\r\nquarterly ledger entry {i}\r\n".encode())
+    (mail / "sheet.eml").write_bytes(
+        b"From: clerk@example.org\r\nSubject: ledger sheet\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain"
+        b"\r\n\r\nsee the sheet\r\n--b\r\nContent-Type: text/csv\r\nContent-Disposition:"
+        b" attachment; filename=q3.csv\r\n\r\nregion,total\r\nzanzibarquux,12\r\n--b--\r\n")
     mk_ok(data, "import", str(mail))
+    mk_ok(data, "store", "create", "scratch")  # (id 3, never handed out again...)
+    mk_ok(data, "store", "detach", "scratch")
     mk_ok(data, "call", "CreateUser", "userName=auditor", "privileges=login")
     mk_ok(data, "call", "CreateConnection", "name=relay", "type=smtp",
           "serverName=smtp.example.org", "userName=archiver", "password=Relay-Secret-7781")
@@ -110,6 +125,11 @@ def test_an_installation_moves_into_postgresql_and_objects_whole(
     mk_ok(node, "import", str(mail), env=moved)
     assert len(_search(node, "ledger", moved)) == len(before["ledger"]) + 1
     assert mk(node, "verify", "vault", env=moved).exit_code == 0
+    # the text inside attachments came along (a catalog made from the segments has none)
+    assert [s for s, _d in _search(node, "zanzibarquux", moved)] == ["ledger sheet"]
+    # ids go on where the embedded installation left them (scratch had 3)
+    made = json.loads(mk_ok(node, "call", "CreateStore", "name=later", env=moved).stdout)
+    assert made["id"] == 4
     # every segment object is a part a catalog names (nothing moved twice, nothing left over)
     for store in ("Default", "vault"):
         store_id = json.loads(mk_ok(node, "store", "list", "--json", env=moved).stdout)
@@ -140,7 +160,7 @@ def test_a_migration_killed_midway_finishes_when_run_again(
     result = mk(installation, "migrate", "--to", pg_url, "--objects", bucket, env=EMBEDDED)
     assert result.exit_code == 0, result.output
     assert "store Default: done by an earlier run" in result.output
-    assert "store vault: 30 messages" in result.output
+    assert "store vault: 31 messages" in result.output
     node = _other_server(installation, tmp_path)
     moved = _backends(pg_url, bucket)
     assert _search(node, "ledger OR the", moved) == before
@@ -184,6 +204,7 @@ def test_with_the_database_alone_the_segments_stay_where_they_are(
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert {s["name"] for s in figures["stores"]} == {"Default", "vault"}
+    assert [s["documents"] for s in figures["stores"] if s["name"] == "vault"] == [1]
     assert all(s["parts"] == 0 for s in figures["stores"])
     moved = _backends(pg_url, None)
     assert _search(installation, "ledger OR the", moved) == before
@@ -212,10 +233,13 @@ def test_what_must_not_be_migrated_is_refused(installation: Path, pg_url: str,
     # an installation on PostgreSQL already
     result = mk(installation, "migrate", "--to", pg_url, env=_backends(pg_url, None))
     assert result.exit_code != 0 and "leave --database" in result.output
-    # not a PostgreSQL URL; no password in any message
+    # not a PostgreSQL URL, one libpq cannot read: no password in any message
     result = mk(installation, "migrate", "--to", "mysql://root:hunter2@db/x", env=EMBEDDED)
     assert result.exit_code == 2 and "PostgreSQL URL" in result.output
     assert "hunter2" not in result.output
+    for url in ("postgresql://u:hunter2@[::1/db", "postgresql://u:hunter2%zz@127.0.0.1/db"):
+        result = mk(installation, "migrate", "--to", url, env=EMBEDDED)
+        assert result.exit_code == 5 and "hunter2" not in result.output, result.output
 
 
 def _tables_empty(data: Path, pg_url: str) -> bool:
@@ -242,16 +266,22 @@ def test_a_store_exports_back_to_a_directory_an_embedded_installation_attaches(
     out = tmp_path / "vault-copy"
     result = mk(node, "store", "export", "vault", str(out), env=moved)
     assert result.exit_code == 0, result.output
-    assert "31 messages" in result.output
+    assert "32 messages" in result.output
+    assert {p.name for p in out.iterdir()} >= {"store.json", "segments", "catalog.sqlite",
+                                               "tree.leaves", "tree.heads"}
+    assert all(p.stat().st_mode & 0o077 == 0 for p in [out, *out.rglob("*")])  # private
     again = mk(node, "store", "export", "vault", str(out), env=moved)
-    assert again.exit_code != 0 and "not empty" in again.output
+    assert again.exit_code != 0 and "exists" in again.output
+    inside = mk(node, "store", "export", "vault", str(node / "conf" / "x"), env=moved)
+    assert inside.exit_code != 0 and "inside the data directory" in inside.output
     # an embedded installation with the master key takes it, all of it, and verifies it
     home = tmp_path / "embedded"
     (home / "conf").mkdir(parents=True)
     shutil.copy(installation / "conf" / "master.key", home / "conf" / "master.key")
     mk_ok(home, "store", "attach", str(out), "--name", "vault", env=EMBEDDED)
     found = _search(home, "ledger", EMBEDDED)
-    assert len(found) == len(before) + 1 == 31
+    assert len(found) == len(before) + 1 == 32
+    assert [s for s, _d in _search(home, "zanzibarquux", EMBEDDED)] == ["ledger sheet"]
     result = mk(home, "verify", "vault", env=EMBEDDED)
     assert result.exit_code == 0, result.output
     assert "signed heads checked" in result.output
@@ -304,3 +334,63 @@ def test_the_engines_kept_as_a_setting_seal_their_credentials(tmp_path: Path) ->
     unreadable = mk(data, "store", "list", env=EMBEDDED)
     assert unreadable.exit_code != 0 and "another master key" in unreadable.output
     assert "Traceback" not in unreadable.output
+
+
+def test_a_compacted_store_moves_as_it_is(installation: Path, pg_url: str) -> None:
+    """Its segments were rewritten without two deleted messages: the catalog made from them
+    knows them as the compacted segments they are, and the tree is the whole tree."""
+    mk_ok(installation, "call", "DeleteMessage", "id=2:3", "reason=clean-up", env=EMBEDDED)
+    mk_ok(installation, "call", "DeleteMessage", "id=2:7", "reason=clean-up", env=EMBEDDED)
+    mk_ok(installation, "call", "CompactStore", "id=2", env=EMBEDDED)
+    before = _search(installation, "ledger", EMBEDDED)
+    result = mk(installation, "migrate", "--to", pg_url, env=EMBEDDED)
+    assert result.exit_code == 0, result.output
+    moved = _backends(pg_url, None)
+    assert _search(installation, "ledger", moved) == before and len(before) == 29
+    verified = mk(installation, "verify", "vault", env=moved)
+    assert verified.exit_code == 0, verified.output
+
+
+def test_a_run_with_objects_after_one_without_moves_every_segment(
+        installation: Path, pg_url: str, bucket: str, tmp_path: Path) -> None:
+    args = ["--data", str(installation), "migrate", "--to", pg_url]
+    with stopped_at(args, "mailkeep.core.migrate:Migration._move_store:2"):
+        pass  # Default is done, without objects
+    result = mk(installation, "migrate", "--to", pg_url, "--objects", bucket, env=EMBEDDED)
+    assert result.exit_code == 0, result.output
+    assert "done by an earlier run" not in result.output  # (it had no objects then)
+    node = _other_server(installation, tmp_path)
+    moved = _backends(pg_url, bucket)
+    assert len(_search(node, "ledger OR the", moved)) == \
+        len(_search(installation, "ledger OR the", moved))
+    verified = mk(node, "verify", env=moved)
+    assert verified.exit_code == 0, verified.output
+
+
+def test_a_server_and_a_migration_never_run_at_once(installation: Path, pg_url: str) -> None:
+    port = free_port()
+    with serving(installation, "--host", "127.0.0.1", "--port", str(port), "--no-tls",
+                 port=port):
+        result = mk(installation, "migrate", "--to", pg_url, env=EMBEDDED)
+        assert result.exit_code != 0 and "a server is running" in result.output
+    assert _tables_empty(installation, pg_url)
+    args = ["--data", str(installation), "migrate", "--to", pg_url]
+    with stopped_at(args, "mailkeep.core.migrate:Migration._copy_master:1"):
+        started = mk_process(installation, "serve", "--host", "127.0.0.1", "--port",
+                             str(free_port()), "--no-tls", timeout=60)
+    assert started.returncode != 0 and "being migrated" in started.stderr, started
+
+
+def test_a_half_migrated_database_is_no_other_directory_s(installation: Path, pg_url: str,
+                                                         tmp_path: Path) -> None:
+    args = ["--data", str(installation), "migrate", "--to", pg_url]
+    with stopped_at(args, "mailkeep.core.migrate:Migration._move_store:1"):
+        pass
+    other = tmp_path / "other"  # another data directory with the same master key
+    (other / "conf").mkdir(parents=True)
+    shutil.copy(installation / "conf" / "master.key", other / "conf" / "master.key")
+    mk_ok(other, "store", "list", env=EMBEDDED)
+    result = mk(other, "migrate", "--to", pg_url, env=EMBEDDED)
+    assert result.exit_code != 0 and "unfinished migration of another" in result.output
+    result = mk(installation, "migrate", "--to", pg_url, env=EMBEDDED)  # its own goes on
+    assert result.exit_code == 0, result.output

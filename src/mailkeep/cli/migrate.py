@@ -8,7 +8,7 @@ import json
 
 import click
 
-from mailkeep.cli.common import shown
+from mailkeep.cli.common import caller, shown
 from mailkeep.cli.output import data_dir, domain_errors, echo
 from mailkeep.core.errors import Conflict
 
@@ -43,7 +43,8 @@ def migrate(ctx: click.Context, to: str, objects: str | None, as_json: bool) -> 
         migration = Migration(
             data_dir(ctx), to, objects, report=lambda line: echo(shown(line), err=True),
             passphrase=lambda name: str(click.prompt(f"Passphrase of store {shown(name)}",
-                                                     hide_input=True, err=True)))
+                                                     hide_input=True, err=True)),
+            actor=caller().actor)
     except BadBackend as exc:
         raise click.BadParameter(str(exc), param_hint="--objects" if objects and str(
             exc).startswith("--objects") else "--to") from None

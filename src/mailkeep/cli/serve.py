@@ -63,6 +63,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
     from uvicorn.config import create_ssl_context
 
     from mailkeep.core.admin.certificates import ensure_self_signed, fingerprint
+    from mailkeep.core.files import SERVING_LOCK, private_dir, try_flock
     from mailkeep.web.app import LiveCertificate, create_app
     from mailkeep.web.connections import ConnectionLimits, protocol_class
 
@@ -78,6 +79,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None, enable_api: bo
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
+    private_dir(data)
+    serving = try_flock(data / SERVING_LOCK, exclusive=False)  # (held until the process ends)
+    if serving is None:
+        raise errors.Conflict("this data directory is being migrated (`mailkeep migrate`): "
+                              "the server starts once the migration has ended")
     with archive_of(ctx) as archive:
         conf = Settings(archive.master)
         host = host if host is not None else conf.get("server.host")

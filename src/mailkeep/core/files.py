@@ -117,3 +117,20 @@ def sqlite_read_only(path: str | os.PathLike[str]) -> str:
     safe = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-._~"
     quoted = "".join(chr(b) if b in safe else f"%{b:02X}" for b in full)
     return f"file://{quoted}?mode=ro"
+
+
+SERVING_LOCK = "serve.lock"  # in the data directory: held shared by each server, exclusive
+# by a migration (core/migrate.py), so that neither runs while the other does
+
+
+def try_flock(path: Path, exclusive: bool) -> int | None:
+    """An flock on `path` (made, private, if need be), shared or exclusive, for as long as
+    the returned descriptor stays open; None if another process holds it the other way."""
+    import fcntl
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd

@@ -43,7 +43,7 @@ from mailkeep.core.backends import DATABASE_VAR, OBJECTS_VAR, check_database, ch
 from mailkeep.core.confdocs import KEY as CONF_KEY
 from mailkeep.core.confdocs import SHARED
 from mailkeep.core.errors import Conflict, CorruptData, NotFound
-from mailkeep.core.files import fsync_dir, write_json_atomic
+from mailkeep.core.files import SERVING_LOCK, fsync_dir, try_flock, write_json_atomic
 from mailkeep.core.keys import KeyRing
 from mailkeep.core.masterdb import FILE, MasterDB, StoreRecord
 from mailkeep.core.objects import ObjectStore
@@ -52,12 +52,14 @@ from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage.backup import copy_heads, copy_prefix
 from mailkeep.core.storage.catalog_pg import PgCatalog, drop_catalogs
 from mailkeep.core.storage.store import MANIFEST, Store, read_manifest
+from mailkeep.core.storage.store_write import DOCUMENTS_MARK
 from mailkeep.core.storage.tree import HEADS_FILE, LEAVES, TIMESTAMPS_FILE, root_of
 from mailkeep.core.storage.verify import verify
 
 if TYPE_CHECKING:
     from mailkeep.core.archive import Archive
 
+DOCUMENT_BATCH = 200  # messages whose attachments' text is copied in one transaction
 PART_BYTES = 32 << 20  # of a part uploaded (one record larger than that is a part alone)
 MARK = "migration.store."  # + store id: the store is done (meta of the master database)
 STARTED, FINISHED = "migration.started", "migration.finished"
@@ -80,6 +82,7 @@ class StoreFigures:
     root: str = ""  # the tree's root hash, hex
     applied: tuple[int, int] = (1, 0)  # where the segments end: (segment, offset)
     folders: list[tuple[str, str, int, int]] = field(default_factory=list)
+    documents: int = 0  # messages whose attachments' text the index holds
     parts: int = 0  # objects its segments went up as
     uploaded: int = 0  # bytes
     seconds: float = 0.0
@@ -90,7 +93,8 @@ class StoreFigures:
 
     def differences(self, other: StoreFigures) -> list[str]:
         found = []
-        for what in ("messages", "entries", "bytes", "leaves", "root", "applied", "folders"):
+        for what in ("messages", "entries", "bytes", "leaves", "root", "applied", "folders",
+                     "documents"):
             a, b = getattr(self, what), getattr(other, what)
             if a != b:
                 found.append(f"{what}: {_short(a)} in the data directory, {_short(b)} in "
@@ -128,7 +132,34 @@ def _figures(rec: StoreRecord, store: Store) -> StoreFigures:
     leaves, root = store.tree.root()
     return StoreFigures(rec.name, rec.uuid, messages=blobs, entries=entries, bytes=size,
                         leaves=leaves, root=root.hex(), applied=store.catalog.applied(),
-                        folders=sorted(store.catalog.folders()))
+                        folders=sorted(store.catalog.folders()),
+                        documents=store.catalog.count_documents())
+
+
+def copy_documents(source: Store, target: Store) -> int:
+    """The text inside attachments that `source`'s catalog holds into `target`'s, for the
+    same messages (a catalog made from the segments has none: they keep the messages, not
+    that text), and how far the attachments were read; how many messages."""
+    copied = after = 0
+    while batch := source.catalog.documented_blobs(after, DOCUMENT_BATCH):
+        found = []
+        for blob_id, content_id, warnings in batch:
+            there = target.catalog.find_blob(content_id)
+            if there is not None:
+                found.append((there, source.catalog.blob_documents(blob_id), warnings))
+        target.copy_documents(found, None)
+        copied += len(found)
+        after = batch[-1][0]
+    mark = int(source.catalog.get_meta(DOCUMENTS_MARK, "0") or 0)
+    if mark:
+        if mark >= source.catalog.newest_blob_id():
+            there = target.catalog.newest_blob_id()
+        elif source.catalog.blob_exists(mark):
+            there = target.catalog.find_blob(source.catalog.blob_location(mark)[0]) or 0
+        else:
+            there = 0  # (read again from the start by IndexAttachmentText if asked)
+        target.copy_documents([], there)
+    return copied
 
 
 class Migration:
@@ -136,9 +167,11 @@ class Migration:
 
     def __init__(self, data_dir: Path, database: str, objects: str | None = None,
                  report: Report | None = None,
-                 passphrase: Callable[[str], str] | None = None) -> None:
+                 passphrase: Callable[[str], str] | None = None, actor: str = "cli") -> None:
         """`passphrase`: asked for the passphrase of each store sealed under one (by its
-        name); without it such a store stops the migration (KeyMissing)."""
+        name); without it such a store stops the migration (KeyMissing). `actor`: who the
+        audit record of the migration names."""
+        self.actor = actor
         self.data_dir = data_dir.resolve()
         self.passphrase = passphrase
         self.database = check_database(database)
@@ -150,6 +183,17 @@ class Migration:
     def run(self) -> list[StoreFigures]:
         if not (self.data_dir / FILE).exists():
             raise NotFound(f"no installation in {self.data_dir} (no {FILE})")
+        fenced = try_flock(self.data_dir / SERVING_LOCK, exclusive=True)
+        if fenced is None:
+            raise Conflict("a server is running on this data directory (`mailkeep serve`): "
+                           "stop it first (it would go on taking mail the migration leaves "
+                           "behind)")
+        try:  # (no server starts meanwhile)
+            return self._run()
+        finally:
+            os.close(fenced)
+
+    def _run(self) -> list[StoreFigures]:
         with backends(None, None):
             source = MasterDB(self.data_dir / FILE)
         try:
@@ -163,6 +207,9 @@ class Migration:
                            for rec, fig in zip(records, figures, strict=True)]
                 target.installation.set_meta(FINISHED, json.dumps(
                     {"at": int(time.time()), "objects": bool(self.objects_url)}))
+                target.audit.write(self.actor, "Migrate", stores=len(results),
+                                   messages=sum(f.messages for f in results),
+                                   objects=bool(self.objects_url))
                 backend_conf.save(self.data_dir, self.database, self.objects_url,
                                   endpoint=os.environ.get("AWS_ENDPOINT_URL"),
                                   region=os.environ.get("AWS_DEFAULT_REGION"))
@@ -201,12 +248,18 @@ class Migration:
                 "this database already holds the installation (its migration finished); "
                 "servers write to it now, and migrating again would put the data directory's "
                 "older state back. Start the servers with --database (and --objects).")
-        if target.installation.meta(STARTED) is None and target.installation.holds_data():
+        started = target.installation.meta(STARTED)
+        if started is None and target.installation.holds_data():
             raise MigrationRefused("this database already holds an installation's data: "
                                    "migrate into an empty database")
+        if started is not None and json.loads(started).get("from") != str(self.data_dir):
+            raise MigrationRefused(
+                "this database holds an unfinished migration of another data directory ("
+                f"{json.loads(started).get('from')}): finish that one, or migrate into an "
+                "empty database")
         one_master_key(target, self.keys)  # (the id of this one's, or refused: another's)
-        target.installation.set_meta(STARTED, json.dumps({"at": int(time.time())}),
-                                     replace=False)
+        target.installation.set_meta(STARTED, json.dumps(
+            {"at": int(time.time()), "from": str(self.data_dir)}), replace=False)
 
     # -- the master database ------------------------------------------------------------------
     def _copy_master(self, source: MasterDB, target: MasterDB) -> None:
@@ -240,27 +293,37 @@ class Migration:
     def _move_store(self, target: MasterDB, rec: StoreRecord, source: StoreFigures
                     ) -> StoreFigures:
         done = target.installation.meta(MARK + rec.uuid)
-        if done is not None and json.loads(done).get("source") == source.source_mark():
+        if done is not None and json.loads(done).get("source") == source.source_mark() \
+                and json.loads(done).get("objects") == self.objects_url:
             self.report(f"store {rec.name}: done by an earlier run")
             return StoreFigures(**{**json.loads(done)["figures"], "skipped": True})
         started = time.monotonic()
         self._clear(rec)
         self._seed_catalog(rec)
-        with backends(self.database, None):  # the catalog made from the segments (recover)
-            store = Store.open(rec.path, self.keys, write=True)
-            try:
-                if not store.writable:
-                    raise Conflict(f"store {rec.name!r} is being written by another process")
-                moved = _figures(rec, store)
-                if isinstance(store.catalog, PgCatalog):
-                    store.catalog.analyze()
-            finally:
-                store.close()
+        with backends(None, None):
+            embedded = Store.open(rec.path, self.keys, write=False)
+        try:
+            with backends(self.database, None):  # the catalog made from the segments
+                store = Store.open(rec.path, self.keys, write=True)
+                try:
+                    if not store.writable:
+                        raise Conflict(f"store {rec.name!r} is being written by another "
+                                       "process")
+                    copy_documents(embedded, store)
+                    moved = _figures(rec, store)
+                    if isinstance(store.catalog, PgCatalog):
+                        store.catalog.analyze()
+                finally:
+                    store.close()
+        finally:
+            embedded.close()
         problems = source.differences(moved)
         if problems:
             raise CorruptData(f"store {rec.name!r} did not come out the same in PostgreSQL: "
-                              + "; ".join(problems) + " (run `mailkeep verify "
-                              f"{rec.name}` on the data directory, then migrate again)")
+                              + "; ".join(problems) + " (`mailkeep verify "
+                              f"{rec.name}` on the data directory says what is wrong; "
+                              f"`mailkeep recover {rec.name}` mends what can be mended; then "
+                              "migrate again)")
         self.report(f"store {rec.name}: {moved.messages} messages, {moved.entries} in "
                     f"folders, {moved.leaves} tree leaves: the same in PostgreSQL "
                     f"({time.monotonic() - started:.1f} s)")
@@ -271,7 +334,8 @@ class Migration:
                         f"each read back and compared ({time.monotonic() - up:.1f} s)")
         moved.seconds = round(time.monotonic() - started, 1)
         target.installation.set_meta(MARK + rec.uuid, json.dumps(
-            {"source": source.source_mark(), "figures": asdict(moved)}))
+            {"source": source.source_mark(), "objects": self.objects_url,
+             "figures": asdict(moved)}))
         return moved
 
     def _clear(self, rec: StoreRecord) -> None:
@@ -293,6 +357,7 @@ class Migration:
                 size, _root = store.tree.root()
                 hashes = store.tree.packed_hashes(size)
                 frontier = store.tree.frontier()
+                compaction = store.compaction_mark()  # (what the segments were made by)
                 dictionaries = store.catalog.dictionaries()
                 next_number = store.catalog.next_number()
             finally:
@@ -306,6 +371,8 @@ class Migration:
             pg.set_meta("tree_leaves", size)
             if frontier is not None:
                 pg.set_meta("tree_frontier", frontier)
+            if compaction is not None:  # the catalog knows these very segments
+                pg.set_meta("compaction", compaction)
             for dict_id, data in dictionaries.items():
                 pg.add_dictionary(dict_id, data, 0, 0)
             pg.set_next_number(next_number)  # (numbers handed out are never handed out again)
@@ -391,14 +458,18 @@ def export_store(archive: Archive, rec: StoreRecord, target: Path,
     built beside `target` and renamed into place, so that it is whole or not there."""
     report = report or (lambda line: None)
     target = target.resolve()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise Conflict(f"{target} exists and is not empty")
+    if target.exists() or target.is_symlink():
+        raise Conflict(f"{target} exists: the export makes its directory itself")
+    if target.is_relative_to(archive.data_dir) or target.is_relative_to(rec.path.resolve()):
+        raise Conflict(f"{target} is inside the data directory: export to a place of its own")
     started = time.monotonic()
     store = archive.open_store(rec, write=False, check_state=False)
     work = target.with_name(f".{target.name}.exporting-{rec.uuid}")
     if work.exists():
         shutil.rmtree(work)
-    (work / "segments").mkdir(mode=0o700, parents=True)
+    work.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    work.mkdir(mode=0o700)
+    (work / "segments").mkdir(mode=0o700)
     try:
         catalog = store.catalog
         catalog.begin_read()  # one state of the catalog: where the segments end, its leaves
@@ -429,6 +500,7 @@ def export_store(archive: Archive, rec: StoreRecord, target: Path,
         with backends(None, None):  # its own catalog, in SQLite, made from the segments
             copy = Store.open(work, archive.keys, write=True)
             try:
+                copy_documents(store, copy)
                 made = _figures(rec, copy)
                 checked = verify(copy)
             finally:
@@ -437,10 +509,11 @@ def export_store(archive: Archive, rec: StoreRecord, target: Path,
         if problems:
             raise CorruptData(f"the copy of store {rec.name!r} does not match it: "
                               + "; ".join(problems[:10]))
+        for path in work.rglob("*"):  # readable by this account only, as the store is
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+        os.chmod(work, 0o700)
         fsync_dir(work / "segments")
         fsync_dir(work)
-        if target.exists():
-            target.rmdir()  # (empty: checked first)
         os.rename(work, target)
         fsync_dir(target.parent)
     except BaseException:

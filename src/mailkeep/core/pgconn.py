@@ -19,7 +19,7 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 
@@ -95,6 +95,20 @@ def _error(exc: psycopg.Error, broken: bool = False) -> sqlite3.Error:
     return kind(f"PostgreSQL: {text}")
 
 
+def without_secrets(text: str, url: str) -> str:
+    """An error's text without the password of `url` (libpq repeats a URL it cannot parse,
+    or the part of it it chokes on), nor any password=... of a connection string."""
+    userinfo = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@", url)
+    if userinfo is not None and ":" in userinfo.group(1):
+        secret = userinfo.group(1).split(":", 1)[1]
+        for form in {secret, unquote(secret)}:
+            if form:
+                text = text.replace(form, "***")
+    for secret in re.findall(r"password=([^&\s\"']+)", url):
+        text = text.replace(secret, "***")
+    return text
+
+
 class Cursor:
     """The rows of one statement, read as from a sqlite3 cursor."""
 
@@ -142,7 +156,8 @@ class Connection:
                                          application_name=name, **KEEPALIVE)
             self._conn.execute(SERVER_KEEPALIVE.encode())
         except psycopg.Error as exc:
-            raise _error(exc, broken=True) from None
+            error = _error(exc, broken=True)
+            raise type(error)(without_secrets(str(error), url)) from None
 
     @property
     def raw(self) -> psycopg.Connection[Any]:

@@ -70,7 +70,7 @@ def _record(row: tuple[Any, ...]) -> AuditRecord:
 
 
 class AuditLog(Repository):
-    def write(self, actor: str, action: str, **details: Any) -> None:
+    def write(self, actor: str, action: str, /, **details: Any) -> None:
         text = json.dumps(details, sort_keys=True, default=str)
         at = int(time.time())
         with self.tx() as conn:  # the previous link and this one, by one writer at a time

@@ -46,6 +46,16 @@ class InstallationRows(Repository):
         tables = [str(r[0]) for r in src.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
             " ORDER BY name")]
+        # the highest id each table ever handed out (AUTOINCREMENT), deleted rows' too, and
+        # of stores the ids every store ever attached had: ids are never handed out twice
+        handed: dict[str, int] = {}
+        if src.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
+                       ).fetchone():
+            handed = {str(n): int(v) for n, v in src.execute(
+                "SELECT name, seq FROM sqlite_sequence")}
+        if "store_ids" in tables:
+            handed["stores"] = max(handed.get("stores", 0), int(src.execute(
+                "SELECT coalesce(max(id), 0) FROM store_ids").fetchone()[0]))
         copied = rows = 0
         with self.tx() as conn:
             mine = {str(r[0]) for r in conn.execute(
@@ -69,8 +79,9 @@ class InstallationRows(Repository):
                     rows += len(batch)
                 if "id" in columns and conn.execute(
                         "SELECT pg_get_serial_sequence(?, 'id')", (table,)).fetchone()[0]:
-                    conn.execute("SELECT setval(pg_get_serial_sequence(?, 'id'), (SELECT"
-                                 f' coalesce(max(id), 0) + 1 FROM "{table}"), false)', (table,))
+                    conn.execute("SELECT setval(pg_get_serial_sequence(?, 'id'), greatest((SELECT"
+                                 f' coalesce(max(id), 0) FROM "{table}"), ?) + 1, false)',
+                                 (table, handed.get(table, 0)))
                 copied += 1
         return copied, rows
 

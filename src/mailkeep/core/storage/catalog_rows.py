@@ -188,3 +188,14 @@ class Rows:
         b, s = self.conn.execute("SELECT count(*), coalesce(sum(raw_size), 0) FROM blobs"
                                  ).fetchone()
         return int(e), int(b), int(s)
+
+    def documented_blobs(self, after: int, limit: int) -> list[tuple[int, bytes, str]]:
+        """(id, content id, warnings) of the stored messages whose attachments' text the
+        index holds, by id, after `after`."""
+        return [(int(r[0]), bytes(r[1]), str(r[2] or "")) for r in self.conn.execute(
+            "SELECT b.id, b.content_id, b.warnings FROM blobs b JOIN blob_documents d ON"
+            " d.blob_id = b.id WHERE b.id > ? ORDER BY b.id LIMIT ?", (after, limit))]
+
+    def count_documents(self) -> int:
+        """Stored messages whose attachments' text the index holds."""
+        return int(self.conn.execute("SELECT count(*) FROM blob_documents").fetchone()[0])

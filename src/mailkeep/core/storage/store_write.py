@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from mailkeep.core.errors import CorruptData, NotFound
-from mailkeep.core.mime.parse import HEADERS_ONLY, IndexFields
+from mailkeep.core.mime.parse import HEADERS_ONLY, IndexFields, extract
 from mailkeep.core.storage import codec, segment_objects
 from mailkeep.core.storage import segments as seg
 from mailkeep.core.storage import tree as mtree
@@ -436,6 +436,36 @@ class Writing(Reading):
                     changed += 1
                 self._index_cache.pop(blob_id, None)
             self.catalog.set_meta(DOCUMENTS_MARK, mark)
+            self.commit()
+        except BaseException:
+            self.abort()
+            raise
+        return changed
+
+    def copy_documents(self, found: list[tuple[int, str, str]], mark: int | None) -> int:
+        """The text inside attachments that another catalog of the same messages read
+        (`found`: blob id here, that text, that catalog's warnings of the message: a store
+        moved between engines, core/migrate.py), given to these index rows in one transaction;
+        with `mark`, the catalog's mark of how far the attachments were read. Returns the
+        messages whose rows changed."""
+        self.require_writable()
+        self.begin()
+        changed = 0
+        try:
+            for blob_id, documents, warnings in found:
+                if self.catalog.blob_warnings(blob_id).startswith(HEADERS_ONLY):
+                    continue  # its rows hold its headers only, there as here
+                date, old = self._blob_index(blob_id)
+                fields = extract(self.blob_head(blob_id))
+                fields.documents = documents
+                info = blob_info(fields, date)
+                if info.index != old or documents != self.catalog.blob_documents(blob_id):
+                    self.catalog.replace_blob_index(blob_id, old, info.index, documents,
+                                                    warnings)
+                    changed += 1
+                self._index_cache.pop(blob_id, None)
+            if mark is not None:
+                self.catalog.set_meta(DOCUMENTS_MARK, mark)
             self.commit()
         except BaseException:
             self.abort()

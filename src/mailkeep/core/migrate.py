@@ -267,7 +267,7 @@ class Migration:
         go on after the highest id copied; the head-signing key goes along."""
         started = time.monotonic()
         with target.tx():  # (one transaction: the tables, the key, the documents)
-            copied, rows = target.installation.copy_tables(source)
+            copied, rows, left = target.installation.copy_tables(source)
             self._share_signing_key(target)
             for name in SHARED:  # the configuration every server reads (core/confdocs.py)
                 path = self.data_dir / "conf" / name
@@ -276,6 +276,8 @@ class Migration:
                                                  path.read_text(encoding="utf-8"))
         self.report(f"master database: {copied} tables, {rows} rows "
                     f"({time.monotonic() - started:.1f} s)")
+        if left:  # (an older version's, which this one no longer reads)
+            self.report("left behind, unknown to this version's schema: " + ", ".join(left))
 
     def _share_signing_key(self, target: MasterDB) -> None:
         """The data directory's head-signing key as the installation's (sealed under the

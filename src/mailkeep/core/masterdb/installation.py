@@ -37,10 +37,11 @@ class InstallationRows(Repository):
         return any(self.conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()
                    for t in ("stores", "users", "audit", "settings"))
 
-    def copy_tables(self, source: MasterDB) -> tuple[int, int]:
+    def copy_tables(self, source: MasterDB) -> tuple[int, int, list[str]]:
         """Every table the SQLite database `source` and this one both have (but meta), row for
         row, replacing what this one held, in one transaction; the identities go on after
-        the highest id copied. (tables, rows)."""
+        the highest id ever handed out. (tables, rows, what only `source` has: tables and
+        columns left behind)."""
         assert self.db.postgres and not source.postgres
         src = source.conn
         tables = [str(r[0]) for r in src.execute(
@@ -57,18 +58,23 @@ class InstallationRows(Repository):
             handed["stores"] = max(handed.get("stores", 0), int(src.execute(
                 "SELECT coalesce(max(id), 0) FROM store_ids").fetchone()[0]))
         copied = rows = 0
+        left: list[str] = []
         with self.tx() as conn:
             mine = {str(r[0]) for r in conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema ="
                 " current_schema()")}
             for table in tables:
-                if table == "meta" or table not in mine:
+                if table == "meta":
+                    continue
+                if table not in mine:
+                    left.append(f"table {table}")
                     continue
                 columns_here = {str(r[0]) for r in conn.execute(
                     "SELECT column_name FROM information_schema.columns WHERE table_schema ="
                     " current_schema() AND table_name = ?", (table,))}
-                columns = [str(r[1]) for r in src.execute(f'PRAGMA table_info("{table}")')
-                           if str(r[1]) in columns_here]
+                everything = [str(r[1]) for r in src.execute(f'PRAGMA table_info("{table}")')]
+                columns = [c for c in everything if c in columns_here]
+                left += [f"column {table}.{c}" for c in everything if c not in columns_here]
                 names = ", ".join(f'"{c}"' for c in columns)
                 conn.execute(f'DELETE FROM "{table}"')
                 cursor = src.execute(f'SELECT {names} FROM "{table}"')
@@ -83,7 +89,7 @@ class InstallationRows(Repository):
                                  f' coalesce(max(id), 0) FROM "{table}"), ?) + 1, false)',
                                  (table, handed.get(table, 0)))
                 copied += 1
-        return copied, rows
+        return copied, rows, left
 
     def meta(self, key: str) -> str | None:
         """A value of the meta table (PostgreSQL)."""

@@ -169,6 +169,7 @@ def test_a_migration_killed_midway_finishes_when_run_again(
     assert _search(installation, "ledger OR the", EMBEDDED) == before
     kept = json.loads(mk_ok(installation, "backends", "show", "--json").stdout)
     assert kept["database"] == pg_url and kept["objects"] == bucket
+    assert kept["accessKeyId"] and kept["hasSecretAccessKey"]  # the migration's own, sealed
     again = mk(installation, "migrate", "--to", pg_url, "--objects", bucket, env=EMBEDDED)
     assert again.exit_code != 0 and "on PostgreSQL already" in again.output
     mk_ok(installation, "backends", "clear")  # back to its embedded files...
@@ -240,6 +241,8 @@ def test_what_must_not_be_migrated_is_refused(installation: Path, pg_url: str,
     for url in ("postgresql://u:hunter2@[::1/db", "postgresql://u:hunter2%zz@127.0.0.1/db"):
         result = mk(installation, "migrate", "--to", url, env=EMBEDDED)
         assert result.exit_code == 5 and "hunter2" not in result.output, result.output
+    short = mk(installation, "migrate", "--to", "postgresql://u:a@[::1/db", env=EMBEDDED)
+    assert "cannot be reached" in short.output and ":a@" not in short.output  # (only it)
 
 
 def _tables_empty(data: Path, pg_url: str) -> bool:
@@ -308,13 +311,13 @@ def test_the_engines_kept_as_a_setting_seal_their_credentials(tmp_path: Path) ->
     from mailkeep.core import backend_conf
     data = tmp_path / "data"
     result = mk(data, "backends", "set", "--database",
-                "postgresql://archiver:Url-Secret-31@db.example.org:5433/mail", "--objects",
+                "postgresql://archiver:Url%40Secret%2F31@db.example.org:5433/mail", "--objects",
                 "s3://archive/prod", "--endpoint", "https://s3.example.org",
                 "--access-key-id", "AKIDEXAMPLE", input="S3-Secret-77\n", env=EMBEDDED)
     assert result.exit_code == 0, result.output
-    assert "Url-Secret-31" not in result.output and "S3-Secret-77" not in result.output
+    assert "Secret%2F31" not in result.output and "S3-Secret-77" not in result.output
     stored = (data / "conf" / "backends.json").read_text()
-    assert "Url-Secret-31" not in stored and "S3-Secret-77" not in stored
+    assert "Secret" not in stored
     shown = json.loads(mk_ok(data, "backends", "show", "--json", env=EMBEDDED).stdout)
     assert shown == {"database": "postgresql://archiver@db.example.org:5433/mail",
                      "objects": "s3://archive/prod", "endpoint": "https://s3.example.org",
@@ -325,11 +328,36 @@ def test_the_engines_kept_as_a_setting_seal_their_credentials(tmp_path: Path) ->
     assert environ == {"MAILKEEP_DATABASE": "postgresql://archiver@db.example.org:5433/mail",
                        "MAILKEEP_OBJECTS": "s3://archive/prod",
                        "AWS_ENDPOINT_URL": "https://s3.example.org",
-                       "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "PGPASSWORD": "Url-Secret-31",
+                       "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "PGPASSWORD": "Url@Secret/31",
                        "AWS_SECRET_ACCESS_KEY": "S3-Secret-77"}
     given = {"MAILKEEP_DATABASE": "postgresql://other@db2/mail"}
     assert not backend_conf.load_into(given, data)  # the environment's own goes first
+    # several hosts (libpq's failover), a password= of the query: kept, and sealed
+    mk_ok(data, "backends", "set", "--database",
+          "postgresql://archiver@db1:5432,db2:5433/mail?password=Query-Secret-5&sslmode=require",
+          env=EMBEDDED)
+    shown = json.loads(mk_ok(data, "backends", "show", "--json", env=EMBEDDED).stdout)
+    assert shown["database"] == "postgresql://archiver@db1:5432,db2:5433/mail?sslmode=require"
+    assert shown["hasDatabasePassword"]
+    assert "Query-Secret-5" not in (data / "conf" / "backends.json").read_text()
+    # a file that is not what it must be: a clear error on every command, `backends` mends it
+    kept = data / "conf" / "backends.json"
+    for bad in ('{"format": 1, "database": ""}', '{"format": 1, "database": "mysql://x"}',
+                '{"format": 1, "database": "postgresql://h/d", "objects": 5}', "[" * 200_000,
+                None):
+        kept.unlink()
+        if bad is None:
+            kept.symlink_to(data / "nowhere.json")
+        else:
+            kept.write_text(bad)
+        refused = mk(data, "store", "list", env=EMBEDDED)
+        assert refused.exit_code != 0 and "backends.json" in refused.output, bad
+        assert "Traceback" not in refused.output
+    assert mk_ok(data, "backends", "clear", env=EMBEDDED).stdout.startswith("conf/backends")
+    mk_ok(data, "backends", "set", "--database", "postgresql://archiver@db/mail", env=EMBEDDED)
     # a data directory with another master key cannot open them
+    mk_ok(data, "backends", "set", "--database", "postgresql://archiver:pw@db/mail",
+          env=EMBEDDED)
     (data / "conf" / "master.key").unlink()
     unreadable = mk(data, "store", "list", env=EMBEDDED)
     assert unreadable.exit_code != 0 and "another master key" in unreadable.output

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import call_function, master_sql, mk_ok
+from tests.helpers import MAILKEEP, call_function, clean_env, master_sql, mk_ok
 
 SECRET = "Relay-Secret-7781"
 BIND = "Bind-Secret-9920"
@@ -57,3 +58,25 @@ def test_what_one_server_configures_every_server_reads(nodes: list[Path]) -> Non
     assert set(rows) == {"conf.connections.json", "conf.notification.json",
                          "conf.directory.json"}
     assert not any(SECRET in v or BIND in v for v in rows.values())  # sealed
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_changes_made_at_once_are_all_kept(engine: str, tmp_path: Path, pg_url: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight processes create a connection each at the same moment (two administrators, or
+    two servers): each change reads the document and writes it whole, one at a time."""
+    if engine == "sqlite":
+        monkeypatch.delenv("MAILKEEP_DATABASE", raising=False)
+    else:
+        monkeypatch.setenv("MAILKEEP_DATABASE", pg_url)
+    data = tmp_path / "data"
+    mk_ok(data, "store", "list")
+    procs = [subprocess.Popen(
+        [*MAILKEEP, "--data", str(data), "call", "CreateConnection", f"name=relay{i}",
+         "type=smtp", "serverName=smtp.example.org"], env=clean_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(8)]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    names = {c["name"] for c in call_function(data, "GetConnections")["connections"]}
+    assert names == {f"relay{i}" for i in range(8)}

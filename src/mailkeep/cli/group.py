@@ -103,7 +103,9 @@ def main(ctx: click.Context, data: Path | None, database: str | None,
     ctx.ensure_object(dict)
     ctx.obj["data"] = data or default_data_dir()
     ctx.obj["backends_file"] = False
-    if not (database or objects) and (ctx.obj["data"] / "conf" / "backends.json").exists():
+    kept = ctx.obj["data"] / "conf" / "backends.json"
+    if not (database or objects) and ctx.invoked_subcommand != "backends" \
+            and (kept.exists() or kept.is_symlink()):  # (`backends` itself mends the file)
         from mailkeep.core import backend_conf
         from mailkeep.core.errors import MailkeepError
         try:  # (the engines kept as a setting: `mailkeep backends`)

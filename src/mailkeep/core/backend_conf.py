@@ -15,7 +15,7 @@ import json
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from mailkeep.core.admin.secrets import open_text, seal_text, secret_key, secret_keys
 from mailkeep.core.backends import (
@@ -31,6 +31,7 @@ from mailkeep.core.files import private_dir, write_json_atomic
 FILE = "backends.json"
 PURPOSE = "backend credentials"
 FORMAT = 1
+MAX_BYTES = 64 << 10
 # field -> the environment variable it goes to
 PLAIN = {"endpoint": "AWS_ENDPOINT_URL", "region": "AWS_DEFAULT_REGION",
          "accessKeyId": "AWS_ACCESS_KEY_ID"}
@@ -42,28 +43,55 @@ def path_of(data_dir: Path) -> Path:
 
 
 def _read(data_dir: Path) -> dict[str, Any] | None:
+    """The file, checked: every value of the type it must be, the URLs ones mailkeep can use;
+    InvalidArgument saying what is wrong (never a traceback, never silently another engine)."""
+    path = path_of(data_dir)
+    if path.is_symlink() and not path.exists():
+        raise InvalidArgument(f"conf/{FILE} is a link to nothing: remove it "
+                              "(`mailkeep backends clear`) or set it again")
     try:
-        data = json.loads(path_of(data_dir).read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_BYTES:
+            raise InvalidArgument(f"conf/{FILE} is too large to be a backends file")
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
-        raise InvalidArgument(f"conf/{FILE} cannot be read: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT \
-            or not isinstance(data.get("database"), str):
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InvalidArgument(f"conf/{FILE} cannot be read: "
+                              f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InvalidArgument(f"conf/{FILE} is not a format-{FORMAT} backends file")
+    for name in ("database", "objects", *PLAIN, *SEALED):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise InvalidArgument(f"conf/{FILE}: {name} is not text")
+    try:
+        check_database(str(data.get("database") or ""))
+        if data.get("objects"):
+            check_objects(str(data["objects"]))
+    except BadBackend as exc:
+        raise InvalidArgument(f"conf/{FILE}: {exc}") from None
     return data
 
 
 def without_password(url: str) -> tuple[str, str | None]:
-    """A libpq URL without the password it may hold, and that password."""
+    """A libpq URL without the password it may hold (in its user part, or as password=...
+    of its query), and that password, decoded. Several hosts (h1:5432,h2:5433) are kept as
+    they are."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url, None
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = (parts.username or "") + "@" + host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc)), parts.password
+    password = None
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, hosts = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            user, secret = userinfo.split(":", 1)
+            netloc, password = f"{user}@{hosts}", unquote(secret)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k == "sslpassword" for k, _v in query):
+        raise InvalidArgument("sslpassword in the URL would be kept in clear: give the key "
+                              "without a passphrase, or the URL on the command line")
+    kept = [(k, v) for k, v in query if k != "password"]
+    if len(kept) != len(query):
+        password = password or next(v for k, v in query if k == "password")
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(kept))), password
 
 
 def save(data_dir: Path, database: str, objects: str | None = None, *,
@@ -131,9 +159,10 @@ def load_into(environ: MutableMapping[str, str], data_dir: Path) -> bool:
             try:
                 values[var] = open_text(secret_keys(data_dir, PURPOSE), str(data[field]),
                                         f"backends.{field}")
-            except ValueError:
-                raise KeyMissing(f"the {field} of conf/{FILE} is sealed under another master "
-                                 "key than this data directory's") from None
+            except (ValueError, TypeError):
+                raise KeyMissing(f"the {field} of conf/{FILE} cannot be opened: sealed under "
+                                 "another master key than this data directory's, or damaged "
+                                 "(`mailkeep backends set` again)") from None
     for var, value in values.items():
         environ.setdefault(var, value)
     return True

@@ -8,16 +8,21 @@ key in both (every server has it)."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailkeep.core.backends import database_url
 from mailkeep.core.files import private_dir, write_json_atomic
-from mailkeep.core.masterdb.installation import meta_value, set_meta_value
+from mailkeep.core.masterdb.installation import lock_document, meta_value, set_meta_value
 
 if TYPE_CHECKING:
     from mailkeep.core.masterdb import MasterDB
 
+F = TypeVar("F", bound=Callable[..., Any])
 KEY = "conf."  # + the document's name: its row in the master database's meta
 SHARED = ("notification.json", "connections.json", "directory.json")
 
@@ -75,3 +80,39 @@ class ConfDocument:
             set_meta_value(conn, KEY + self.name, text)
         finally:
             conn.close()
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """The document to oneself while a change reads and writes it, in every process and
+        every server: an flock of locks/conf-<name>.lock, or in PostgreSQL an advisory
+        lock."""
+        if not self.shared:
+            import fcntl
+            locks = private_dir(self.path.parent.parent / "locks")
+            fd = os.open(locks / f"conf-{self.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+            return
+        from mailkeep.core.pgconn import Connection
+        url = self.master.url if self.master is not None else self.url
+        assert url is not None
+        conn = Connection(url)
+        try:
+            conn.execute("BEGIN")
+            lock_document(conn, KEY + self.name)
+            yield
+        finally:
+            conn.close()  # (ends the transaction, and its lock)
+
+
+def one_change_at_a_time(method: F) -> F:
+    """A method of a document's owner (its `doc`) that reads the document and writes it
+    again: one such change at a time (ConfDocument.locked), so that none is lost."""
+    @wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.doc.locked():
+            return method(self, *args, **kwargs)
+    return wrapper  # type: ignore[return-value]

@@ -125,9 +125,16 @@ SERVING_LOCK = "serve.lock"  # in the data directory: held shared by each server
 
 def try_flock(path: Path, exclusive: bool) -> int | None:
     """An flock on `path` (made, private, if need be), shared or exclusive, for as long as
-    the returned descriptor stays open; None if another process holds it the other way."""
+    the returned descriptor stays open; None if another process holds it the other way; -1
+    if the file cannot be made where it is missing (a read-only directory)."""
     import fcntl
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        try:  # (a read-only data directory: an flock needs no write access)
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return -1  # none can be taken here, by anyone: nothing to hold
     try:
         fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -191,7 +191,8 @@ class Migration:
         try:  # (no server starts meanwhile)
             return self._run()
         finally:
-            os.close(fenced)
+            if fenced >= 0:
+                os.close(fenced)
 
     def _run(self) -> list[StoreFigures]:
         with backends(None, None):
@@ -205,14 +206,22 @@ class Migration:
                 self._copy_master(source, target)
                 results = [self._move_store(target, rec, fig)
                            for rec, fig in zip(records, figures, strict=True)]
+                # the engines kept for the data directory first: a migration marked finished
+                # always leaves its data directory on them
+                env = os.environ
+                backend_conf.save(
+                    self.data_dir, self.database, self.objects_url,
+                    endpoint=env.get("AWS_ENDPOINT_URL") if self.objects_url else None,
+                    region=env.get("AWS_DEFAULT_REGION") if self.objects_url else None,
+                    access_key_id=env.get("AWS_ACCESS_KEY_ID") if self.objects_url else None,
+                    secret_access_key=(env.get("AWS_SECRET_ACCESS_KEY") if self.objects_url
+                                       else None),
+                    password=env.get("PGPASSWORD"))
                 target.installation.set_meta(FINISHED, json.dumps(
                     {"at": int(time.time()), "objects": bool(self.objects_url)}))
                 target.audit.write(self.actor, "Migrate", stores=len(results),
                                    messages=sum(f.messages for f in results),
                                    objects=bool(self.objects_url))
-                backend_conf.save(self.data_dir, self.database, self.objects_url,
-                                  endpoint=os.environ.get("AWS_ENDPOINT_URL"),
-                                  region=os.environ.get("AWS_DEFAULT_REGION"))
                 return results
             finally:
                 target.close()

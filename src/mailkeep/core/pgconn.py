@@ -33,8 +33,8 @@ APPLICATION = "mailkeep"
 # locks it held (a store's write lock, a run lock). Each side checks the other.
 KEEPALIVE: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3,
              "keepalives_count": 3}
-SERVER_KEEPALIVE = ("SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 3; "
-                    "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 15000")
+SERVER_KEEPALIVE = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 3",
+                    "SET tcp_keepalives_count = 3", "SET tcp_user_timeout = 15000")
 
 
 def is_postgres(url: str | None) -> bool:
@@ -96,17 +96,29 @@ def _error(exc: psycopg.Error, broken: bool = False) -> sqlite3.Error:
 
 
 def without_secrets(text: str, url: str) -> str:
-    """An error's text without the password of `url` (libpq repeats a URL it cannot parse,
-    or the part of it it chokes on), nor any password=... of a connection string."""
+    """An error's text without the password of `url`, where libpq repeats it: the whole URL
+    it cannot parse, its user part, or the token it chokes on (quoted); nor any password=...
+    (only those places: masking every occurrence of a short password would show it)."""
+    secrets = []
     userinfo = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@", url)
     if userinfo is not None and ":" in userinfo.group(1):
-        secret = userinfo.group(1).split(":", 1)[1]
+        secrets.append(userinfo.group(1).split(":", 1)[1])
+    secrets += re.findall(r"password=([^&\s\"']+)", url)
+    text = text.replace(url, without_password_anywhere(url, secrets))
+    for secret in secrets:
         for form in {secret, unquote(secret)}:
             if form:
-                text = text.replace(form, "***")
-    for secret in re.findall(r"password=([^&\s\"']+)", url):
-        text = text.replace(secret, "***")
+                for shown in (f'"{form}"', f":{form}@", f"password={form}"):
+                    text = text.replace(shown, shown.replace(form, "***"))
     return text
+
+
+def without_password_anywhere(url: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            url = url.replace(f":{secret}@", ":***@").replace(f"password={secret}",
+                                                              "password=***")
+    return url
 
 
 class Cursor:
@@ -153,11 +165,19 @@ class Connection:
     def __init__(self, url: str, *, name: str = APPLICATION) -> None:
         try:
             self._conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                         application_name=name, **KEEPALIVE)
-            self._conn.execute(SERVER_KEEPALIVE.encode())
+                                         application_name=name,
+                                         **({} if "keepalives" in url else KEEPALIVE))
         except psycopg.Error as exc:
             error = _error(exc, broken=True)
             raise type(error)(without_secrets(str(error), url)) from None
+        for setting in SERVER_KEEPALIVE:  # (one a server or pooler refuses is done without)
+            try:
+                self._conn.execute(setting.encode())
+            except psycopg.Error:
+                if self._conn.broken:
+                    self._conn.close()
+                    raise DatabaseUnavailable("PostgreSQL cannot be reached: the connection "
+                                              "broke as it was set up") from None
 
     @property
     def raw(self) -> psycopg.Connection[Any]:

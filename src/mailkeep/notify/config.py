@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mailkeep.core.admin.secrets import open_text, seal_text, secret_key, secret_keys
-from mailkeep.core.confdocs import ConfDocument
+from mailkeep.core.confdocs import ConfDocument, one_change_at_a_time
 from mailkeep.core.errors import InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field, FieldError, Format
 from mailkeep.core.tls import check_ca_file
@@ -282,6 +282,7 @@ class NotificationConfig:
         conf, sealed = self._load()
         return conf, (unseal(self.data_dir, sealed, "password") if sealed else None)
 
+    @one_change_at_a_time
     def reseal(self) -> bool:
         """Seal the stored password again under the current master key (after a renewal);
         whether there is one."""
@@ -305,6 +306,7 @@ class NotificationConfig:
         except (TypeError, ValueError):  # not as written: trust it for nothing
             return set()
 
+    @one_change_at_a_time
     def set(self, changes: dict[str, Any], connections: set[str] | None = None) -> list[str]:
         """Apply a partial change (absent fields stay, the password stays unless given);
         everything is checked before the file is written. Returns the fields changed."""

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mailkeep.core.confdocs import ConfDocument
+from mailkeep.core.confdocs import ConfDocument, one_change_at_a_time
 from mailkeep.core.errors import Conflict, InvalidArgument, NotFound
 from mailkeep.core.fields import Field
 from mailkeep.core.tls import check_ca_file
@@ -107,6 +107,7 @@ class Connections:
         return item, unseal(self.data_dir, sealed, f"password of {item['name']}") if sealed \
             else None
 
+    @one_change_at_a_time
     def reseal(self) -> int:
         """Seal every stored password again under the current master key (after a renewal);
         how many there are."""
@@ -122,6 +123,7 @@ class Connections:
             self._save(items)
         return count
 
+    @one_change_at_a_time
     def create(self, name: str, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
         if not NAME_RE.match(name or ""):
             raise InvalidArgument(f"connection name {name!r} must be 1-64 letters, digits, "
@@ -140,6 +142,7 @@ class Connections:
         self._save(items)
         return self._shown(item)
 
+    @one_change_at_a_time
     def update(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
         items = self._load()
         item = self._find(items, name)
@@ -149,6 +152,7 @@ class Connections:
         self._save(items)
         return self._shown(changed)
 
+    @one_change_at_a_time
     def delete(self, name: str, in_use: str | None) -> None:
         items = self._load()
         item = self._find(items, name)

@@ -35,7 +35,7 @@ from ldap3.utils.dn import parse_dn
 from mailkeep.core.admin.secrets import open_text, seal_text, secret_key, secret_keys
 from mailkeep.core.admin.sessions import Sessions
 from mailkeep.core.admin.users import EMAIL_RE, Users, name_key
-from mailkeep.core.confdocs import ConfDocument
+from mailkeep.core.confdocs import ConfDocument, one_change_at_a_time
 from mailkeep.core.errors import InvalidArgument, MailkeepError
 from mailkeep.core.fields import Field, FieldError, is_loopback
 from mailkeep.core.masterdb import MasterDB
@@ -183,7 +183,13 @@ class Directory:
     # -- configuration ------------------------------------------------------------------------
     def _load(self) -> tuple[dict[str, Any], str | None]:
         text = self.doc.read_text()
-        stored = json.loads(text) if text is not None else {}
+        try:
+            stored = json.loads(text) if text is not None else {}
+        except (ValueError, RecursionError):
+            stored = None
+        if not isinstance(stored, dict):
+            raise MailkeepError(f"the directory service's settings ({FILE}) cannot be read: "
+                                "set them again (SetDirectoryServicesConfiguration)")
         conf = {name: stored.get(name, f.default) for name, f in FIELDS.items()
                 if name != "bindPassword"}
         return conf, stored.get("bindPassword")
@@ -204,6 +210,7 @@ class Directory:
             out["port"] = 636 if out["security"] == "ldaps" else 389
         return out
 
+    @one_change_at_a_time
     def configure(self, changes: Any) -> dict[str, Any]:
         """Change fields (the others keep their values); checked as a whole before it is
         saved. The bind password is asked for again when it would go to another server or
@@ -250,15 +257,13 @@ class Directory:
         self.doc.write_json(stored)
         return self.config()
 
+    @one_change_at_a_time
     def reseal(self) -> bool:
         """The bind password sealed under the current master key (RenewMasterKey)."""
-        text = self.doc.read_text()
-        if text is None:
-            return False
-        stored = json.loads(text)
-        sealed = stored.get("bindPassword")
+        conf, sealed = self._load()
         if not sealed:
             return False
+        stored: dict[str, Any] = dict(conf)
         text = open_text(secret_keys(self.data_dir, PURPOSE), sealed, AAD)
         stored["bindPassword"] = seal_text(secret_key(self.data_dir, PURPOSE), text, AAD)
         self.doc.write_json(stored)

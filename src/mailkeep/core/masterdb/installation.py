@@ -111,3 +111,9 @@ def set_meta_value(conn: Connection, key: str, value: str, replace: bool = True)
     conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO "
                  + ("UPDATE SET value = excluded.value" if replace else "NOTHING"),
                  (key, value))
+
+
+def lock_document(conn: Connection, key: str) -> None:
+    """The advisory lock of one configuration document (core/confdocs.py), until the end of
+    the open transaction of `conn`."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (key,))

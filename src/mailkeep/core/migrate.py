@@ -498,7 +498,7 @@ def export_store(archive: Archive, rec: StoreRecord, target: Path,
                     copy_prefix(store.segment_path(number), dst, upto)
         finally:
             catalog.end_read()
-        expected.leaves, expected.root = len(hashes), root_of(list(hashes)).hex()
+        expected.leaves, expected.root = len(hashes), root_of(hashes).hex()  # (read in place)
         write_json_atomic(work / MANIFEST, store.manifest)
         with open(work / LEAVES, "wb") as fh:
             fh.write(b"".join(hashes))

@@ -122,9 +122,9 @@ class PackedHashes(Sequence[bytes]):
             yield data[at:at + HASH]
 
 
-def root_of(hashes: list[bytes]) -> bytes:
+def root_of(hashes: Iterable[bytes]) -> bytes:
     """MTH(D[n]) of RFC 9162 over leaf hashes (iterative: the perfect subtrees of the size's
-    binary decomposition, folded from the right)."""
+    binary decomposition, folded from the right; the hashes read once, in order)."""
     return _fold(_frontier(hashes))
 
 
